@@ -1,0 +1,253 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* I/O on the host file under an image: full-length transfers, zeroing,
+ * hole punching, hole status.  No knowledge of any format.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#ifdef HAVE_LINUX_FALLOC_H
+#include <linux/falloc.h>
+#endif
+#ifdef HAVE_LINUX_FS_H
+#include <linux/fs.h>
+#endif
+
+#include "internal.h"
+#include "minmax.h"
+
+int
+host_pread (int fd, void *buf, size_t count, uint64_t offset)
+{
+  char *p = buf;
+
+  while (count > 0) {
+    ssize_t r = pread (fd, p, count, (off_t) offset);
+    if (r == -1) {
+      if (errno == EINTR)
+        continue;
+      return -1;
+    }
+    if (r == 0) {               /* past end of file: zeros */
+      memset (p, 0, count);
+      return 0;
+    }
+    p += r;
+    count -= (size_t) r;
+    offset += (uint64_t) r;
+  }
+  return 0;
+}
+
+int
+host_pwrite (int fd, const void *buf, size_t count, uint64_t offset)
+{
+  const char *p = buf;
+
+  while (count > 0) {
+    ssize_t r = pwrite (fd, p, count, (off_t) offset);
+    if (r == -1) {
+      if (errno == EINTR)
+        continue;
+      return -1;
+    }
+    p += r;
+    count -= (size_t) r;
+    offset += (uint64_t) r;
+  }
+  return 0;
+}
+
+int
+host_punch_hole (int fd, uint64_t count, uint64_t offset)
+{
+#if defined (HAVE_FALLOCATE) && defined (FALLOC_FL_PUNCH_HOLE)
+  if (count == 0)
+    return 0;
+  if (fallocate (fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                 (off_t) offset, (off_t) count) == 0)
+    return 0;
+  if (errno == ENOSYS || errno == ENOTTY)
+    errno = EOPNOTSUPP;
+  return -1;
+#else
+  errno = EOPNOTSUPP;
+  return -1;
+#endif
+}
+
+/* Plain writes of a zero buffer, in chunks of at most 1 MiB. */
+static int
+write_zero_buffer (int fd, uint64_t count, uint64_t offset)
+{
+  size_t chunk = MIN (count, (uint64_t) 1 << 20);
+  char *zeros = calloc (1, chunk ? chunk : 1);
+
+  if (zeros == NULL)
+    return -1;
+  while (count > 0) {
+    size_t n = MIN (count, (uint64_t) chunk);
+    if (host_pwrite (fd, zeros, n, offset) == -1) {
+      int e = errno;
+      free (zeros);
+      errno = e;
+      return -1;
+    }
+    count -= n;
+    offset += n;
+  }
+  free (zeros);
+  return 0;
+}
+
+int
+host_write_zeroes_fast (int fd, uint64_t count, uint64_t offset)
+{
+#if defined (HAVE_FALLOCATE) && defined (FALLOC_FL_ZERO_RANGE)
+  if (count == 0)
+    return 0;
+  if (fallocate (fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
+                 (off_t) offset, (off_t) count) == 0)
+    return 0;
+  if (errno == ENOSYS || errno == ENOTTY)
+    errno = EOPNOTSUPP;
+  return -1;
+#else
+  errno = EOPNOTSUPP;
+  return -1;
+#endif
+}
+
+int
+host_write_zeroes (int fd, uint64_t count, uint64_t offset, bool may_punch)
+{
+  if (count == 0)
+    return 0;
+  if (may_punch && host_punch_hole (fd, count, offset) == 0)
+    return 0;
+  if (host_write_zeroes_fast (fd, count, offset) == 0)
+    return 0;
+  return write_zero_buffer (fd, count, offset);
+}
+
+int
+host_sync (int fd)
+{
+  while (fdatasync (fd) == -1) {
+    if (errno != EINTR)
+      return -1;
+  }
+  return 0;
+}
+
+int
+host_file_size (int fd, uint64_t *size)
+{
+  struct stat st;
+
+  if (fstat (fd, &st) == -1)
+    return -1;
+#ifdef BLKGETSIZE64
+  if (S_ISBLK (st.st_mode)) {
+    uint64_t s;
+    if (ioctl (fd, BLKGETSIZE64, &s) == -1)
+      return -1;
+    *size = s;
+    return 0;
+  }
+#endif
+  *size = (uint64_t) st.st_size;
+  return 0;
+}
+
+int
+host_data_status (int fd, uint64_t offset, uint64_t count,
+                  bool *is_data, uint64_t *len)
+{
+  off_t data, hole;
+
+  data = lseek (fd, (off_t) offset, SEEK_DATA);
+  if (data == -1) {
+    if (errno == ENXIO) {       /* no data from offset to EOF */
+      *is_data = false;
+      *len = count;
+      return 0;
+    }
+    if (errno == EINVAL || errno == EOPNOTSUPP) {
+      *is_data = true;          /* the filesystem cannot tell */
+      *len = count;
+      return 0;
+    }
+    return -1;
+  }
+  if ((uint64_t) data > offset) {
+    *is_data = false;
+    *len = MIN (count, (uint64_t) data - offset);
+    return 0;
+  }
+  hole = lseek (fd, (off_t) offset, SEEK_HOLE);
+  if (hole == -1) {
+    if (errno != ENXIO)
+      return -1;
+    hole = (off_t) (offset + count);
+  }
+  *is_data = true;
+  *len = MIN (count, (uint64_t) hole - offset);
+  if (*len == 0)                /* racing truncate: call it data */
+    *len = count;
+  return 0;
+}
+
+/* Preallocation happens in chunks so that a progress callback can show
+ * the rate and cancel between two of them (Ctrl-C in cowbd-img create). */
+#define PREALLOC_CHUNK (64ULL << 20)
+
+int
+host_preallocate (int fd, uint64_t offset, uint64_t length, bool write_zeros,
+                  int (*progress) (void *, uint64_t, uint64_t),
+                  void *opaque)
+{
+  uint64_t done = 0;
+  char *zeros = NULL;
+
+  if (write_zeros && (zeros = calloc (1, 1 << 20)) == NULL)
+    return -1;
+  while (done < length) {
+    uint64_t n = MIN (length - done, PREALLOC_CHUNK), i;
+    int r;
+
+    if (progress && progress (opaque, done, length) != 0) {
+      free (zeros);
+      errno = ECANCELED;
+      return -1;
+    }
+    /* Reserve the blocks first: one extent where the filesystem can. */
+    r = posix_fallocate (fd, (off_t) (offset + done), (off_t) n);
+    if (r != 0 && !(write_zeros && r == EOPNOTSUPP)) {
+      free (zeros);
+      errno = r;
+      return -1;
+    }
+    for (i = 0; write_zeros && i < n; i += 1 << 20) {
+      size_t m = (size_t) MIN (n - i, (uint64_t) 1 << 20);
+      if (host_pwrite (fd, zeros, m, offset + done + i) == -1) {
+        int e = errno;
+        free (zeros);
+        errno = e;
+        return -1;
+      }
+    }
+    done += n;
+  }
+  free (zeros);
+  if (progress && progress (opaque, length, length) != 0) {
+    errno = ECANCELED;
+    return -1;
+  }
+  return 0;
+}

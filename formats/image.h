@@ -1,0 +1,249 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* The format engine: the one public API of formats/.
+ *
+ * An opened image is one object, shared by every user (NBD connections,
+ * nbdkit threads, cowbd-img); every call is thread-safe.  An image may
+ * have a backing chain of any formats: reads of ranges the image does not
+ * allocate fall through to the backing image, and read zeros past its end.
+ *
+ * Errors: a call that fails returns -1 (or NULL) and leaves, in
+ * thread-local storage, an errno value (image_errno) and a one-line
+ * message naming the file and the fault (image_error), e.g.
+ *   "base.qed: L2 table at 0x50000 lies past end of file"
+ * The errno values are the ones a front end passes on unchanged: EINVAL
+ * (bad request), ENOSPC (write past the end), EROFS/EPERM (read-only),
+ * EIO (I/O error or corruption found), ENOTSUP (operation not possible,
+ * e.g. a fast zero that would be slow), ENOMEM.
+ *
+ * Knows nothing about NBD.
+ */
+#ifndef COWBD_IMAGE_H
+#define COWBD_IMAGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct image;
+
+/* ---- errors -------------------------------------------------------- */
+
+/* Message and errno of the calling thread's last failed call.  The
+ * message stays valid until the next engine call in this thread. */
+const char *image_error (void);
+int image_errno (void);
+
+/* ---- open and close ------------------------------------------------ */
+
+/* Flags of image_open. */
+#define IMAGE_OPEN_READONLY    0x01 /* never write the image */
+#define IMAGE_OPEN_NO_BACKING  0x02 /* do not open the backing chain;
+                                       unallocated ranges read as zeros */
+#define IMAGE_OPEN_NO_REPAIR   0x04 /* an image needing a check (QED
+                                       NEED_CHECK, qcow2 dirty) is opened
+                                       read-only and not repaired: for
+                                       `check`, which reports first */
+#define IMAGE_OPEN_BACKING_RW  0x08 /* open the first backing image
+                                       read-write too (commit) */
+
+/* Formats known to the engine, for opts->format and image_create. */
+#define IMAGE_FORMATS "raw, qed, qcow2"
+
+struct image_open_opts {
+  const char *format;           /* "raw", "qed", "qcow2"; NULL or "auto"
+                                   probes the file's magic */
+  unsigned flags;               /* IMAGE_OPEN_* */
+  uint64_t cache_size;          /* metadata cache in bytes; 0: default */
+};
+
+/* Opens filename (and, unless IMAGE_OPEN_NO_BACKING, its backing chain,
+ * refusing loops and chains deeper than IMAGE_MAX_CHAIN).  A read-write
+ * open of an image left needing a check runs the check and repairs it.
+ * opts may be NULL: probe, read-write, default cache. */
+#define IMAGE_MAX_CHAIN 64
+struct image *image_open (const char *filename,
+                          const struct image_open_opts *opts);
+
+/* Flushes, marks the image clean (clears QED NEED_CHECK / qcow2 dirty),
+ * closes the backing chain and frees everything.  The object is freed even
+ * when -1 is returned (an error writing back metadata: the image is then
+ * left marked as needing a check). */
+int image_close (struct image *img);
+
+/* ---- I/O ----------------------------------------------------------- */
+
+/* Flags of the I/O calls. */
+#define IMAGE_FUA        0x01   /* durable before the call returns */
+#define IMAGE_MAY_TRIM   0x02   /* image_zero may deallocate the range */
+#define IMAGE_FAST_ZERO  0x04   /* image_zero fails with ENOTSUP rather than
+                                   write zeros slowly; nothing changes */
+
+uint64_t image_size (struct image *img);
+bool image_is_readonly (struct image *img);
+
+/* Every request must lie within [0, image_size): past the end, pread fails
+ * with EINVAL and pwrite/zero/trim with ENOSPC.  count may be 0. */
+int image_pread (struct image *img, void *buf, size_t count, uint64_t offset);
+int image_pwrite (struct image *img, const void *buf, size_t count,
+                  uint64_t offset, unsigned flags);
+int image_zero (struct image *img, uint64_t count, uint64_t offset,
+                unsigned flags);
+/* Gives space back where the format can; afterwards the range reads as
+ * zeros or as its previous content (never another offset's data). */
+int image_trim (struct image *img, uint64_t count, uint64_t offset,
+                unsigned flags);
+/* Everything written before the call is durable when it returns. */
+int image_flush (struct image *img);
+/* Prefetches the range into the host's page cache (NBD_CMD_CACHE). */
+int image_cache (struct image *img, uint64_t count, uint64_t offset);
+
+/* ---- allocation status --------------------------------------------- */
+
+/* Extent flags.  Seen through the whole chain, as qemu-img map and NBD
+ * base:allocation see them. */
+#define IMAGE_EXTENT_DATA     0x01 /* data allocated somewhere in the chain
+                                      (unset: a hole, reads as zeros or
+                                      falls through to nothing) */
+#define IMAGE_EXTENT_ZERO     0x02 /* known to read as zeros */
+#define IMAGE_EXTENT_PRESENT  0x04 /* allocated (data or zero cluster) by
+                                      some image of the chain */
+#define IMAGE_EXTENT_COMPRESSED 0x08 /* compressed cluster (no host range) */
+
+struct image_extent {
+  uint64_t offset;              /* guest offset */
+  uint64_t length;
+  unsigned flags;               /* IMAGE_EXTENT_* */
+  /* The chain element that answered: 0 is the image itself, 1 its backing
+   * image...  Unallocated ranges report the depth where the lookup
+   * stopped, as qemu-img map does: the last image of the chain that
+   * covers the offset, or the shallowest image the offset lies beyond. */
+  unsigned depth;
+  int64_t host_offset;          /* byte offset in that image's file, or -1 */
+  const char *filename;         /* that image's file name */
+};
+
+/* Calls fn for consecutive extents covering [offset, offset + count),
+ * stopping early if fn returns non-zero (that value is returned) or, with
+ * IMAGE_EXTENTS_ONE, after the first extent.  Extents are as large as the
+ * engine can cheaply make them: adjacent ones may share flags. */
+#define IMAGE_EXTENTS_ONE 0x01
+typedef int (*image_extent_fn) (void *opaque, const struct image_extent *e);
+int image_extents (struct image *img, uint64_t count, uint64_t offset,
+                   unsigned flags, image_extent_fn fn, void *opaque);
+
+/* ---- information ---------------------------------------------------- */
+
+struct image_info {
+  const char *filename;
+  const char *format;           /* "raw", "qed", "qcow2" */
+  uint64_t virtual_size;
+  uint64_t actual_size;         /* bytes the host file occupies on disk */
+  uint64_t file_size;           /* host file length */
+  uint32_t cluster_size;        /* 0 for raw */
+  const char *backing_filename; /* as stored in the header, or NULL */
+  const char *full_backing_filename; /* resolved path, or NULL */
+  const char *backing_format;   /* stored or probed format, or NULL */
+  bool dirty;                   /* QED NEED_CHECK / qcow2 dirty bit */
+  bool readonly;
+  /* qed */
+  uint32_t table_size;          /* in clusters */
+  /* qcow2 */
+  const char *compat;           /* "0.10" or "1.1" */
+  bool lazy_refcounts;
+  unsigned refcount_bits;
+  bool corrupt;
+  unsigned nb_snapshots;
+  const char *compression_type; /* "zlib" or "zstd" */
+  bool extended_l2;
+  const char *data_file;
+};
+
+/* Fills *info; strings point into the image and live as long as it. */
+void image_get_info (struct image *img, struct image_info *info);
+
+/* The backing image (NULL if none or not opened). */
+struct image *image_backing (struct image *img);
+
+/* ---- consistency check ----------------------------------------------- */
+
+/* Flags of image_check, as qemu-img check -r. */
+#define IMAGE_CHECK_REPAIR_LEAKS   0x01 /* truncate leaked clusters at the
+                                           end of the file (qcow2: and fix
+                                           refcounts of leaked clusters) */
+#define IMAGE_CHECK_REPAIR_ERRORS  0x02 /* also drop invalid table entries */
+
+struct image_check_result {
+  uint64_t corruptions;
+  uint64_t leaks;
+  uint64_t check_errors;
+  uint64_t corruptions_fixed;
+  uint64_t leaks_fixed;
+  uint64_t image_end_offset;
+  uint64_t total_clusters;
+  uint64_t allocated_clusters;
+  uint64_t fragmented_clusters;
+  uint64_t compressed_clusters;
+};
+
+/* Checks (and with repair flags, repairs) the image, which must have been
+ * opened with IMAGE_OPEN_NO_REPAIR when it is dirty, and read-write for a
+ * repair.  Each problem found is reported through report(opaque, msg)
+ * ("Leaked cluster 12 refcount=1 reference=0", "ERROR ..."), which may be
+ * NULL.  Returns 0 when the check ran (whatever it found), -1 when it could
+ * not run. */
+typedef void (*image_report_fn) (void *opaque, const char *msg);
+int image_check (struct image *img, unsigned flags,
+                 struct image_check_result *result,
+                 image_report_fn report, void *opaque);
+
+/* ---- create -------------------------------------------------------- */
+
+enum image_prealloc {
+  IMAGE_PREALLOC_OFF = 0,
+  IMAGE_PREALLOC_METADATA,
+  IMAGE_PREALLOC_FALLOC,
+  IMAGE_PREALLOC_FULL,
+};
+
+struct image_create_opts {
+  const char *format;           /* NULL: the default format */
+  uint64_t size;                /* 0 with a backing file: take its size */
+  const char *backing_file;     /* stored as given; resolved relative to
+                                   the new image's directory */
+  const char *backing_format;   /* NULL: probe the backing file */
+  uint32_t cluster_size;        /* 0: the format's default */
+  uint32_t table_size;          /* qed, in clusters; 0: default */
+  enum image_prealloc prealloc;
+  int lazy_refcounts;           /* qcow2; -1: default */
+  const char *compat;           /* qcow2 "0.10" / "1.1"; NULL: default */
+  unsigned refcount_bits;       /* qcow2; 0: default */
+  /* Called now and then during a long preallocation with the bytes done
+   * and the total.  A non-zero return cancels the create (errno ECANCELED):
+   * the partial file is removed. */
+  int (*progress) (void *opaque, uint64_t done, uint64_t total);
+  void *progress_opaque;
+};
+
+#define IMAGE_DEFAULT_FORMAT "qed"
+
+/* Creates filename (which must not be a directory; an existing file is
+ * replaced).  On any failure the new file is removed. */
+int image_create (const char *filename, const struct image_create_opts *opts);
+
+/* ---- header changes (rebase, commit) ---------------------------------- */
+
+/* Rewrites the backing file name and format in the header (NULL name:
+ * no backing file).  Does not copy data and does not reopen the chain: the
+ * open image keeps its current backing image until it is closed. */
+int image_set_backing (struct image *img, const char *backing_file,
+                       const char *backing_format);
+
+/* Drops every allocation of the image itself (after commit), so that all
+ * of it reads from the backing image again. */
+int image_make_empty (struct image *img);
+
+/* Probes a file's format without opening it as an image: "raw", "qed" or
+ * "qcow2", or NULL with an error set. */
+const char *image_probe (const char *filename);
+
+#endif /* COWBD_IMAGE_H */

@@ -1,0 +1,172 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* What the format drivers share: the image object, the driver table and
+ * the helpers of image.c and hostfile.c.  Not for use outside formats/.
+ *
+ * Layering: image.c validates every request (range, read-only) before a
+ * driver sees it, so drivers may assume offset + count <= size and a
+ * writable image for writes.  Drivers read unallocated ranges through
+ * image_read_backing and never touch the backing image's file directly.
+ */
+#ifndef COWBD_FORMATS_INTERNAL_H
+#define COWBD_FORMATS_INTERNAL_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "image.h"
+
+/* ---- the driver table ------------------------------------------------ */
+
+/* What a driver knows about one run of guest clusters. */
+enum drv_kind {
+  DRV_UNALLOCATED,              /* falls through to the backing image */
+  DRV_ZERO,                     /* allocated, reads as zeros */
+  DRV_DATA,                     /* allocated data */
+};
+
+struct drv_status {
+  enum drv_kind kind;
+  uint64_t length;              /* >0, <= the count asked for */
+  int64_t host_offset;          /* file offset of the run, or -1 */
+  bool compressed;
+  /* The driver already consulted the host file's holes (raw): image.c
+   * must not refine DRV_DATA through SEEK_DATA again. */
+  bool host_checked;
+};
+
+struct driver {
+  const char *name;
+
+  /* Returns true if the first bytes of a file (len may be short) carry
+   * this format's magic.  raw has no probe: it is what is left. */
+  bool (*probe) (const uint8_t *buf, size_t len);
+
+  /* Reads and validates the header, fills img->size and the backing
+   * fields, and (read-write, needing a check) repairs the image.  The
+   * backing chain is opened by image.c afterwards. */
+  int (*open) (struct image *img, const struct image_open_opts *opts);
+  /* Writes back everything and marks the image clean (read-write opens);
+   * frees img->priv.  Must free even when it fails. */
+  int (*close) (struct image *img);
+
+  int (*pread) (struct image *img, void *buf, size_t count, uint64_t offset);
+  int (*pwrite) (struct image *img, const void *buf, size_t count,
+                 uint64_t offset, unsigned flags);
+  int (*zero) (struct image *img, uint64_t count, uint64_t offset,
+               unsigned flags);
+  int (*trim) (struct image *img, uint64_t count, uint64_t offset,
+               unsigned flags);
+  int (*flush) (struct image *img);
+  /* Status of [offset, offset + count): fills *st for a run starting at
+   * offset. */
+  int (*block_status) (struct image *img, uint64_t offset, uint64_t count,
+                       struct drv_status *st);
+
+  void (*get_info) (struct image *img, struct image_info *info);
+  int (*check) (struct image *img, unsigned flags,
+                struct image_check_result *result,
+                image_report_fn report, void *opaque);
+  int (*create) (const char *filename, const struct image_create_opts *opts);
+  int (*set_backing) (struct image *img, const char *backing_file,
+                      const char *backing_format);
+  int (*make_empty) (struct image *img);
+};
+
+extern const struct driver raw_driver;
+extern const struct driver qed_driver;
+extern const struct driver qcow2_driver;
+
+/* ---- the image object ------------------------------------------------ */
+
+struct image {
+  const struct driver *drv;
+  void *priv;                   /* the driver's state */
+
+  char *filename;               /* as the user named it */
+  int fd;                       /* the host file */
+  bool readonly;
+  uint64_t size;                /* virtual size, set by drv->open */
+
+  /* Backing file: drv->open sets the name from the header (and the
+   * format if the header names one); image.c resolves and opens it. */
+  char *backing_filename;       /* as stored */
+  char *backing_format;         /* stored or probed; NULL before probe */
+  char *full_backing_filename;  /* resolved against our directory */
+  struct image *backing;        /* NULL: none, or IMAGE_OPEN_NO_BACKING */
+  unsigned depth;               /* 0 for the top image of a chain */
+};
+
+/* ---- errors (image.c) -------------------------------------------------- */
+
+/* Records errnum and a printf-style message for image_error(); returns -1
+ * so that drivers can write `return image_err (...)`. */
+int image_err (int errnum, const char *fmt, ...)
+  __attribute__ ((format (printf, 2, 3)));
+/* The same, prefixed with "<img->filename>: ". */
+int image_errf (struct image *img, int errnum, const char *fmt, ...)
+  __attribute__ ((format (printf, 3, 4)));
+/* "<file>: <what>: <strerror (errno)>" from the current errno. */
+int image_err_sys (struct image *img, const char *what);
+
+/* ---- backing reads (image.c) ------------------------------------------- */
+
+/* Reads [offset, offset + count) of img's backing image into buf, zeros
+ * where there is no backing image or past its end.  Never fails on a
+ * range past the backing image's end. */
+int image_read_backing (struct image *img, void *buf, size_t count,
+                        uint64_t offset);
+
+/* True if [offset, offset + count) of img's backing image is known to
+ * read as zeros (no backing image, past its end, holes or zero clusters);
+ * false if it may hold data.  Errors count as "may hold data". */
+bool image_backing_is_zero (struct image *img, uint64_t offset,
+                            uint64_t count);
+
+/* ---- the host file (hostfile.c) ---------------------------------------- */
+
+/* Full-length positional I/O, retrying short transfers and EINTR.  A read
+ * past the end of the file fills the rest with zeros.  Return 0 or -1 with
+ * errno set (no message: callers say what they were doing). */
+int host_pread (int fd, void *buf, size_t count, uint64_t offset);
+int host_pwrite (int fd, const void *buf, size_t count, uint64_t offset);
+/* Writes count zero bytes, using fallocate where the filesystem can, else
+ * plain writes of a zero buffer.  May deallocate (punch) if may_punch. */
+int host_write_zeroes (int fd, uint64_t count, uint64_t offset,
+                       bool may_punch);
+/* Zeros a range with fallocate only: -1 with errno EOPNOTSUPP where the
+ * filesystem cannot (the caller then decides whether slow zeroing is
+ * acceptable). */
+int host_write_zeroes_fast (int fd, uint64_t count, uint64_t offset);
+/* Deallocates a range that must then read as zeros; -1 with errno
+ * EOPNOTSUPP where the filesystem cannot. */
+int host_punch_hole (int fd, uint64_t count, uint64_t offset);
+/* fdatasync, retrying EINTR. */
+int host_sync (int fd);
+/* Host file size (or block device size). */
+int host_file_size (int fd, uint64_t *size);
+/* Hole status at offset of the host file: sets *is_data and *len, the
+ * length (<= count) of the run of the same kind.  Past EOF is a hole. */
+int host_data_status (int fd, uint64_t offset, uint64_t count,
+                      bool *is_data, uint64_t *len);
+
+/* Allocates [offset, offset + length) of the file in chunks (and, with
+ * write_zeros, writes zeros over it: preallocation=full), calling progress
+ * between chunks; a non-zero return from progress stops with ECANCELED. */
+int host_preallocate (int fd, uint64_t offset, uint64_t length,
+                      bool write_zeros,
+                      int (*progress) (void *, uint64_t, uint64_t),
+                      void *opaque);
+
+/* ---- shared by the drivers (image.c) ------------------------------------ */
+
+/* Opens filename for a driver's create: O_CREAT|O_TRUNC|O_RDWR. */
+int image_create_file (const char *filename);
+/* Resolves a backing file name relative to the directory of overlay
+ * (returns a malloc'd string, or NULL with an error set). */
+char *image_resolve_backing (const char *overlay, const char *backing);
+/* Default metadata cache size in bytes. */
+#define IMAGE_DEFAULT_CACHE_SIZE (32ULL << 20)
+
+#endif /* COWBD_FORMATS_INTERNAL_H */

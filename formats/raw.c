@@ -1,0 +1,149 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* raw: the image is the file.  Zeroing and trim go to fallocate, extents
+ * come from SEEK_DATA / SEEK_HOLE.  raw has no magic and no backing file.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static int
+raw_open (struct image *img, const struct image_open_opts *opts)
+{
+  if (host_file_size (img->fd, &img->size) == -1)
+    return image_err_sys (img, "stat");
+  return 0;
+}
+
+static int
+raw_close (struct image *img)
+{
+  if (!img->readonly && host_sync (img->fd) == -1)
+    return image_err_sys (img, "fdatasync");
+  return 0;
+}
+
+static int
+raw_flush (struct image *img)
+{
+  if (host_sync (img->fd) == -1)
+    return image_err_sys (img, "fdatasync");
+  return 0;
+}
+
+static int
+raw_pread (struct image *img, void *buf, size_t count, uint64_t offset)
+{
+  if (host_pread (img->fd, buf, count, offset) == -1)
+    return image_err_sys (img, "read");
+  return 0;
+}
+
+static int
+raw_pwrite (struct image *img, const void *buf, size_t count,
+            uint64_t offset, unsigned flags)
+{
+  if (host_pwrite (img->fd, buf, count, offset) == -1)
+    return image_err_sys (img, "write");
+  return (flags & IMAGE_FUA) ? raw_flush (img) : 0;
+}
+
+static int
+raw_zero (struct image *img, uint64_t count, uint64_t offset,
+          unsigned flags)
+{
+  bool may_trim = flags & IMAGE_MAY_TRIM;
+
+  if (flags & IMAGE_FAST_ZERO) {
+    /* Only fallocate is fast; writing a zero buffer is not. */
+    if (!(may_trim && host_punch_hole (img->fd, count, offset) == 0) &&
+        host_write_zeroes_fast (img->fd, count, offset) == -1)
+      return image_errf (img, ENOTSUP,
+                         "fast zero: the host file cannot zero quickly");
+  }
+  else if (host_write_zeroes (img->fd, count, offset, may_trim) == -1)
+    return image_err_sys (img, "write zeroes");
+  return (flags & IMAGE_FUA) ? raw_flush (img) : 0;
+}
+
+static int
+raw_trim (struct image *img, uint64_t count, uint64_t offset,
+          unsigned flags)
+{
+  /* Trim is advisory: a filesystem that cannot punch keeps the data. */
+  if (host_punch_hole (img->fd, count, offset) == -1 &&
+      errno != EOPNOTSUPP)
+    return image_err_sys (img, "punch hole");
+  return (flags & IMAGE_FUA) ? raw_flush (img) : 0;
+}
+
+static int
+raw_block_status (struct image *img, uint64_t offset, uint64_t count,
+                  struct drv_status *st)
+{
+  bool is_data;
+
+  if (host_data_status (img->fd, offset, count, &is_data, &st->length) == -1)
+    return image_err_sys (img, "SEEK_DATA");
+  st->kind = is_data ? DRV_DATA : DRV_ZERO;
+  st->host_offset = (int64_t) offset;
+  st->host_checked = true;
+  return 0;
+}
+
+static void
+raw_get_info (struct image *img, struct image_info *info)
+{
+}
+
+static int
+raw_create (const char *filename, const struct image_create_opts *opts)
+{
+  int fd, r = 0;
+
+  if (opts->backing_file)
+    return image_err (EINVAL, "%s: format raw cannot have a backing file",
+                      filename);
+  if (opts->prealloc == IMAGE_PREALLOC_METADATA)
+    return image_err (EINVAL, "%s: format raw has no metadata to "
+                      "preallocate (use falloc or full)", filename);
+  if (opts->cluster_size || opts->table_size || opts->compat ||
+      opts->lazy_refcounts > 0 || opts->refcount_bits)
+    return image_err (EINVAL, "%s: format raw takes no cluster_size, "
+                      "table_size, compat, lazy_refcounts or refcount_bits",
+                      filename);
+
+  fd = image_create_file (filename);
+  if (fd == -1)
+    return -1;
+  if (ftruncate (fd, (off_t) opts->size) == -1)
+    r = image_err (errno, "%s: truncate: %s", filename, strerror (errno));
+  else if (opts->prealloc != IMAGE_PREALLOC_OFF &&
+           host_preallocate (fd, 0, opts->size,
+                             opts->prealloc == IMAGE_PREALLOC_FULL,
+                             opts->progress, opts->progress_opaque) == -1)
+    r = image_err (errno, "%s: preallocation: %s", filename,
+                   strerror (errno));
+  else if (host_sync (fd) == -1)
+    r = image_err (errno, "%s: fdatasync: %s", filename, strerror (errno));
+  if (close (fd) == -1 && r == 0)
+    r = image_err (errno, "%s: close: %s", filename, strerror (errno));
+  return r;
+}
+
+const struct driver raw_driver = {
+  .name = "raw",
+  .open = raw_open,
+  .close = raw_close,
+  .pread = raw_pread,
+  .pwrite = raw_pwrite,
+  .zero = raw_zero,
+  .trim = raw_trim,
+  .flush = raw_flush,
+  .block_status = raw_block_status,
+  .get_info = raw_get_info,
+  .create = raw_create,
+};

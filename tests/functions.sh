@@ -1,0 +1,85 @@
+# SPDX-License-Identifier: BSD-3-Clause
+# Sourced by every shell test:  . "${srcdir:-.}/functions.sh"
+#
+# Gives the test its own scratch directory, named after the test, removed
+# on exit (kept on failure when KEEP_TMP=1); `requires` skips the test when
+# a tool is missing; `cleanup_fn` registers commands run at exit, last
+# registered first (stop servers there, by PID).
+
+set -e
+set -u
+
+test_name=$(basename "$0" .sh)
+tmp="$PWD/$test_name.tmp"
+rm -rf "$tmp"
+mkdir -p "$tmp"
+
+_cleanup_cmds=()
+cleanup_fn () { _cleanup_cmds+=("$*"); }
+
+_run_cleanup ()
+{
+    local status=$? i
+    set +e
+    for (( i=${#_cleanup_cmds[@]}-1; i>=0; i-- )); do
+        eval "${_cleanup_cmds[$i]}"
+    done
+    if [ "$status" -eq 0 ] || [ "$status" -eq 77 ] || [ "${KEEP_TMP:-0}" != 1 ]; then
+        rm -rf "$tmp"
+    fi
+    exit "$status"
+}
+trap _run_cleanup EXIT
+trap 'exit 130' INT TERM
+
+# requires CMD [ARGS...]: skip (77) unless the command runs successfully.
+requires ()
+{
+    if ! "$@" >/dev/null 2>&1; then
+        echo "$test_name: skipped: requires $*"
+        exit 77
+    fi
+}
+
+fail ()
+{
+    echo "$test_name: FAIL: $*" >&2
+    exit 1
+}
+
+# expect_fail CMD...: the command must exit non-zero (and not by a signal
+# or a sanitizer report: those exit 1 too, so the stderr is checked).
+expect_fail ()
+{
+    local rc=0
+    "$@" 2>"$tmp/stderr" || rc=$?
+    cat "$tmp/stderr" >&2
+    if [ "$rc" -eq 0 ]; then fail "expected failure: $*"; fi
+    if [ "$rc" -gt 128 ]; then fail "killed by signal $((rc - 128)): $*"; fi
+    if grep -q -e 'Sanitizer' -e 'runtime error' "$tmp/stderr"; then
+        fail "sanitizer report: $*"
+    fi
+}
+
+# Random free TCP port is never used: servers listen on Unix sockets in
+# $tmp.  wait_for_socket PATH waits up to 10 s for it to appear.
+wait_for_socket ()
+{
+    local i
+    for (( i=0; i<100; i++ )); do
+        [ -S "$1" ] && return 0
+        sleep 0.1
+    done
+    fail "socket $1 never appeared"
+}
+
+# The nbdkit plugin under the sanitizers: nbdkit is not instrumented, so
+# the ASan runtime is preloaded into it (and its own leaks are not ours).
+nbdkit_env ()
+{
+    if [ "${ENABLE_SANITIZERS:-no}" = yes ]; then
+        env LD_PRELOAD="$ASAN_RUNTIME" ASAN_OPTIONS="detect_leaks=0" "$@"
+    else
+        "$@"
+    fi
+}

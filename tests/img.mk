@@ -1,0 +1,2 @@
+# SPDX-License-Identifier: BSD-3-Clause
+# Tests of the img; included from tests/Makefile.am.

@@ -1,0 +1,2 @@
+# SPDX-License-Identifier: BSD-3-Clause
+# Tests of the plugin; included from tests/Makefile.am.

@@ -1,0 +1,22 @@
+# SPDX-License-Identifier: BSD-3-Clause
+# Unit tests of the helpers in common/; included from tests/Makefile.am.
+UNIT_TESTS = \
+	test-unit-byte-swapping \
+	test-unit-checked-overflow \
+	test-unit-iszero \
+	test-unit-rounding \
+	test-unit-size
+TESTS += $(UNIT_TESTS)
+check_PROGRAMS += $(UNIT_TESTS)
+
+test_unit_byte_swapping_SOURCES = test-unit-byte-swapping.c
+test_unit_byte_swapping_CFLAGS = $(TEST_CFLAGS)
+test_unit_checked_overflow_SOURCES = test-unit-checked-overflow.c
+test_unit_checked_overflow_CFLAGS = $(TEST_CFLAGS)
+test_unit_iszero_SOURCES = test-unit-iszero.c
+test_unit_iszero_CFLAGS = $(TEST_CFLAGS)
+test_unit_rounding_SOURCES = test-unit-rounding.c
+test_unit_rounding_CFLAGS = $(TEST_CFLAGS)
+test_unit_size_SOURCES = test-unit-size.c
+test_unit_size_CFLAGS = $(TEST_CFLAGS)
+test_unit_size_LDADD = $(top_builddir)/common/libcommon.la
