@@ -91,6 +91,7 @@ image_err_sys (struct image *img, const char *what)
 /* Probed in this order; raw, which has no magic, last. */
 static const struct driver *const drivers[] = {
   &qed_driver,
+  &qcow2_driver,
   &raw_driver,
 };
 

@@ -224,7 +224,7 @@ struct image_create_opts {
   void *progress_opaque;
 };
 
-#define IMAGE_DEFAULT_FORMAT "qed"
+#define IMAGE_DEFAULT_FORMAT "qcow2"
 
 /* Creates filename (which must not be a directory; an existing file is
  * replaced).  On any failure the new file is removed. */

@@ -112,6 +112,22 @@ create_image (const char *file, const char *format, uint64_t size,
     die ("create %s: %s", file, image_error ());
 }
 
+/* A qcow2 image with its own options: lazy (-1 default, 0 off, 1 on),
+ * compat (NULL default), refcount_bits (0 default). */
+static void
+create_qcow2 (const char *file, uint64_t size, const char *backing,
+              uint32_t cluster_size, int lazy, const char *compat,
+              unsigned refcount_bits)
+{
+  struct image_create_opts o = {
+    .format = "qcow2", .size = size, .backing_file = backing,
+    .cluster_size = cluster_size, .lazy_refcounts = lazy,
+    .compat = compat, .refcount_bits = refcount_bits,
+  };
+  if (image_create (file, &o) == -1)
+    die ("create %s: %s", file, image_error ());
+}
+
 /* Runs a shell command; returns its exit status. */
 static int __attribute__ ((format (printf, 1, 2)))
 run (const char *fmt, ...)

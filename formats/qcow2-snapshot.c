@@ -1,0 +1,134 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* qcow2 internal snapshots: the snapshot table, read and validated at
+ * open.  The engine serves the active layer only; it never creates,
+ * applies or deletes a snapshot.  What it needs from the table is where
+ * each snapshot's L1 table lies (the check counts the references those
+ * hold) and how many clusters the table itself spans.  A snapshot's data
+ * is kept intact by the COPIED rule of the I/O paths, not here.
+ *
+ * A table entry (big-endian):
+ *
+ *    0  l1_table_offset  [bytes]       8  l1_size          [entries]
+ *   12  id_str_size      [bytes]      14  name_size        [bytes]
+ *   16  date_sec, date_nsec           24  vm_clock_nsec
+ *   32  vm_state_size    [bytes]      36  extra_data_size  [bytes]
+ *   40  extra data, id string, name, padding to a multiple of 8
+ *
+ * Every length is checked against the file and against caps (qemu's:
+ * 65536 snapshots, 1 KiB of extra data, 64 MiB of table) before anything
+ * is allocated.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "byte-swapping.h"
+#include "checked-overflow.h"
+#include "qcow2.h"
+#include "rounding.h"
+
+#define SNAPSHOT_ENTRY_BYTES 40
+
+void
+qcow2_free_snapshots (struct qcow2 *q)
+{
+  uint32_t i;
+
+  if (q->snapshots == NULL)
+    return;
+  for (i = 0; i < q->h.nb_snapshots; i++) {
+    free (q->snapshots[i].id);
+    free (q->snapshots[i].name);
+  }
+  free (q->snapshots);
+  q->snapshots = NULL;
+}
+
+static int
+bad_entry (struct qcow2 *q, uint32_t i, uint64_t pos, const char *what)
+{
+  return image_errf (q->img, EINVAL, "snapshot table: entry %" PRIu32
+                     " at 0x%" PRIx64 ": %s", i, pos, what);
+}
+
+/* Reads entry i at file offset *pos; advances *pos past it. */
+static int
+read_entry (struct qcow2 *q, uint32_t i, uint64_t *pos, uint64_t limit,
+            uint64_t file_size)
+{
+  struct qcow2_snapshot *sn = &q->snapshots[i];
+  uint8_t e[SNAPSHOT_ENTRY_BYTES];
+  uint32_t extra, id_len, name_len;
+  uint64_t len, l1_bytes;
+  char *strings;
+
+  if (RANGE_OUTSIDE (*pos, (uint64_t) SNAPSHOT_ENTRY_BYTES, limit))
+    return bad_entry (q, i, *pos, "lies past end of file or beyond 64 MiB");
+  if (host_pread (q->img->fd, e, sizeof e, *pos) == -1)
+    return image_err_sys (q->img, "reading the snapshot table");
+  sn->l1_table_offset = be64_load (e);
+  sn->l1_size = be32_load (e + 8);
+  id_len = be16_load (e + 12);
+  name_len = be16_load (e + 14);
+  extra = be32_load (e + 36);
+  if (extra > QCOW2_MAX_SNAPSHOT_EXTRA)
+    return bad_entry (q, i, *pos, "too much extra data");
+  len = SNAPSHOT_ENTRY_BYTES + (uint64_t) extra + id_len + name_len;
+  if (RANGE_OUTSIDE (*pos, ROUND_UP (len, 8), limit))
+    return bad_entry (q, i, *pos, "lies past end of file or beyond 64 MiB");
+  l1_bytes = (uint64_t) sn->l1_size * 8;
+  if (l1_bytes > QCOW2_MAX_L1_BYTES)
+    return bad_entry (q, i, *pos, "L1 table too large");
+  if (l1_bytes &&
+      (!IS_ALIGNED (sn->l1_table_offset, q->cluster_size) ||
+       sn->l1_table_offset == 0 ||
+       RANGE_OUTSIDE (sn->l1_table_offset, l1_bytes, file_size)))
+    return bad_entry (q, i, *pos, "its L1 table is misaligned or lies past "
+                      "end of file");
+  strings = malloc ((size_t) id_len + name_len + 1);
+  if (strings == NULL)
+    return image_errf (q->img, ENOMEM, "out of memory");
+  if (host_pread (q->img->fd, strings, (size_t) id_len + name_len,
+                  *pos + SNAPSHOT_ENTRY_BYTES + extra) == -1) {
+    free (strings);
+    return image_err_sys (q->img, "reading the snapshot table");
+  }
+  sn->id = strndup (strings, id_len);
+  sn->name = strndup (strings + id_len, name_len);
+  free (strings);
+  if (sn->id == NULL || sn->name == NULL)
+    return image_errf (q->img, ENOMEM, "out of memory");
+  *pos += ROUND_UP (len, 8);
+  return 0;
+}
+
+int
+qcow2_read_snapshots (struct qcow2 *q, uint64_t file_size)
+{
+  uint64_t start = q->h.snapshots_offset, pos = start, limit;
+  uint32_t i, n = q->h.nb_snapshots;
+
+  if (n == 0)
+    return 0;
+  if (n > QCOW2_MAX_SNAPSHOTS)
+    return image_errf (q->img, EINVAL, "snapshot table: %" PRIu32
+                       " snapshots (at most %d)", n, QCOW2_MAX_SNAPSHOTS);
+  if (!IS_ALIGNED (start, q->cluster_size) || start == 0 ||
+      start >= file_size)
+    return image_errf (q->img, EINVAL, "snapshot table at 0x%" PRIx64
+                       " is misaligned or lies past end of file", start);
+  limit = file_size;
+  if (limit - start > QCOW2_MAX_SNAPSHOTS_BYTES)
+    limit = start + QCOW2_MAX_SNAPSHOTS_BYTES;
+  q->snapshots = calloc (n, sizeof *q->snapshots);
+  if (q->snapshots == NULL)
+    return image_errf (q->img, ENOMEM, "out of memory");
+  for (i = 0; i < n; i++)
+    if (read_entry (q, i, &pos, limit, file_size) == -1)
+      return -1;
+  q->snapshots_size = pos - start;
+  return 0;
+}

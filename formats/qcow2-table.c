@@ -1,0 +1,622 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* qcow2 tables: entry validation, L1 and L2 access, loading L2 tables
+ * into the metadata cache, new and copied L2 tables, dropped references,
+ * and writeback.
+ *
+ * Crash ordering (shared/DESIGN.md, rules 1-6) is kept here:
+ *
+ *  - qcow2_writeback copies the dirty pages under the lock, then
+ *      1. (without lazy refcounts) writes the refcount block copies,
+ *      2. fdatasyncs: the data every copied L2 entry points to was
+ *         written before the entry was set, so it is durable now (rule
+ *         1), and so are the refcounts those entries rely on,
+ *      3. writes the L2 copies and fdatasyncs again (rule 4),
+ *      4. only then lowers the refcounts of the references dropped
+ *         before the copy was taken, and punches holes under clusters
+ *         whose count reached 0: a cluster's data is destroyed only
+ *         once the table change that replaced it is durable (rule 6).
+ *    With lazy refcounts, step 1 waits (the blocks stay dirty in the
+ *    cache) until close, a check, or the cache outgrowing its bound; the
+ *    dirty bit covers them.
+ *  - A new L2 table is a cluster appended past the end (a hole, so zeros)
+ *    made durable, with its refcount, before the L1 entry naming it is
+ *    written (rule 2).  The L1 write needs no sync of its own: the next
+ *    writeback syncs before it writes an entry of the new table.
+ *  - A shared L2 table (L1 entry without COPIED) is copied to a new
+ *    cluster, COPIED cleared in every entry (the data clusters stay
+ *    shared), before its entry is changed; the old table's reference is
+ *    dropped like any other.
+ *  - The dirty bit is durable before the first change (qcow2.c, rule 3).
+ *  - Rule 5 holds by construction: freed clusters are never reused.
+ */
+#include <config.h>
+
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "byte-swapping.h"
+#include "checked-overflow.h"
+#include "cleanup.h"
+#include "minmax.h"
+#include "qcow2.h"
+#include "rounding.h"
+
+/* ---- entries --------------------------------------------------------- */
+
+void
+qcow2_compressed_range (const struct qcow2 *q, uint64_t entry,
+                        uint64_t *offset, uint64_t *length)
+{
+  uint64_t coffset = entry & q->coffset_mask;
+  uint64_t sectors = ((entry >> q->csize_shift) & q->csize_mask) + 1;
+
+  *offset = coffset;
+  *length = sectors * 512 - (coffset & 511);
+}
+
+static enum qcow2_kind
+compressed_kind (const struct qcow2 *q, uint64_t entry, uint64_t file_end,
+                 const char **why)
+{
+  uint64_t off, len;
+
+  if (entry & QCOW2_COPIED) {
+    *why = "COPIED is set on a compressed cluster";
+    return Q_INVALID;
+  }
+  if (q->h.incompatible_features & QCOW2_INCOMPAT_DATA_FILE) {
+    *why = "compressed cluster in an image with a data file";
+    return Q_INVALID;
+  }
+  qcow2_compressed_range (q, entry, &off, &len);
+  if (off < q->cluster_size || RANGE_OUTSIDE (off, len, file_end)) {
+    *why = "the compressed data lies in the header or past end of file";
+    return Q_INVALID;
+  }
+  return Q_COMPRESSED;
+}
+
+/* A host cluster offset from a table: aligned, past the header, inside
+ * the file. */
+static const char *
+host_offset_error (const struct qcow2 *q, uint64_t off, uint64_t file_end)
+{
+  if (!IS_ALIGNED (off, q->cluster_size))
+    return "the cluster offset is not aligned";
+  if (RANGE_OUTSIDE (off, q->cluster_size, file_end))
+    return "the cluster lies past end of file";
+  return NULL;
+}
+
+enum qcow2_kind
+qcow2_entry_kind (const struct qcow2 *q, uint64_t entry, uint64_t file_end,
+                  const char **why)
+{
+  uint64_t off = entry & QCOW2_OFFSET_MASK;
+
+  *why = NULL;
+  if (entry & QCOW2_COMPRESSED)
+    return compressed_kind (q, entry, file_end, why);
+  if (entry & QCOW2_L2_RESERVED) {
+    *why = "reserved bits are set";
+    return Q_INVALID;
+  }
+  if (entry & QCOW2_ZERO) {
+    if (q->h.version < 3 || q->extended_l2) {
+      *why = "reserved bit 0 is set";
+      return Q_INVALID;
+    }
+    if (off && (*why = host_offset_error (q, off, file_end)) != NULL)
+      return Q_INVALID;
+    return Q_ZERO;
+  }
+  if (off == 0)
+    return Q_UNALLOC;
+  if ((*why = host_offset_error (q, off, file_end)) != NULL)
+    return Q_INVALID;
+  return Q_DATA;
+}
+
+const char *
+qcow2_l1_entry_error (const struct qcow2 *q, uint64_t entry,
+                      uint64_t file_end)
+{
+  uint64_t off = entry & QCOW2_OFFSET_MASK;
+
+  if (entry & QCOW2_L1_RESERVED)
+    return "reserved bits are set";
+  if (off == 0)
+    return NULL;
+  if (!IS_ALIGNED (off, q->cluster_size))
+    return "the L2 table is not aligned to a cluster";
+  if (RANGE_OUTSIDE (off, q->cluster_size, file_end))
+    return "the L2 table lies past end of file";
+  return NULL;
+}
+
+uint64_t
+qcow2_l1_get (const struct qcow2 *q, uint64_t i)
+{
+  return be64_load (q->l1.data + i * 8);
+}
+
+void
+qcow2_l1_set (struct qcow2 *q, uint64_t i, uint64_t value)
+{
+  be64_store (q->l1.data + i * 8, value);
+  mc_table_mark (&q->l1, i * 8, 8);
+}
+
+uint64_t
+qcow2_l2_get (const struct qcow2 *q, struct mc_entry *l2, uint64_t i)
+{
+  return be64_load (l2->t.data + i * q->l2_entry_bytes);
+}
+
+uint64_t
+qcow2_l2_bitmap (const struct qcow2 *q, struct mc_entry *l2, uint64_t i)
+{
+  return q->extended_l2 ? be64_load (l2->t.data + i * 16 + 8) : 0;
+}
+
+void
+qcow2_l2_set (const struct qcow2 *q, struct mc_entry *l2, uint64_t i,
+              uint64_t value)
+{
+  be64_store (l2->t.data + i * q->l2_entry_bytes, value);
+  mc_table_mark (&l2->t, i * q->l2_entry_bytes, 8);
+}
+
+/* ---- loading --------------------------------------------------------- */
+
+int
+qcow2_get_l2 (struct qcow2 *q, uint64_t l2_offset, struct mc_entry **ep)
+{
+  struct mc_entry *e = mc_find (q->l2_cache, l2_offset);
+
+  if (e == NULL) {
+    e = mc_insert (q->l2_cache, l2_offset);
+    if (e == NULL)
+      return image_errf (q->img, ENOMEM, "out of memory for an L2 table");
+    if (host_pread (q->img->fd, e->t.data, q->cluster_size, l2_offset)
+        == -1) {
+      int r = image_errf (q->img, errno, "reading L2 table at 0x%" PRIx64
+                          ": %s", l2_offset, strerror (errno));
+      mc_remove (q->l2_cache, e);
+      return r;
+    }
+  }
+  *ep = e;
+  return 0;
+}
+
+/* ---- dropped references ------------------------------------------------ */
+
+int
+qcow2_drop_ref (struct qcow2 *q, uint64_t offset, uint64_t length)
+{
+  if (q->nr_frees == q->alloc_frees) {
+    size_t na = q->alloc_frees ? 2 * q->alloc_frees : 64;
+    struct qcow2_free *n = realloc (q->frees, na * sizeof *n);
+    if (n == NULL)
+      return image_errf (q->img, ENOMEM, "out of memory");
+    q->frees = n;
+    q->alloc_frees = na;
+  }
+  q->frees[q->nr_frees++] = (struct qcow2_free) { offset, length };
+  return 0;
+}
+
+int
+qcow2_drop_entry (struct qcow2 *q, uint64_t entry)
+{
+  const char *why;
+  uint64_t off, len;
+
+  switch (qcow2_entry_kind (q, entry, q->file_end, &why)) {
+  case Q_COMPRESSED:
+    qcow2_compressed_range (q, entry, &off, &len);
+    return qcow2_drop_ref (q, off, len);
+  case Q_DATA:
+  case Q_ZERO:
+    off = entry & QCOW2_OFFSET_MASK;
+    return off ? qcow2_drop_ref (q, off, q->cluster_size) : 0;
+  default:
+    return 0;                   /* nothing held, or nothing trustworthy */
+  }
+}
+
+/* Lowers the counts of the dropped references; collects the clusters
+ * whose count reached 0 as runs in *punch.  Called with q->lock held. */
+static void
+apply_frees (struct qcow2 *q, struct qcow2_free *f, size_t n,
+             struct qcow2_free **punch, size_t *npunch)
+{
+  size_t i, alloc = 0;
+
+  *punch = NULL;
+  *npunch = 0;
+  for (i = 0; i < n; i++) {
+    uint64_t c = f[i].offset >> q->cluster_bits;
+    uint64_t last = (f[i].offset + f[i].length - 1) >> q->cluster_bits;
+    for (; c <= last; c++) {
+      uint64_t v;
+      /* A count already 0, or a block we cannot read: leave it (the
+       * check reports it). */
+      if (qcow2_get_refcount (q, c, &v) == -1 || v == 0 ||
+          qcow2_set_refcount (q, c, v - 1) == -1 || v > 1)
+        continue;
+      if (*npunch && (*punch)[*npunch - 1].offset +
+          (*punch)[*npunch - 1].length == c << q->cluster_bits) {
+        (*punch)[*npunch - 1].length += q->cluster_size;
+        continue;
+      }
+      if (*npunch == alloc) {
+        size_t na = alloc ? 2 * alloc : 16;
+        struct qcow2_free *np = realloc (*punch, na * sizeof *np);
+        if (np == NULL)
+          continue;             /* no hole: space is not given back */
+        *punch = np;
+        alloc = na;
+      }
+      (*punch)[(*npunch)++] = (struct qcow2_free) {
+        c << q->cluster_bits, q->cluster_size };
+    }
+  }
+}
+
+/* ---- writeback ------------------------------------------------------- */
+
+int
+qcow2_sync (struct qcow2 *q)
+{
+  if (host_sync (q->img->fd) == -1)
+    return image_err_sys (q->img, "fdatasync");
+  return 0;
+}
+
+static int
+write_fn (void *opaque, const void *buf, size_t len, uint64_t offset)
+{
+  struct qcow2 *q = opaque;
+
+  if (host_pwrite (q->img->fd, buf, len, offset) == -1)
+    return image_errf (q->img, errno, "writing metadata at 0x%" PRIx64
+                       ": %s", offset, strerror (errno));
+  return 0;
+}
+
+static struct mc_table *
+find_l2 (void *opaque, uint64_t offset)
+{
+  struct qcow2 *q = opaque;
+  struct mc_entry *e = mc_find (q->l2_cache, offset);
+
+  return e ? &e->t : NULL;
+}
+
+/* The dirty pages of one cache: each entry is pinned while its copy is on
+ * its way to the file, so that it cannot be evicted and read back stale
+ * meanwhile. */
+struct pinned {
+  struct mc_entry **v;
+  size_t n, alloc;
+  struct mc_snapshot *snap;
+};
+
+static int
+snapshot_entry (struct mc_entry *e, void *opaque)
+{
+  struct pinned *p = opaque;
+
+  if (p->n == p->alloc) {
+    size_t na = p->alloc ? p->alloc * 2 : 16;
+    struct mc_entry **nv = realloc (p->v, na * sizeof *nv);
+    if (nv == NULL)
+      return -1;
+    p->v = nv;
+    p->alloc = na;
+  }
+  if (mc_snapshot_add (p->snap, &e->t) == -1)
+    return -1;
+  e->pins++;
+  p->v[p->n++] = e;
+  return 0;
+}
+
+static void
+unpin_all (struct pinned *p)
+{
+  size_t i;
+
+  for (i = 0; i < p->n; i++)
+    p->v[i]->pins--;
+  free (p->v);
+  p->v = NULL;
+  p->n = p->alloc = 0;
+}
+
+/* Snapshots a cache's dirty pages.  Called with q->lock held. */
+static int
+snapshot_cache (struct qcow2 *q, struct metacache *mc, struct pinned *p,
+                struct mc_table *(*find) (void *, uint64_t))
+{
+  if (mc_for_each_dirty (mc, snapshot_entry, p) != 0) {
+    mc_snapshot_redirty (p->snap, find, q);
+    unpin_all (p);
+    return image_errf (q->img, ENOMEM, "out of memory");
+  }
+  return 0;
+}
+
+int
+qcow2_write_refblocks (struct qcow2 *q)
+{
+  struct pinned p = { .snap = mc_snapshot_new () };
+  int r;
+
+  if (p.snap == NULL)
+    return image_errf (q->img, ENOMEM, "out of memory");
+  pthread_mutex_lock (&q->lock);
+  r = snapshot_cache (q, q->rb_cache, &p, qcow2_find_rb);
+  pthread_mutex_unlock (&q->lock);
+  if (r == 0)
+    r = mc_snapshot_write (p.snap, write_fn, q);
+  pthread_mutex_lock (&q->lock);
+  if (r == -1) {
+    mc_snapshot_redirty (p.snap, qcow2_find_rb, q);
+    q->broken = true;
+  }
+  unpin_all (&p);
+  pthread_mutex_unlock (&q->lock);
+  mc_snapshot_free (p.snap);
+  return r;
+}
+
+int
+qcow2_write_table_pages (struct qcow2 *q, struct mc_table *t)
+{
+  struct mc_snapshot *s = mc_snapshot_new ();
+  int r = -1;
+
+  if (s == NULL || mc_snapshot_add (s, t) == -1)
+    image_errf (q->img, ENOMEM, "out of memory");
+  else if ((r = mc_snapshot_write (s, write_fn, q)) == -1)
+    mc_table_mark_all (t);
+  mc_snapshot_free (s);
+  return r;
+}
+
+/* What one writeback takes under the lock. */
+struct wb {
+  struct pinned rb, l2;
+  bool with_rb;
+  struct qcow2_free *frees;
+  size_t nr_frees;
+};
+
+static int
+wb_take (struct qcow2 *q, struct wb *w, bool force)
+{
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
+
+  if (q->broken)
+    return image_errf (q->img, EIO, "an earlier metadata write failed; "
+                       "the image needs a check");
+  w->with_rb = force || !q->lazy || mc_over_budget (q->rb_cache);
+  if (w->with_rb && snapshot_cache (q, q->rb_cache, &w->rb,
+                                    qcow2_find_rb) == -1)
+    return -1;
+  if (snapshot_cache (q, q->l2_cache, &w->l2, find_l2) == -1) {
+    mc_snapshot_redirty (w->rb.snap, qcow2_find_rb, q);
+    unpin_all (&w->rb);
+    return -1;
+  }
+  /* The references dropped by the table changes in this snapshot. */
+  w->frees = q->frees;
+  w->nr_frees = q->nr_frees;
+  q->frees = NULL;
+  q->nr_frees = q->alloc_frees = 0;
+  return 0;
+}
+
+/* After the writes: on failure keep what could not be written and refuse
+ * further writes (the dirty bit stays set); on success lower the dropped
+ * references' counts.  Returns the holes to punch. */
+static void
+wb_finish (struct qcow2 *q, struct wb *w, int r, struct qcow2_free **punch,
+           size_t *npunch)
+{
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
+
+  *punch = NULL;
+  *npunch = 0;
+  if (r == -1) {
+    mc_snapshot_redirty (w->rb.snap, qcow2_find_rb, q);
+    mc_snapshot_redirty (w->l2.snap, find_l2, q);
+    q->broken = true;
+  }
+  unpin_all (&w->rb);
+  unpin_all (&w->l2);
+  if (r == 0)
+    apply_frees (q, w->frees, w->nr_frees, punch, npunch);
+  mc_shrink (q->l2_cache);
+  mc_shrink (q->rb_cache);
+}
+
+int
+qcow2_writeback_wbl (struct qcow2 *q, bool force)
+{
+  struct wb w = { .rb.snap = mc_snapshot_new (),
+                  .l2.snap = mc_snapshot_new () };
+  struct qcow2_free *punch;
+  size_t npunch, i;
+  int r = -1;
+
+  if (w.rb.snap == NULL || w.l2.snap == NULL)
+    image_errf (q->img, ENOMEM, "out of memory");
+  else if (wb_take (q, &w, force) == 0) {
+    r = 0;
+    if (w.with_rb && !mc_snapshot_empty (w.rb.snap))
+      r = mc_snapshot_write (w.rb.snap, write_fn, q);
+    /* Rules 1 and 4 (and refcounts before tables).  With nothing to
+     * write, this sync is the whole flush. */
+    if (r == 0)
+      r = qcow2_sync (q);
+    if (r == 0 && !mc_snapshot_empty (w.l2.snap)) {
+      r = mc_snapshot_write (w.l2.snap, write_fn, q);
+      if (r == 0)
+        r = qcow2_sync (q);
+    }
+    wb_finish (q, &w, r, &punch, &npunch);
+    /* Rule 6: the tables that dropped these clusters are durable. */
+    for (i = 0; i < npunch; i++)
+      host_punch_hole (q->img->fd, punch[i].length, punch[i].offset);
+    free (punch);
+  }
+  free (w.frees);
+  mc_snapshot_free (w.rb.snap);
+  mc_snapshot_free (w.l2.snap);
+  return r;
+}
+
+int
+qcow2_writeback (struct qcow2 *q, bool force)
+{
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->writeback_lock);
+  return qcow2_writeback_wbl (q, force);
+}
+
+/* ---- new and copied L2 tables -------------------------------------------- */
+
+/* Reserves one cluster at the end of the file for a table.  Called with
+ * writeback_lock and q->lock held; may drop and retake q->lock to grow
+ * the refcount structure. */
+static int64_t
+reserve_table (struct qcow2 *q)
+{
+  while (!qcow2_covered (q, q->file_end, q->cluster_size)) {
+    int r;
+    pthread_mutex_unlock (&q->lock);
+    r = qcow2_cover_wbl (q, q->cluster_size);
+    pthread_mutex_lock (&q->lock);
+    if (r == -1)
+      return -1;
+  }
+  return qcow2_alloc_clusters (q, 1);
+}
+
+/* Points L1 slot i at the table at t and writes the L1 page.  Called with
+ * writeback_lock and q->lock held. */
+static int
+link_table (struct qcow2 *q, uint64_t i, uint64_t t, const uint8_t *content)
+{
+  struct mc_entry *e = mc_find (q->l2_cache, t);
+
+  /* The table's content is known: cache it, clean. */
+  if (e == NULL && (e = mc_insert (q->l2_cache, t)) != NULL) {
+    if (content)
+      memcpy (e->t.data, content, q->cluster_size);
+    else
+      memset (e->t.data, 0, q->cluster_size);
+  }
+  qcow2_l1_set (q, i, t | QCOW2_COPIED);
+  if (qcow2_write_table_pages (q, &q->l1) == -1) {
+    q->broken = true;
+    return -1;
+  }
+  return 0;
+}
+
+/* Makes the reserved table (and its refcount) durable. */
+static int
+table_durable (struct qcow2 *q)
+{
+  if (!q->lazy && qcow2_write_refblocks (q) == -1)
+    return -1;
+  return qcow2_sync (q);
+}
+
+int
+qcow2_create_l2 (struct qcow2 *q, uint64_t l1_index)
+{
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->writeback_lock);
+  int64_t t;
+
+  if (qcow2_set_dirty (q, true) == -1)
+    return -1;
+  pthread_mutex_lock (&q->lock);
+  if (qcow2_l1_get (q, l1_index) & QCOW2_OFFSET_MASK) {
+    pthread_mutex_unlock (&q->lock);    /* someone else made it */
+    return 0;
+  }
+  t = reserve_table (q);
+  pthread_mutex_unlock (&q->lock);
+  /* Rule 2: the new table (a hole: zeros) is durable before the L1 entry
+   * that names it. */
+  if (t == -1 || table_durable (q) == -1)
+    return -1;
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
+  return link_table (q, l1_index, (uint64_t) t, NULL);
+}
+
+/* A private copy of the shared table at old: COPIED cleared in every
+ * entry.  Called with q->lock held. */
+static uint8_t *
+copy_table (struct qcow2 *q, uint64_t old)
+{
+  struct mc_entry *e;
+  uint8_t *copy;
+  uint64_t j;
+
+  if (qcow2_get_l2 (q, old, &e) == -1)
+    return NULL;
+  copy = malloc (q->cluster_size);
+  if (copy == NULL) {
+    image_errf (q->img, ENOMEM, "out of memory");
+    return NULL;
+  }
+  memcpy (copy, e->t.data, q->cluster_size);
+  for (j = 0; j < q->l2_entries; j++) {
+    uint8_t *p = copy + j * q->l2_entry_bytes;
+    be64_store (p, be64_load (p) & ~QCOW2_COPIED);
+  }
+  return copy;
+}
+
+int
+qcow2_cow_l2 (struct qcow2 *q, uint64_t l1_index)
+{
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->writeback_lock);
+  CLEANUP_FREE uint8_t *copy = NULL;
+  uint64_t e, old;
+  int64_t t;
+
+  if (qcow2_set_dirty (q, true) == -1)
+    return -1;
+  pthread_mutex_lock (&q->lock);
+  e = qcow2_l1_get (q, l1_index);
+  old = e & QCOW2_OFFSET_MASK;
+  if ((e & QCOW2_COPIED) || old == 0) {
+    pthread_mutex_unlock (&q->lock);    /* someone else copied it */
+    return 0;
+  }
+  copy = copy_table (q, old);
+  t = copy ? reserve_table (q) : -1;
+  pthread_mutex_unlock (&q->lock);
+  if (t == -1)
+    return -1;
+  if (host_pwrite (q->img->fd, copy, q->cluster_size, (uint64_t) t) == -1)
+    return image_errf (q->img, errno, "writing a copy of L2 table 0x%"
+                       PRIx64 " at 0x%" PRIx64 ": %s", old, (uint64_t) t,
+                       strerror (errno));
+  if (table_durable (q) == -1)
+    return -1;
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
+  if (link_table (q, l1_index, (uint64_t) t, copy) == -1)
+    return -1;
+  return qcow2_drop_ref (q, old, q->cluster_size);
+}

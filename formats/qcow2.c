@@ -1,0 +1,802 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* qcow2: the driver table, the header (read, validated, extensions,
+ * written), open and close, the dirty bit, information, and the
+ * header-changing operations (set_backing, make_empty).  The layout is
+ * drawn in qcow2.h; the I/O paths are in qcow2-cluster.c, tables and
+ * writeback in qcow2-table.c, reference counts in qcow2-refcount.c, the
+ * snapshot table in qcow2-snapshot.c, compressed clusters in
+ * qcow2-compress.c, the check in qcow2-check.c and create in
+ * qcow2-create.c.
+ *
+ * The dirty bit (version 3): set, durably, before the first change of an
+ * open (a cluster appended, an entry changed), cleared only by a clean
+ * close once everything - refcount blocks included - is written back.  A
+ * read-write open that finds it set rebuilds the refcounts (the check with
+ * repair) before anything else.  With lazy refcounts that is what makes
+ * deferring refcount updates safe; without them refcounts are kept ahead
+ * of the tables on disk, and the bit only makes the next open give back
+ * the clusters a crash leaked.  Version 2 has no dirty bit: a crash there
+ * can leave leaks (never corruption), which `check -r leaks` repairs.
+ */
+#include <config.h>
+
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "byte-swapping.h"
+#include "checked-overflow.h"
+#include "cleanup.h"
+#include "minmax.h"
+#include "qcow2.h"
+#include "rounding.h"
+
+/* ---- the header ---------------------------------------------------------- */
+
+static bool
+qcow2_probe (const uint8_t *buf, size_t len)
+{
+  return len >= 4 && be32_load (buf) == QCOW2_MAGIC;
+}
+
+static void
+header_decode (const uint8_t *b, struct qcow2_header *h)
+{
+  h->magic = be32_load (b + 0);
+  h->version = be32_load (b + 4);
+  h->backing_file_offset = be64_load (b + 8);
+  h->backing_file_size = be32_load (b + 16);
+  h->cluster_bits = be32_load (b + 20);
+  h->size = be64_load (b + 24);
+  h->crypt_method = be32_load (b + 32);
+  h->l1_size = be32_load (b + 36);
+  h->l1_table_offset = be64_load (b + 40);
+  h->refcount_table_offset = be64_load (b + 48);
+  h->refcount_table_clusters = be32_load (b + 56);
+  h->nb_snapshots = be32_load (b + 60);
+  h->snapshots_offset = be64_load (b + 64);
+  if (h->version < 3) {
+    h->incompatible_features = h->compatible_features = 0;
+    h->autoclear_features = 0;
+    h->refcount_order = 4;
+    h->header_length = QCOW2_V2_HEADER_BYTES;
+    h->compression_type = 0;
+    return;
+  }
+  h->incompatible_features = be64_load (b + 72);
+  h->compatible_features = be64_load (b + 80);
+  h->autoclear_features = be64_load (b + 88);
+  h->refcount_order = be32_load (b + 96);
+  h->header_length = be32_load (b + 100);
+  h->compression_type = 0;
+  if (h->header_length > QCOW2_V3_HEADER_BYTES)
+    h->compression_type = b[104];
+}
+
+void
+qcow2_header_encode (const struct qcow2_header *h, uint8_t *b)
+{
+  be32_store (b + 0, h->magic);
+  be32_store (b + 4, h->version);
+  be64_store (b + 8, h->backing_file_offset);
+  be32_store (b + 16, h->backing_file_size);
+  be32_store (b + 20, h->cluster_bits);
+  be64_store (b + 24, h->size);
+  be32_store (b + 32, h->crypt_method);
+  be32_store (b + 36, h->l1_size);
+  be64_store (b + 40, h->l1_table_offset);
+  be64_store (b + 48, h->refcount_table_offset);
+  be32_store (b + 56, h->refcount_table_clusters);
+  be32_store (b + 60, h->nb_snapshots);
+  be64_store (b + 64, h->snapshots_offset);
+  if (h->version < 3)
+    return;
+  be64_store (b + 72, h->incompatible_features);
+  be64_store (b + 80, h->compatible_features);
+  be64_store (b + 88, h->autoclear_features);
+  be32_store (b + 96, h->refcount_order);
+  be32_store (b + 100, h->header_length);
+  if (h->header_length > QCOW2_V3_HEADER_BYTES)
+    b[104] = h->compression_type;
+}
+
+int
+qcow2_write_header_fields (struct qcow2 *q, size_t start, size_t len)
+{
+  uint8_t b[QCOW2_OUR_HEADER_BYTES];
+
+  assert (start + len <= sizeof b);
+  memcpy (b, q->header_raw, MIN ((size_t) q->h.header_length, sizeof b));
+  qcow2_header_encode (&q->h, b);
+  if (host_pwrite (q->img->fd, b + start, len, start) == -1 ||
+      host_sync (q->img->fd) == -1)
+    return image_err_sys (q->img, "writing the header");
+  memcpy (q->header_raw + start, b + start, len);
+  return 0;
+}
+
+int
+qcow2_write_header (struct qcow2 *q, const char *backing,
+                    const char *backing_format)
+{
+  size_t cs = q->cluster_size, n = backing ? strlen (backing) : 0, used;
+  CLEANUP_FREE uint8_t *b = calloc (1, cs);
+
+  if (b == NULL)
+    return image_errf (q->img, ENOMEM, "out of memory");
+  memcpy (b, q->header_raw, q->h.header_length);
+  used = 0;
+  if (n <= QCOW2_MAX_BACKING_NAME && q->h.header_length + n < cs)
+    used = qcow2_encode_extensions (b + q->h.header_length,
+                                    cs - q->h.header_length - n,
+                                    n ? backing_format : NULL, q->exts,
+                                    q->nr_exts, q->h.version >= 3);
+  if (used == 0)
+    return image_errf (q->img, EINVAL, "the backing file name and the "
+                       "header extensions do not fit in the header cluster "
+                       "(%zu bytes)", cs);
+  q->h.backing_file_offset = n ? q->h.header_length + used : 0;
+  q->h.backing_file_size = (uint32_t) n;
+  memcpy (b + q->h.header_length + used, backing, n);
+  qcow2_header_encode (&q->h, b);
+  if (host_pwrite (q->img->fd, b, cs, 0) == -1 ||
+      host_sync (q->img->fd) == -1)
+    return image_err_sys (q->img, "writing the header");
+  memcpy (q->header_raw, b, cs);
+  return 0;
+}
+
+int
+qcow2_set_dirty (struct qcow2 *q, bool on)
+{
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->header_lock);
+  uint64_t saved = q->h.incompatible_features;
+
+  if (q->dirty_on_disk == on)
+    return 0;
+  if (q->h.version >= 3) {
+    if (on)
+      q->h.incompatible_features |= QCOW2_INCOMPAT_DIRTY;
+    else
+      q->h.incompatible_features &= ~QCOW2_INCOMPAT_DIRTY;
+    if (qcow2_write_header_fields (q, 72, 8) == -1) {
+      q->h.incompatible_features = saved;
+      return -1;
+    }
+  }
+  __atomic_store_n (&q->dirty_on_disk, on, __ATOMIC_RELEASE);
+  return 0;
+}
+
+int
+qcow2_clear_corrupt (struct qcow2 *q)
+{
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->header_lock);
+
+  if (!(q->h.incompatible_features & QCOW2_INCOMPAT_CORRUPT))
+    return 0;
+  q->h.incompatible_features &= ~QCOW2_INCOMPAT_CORRUPT;
+  return qcow2_write_header_fields (q, 72, 8);
+}
+
+const char *
+qcow2_geometry_error (unsigned cluster_bits, unsigned refcount_order)
+{
+  if (cluster_bits < QCOW2_MIN_CLUSTER_BITS ||
+      cluster_bits > QCOW2_MAX_CLUSTER_BITS)
+    return "cluster_size must be a power of two from 512 to 2097152";
+  if (refcount_order > 6)
+    return "refcount_bits must be a power of two from 1 to 64";
+  return NULL;
+}
+
+uint64_t
+qcow2_l1_entries_for (uint64_t size, unsigned cluster_bits, unsigned l2_bits)
+{
+  uint64_t clusters = DIV_ROUND_UP (size, (uint64_t) 1 << cluster_bits);
+  return DIV_ROUND_UP (clusters, (uint64_t) 1 << l2_bits);
+}
+
+/* The name the image's feature name table gives an incompatible bit. */
+static void
+feature_name (struct qcow2 *q, unsigned bit, char *name, size_t len)
+{
+  size_t i;
+
+  snprintf (name, len, "bit %u", bit);
+  for (i = 0; i + 48 <= q->feature_table_len; i += 48) {
+    const uint8_t *e = q->feature_table + i;
+    if (e[0] == 0 && e[1] == bit) {
+      char n[47];
+      size_t k;
+      memcpy (n, e + 2, 46);
+      n[46] = '\0';
+      for (k = 0; n[k]; k++)
+        if (n[k] < 0x20 || n[k] > 0x7e)
+          n[k] = '?';
+      snprintf (name, len, "'%s' (bit %u)", n, bit);
+      return;
+    }
+  }
+}
+
+/* Validates the fixed header, sets the geometry. */
+static int
+validate_header (struct qcow2 *q, uint64_t file_size)
+{
+  struct image *img = q->img;
+  struct qcow2_header *h = &q->h;
+  const char *msg;
+
+  if (h->magic != QCOW2_MAGIC)
+    return image_errf (img, EINVAL, "bad magic: not a qcow2 image");
+  if (h->version != 2 && h->version != 3)
+    return image_errf (img, ENOTSUP, "unsupported qcow2 version %" PRIu32,
+                       h->version);
+  msg = qcow2_geometry_error (h->cluster_bits, h->refcount_order);
+  if (msg)
+    return image_errf (img, EINVAL, "invalid header: %s (cluster_bits %"
+                       PRIu32 ", refcount_order %" PRIu32 ")", msg,
+                       h->cluster_bits, h->refcount_order);
+  q->cluster_bits = h->cluster_bits;
+  q->cluster_size = 1ULL << h->cluster_bits;
+  if (h->version >= 3 &&
+      (h->header_length < QCOW2_V3_HEADER_BYTES || h->header_length % 8 ||
+       h->header_length > q->cluster_size))
+    return image_errf (img, EINVAL, "invalid header: header_length %" PRIu32
+                       " (a multiple of 8 from 104 to the cluster size)",
+                       h->header_length);
+  if (file_size < h->header_length)
+    return image_errf (img, EINVAL, "truncated header (%" PRIu64 " bytes; "
+                       "the header has %" PRIu32 ")", file_size,
+                       h->header_length);
+  if (h->crypt_method != 0)
+    return image_errf (img, ENOTSUP, "encrypted images are not supported "
+                       "(crypt_method %" PRIu32 ")", h->crypt_method);
+  if (h->size > INT64_MAX)
+    return image_errf (img, EINVAL, "invalid header: size %" PRIu64
+                       " is too large", h->size);
+  return 0;
+}
+
+/* Features: unknown incompatible bits refuse the open, known ones are
+ * supported, read-only, or refused, each with its name. */
+static int
+check_features (struct qcow2 *q, const struct image_open_opts *opts)
+{
+  struct image *img = q->img;
+  uint64_t inc = q->h.incompatible_features, unknown;
+  bool rw = !img->readonly;
+  char name[80];
+
+  unknown = inc & ~QCOW2_INCOMPAT_KNOWN;
+  if (unknown) {
+    feature_name (q, (unsigned) __builtin_ctzll (unknown), name,
+                  sizeof name);
+    return image_errf (img, ENOTSUP, "unsupported incompatible feature %s",
+                       name);
+  }
+  if (inc & QCOW2_INCOMPAT_DATA_FILE)
+    return image_errf (img, ENOTSUP, "unsupported incompatible feature: "
+                       "external data file%s%s", q->data_file ? " " : "",
+                       q->data_file ? q->data_file : "");
+  if ((inc & QCOW2_INCOMPAT_COMPRESSION) != (q->h.compression_type != 0))
+    return image_errf (img, EINVAL, "invalid header: compression type bit "
+                       "and compression_type %u disagree",
+                       q->h.compression_type);
+  if (q->h.compression_type > QCOW2_COMPRESSION_ZSTD)
+    return image_errf (img, ENOTSUP, "unsupported compression type %u",
+                       q->h.compression_type);
+#ifndef HAVE_ZSTD
+  if (q->h.compression_type == QCOW2_COMPRESSION_ZSTD)
+    return image_errf (img, ENOTSUP, "compression type zstd: this program "
+                       "was built without libzstd");
+#endif
+  if ((inc & QCOW2_INCOMPAT_EXTL2) && q->cluster_bits < 14)
+    return image_errf (img, EINVAL, "invalid header: extended L2 entries "
+                       "need clusters of 16 KiB at least");
+  if ((inc & QCOW2_INCOMPAT_EXTL2) && rw)
+    return image_errf (img, EROFS, "extended L2 entries (subclusters) are "
+                       "supported read-only: open the image read-only");
+  if (q->has_bitmaps && rw)
+    return image_errf (img, EROFS, "persistent dirty bitmaps are supported "
+                       "read-only: open the image read-only, or remove "
+                       "them with qemu-img bitmap --remove");
+  if ((inc & QCOW2_INCOMPAT_CORRUPT) && rw &&
+      !(opts->flags & IMAGE_OPEN_NO_REPAIR))
+    return image_errf (img, EROFS, "the image is marked corrupt: open it "
+                       "read-only, or repair it with cowbd-img check -r all");
+  return 0;
+}
+
+/* A string extension: no NUL inside, at most max bytes. */
+static int
+ext_string (struct qcow2 *q, const uint8_t *data, uint32_t len,
+            const char *what, char **out)
+{
+  if (len > QCOW2_MAX_EXTENSION_STRING || memchr (data, 0, len))
+    return image_errf (q->img, EINVAL, "invalid header: the %s extension "
+                       "(%" PRIu32 " bytes) is too long or holds a NUL",
+                       what, len);
+  free (*out);
+  *out = strndup ((const char *) data, len);
+  if (*out == NULL)
+    return image_errf (q->img, ENOMEM, "out of memory");
+  return 0;
+}
+
+static int
+keep_ext (struct qcow2 *q, uint32_t type, const uint8_t *data, uint32_t len)
+{
+  struct qcow2_ext *n = realloc (q->exts, (q->nr_exts + 1) * sizeof *n);
+
+  if (n == NULL)
+    return image_errf (q->img, ENOMEM, "out of memory");
+  q->exts = n;
+  n[q->nr_exts].type = type;
+  n[q->nr_exts].len = len;
+  n[q->nr_exts].data = malloc (len ? len : 1);
+  if (n[q->nr_exts].data == NULL)
+    return image_errf (q->img, ENOMEM, "out of memory");
+  memcpy (n[q->nr_exts].data, data, len);
+  q->nr_exts++;
+  return 0;
+}
+
+static int
+one_extension (struct qcow2 *q, uint32_t type, const uint8_t *d,
+               uint32_t len)
+{
+  switch (type) {
+  case QCOW2_EXT_BACKING_FORMAT:
+    return ext_string (q, d, len, "backing format", &q->img->backing_format);
+  case QCOW2_EXT_FEATURE_TABLE:
+    free (q->feature_table);
+    q->feature_table = malloc (len ? len : 1);
+    if (q->feature_table == NULL)
+      return image_errf (q->img, ENOMEM, "out of memory");
+    memcpy (q->feature_table, d, len);
+    q->feature_table_len = len;
+    return 0;
+  case QCOW2_EXT_DATA_FILE:
+    if (ext_string (q, d, len, "data file", &q->data_file) == -1)
+      return -1;
+    break;
+  case QCOW2_EXT_BITMAPS:
+    if (len < 24)
+      return image_errf (q->img, EINVAL, "invalid header: bitmaps "
+                         "extension of %" PRIu32 " bytes", len);
+    q->has_bitmaps = true;
+    q->nb_bitmaps = be32_load (d);
+    q->bitmap_dir_size = be64_load (d + 8);
+    q->bitmap_dir_offset = be64_load (d + 16);
+    break;
+  }
+  /* Everything else is kept as it is, to be written back. */
+  return keep_ext (q, type, d, len);
+}
+
+/* Walks the header extensions of the first cluster b. */
+static int
+read_extensions (struct qcow2 *q, const uint8_t *b)
+{
+  uint64_t off = q->h.header_length;
+  uint64_t end = q->h.backing_file_offset ? q->h.backing_file_offset
+                                          : q->cluster_size;
+
+  if (end > q->cluster_size || end < off)
+    return image_errf (q->img, EINVAL, "invalid header: backing file name "
+                       "offset %" PRIu64 " lies outside the header cluster "
+                       "or inside the header", q->h.backing_file_offset);
+  while (off + 8 <= end) {
+    uint32_t type = be32_load (b + off), len = be32_load (b + off + 4);
+    uint64_t padded;
+
+    if (type == QCOW2_EXT_END)
+      return 0;
+    padded = ROUND_UP ((uint64_t) len, 8);
+    if (padded > end - off - 8)
+      return image_errf (q->img, EINVAL, "header extension 0x%08" PRIx32
+                         " at offset %" PRIu64 ": its length %" PRIu32
+                         " overflows the header", type, off, len);
+    if (one_extension (q, type, b + off + 8, len) == -1)
+      return -1;
+    off += 8 + padded;
+  }
+  return 0;
+}
+
+static int
+read_backing_name (struct qcow2 *q, const uint8_t *b)
+{
+  uint64_t o = q->h.backing_file_offset, n = q->h.backing_file_size;
+  struct image *img = q->img;
+
+  if (o == 0)
+    return 0;
+  if (n == 0 || n > QCOW2_MAX_BACKING_NAME ||
+      RANGE_OUTSIDE (o, n, q->cluster_size))
+    return image_errf (img, EINVAL, "invalid header: backing file name (%"
+                       PRIu64 " bytes at offset %" PRIu64 ") is empty, "
+                       "longer than 1023 bytes or outside the header",
+                       n, o);
+  if (memchr (b + o, 0, n))
+    return image_errf (img, EINVAL, "invalid header: backing file name "
+                       "contains a NUL byte");
+  img->backing_filename = strndup ((const char *) b + o, n);
+  if (img->backing_filename == NULL)
+    return image_errf (img, ENOMEM, "out of memory");
+  return 0;
+}
+
+/* A table at offset of bytes length: aligned and inside the file. */
+static int
+check_table (struct qcow2 *q, const char *what, uint64_t offset,
+             uint64_t length, uint64_t file_size)
+{
+  if (!IS_ALIGNED (offset, q->cluster_size) || offset == 0)
+    return image_errf (q->img, EINVAL, "%s at 0x%" PRIx64 " is not aligned "
+                       "to a cluster, or overlaps the header", what, offset);
+  if (RANGE_OUTSIDE (offset, length, file_size))
+    return image_errf (q->img, EINVAL, "%s at 0x%" PRIx64 " (%" PRIu64
+                       " bytes) lies past end of file", what, offset,
+                       length);
+  return 0;
+}
+
+/* Geometry from the header, and the L1 and refcount tables read in. */
+static int
+load_tables (struct qcow2 *q, uint64_t file_size)
+{
+  struct image *img = q->img;
+  struct qcow2_header *h = &q->h;
+  uint64_t l1_bytes = (uint64_t) h->l1_size * 8, rt_bytes, need;
+
+  q->extended_l2 = h->incompatible_features & QCOW2_INCOMPAT_EXTL2;
+  q->l2_entry_bytes = q->extended_l2 ? 16 : 8;
+  q->l2_bits = q->cluster_bits - (q->extended_l2 ? 4 : 3);
+  q->l2_entries = 1ULL << q->l2_bits;
+  q->subcluster_size = q->extended_l2 ? q->cluster_size / 32
+                                      : q->cluster_size;
+  q->refcount_bits = 1U << h->refcount_order;
+  q->rb_bits = q->cluster_bits + 3 - h->refcount_order;
+  q->refcount_max = q->refcount_bits == 64 ? UINT64_MAX
+                    : (1ULL << q->refcount_bits) - 1;
+  q->csize_shift = 62 - (q->cluster_bits - 8);
+  q->csize_mask = (1ULL << (q->cluster_bits - 8)) - 1;
+  q->coffset_mask = (1ULL << q->csize_shift) - 1;
+  q->lazy = h->version >= 3 &&
+            (h->compatible_features & QCOW2_COMPAT_LAZY_REFCOUNTS);
+
+  if (l1_bytes > QCOW2_MAX_L1_BYTES)
+    return image_errf (img, EINVAL, "invalid header: l1_size %" PRIu32
+                       " is too large (at most %llu entries)", h->l1_size,
+                       QCOW2_MAX_L1_BYTES / 8);
+  need = qcow2_l1_entries_for (h->size, q->cluster_bits, q->l2_bits);
+  if (need > h->l1_size)
+    return image_errf (img, EINVAL, "invalid header: l1_size %" PRIu32
+                       " is too small for size %" PRIu64 " (%" PRIu64
+                       " entries needed)", h->l1_size, h->size, need);
+  if (h->l1_size && check_table (q, "L1 table", h->l1_table_offset, l1_bytes,
+                                 file_size) == -1)
+    return -1;
+  rt_bytes = (uint64_t) h->refcount_table_clusters << q->cluster_bits;
+  if (rt_bytes == 0 || rt_bytes > QCOW2_MAX_REFTABLE_BYTES)
+    return image_errf (img, EINVAL, "invalid header: refcount table of %"
+                       PRIu32 " clusters (1 to %llu bytes)",
+                       h->refcount_table_clusters,
+                       QCOW2_MAX_REFTABLE_BYTES);
+  if (check_table (q, "refcount table", h->refcount_table_offset, rt_bytes,
+                   file_size) == -1)
+    return -1;
+
+  if (mc_table_init (&q->l1, h->l1_table_offset, MAX (l1_bytes, (uint64_t) 8)) == -1 ||
+      mc_table_init (&q->reftable, h->refcount_table_offset, rt_bytes) == -1)
+    return image_errf (img, ENOMEM, "out of memory for the tables");
+  q->l1.bytes = l1_bytes;
+  q->reftable_entries = rt_bytes / 8;
+  if (host_pread (img->fd, q->l1.data, l1_bytes, h->l1_table_offset) == -1)
+    return image_err_sys (img, "reading the L1 table");
+  if (host_pread (img->fd, q->reftable.data, rt_bytes,
+                  h->refcount_table_offset) == -1)
+    return image_err_sys (img, "reading the refcount table");
+  return 0;
+}
+
+/* ---- open and close -------------------------------------------------------- */
+
+static void
+free_qcow2 (struct qcow2 *q)
+{
+  size_t i;
+
+  if (q == NULL)
+    return;
+  mc_free (q->l2_cache);
+  mc_free (q->rb_cache);
+  mc_table_release (&q->l1);
+  mc_table_release (&q->reftable);
+  for (i = 0; i < q->nr_exts; i++)
+    free (q->exts[i].data);
+  free (q->exts);
+  free (q->data_file);
+  free (q->feature_table);
+  free (q->header_raw);
+  free (q->frees);
+  qcow2_free_snapshots (q);
+  qcow2_zcache_free (q);
+  pthread_mutex_destroy (&q->writeback_lock);
+  pthread_mutex_destroy (&q->header_lock);
+  pthread_mutex_destroy (&q->lock);
+  pthread_cond_destroy (&q->cond);
+  free (q);
+}
+
+static struct qcow2 *
+alloc_qcow2 (struct image *img)
+{
+  struct qcow2 *q = calloc (1, sizeof *q);
+
+  if (q == NULL)
+    return NULL;
+  q->img = img;
+  pthread_mutex_init (&q->writeback_lock, NULL);
+  pthread_mutex_init (&q->header_lock, NULL);
+  pthread_mutex_init (&q->lock, NULL);
+  pthread_cond_init (&q->cond, NULL);
+  pthread_mutex_init (&q->zc.lock, NULL);
+  return q;
+}
+
+/* The automatic check of a read-write open of a dirty image: rebuild the
+ * refcounts, drop what cannot be trusted, mark the image clean. */
+static int
+repair_at_open (struct qcow2 *q)
+{
+  struct image_check_result r;
+
+  if (qcow2_check (q->img, IMAGE_CHECK_REPAIR_LEAKS |
+                   IMAGE_CHECK_REPAIR_ERRORS, &r, NULL, NULL) == -1)
+    return -1;
+  if (r.corruptions > 0 || r.check_errors > 0)
+    return image_errf (q->img, EIO, "the image needs a check and the "
+                       "automatic repair failed (%" PRIu64 " corruptions, %"
+                       PRIu64 " errors left): run cowbd-img check -r all",
+                       r.corruptions, r.check_errors);
+  return 0;
+}
+
+/* Reads and validates cluster 0: header, extensions, backing name. */
+static int
+read_header (struct qcow2 *q, uint64_t file_size)
+{
+  struct image *img = q->img;
+  uint8_t first[QCOW2_V3_HEADER_BYTES] = { 0 };
+  uint32_t cluster_bits;
+
+  if (file_size < QCOW2_V2_HEADER_BYTES)
+    return image_errf (img, EINVAL, "truncated header (%" PRIu64 " bytes; "
+                       "a qcow2 header has 72 at least)", file_size);
+  if (host_pread (img->fd, first, sizeof first, 0) == -1)
+    return image_err_sys (img, "reading the header");
+  cluster_bits = be32_load (first + 20);
+  if (cluster_bits < QCOW2_MIN_CLUSTER_BITS ||
+      cluster_bits > QCOW2_MAX_CLUSTER_BITS)
+    return image_errf (img, EINVAL, "invalid header: cluster_bits %" PRIu32
+                       " (9 to 21)", cluster_bits);
+  q->header_raw = calloc (1, (size_t) 1 << cluster_bits);
+  if (q->header_raw == NULL)
+    return image_errf (img, ENOMEM, "out of memory");
+  if (host_pread (img->fd, q->header_raw, (size_t) 1 << cluster_bits, 0)
+      == -1)
+    return image_err_sys (img, "reading the header");
+  header_decode (q->header_raw, &q->h);
+  if (validate_header (q, file_size) == -1 ||
+      read_extensions (q, q->header_raw) == -1 ||
+      read_backing_name (q, q->header_raw) == -1)
+    return -1;
+  img->size = q->h.size;
+  return 0;
+}
+
+/* What a read-write open writes before anything else: unknown autoclear
+ * bits cleared, and the repair of a dirty image. */
+static int
+open_for_writing (struct qcow2 *q, const struct image_open_opts *opts)
+{
+  if (q->h.autoclear_features) {
+    q->h.autoclear_features = 0;
+    if (qcow2_write_header_fields (q, 88, 8) == -1)
+      return -1;
+  }
+  if ((q->h.incompatible_features & QCOW2_INCOMPAT_DIRTY) &&
+      !(opts->flags & IMAGE_OPEN_NO_REPAIR))
+    return repair_at_open (q);
+  return 0;
+}
+
+static int
+qcow2_open (struct image *img, const struct image_open_opts *opts)
+{
+  uint64_t file_size, cache = opts->cache_size ? opts->cache_size
+                                               : IMAGE_DEFAULT_CACHE_SIZE;
+  struct qcow2 *q = alloc_qcow2 (img);
+
+  if (q == NULL)
+    return image_errf (img, ENOMEM, "out of memory");
+  img->priv = q;
+  if (host_file_size (img->fd, &file_size) == -1) {
+    image_err_sys (img, "stat");
+    goto err;
+  }
+  if (read_header (q, file_size) == -1 || check_features (q, opts) == -1 ||
+      load_tables (q, file_size) == -1 ||
+      qcow2_read_snapshots (q, file_size) == -1 ||
+      qcow2_zcache_init (q) == -1)
+    goto err;
+  q->dirty_on_disk = q->h.incompatible_features & QCOW2_INCOMPAT_DIRTY;
+  q->l2_cache = mc_new (q->cluster_size, cache, 4);
+  q->rb_cache = mc_new (q->cluster_size, cache / 4, 4);
+  if (q->l2_cache == NULL || q->rb_cache == NULL) {
+    image_errf (img, ENOMEM, "out of memory");
+    goto err;
+  }
+  if (!round_up_checked (file_size, q->cluster_size, &q->file_end)) {
+    image_errf (img, EINVAL, "file too large");
+    goto err;
+  }
+  q->file_length = file_size;
+  if (!img->readonly && open_for_writing (q, opts) == -1)
+    goto err;
+  return 0;
+
+ err:
+  free_qcow2 (q);
+  img->priv = NULL;
+  return -1;
+}
+
+/* Everything written back, refcount blocks included, the dropped
+ * references applied and written too, and the file cut at its end. */
+static int
+write_back_all (struct qcow2 *q)
+{
+  if (qcow2_writeback (q, true) == -1 || qcow2_writeback (q, true) == -1)
+    return -1;
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
+  if (q->file_length > q->file_end) {
+    if (ftruncate (q->img->fd, (off_t) q->file_end) == -1 ||
+        host_sync (q->img->fd) == -1)
+      return image_err_sys (q->img, "truncate");
+    q->file_length = q->file_end;
+  }
+  return 0;
+}
+
+static int
+qcow2_close (struct image *img)
+{
+  struct qcow2 *q = img->priv;
+  int r = 0;
+
+  if (!img->readonly) {
+    r = write_back_all (q);
+    /* Clean only if everything reached the file. */
+    if (r == 0 && !q->broken)
+      r = qcow2_set_dirty (q, false);
+  }
+  free_qcow2 (q);
+  img->priv = NULL;
+  return r;
+}
+
+static int
+qcow2_flush (struct image *img)
+{
+  return qcow2_writeback (img->priv, false);
+}
+
+static void
+qcow2_get_info (struct image *img, struct image_info *info)
+{
+  struct qcow2 *q = img->priv;
+  uint64_t inc = q->h.incompatible_features;
+
+  info->cluster_size = (uint32_t) q->cluster_size;
+  info->dirty = inc & QCOW2_INCOMPAT_DIRTY;
+  info->compat = q->h.version >= 3 ? "1.1" : "0.10";
+  info->lazy_refcounts = q->h.compatible_features &
+                         QCOW2_COMPAT_LAZY_REFCOUNTS;
+  info->refcount_bits = q->refcount_bits;
+  info->corrupt = inc & QCOW2_INCOMPAT_CORRUPT;
+  info->nb_snapshots = q->h.nb_snapshots;
+  info->compression_type = q->h.compression_type == QCOW2_COMPRESSION_ZSTD
+                           ? "zstd" : "zlib";
+  info->extended_l2 = q->extended_l2;
+  info->data_file = q->data_file;
+}
+
+/* ---- header changes ------------------------------------------------------ */
+
+static int
+qcow2_set_backing (struct image *img, const char *backing_file,
+                   const char *backing_format)
+{
+  struct qcow2 *q = img->priv;
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->header_lock);
+  struct qcow2_header saved = q->h;
+
+  if (backing_file && backing_file[0] == '\0')
+    backing_file = NULL;
+  if (backing_file && strlen (backing_file) > QCOW2_MAX_BACKING_NAME)
+    return image_errf (img, EINVAL, "backing file name longer than %d "
+                       "bytes", QCOW2_MAX_BACKING_NAME);
+  if (qcow2_write_header (q, backing_file, backing_format) == -1) {
+    q->h = saved;
+    return -1;
+  }
+  return 0;
+}
+
+/* Drops every L2 table of the active layer, so that the whole image reads
+ * from its backing file again.  The caller has the image to itself
+ * (commit).  Order: the emptied L1 table is durable before a reference
+ * is dropped (qcow2_writeback applies the drops after its syncs). */
+static int
+qcow2_make_empty (struct image *img)
+{
+  struct qcow2 *q = img->priv;
+
+  if (qcow2_writeback (q, true) == -1 || qcow2_set_dirty (q, true) == -1)
+    return -1;
+  {
+    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->writeback_lock);
+    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
+    uint64_t i, j;
+
+    assert (q->allocs == NULL);
+    for (i = 0; i < q->h.l1_size; i++) {
+      uint64_t l2off = qcow2_l1_get (q, i) & QCOW2_OFFSET_MASK;
+      struct mc_entry *l2;
+      if (l2off == 0)
+        continue;
+      if (qcow2_l1_entry_error (q, qcow2_l1_get (q, i), q->file_end) == NULL)
+      {
+        if (qcow2_get_l2 (q, l2off, &l2) == -1)
+          return -1;
+        for (j = 0; j < q->l2_entries; j++)
+          if (qcow2_drop_entry (q, qcow2_l2_get (q, l2, j)) == -1)
+            return -1;
+        mc_remove (q->l2_cache, l2);
+        if (qcow2_drop_ref (q, l2off, q->cluster_size) == -1)
+          return -1;
+      }
+      qcow2_l1_set (q, i, 0);
+    }
+    if (qcow2_write_table_pages (q, &q->l1) == -1 || qcow2_sync (q) == -1)
+      return -1;
+  }
+  return write_back_all (q);
+}
+
+const struct driver qcow2_driver = {
+  .name = "qcow2",
+  .probe = qcow2_probe,
+  .open = qcow2_open,
+  .close = qcow2_close,
+  .pread = qcow2_pread,
+  .pwrite = qcow2_pwrite,
+  .zero = qcow2_zero,
+  .trim = qcow2_trim,
+  .flush = qcow2_flush,
+  .block_status = qcow2_block_status,
+  .get_info = qcow2_get_info,
+  .check = qcow2_check,
+  .create = qcow2_create,
+  .set_backing = qcow2_set_backing,
+  .make_empty = qcow2_make_empty,
+};
