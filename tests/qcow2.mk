@@ -1,10 +1,25 @@
 # SPDX-License-Identifier: BSD-3-Clause
 # Tests of the qcow2 driver; included from tests/Makefile.am.
 QCOW2_C_TESTS = \
-	test-qcow2-cow
+	test-qcow2-cow \
+	test-qcow2-evict \
+	test-qcow2-crash-lazy \
+	test-qcow2-crash-nolazy
 TESTS += $(QCOW2_C_TESTS)
 check_PROGRAMS += $(QCOW2_C_TESTS)
 
 test_qcow2_cow_SOURCES = test-qcow2-cow.c engine-test.h
 test_qcow2_cow_CFLAGS = $(TEST_CFLAGS)
 test_qcow2_cow_LDADD = $(ENGINE_LIBS)
+test_qcow2_evict_SOURCES = test-qcow2-evict.c engine-test.h
+test_qcow2_evict_CFLAGS = $(TEST_CFLAGS)
+test_qcow2_evict_LDADD = $(ENGINE_LIBS)
+# The engine's crash test, on qcow2 with lazy refcounts on and off.
+test_qcow2_crash_lazy_SOURCES = test-engine-crash.c engine-test.h
+test_qcow2_crash_lazy_CFLAGS = $(TEST_CFLAGS) \
+	-DCRASH_FORMAT_DEFAULT='"qcow2"' -DCRASH_LAZY=1
+test_qcow2_crash_lazy_LDADD = $(ENGINE_LIBS)
+test_qcow2_crash_nolazy_SOURCES = test-engine-crash.c engine-test.h
+test_qcow2_crash_nolazy_CFLAGS = $(TEST_CFLAGS) \
+	-DCRASH_FORMAT_DEFAULT='"qcow2"' -DCRASH_LAZY=0
+test_qcow2_crash_nolazy_LDADD = $(ENGINE_LIBS)

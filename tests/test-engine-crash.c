@@ -19,7 +19,13 @@
  * caught too.  Id 0 is the initial content, id 1 is zeros.
  *
  * The format is QED, or $CRASH_FORMAT; $ROUNDS overrides the number of
- * rounds (at least 50 by default) and $SEED reproduces a run.
+ * rounds (at least 50 by default) and $SEED reproduces a run.  Built with
+ * -DCRASH_FORMAT_DEFAULT='"qcow2"' -DCRASH_LAZY=0/1 it runs on qcow2 with
+ * lazy refcounts off or on (test-qcow2-crash-*).  With lazy refcounts
+ * the image as the crash left it may hold refcounts that lag behind the
+ * tables (that is what lazy means: the dirty bit tells every reader to
+ * rebuild them), so in step 1 qemu-img check may report those and only
+ * those, and only on an image marked dirty.
  */
 #include <config.h>
 
@@ -43,8 +49,15 @@ struct shared {
   uint32_t cand[NBLK][MAXC];
 };
 
+#ifndef CRASH_FORMAT_DEFAULT
+#define CRASH_FORMAT_DEFAULT "qed"
+#endif
+#ifndef CRASH_LAZY
+#define CRASH_LAZY -1
+#endif
+
 static struct shared *sh;
-static const char *format = "qed";
+static const char *format = CRASH_FORMAT_DEFAULT;
 
 static uint8_t
 content (uint64_t off, uint32_t id)
@@ -181,6 +194,42 @@ repairer (void)
     pause ();
 }
 
+/* With lazy refcounts: every error qemu-img check reports on the crashed
+ * image is a refcount lagging behind the tables (stored below the
+ * references, or COPIED on a cluster whose count is still 0), and the
+ * image is marked dirty. */
+static bool
+only_lagging_refcounts (void)
+{
+  char line[512];
+  FILE *fp;
+  bool ok = true;
+
+  if (run ("qemu-img info --output=json '%s' | grep -q '\"dirty-flag\": "
+           "true'", path ("ov.img")) != 0)
+    return false;
+  snprintf (line, sizeof line, "qemu-img check -f %s '%s' 2>&1", format,
+            path ("ov.img"));
+  fp = popen (line, "r");
+  if (fp == NULL)
+    die ("popen");
+  while (fgets (line, sizeof line, fp)) {
+    uint64_t cl, rc, ref;
+    if (strncmp (line, "ERROR", 5) != 0)
+      continue;
+    if (sscanf (line, "ERROR cluster %" SCNu64 " refcount=%" SCNu64
+                " reference=%" SCNu64, &cl, &rc, &ref) == 3 && rc < ref)
+      continue;
+    if (strncmp (line, "ERROR OFLAG_COPIED", 18) == 0 &&
+        strstr (line, "refcount=0\n"))
+      continue;
+    fprintf (stderr, "not a lagging refcount: %s", line);
+    ok = false;
+  }
+  pclose (fp);
+  return ok;
+}
+
 /* The block must be wholly one of its allowed contents. */
 static void
 verify_block (uint64_t b, const uint8_t *buf, unsigned round)
@@ -247,8 +296,11 @@ main (int argc, char *argv[])
   if (fp == NULL || fwrite (base, 1, BACKING_SIZE, fp) != BACKING_SIZE ||
       fclose (fp) != 0)
     die ("writing base.raw");
-  create_image (path ("ov.img"), format, SIZE, "base.raw", CS,
-                strcmp (format, "qed") == 0 ? 2 : 0);
+  if (strcmp (format, "qcow2") == 0)
+    create_qcow2 (path ("ov.img"), SIZE, "base.raw", CS, CRASH_LAZY, NULL, 0);
+  else
+    create_image (path ("ov.img"), format, SIZE, "base.raw", CS,
+                  strcmp (format, "qed") == 0 ? 2 : 0);
 
   for (round = 0; round < rounds; round++) {
     kill_after (spawn (child), 2000 + rnd_below (120000));
@@ -256,6 +308,8 @@ main (int argc, char *argv[])
     /* As the crash left it: leaks are fine, corruption is not. */
     r = run ("qemu-img check -q -f %s '%s' >/dev/null 2>&1", format,
              path ("ov.img"));
+    if (r == 2 && CRASH_LAZY == 1 && only_lagging_refcounts ())
+      r = 0;
     if (r != 0 && r != 3) {
       run ("qemu-img check -f %s '%s' >&2", format, path ("ov.img"));
       die ("round %u: qemu-img check after the crash: exit %d", round, r);
