@@ -93,6 +93,14 @@ inc (struct check *c, uint64_t offset, uint64_t len)
       c->refs[k]++;
 }
 
+/* "ERROR", or "Repairing" when a bad entry of this kind gets fixed. */
+static const char *
+verb (struct check *c, bool fixable)
+{
+  return fixable && (c->flags & IMAGE_CHECK_REPAIR_ERRORS) ? "Repairing"
+                                                           : "ERROR";
+}
+
 /* A bad entry: fixed (the caller drops it) or counted. */
 static bool
 fix_error (struct check *c, bool fixable)
@@ -138,8 +146,8 @@ check_entry (struct check *c, struct l2_walk *w, struct mc_entry *l2,
   enum qcow2_kind k;
 
   if ((e & QCOW2_COMPRESSED) && (e & QCOW2_COPIED)) {
-    say (c, "ERROR cluster at offset %" PRIu64 ": COPIED set on a "
-         "compressed cluster", guest);
+    say (c, "%s cluster at offset %" PRIu64 ": COPIED set on a "
+         "compressed cluster", verb (c, fixable), guest);
     e &= ~QCOW2_COPIED;
     if (fix_error (c, fixable))
       qcow2_l2_set (q, l2, j, e);
@@ -152,8 +160,8 @@ check_entry (struct check *c, struct l2_walk *w, struct mc_entry *l2,
   }
   switch (k) {
   case Q_INVALID:
-    say (c, "ERROR L2 entry 0x%" PRIx64 " (offset %" PRIu64 "): %s", e,
-         guest, why);
+    say (c, "%s L2 entry 0x%" PRIx64 " (offset %" PRIu64 "): %s",
+         verb (c, fixable), e, guest, why);
     if (fix_error (c, fixable))
       qcow2_l2_set (q, l2, j, 0);
     return;
@@ -220,8 +228,8 @@ check_l1 (struct check *c, const uint8_t *l1, uint64_t offset,
                          .exclusive = e & QCOW2_COPIED };
 
     if (why) {
-      say (c, "ERROR %s L1 entry %" PRIu64 " (0x%" PRIx64 "): %s",
-           active ? "active" : "snapshot", i, e, why);
+      say (c, "%s %s L1 entry %" PRIu64 " (0x%" PRIx64 "): %s",
+           verb (c, active), active ? "active" : "snapshot", i, e, why);
       if (fix_error (c, active)) {
         qcow2_l1_set (q, i, 0);
         c->l1_changed = true;
@@ -273,8 +281,8 @@ check_reftable (struct check *c)
       continue;
     why = qcow2_reft_entry_error (q, e, c->file_end);
     if (why) {
-      say (c, "ERROR refcount table entry %" PRIu64 " (0x%" PRIx64 "): %s",
-           i, e, why);
+      say (c, "%s refcount table entry %" PRIu64 " (0x%" PRIx64 "): %s",
+           verb (c, true), i, e, why);
       if (fix_error (c, true)) {
         be64_store (q->reftable.data + i * 8, 0);
         mc_table_mark (&q->reftable, i * 8, 8);

@@ -3,6 +3,8 @@
 QCOW2_C_TESTS = \
 	test-qcow2-cow \
 	test-qcow2-evict \
+	test-qcow2-threads \
+	test-qcow2-repair \
 	test-qcow2-crash-lazy \
 	test-qcow2-crash-nolazy
 TESTS += $(QCOW2_C_TESTS)
@@ -23,3 +25,9 @@ test_qcow2_crash_nolazy_SOURCES = test-engine-crash.c engine-test.h
 test_qcow2_crash_nolazy_CFLAGS = $(TEST_CFLAGS) \
 	-DCRASH_FORMAT_DEFAULT='"qcow2"' -DCRASH_LAZY=0
 test_qcow2_crash_nolazy_LDADD = $(ENGINE_LIBS)
+test_qcow2_threads_SOURCES = test-qcow2-threads.c engine-test.h
+test_qcow2_threads_CFLAGS = $(TEST_CFLAGS)
+test_qcow2_threads_LDADD = $(ENGINE_LIBS)
+test_qcow2_repair_SOURCES = test-qcow2-repair.c engine-test.h
+test_qcow2_repair_CFLAGS = $(TEST_CFLAGS)
+test_qcow2_repair_LDADD = $(ENGINE_LIBS)
