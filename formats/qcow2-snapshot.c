@@ -77,7 +77,9 @@ read_entry (struct qcow2 *q, uint32_t i, uint64_t *pos, uint64_t limit,
   if (extra > QCOW2_MAX_SNAPSHOT_EXTRA)
     return bad_entry (q, i, *pos, "too much extra data");
   len = SNAPSHOT_ENTRY_BYTES + (uint64_t) extra + id_len + name_len;
-  if (RANGE_OUTSIDE (*pos, ROUND_UP (len, 8), limit))
+  /* The last entry's padding may lie past the end of the file (qemu does
+   * not write it). */
+  if (RANGE_OUTSIDE (*pos, len, limit))
     return bad_entry (q, i, *pos, "lies past end of file or beyond 64 MiB");
   l1_bytes = (uint64_t) sn->l1_size * 8;
   if (l1_bytes > QCOW2_MAX_L1_BYTES)

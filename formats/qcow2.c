@@ -284,7 +284,7 @@ check_features (struct qcow2 *q, const struct image_open_opts *opts)
     return image_errf (img, ENOTSUP, "unsupported incompatible feature: "
                        "external data file%s%s", q->data_file ? " " : "",
                        q->data_file ? q->data_file : "");
-  if ((inc & QCOW2_INCOMPAT_COMPRESSION) != (q->h.compression_type != 0))
+  if (!!(inc & QCOW2_INCOMPAT_COMPRESSION) != (q->h.compression_type != 0))
     return image_errf (img, EINVAL, "invalid header: compression type bit "
                        "and compression_type %u disagree",
                        q->h.compression_type);

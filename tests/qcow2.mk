@@ -5,6 +5,7 @@ QCOW2_C_TESTS = \
 	test-qcow2-evict \
 	test-qcow2-threads \
 	test-qcow2-repair \
+	test-qcow2-interop \
 	test-qcow2-crash-lazy \
 	test-qcow2-crash-nolazy
 TESTS += $(QCOW2_C_TESTS)
@@ -31,3 +32,6 @@ test_qcow2_threads_LDADD = $(ENGINE_LIBS)
 test_qcow2_repair_SOURCES = test-qcow2-repair.c engine-test.h
 test_qcow2_repair_CFLAGS = $(TEST_CFLAGS)
 test_qcow2_repair_LDADD = $(ENGINE_LIBS)
+test_qcow2_interop_SOURCES = test-qcow2-interop.c engine-test.h
+test_qcow2_interop_CFLAGS = $(TEST_CFLAGS)
+test_qcow2_interop_LDADD = $(ENGINE_LIBS)
