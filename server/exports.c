@@ -122,6 +122,16 @@ export_open (struct export *e)
   struct image_info info;
 
   e->img = image_open (e->filename, &opts);
+  if (e->img == NULL && !cfg.readonly &&
+      (image_errno () == EACCES || image_errno () == EROFS ||
+       image_errno () == EPERM)) {
+    /* As nbdkit's file plugin does: what cannot be written is served
+     * read-only. */
+    log_verbose ("%s: %s: serving it read-only", e->filename,
+                 image_error ());
+    opts.flags |= IMAGE_OPEN_READONLY;
+    e->img = image_open (e->filename, &opts);
+  }
   if (e->img == NULL) {
     log_error ("%s", image_error ());
     return -1;

@@ -1,2 +1,13 @@
 # SPDX-License-Identifier: BSD-3-Clause
 # Tests of the server; included from tests/Makefile.am.
+SERVER_TESTS = \
+	test-server-aio.sh \
+	test-server-io.sh \
+	test-server-nbdinfo.sh \
+	test-server-qemu.sh
+TESTS += $(SERVER_TESTS)
+EXTRA_DIST += \
+	$(SERVER_TESTS) \
+	test-server-aio.py \
+	test-server-io.py \
+	test-server-lib.sh
