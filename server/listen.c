@@ -204,6 +204,12 @@ listen_open (void)
 {
   int r = open_activated ();
 
+  if (r > 0 && cfg.single) {
+    /* nbdcopy -- [ cowbd -s IMG ] starts its server this way: the
+     * activated socket wins over stdin/stdout. */
+    log_verbose ("socket activation: -s ignored");
+    cfg.single = false;
+  }
   if (r)
     return r < 0 ? -1 : 0;
   if (cfg.single)

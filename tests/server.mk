@@ -3,7 +3,9 @@
 SERVER_TESTS = \
 	test-server-aio.sh \
 	test-server-io.sh \
+	test-server-nbdcopy.sh \
 	test-server-nbdinfo.sh \
+	test-server-pipelines.sh \
 	test-server-qemu.sh
 TESTS += $(SERVER_TESTS)
 EXTRA_DIST += \
