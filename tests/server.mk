@@ -3,6 +3,7 @@
 SERVER_TESTS = \
 	test-server-aio.sh \
 	test-server-io.sh \
+	test-server-malformed.sh \
 	test-server-nbdcopy.sh \
 	test-server-nbdinfo.sh \
 	test-server-pipelines.sh \
@@ -12,4 +13,5 @@ EXTRA_DIST += \
 	$(SERVER_TESTS) \
 	test-server-aio.py \
 	test-server-io.py \
+	test-server-malformed.py \
 	test-server-lib.sh
