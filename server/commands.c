@@ -4,12 +4,15 @@
  * lies within the export; the engine still checks, and any error it
  * returns goes through nbd_errno().
  *
- * Reads with structured replies ask the engine where the holes are and
- * send them as OFFSET_HOLE chunks without reading them (small reads go
- * as data: asking costs more than sending a few KiB).  With DF the reply
- * has one content chunk: a hole if the whole range reads as zeros, else
- * all of it as data.  More than REQ_MAX_CHUNKS runs: the rest of the
- * range goes out as data in the last chunk.
+ * Reads with structured replies send the 4 KiB blocks that read as zeros
+ * (holes, zero clusters, zeroed data) as OFFSET_HOLE chunks, found by
+ * scanning the buffer rather than by asking the engine: image_extents
+ * costs lseek(SEEK_HOLE) calls on the host file, which on tmpfs scan
+ * every page up to the next hole and serialise on the file's position
+ * lock (measured: 1 MiB reads at a quarter of nbdkit's speed).  Small
+ * reads go out as data.  With DF the reply has one content chunk: a hole
+ * if the whole range reads as zeros, else all of it as data.  Past
+ * REQ_MAX_CHUNKS runs the rest of the range goes out as data.
  */
 #include <config.h>
 
@@ -19,6 +22,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "iszero.h"
 #include "minmax.h"
 #include "nbd-protocol.h"
 
@@ -34,80 +38,42 @@ fail (struct req *r, const char *what)
 
 /* ---- READ -------------------------------------------------------------- */
 
-struct run {
-  uint64_t offset, length;
-  bool hole;
-};
-
-struct runs {
-  struct run run[REQ_MAX_CHUNKS];
-  unsigned n;
-  uint64_t end;                 /* of the request */
-};
-
-static bool
-reads_as_zero (unsigned flags)
-{
-  return (flags & IMAGE_EXTENT_ZERO) || !(flags & IMAGE_EXTENT_DATA);
-}
-
-/* image_extents callback: merges extents into runs of data and holes. */
-static int
-add_run (void *opaque, const struct image_extent *e)
-{
-  struct runs *rs = opaque;
-  bool hole = reads_as_zero (e->flags);
-  struct run *last = rs->n ? &rs->run[rs->n - 1] : NULL;
-
-  if (last && last->hole == hole) {
-    last->length += e->length;
-    return 0;
-  }
-  if (rs->n == REQ_MAX_CHUNKS) {
-    /* Out of chunks: the last run becomes data up to the end. */
-    last->hole = false;
-    last->length = rs->end - last->offset;
-    return 1;
-  }
-  rs->run[rs->n++] = (struct run) { e->offset, e->length, hole };
-  return 0;
-}
-
-static int
-read_runs (struct req *r, struct runs *rs)
-{
-  rs->n = 0;
-  rs->end = r->offset + r->count;
-  if (image_extents (r->exp->img, r->count, r->offset, 0, add_run, rs) < 0)
-    return -1;
-  assert (rs->n > 0);
-  return 0;
-}
+/* Runs of zero and non-zero blocks in a read buffer: holes are sent as
+ * OFFSET_HOLE chunks.  Reads are split at ZERO_BLOCK boundaries. */
+#define ZERO_BLOCK 4096u
 
 static void
 read_whole (struct req *r)
 {
-  if (image_pread (r->exp->img, r->buf, r->count, r->offset) == -1) {
-    fail (r, "read");
-    reply_error_chunk (r);
-    return;
-  }
   reply_chunk_data (r, r->offset, r->buf, r->count);
   reply_set_done (r);
+}
+
+/* The length of the run starting at off that is all zero (or all not
+ * zero, as *hole says), in whole blocks except at the end. */
+static uint32_t
+run_length (const struct req *r, uint32_t off, bool *hole)
+{
+  uint32_t end = off, n;
+
+  n = MIN (ZERO_BLOCK - (uint32_t) ((r->offset + off) % ZERO_BLOCK),
+           r->count - off);
+  *hole = is_zero (r->buf + off, n);
+  do {
+    end += n;
+    n = MIN (ZERO_BLOCK, r->count - end);
+  } while (n && is_zero (r->buf + end, n) == *hole);
+  return end - off;
 }
 
 static void
 read_sparse (struct req *r)
 {
-  struct runs rs;
-  unsigned i;
+  uint32_t off = 0;
+  unsigned chunks = 0;
 
-  if (read_runs (r, &rs) == -1) {
-    read_whole (r);             /* no map: plain data */
-    return;
-  }
   if (r->flags & NBD_CMD_FLAG_DF) {
-    if (rs.n == 1 && rs.run[0].hole) {
+    if (is_zero (r->buf, r->count)) {
       reply_chunk_hole (r, r->offset, r->count);
       reply_set_done (r);
     }
@@ -115,20 +81,19 @@ read_sparse (struct req *r)
       read_whole (r);
     return;
   }
-  for (i = 0; i < rs.n; i++) {
-    struct run *u = &rs.run[i];
-    char *p = r->buf + (u->offset - r->offset);
+  while (off < r->count) {
+    bool hole;
+    uint32_t len = run_length (r, off, &hole);
 
-    if (u->hole) {
-      reply_chunk_hole (r, u->offset, (uint32_t) u->length);
-      continue;
+    if (++chunks == REQ_MAX_CHUNKS) {   /* the rest as data */
+      hole = false;
+      len = r->count - off;
     }
-    if (image_pread (r->exp->img, p, u->length, u->offset) == -1) {
-      fail (r, "read");
-      reply_error_chunk (r);
-      return;
-    }
-    reply_chunk_data (r, u->offset, p, (uint32_t) u->length);
+    if (hole)
+      reply_chunk_hole (r, r->offset + off, len);
+    else
+      reply_chunk_data (r, r->offset + off, r->buf + off, len);
+    off += len;
   }
   reply_set_done (r);
 }
@@ -136,11 +101,15 @@ read_sparse (struct req *r)
 static void
 cmd_read (struct req *r)
 {
-  if (!r->structured) {
-    if (image_pread (r->exp->img, r->buf, r->count, r->offset) == -1)
-      fail (r, "read");
-    reply_read_simple (r);
+  if (image_pread (r->exp->img, r->buf, r->count, r->offset) == -1) {
+    fail (r, "read");
+    if (r->structured)
+      reply_error_chunk (r);
+    else
+      reply_read_simple (r);
   }
+  else if (!r->structured)
+    reply_read_simple (r);
   else if (r->count < SPARSE_READ_MIN && !(r->flags & NBD_CMD_FLAG_DF))
     read_whole (r);
   else
