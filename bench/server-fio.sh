@@ -111,7 +111,7 @@ run_fio () {
     fio --name="$workload" --ioengine=nbd \
         --uri="nbd+unix:///?socket=$sock" $(fio_args "$workload") \
         --size="$SIZE" --runtime="$RUNTIME" --time_based --ramp_time=1 \
-        --randrepeat=0 --output-format=json |
+        --randrepeat=0 --output-format=json | sed -n '/^{/,$p' |
         jq '.jobs[0].read.iops + .jobs[0].write.iops'
 }
 
