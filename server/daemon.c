@@ -74,8 +74,11 @@ pidfile_write (const char *path)
     return -1;
   }
   f = fopen (tmp, "w");
-  if (f == NULL || fprintf (f, "%ld\n", (long) getpid ()) < 0 ||
-      fclose (f) == EOF || rename (tmp, path) == -1) {
+  if (f != NULL && fprintf (f, "%ld\n", (long) getpid ()) < 0) {
+    fclose (f);
+    f = NULL;
+  }
+  if (f == NULL || fclose (f) == EOF || rename (tmp, path) == -1) {
     log_error ("%s: %m", path);
     free (tmp);
     return -1;
