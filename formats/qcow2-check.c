@@ -359,8 +359,10 @@ fix_refcount (struct check *c, uint64_t k, uint64_t value)
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
   if (qcow2_set_refcount (q, k, value) == -1)
     return -1;
-  if (value == 0)
+  if (value == 0) {
+    image_host_may_have_holes (q->img);
     host_punch_hole (q->img->fd, q->cluster_size, k << q->cluster_bits);
+  }
   return 0;
 }
 

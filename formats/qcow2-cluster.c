@@ -578,6 +578,7 @@ zero_in_place (struct qcow2 *q, uint64_t host, uint64_t len, unsigned flags)
 {
   int fd = q->img->fd;
 
+  image_host_may_have_holes (q->img);
   if ((flags & IMAGE_MAY_TRIM) && host_punch_hole (fd, len, host) == 0)
     return 0;
   if (host_write_zeroes_fast (fd, len, host) == 0)
@@ -794,6 +795,7 @@ trim_whole (struct qcow2 *q, struct qcow2_run *r, uint64_t offset,
   if (q->h.version >= 3)
     return change_entries (q, r, offset, len, OP_ZERO_PLAIN, done);
   pthread_mutex_unlock (&q->lock);
+  image_host_may_have_holes (q->img);
   if (r->kind == Q_DATA && r->in_place &&
       host_punch_hole (q->img->fd, len, r->host) == -1 && errno != EOPNOTSUPP)
     return image_err_sys (q->img, "punch hole");
@@ -826,6 +828,7 @@ qcow2_trim (struct image *img, uint64_t count, uint64_t offset,
       /* Part of a cluster: give space back only under our own data. */
       done = in ? MIN (r.len, cs - in) : r.len;
       pthread_mutex_unlock (&q->lock);
+      image_host_may_have_holes (img);
       if (r.kind == Q_DATA && r.in_place &&
           host_punch_hole (img->fd, done, r.host) == -1 &&
           errno != EOPNOTSUPP)

@@ -226,6 +226,9 @@ grow_file (struct qcow2 *q, uint64_t end)
   if (!round_up_checked (end, step, &target) || target > INT64_MAX)
     return image_errf (q->img, EFBIG, "the file would grow past 2^63 "
                        "bytes");
+  /* The new space is a hole until written (and parts of new clusters
+   * stay one). */
+  image_host_may_have_holes (q->img);
   if (ftruncate (q->img->fd, (off_t) target) == -1)
     return image_err_sys (q->img, "growing the file");
   q->file_length = target;

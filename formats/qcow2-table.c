@@ -473,6 +473,8 @@ qcow2_writeback_wbl (struct qcow2 *q, bool force)
     }
     wb_finish (q, &w, r, &punch, &npunch);
     /* Rule 6: the tables that dropped these clusters are durable. */
+    if (npunch)
+      image_host_may_have_holes (q->img);
     for (i = 0; i < npunch; i++)
       host_punch_hole (q->img->fd, punch[i].length, punch[i].offset);
     free (punch);

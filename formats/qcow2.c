@@ -639,6 +639,9 @@ qcow2_open (struct image *img, const struct image_open_opts *opts)
       qcow2_zcache_init (q) == -1)
     goto err;
   q->dirty_on_disk = q->h.incompatible_features & QCOW2_INCOMPAT_DIRTY;
+  /* img->data_start stays 0: the parts of new clusters that nothing wrote
+   * are holes, anywhere in the file (and qemu leaves table clusters
+   * sparse), so every byte counts for hole tracking. */
   q->l2_cache = mc_new (q->cluster_size, cache, 4);
   q->rb_cache = mc_new (q->cluster_size, cache / 4, 4);
   if (q->l2_cache == NULL || q->rb_cache == NULL) {
