@@ -72,7 +72,8 @@ compressed_kind (const struct qcow2 *q, uint64_t entry, uint64_t file_end,
     return Q_INVALID;
   }
   qcow2_compressed_range (q, entry, &off, &len);
-  if (off < q->cluster_size || RANGE_OUTSIDE (off, len, file_end)) {
+  if (off < q->cluster_size ||
+      RANGE_OUTSIDE (off, len, MIN (file_end, q->compressed_end))) {
     *why = "the compressed data lies in the header or past end of file";
     return Q_INVALID;
   }

@@ -603,18 +603,43 @@ read_header (struct qcow2 *q, uint64_t file_size)
   return 0;
 }
 
+/* A writer needs every refcount block it may update to be where the
+ * refcount table says: refuse a read-write open of a clean image
+ * otherwise, before anything is written (a dirty image's repair, or the
+ * check, rebuilds them). */
+static int
+check_reftable (struct qcow2 *q, uint64_t file_size)
+{
+  uint64_t i, end = ROUND_UP (file_size, q->cluster_size);
+
+  for (i = 0; i < q->reftable_entries; i++) {
+    uint64_t e = be64_load (q->reftable.data + i * 8);
+    const char *why = e ? qcow2_reft_entry_error (q, e, end) : NULL;
+    if (why)
+      return image_errf (q->img, EINVAL, "refcount table entry %" PRIu64
+                         " (0x%" PRIx64 ") is invalid: %s: run cowbd-img "
+                         "check -r all", i, e, why);
+  }
+  return 0;
+}
+
 /* What a read-write open writes before anything else: unknown autoclear
  * bits cleared, and the repair of a dirty image. */
 static int
-open_for_writing (struct qcow2 *q, const struct image_open_opts *opts)
+open_for_writing (struct qcow2 *q, const struct image_open_opts *opts,
+                  uint64_t file_size)
 {
+  bool dirty = q->h.incompatible_features & QCOW2_INCOMPAT_DIRTY;
+
+  if (!dirty && !(opts->flags & IMAGE_OPEN_NO_REPAIR) &&
+      check_reftable (q, file_size) == -1)
+    return -1;
   if (q->h.autoclear_features) {
     q->h.autoclear_features = 0;
     if (qcow2_write_header_fields (q, 88, 8) == -1)
       return -1;
   }
-  if ((q->h.incompatible_features & QCOW2_INCOMPAT_DIRTY) &&
-      !(opts->flags & IMAGE_OPEN_NO_REPAIR))
+  if (dirty && !(opts->flags & IMAGE_OPEN_NO_REPAIR))
     return repair_at_open (q);
   return 0;
 }
@@ -653,7 +678,8 @@ qcow2_open (struct image *img, const struct image_open_opts *opts)
     goto err;
   }
   q->file_length = file_size;
-  if (!img->readonly && open_for_writing (q, opts) == -1)
+  q->compressed_end = ROUND_UP (file_size, 512);
+  if (!img->readonly && open_for_writing (q, opts, file_size) == -1)
     goto err;
   return 0;
 

@@ -250,6 +250,9 @@ struct qcow2 {
   struct metacache *l2_cache;
   struct metacache *rb_cache;
   uint64_t file_end;            /* where the next allocation goes */
+  uint64_t compressed_end;      /* compressed data lies below this: the
+                                   file's length at open, to the sector
+                                   (the engine writes none) */
   uint64_t file_length;         /* the host file's length: grown ahead of
                                    file_end with ftruncate, so that a new
                                    cluster reads as zeros (a hole) */

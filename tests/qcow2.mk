@@ -6,6 +6,7 @@ QCOW2_C_TESTS = \
 	test-qcow2-threads \
 	test-qcow2-repair \
 	test-qcow2-interop \
+	test-qcow2-bad \
 	test-qcow2-crash-lazy \
 	test-qcow2-crash-nolazy
 TESTS += $(QCOW2_C_TESTS)
@@ -35,3 +36,6 @@ test_qcow2_repair_LDADD = $(ENGINE_LIBS)
 test_qcow2_interop_SOURCES = test-qcow2-interop.c engine-test.h
 test_qcow2_interop_CFLAGS = $(TEST_CFLAGS)
 test_qcow2_interop_LDADD = $(ENGINE_LIBS)
+test_qcow2_bad_SOURCES = test-qcow2-bad.c engine-test.h
+test_qcow2_bad_CFLAGS = $(TEST_CFLAGS)
+test_qcow2_bad_LDADD = $(ENGINE_LIBS)
