@@ -323,7 +323,7 @@ prepare_change (struct qcow2 *q, struct qcow2_run *r, uint64_t first,
   if (q->broken)
     return image_errf (q->img, EIO, "an earlier metadata write failed; "
                        "the image needs a check");
-  if (q->h.incompatible_features & QCOW2_INCOMPAT_CORRUPT)
+  if (__atomic_load_n (&q->corrupt, __ATOMIC_ACQUIRE))
     return image_errf (q->img, EIO, "the image is marked corrupt: repair "
                        "it with cowbd-img check -r all");
   if (!__atomic_load_n (&q->dirty_on_disk, __ATOMIC_ACQUIRE))

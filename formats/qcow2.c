@@ -180,7 +180,10 @@ qcow2_clear_corrupt (struct qcow2 *q)
   if (!(q->h.incompatible_features & QCOW2_INCOMPAT_CORRUPT))
     return 0;
   q->h.incompatible_features &= ~QCOW2_INCOMPAT_CORRUPT;
-  return qcow2_write_header_fields (q, 72, 8);
+  if (qcow2_write_header_fields (q, 72, 8) == -1)
+    return -1;
+  __atomic_store_n (&q->corrupt, false, __ATOMIC_RELEASE);
+  return 0;
 }
 
 const char *
@@ -664,6 +667,7 @@ qcow2_open (struct image *img, const struct image_open_opts *opts)
       qcow2_zcache_init (q) == -1)
     goto err;
   q->dirty_on_disk = q->h.incompatible_features & QCOW2_INCOMPAT_DIRTY;
+  q->corrupt = q->h.incompatible_features & QCOW2_INCOMPAT_CORRUPT;
   /* img->data_start stays 0: the parts of new clusters that nothing wrote
    * are holes, anywhere in the file (and qemu leaves table clusters
    * sparse), so every byte counts for hole tracking. */
@@ -733,8 +737,11 @@ static void
 qcow2_get_info (struct image *img, struct image_info *info)
 {
   struct qcow2 *q = img->priv;
-  uint64_t inc = q->h.incompatible_features;
+  uint64_t inc;
 
+  pthread_mutex_lock (&q->header_lock);
+  inc = q->h.incompatible_features;
+  pthread_mutex_unlock (&q->header_lock);
   info->cluster_size = (uint32_t) q->cluster_size;
   info->dirty = inc & QCOW2_INCOMPAT_DIRTY;
   info->compat = q->h.version >= 3 ? "1.1" : "0.10";

@@ -241,6 +241,7 @@ struct qcow2 {
   pthread_mutex_t header_lock;  /* header writes; dirty_on_disk */
   bool dirty_on_disk;           /* the dirty bit is durable; read without
                                    header_lock with __atomic_load */
+  bool corrupt;                 /* the corrupt bit is set; likewise */
 
   pthread_mutex_t lock;
   pthread_cond_t cond;          /* an allocation finished */
