@@ -9,8 +9,12 @@ QCOW2_C_TESTS = \
 	test-qcow2-bad \
 	test-qcow2-crash-lazy \
 	test-qcow2-crash-nolazy
-TESTS += $(QCOW2_C_TESTS)
+QCOW2_SH_TESTS = \
+	test-qcow2-plugin.sh \
+	test-qcow2-server.sh
+TESTS += $(QCOW2_C_TESTS) $(QCOW2_SH_TESTS)
 check_PROGRAMS += $(QCOW2_C_TESTS)
+EXTRA_DIST += $(QCOW2_SH_TESTS) test-qcow2-serve-lib.sh
 
 test_qcow2_cow_SOURCES = test-qcow2-cow.c engine-test.h
 test_qcow2_cow_CFLAGS = $(TEST_CFLAGS)
