@@ -511,29 +511,6 @@ write_fixes (struct check *c)
   return 0;
 }
 
-/* Cuts the file after its last cluster with a reference. */
-static int
-truncate_free_tail (struct qcow2 *q)
-{
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
-  uint64_t k = q->file_end >> q->cluster_bits, v = 0, end;
-
-  while (k > 1) {
-    if (qcow2_get_refcount (q, k - 1, &v) == -1)
-      return -1;
-    if (v > 0)
-      break;
-    k--;
-  }
-  end = k << q->cluster_bits;
-  if (end >= q->file_length && end >= q->file_end)
-    return 0;
-  if (ftruncate (q->img->fd, (off_t) end) == -1 || host_sync (q->img->fd) == -1)
-    return image_err_sys (q->img, "truncating free clusters");
-  q->file_end = q->file_length = end;
-  return 0;
-}
-
 /* The body of the check: called with writeback_lock held. */
 static int
 check_wbl (struct check *c)
@@ -559,7 +536,7 @@ check_wbl (struct check *c)
     return -1;
   /* Never cut a cluster whose count is still wrong. */
   if ((c->flags & IMAGE_CHECK_REPAIR_LEAKS) && res->corruptions == 0 &&
-      truncate_free_tail (q) == -1)
+      qcow2_truncate_free_tail (q) == -1)
     return -1;
   /* Clean: nothing wrong left and the fixes are durable. */
   if (res->corruptions == 0 && res->check_errors == 0 && !q->broken) {

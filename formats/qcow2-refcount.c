@@ -252,6 +252,28 @@ qcow2_alloc_clusters (struct qcow2 *q, uint64_t n)
   return (int64_t) host;
 }
 
+int
+qcow2_truncate_free_tail (struct qcow2 *q)
+{
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
+  uint64_t k = q->file_end >> q->cluster_bits, v = 0, end;
+
+  while (k > 1) {
+    if (qcow2_get_refcount (q, k - 1, &v) == -1)
+      return -1;
+    if (v > 0)
+      break;
+    k--;
+  }
+  end = k << q->cluster_bits;
+  if (end >= q->file_length && end >= q->file_end)
+    return 0;
+  if (ftruncate (q->img->fd, (off_t) end) == -1 || host_sync (q->img->fd) == -1)
+    return image_err_sys (q->img, "truncating free clusters");
+  q->file_end = q->file_length = end;
+  return 0;
+}
+
 /* ---- growing the refcount structure ------------------------------------------ */
 
 /* What a growth appends at A: nb blocks for the indices in idx[], then a

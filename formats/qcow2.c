@@ -816,7 +816,12 @@ qcow2_make_empty (struct image *img)
     if (qcow2_write_table_pages (q, &q->l1) == -1 || qcow2_sync (q) == -1)
       return -1;
   }
-  return write_back_all (q);
+  if (write_back_all (q) == -1)
+    return -1;
+  /* The emptied tables and the lowered counts are durable: the freed end
+   * of the file may go. */
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->writeback_lock);
+  return qcow2_truncate_free_tail (q);
 }
 
 const struct driver qcow2_driver = {

@@ -361,6 +361,10 @@ int qcow2_cover (struct qcow2 *q, uint64_t extra);
  * and growing the file.  Returns the host offset or -1.  Called with
  * q->lock held and coverage ensured. */
 int64_t qcow2_alloc_clusters (struct qcow2 *q, uint64_t n);
+/* Cuts the file after its last cluster with a reference (the dropped
+ * references must be durable: the offsets cut off are handed out again).
+ * Called with writeback_lock held, q->lock not held. */
+int qcow2_truncate_free_tail (struct qcow2 *q);
 /* Refcount blocks for every cluster of [offset, offset + length) (the
  * check's rebuild).  Called with writeback_lock held. */
 int qcow2_cover_range_wbl (struct qcow2 *q, uint64_t offset,
