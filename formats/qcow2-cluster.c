@@ -438,7 +438,8 @@ link_new_clusters (struct qcow2 *q, struct mc_entry *l2, uint64_t l2_index,
   uint64_t i;
 
   for (i = 0; i < n; i++) {
-    if (qcow2_drop_entry (q, qcow2_l2_get (q, l2, l2_index + i)) == -1)
+    if (qcow2_drop_entry (q, qcow2_l2_get (q, l2, l2_index + i), false)
+        == -1)
       return -1;
     qcow2_l2_set (q, l2, l2_index + i,
                   (host + i * q->cluster_size) | QCOW2_COPIED);
@@ -659,7 +660,7 @@ change_entries (struct qcow2 *q, struct qcow2_run *r, uint64_t offset,
     uint64_t old = qcow2_l2_get (q, r->l2, r->l2_index + i), v;
     bool drop;
     v = new_entry (q, old, op, &drop);
-    if (drop && (ret = qcow2_drop_entry (q, old)) == -1)
+    if (drop && (ret = qcow2_drop_entry (q, old, true)) == -1)
       break;
     if (v != old)
       qcow2_l2_set (q, r->l2, r->l2_index + i, v);

@@ -457,7 +457,7 @@ link_area (struct qcow2 *q, const struct growth *g, uint8_t *table,
     mc_table_release (&q->reftable);
     q->reftable = nt;
     q->reftable_entries = g->table_entries;
-    r = qcow2_drop_ref (q, old_off, old_bytes);
+    r = qcow2_drop_ref (q, old_off, old_bytes, true);
   }
   else {
     ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);

@@ -12,9 +12,10 @@
  *         1), and so are the refcounts those entries rely on,
  *      3. writes the L2 copies and fdatasyncs again (rule 4),
  *      4. only then lowers the refcounts of the references dropped
- *         before the copy was taken, and punches holes under clusters
- *         whose count reached 0: a cluster's data is destroyed only
- *         once the table change that replaced it is durable (rule 6).
+ *         before the copy was taken, and punches holes under trimmed or
+ *         zeroed clusters whose count reached 0: a cluster's data is
+ *         destroyed only once the table change that replaced it is
+ *         durable (rule 6).
  *    With lazy refcounts, step 1 waits (the blocks stay dirty in the
  *    cache) until close, a check, or the cache outgrowing its bound; the
  *    dirty bit covers them.
@@ -197,7 +198,8 @@ qcow2_get_l2 (struct qcow2 *q, uint64_t l2_offset, struct mc_entry **ep)
 /* ---- dropped references ------------------------------------------------ */
 
 int
-qcow2_drop_ref (struct qcow2 *q, uint64_t offset, uint64_t length)
+qcow2_drop_ref (struct qcow2 *q, uint64_t offset, uint64_t length,
+                bool punch)
 {
   if (q->nr_frees == q->alloc_frees) {
     size_t na = q->alloc_frees ? 2 * q->alloc_frees : 64;
@@ -207,12 +209,12 @@ qcow2_drop_ref (struct qcow2 *q, uint64_t offset, uint64_t length)
     q->frees = n;
     q->alloc_frees = na;
   }
-  q->frees[q->nr_frees++] = (struct qcow2_free) { offset, length };
+  q->frees[q->nr_frees++] = (struct qcow2_free) { offset, length, punch };
   return 0;
 }
 
 int
-qcow2_drop_entry (struct qcow2 *q, uint64_t entry)
+qcow2_drop_entry (struct qcow2 *q, uint64_t entry, bool punch)
 {
   const char *why;
   uint64_t off, len;
@@ -220,11 +222,11 @@ qcow2_drop_entry (struct qcow2 *q, uint64_t entry)
   switch (qcow2_entry_kind (q, entry, q->file_end, &why)) {
   case Q_COMPRESSED:
     qcow2_compressed_range (q, entry, &off, &len);
-    return qcow2_drop_ref (q, off, len);
+    return qcow2_drop_ref (q, off, len, punch);
   case Q_DATA:
   case Q_ZERO:
     off = entry & QCOW2_OFFSET_MASK;
-    return off ? qcow2_drop_ref (q, off, q->cluster_size) : 0;
+    return off ? qcow2_drop_ref (q, off, q->cluster_size, punch) : 0;
   default:
     return 0;                   /* nothing held, or nothing trustworthy */
   }
@@ -248,7 +250,7 @@ apply_frees (struct qcow2 *q, struct qcow2_free *f, size_t n,
       /* A count already 0, or a block we cannot read: leave it (the
        * check reports it). */
       if (qcow2_get_refcount (q, c, &v) == -1 || v == 0 ||
-          qcow2_set_refcount (q, c, v - 1) == -1 || v > 1)
+          qcow2_set_refcount (q, c, v - 1) == -1 || v > 1 || !f[i].punch)
         continue;
       if (*npunch && (*punch)[*npunch - 1].offset +
           (*punch)[*npunch - 1].length == c << q->cluster_bits) {
@@ -621,5 +623,5 @@ qcow2_cow_l2 (struct qcow2 *q, uint64_t l1_index)
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
   if (link_table (q, l1_index, (uint64_t) t, copy) == -1)
     return -1;
-  return qcow2_drop_ref (q, old, q->cluster_size);
+  return qcow2_drop_ref (q, old, q->cluster_size, true);
 }

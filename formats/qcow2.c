@@ -805,10 +805,10 @@ qcow2_make_empty (struct image *img)
         if (qcow2_get_l2 (q, l2off, &l2) == -1)
           return -1;
         for (j = 0; j < q->l2_entries; j++)
-          if (qcow2_drop_entry (q, qcow2_l2_get (q, l2, j)) == -1)
+          if (qcow2_drop_entry (q, qcow2_l2_get (q, l2, j), true) == -1)
             return -1;
         mc_remove (q->l2_cache, l2);
-        if (qcow2_drop_ref (q, l2off, q->cluster_size) == -1)
+        if (qcow2_drop_ref (q, l2off, q->cluster_size, true) == -1)
           return -1;
       }
       qcow2_l1_set (q, i, 0);

@@ -183,6 +183,8 @@ struct qcow2_free {
   uint64_t offset;              /* host byte offset */
   uint64_t length;              /* bytes; every cluster it touches loses
                                    one reference */
+  bool punch;                   /* punch a hole under a cluster whose count
+                                   reaches 0 */
 };
 
 /* The last compressed cluster read, decompressed: sequential reads of a
@@ -332,11 +334,16 @@ int qcow2_write_table_pages (struct qcow2 *q, struct mc_table *t);
  * writeback_lock held, q->lock not held. */
 int qcow2_write_refblocks (struct qcow2 *q);
 /* Records that the reference of [offset, offset + length) was dropped.
- * Called with q->lock held. */
-int qcow2_drop_ref (struct qcow2 *q, uint64_t offset, uint64_t length);
+ * punch: give the space back once the count reaches 0.  A reader that
+ * looked the old entry up just before the change may still read the old
+ * cluster; for a trim or a zero a hole (zeros) is an answer it may get,
+ * for a cluster replaced by a copy on write it is not, so those keep
+ * their blocks.  Called with q->lock held. */
+int qcow2_drop_ref (struct qcow2 *q, uint64_t offset, uint64_t length,
+                    bool punch);
 /* Drops the references an L2 entry holds (nothing for unallocated and
  * plain zero entries).  Called with q->lock held. */
-int qcow2_drop_entry (struct qcow2 *q, uint64_t entry);
+int qcow2_drop_entry (struct qcow2 *q, uint64_t entry, bool punch);
 int qcow2_sync (struct qcow2 *q);
 
 /* ---- qcow2-refcount.c --------------------------------------------------- */

@@ -150,6 +150,43 @@ maps_like_qemu (const char *name)
   free (o.m);
 }
 
+/* Our check (read-only) finds nothing and counts as qemu-img check. */
+static void
+checks_like_qemu (const char *name)
+{
+  struct image *img = open_image (path (name), IMAGE_OPEN_READONLY, 0);
+  struct image_check_result r;
+  uint64_t q[5] = { 0 };
+  char cmd[4096], line[256];
+  FILE *fp;
+
+  CHECK (image_check (img, 0, &r, NULL, NULL));
+  CHECK (image_close (img));
+  snprintf (cmd, sizeof cmd, "qemu-img check --output=json '%s'",
+            path (name));
+  fp = popen (cmd, "r");
+  if (fp == NULL)
+    die ("popen");
+  while (fgets (line, sizeof line, fp)) {
+    sscanf (line, " \"allocated-clusters\": %" SCNu64, &q[0]);
+    sscanf (line, " \"fragmented-clusters\": %" SCNu64, &q[1]);
+    sscanf (line, " \"compressed-clusters\": %" SCNu64, &q[2]);
+    sscanf (line, " \"image-end-offset\": %" SCNu64, &q[3]);
+    sscanf (line, " \"total-clusters\": %" SCNu64, &q[4]);
+  }
+  pclose (fp);
+  if (r.corruptions || r.leaks || r.check_errors ||
+      r.allocated_clusters != q[0] || r.fragmented_clusters != q[1] ||
+      r.compressed_clusters != q[2] || r.image_end_offset != q[3] ||
+      r.total_clusters != q[4])
+    die ("%s: check: %" PRIu64 " corruptions %" PRIu64 " leaks, allocated %"
+         PRIu64 " fragmented %" PRIu64 " compressed %" PRIu64 " end %"
+         PRIu64 " total %" PRIu64 "; qemu-img check: %" PRIu64 " %" PRIu64
+         " %" PRIu64 " %" PRIu64 " %" PRIu64, name, r.corruptions, r.leaks,
+         r.allocated_clusters, r.fragmented_clusters, r.compressed_clusters,
+         r.image_end_offset, r.total_clusters, q[0], q[1], q[2], q[3], q[4]);
+}
+
 /* qemu-io writes spread over the image: data, zero clusters (unmapped and
  * kept), a discard. */
 static const char *qemu_io_writes =
@@ -170,6 +207,7 @@ qemu_made (const char *name, const char *create_opts)
   sh (name, cmd);
   reads_like_qemu (name);
   maps_like_qemu (name);
+  checks_like_qemu (name);
 }
 
 static void
@@ -196,6 +234,7 @@ compressed (void)
   sh ("zlib", "qemu-img convert -c -O qcow2 -f raw src.raw z.qcow2");
   reads_like_qemu ("z.qcow2");
   maps_like_qemu ("z.qcow2");
+  checks_like_qemu ("z.qcow2");
   sh ("zlib, 4K", "qemu-img convert -c -O qcow2 -o cluster_size=4096 "
       "-f raw src.raw z4k.qcow2");
   reads_like_qemu ("z4k.qcow2");
@@ -219,6 +258,7 @@ extended_l2 (void)
       "-c 'write -P 0x34 1049576 200K' -c 'write -z -u 3M 256K' x.qcow2");
   reads_like_qemu ("x.qcow2");
   maps_like_qemu ("x.qcow2");
+  checks_like_qemu ("x.qcow2");
   if (image_open (path ("x.qcow2"), &o) != NULL ||
       image_errno () != EROFS || strstr (image_error (), "extended L2") == NULL)
     die ("read-write open of an extended L2 image: expected EROFS naming "
@@ -316,6 +356,7 @@ snapshots (const char *name, const char *opts)
             opts, name, name, name, name, name, name, name, name, name);
   sh (name, cmd);
   reads_like_qemu (name);
+  checks_like_qemu (name);
   engine_writes (name);
   qemu_img_check_clean (path (name));
   write_file (path ("model.raw"), model, snap_size);
