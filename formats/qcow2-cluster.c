@@ -440,7 +440,8 @@ link_new_clusters (struct qcow2 *q, struct mc_entry *l2, uint64_t l2_index,
   for (i = 0; i < n; i++) {
     uint64_t old = qcow2_l2_get (q, l2, l2_index + i);
     /* A zero cluster's host cluster is never read: its blocks can go. */
-    if (qcow2_drop_entry (q, old, old & QCOW2_ZERO) == -1)
+    if (qcow2_drop_entry (q, old, (old & (QCOW2_ZERO | QCOW2_COMPRESSED))
+                          == QCOW2_ZERO) == -1)
       return -1;
     qcow2_l2_set (q, l2, l2_index + i,
                   (host + i * q->cluster_size) | QCOW2_COPIED);
