@@ -1,8 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* Alignment and rounding for power-of-two sizes.
  *
- * Every macro takes an alignment that must be a power of two; arguments are
- * evaluated once.  ROUND_UP of a value within (align - 1) of UINT64_MAX
+ * Every macro takes an alignment that must be a power of two.  ROUND_UP of a value within (align - 1) of UINT64_MAX
  * wraps: callers rounding untrusted values use round_up_checked instead.
  */
 #ifndef COWBD_ROUNDING_H
@@ -24,20 +23,16 @@ log_2_bits (uint64_t v)
   return 63 - __builtin_clzll (v);
 }
 
-#define IS_ALIGNED(v, align) ({                 \
-      __typeof__ (v) v_ = (v);                  \
-      (v_ & ((__typeof__ (v))(align) - 1)) == 0; \
-    })
+/* Each argument is used once, in an expression: no temporaries. */
+#define IS_ALIGNED(v, align) \
+  (((v) & ((__typeof__ (v))(align) - 1)) == 0)
 
-#define ROUND_DOWN(v, align) ({                         \
-      __typeof__ (v) v_ = (v);                          \
-      v_ & ~((__typeof__ (v))(align) - 1);              \
-    })
+#define ROUND_DOWN(v, align) \
+  ((v) & ~((__typeof__ (v))(align) - 1))
 
-#define ROUND_UP(v, align) ({                                   \
-      __typeof__ (v) a_ = (__typeof__ (v))(align);              \
-      ((v) + a_ - 1) & ~(a_ - 1);                               \
-    })
+/* align is evaluated twice: pass a constant or a plain variable. */
+#define ROUND_UP(v, align) \
+  (((v) + (__typeof__ (v))(align) - 1) & ~((__typeof__ (v))(align) - 1))
 
 /* Rounds without wrapping: false if the result does not fit in 64 bits. */
 static inline bool
@@ -50,11 +45,9 @@ round_up_checked (uint64_t v, uint64_t align, uint64_t *r)
   return true;
 }
 
-/* ceil (n / d) for any d > 0, without the n + d - 1 overflow. */
-#define DIV_ROUND_UP(n, d) ({                   \
-      __typeof__ (n) n_ = (n);                  \
-      __typeof__ (n) d_ = (d);                  \
-      n_ / d_ + (n_ % d_ != 0);                 \
-    })
+/* ceil (n / d) for any d > 0, without the n + d - 1 overflow.  Both
+ * arguments are evaluated twice: pass plain values. */
+#define DIV_ROUND_UP(n, d) \
+  ((n) / (__typeof__ (n))(d) + ((n) % (__typeof__ (n))(d) != 0))
 
 #endif /* COWBD_ROUNDING_H */

@@ -9,7 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <limits.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 #ifdef HAVE_LINUX_FALLOC_H
 #include <linux/falloc.h>
@@ -248,6 +250,35 @@ host_preallocate (int fd, uint64_t offset, uint64_t length, bool write_zeros,
   if (progress && progress (opaque, length, length) != 0) {
     errno = ECANCELED;
     return -1;
+  }
+  return 0;
+}
+
+/* Never written: pages of it that are read map the kernel's zero page. */
+uint8_t host_zeros[HOST_ZEROS_SIZE];
+
+int
+host_pwritev (int fd, struct iovec *iov, int iovcnt, uint64_t offset)
+{
+  while (iovcnt > 0) {
+    ssize_t r = pwritev (fd, iov, iovcnt > IOV_MAX ? IOV_MAX : iovcnt,
+                         (off_t) offset);
+    if (r == -1) {
+      if (errno == EINTR)
+        continue;
+      return -1;
+    }
+    offset += (uint64_t) r;
+    /* Step over what was written, possibly part of one buffer. */
+    while (iovcnt > 0 && (size_t) r >= iov->iov_len) {
+      r -= (ssize_t) iov->iov_len;
+      iov++;
+      iovcnt--;
+    }
+    if (iovcnt > 0) {
+      iov->iov_base = (char *) iov->iov_base + r;
+      iov->iov_len -= (size_t) r;
+    }
   }
   return 0;
 }

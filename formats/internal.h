@@ -131,6 +131,12 @@ bool image_backing_is_zero (struct image *img, uint64_t offset,
  * errno set (no message: callers say what they were doing). */
 int host_pread (int fd, void *buf, size_t count, uint64_t offset);
 int host_pwrite (int fd, const void *buf, size_t count, uint64_t offset);
+/* Writes every buffer of iov (which it modifies). */
+struct iovec;
+int host_pwritev (int fd, struct iovec *iov, int iovcnt, uint64_t offset);
+/* A buffer of zeros, never written, for zero fills. */
+#define HOST_ZEROS_SIZE (1U << 20)
+extern uint8_t host_zeros[HOST_ZEROS_SIZE];
 /* Writes count zero bytes, using fallocate where the filesystem can, else
  * plain writes of a zero buffer.  May deallocate (punch) if may_punch. */
 int host_write_zeroes (int fd, uint64_t count, uint64_t offset,

@@ -1,6 +1,472 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* placeholder while the QED driver is written */
+/* QED: the driver table, the header (read, validated, written), open and
+ * close, NEED_CHECK, information, and the header-changing operations
+ * (set_backing, make_empty).  The layout is drawn in qed.h; the I/O paths
+ * are in qed-cluster.c, tables and writeback in qed-table.c, the check in
+ * qed-check.c and create in qed-create.c.
+ *
+ * NEED_CHECK: set, durably, before the first change of an open (a cluster
+ * appended, an entry changed, a hole punched), cleared only by a clean
+ * close once everything is written back.  A read-write open that finds it
+ * set runs the check with repair before anything else.
+ */
 #include <config.h>
-#include "internal.h"
-static bool qed_probe (const uint8_t *buf, size_t len) { return false; }
-const struct driver qed_driver = { .name = "qed", .probe = qed_probe };
+
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "byte-swapping.h"
+#include "checked-overflow.h"
+#include "cleanup.h"
+#include "qed.h"
+#include "rounding.h"
+
+/* ---- the header ---------------------------------------------------------- */
+
+static bool
+qed_probe (const uint8_t *buf, size_t len)
+{
+  return len >= 4 && le32_load (buf) == QED_MAGIC;
+}
+
+static void
+header_decode (const uint8_t *b, struct qed_header *h)
+{
+  h->magic = le32_load (b + 0);
+  h->cluster_size = le32_load (b + 4);
+  h->table_size = le32_load (b + 8);
+  h->header_size = le32_load (b + 12);
+  h->features = le64_load (b + 16);
+  h->compat_features = le64_load (b + 24);
+  h->autoclear_features = le64_load (b + 32);
+  h->l1_table_offset = le64_load (b + 40);
+  h->image_size = le64_load (b + 48);
+  h->backing_filename_offset = le32_load (b + 56);
+  h->backing_filename_size = le32_load (b + 60);
+}
+
+void
+qed_header_encode (const struct qed_header *h, uint8_t *b)
+{
+  le32_store (b + 0, h->magic);
+  le32_store (b + 4, h->cluster_size);
+  le32_store (b + 8, h->table_size);
+  le32_store (b + 12, h->header_size);
+  le64_store (b + 16, h->features);
+  le64_store (b + 24, h->compat_features);
+  le64_store (b + 32, h->autoclear_features);
+  le64_store (b + 40, h->l1_table_offset);
+  le64_store (b + 48, h->image_size);
+  le32_store (b + 56, h->backing_filename_offset);
+  le32_store (b + 60, h->backing_filename_size);
+}
+
+int
+qed_write_header (struct qed *q)
+{
+  uint8_t b[QED_HEADER_BYTES];
+
+  qed_header_encode (&q->h, b);
+  if (host_pwrite (q->img->fd, b, sizeof b, 0) == -1 ||
+      host_sync (q->img->fd) == -1)
+    return image_err_sys (q->img, "writing the header");
+  return 0;
+}
+
+int
+qed_set_need_check (struct qed *q, bool on)
+{
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->header_lock);
+  uint64_t saved = q->h.features;
+
+  if (q->need_check_on_disk == on)
+    return 0;
+  if (on)
+    q->h.features |= QED_F_NEED_CHECK;
+  else
+    q->h.features &= ~(uint64_t) QED_F_NEED_CHECK;
+  if (qed_write_header (q) == -1) {
+    q->h.features = saved;
+    return -1;
+  }
+  __atomic_store_n (&q->need_check_on_disk, on, __ATOMIC_RELEASE);
+  return 0;
+}
+
+/* The largest image a geometry can address: entries^2 * cluster_size,
+ * saturating instead of wrapping. */
+uint64_t
+qed_max_image_size (uint32_t cluster_size, uint32_t table_size)
+{
+  unsigned cbits = log_2_bits (cluster_size);
+  unsigned tbits = log_2_bits ((uint64_t) table_size * cluster_size / 8);
+
+  if (2 * tbits + cbits >= 64)
+    return UINT64_MAX;
+  return 1ULL << (2 * tbits + cbits);
+}
+
+/* Geometry checks shared by open and create: a message naming the field,
+ * or NULL. */
+const char *
+qed_geometry_error (uint64_t cluster_size, uint64_t table_size)
+{
+  if (!is_power_of_2 (cluster_size) || cluster_size < QED_MIN_CLUSTER_SIZE ||
+      cluster_size > QED_MAX_CLUSTER_SIZE)
+    return "cluster_size must be a power of two from 4096 to 67108864";
+  if (!is_power_of_2 (table_size) || table_size < QED_MIN_TABLE_SIZE ||
+      table_size > QED_MAX_TABLE_SIZE)
+    return "table_size must be a power of two from 1 to 16 (clusters)";
+  return NULL;
+}
+
+/* Validates everything in the header that does not need the tables.
+ * file_size is the host file's length. */
+static int
+validate_header (struct qed *q, uint64_t file_size)
+{
+  struct image *img = q->img;
+  struct qed_header *h = &q->h;
+  const char *msg;
+  uint64_t header_end, unknown;
+
+  if (h->magic != QED_MAGIC)
+    return image_errf (img, EINVAL, "bad magic: not a QED image");
+  msg = qed_geometry_error (h->cluster_size, h->table_size);
+  if (msg)
+    return image_errf (img, EINVAL, "invalid header: %s (cluster_size %"
+                       PRIu32 ", table_size %" PRIu32 ")", msg,
+                       h->cluster_size, h->table_size);
+  unknown = h->features & ~(uint64_t) QED_FEATURE_MASK;
+  if (unknown)
+    return image_errf (img, ENOTSUP, "unknown incompatible feature bits "
+                       "0x%" PRIx64 " (this image needs a newer program)",
+                       unknown);
+  if (h->header_size == 0 ||
+      MUL_OVERFLOW ((uint64_t) h->header_size, (uint64_t) h->cluster_size,
+                    &header_end) || header_end > file_size)
+    return image_errf (img, EINVAL, "invalid header: header_size %" PRIu32
+                       " clusters does not fit in the file", h->header_size);
+  if (h->image_size % 512 != 0)
+    return image_errf (img, EINVAL, "invalid header: image_size %" PRIu64
+                       " is not a multiple of 512", h->image_size);
+  if (h->image_size > qed_max_image_size (h->cluster_size, h->table_size) ||
+      h->image_size > INT64_MAX)
+    return image_errf (img, EINVAL, "invalid header: image_size %" PRIu64
+                       " is larger than this geometry can address",
+                       h->image_size);
+
+  q->cluster_size = h->cluster_size;
+  q->cluster_bits = log_2_bits (h->cluster_size);
+  q->table_bytes = (uint64_t) h->table_size * h->cluster_size;
+  q->table_entries = q->table_bytes / 8;
+  q->table_bits = log_2_bits (q->table_entries);
+  q->header_end = header_end;
+
+  if (!IS_ALIGNED (h->l1_table_offset, q->cluster_size))
+    return image_errf (img, EINVAL, "L1 table at 0x%" PRIx64
+                       " is not aligned to the cluster size",
+                       h->l1_table_offset);
+  if (h->l1_table_offset < header_end)
+    return image_errf (img, EINVAL, "L1 table at 0x%" PRIx64
+                       " overlaps the header", h->l1_table_offset);
+  if (RANGE_OUTSIDE (h->l1_table_offset, q->table_bytes, file_size))
+    return image_errf (img, EINVAL, "L1 table at 0x%" PRIx64
+                       " lies past end of file", h->l1_table_offset);
+
+  if (h->features & QED_F_BACKING_FILE) {
+    uint64_t o = h->backing_filename_offset, n = h->backing_filename_size;
+    if (n == 0 || n > QED_MAX_BACKING_NAME || RANGE_OUTSIDE (o, n, header_end))
+      return image_errf (img, EINVAL, "invalid header: backing file name (%"
+                         PRIu64 " bytes at offset %" PRIu64 ") is empty, too "
+                         "long or outside the header", n, o);
+  }
+  return 0;
+}
+
+static int
+read_backing_name (struct qed *q)
+{
+  struct image *img = q->img;
+  size_t n = q->h.backing_filename_size;
+  char *name;
+
+  if (!(q->h.features & QED_F_BACKING_FILE))
+    return 0;
+  name = malloc (n + 1);
+  if (name == NULL)
+    return image_errf (img, ENOMEM, "out of memory");
+  if (host_pread (img->fd, name, n, q->h.backing_filename_offset) == -1) {
+    free (name);
+    return image_err_sys (img, "reading the backing file name");
+  }
+  name[n] = '\0';
+  if (strlen (name) != n) {
+    free (name);
+    return image_errf (img, EINVAL, "invalid header: backing file name "
+                       "contains a NUL byte");
+  }
+  img->backing_filename = name;
+  /* QED stores no backing format, except "raw, do not probe". */
+  if (q->h.features & QED_F_BACKING_FORMAT_NO_PROBE) {
+    img->backing_format = strdup ("raw");
+    if (img->backing_format == NULL)
+      return image_errf (img, ENOMEM, "out of memory");
+  }
+  return 0;
+}
+
+/* ---- open and close -------------------------------------------------------- */
+
+static void
+free_qed (struct qed *q)
+{
+  if (q == NULL)
+    return;
+  mc_free (q->l2_cache);
+  mc_table_release (&q->l1);
+  pthread_mutex_destroy (&q->writeback_lock);
+  pthread_mutex_destroy (&q->header_lock);
+  pthread_mutex_destroy (&q->lock);
+  pthread_cond_destroy (&q->cond);
+  free (q);
+}
+
+static struct qed *
+alloc_qed (struct image *img)
+{
+  struct qed *q = calloc (1, sizeof *q);
+
+  if (q == NULL)
+    return NULL;
+  q->img = img;
+  pthread_mutex_init (&q->writeback_lock, NULL);
+  pthread_mutex_init (&q->header_lock, NULL);
+  pthread_mutex_init (&q->lock, NULL);
+  pthread_cond_init (&q->cond, NULL);
+  return q;
+}
+
+/* The automatic check of a read-write open of an image marked NEED_CHECK:
+ * repair what can be repaired, then mark it clean. */
+static int
+repair_at_open (struct qed *q)
+{
+  struct image_check_result r;
+
+  if (qed_check (q->img, IMAGE_CHECK_REPAIR_LEAKS | IMAGE_CHECK_REPAIR_ERRORS,
+                 &r, NULL, NULL) == -1)
+    return -1;
+  if (r.corruptions > 0 || r.check_errors > 0)
+    return image_errf (q->img, EIO, "the image needs a check and the "
+                       "automatic repair failed (%" PRIu64 " corruptions, %"
+                       PRIu64 " errors left): run cowbd-img check -r all",
+                       r.corruptions, r.check_errors);
+  return 0;
+}
+
+static int
+qed_open (struct image *img, const struct image_open_opts *opts)
+{
+  uint8_t b[QED_HEADER_BYTES];
+  uint64_t file_size;
+  struct qed *q;
+  ssize_t n;
+
+  q = alloc_qed (img);
+  if (q == NULL)
+    return image_errf (img, ENOMEM, "out of memory");
+  img->priv = q;
+
+  if (host_file_size (img->fd, &file_size) == -1) {
+    image_err_sys (img, "stat");
+    goto err;
+  }
+  do
+    n = pread (img->fd, b, sizeof b, 0);
+  while (n == -1 && errno == EINTR);
+  if (n == -1) {
+    image_err_sys (img, "reading the header");
+    goto err;
+  }
+  if ((size_t) n < sizeof b) {
+    image_errf (img, EINVAL, "truncated header (%zd bytes; a QED header "
+                "has %d)", n, QED_HEADER_BYTES);
+    goto err;
+  }
+  header_decode (b, &q->h);
+  if (validate_header (q, file_size) == -1 || read_backing_name (q) == -1)
+    goto err;
+  img->size = q->h.image_size;
+  q->need_check_on_disk = q->h.features & QED_F_NEED_CHECK;
+
+  if (mc_table_init (&q->l1, q->h.l1_table_offset, q->table_bytes) == -1) {
+    image_errf (img, ENOMEM, "out of memory for the L1 table");
+    goto err;
+  }
+  if (host_pread (img->fd, q->l1.data, q->table_bytes,
+                  q->h.l1_table_offset) == -1) {
+    image_err_sys (img, "reading the L1 table");
+    goto err;
+  }
+  q->l2_cache = mc_new (q->table_bytes,
+                        opts->cache_size ? opts->cache_size
+                                         : IMAGE_DEFAULT_CACHE_SIZE, 4);
+  if (q->l2_cache == NULL) {
+    image_errf (img, ENOMEM, "out of memory");
+    goto err;
+  }
+  if (!round_up_checked (file_size, q->cluster_size, &q->file_end)) {
+    image_errf (img, EINVAL, "file too large");
+    goto err;
+  }
+
+  if (!img->readonly) {
+    /* Unknown autoclear bits are cleared on a read-write open. */
+    if (q->h.autoclear_features & ~(uint64_t) QED_AUTOCLEAR_FEATURE_MASK) {
+      q->h.autoclear_features &= QED_AUTOCLEAR_FEATURE_MASK;
+      if (qed_write_header (q) == -1)
+        goto err;
+    }
+    if (q->need_check_on_disk && !(opts->flags & IMAGE_OPEN_NO_REPAIR) &&
+        repair_at_open (q) == -1)
+      goto err;
+  }
+  return 0;
+
+ err:
+  free_qed (q);
+  img->priv = NULL;
+  return -1;
+}
+
+static int
+qed_close (struct image *img)
+{
+  struct qed *q = img->priv;
+  int r = 0;
+
+  if (!img->readonly) {
+    r = qed_writeback (q);
+    /* Clean only if everything reached the file. */
+    if (r == 0 && !q->broken)
+      r = qed_set_need_check (q, false);
+  }
+  free_qed (q);
+  img->priv = NULL;
+  return r;
+}
+
+static int
+qed_flush (struct image *img)
+{
+  return qed_writeback (img->priv);
+}
+
+static void
+qed_get_info (struct image *img, struct image_info *info)
+{
+  struct qed *q = img->priv;
+
+  info->cluster_size = q->h.cluster_size;
+  info->table_size = q->h.table_size;
+  info->dirty = q->h.features & QED_F_NEED_CHECK;
+}
+
+/* ---- header changes ------------------------------------------------------ */
+
+static int
+qed_set_backing (struct image *img, const char *backing_file,
+                 const char *backing_format)
+{
+  struct qed *q = img->priv;
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->header_lock);
+  struct qed_header saved = q->h;
+  size_t n = backing_file ? strlen (backing_file) : 0;
+  uint64_t name_offset = QED_HEADER_BYTES;
+
+  if (n > 0) {
+    if (n > QED_MAX_BACKING_NAME || name_offset + n > q->header_end)
+      return image_errf (img, EINVAL, "backing file name '%s' does not fit "
+                         "in the header (%" PRIu64 " bytes)", backing_file,
+                         q->header_end - name_offset);
+    if (host_pwrite (img->fd, backing_file, n, name_offset) == -1 ||
+        host_sync (img->fd) == -1)
+      return image_err_sys (img, "writing the backing file name");
+    q->h.features |= QED_F_BACKING_FILE;
+    q->h.backing_filename_offset = (uint32_t) name_offset;
+    q->h.backing_filename_size = (uint32_t) n;
+  }
+  else {
+    q->h.features &= ~(uint64_t) QED_F_BACKING_FILE;
+    q->h.backing_filename_offset = q->h.backing_filename_size = 0;
+  }
+  q->h.features &= ~(uint64_t) QED_F_BACKING_FORMAT_NO_PROBE;
+  if (n > 0 && backing_format && strcmp (backing_format, "raw") == 0)
+    q->h.features |= QED_F_BACKING_FORMAT_NO_PROBE;
+  if (qed_write_header (q) == -1) {
+    q->h = saved;
+    return -1;
+  }
+  return 0;
+}
+
+/* Drops every L2 table, so that the whole image reads from its backing
+ * file again, and gives the space back.  The caller has the image to
+ * itself (commit).  Order: the emptied L1 table is durable before the file
+ * is truncated (rule 5: no cluster is freed before the table update that
+ * freed it). */
+static int
+qed_make_empty (struct image *img)
+{
+  struct qed *q = img->priv;
+  uint64_t end = q->h.l1_table_offset + q->table_bytes;
+
+  if (qed_writeback (q) == -1 || qed_set_need_check (q, true) == -1)
+    return -1;
+  {
+    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
+    struct mc_entry *e;
+    uint64_t i;
+
+    assert (q->allocs == NULL);
+    for (i = 0; i < q->table_entries; i++)
+      if (qed_l1_get (q, i) != 0 &&
+          (e = mc_find (q->l2_cache, qed_l1_get (q, i))) != NULL)
+        mc_remove (q->l2_cache, e);
+    memset (q->l1.data, 0, q->table_bytes);
+    if (host_pwrite (img->fd, q->l1.data, q->table_bytes,
+                     q->h.l1_table_offset) == -1 ||
+        host_sync (img->fd) == -1)
+      return image_err_sys (img, "writing the L1 table");
+    mc_table_clean (&q->l1);
+    if (end < q->header_end)
+      end = q->header_end;
+    if (ftruncate (img->fd, (off_t) end) == -1)
+      return image_err_sys (img, "truncate");
+    q->file_end = end;
+  }
+  return 0;
+}
+
+const struct driver qed_driver = {
+  .name = "qed",
+  .probe = qed_probe,
+  .open = qed_open,
+  .close = qed_close,
+  .pread = qed_pread,
+  .pwrite = qed_pwrite,
+  .zero = qed_zero,
+  .trim = qed_trim,
+  .flush = qed_flush,
+  .block_status = qed_block_status,
+  .get_info = qed_get_info,
+  .check = qed_check,
+  .create = qed_create,
+  .set_backing = qed_set_backing,
+  .make_empty = qed_make_empty,
+};

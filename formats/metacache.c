@@ -1,0 +1,431 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* The metadata cache: see metacache.h for the design.  No I/O, no locks:
+ * every function is called with the owning driver's lock held.
+ */
+#include <config.h>
+
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "metacache.h"
+#include "minmax.h"
+#include "rounding.h"
+
+#define HASH_BUCKETS 1024       /* power of two */
+
+struct metacache {
+  size_t table_bytes;
+  unsigned max_entries;         /* the bound, in tables */
+  unsigned count;
+  struct mc_entry *buckets[HASH_BUCKETS];
+  struct mc_entry *lru_head, *lru_tail;
+  struct mc_entry *spare;       /* one evicted entry kept for reuse: its
+                                   pages are already faulted in */
+};
+
+/* ---- tables ------------------------------------------------------------- */
+
+static size_t
+table_pages (size_t bytes)
+{
+  return DIV_ROUND_UP (bytes, (size_t) MC_PAGE_SIZE);
+}
+
+int
+mc_table_init (struct mc_table *t, uint64_t offset, size_t bytes)
+{
+  size_t words = DIV_ROUND_UP (table_pages (bytes), (size_t) 64);
+
+  t->offset = offset;
+  t->bytes = bytes;
+  t->any_dirty = false;
+  t->data = calloc (1, bytes);
+  t->dirty = calloc (words, sizeof *t->dirty);
+  if (t->data == NULL || t->dirty == NULL) {
+    mc_table_release (t);
+    errno = ENOMEM;
+    return -1;
+  }
+  return 0;
+}
+
+void
+mc_table_release (struct mc_table *t)
+{
+  free (t->data);
+  free (t->dirty);
+  t->data = NULL;
+  t->dirty = NULL;
+}
+
+void
+mc_table_mark (struct mc_table *t, size_t start, size_t len)
+{
+  size_t p, first, last;
+
+  if (len == 0)
+    return;
+  assert (start + len <= t->bytes);
+  first = start / MC_PAGE_SIZE;
+  last = (start + len - 1) / MC_PAGE_SIZE;
+  for (p = first; p <= last; p++)
+    t->dirty[p / 64] |= 1ULL << (p % 64);
+  t->any_dirty = true;
+}
+
+void
+mc_table_mark_all (struct mc_table *t)
+{
+  mc_table_mark (t, 0, t->bytes);
+}
+
+void
+mc_table_clean (struct mc_table *t)
+{
+  memset (t->dirty, 0,
+          DIV_ROUND_UP (table_pages (t->bytes), (size_t) 64) *
+          sizeof *t->dirty);
+  t->any_dirty = false;
+}
+
+static bool
+page_dirty (const struct mc_table *t, size_t p)
+{
+  return t->dirty[p / 64] & (1ULL << (p % 64));
+}
+
+/* ---- the cache ------------------------------------------------------------ */
+
+struct metacache *
+mc_new (size_t table_bytes, uint64_t capacity, unsigned min_entries)
+{
+  struct metacache *mc = calloc (1, sizeof *mc);
+  uint64_t n = capacity / table_bytes;
+
+  if (mc == NULL)
+    return NULL;
+  mc->table_bytes = table_bytes;
+  mc->max_entries = (unsigned) MIN (MAX (n, (uint64_t) min_entries),
+                                    (uint64_t) UINT32_MAX);
+  return mc;
+}
+
+static void
+free_entry (struct mc_entry *e)
+{
+  if (e) {
+    mc_table_release (&e->t);
+    free (e);
+  }
+}
+
+void
+mc_free (struct metacache *mc)
+{
+  struct mc_entry *e, *next;
+
+  if (mc == NULL)
+    return;
+  for (e = mc->lru_head; e; e = next) {
+    next = e->lru_next;
+    free_entry (e);
+  }
+  free_entry (mc->spare);
+  free (mc);
+}
+
+static unsigned
+bucket_of (const struct metacache *mc, uint64_t offset)
+{
+  /* Tables are table_bytes apart at least: drop the low bits. */
+  uint64_t k = offset / mc->table_bytes;
+  k ^= k >> 17;
+  k *= 0x9e3779b97f4a7c15ULL;
+  return (unsigned) (k >> 32) & (HASH_BUCKETS - 1);
+}
+
+static void
+lru_unlink (struct metacache *mc, struct mc_entry *e)
+{
+  if (e->lru_prev)
+    e->lru_prev->lru_next = e->lru_next;
+  else
+    mc->lru_head = e->lru_next;
+  if (e->lru_next)
+    e->lru_next->lru_prev = e->lru_prev;
+  else
+    mc->lru_tail = e->lru_prev;
+  e->lru_prev = e->lru_next = NULL;
+}
+
+static void
+lru_push_head (struct metacache *mc, struct mc_entry *e)
+{
+  e->lru_prev = NULL;
+  e->lru_next = mc->lru_head;
+  if (mc->lru_head)
+    mc->lru_head->lru_prev = e;
+  mc->lru_head = e;
+  if (mc->lru_tail == NULL)
+    mc->lru_tail = e;
+}
+
+struct mc_entry *
+mc_find (struct metacache *mc, uint64_t offset)
+{
+  struct mc_entry *e;
+
+  for (e = mc->buckets[bucket_of (mc, offset)]; e; e = e->hash_next)
+    if (e->t.offset == offset) {
+      if (mc->lru_head != e) {
+        lru_unlink (mc, e);
+        lru_push_head (mc, e);
+      }
+      return e;
+    }
+  return NULL;
+}
+
+static void
+hash_unlink (struct metacache *mc, struct mc_entry *e)
+{
+  struct mc_entry **pp = &mc->buckets[bucket_of (mc, e->t.offset)];
+
+  while (*pp != e)
+    pp = &(*pp)->hash_next;
+  *pp = e->hash_next;
+  e->hash_next = NULL;
+}
+
+void
+mc_remove (struct metacache *mc, struct mc_entry *e)
+{
+  assert (e->pins == 0);
+  hash_unlink (mc, e);
+  lru_unlink (mc, e);
+  mc->count--;
+  if (mc->spare == NULL)
+    mc->spare = e;
+  else
+    free_entry (e);
+}
+
+/* Evicts the least recently used clean, unpinned entry; false if none. */
+static bool
+evict_one (struct metacache *mc)
+{
+  struct mc_entry *e;
+
+  for (e = mc->lru_tail; e; e = e->lru_prev)
+    if (e->pins == 0 && !e->t.any_dirty) {
+      mc_remove (mc, e);
+      return true;
+    }
+  return false;
+}
+
+bool
+mc_over_budget (const struct metacache *mc)
+{
+  return mc->count > mc->max_entries;
+}
+
+void
+mc_shrink (struct metacache *mc)
+{
+  while (mc_over_budget (mc) && evict_one (mc))
+    ;
+}
+
+struct mc_entry *
+mc_insert (struct metacache *mc, uint64_t offset)
+{
+  struct mc_entry *e;
+  unsigned b;
+
+  assert (mc_find (mc, offset) == NULL);
+  if (mc->count >= mc->max_entries)
+    evict_one (mc);
+
+  if (mc->spare) {
+    e = mc->spare;
+    mc->spare = NULL;
+    mc_table_clean (&e->t);
+    e->t.offset = offset;
+  }
+  else {
+    e = calloc (1, sizeof *e);
+    if (e == NULL || mc_table_init (&e->t, offset, mc->table_bytes) == -1) {
+      free (e);
+      errno = ENOMEM;
+      return NULL;
+    }
+  }
+  e->pins = 0;
+  b = bucket_of (mc, offset);
+  e->hash_next = mc->buckets[b];
+  mc->buckets[b] = e;
+  lru_push_head (mc, e);
+  mc->count++;
+  return e;
+}
+
+int
+mc_for_each_dirty (struct metacache *mc,
+                   int (*fn) (struct mc_entry *e, void *opaque),
+                   void *opaque)
+{
+  struct mc_entry *e;
+  int r;
+
+  for (e = mc->lru_head; e; e = e->lru_next)
+    if (e->t.any_dirty && (r = fn (e, opaque)) != 0)
+      return r;
+  return 0;
+}
+
+size_t
+mc_table_bytes (const struct metacache *mc)
+{
+  return mc->table_bytes;
+}
+
+unsigned
+mc_count (const struct metacache *mc)
+{
+  return mc->count;
+}
+
+/* ---- snapshots ------------------------------------------------------------ */
+
+struct mc_run {
+  uint64_t table_offset;        /* which table */
+  uint64_t offset;              /* file offset of the run */
+  size_t len;
+  uint8_t *copy;
+};
+
+struct mc_snapshot {
+  struct mc_run *runs;
+  size_t n, alloc;
+};
+
+struct mc_snapshot *
+mc_snapshot_new (void)
+{
+  return calloc (1, sizeof (struct mc_snapshot));
+}
+
+bool
+mc_snapshot_empty (const struct mc_snapshot *s)
+{
+  return s->n == 0;
+}
+
+static int
+add_run (struct mc_snapshot *s, const struct mc_table *t, size_t start,
+         size_t len)
+{
+  struct mc_run *r;
+
+  if (s->n == s->alloc) {
+    size_t na = s->alloc ? s->alloc * 2 : 16;
+    struct mc_run *nr = realloc (s->runs, na * sizeof *nr);
+    if (nr == NULL)
+      return -1;
+    s->runs = nr;
+    s->alloc = na;
+  }
+  r = &s->runs[s->n];
+  r->copy = malloc (len);
+  if (r->copy == NULL)
+    return -1;
+  memcpy (r->copy, t->data + start, len);
+  r->table_offset = t->offset;
+  r->offset = t->offset + start;
+  r->len = len;
+  s->n++;
+  return 0;
+}
+
+int
+mc_snapshot_add (struct mc_snapshot *s, struct mc_table *t)
+{
+  size_t pages = table_pages (t->bytes), p = 0, first_run = s->n;
+
+  if (!t->any_dirty)
+    return 0;
+  while (p < pages) {
+    size_t q;
+    if (!page_dirty (t, p)) {
+      p++;
+      continue;
+    }
+    for (q = p; q < pages && page_dirty (t, q); q++)
+      ;
+    if (add_run (s, t, p * MC_PAGE_SIZE,
+                 MIN (q * MC_PAGE_SIZE, t->bytes) - p * MC_PAGE_SIZE) == -1) {
+      /* Undo this table's runs: it stays dirty as it was. */
+      while (s->n > first_run)
+        free (s->runs[--s->n].copy);
+      errno = ENOMEM;
+      return -1;
+    }
+    p = q;
+  }
+  mc_table_clean (t);
+  return 0;
+}
+
+static int
+compare_runs (const void *a, const void *b)
+{
+  const struct mc_run *ra = a, *rb = b;
+  return ra->offset < rb->offset ? -1 : ra->offset > rb->offset;
+}
+
+int
+mc_snapshot_write (struct mc_snapshot *s,
+                   int (*pwrite_fn) (void *opaque, const void *buf,
+                                     size_t len, uint64_t offset),
+                   void *opaque)
+{
+  size_t i;
+
+  qsort (s->runs, s->n, sizeof *s->runs, compare_runs);
+  for (i = 0; i < s->n; i++)
+    if (pwrite_fn (opaque, s->runs[i].copy, s->runs[i].len,
+                   s->runs[i].offset) == -1)
+      return -1;
+  return 0;
+}
+
+void
+mc_snapshot_redirty (struct mc_snapshot *s,
+                     struct mc_table *(*find_fn) (void *opaque,
+                                                  uint64_t offset),
+                     void *opaque)
+{
+  size_t i;
+
+  for (i = 0; i < s->n; i++) {
+    struct mc_table *t = find_fn (opaque, s->runs[i].table_offset);
+    if (t)
+      mc_table_mark (t, s->runs[i].offset - t->offset, s->runs[i].len);
+  }
+}
+
+void
+mc_snapshot_free (struct mc_snapshot *s)
+{
+  size_t i;
+
+  if (s == NULL)
+    return;
+  for (i = 0; i < s->n; i++)
+    free (s->runs[i].copy);
+  free (s->runs);
+  free (s);
+}

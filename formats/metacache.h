@@ -1,0 +1,129 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* The metadata cache: a bounded set of on-disk tables (QED L2 tables,
+ * qcow2 L2 tables and refcount blocks) held in memory, shared by the
+ * formats.  It does no I/O and takes no locks: the format driver loads
+ * tables, writes them back and serialises access with its own lock.
+ *
+ *   table in the file          entry in the cache
+ *   +------+------+------+     +------------------------------+
+ *   | page | page | page | ==> | data (on-disk byte order)    |
+ *   +------+------+------+     | dirty pages: 0 1 0           |
+ *                              | pins, gen, LRU position      |
+ *                              +------------------------------+
+ *
+ * Writeback, not write-through: a change marks the touched 4 KiB pages of
+ * the table dirty and the driver writes only those pages back, at flush,
+ * on FUA and when the cache must shrink.  The crash-ordering rules
+ * (shared/DESIGN.md) are the driver's to keep; the cache only tells it
+ * what is dirty and takes a consistent copy of it (mc_snapshot) so that
+ * the driver can write the copy without holding its lock.
+ *
+ * Bound: the cache holds at most `capacity` bytes of tables unless every
+ * entry is pinned or dirty; then it grows past the bound and says so
+ * (mc_over_budget), and the driver writes back and shrinks it once its
+ * lock is free.  A pinned entry (a write allocating into it is in flight)
+ * is never evicted.
+ */
+#ifndef COWBD_METACACHE_H
+#define COWBD_METACACHE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Dirty tracking granularity: one bit per page of a table. */
+#define MC_PAGE_SIZE 4096
+
+/* A table in memory.  Also used on its own (not in a cache) for tables
+ * that are always resident, such as the QED L1 table. */
+struct mc_table {
+  uint64_t offset;              /* byte offset of the table in the file */
+  size_t bytes;                 /* table size, a multiple of MC_PAGE_SIZE
+                                   or smaller than one page */
+  uint8_t *data;                /* the table, on-disk byte order */
+  uint64_t *dirty;              /* bitmap, one bit per page */
+  bool any_dirty;
+};
+
+struct mc_entry {
+  struct mc_table t;
+  unsigned pins;
+  struct mc_entry *hash_next;
+  struct mc_entry *lru_prev, *lru_next; /* most recently used first */
+};
+
+struct metacache;
+
+/* A cache of tables of table_bytes each, holding about capacity bytes
+ * (at least min_entries tables). */
+struct metacache *mc_new (size_t table_bytes, uint64_t capacity,
+                          unsigned min_entries);
+void mc_free (struct metacache *mc);
+
+/* The entry for the table at offset, or NULL; a hit moves it to the head
+ * of the LRU list. */
+struct mc_entry *mc_find (struct metacache *mc, uint64_t offset);
+
+/* A new entry for the table at offset (not already present), evicting
+ * clean unpinned entries from the LRU tail when over the bound.  Its data
+ * is uninitialised: the caller loads or zeroes it.  NULL on ENOMEM. */
+struct mc_entry *mc_insert (struct metacache *mc, uint64_t offset);
+
+/* Drops the entry (clean or not) from the cache. */
+void mc_remove (struct metacache *mc, struct mc_entry *e);
+
+/* True while the cache holds more than its bound. */
+bool mc_over_budget (const struct metacache *mc);
+/* Evicts clean unpinned entries until within the bound (or none left). */
+void mc_shrink (struct metacache *mc);
+
+/* Calls fn for each entry with dirty pages; stops at and returns the
+ * first non-zero return of fn. */
+int mc_for_each_dirty (struct metacache *mc,
+                       int (*fn) (struct mc_entry *e, void *opaque),
+                       void *opaque);
+
+size_t mc_table_bytes (const struct metacache *mc);
+unsigned mc_count (const struct metacache *mc);
+
+/* ---- tables: dirty pages and snapshots --------------------------------- */
+
+/* Allocates data and the dirty bitmap of a table (data zeroed). */
+int mc_table_init (struct mc_table *t, uint64_t offset, size_t bytes);
+void mc_table_release (struct mc_table *t);
+
+/* Marks bytes [start, start + len) of the table dirty. */
+void mc_table_mark (struct mc_table *t, size_t start, size_t len);
+/* Marks the whole table dirty. */
+void mc_table_mark_all (struct mc_table *t);
+/* Forgets the table's dirty pages (the caller wrote the table itself). */
+void mc_table_clean (struct mc_table *t);
+
+/* A copy of dirty pages, taken under the driver's lock and written without
+ * it.  Taking a snapshot clears the dirty bits it copied; if writing the
+ * copy fails, mc_snapshot_redirty marks those pages dirty again. */
+struct mc_snapshot;
+
+struct mc_snapshot *mc_snapshot_new (void);
+/* Copies the dirty pages of t into the snapshot (runs of adjacent dirty
+ * pages become one write) and clears them.  -1 on ENOMEM (nothing
+ * cleared). */
+int mc_snapshot_add (struct mc_snapshot *s, struct mc_table *t);
+bool mc_snapshot_empty (const struct mc_snapshot *s);
+/* Writes every copied run with pwrite_fn(opaque, buf, len, file_offset),
+ * in file offset order.  Returns 0 or the first -1. */
+int mc_snapshot_write (struct mc_snapshot *s,
+                       int (*pwrite_fn) (void *opaque, const void *buf,
+                                         size_t len, uint64_t offset),
+                       void *opaque);
+/* After a failed write: marks the copied ranges dirty again in the tables
+ * found by find_fn (table offset -> table, NULL if gone from memory).
+ * Entries being written back must stay pinned, so that none is evicted
+ * and reloaded stale from the file before its copy reached it. */
+void mc_snapshot_redirty (struct mc_snapshot *s,
+                          struct mc_table *(*find_fn) (void *opaque,
+                                                       uint64_t offset),
+                          void *opaque);
+void mc_snapshot_free (struct mc_snapshot *s);
+
+#endif /* COWBD_METACACHE_H */

@@ -1,0 +1,607 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* QED I/O paths: reads, writes (in place, or allocating with copy on
+ * write), write zeroes, trim and block status.
+ *
+ * Every path walks the request as "runs": consecutive guest clusters in
+ * one L2 table with the same state (and, for data, contiguous in the
+ * file).  The lookup of a run holds q->lock; the data I/O does not.
+ *
+ * An allocating write of a run of n clusters:
+ *
+ *   1. under the lock: the L2 table exists (else it is created first, see
+ *      qed_create_l2), no other allocation covers these clusters (else
+ *      wait), NEED_CHECK is durable (else set it first); then reserve n
+ *      clusters at the end of the file and record the allocation;
+ *   2. without the lock: write the whole clusters in one pwritev - the
+ *      guest data, and around it the rest of the first and last cluster:
+ *      zeros for a zero cluster, the backing image's data for an
+ *      unallocated one (not read where the backing image is known to read
+ *      as zeros);
+ *   3. under the lock: point the L2 entries at the new clusters (the
+ *      table is now dirty in the cache; writeback makes the data durable
+ *      before the entries, see qed-table.c), end the allocation, wake any
+ *      waiter.
+ *
+ * A zero cluster (entry 1) is only made for whole clusters that read
+ * through to a backing image; allocated clusters are zeroed and trimmed
+ * in place (hole punching), so no cluster ever loses its last reference
+ * and no freed cluster is handed out again.
+ */
+#include <config.h>
+
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+
+#include "cleanup.h"
+#include "minmax.h"
+#include "qed.h"
+#include "rounding.h"
+
+struct qed_run {
+  enum qed_entry_kind kind;
+  uint64_t len;                 /* bytes from the request's offset */
+  uint64_t host;                /* QED_E_DATA: file offset of that byte */
+  struct mc_entry *l2;          /* NULL: the L1 entry is empty */
+  uint64_t l1_index, l2_index;  /* of the first cluster */
+  uint64_t entry;               /* the first cluster's entry, for errors */
+  bool bad_table;               /* QED_E_INVALID: the L1 entry is bad */
+};
+
+/* Describes the run at offset, at most count bytes.  Called with q->lock
+ * held (a cache miss reads the table under it). */
+static int
+lookup_run (struct qed *q, uint64_t offset, uint64_t count,
+            struct qed_run *r)
+{
+  uint64_t cs = q->cluster_size;
+  uint64_t c = qed_cluster_of (q, offset);
+  uint64_t in_cluster = offset & (cs - 1);
+  uint64_t want, n = 1, l2_offset;
+
+  r->l1_index = qed_l1_index (q, c);
+  r->l2_index = qed_l2_index (q, c);
+  r->l2 = NULL;
+  r->host = 0;
+  r->bad_table = false;
+  /* Clusters the request touches, within this L2 table. */
+  want = MIN (DIV_ROUND_UP (in_cluster + count, cs),
+              q->table_entries - r->l2_index);
+
+  l2_offset = qed_l1_get (q, r->l1_index);
+  r->entry = l2_offset;
+  if (l2_offset == 0) {
+    r->kind = QED_E_UNALLOC;
+    n = want;
+  }
+  else if (!qed_table_offset_valid (q, l2_offset, q->file_end)) {
+    r->kind = QED_E_INVALID;
+    r->bad_table = true;
+  }
+  else {
+    uint64_t e0;
+    if (qed_get_l2 (q, l2_offset, &r->l2) == -1)
+      return -1;
+    e0 = qed_l2_get (r->l2, r->l2_index);
+    r->entry = e0;
+    r->kind = qed_entry_kind (q, e0, q->file_end);
+    if (r->kind != QED_E_INVALID)
+      for (; n < want; n++) {
+        uint64_t en = qed_l2_get (r->l2, r->l2_index + n);
+        if (qed_entry_kind (q, en, q->file_end) != r->kind)
+          break;
+        if (r->kind == QED_E_DATA && en != e0 + n * cs)
+          break;
+      }
+    if (r->kind == QED_E_DATA)
+      r->host = e0 + in_cluster;
+  }
+  r->len = MIN (count, n * cs - in_cluster);
+  return 0;
+}
+
+static int
+lookup_run_locked (struct qed *q, uint64_t offset, uint64_t count,
+                   struct qed_run *r)
+{
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
+  return lookup_run (q, offset, count, r);
+}
+
+static int
+invalid_error (struct qed *q, const struct qed_run *r, uint64_t offset)
+{
+  if (r->bad_table)
+    return image_errf (q->img, EIO, "L2 table at 0x%" PRIx64 " (for offset %"
+                       PRIu64 ") is invalid: run cowbd-img check -r all",
+                       r->entry, offset);
+  return image_errf (q->img, EIO, "cluster entry 0x%" PRIx64 " (for offset %"
+                     PRIu64 ") is invalid: run cowbd-img check -r all",
+                     r->entry, offset);
+}
+
+/* ---- read ---------------------------------------------------------------- */
+
+int
+qed_pread (struct image *img, void *buf, size_t count, uint64_t offset)
+{
+  struct qed *q = img->priv;
+  uint8_t *p = buf;
+
+  while (count > 0) {
+    struct qed_run r;
+
+    if (lookup_run_locked (q, offset, count, &r) == -1)
+      return -1;
+    switch (r.kind) {
+    case QED_E_DATA:
+      if (host_pread (img->fd, p, r.len, r.host) == -1)
+        return image_errf (img, errno, "reading offset %" PRIu64 ": %s",
+                           offset, strerror (errno));
+      break;
+    case QED_E_ZERO:
+      memset (p, 0, r.len);
+      break;
+    case QED_E_UNALLOC:
+      if (image_read_backing (img, p, r.len, offset) == -1)
+        return -1;
+      break;
+    case QED_E_INVALID:
+      return invalid_error (q, &r, offset);
+    }
+    p += r.len;
+    offset += r.len;
+    count -= r.len;
+  }
+  return 0;
+}
+
+/* ---- allocation ------------------------------------------------------------ */
+
+/* The allocation in flight overlapping clusters [first, first + n), or
+ * NULL.  Called with q->lock held. */
+static struct qed_alloc *
+find_alloc (struct qed *q, uint64_t first, uint64_t n)
+{
+  struct qed_alloc *a;
+
+  for (a = q->allocs; a; a = a->next)
+    if (a->first < first + n && first < a->first + a->count)
+      return a;
+  return NULL;
+}
+
+static void
+unlink_alloc (struct qed *q, struct qed_alloc *a)
+{
+  struct qed_alloc **pp = &q->allocs;
+
+  while (*pp != a)
+    pp = &(*pp)->next;
+  *pp = a->next;
+}
+
+/* Makes clusters [*first, *first + *n) free to change: the L2 table
+ * exists, no allocation in flight touches them (the run is shortened to
+ * stop before one that starts later), NEED_CHECK is durable and nothing
+ * stops writes.  Called with q->lock held; returns 1 when it had to drop
+ * the lock (the caller looks the run up again), 0 when ready, -1 on error
+ * (lock still held). */
+static int
+prepare_change (struct qed *q, struct qed_run *r, uint64_t first,
+                uint64_t *n)
+{
+  struct qed_alloc *a;
+
+  if (q->broken)
+    return image_errf (q->img, EIO, "an earlier metadata write failed; "
+                       "the image needs a check");
+  if (r->l2 == NULL) {
+    int ret;
+    pthread_mutex_unlock (&q->lock);
+    ret = qed_create_l2 (q, r->l1_index);
+    pthread_mutex_lock (&q->lock);
+    return ret == -1 ? -1 : 1;
+  }
+  if (q->creating_table) {
+    pthread_cond_wait (&q->cond, &q->lock);
+    return 1;
+  }
+  a = find_alloc (q, first, *n);
+  if (a && a->first <= first) {
+    pthread_cond_wait (&q->cond, &q->lock);
+    return 1;
+  }
+  if (a)
+    *n = a->first - first;
+  if (!__atomic_load_n (&q->need_check_on_disk, __ATOMIC_ACQUIRE)) {
+    int ret;
+    pthread_mutex_unlock (&q->lock);
+    ret = qed_set_need_check (q, true);
+    pthread_mutex_lock (&q->lock);
+    return ret == -1 ? -1 : 1;
+  }
+  return 0;
+}
+
+/* One side of a new cluster run that the guest data does not cover:
+ * zeros, or the backing image's data.  *scratch receives a buffer to free
+ * when backing data had to be read. */
+static int
+fill_iov (struct qed *q, struct iovec *iov, int *iovcnt, bool from_backing,
+          uint64_t guest_offset, uint64_t len, uint8_t **scratch)
+{
+  *scratch = NULL;
+  if (len == 0)
+    return 0;
+  if (from_backing && !image_backing_is_zero (q->img, guest_offset, len)) {
+    *scratch = malloc (len);
+    if (*scratch == NULL)
+      return image_errf (q->img, ENOMEM, "out of memory");
+    if (image_read_backing (q->img, *scratch, len, guest_offset) == -1)
+      return -1;
+    iov[(*iovcnt)++] = (struct iovec) { *scratch, len };
+    return 0;
+  }
+  while (len > 0) {
+    size_t m = MIN (len, (uint64_t) HOST_ZEROS_SIZE);
+    iov[(*iovcnt)++] = (struct iovec) { host_zeros, m };
+    len -= m;
+  }
+  return 0;
+}
+
+/* Writes a new run of n clusters at host offset `host`: the guest data
+ * [offset, offset + len) and the fills around it.  Called without the
+ * lock. */
+static int
+write_new_clusters (struct qed *q, const uint8_t *buf, uint64_t len,
+                    uint64_t offset, uint64_t first, uint64_t n,
+                    uint64_t host, bool from_backing)
+{
+  uint64_t cs = q->cluster_size;
+  uint64_t head = offset - first * cs;
+  uint64_t tail = n * cs - head - len;
+  /* Zero fills take one entry per MiB: at most 64 per side. */
+  struct iovec iov[2 * (QED_MAX_CLUSTER_SIZE / HOST_ZEROS_SIZE) + 1];
+  CLEANUP_FREE uint8_t *head_buf = NULL;
+  CLEANUP_FREE uint8_t *tail_buf = NULL;
+  int iovcnt = 0;
+
+  if (fill_iov (q, iov, &iovcnt, from_backing, first * cs, head,
+                &head_buf) == -1)
+    return -1;
+  iov[iovcnt++] = (struct iovec) { (void *) buf, len };
+  if (fill_iov (q, iov, &iovcnt, from_backing, offset + len, tail,
+                &tail_buf) == -1)
+    return -1;
+  if (host_pwritev (q->img->fd, iov, iovcnt, host) == -1)
+    return image_errf (q->img, errno, "writing new clusters at 0x%" PRIx64
+                       ": %s", host, strerror (errno));
+  return 0;
+}
+
+/* Allocates the run r at offset (count bytes of it) and writes buf there.
+ * Called with q->lock held; returns with it released.  *done is the number
+ * of bytes written, 0 when the run has to be looked up again. */
+static int
+allocate_run (struct qed *q, struct qed_run *r, const uint8_t *buf,
+              uint64_t offset, uint64_t *done)
+{
+  uint64_t cs = q->cluster_size;
+  uint64_t first = qed_cluster_of (q, offset);
+  uint64_t n = DIV_ROUND_UP ((offset & (cs - 1)) + r->len, cs);
+  struct qed_alloc a;
+  uint64_t host, len, i;
+  struct mc_entry *l2;
+  int ret;
+
+  *done = 0;
+  ret = prepare_change (q, r, first, &n);
+  if (ret != 0) {
+    pthread_mutex_unlock (&q->lock);
+    return ret == 1 ? 0 : -1;
+  }
+  len = MIN (r->len, n * cs - (offset & (cs - 1)));
+  host = q->file_end;
+  q->file_end += n * cs;
+  a = (struct qed_alloc) { .first = first, .count = n, .next = q->allocs };
+  q->allocs = &a;
+  l2 = r->l2;
+  l2->pins++;
+  pthread_mutex_unlock (&q->lock);
+
+  ret = write_new_clusters (q, buf, len, offset, first, n, host,
+                            r->kind == QED_E_UNALLOC);
+
+  pthread_mutex_lock (&q->lock);
+  if (ret == 0) {
+    for (i = 0; i < n; i++)
+      qed_l2_set (l2, r->l2_index + i, host + i * cs);
+    *done = len;
+  }
+  else if (q->file_end == host + n * cs)
+    q->file_end = host;         /* give the space back */
+  l2->pins--;
+  unlink_alloc (q, &a);
+  pthread_cond_broadcast (&q->cond);
+  pthread_mutex_unlock (&q->lock);
+  return ret;
+}
+
+/* ---- write ----------------------------------------------------------------- */
+
+/* Writes back if the cache grew past its bound (or FUA asks for it). */
+static int
+finish_write (struct qed *q, unsigned flags)
+{
+  bool over;
+
+  if (flags & IMAGE_FUA)
+    return qed_writeback (q);
+  pthread_mutex_lock (&q->lock);
+  over = mc_over_budget (q->l2_cache);
+  pthread_mutex_unlock (&q->lock);
+  return over ? qed_writeback (q) : 0;
+}
+
+int
+qed_pwrite (struct image *img, const void *buf, size_t count,
+            uint64_t offset, unsigned flags)
+{
+  struct qed *q = img->priv;
+  const uint8_t *p = buf;
+
+  while (count > 0) {
+    struct qed_run r;
+    uint64_t done;
+
+    pthread_mutex_lock (&q->lock);
+    if (lookup_run (q, offset, count, &r) == -1) {
+      pthread_mutex_unlock (&q->lock);
+      return -1;
+    }
+    switch (r.kind) {
+    case QED_E_DATA:
+      pthread_mutex_unlock (&q->lock);
+      if (host_pwrite (img->fd, p, r.len, r.host) == -1)
+        return image_errf (img, errno, "writing offset %" PRIu64 ": %s",
+                           offset, strerror (errno));
+      done = r.len;
+      break;
+    case QED_E_INVALID:
+      pthread_mutex_unlock (&q->lock);
+      return invalid_error (q, &r, offset);
+    default:
+      if (allocate_run (q, &r, p, offset, &done) == -1)
+        return -1;
+      break;
+    }
+    p += done;
+    offset += done;
+    count -= done;
+  }
+  return finish_write (q, flags);
+}
+
+/* ---- write zeroes -------------------------------------------------------------- */
+
+/* Zeros an allocated range in place: a hole where allowed, else zeros
+ * written by fallocate (or, unless fast, by plain writes). */
+static int
+zero_in_place (struct qed *q, uint64_t host, uint64_t len, unsigned flags)
+{
+  int fd = q->img->fd;
+
+  if ((flags & IMAGE_MAY_TRIM) && host_punch_hole (fd, len, host) == 0)
+    return 0;
+  if (host_write_zeroes_fast (fd, len, host) == 0)
+    return 0;
+  if (flags & IMAGE_FAST_ZERO)
+    return image_errf (q->img, ENOTSUP, "fast zero: the host file cannot "
+                       "zero quickly");
+  if (host_write_zeroes (fd, len, host, false) == -1)
+    return image_err_sys (q->img, "write zeroes");
+  return 0;
+}
+
+/* Makes the whole clusters of run r starting at offset zero clusters.
+ * Called with q->lock held, returns with it released; *done as for
+ * allocate_run. */
+static int
+make_zero_clusters (struct qed *q, struct qed_run *r, uint64_t offset,
+                    uint64_t *done)
+{
+  uint64_t first = qed_cluster_of (q, offset);
+  uint64_t n = r->len >> q->cluster_bits, i;
+  int ret;
+
+  *done = 0;
+  ret = prepare_change (q, r, first, &n);
+  if (ret == 0) {
+    for (i = 0; i < n; i++)
+      qed_l2_set (r->l2, r->l2_index + i, QED_ZERO_CLUSTER);
+    *done = n << q->cluster_bits;
+  }
+  pthread_mutex_unlock (&q->lock);
+  return ret == -1 ? -1 : 0;
+}
+
+/* Writes zeros into part of a cluster that reads from the backing image:
+ * an allocating write of zeros, unless the backing image reads as zeros
+ * there already. */
+static int
+zero_partial (struct qed *q, uint64_t len, uint64_t offset, unsigned flags)
+{
+  if (image_backing_is_zero (q->img, offset, len))
+    return 0;
+  if (flags & IMAGE_FAST_ZERO)
+    return image_errf (q->img, ENOTSUP, "fast zero: part of a cluster over "
+                       "backing data needs a copy on write");
+  while (len > 0) {
+    uint64_t m = MIN (len, (uint64_t) HOST_ZEROS_SIZE);
+    if (qed_pwrite (q->img, host_zeros, m, offset, 0) == -1)
+      return -1;
+    offset += m;
+    len -= m;
+  }
+  return 0;
+}
+
+/* A fast zero must fail before it changes anything if any part of it
+ * would need a copy on write. */
+static int
+fast_zero_possible (struct qed *q, uint64_t count, uint64_t offset)
+{
+  uint64_t cs = q->cluster_size;
+
+  while (count > 0) {
+    struct qed_run r;
+    uint64_t head, tail;
+
+    if (lookup_run_locked (q, offset, count, &r) == -1)
+      return -1;
+    if (r.kind == QED_E_UNALLOC && q->img->backing) {
+      head = MIN (r.len, ROUND_UP (offset, cs) - offset);
+      tail = (offset + r.len) & (cs - 1);
+      if ((head && head < cs && !IS_ALIGNED (offset, cs) &&
+           !image_backing_is_zero (q->img, offset, head)) ||
+          (tail && r.len > head &&
+           !image_backing_is_zero (q->img, offset + r.len - tail, tail)))
+        return image_errf (q->img, ENOTSUP, "fast zero: part of a cluster "
+                           "over backing data needs a copy on write");
+    }
+    offset += r.len;
+    count -= r.len;
+  }
+  return 0;
+}
+
+/* The unallocated run r at offset reads from a backing image: whole
+ * clusters become zero clusters, partial ones are written.  Returns the
+ * bytes handled in *done. */
+static int
+zero_unallocated (struct qed *q, struct qed_run *r, uint64_t offset,
+                  unsigned flags, uint64_t *done)
+{
+  uint64_t cs = q->cluster_size;
+  uint64_t head = IS_ALIGNED (offset, cs) ? 0
+                  : MIN (r->len, ROUND_UP (offset, cs) - offset);
+
+  if (head) {
+    pthread_mutex_unlock (&q->lock);
+    *done = head;
+    return zero_partial (q, head, offset, flags);
+  }
+  if (r->len < cs) {
+    pthread_mutex_unlock (&q->lock);
+    *done = r->len;
+    return zero_partial (q, r->len, offset, flags);
+  }
+  return make_zero_clusters (q, r, offset, done);
+}
+
+int
+qed_zero (struct image *img, uint64_t count, uint64_t offset,
+          unsigned flags)
+{
+  struct qed *q = img->priv;
+
+  if ((flags & IMAGE_FAST_ZERO) && fast_zero_possible (q, count, offset) == -1)
+    return -1;
+  while (count > 0) {
+    struct qed_run r;
+    uint64_t done = 0;
+    int ret = 0;
+
+    pthread_mutex_lock (&q->lock);
+    if (lookup_run (q, offset, count, &r) == -1) {
+      pthread_mutex_unlock (&q->lock);
+      return -1;
+    }
+    switch (r.kind) {
+    case QED_E_DATA:
+      pthread_mutex_unlock (&q->lock);
+      ret = zero_in_place (q, r.host, r.len, flags);
+      done = r.len;
+      break;
+    case QED_E_ZERO:
+      pthread_mutex_unlock (&q->lock);
+      done = r.len;
+      break;
+    case QED_E_INVALID:
+      pthread_mutex_unlock (&q->lock);
+      return invalid_error (q, &r, offset);
+    case QED_E_UNALLOC:
+      if (img->backing == NULL || offset >= img->backing->size) {
+        pthread_mutex_unlock (&q->lock);  /* reads as zeros already */
+        done = r.len;
+      }
+      else
+        ret = zero_unallocated (q, &r, offset, flags, &done);
+      break;
+    }
+    if (ret == -1)
+      return -1;
+    offset += done;
+    count -= done;
+  }
+  return finish_write (q, flags);
+}
+
+/* ---- trim ------------------------------------------------------------------- */
+
+int
+qed_trim (struct image *img, uint64_t count, uint64_t offset,
+          unsigned flags)
+{
+  struct qed *q = img->priv;
+
+  while (count > 0) {
+    struct qed_run r;
+
+    if (lookup_run_locked (q, offset, count, &r) == -1)
+      return -1;
+    /* Space goes back to the host; the cluster stays mapped, so nothing
+     * is leaked and nothing freed can be reused. */
+    if (r.kind == QED_E_DATA && host_punch_hole (img->fd, r.len, r.host) == -1
+        && errno != EOPNOTSUPP)
+      return image_err_sys (img, "punch hole");
+    offset += r.len;
+    count -= r.len;
+  }
+  return (flags & IMAGE_FUA) ? qed_writeback (q) : 0;
+}
+
+/* ---- block status ----------------------------------------------------------- */
+
+int
+qed_block_status (struct image *img, uint64_t offset, uint64_t count,
+                  struct drv_status *st)
+{
+  struct qed *q = img->priv;
+  struct qed_run r;
+
+  if (lookup_run_locked (q, offset, count, &r) == -1)
+    return -1;
+  st->length = r.len;
+  st->host_offset = -1;
+  switch (r.kind) {
+  case QED_E_DATA:
+    st->kind = DRV_DATA;
+    st->host_offset = (int64_t) r.host;
+    break;
+  case QED_E_ZERO:
+    st->kind = DRV_ZERO;
+    break;
+  case QED_E_UNALLOC:
+    st->kind = DRV_UNALLOCATED;
+    break;
+  case QED_E_INVALID:
+    return invalid_error (q, &r, offset);
+  }
+  return 0;
+}

@@ -1,0 +1,319 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* QED tables: entry validation, L1 and L2 access, loading L2 tables into
+ * the metadata cache, creating L2 tables, and writeback.
+ *
+ * Crash ordering (shared/DESIGN.md, rules 1-4) is kept here:
+ *
+ *  - qed_writeback copies the dirty L2 pages under the lock, then
+ *    fdatasyncs the file (the data every copied entry points to was
+ *    written before the entry was set, so it is now durable: rule 1),
+ *    then writes the copies and fdatasyncs again (rule 4).
+ *  - A new L2 table is written out, zeroed, and made durable before the
+ *    L1 entry naming it is written (rule 2).  Creating one first drains
+ *    the allocations in flight and writes back every dirty table, so that
+ *    no cluster below a table is ever left unreferenced by a crash: the
+ *    repair after a crash then only has data clusters to move
+ *    (qed-check.c), never tables.
+ *  - The header's NEED_CHECK bit is durable before the first cluster is
+ *    appended (qed_set_need_check, rule 3).
+ */
+#include <config.h>
+
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "byte-swapping.h"
+#include "checked-overflow.h"
+#include "cleanup.h"
+#include "qed.h"
+#include "rounding.h"
+
+/* ---- entries --------------------------------------------------------- */
+
+/* A table (L2) offset read from the L1 table: a multiple of the cluster
+ * size, past the header, clear of the L1 table, and wholly inside the
+ * file. */
+bool
+qed_table_offset_valid (struct qed *q, uint64_t offset, uint64_t file_size)
+{
+  uint64_t l1 = q->h.l1_table_offset;
+
+  if (!IS_ALIGNED (offset, q->cluster_size) || offset < q->header_end)
+    return false;
+  if (RANGE_OUTSIDE (offset, q->table_bytes, file_size))
+    return false;
+  return offset + q->table_bytes <= l1 || offset >= l1 + q->table_bytes;
+}
+
+enum qed_entry_kind
+qed_entry_kind (struct qed *q, uint64_t entry, uint64_t file_size)
+{
+  uint64_t l1 = q->h.l1_table_offset;
+
+  if (entry == QED_UNALLOCATED)
+    return QED_E_UNALLOC;
+  if (entry == QED_ZERO_CLUSTER)
+    return QED_E_ZERO;
+  /* The low bits are reserved and must be zero, which the alignment test
+   * covers; a cluster must not overlap the header or the L1 table. */
+  if (!IS_ALIGNED (entry, q->cluster_size) || entry < q->header_end ||
+      entry >= file_size)
+    return QED_E_INVALID;
+  if (entry >= l1 && entry < l1 + q->table_bytes)
+    return QED_E_INVALID;
+  return QED_E_DATA;
+}
+
+uint64_t
+qed_l1_get (struct qed *q, uint64_t l1_index)
+{
+  return le64_load (q->l1.data + l1_index * 8);
+}
+
+void
+qed_l1_set (struct qed *q, uint64_t l1_index, uint64_t value)
+{
+  le64_store (q->l1.data + l1_index * 8, value);
+  mc_table_mark (&q->l1, l1_index * 8, 8);
+}
+
+uint64_t
+qed_l2_get (struct mc_entry *l2, uint64_t l2_index)
+{
+  return le64_load (l2->t.data + l2_index * 8);
+}
+
+void
+qed_l2_set (struct mc_entry *l2, uint64_t l2_index, uint64_t value)
+{
+  le64_store (l2->t.data + l2_index * 8, value);
+  mc_table_mark (&l2->t, l2_index * 8, 8);
+}
+
+/* ---- loading --------------------------------------------------------- */
+
+/* Finds the L2 table at l2_offset in the cache or reads it in.  Called
+ * with q->lock held; the read happens under it. */
+int
+qed_get_l2 (struct qed *q, uint64_t l2_offset, struct mc_entry **ep)
+{
+  struct mc_entry *e = mc_find (q->l2_cache, l2_offset);
+
+  if (e == NULL) {
+    e = mc_insert (q->l2_cache, l2_offset);
+    if (e == NULL)
+      return image_errf (q->img, ENOMEM, "out of memory for an L2 table");
+    if (host_pread (q->img->fd, e->t.data, q->table_bytes, l2_offset) == -1) {
+      int r = image_errf (q->img, errno,
+                          "reading L2 table at 0x%" PRIx64 ": %s",
+                          l2_offset, strerror (errno));
+      mc_remove (q->l2_cache, e);
+      return r;
+    }
+  }
+  *ep = e;
+  return 0;
+}
+
+/* ---- writeback ------------------------------------------------------- */
+
+static int
+write_fn (void *opaque, const void *buf, size_t len, uint64_t offset)
+{
+  struct qed *q = opaque;
+
+  if (host_pwrite (q->img->fd, buf, len, offset) == -1)
+    return image_errf (q->img, errno,
+                       "writing metadata at 0x%" PRIx64 ": %s", offset,
+                       strerror (errno));
+  return 0;
+}
+
+static struct mc_table *
+find_fn (void *opaque, uint64_t offset)
+{
+  struct qed *q = opaque;
+  struct mc_entry *e = mc_find (q->l2_cache, offset);
+
+  return e ? &e->t : NULL;
+}
+
+static int
+sync_file (struct qed *q)
+{
+  if (host_sync (q->img->fd) == -1)
+    return image_err_sys (q->img, "fdatasync");
+  return 0;
+}
+
+/* The entries of a writeback: each dirty table is pinned while its copy is
+ * on its way to the file, so that it cannot be evicted and read back stale
+ * meanwhile. */
+struct pinned {
+  struct mc_entry **v;
+  size_t n, alloc;
+  struct mc_snapshot *snap;
+};
+
+static int
+snapshot_entry (struct mc_entry *e, void *opaque)
+{
+  struct pinned *p = opaque;
+
+  if (p->n == p->alloc) {
+    size_t na = p->alloc ? p->alloc * 2 : 16;
+    struct mc_entry **nv = realloc (p->v, na * sizeof *nv);
+    if (nv == NULL)
+      return -1;
+    p->v = nv;
+    p->alloc = na;
+  }
+  if (mc_snapshot_add (p->snap, &e->t) == -1)
+    return -1;
+  e->pins++;
+  p->v[p->n++] = e;
+  return 0;
+}
+
+static void
+unpin_all (struct qed *q, struct pinned *p)
+{
+  size_t i;
+
+  for (i = 0; i < p->n; i++)
+    p->v[i]->pins--;
+  free (p->v);
+  p->v = NULL;
+  p->n = p->alloc = 0;
+}
+
+/* The body of qed_writeback: called with writeback_lock held and q->lock
+ * not held. */
+static int
+writeback_locked (struct qed *q)
+{
+  struct pinned p = { .snap = mc_snapshot_new () };
+  int r;
+
+  if (p.snap == NULL)
+    return image_errf (q->img, ENOMEM, "out of memory");
+  {
+    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
+    if (q->broken) {
+      mc_snapshot_free (p.snap);
+      return image_errf (q->img, EIO, "an earlier metadata write failed; "
+                         "the image needs a check");
+    }
+    if (mc_for_each_dirty (q->l2_cache, snapshot_entry, &p) != 0) {
+      mc_snapshot_redirty (p.snap, find_fn, q);
+      unpin_all (q, &p);
+      mc_snapshot_free (p.snap);
+      return image_errf (q->img, ENOMEM, "out of memory");
+    }
+  }
+
+  /* Rule 1: the data the copied entries point to is durable before any of
+   * them reaches the file.  With nothing to write, this sync is the whole
+   * flush. */
+  r = sync_file (q);
+  if (r == 0 && !mc_snapshot_empty (p.snap)) {
+    r = mc_snapshot_write (p.snap, write_fn, q);
+    if (r == 0)
+      r = sync_file (q);
+  }
+
+  {
+    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
+    if (r == -1) {
+      /* Keep what we could not write; refuse further writes, as the file
+       * and memory may now disagree.  NEED_CHECK stays set. */
+      mc_snapshot_redirty (p.snap, find_fn, q);
+      q->broken = true;
+    }
+    unpin_all (q, &p);
+    mc_shrink (q->l2_cache);
+  }
+  mc_snapshot_free (p.snap);
+  return r;
+}
+
+int
+qed_writeback (struct qed *q)
+{
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->writeback_lock);
+  return writeback_locked (q);
+}
+
+/* ---- creating an L2 table -------------------------------------------- */
+
+/* Gives guest L1 slot l1_index a new, empty L2 table at the end of the
+ * file.  Called without q->lock; the caller holds no allocation in
+ * flight. */
+int
+qed_create_l2 (struct qed *q, uint64_t l1_index)
+{
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->writeback_lock);
+  struct mc_entry *e;
+  uint64_t offset;
+  CLEANUP_FREE uint8_t *zeros = NULL;
+  int r;
+
+  /* Drain: every allocation already reserved lands below the new table
+   * and is written back before the table exists. */
+  pthread_mutex_lock (&q->lock);
+  q->creating_table = true;
+  while (q->allocs)
+    pthread_cond_wait (&q->cond, &q->lock);
+  if (qed_l1_get (q, l1_index) != 0) {  /* someone else made it */
+    q->creating_table = false;
+    pthread_cond_broadcast (&q->cond);
+    pthread_mutex_unlock (&q->lock);
+    return 0;
+  }
+  pthread_mutex_unlock (&q->lock);
+
+  r = writeback_locked (q);
+  if (r == 0)
+    r = qed_set_need_check (q, true);
+  zeros = calloc (1, q->table_bytes);
+  if (r == 0 && zeros == NULL)
+    r = image_errf (q->img, ENOMEM, "out of memory");
+
+  pthread_mutex_lock (&q->lock);
+  offset = q->file_end;
+  if (r == 0) {
+    /* Rule 2: the table is durable before the L1 entry that names it. */
+    if (host_pwrite (q->img->fd, zeros, q->table_bytes, offset) == -1 ||
+        host_sync (q->img->fd) == -1)
+      r = image_errf (q->img, errno, "writing a new L2 table at 0x%"
+                      PRIx64 ": %s", offset, strerror (errno));
+  }
+  if (r == 0) {
+    q->file_end = offset + q->table_bytes;
+    qed_l1_set (q, l1_index, offset);
+    {
+      struct mc_snapshot *s = mc_snapshot_new ();
+      if (s == NULL || mc_snapshot_add (s, &q->l1) == -1 ||
+          mc_snapshot_write (s, write_fn, q) == -1 || sync_file (q) == -1) {
+        if (s == NULL || errno == ENOMEM)
+          image_errf (q->img, ENOMEM, "out of memory");
+        q->broken = true;
+        r = -1;
+      }
+      mc_snapshot_free (s);
+    }
+  }
+  if (r == 0) {
+    /* The table is known to be all zeros: cache it, clean. */
+    e = mc_find (q->l2_cache, offset);
+    if (e == NULL && (e = mc_insert (q->l2_cache, offset)) != NULL)
+      memset (e->t.data, 0, q->table_bytes);
+  }
+  q->creating_table = false;
+  pthread_cond_broadcast (&q->cond);
+  pthread_mutex_unlock (&q->lock);
+  return r;
+}

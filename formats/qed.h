@@ -1,0 +1,197 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* QED: on-disk layout and the driver's private state.
+ *
+ * The file is a sequence of clusters.  The first header_size clusters hold
+ * the header (and the backing file name); then come the L1 table, L2
+ * tables and data clusters in the order they were allocated:
+ *
+ *   +--------+----------+----------+------+------+----------+------+---
+ *   | header | L1 table | L2 table | data | data | L2 table | data | ...
+ *   +--------+----------+----------+------+------+----------+------+---
+ *   0        l1_table_offset                                    file end
+ *
+ * A guest offset splits into an L1 index, an L2 index and a byte offset:
+ *
+ *   | L1 index (table bits) | L2 index (table bits) | byte (cluster bits) |
+ *
+ * Tables are table_size clusters of little-endian 64-bit entries.  An L1
+ * entry is 0 (no L2 table) or the L2 table's offset.  An L2 entry is 0
+ * (unallocated: read the backing file), 1 (zero cluster) or the data
+ * cluster's offset.  Every offset is a multiple of cluster_size.
+ *
+ * Header fields (all little-endian; units in brackets):
+ *
+ *   0  magic               "QED\0"
+ *   4  cluster_size        [bytes]    power of 2 in [4 KiB, 64 MiB]
+ *   8  table_size          [clusters] power of 2 in [1, 16]
+ *  12  header_size         [clusters]
+ *  16  features            incompatible: unknown bits refuse the open
+ *  24  compat_features     unknown bits are ignored
+ *  32  autoclear_features  unknown bits are cleared on a read-write open
+ *  40  l1_table_offset     [bytes]
+ *  48  image_size          [bytes]    the guest-visible size
+ *  56  backing_filename_offset [bytes from the start of the file]
+ *  60  backing_filename_size   [bytes] not NUL-terminated
+ *  64  (end of the fixed header)
+ *
+ * Allocation appends: a new cluster or L2 table goes at the end of the
+ * file, so the file size is the image's physical size and no free-space
+ * map exists.  Freed clusters (none are: zeroing and trim punch holes under
+ * clusters that stay mapped) are therefore never handed out again.
+ */
+#ifndef COWBD_QED_H
+#define COWBD_QED_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "internal.h"
+#include "metacache.h"
+
+#define QED_MAGIC 0x00444551    /* "QED\0" read as little-endian */
+
+#define QED_HEADER_BYTES 64
+#define QED_MIN_CLUSTER_SIZE (4ULL << 10)
+#define QED_MAX_CLUSTER_SIZE (64ULL << 20)
+#define QED_DEFAULT_CLUSTER_SIZE (64U << 10)
+#define QED_MIN_TABLE_SIZE 1
+#define QED_MAX_TABLE_SIZE 16
+#define QED_DEFAULT_TABLE_SIZE 4
+/* We refuse backing file names longer than this (qemu writes at most
+ * one cluster of header). */
+#define QED_MAX_BACKING_NAME 4096
+
+/* features */
+#define QED_F_BACKING_FILE            0x01
+#define QED_F_NEED_CHECK              0x02
+#define QED_F_BACKING_FORMAT_NO_PROBE 0x04
+#define QED_FEATURE_MASK              0x07
+#define QED_COMPAT_FEATURE_MASK       0x00
+#define QED_AUTOCLEAR_FEATURE_MASK    0x00
+
+/* Special L2 entries. */
+#define QED_UNALLOCATED 0
+#define QED_ZERO_CLUSTER 1
+
+struct qed_header {
+  uint32_t magic;
+  uint32_t cluster_size;
+  uint32_t table_size;
+  uint32_t header_size;
+  uint64_t features;
+  uint64_t compat_features;
+  uint64_t autoclear_features;
+  uint64_t l1_table_offset;
+  uint64_t image_size;
+  uint32_t backing_filename_offset;
+  uint32_t backing_filename_size;
+};
+
+/* A run of guest clusters that some allocating write is filling; other
+ * writes to these clusters wait for it (allocation is serialised per
+ * cluster, not per image). */
+struct qed_alloc {
+  uint64_t first, count;        /* guest cluster numbers */
+  struct qed_alloc *next;
+};
+
+/* The driver's state.  Lock order: writeback_lock, then header_lock, then
+ * lock.
+ *
+ * Everything below `lock` is protected by it.  Data I/O (reads and writes
+ * of data clusters) runs without it.  Table loads run with it held: a
+ * cache miss briefly stalls other lookups, which profiling may revisit.
+ */
+struct qed {
+  struct image *img;
+  struct qed_header h;          /* as on disk, host byte order */
+  uint64_t cluster_size;
+  unsigned cluster_bits;
+  uint64_t table_bytes;         /* table_size * cluster_size */
+  uint64_t table_entries;       /* entries per table */
+  unsigned table_bits;          /* log2 (table_entries) */
+  uint64_t header_end;          /* header_size * cluster_size */
+
+  pthread_mutex_t writeback_lock; /* one writeback (or new L2 table) at a
+                                     time */
+  pthread_mutex_t header_lock;  /* header writes; need_check_on_disk */
+  bool need_check_on_disk;      /* NEED_CHECK durable in the header; read
+                                   without header_lock with __atomic_load */
+
+  pthread_mutex_t lock;
+  pthread_cond_t cond;          /* an allocation finished, a writeback
+                                   snapshot was taken */
+  struct mc_table l1;           /* always resident */
+  struct metacache *l2_cache;
+  uint64_t file_end;            /* where the next allocation goes */
+  struct qed_alloc *allocs;     /* allocations in flight */
+  bool creating_table;          /* a new L2 table is being made: new
+                                   allocations wait (cond) */
+  bool broken;                  /* a writeback failed: refuse writes */
+};
+
+/* qed.c */
+void qed_header_encode (const struct qed_header *h, uint8_t *b);
+uint64_t qed_max_image_size (uint32_t cluster_size, uint32_t table_size);
+const char *qed_geometry_error (uint64_t cluster_size, uint64_t table_size);
+/* Writes the fixed header from q->h and syncs it.  Called with
+ * header_lock held (or before the image is shared). */
+int qed_write_header (struct qed *q);
+/* Sets or clears NEED_CHECK durably, if not already so.  Called without
+ * q->lock. */
+int qed_set_need_check (struct qed *q, bool on);
+
+/* qed-table.c: lookup, table loads and writeback */
+enum qed_entry_kind { QED_E_UNALLOC, QED_E_ZERO, QED_E_DATA, QED_E_INVALID };
+enum qed_entry_kind qed_entry_kind (struct qed *q, uint64_t entry,
+                                    uint64_t file_size);
+bool qed_table_offset_valid (struct qed *q, uint64_t offset,
+                             uint64_t file_size);
+uint64_t qed_l1_get (struct qed *q, uint64_t l1_index);
+void qed_l1_set (struct qed *q, uint64_t l1_index, uint64_t value);
+uint64_t qed_l2_get (struct mc_entry *l2, uint64_t l2_index);
+void qed_l2_set (struct mc_entry *l2, uint64_t l2_index, uint64_t value);
+int qed_get_l2 (struct qed *q, uint64_t l2_offset, struct mc_entry **e);
+int qed_writeback (struct qed *q);
+int qed_create_l2 (struct qed *q, uint64_t l1_index);
+
+/* Where guest offsets fall. */
+static inline uint64_t
+qed_cluster_of (const struct qed *q, uint64_t offset)
+{
+  return offset >> q->cluster_bits;
+}
+
+static inline uint64_t
+qed_l1_index (const struct qed *q, uint64_t cluster)
+{
+  return cluster >> q->table_bits;
+}
+
+static inline uint64_t
+qed_l2_index (const struct qed *q, uint64_t cluster)
+{
+  return cluster & (q->table_entries - 1);
+}
+
+/* qed-cluster.c: the I/O paths */
+int qed_pread (struct image *img, void *buf, size_t count, uint64_t offset);
+int qed_pwrite (struct image *img, const void *buf, size_t count,
+                uint64_t offset, unsigned flags);
+int qed_zero (struct image *img, uint64_t count, uint64_t offset,
+              unsigned flags);
+int qed_trim (struct image *img, uint64_t count, uint64_t offset,
+              unsigned flags);
+int qed_block_status (struct image *img, uint64_t offset, uint64_t count,
+                      struct drv_status *st);
+
+/* qed-check.c */
+int qed_check (struct image *img, unsigned flags,
+               struct image_check_result *result,
+               image_report_fn report, void *opaque);
+
+/* qed-create.c */
+int qed_create (const char *filename, const struct image_create_opts *opts);
+
+#endif /* COWBD_QED_H */
