@@ -3,10 +3,10 @@
  *                  [-o OPTIONS] [-p] FILE [SIZE]
  *
  * The engine does the work (image_create); this file gathers the options.
- * Unless -u, the backing file is opened first (without its own chain):
- * that refuses a missing or unreadable backing file before anything is
- * written, gives the size when SIZE is omitted, and gives the format when
- * -F is omitted.  The probed format is then stored in the new image, as
+ * Unless -u (or both SIZE and -F are given), the backing file is opened
+ * first, without its own chain: that gives the size when SIZE is omitted
+ * and the format when -F is omitted.  The engine opens it again to make
+ * the image (and so refuses a missing one, even with -u).  The probed format is then stored in the new image, as
  * qemu-img 5 did: a raw backing file recorded as raw can never later be
  * probed as something else because of what a guest wrote into it.
  *
@@ -39,15 +39,20 @@ static int
 inspect_backing (const char *filename, struct image_create_opts *opts,
                  bool need_size, char **probed)
 {
+  struct image_open_opts oo = {
+    .format = opts->backing_format,
+    .flags = IMAGE_OPEN_READONLY | IMAGE_OPEN_NO_BACKING,
+  };
   char *path = resolve_backing (filename, opts->backing_file);
   struct image *b;
   struct image_info info;
 
-  b = open_image (path, opts->backing_format,
-                  IMAGE_OPEN_READONLY | IMAGE_OPEN_NO_BACKING);
+  b = image_open (path, &oo);
   free (path);
-  if (b == NULL)
+  if (b == NULL) {
+    error_msg ("%s: backing file: %s", filename, image_error ());
     return -1;
+  }
   image_get_info (b, &info);
   if (need_size)
     opts->size = info.virtual_size;
@@ -166,11 +171,14 @@ cmd_create (int argc, char **argv)
   if (opts.backing_format && opts.backing_file == NULL)
     return usage_error ("create", 1, "-F needs a backing file (-b)");
 
-  if (opts.backing_file && !unsafe) {
+  /* With both SIZE and -F given, the engine's own look at the backing
+   * file is enough. */
+  if (opts.backing_file && !unsafe &&
+      (!have_size || opts.backing_format == NULL)) {
     if (inspect_backing (filename, &opts, !have_size, &probed) == -1)
       return 1;
   }
-  else if (!have_size)
+  else if (!have_size && (opts.backing_file == NULL || unsafe))
     return usage_error ("create", 1, "%s: SIZE is needed %s", filename,
                         opts.backing_file ? "with -u" :
                         "when there is no backing file");
