@@ -9,7 +9,12 @@ IMG_TESTS = \
 	test-img-map.sh \
 	test-img-check.sh \
 	test-img-bad-input.sh \
-	test-img-bad-l2.sh
+	test-img-bad-l2.sh \
+	test-img-create-progress.sh \
+	test-img-convert.sh \
+	test-img-compare.sh \
+	test-img-commit.sh \
+	test-img-rebase.sh
 TESTS += $(IMG_TESTS)
 # The engine does not yet refuse damaged L1 entries at open (see the
 # test's comment); remove this line when it does (automake then reports

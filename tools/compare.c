@@ -154,8 +154,16 @@ compare_range (struct compare *cmp, unsigned fa, unsigned fb,
   return compare_data (cmp, offset, *n);
 }
 
-#define STATUS_FLAGS \
-  (IMAGE_EXTENT_DATA | IMAGE_EXTENT_ZERO | IMAGE_EXTENT_PRESENT)
+/* What -s compares, as qemu-img compares block status: the flags, and
+ * whether the range has a host offset (a hole of a raw file has one, a
+ * zero cluster has none). */
+static unsigned
+strict_status (const struct image_extent *e)
+{
+  return (e->flags & (IMAGE_EXTENT_DATA | IMAGE_EXTENT_ZERO |
+                      IMAGE_EXTENT_PRESENT)) |
+    (e->host_offset >= 0 ? 0x100u : 0);
+}
 
 /* Compares the common part [0, min size).  Returns a CMP_* status. */
 static int
@@ -173,7 +181,7 @@ compare_common (struct compare *cmp)
       return CMP_STATUS_ERROR;
     n = MIN (ea.length, eb.length);
     n = MIN (n, end - offset);
-    if (cmp->strict && (ea.flags & STATUS_FLAGS) != (eb.flags & STATUS_FLAGS)) {
+    if (cmp->strict && strict_status (&ea) != strict_status (&eb)) {
       progress_end (cmp->progress);
       if (!cmp->quiet)
         printf ("Strict mode: Offset %" PRIu64 " block status mismatch!\n",

@@ -175,19 +175,23 @@ run_workers (struct convert *cv, unsigned nthreads)
   return 0;
 }
 
-/* Creates (unless -n) and opens DST. */
+/* Creates (unless -n) and opens DST.  *created tells whether DST is
+ * ours to remove on failure (a failed image_create removed it already, and
+ * left an existing file alone when it refused the options). */
 static struct image *
 open_target (const char *dst, uint64_t size, bool create,
-             struct image_create_opts *opts)
+             struct image_create_opts *opts, bool *created)
 {
   struct image *img;
 
+  *created = false;
   if (create) {
     opts->size = size;
     if (image_create (dst, opts) == -1) {
       error_image ();
       return NULL;
     }
+    *created = true;
   }
   img = open_image (dst, opts->format, create ? IMAGE_OPEN_NO_BACKING : 0);
   if (img && image_size (img) < size) {
@@ -203,12 +207,13 @@ static int
 convert (struct convert *cv, const char *dst, bool create,
          struct image_create_opts *opts, unsigned nthreads)
 {
+  bool created;
   int r;
 
   interrupt_install ();
-  cv->dst = open_target (dst, cv->size, create, opts);
+  cv->dst = open_target (dst, cv->size, create, opts, &created);
   if (cv->dst == NULL) {
-    if (create)
+    if (created)
       unlink (dst);
     return 1;
   }
@@ -216,7 +221,7 @@ convert (struct convert *cv, const char *dst, bool create,
   progress_end (cv->progress);
   if (close_image (cv->dst) == -1)
     r = -1;
-  if ((r == -1 || interrupted ()) && create)
+  if ((r == -1 || interrupted ()) && created)
     unlink (dst);
   if (interrupted ())
     interrupt_exit (dst);

@@ -162,10 +162,15 @@ rebase_safe (struct image *img, const char *backing, const char *bfmt,
   int r = -1;
 
   if (backing) {
+    struct image_open_opts oo = { .format = bfmt,
+                                  .flags = IMAGE_OPEN_READONLY };
     path = resolve_backing (image_name (img), backing);
-    rb.new_backing = open_image (path, bfmt, IMAGE_OPEN_READONLY);
-    if (rb.new_backing == NULL)
+    rb.new_backing = image_open (path, &oo);
+    if (rb.new_backing == NULL) {
+      error_msg ("%s: new backing file: %s", image_name (img),
+                 image_error ());
       return -1;
+    }
     rb.new_size = image_size (rb.new_backing);
     if (bfmt == NULL) {
       struct image_info info;
