@@ -7,7 +7,7 @@
 
 requires qemu-img --version
 requires qemu-io --version
-requires /usr/bin/python3 -c 'import json'
+requires /usr/bin/python3 -c 'import json, pty'
 
 # json_get FILE KEY: the value of KEY in the JSON object in FILE (empty
 # when absent; true/false as Python prints them).
@@ -133,5 +133,41 @@ b += good[l1:l1 + ts * cs]
 b[12:16] = struct.pack("<I", 2)
 b[40:48] = struct.pack("<Q", new_l1)
 make("l2-in-header", cs, bytes(b), new_l1)
+PY
+}
+
+# pty_run OUT INTERRUPT CMD...: runs CMD on a pseudo-terminal, its output
+# into OUT; with INTERRUPT=1 interrupts it at its first progress line: to
+# be sure the signal comes while the work is under way, whatever the
+# machine's speed, CMD is stopped (SIGSTOP), sent SIGINT and continued.
+# Prints "exit N" or "signal N".
+pty_run ()
+{
+    /usr/bin/python3 - "$@" <<'PY'
+import os, pty, signal, sys
+out_file, interrupt, args = sys.argv[1], sys.argv[2] == "1", sys.argv[3:]
+pid, fd = pty.fork()
+if pid == 0:
+    os.execvp(args[0], args)
+out, sent = b"", False
+while True:
+    try:
+        data = os.read(fd, 4096)
+    except OSError:               # EIO: the child has gone
+        break
+    if not data:
+        break
+    out += data
+    if interrupt and not sent and b"%" in out:
+        os.kill(pid, signal.SIGSTOP)
+        os.kill(pid, signal.SIGINT)
+        os.kill(pid, signal.SIGCONT)
+        sent = True
+_, status = os.waitpid(pid, 0)
+open(out_file, "wb").write(out)
+if os.WIFSIGNALED(status):
+    print("signal", os.WTERMSIG(status))
+else:
+    print("exit", os.WEXITSTATUS(status))
 PY
 }

@@ -14,7 +14,8 @@ IMG_TESTS = \
 	test-img-convert.sh \
 	test-img-compare.sh \
 	test-img-commit.sh \
-	test-img-rebase.sh
+	test-img-rebase.sh \
+	test-img-interrupt.sh
 TESTS += $(IMG_TESTS)
 # The engine does not yet refuse damaged L1 entries at open (see the
 # test's comment); remove this line when it does (automake then reports

@@ -6,11 +6,9 @@
 # SIGINT.  Not on a terminal, -p draws nothing.
 #
 # To interrupt while preallocating, whatever the machine's speed, the
-# process is stopped (SIGSTOP) as soon as its first progress line shows,
-# sent SIGINT, and continued.
+# process is stopped as soon as its first progress line shows (pty_run).
 . "${srcdir:-.}/functions.sh"
-requires /usr/bin/python3 -c 'import pty'
-requires qemu-img --version
+. "${srcdir:-.}/img-functions.sh"
 
 # Big files go to tmpfs when there is one.
 dir="$tmp"
@@ -18,40 +16,6 @@ if [ -d /dev/shm ] && [ -w /dev/shm ]; then
     dir=$(mktemp -d /dev/shm/test-img-create-progress.XXXXXX)
     cleanup_fn rm -rf "$dir"
 fi
-
-# pty_run OUT INTERRUPT CMD...: runs CMD on a pseudo-terminal, its output
-# into OUT; with INTERRUPT=1 sends SIGINT at the first progress line.
-# Prints "exit N" or "signal N".
-pty_run ()
-{
-    /usr/bin/python3 - "$@" <<'PY'
-import os, pty, signal, sys
-out_file, interrupt, args = sys.argv[1], sys.argv[2] == "1", sys.argv[3:]
-pid, fd = pty.fork()
-if pid == 0:
-    os.execvp(args[0], args)
-out, sent = b"", False
-while True:
-    try:
-        data = os.read(fd, 4096)
-    except OSError:               # EIO: the child has gone
-        break
-    if not data:
-        break
-    out += data
-    if interrupt and not sent and b"%" in out:
-        os.kill(pid, signal.SIGSTOP)
-        os.kill(pid, signal.SIGINT)
-        os.kill(pid, signal.SIGCONT)
-        sent = True
-_, status = os.waitpid(pid, 0)
-open(out_file, "wb").write(out)
-if os.WIFSIGNALED(status):
-    print("signal", os.WTERMSIG(status))
-else:
-    print("exit", os.WEXITSTATUS(status))
-PY
-}
 
 for fmt in raw qed; do
     f="$dir/full.$fmt"
