@@ -20,3 +20,4 @@ test_unit_rounding_CFLAGS = $(TEST_CFLAGS)
 test_unit_size_SOURCES = test-unit-size.c
 test_unit_size_CFLAGS = $(TEST_CFLAGS)
 test_unit_size_LDADD = $(top_builddir)/common/libcommon.la
+

@@ -1,0 +1,260 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* Helpers for the engine's C tests: a scratch directory named after the
+ * test, checked wrappers around image.h that abort with the engine's
+ * message, patterns, and running external oracles (qemu-img).
+ */
+#ifndef COWBD_ENGINE_TEST_H
+#define COWBD_ENGINE_TEST_H
+
+#undef NDEBUG
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "image.h"
+#include "minmax.h"
+
+/* Not every test uses every helper. */
+#pragma GCC diagnostic ignored "-Wunused-function"
+
+static char test_dir[1024];
+
+/* Creates ./<name>.tmp and returns path names inside it. */
+static void
+test_init (const char *argv0)
+{
+  const char *base = strrchr (argv0, '/');
+  char cmd[8192];
+
+  base = base ? base + 1 : argv0;
+  /* libtool wrappers name the real binary lt-NAME */
+  if (strncmp (base, "lt-", 3) == 0)
+    base += 3;
+  snprintf (test_dir, sizeof test_dir, "%s.tmp", base);
+  snprintf (cmd, sizeof cmd, "rm -rf '%s' && mkdir -p '%s'", test_dir,
+            test_dir);
+  if (system (cmd) != 0)
+    exit (1);
+}
+
+static void
+test_cleanup (void)
+{
+  char cmd[8192];
+
+  if (getenv ("KEEP_TMP"))
+    return;
+  snprintf (cmd, sizeof cmd, "rm -rf '%s'", test_dir);
+  if (system (cmd) != 0)
+    exit (1);
+}
+
+static const char *
+path (const char *name)
+{
+  static char bufs[8][2048];
+  static unsigned n;
+  char *p = bufs[n++ % 8];
+
+  snprintf (p, 2048, "%s/%s", test_dir, name);
+  return p;
+}
+
+static void __attribute__ ((noreturn, format (printf, 1, 2)))
+die (const char *fmt, ...)
+{
+  va_list ap;
+
+  fprintf (stderr, "FAIL: ");
+  va_start (ap, fmt);
+  vfprintf (stderr, fmt, ap);
+  va_end (ap);
+  fprintf (stderr, "\n");
+  exit (1);
+}
+
+#define CHECK(expr)                                                     \
+  do {                                                                  \
+    if ((expr) == -1)                                                   \
+      die ("%s:%d: %s: %s", __FILE__, __LINE__, #expr, image_error ()); \
+  } while (0)
+
+static struct image *
+open_image (const char *file, unsigned flags, uint64_t cache_size)
+{
+  struct image_open_opts o = { .flags = flags, .cache_size = cache_size };
+  struct image *img = image_open (file, &o);
+
+  if (img == NULL)
+    die ("open %s: %s", file, image_error ());
+  return img;
+}
+
+static void
+create_image (const char *file, const char *format, uint64_t size,
+              const char *backing, uint32_t cluster_size,
+              uint32_t table_size)
+{
+  struct image_create_opts o = {
+    .format = format, .size = size, .backing_file = backing,
+    .cluster_size = cluster_size, .table_size = table_size,
+    .lazy_refcounts = -1,
+  };
+  if (image_create (file, &o) == -1)
+    die ("create %s: %s", file, image_error ());
+}
+
+/* Runs a shell command; returns its exit status. */
+static int __attribute__ ((format (printf, 1, 2)))
+run (const char *fmt, ...)
+{
+  char cmd[8192];
+  va_list ap;
+  int r;
+
+  va_start (ap, fmt);
+  vsnprintf (cmd, sizeof cmd, fmt, ap);
+  va_end (ap);
+  r = system (cmd);
+  if (r == -1 || !WIFEXITED (r))
+    die ("%s: did not exit normally", cmd);
+  return WEXITSTATUS (r);
+}
+
+/* The leaks qemu-img 7.2 reports on a QED file that has none: its
+ * qed_bytes_to_clusters divides by cluster_size - 1 instead of
+ * cluster_size, so a file of N clusters is counted as N * cs / (cs - 1)
+ * clusters and the surplus, which lies past the end of the file, as
+ * leaked.  0 for other formats and for files under cs - 1 clusters. */
+static uint64_t
+qemu_qed_phantom_leaks (const char *file)
+{
+  unsigned char h[8];
+  uint64_t cs, size, n;
+  struct stat st;
+  FILE *fp = fopen (file, "r");
+
+  if (fp == NULL || fread (h, 1, 8, fp) != 8 || stat (file, &st) == -1)
+    die ("reading %s", file);
+  fclose (fp);
+  if (memcmp (h, "QED", 4) != 0)
+    return 0;
+  cs = h[4] | h[5] << 8 | (uint64_t) h[6] << 16 | (uint64_t) h[7] << 24;
+  size = (uint64_t) st.st_size;
+  n = (size + cs - 1) / cs;
+  return ((size + cs - 1) & ~(cs - 1)) / (cs - 1) - n;
+}
+
+/* qemu-img check must find nothing: no corruption and no leak (but the
+ * phantom leaks above). */
+static void
+qemu_img_check_clean (const char *file)
+{
+  uint64_t leaks = 0, phantom;
+  char cmd[4096], line[256];
+  FILE *fp;
+  int r = run ("qemu-img check -q '%s' >/dev/null 2>&1", file);
+
+  if (r == 0)
+    return;
+  phantom = qemu_qed_phantom_leaks (file);
+  if (r == 3 && phantom > 0) {
+    snprintf (cmd, sizeof cmd, "qemu-img check --output=json '%s'", file);
+    fp = popen (cmd, "r");
+    if (fp == NULL)
+      die ("popen");
+    while (fgets (line, sizeof line, fp))
+      sscanf (line, " \"leaks\": %" SCNu64, &leaks);
+    pclose (fp);
+    if (leaks == phantom)
+      return;
+  }
+  run ("qemu-img check '%s' >&2", file);
+  die ("qemu-img check %s is not clean (exit %d, %" PRIu64 " phantom leaks "
+       "expected from qemu's rounding)", file, r, phantom);
+}
+
+/* A byte that depends on the position and a seed, never zero. */
+static inline uint8_t
+pattern_byte (uint64_t offset, unsigned seed)
+{
+  uint64_t x = offset * 0x9e3779b97f4a7c15ULL + seed * 0xbf58476d1ce4e5b9ULL;
+  x ^= x >> 29;
+  return (uint8_t) (x % 255 + 1);
+}
+
+static void
+fill_pattern (uint8_t *buf, size_t len, uint64_t offset, unsigned seed)
+{
+  size_t i;
+
+  for (i = 0; i < len; i++)
+    buf[i] = pattern_byte (offset + i, seed);
+}
+
+/* Reads the whole image and compares it with model; reports the first
+ * difference. */
+static void
+verify_image (struct image *img, const uint8_t *model, uint64_t size,
+              const char *when)
+{
+  uint8_t *buf = malloc (size);
+  uint64_t i;
+
+  if (buf == NULL)
+    die ("out of memory");
+  CHECK (image_pread (img, buf, size, 0));
+  for (i = 0; i < size; i++)
+    if (buf[i] != model[i])
+      die ("%s: byte %" PRIu64 " is 0x%02x, expected 0x%02x", when, i,
+           buf[i], model[i]);
+  free (buf);
+}
+
+/* Simple deterministic random numbers (xorshift64*). */
+static uint64_t rng_state = 88172645463325252ULL;
+
+static uint64_t
+rnd (void)
+{
+  rng_state ^= rng_state >> 12;
+  rng_state ^= rng_state << 25;
+  rng_state ^= rng_state >> 27;
+  return rng_state * 2685821657736338717ULL;
+}
+
+static uint64_t
+rnd_below (uint64_t n)
+{
+  return n ? rnd () % n : 0;
+}
+
+/* Seeds from $SEED (to reproduce a failure) or the clock; prints it. */
+static void
+rng_seed (void)
+{
+  const char *s = getenv ("SEED");
+  struct timespec ts;
+
+  if (s)
+    rng_state = strtoull (s, NULL, 0);
+  else {
+    clock_gettime (CLOCK_REALTIME, &ts);
+    rng_state = (uint64_t) ts.tv_nsec * 6364136223846793005ULL ^
+                (uint64_t) ts.tv_sec;
+  }
+  if (rng_state == 0)
+    rng_state = 1;
+  printf ("SEED=%" PRIu64 "\n", rng_state);
+  fflush (stdout);
+}
+
+#endif /* COWBD_ENGINE_TEST_H */
