@@ -135,3 +135,11 @@ echo keep > keep.raw
 expect_fail cowbd-img convert -O nosuchformat plain.qed keep.raw
 expect_fail cowbd-img convert -O qed -o cluster_size=3 plain.qed keep.raw
 [ "$(cat keep.raw)" = keep ] || fail "a refused convert destroyed its target"
+# The source, or a file of its chain, as the target: refused, unharmed.
+sum=$(sha256sum < base.qed)
+expect_fail cowbd-img convert -O qed over-qed.qed base.qed
+one_line_error "$tmp/stderr"
+expect_fail cowbd-img convert -O raw -n over-qed.qed over-qed.qed
+one_line_error "$tmp/stderr"
+[ "$(sha256sum < base.qed)" = "$sum" ] || fail "convert destroyed its source"
+qemu_check_clean over-qed.qed

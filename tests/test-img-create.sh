@@ -157,3 +157,11 @@ rc=0; cowbd-img create -f qed -o nosuchoption=1 bad11.qed 1M 2>/dev/null || rc=$
 [ "$rc" -eq 1 ] && [ ! -e bad11.qed ] || fail "unknown -o option"
 rc=0; cowbd-img create -f qed bad12.qed 2>/dev/null || rc=$?
 [ "$rc" -eq 1 ] && [ ! -e bad12.qed ] || fail "no size, no backing"
+# An image cannot be its own backing file (creating it would destroy it).
+cp base.qed self.qed
+sum=$(sha256sum < self.qed)
+expect_fail cowbd-img create -q -b self.qed self.qed
+one_line_error "$tmp/stderr"
+expect_fail cowbd-img create -q -u -b ./self.qed self.qed 1M
+one_line_error "$tmp/stderr"
+[ "$(sha256sum < self.qed)" = "$sum" ] || fail "create destroyed its backing file"

@@ -103,5 +103,15 @@ sum=$(sha256sum < over.qed)
 expect_fail cowbd-img rebase -b no-such.qed over.qed
 one_line_error "$tmp/stderr"
 [ "$(sha256sum < over.qed)" = "$sum" ] || fail "refused rebase changed it"
+# Loops: itself, or a file whose chain holds it.
+cowbd-img create -q -b over.qed above.qed
+for b in over.qed above.qed; do
+    expect_fail cowbd-img rebase -b $b over.qed
+    one_line_error "$tmp/stderr"
+    grep -q loop "$tmp/stderr" || fail "rebase -b $b: no loop said"
+done
+expect_fail cowbd-img rebase -u -b over.qed over.qed
+one_line_error "$tmp/stderr"
+[ "$(sha256sum < over.qed)" = "$sum" ] || fail "refused rebase changed it"
 rc=0; cowbd-img rebase over.qed 2>/dev/null || rc=$?
 [ "$rc" -eq 1 ] || fail "no -b: exit $rc"

@@ -228,6 +228,22 @@ convert (struct convert *cv, const char *dst, bool create,
   return r == -1 ? 1 : 0;
 }
 
+/* Refuses a DST that is SRC or one of its backing files: creating it
+ * would destroy what is being copied. */
+static int
+check_target (struct image *src, const char *dst)
+{
+  struct image *img;
+
+  for (img = src; img; img = image_backing (img))
+    if (same_file (image_name (img), dst)) {
+      error_msg ("%s: the target is %s, which the copy reads", dst,
+                 img == src ? "the source" : "in the source's backing chain");
+      return -1;
+    }
+  return 0;
+}
+
 static int
 parse_threads (const char *arg, unsigned *n)
 {
@@ -292,6 +308,10 @@ cmd_convert (int argc, char **argv)
   cv.src = open_image (argv[optind], src_format, IMAGE_OPEN_READONLY);
   if (cv.src == NULL)
     return 1;
+  if (check_target (cv.src, argv[optind + 1]) == -1) {
+    image_close (cv.src);
+    return 1;
+  }
   cv.size = image_size (cv.src);
   cv.fill_zeros = !create;
   cv.progress = progress_new (show_progress && !quiet);

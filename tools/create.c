@@ -62,6 +62,19 @@ inspect_backing (const char *filename, struct image_create_opts *opts,
   return 0;
 }
 
+/* Refuses to make an image over its own backing file, which creating it
+ * would destroy. */
+static bool
+own_backing (const char *filename, const char *backing)
+{
+  CLEANUP_FREE char *path = resolve_backing (filename, backing);
+
+  if (!same_file (path, filename))
+    return false;
+  error_msg ("%s: an image cannot be its own backing file", filename);
+  return true;
+}
+
 /* "Formatting 'FILE', fmt=qed size=N ...", as qemu-img prints it. */
 static void
 print_formatting (const char *filename, const char *format,
@@ -171,6 +184,8 @@ cmd_create (int argc, char **argv)
   if (opts.backing_format && opts.backing_file == NULL)
     return usage_error ("create", 1, "-F needs a backing file (-b)");
 
+  if (opts.backing_file && own_backing (filename, opts.backing_file))
+    return 1;
   /* With both SIZE and -F given, the engine's own look at the backing
    * file is enough. */
   if (opts.backing_file && !unsafe &&

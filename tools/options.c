@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "img.h"
 #include "size.h"
@@ -98,6 +99,15 @@ xstrdup (const char *s)
     exit (1);
   }
   return r;
+}
+
+bool
+same_file (const char *a, const char *b)
+{
+  struct stat sa, sb;
+
+  return stat (a, &sa) == 0 && stat (b, &sb) == 0 &&
+    sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
 /* ---- images ----------------------------------------------------------------- */

@@ -152,6 +152,19 @@ copy_differences (struct rebase *rb)
   return 0;
 }
 
+/* Refuses a new backing chain that holds FILE itself (a loop). */
+static int
+check_loop (struct image *img, struct image *chain, const char *backing)
+{
+  for (; chain; chain = image_backing (chain))
+    if (same_file (image_name (chain), image_name (img))) {
+      error_msg ("%s: rebasing onto %s would make a backing chain loop",
+                 image_name (img), backing);
+      return -1;
+    }
+  return 0;
+}
+
 /* Safe mode: copies, then rewrites the header. */
 static int
 rebase_safe (struct image *img, const char *backing, const char *bfmt,
@@ -169,6 +182,10 @@ rebase_safe (struct image *img, const char *backing, const char *bfmt,
     if (rb.new_backing == NULL) {
       error_msg ("%s: new backing file: %s", image_name (img),
                  image_error ());
+      return -1;
+    }
+    if (check_loop (img, rb.new_backing, backing) == -1) {
+      image_close (rb.new_backing);
       return -1;
     }
     rb.new_size = image_size (rb.new_backing);
@@ -206,8 +223,15 @@ rebase_unsafe (struct image *img, const char *backing, const char *bfmt)
 {
   CLEANUP_FREE char *path = NULL;
 
-  if (backing && bfmt == NULL) {
+  if (backing) {
     path = resolve_backing (image_name (img), backing);
+    if (same_file (path, image_name (img))) {
+      error_msg ("%s: an image cannot be its own backing file",
+                 image_name (img));
+      return -1;
+    }
+  }
+  if (backing && bfmt == NULL) {
     if (access (path, F_OK) == 0 && (bfmt = image_probe (path)) == NULL) {
       error_image ();
       return -1;
