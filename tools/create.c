@@ -102,6 +102,20 @@ print_formatting (const char *filename, const char *format,
   fflush (stdout);
 }
 
+/* Checks the backing file and fills in what the command line left out. */
+static int
+prepare_backing (const char *filename, struct image_create_opts *opts,
+                 bool unsafe, bool have_size, char **probed)
+{
+  if (own_backing (filename, opts->backing_file))
+    return -1;
+  /* With both SIZE and -F given, the engine's own look at the backing
+   * file is enough. */
+  if (unsafe || (have_size && opts->backing_format))
+    return 0;
+  return inspect_backing (filename, opts, !have_size, probed);
+}
+
 static int
 create_progress (void *opaque, uint64_t done, uint64_t total)
 {
@@ -183,21 +197,13 @@ cmd_create (int argc, char **argv)
     opts.backing_file = NULL;
   if (opts.backing_format && opts.backing_file == NULL)
     return usage_error ("create", 1, "-F needs a backing file (-b)");
-
-  if (opts.backing_file && own_backing (filename, opts.backing_file))
-    return 1;
-  /* With both SIZE and -F given, the engine's own look at the backing
-   * file is enough. */
-  if (opts.backing_file && !unsafe &&
-      (!have_size || opts.backing_format == NULL)) {
-    if (inspect_backing (filename, &opts, !have_size, &probed) == -1)
-      return 1;
-  }
-  else if (!have_size && (opts.backing_file == NULL || unsafe))
+  if (!have_size && (opts.backing_file == NULL || unsafe))
     return usage_error ("create", 1, "%s: SIZE is needed %s", filename,
                         opts.backing_file ? "with -u" :
                         "when there is no backing file");
-
+  if (opts.backing_file &&
+      prepare_backing (filename, &opts, unsafe, have_size, &probed) == -1)
+    return 1;
   if (!quiet)
     print_formatting (filename, format, &opts);
   return do_create (filename, &opts, show_progress && !quiet);
