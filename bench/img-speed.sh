@@ -12,20 +12,20 @@
 #        qemu-img create -q -f qed -b base.qed -F qed clone.qed
 #      (goal: at most half qemu-img's time);
 #   3. convert of a 4 GiB half-sparse image (1 MiB of random data, 1 MiB
-#      hole, ...), raw to raw and qed to raw, against qemu-img convert
-#      (goal: at least as fast).
+#      hole, ...), raw to raw, raw to qed and qed to raw, against qemu-img
+#      convert (goal: at least as fast).
 #
 # Each measurement is repeated ROUNDS times, interleaved with its peer's;
 # the medians and their ratio are printed with the exact commands.
 #
 # Usage: bench/img-speed.sh   (cowbd-img and qemu-img found on PATH, or
-#        COWBD_IMG=path/to/cowbd-img; ROUNDS=5, CLONES=1000, CONVERT_GIB=4)
+#        COWBD_IMG=path/to/cowbd-img; ROUNDS=7, CLONES=1000, CONVERT_GIB=4)
 set -euo pipefail
 
 cowbd_img=${COWBD_IMG:-$(command -v cowbd-img || true)}
 [ -x "$cowbd_img" ] || { echo "$0: cowbd-img not found (set COWBD_IMG)" >&2; exit 1; }
 command -v qemu-img > /dev/null || { echo "$0: qemu-img not found" >&2; exit 1; }
-rounds=${ROUNDS:-5}
+rounds=${ROUNDS:-7}
 clones=${CLONES:-1000}
 gib=${CONVERT_GIB:-4}
 
@@ -60,19 +60,20 @@ clone_loop ()
     echo "$(now) - $t0" | bc
 }
 
-# convert_once TOOL SRC SRCFMT: seconds for one convert to raw.
+# convert_once TOOL SRCFMT DSTFMT: seconds for one convert of
+# src.SRCFMT into dst.DSTFMT.
 convert_once ()
 {
     local t0 t
-    rm -f dst.raw
+    rm -f dst.$3
     t0=$(now)
     if [ "$1" = cowbd ]; then
-        "$cowbd_img" convert -f "$3" -O raw "$2" dst.raw
+        "$cowbd_img" convert -f $2 -O $3 src.$2 dst.$3
     else
-        qemu-img convert -f "$3" -O raw "$2" dst.raw
+        qemu-img convert -f $2 -O $3 src.$2 dst.$3
     fi
     t=$(echo "$(now) - $t0" | bc)
-    rm -f dst.raw
+    rm -f dst.$3
     echo "$t"
 }
 
@@ -121,18 +122,19 @@ with open(name, "wb") as f:
         f.write(block)
 PY
 qemu-img convert -f raw -O qed src.raw src.qed
-for fmt in raw qed; do
+for pair in raw:raw raw:qed qed:raw; do
+    sf=${pair%:*} df=${pair#*:}
     ct=() qt=()
     # Warm up: the first writes into fresh tmpfs pages are slow here.
-    convert_once cowbd src.$fmt $fmt > /dev/null
-    convert_once qemu src.$fmt $fmt > /dev/null
+    convert_once cowbd $sf $df > /dev/null
+    convert_once qemu $sf $df > /dev/null
     for (( r = 0; r < rounds; r++ )); do
-        ct+=("$(convert_once cowbd src.$fmt $fmt)")
-        qt+=("$(convert_once qemu src.$fmt $fmt)")
+        ct+=("$(convert_once cowbd $sf $df)")
+        qt+=("$(convert_once qemu $sf $df)")
     done
     m_c=$(median "${ct[@]}"); m_q=$(median "${qt[@]}")
-    echo "3. convert of a $gib GiB half-sparse $fmt image to raw (seconds):"
-    echo "   cowbd-img convert -f $fmt -O raw src.$fmt dst.raw   $m_c   (runs: ${ct[*]})"
-    echo "   qemu-img convert -f $fmt -O raw src.$fmt dst.raw    $m_q   (runs: ${qt[*]})"
+    echo "3. convert of a $gib GiB half-sparse $sf image to $df (seconds):"
+    echo "   cowbd-img convert -f $sf -O $df src.$sf dst.$df   $m_c   (runs: ${ct[*]})"
+    echo "   qemu-img convert -f $sf -O $df src.$sf dst.$df    $m_q   (runs: ${qt[*]})"
     echo "   ratio cowbd-img / qemu-img: $(ratio "$m_c" "$m_q") (goal <= 1)"
 done
