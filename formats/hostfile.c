@@ -168,7 +168,7 @@ host_file_size (int fd, uint64_t *size)
 }
 
 int
-host_data_status (int fd, uint64_t offset, uint64_t count,
+host_data_status (int fd, uint64_t offset, uint64_t count, bool quick,
                   bool *is_data, uint64_t *len)
 {
   off_t data, hole;
@@ -192,6 +192,11 @@ host_data_status (int fd, uint64_t offset, uint64_t count,
     *len = MIN (count, (uint64_t) data - offset);
     return 0;
   }
+  if (quick) {
+    *is_data = true;
+    *len = count;
+    return 0;
+  }
   hole = lseek (fd, (off_t) offset, SEEK_HOLE);
   if (hole == -1) {
     if (errno != ENXIO)
@@ -203,6 +208,20 @@ host_data_status (int fd, uint64_t offset, uint64_t count,
   if (*len == 0)                /* racing truncate: call it data */
     *len = count;
   return 0;
+}
+
+bool
+host_is_dense (int fd, uint64_t start)
+{
+  uint64_t size;
+  off_t hole;
+
+  if (host_file_size (fd, &size) == -1)
+    return false;
+  if (start >= size)
+    return true;
+  hole = lseek (fd, (off_t) start, SEEK_HOLE);
+  return hole != -1 && (uint64_t) hole >= size;
 }
 
 /* Preallocation happens in chunks so that a progress callback can show

@@ -285,6 +285,7 @@ open_chain (const char *filename, const struct image_open_opts *opts,
     img->drv = NULL;            /* the driver freed its state */
     goto err;
   }
+  img->host_dense = host_is_dense (img->fd, img->data_start);
   if (open_backing (img, opts, seen) == -1)
     goto err;
   return img;
@@ -464,12 +465,13 @@ image_read_backing (struct image *img, void *buf, size_t count,
 /* ---- extents through the chain ----------------------------------------- */
 
 /* Fills *e with the status of the run at offset in img (depth d of the
- * chain), following unallocated ranges down the chain. */
+ * chain), following unallocated ranges down the chain.  quick: see
+ * struct drv_status. */
 static int
 chain_status (struct image *img, uint64_t offset, uint64_t count,
-              unsigned d, struct image_extent *e)
+              unsigned d, bool quick, struct image_extent *e)
 {
-  struct drv_status st = { .host_offset = -1 };
+  struct drv_status st = { .host_offset = -1, .quick = quick };
 
   if (img->drv->block_status (img, offset, count, &st) == -1)
     return -1;
@@ -486,13 +488,14 @@ chain_status (struct image *img, uint64_t offset, uint64_t count,
     e->flags = IMAGE_EXTENT_DATA | IMAGE_EXTENT_PRESENT;
     if (st.compressed)
       e->flags |= IMAGE_EXTENT_COMPRESSED;
-    else if (!st.host_checked && st.host_offset >= 0) {
+    else if (!st.host_checked && st.host_offset >= 0 &&
+             !image_host_dense (img)) {
       /* A cluster over a hole of the host file reads as zeros: say so, as
        * qemu does, and split the run where the host file changes. */
       bool is_data;
       uint64_t len;
       if (host_data_status (img->fd, (uint64_t) st.host_offset, st.length,
-                            &is_data, &len) == -1)
+                            quick, &is_data, &len) == -1)
         return image_err_sys (img, "SEEK_DATA");
       e->length = len;
       if (!is_data)
@@ -508,7 +511,7 @@ chain_status (struct image *img, uint64_t offset, uint64_t count,
     if (img->backing && offset < img->backing->size)
       return chain_status (img->backing, offset,
                            MIN (st.length, img->backing->size - offset),
-                           d + 1, e);
+                           d + 1, quick, e);
     /* No backing image, or past its end: zeros, reported at this depth. */
     e->flags = IMAGE_EXTENT_ZERO;
     e->host_offset = -1;
@@ -529,7 +532,7 @@ image_extents (struct image *img, uint64_t count, uint64_t offset,
     struct image_extent e;
     int r;
 
-    if (chain_status (img, offset, count, 0, &e) == -1)
+    if (chain_status (img, offset, count, 0, false, &e) == -1)
       return -1;
     r = fn (opaque, &e);
     if (r != 0)
@@ -552,7 +555,8 @@ image_backing_is_zero (struct image *img, uint64_t offset, uint64_t count)
 
     if (b == NULL || offset >= b->size)
       return true;
-    if (chain_status (b, offset, MIN (count, b->size - offset), 1, &e) == -1)
+    if (chain_status (b, offset, MIN (count, b->size - offset), 1, true,
+                      &e) == -1)
       return false;
     if (!(e.flags & IMAGE_EXTENT_ZERO))
       return false;
@@ -571,7 +575,7 @@ image_cache (struct image *img, uint64_t count, uint64_t offset)
     return -1;
   /* Ask the kernel to read ahead each host range the chain maps. */
   while (count > 0) {
-    if (chain_status (img, offset, count, 0, &e) == -1)
+    if (chain_status (img, offset, count, 0, false, &e) == -1)
       return -1;
     if (e.host_offset >= 0 && !(e.flags & IMAGE_EXTENT_ZERO)) {
       struct image *owner = img;

@@ -34,6 +34,11 @@ struct drv_status {
   /* The driver already consulted the host file's holes (raw): image.c
    * must not refine DRV_DATA through SEEK_DATA again. */
   bool host_checked;
+  /* In, set by the caller: only whether the run starts with data matters
+   * (image_backing_is_zero).  A driver may then answer DRV_DATA for the
+   * whole count without finding where the data ends, which on tmpfs costs
+   * a walk over every page up to the next hole (SEEK_HOLE). */
+  bool quick;
 };
 
 struct driver {
@@ -96,7 +101,29 @@ struct image {
   char *full_backing_filename;  /* resolved against our directory */
   struct image *backing;        /* NULL: none, or IMAGE_OPEN_NO_BACKING */
   unsigned depth;               /* 0 for the top image of a chain */
+
+  /* Hole tracking of the host file.  Drivers set data_start in open (the
+   * offset from which every byte the format maps is data or a hole that
+   * must read as zeros: raw 0, QED the end of the L1 table).  image.c then
+   * sets host_dense if the file has no hole from there on, and whoever
+   * punches or zeroes in place clears it (image_host_may_have_holes).
+   * While it is set, extents skip SEEK_HOLE. */
+  uint64_t data_start;
+  bool host_dense;              /* accessed with __atomic */
 };
+
+/* Clears img->host_dense: a hole may exist now. */
+static inline void
+image_host_may_have_holes (struct image *img)
+{
+  __atomic_store_n (&img->host_dense, false, __ATOMIC_RELAXED);
+}
+
+static inline bool
+image_host_dense (struct image *img)
+{
+  return __atomic_load_n (&img->host_dense, __ATOMIC_RELAXED);
+}
 
 /* ---- errors (image.c) -------------------------------------------------- */
 
@@ -153,9 +180,13 @@ int host_sync (int fd);
 /* Host file size (or block device size). */
 int host_file_size (int fd, uint64_t *size);
 /* Hole status at offset of the host file: sets *is_data and *len, the
- * length (<= count) of the run of the same kind.  Past EOF is a hole. */
-int host_data_status (int fd, uint64_t offset, uint64_t count,
+ * length (<= count) of the run of the same kind.  Past EOF is a hole.
+ * With quick, a run of data is not followed to its end (*len = count):
+ * only SEEK_DATA is used, which is cheap everywhere. */
+int host_data_status (int fd, uint64_t offset, uint64_t count, bool quick,
                       bool *is_data, uint64_t *len);
+/* True if the file has no hole from start to its end (one SEEK_HOLE). */
+bool host_is_dense (int fd, uint64_t start);
 
 /* Allocates [offset, offset + length) of the file in chunks (and, with
  * write_zeros, writes zeros over it: preallocation=full), calling progress

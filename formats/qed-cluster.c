@@ -323,8 +323,11 @@ allocate_run (struct qed *q, struct qed_run *r, const uint8_t *buf,
       qed_l2_set (l2, r->l2_index + i, host + i * cs);
     *done = len;
   }
-  else if (q->file_end == host + n * cs)
-    q->file_end = host;         /* give the space back */
+  else {
+    image_host_may_have_holes (q->img);  /* the run may be partly written */
+    if (q->file_end == host + n * cs)
+      q->file_end = host;       /* give the space back */
+  }
   l2->pins--;
   unlink_alloc (q, &a);
   pthread_cond_broadcast (&q->cond);
@@ -396,6 +399,7 @@ zero_in_place (struct qed *q, uint64_t host, uint64_t len, unsigned flags)
 {
   int fd = q->img->fd;
 
+  image_host_may_have_holes (q->img);
   if ((flags & IMAGE_MAY_TRIM) && host_punch_hole (fd, len, host) == 0)
     return 0;
   if (host_write_zeroes_fast (fd, len, host) == 0)
@@ -567,9 +571,12 @@ qed_trim (struct image *img, uint64_t count, uint64_t offset,
       return -1;
     /* Space goes back to the host; the cluster stays mapped, so nothing
      * is leaked and nothing freed can be reused. */
-    if (r.kind == QED_E_DATA && host_punch_hole (img->fd, r.len, r.host) == -1
-        && errno != EOPNOTSUPP)
-      return image_err_sys (img, "punch hole");
+    if (r.kind == QED_E_DATA) {
+      image_host_may_have_holes (img);
+      if (host_punch_hole (img->fd, r.len, r.host) == -1 &&
+          errno != EOPNOTSUPP)
+        return image_err_sys (img, "punch hole");
+    }
     offset += r.len;
     count -= r.len;
   }

@@ -302,6 +302,9 @@ qed_open (struct image *img, const struct image_open_opts *opts)
   if (validate_header (q, file_size) == -1 || read_backing_name (q) == -1)
     goto err;
   img->size = q->h.image_size;
+  /* Tables and clusters follow the L1 table and are always written whole;
+   * the header and L1 clusters may be sparse. */
+  img->data_start = q->h.l1_table_offset + q->table_bytes;
   q->need_check_on_disk = q->h.features & QED_F_NEED_CHECK;
 
   if (mc_table_init (&q->l1, q->h.l1_table_offset, q->table_bytes) == -1) {

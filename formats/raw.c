@@ -57,6 +57,7 @@ raw_zero (struct image *img, uint64_t count, uint64_t offset,
 {
   bool may_trim = flags & IMAGE_MAY_TRIM;
 
+  image_host_may_have_holes (img);
   if (flags & IMAGE_FAST_ZERO) {
     /* Only fallocate is fast; writing a zero buffer is not. */
     if (!(may_trim && host_punch_hole (img->fd, count, offset) == 0) &&
@@ -74,6 +75,7 @@ raw_trim (struct image *img, uint64_t count, uint64_t offset,
           unsigned flags)
 {
   /* Trim is advisory: a filesystem that cannot punch keeps the data. */
+  image_host_may_have_holes (img);
   if (host_punch_hole (img->fd, count, offset) == -1 &&
       errno != EOPNOTSUPP)
     return image_err_sys (img, "punch hole");
@@ -84,9 +86,12 @@ static int
 raw_block_status (struct image *img, uint64_t offset, uint64_t count,
                   struct drv_status *st)
 {
-  bool is_data;
+  bool is_data = true;
 
-  if (host_data_status (img->fd, offset, count, &is_data, &st->length) == -1)
+  st->length = count;
+  if (!image_host_dense (img) &&
+      host_data_status (img->fd, offset, count, st->quick, &is_data,
+                        &st->length) == -1)
     return image_err_sys (img, "SEEK_DATA");
   st->kind = is_data ? DRV_DATA : DRV_ZERO;
   st->host_offset = (int64_t) offset;
