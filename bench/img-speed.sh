@@ -87,7 +87,8 @@ echo
 # --- 1 and 2: clones ---------------------------------------------------
 qemu-img create -q -f qed base-1g.qed 1G
 qemu-img create -q -f qed base-1t.qed 1T
-qemu-io -c 'write -P 1 0 64M' base-1g.qed > /dev/null
+# The same 128 MiB of data in both, so that only the virtual size differs.
+qemu-io -c 'write -P 1 0 64M' -c 'write -P 2 512M 64M' base-1g.qed > /dev/null
 qemu-io -c 'write -P 1 0 64M' -c 'write -P 2 512G 64M' base-1t.qed > /dev/null
 c1g=() c1t=() q1g=()
 CLONES=20 clone_loop cowbd base-1g.qed > /dev/null     # warm up

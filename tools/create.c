@@ -3,12 +3,14 @@
  *                  [-o OPTIONS] [-p] FILE [SIZE]
  *
  * The engine does the work (image_create); this file gathers the options.
- * Unless -u (or both SIZE and -F are given), the backing file is opened
- * first, without its own chain: that gives the size when SIZE is omitted
- * and the format when -F is omitted.  The engine opens it again to make
- * the image (and so refuses a missing one, even with -u).  The probed format is then stored in the new image, as
- * qemu-img 5 did: a raw backing file recorded as raw can never later be
- * probed as something else because of what a guest wrote into it.
+ * The backing file is opened only by the engine (an open costs more than
+ * a header read on tmpfs, where finding holes walks the page cache): when
+ * SIZE is omitted it takes the backing file's size, and when -F is
+ * omitted we probe the format (image_probe reads the first sector) and
+ * store it in the new image, as qemu-img 5 did: a raw backing file
+ * recorded as raw can never later be probed as something else because of
+ * what a guest wrote into it.  -u skips the probe; the engine still reads
+ * the backing file's header, so the file must exist.
  *
  * Preallocation can take long: the engine calls our progress callback
  * between chunks, which draws the bar (-p) and cancels the create when a
@@ -32,35 +34,6 @@
 static const char *const prealloc_names[] = {
   "off", "metadata", "falloc", "full",
 };
-
-/* Takes the size and format of the backing file from the file itself;
- * *probed is set to the probed format (freed by the caller). */
-static int
-inspect_backing (const char *filename, struct image_create_opts *opts,
-                 bool need_size, char **probed)
-{
-  struct image_open_opts oo = {
-    .format = opts->backing_format,
-    .flags = IMAGE_OPEN_READONLY | IMAGE_OPEN_NO_BACKING,
-  };
-  char *path = resolve_backing (filename, opts->backing_file);
-  struct image *b;
-  struct image_info info;
-
-  b = image_open (path, &oo);
-  free (path);
-  if (b == NULL) {
-    error_msg ("%s: backing file: %s", filename, image_error ());
-    return -1;
-  }
-  image_get_info (b, &info);
-  if (need_size)
-    opts->size = info.virtual_size;
-  if (opts->backing_format == NULL)
-    opts->backing_format = *probed = xstrdup (info.format);
-  image_close (b);              /* read-only: nothing to write back */
-  return 0;
-}
 
 /* Refuses to make an image over its own backing file, which creating it
  * would destroy. */
@@ -102,18 +75,41 @@ print_formatting (const char *filename, const char *format,
   fflush (stdout);
 }
 
-/* Checks the backing file and fills in what the command line left out. */
+/* Checks the backing file name, and probes its format when -F is not
+ * given (the engine reads the backing file's header itself, for its size
+ * and to refuse a missing one). */
 static int
 prepare_backing (const char *filename, struct image_create_opts *opts,
-                 bool unsafe, bool have_size, char **probed)
+                 bool unsafe)
 {
+  CLEANUP_FREE char *path = NULL;
+
   if (own_backing (filename, opts->backing_file))
     return -1;
-  /* With both SIZE and -F given, the engine's own look at the backing
-   * file is enough. */
-  if (unsafe || (have_size && opts->backing_format))
+  if (unsafe || opts->backing_format)
     return 0;
-  return inspect_backing (filename, opts, !have_size, probed);
+  path = resolve_backing (filename, opts->backing_file);
+  opts->backing_format = image_probe (path);
+  if (opts->backing_format == NULL) {
+    error_msg ("%s: backing file: %s", filename, image_error ());
+    return -1;
+  }
+  return 0;
+}
+
+/* The size the engine gave the new image (taken from its backing file). */
+static void
+read_new_size (const char *filename, struct image_create_opts *opts)
+{
+  struct image_open_opts oo = {
+    .flags = IMAGE_OPEN_READONLY | IMAGE_OPEN_NO_BACKING,
+  };
+  struct image *img = image_open (filename, &oo);
+
+  if (img) {
+    opts->size = image_size (img);
+    image_close (img);
+  }
 }
 
 static int
@@ -156,11 +152,10 @@ cmd_create (int argc, char **argv)
     { NULL },
   };
   struct image_create_opts opts = { .lazy_refcounts = -1 };
-  CLEANUP_FREE char *probed = NULL;
   const char *filename, *format = IMAGE_DEFAULT_FORMAT;
   bool quiet = false, unsafe = false, show_progress = false;
   bool have_size = false;
-  int c;
+  int c, r;
 
   while ((c = getopt_long (argc, argv, "qf:b:F:uo:p", long_opts, NULL))
          != -1) {
@@ -201,10 +196,17 @@ cmd_create (int argc, char **argv)
     return usage_error ("create", 1, "%s: SIZE is needed %s", filename,
                         opts.backing_file ? "with -u" :
                         "when there is no backing file");
-  if (opts.backing_file &&
-      prepare_backing (filename, &opts, unsafe, have_size, &probed) == -1)
+  if (opts.backing_file && prepare_backing (filename, &opts, unsafe) == -1)
     return 1;
-  if (!quiet)
+  /* qemu-img prints the line first.  Without SIZE we learn the size (the
+   * backing file's) only from the new image: the line then comes after.
+   * Progress (preallocation) never goes with a backing file. */
+  if (!quiet && have_size)
     print_formatting (filename, format, &opts);
-  return do_create (filename, &opts, show_progress && !quiet);
+  r = do_create (filename, &opts, show_progress && !quiet);
+  if (r == 0 && !quiet && !have_size) {
+    read_new_size (filename, &opts);
+    print_formatting (filename, format, &opts);
+  }
+  return r;
 }
