@@ -10,7 +10,8 @@
 #      over a 1 GiB and a 1 TiB base;
 #   2. CLONES clones in one loop, against CLONES
 #        qemu-img create -q -f qed -b base.qed -F qed clone.qed
-#      (goal: at most half qemu-img's time);
+#      (goal: at most half qemu-img's time), over a base with 128 MiB of
+#      data and over one with 2 GiB;
 #   3. convert of a 4 GiB half-sparse image (1 MiB of random data, 1 MiB
 #      hole, ...), raw to raw, raw to qed and qed to raw, against qemu-img
 #      convert (goal: at least as fast).
@@ -90,14 +91,20 @@ qemu-img create -q -f qed base-1t.qed 1T
 # The same 128 MiB of data in both, so that only the virtual size differs.
 qemu-io -c 'write -P 1 0 64M' -c 'write -P 2 512M 64M' base-1g.qed > /dev/null
 qemu-io -c 'write -P 1 0 64M' -c 'write -P 2 512G 64M' base-1t.qed > /dev/null
-c1g=() c1t=() q1g=()
+# A golden image with real data: 2 GiB written.
+qemu-img create -q -f qed base-data.qed 1T
+qemu-io -c 'write -P 3 0 1G' -c 'write -P 4 1G 1G' base-data.qed > /dev/null
+c1g=() c1t=() q1g=() cdata=() qdata=()
 CLONES=20 clone_loop cowbd base-1g.qed > /dev/null     # warm up
 CLONES=20 clone_loop qemu base-1g.qed > /dev/null
 for (( r = 0; r < rounds; r++ )); do
     c1g+=("$(clone_loop cowbd base-1g.qed)")
     c1t+=("$(clone_loop cowbd base-1t.qed)")
     q1g+=("$(clone_loop qemu base-1g.qed)")
+    cdata+=("$(clone_loop cowbd base-data.qed)")
+    qdata+=("$(clone_loop qemu base-data.qed)")
 done
+m_cd=$(median "${cdata[@]}"); m_qd=$(median "${qdata[@]}")
 m_c1g=$(median "${c1g[@]}"); m_c1t=$(median "${c1t[@]}"); m_q1g=$(median "${q1g[@]}")
 echo "1. clone time against base size ($clones clones, seconds):"
 echo "   cowbd-img create -q -f qed -b base-1g.qed clone.qed   $m_c1g"
@@ -109,6 +116,10 @@ echo "   qemu-img create -q -f qed -b base-1g.qed -F qed clone.qed    $m_q1g"
 echo "   ratio cowbd-img / qemu-img: $(ratio "$m_c1g" "$m_q1g") (goal <= 0.5)"
 echo "   per clone: cowbd-img $(echo "scale=3; $m_c1g * 1000 / $clones" | bc) ms," \
      "qemu-img $(echo "scale=3; $m_q1g * 1000 / $clones" | bc) ms"
+echo "   over a base holding 2 GiB of data:"
+echo "   cowbd-img create -q -f qed -b base-data.qed clone.qed          $m_cd"
+echo "   qemu-img create -q -f qed -b base-data.qed -F qed clone.qed    $m_qd"
+echo "   ratio cowbd-img / qemu-img: $(ratio "$m_cd" "$m_qd")"
 echo
 
 # --- 3: convert ---------------------------------------------------------
