@@ -20,5 +20,4 @@ TESTS += $(IMG_TESTS)
 # The engine does not yet refuse damaged L1 entries at open (see the
 # test's comment); remove this line when it does (automake then reports
 # an XPASS as a failure, so it cannot be forgotten).
-XFAIL_TESTS = test-img-bad-l2.sh
 EXTRA_DIST += $(IMG_TESTS) img-functions.sh

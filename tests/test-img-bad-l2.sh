@@ -4,13 +4,8 @@
 # table past the end of the file, misaligned, in the header or on the L1
 # table itself.  `cowbd-img info` and `check` must each exit 1 with one
 # line naming the file and the fault, and leave the file unchanged.
-#
-# Expected to fail (XFAIL_TESTS in img.mk): the engine validates L1
-# entries only when a read reaches them, so info succeeds and check
-# reports a corruption (exit 2, as qemu-img check does).  Making qed_open
-# validate every L1 entry (the L1 table is read at open anyway) fixes it;
-# test-img-bad-input.sh covers what works today (map and convert refuse
-# these images, nothing crashes, nothing changes).
+# The engine validates every L1 entry when it opens the image (qemu-img
+# only finds them when a read or its check reaches them).
 . "${srcdir:-.}/functions.sh"
 . "${srcdir:-.}/img-functions.sh"
 

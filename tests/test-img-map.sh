@@ -68,15 +68,10 @@ cowbd-img create -q -f raw holes.raw 1M
 map_all holes.raw raw
 
 # Preallocated images: every cluster mapped.  With metadata only, the
-# clusters lie over a hole of the host file: we say they read as zeros,
-# where qemu-img does not look under a QED cluster (its QED driver never
-# asks the file layer) and says data.  Everything else agrees.
+# clusters lie over a hole of the host file; qemu-img does not look under
+# a QED cluster (its QED driver never asks the file layer) and says data,
+# and so do we.
 cowbd-img create -q -f qed -o preallocation=metadata pre.qed 1M
-MAP_KEYS="start length data depth present" map_same pre.qed
-/usr/bin/python3 - "$tmp/map.cowbd" <<'PY' || fail "pre.qed: not zero"
-import json, sys
-m = json.load(open(sys.argv[1]))
-assert all(e["zero"] and e["data"] and e["present"] for e in m), m
-PY
+map_all pre.qed
 cowbd-img create -q -f qed -o preallocation=full full.qed 1M
 map_all full.qed

@@ -9,8 +9,9 @@
  * omitted we probe the format (image_probe reads the first sector) and
  * store it in the new image, as qemu-img 5 did: a raw backing file
  * recorded as raw can never later be probed as something else because of
- * what a guest wrote into it.  -u skips the probe; the engine still reads
- * the backing file's header, so the file must exist.
+ * what a guest wrote into it.  -u skips the probe and the engine does not
+ * open the backing file either: it need not exist, and the size must be
+ * given.
  *
  * Preallocation can take long: the engine calls our progress callback
  * between chunks, which draws the bar (-p) and cancels the create when a
@@ -86,6 +87,7 @@ prepare_backing (const char *filename, struct image_create_opts *opts,
 
   if (own_backing (filename, opts->backing_file))
     return -1;
+  opts->no_backing_check = unsafe;
   if (unsafe || opts->backing_format)
     return 0;
   path = resolve_backing (filename, opts->backing_file);

@@ -145,16 +145,10 @@ close_image (struct image *img)
 char *
 resolve_backing (const char *overlay, const char *backing)
 {
-  const char *slash = strrchr (overlay, '/');
-  char *r;
+  char *r = image_resolve_backing (overlay, backing);
 
-  if (backing[0] == '/' || slash == NULL)
-    r = strdup (backing);
-  else if (asprintf (&r, "%.*s/%s", (int) (slash - overlay), overlay,
-                     backing) == -1)
-    r = NULL;
   if (r == NULL) {
-    perror ("cowbd-img: malloc");
+    error_msg ("%s", image_error ());
     exit (1);
   }
   return r;
