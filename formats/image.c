@@ -259,6 +259,7 @@ open_chain (const char *filename, const struct image_open_opts *opts,
   }
   img->fd = -1;
   img->depth = depth;
+  img->host_dense = -1;
   img->readonly = opts->flags & IMAGE_OPEN_READONLY;
   img->filename = strdup (filename);
   if (img->filename == NULL) {
@@ -286,7 +287,6 @@ open_chain (const char *filename, const struct image_open_opts *opts,
     img->drv = NULL;            /* the driver freed its state */
     goto err;
   }
-  img->host_dense = host_is_dense (img->fd, img->data_start);
   if (open_backing (img, opts, seen) == -1)
     goto err;
   return img;
@@ -465,6 +465,23 @@ image_read_backing (struct image *img, void *buf, size_t count,
 
 /* ---- extents through the chain ----------------------------------------- */
 
+bool
+image_host_dense (struct image *img)
+{
+  int d = __atomic_load_n (&img->host_dense, __ATOMIC_RELAXED);
+
+  if (d == -1) {
+    /* Racing first callers may both look: the answer is the same.  A
+     * punch in between stores 0 after, or our 1 lands first and the punch
+     * overwrites it: never a stale 1 after a punch returned. */
+    d = host_is_dense (img->fd, img->data_start);
+    __atomic_compare_exchange_n (&img->host_dense, &(int) { -1 }, d, false,
+                                 __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+    d = __atomic_load_n (&img->host_dense, __ATOMIC_RELAXED);
+  }
+  return d == 1;
+}
+
 /* Fills *e with the status of the run at offset in img (depth d of the
  * chain), following unallocated ranges down the chain.  quick: see
  * struct drv_status. */
@@ -489,10 +506,10 @@ chain_status (struct image *img, uint64_t offset, uint64_t count,
     e->flags = IMAGE_EXTENT_DATA | IMAGE_EXTENT_PRESENT;
     if (st.compressed)
       e->flags |= IMAGE_EXTENT_COMPRESSED;
-    else if (!st.host_checked && st.host_offset >= 0 &&
-             !image_host_dense (img)) {
-      /* A cluster over a hole of the host file reads as zeros: say so, as
-       * qemu does, and split the run where the host file changes. */
+    else if (img->drv->refine_host_holes && !st.host_checked &&
+             st.host_offset >= 0 && !image_host_dense (img)) {
+      /* A cluster over a hole of the host file reads as zeros: say so,
+       * and split the run where the host file changes. */
       bool is_data;
       uint64_t len;
       if (host_data_status (img->fd, (uint64_t) st.host_offset, st.length,

@@ -40,9 +40,10 @@ int image_errno (void);
 #define IMAGE_OPEN_NO_BACKING  0x02 /* do not open the backing chain;
                                        unallocated ranges read as zeros */
 #define IMAGE_OPEN_NO_REPAIR   0x04 /* an image needing a check (QED
-                                       NEED_CHECK, qcow2 dirty) is opened
-                                       read-only and not repaired: for
-                                       `check`, which reports first */
+                                       NEED_CHECK, qcow2 dirty) is not
+                                       repaired at open: for `check`,
+                                       which reports first and repairs
+                                       only with -r */
 #define IMAGE_OPEN_BACKING_RW  0x08 /* open the first backing image
                                        read-write too (commit) */
 
@@ -211,6 +212,9 @@ struct image_create_opts {
   const char *backing_file;     /* stored as given; resolved relative to
                                    the new image's directory */
   const char *backing_format;   /* NULL: probe the backing file */
+  bool no_backing_check;        /* do not open the backing file (qemu-img
+                                   create -u): size must be given, the
+                                   format is stored as given */
   uint32_t cluster_size;        /* 0: the format's default */
   uint32_t table_size;          /* qed, in clusters; 0: default */
   enum image_prealloc prealloc;
@@ -245,5 +249,10 @@ int image_make_empty (struct image *img);
 /* Probes a file's format without opening it as an image: "raw", "qed" or
  * "qcow2", or NULL with an error set. */
 const char *image_probe (const char *filename);
+
+/* The path of a backing file as the engine opens it: an absolute name as
+ * it is, a relative one against the directory of the overlay.  Returns a
+ * malloc'd string, or NULL with an error set. */
+char *image_resolve_backing (const char *overlay, const char *backing);
 
 #endif /* COWBD_IMAGE_H */

@@ -43,6 +43,11 @@ struct drv_status {
 
 struct driver {
   const char *name;
+  /* Extents split a data run where the host file has a hole and mark that
+   * part as reading zeros.  qemu does so for qcow2 (its driver hands the
+   * question to the file layer), not for QED: we follow it, so that
+   * `map` agrees.  raw answers from the host file itself. */
+  bool refine_host_holes;
 
   /* Returns true if the first bytes of a file (len may be short) carry
    * this format's magic.  raw has no probe: it is what is left. */
@@ -102,28 +107,26 @@ struct image {
   struct image *backing;        /* NULL: none, or IMAGE_OPEN_NO_BACKING */
   unsigned depth;               /* 0 for the top image of a chain */
 
-  /* Hole tracking of the host file.  Drivers set data_start in open (the
-   * offset from which every byte the format maps is data or a hole that
-   * must read as zeros: raw 0, QED the end of the L1 table).  image.c then
-   * sets host_dense if the file has no hole from there on, and whoever
-   * punches or zeroes in place clears it (image_host_may_have_holes).
-   * While it is set, extents skip SEEK_HOLE. */
+  /* Whether the host file may have holes: unknown until first asked
+   * (image_host_dense: one SEEK_HOLE from data_start, which drivers set
+   * in open to where the format's data begins); cleared by whoever
+   * punches or zeroes in place (image_host_may_have_holes).  While the
+   * file is dense, hole queries (SEEK_HOLE walks every page on tmpfs)
+   * are skipped. */
   uint64_t data_start;
-  bool host_dense;              /* accessed with __atomic */
+  int host_dense;               /* -1 unknown, 0 may have holes, 1 dense;
+                                   accessed with __atomic */
 };
 
-/* Clears img->host_dense: a hole may exist now. */
+/* A hole may exist in the host file now. */
 static inline void
 image_host_may_have_holes (struct image *img)
 {
-  __atomic_store_n (&img->host_dense, false, __ATOMIC_RELAXED);
+  __atomic_store_n (&img->host_dense, 0, __ATOMIC_RELAXED);
 }
 
-static inline bool
-image_host_dense (struct image *img)
-{
-  return __atomic_load_n (&img->host_dense, __ATOMIC_RELAXED);
-}
+/* True if the host file is known to have no hole in its data area. */
+bool image_host_dense (struct image *img);
 
 /* ---- errors (image.c) -------------------------------------------------- */
 
@@ -200,9 +203,6 @@ int host_preallocate (int fd, uint64_t offset, uint64_t length,
 
 /* Opens filename for a driver's create: O_CREAT|O_TRUNC|O_RDWR. */
 int image_create_file (const char *filename);
-/* Resolves a backing file name relative to the directory of overlay
- * (returns a malloc'd string, or NULL with an error set). */
-char *image_resolve_backing (const char *overlay, const char *backing);
 /* Default metadata cache size in bytes. */
 #define IMAGE_DEFAULT_CACHE_SIZE (32ULL << 20)
 
