@@ -409,7 +409,21 @@ qcow2_create (const char *filename, const struct image_create_opts *opts)
   if (parse_options (filename, opts, &p) == -1)
     return -1;
   if (opts->backing_file && opts->backing_file[0] &&
-      inspect_backing (filename, opts, &p, &size) == -1)
+      opts->no_backing_check) {
+    /* qemu-img create -u: the backing file need not exist. */
+    if (size == 0)
+      return image_err (EINVAL, "%s: a size is needed when the backing "
+                        "file is not opened", filename);
+    if (opts->prealloc != IMAGE_PREALLOC_OFF)
+      return image_err (EINVAL, "%s: preallocation and a backing file "
+                        "cannot be combined", filename);
+    if (strlen (opts->backing_file) > QCOW2_MAX_BACKING_NAME)
+      return image_err (EINVAL, "%s: backing file name longer than %d "
+                        "bytes", filename, QCOW2_MAX_BACKING_NAME);
+    p.backing = opts->backing_file;
+  }
+  else if (opts->backing_file && opts->backing_file[0] &&
+           inspect_backing (filename, opts, &p, &size) == -1)
     return -1;
   if (p.backing && opts->backing_format)
     p.backing_format = opts->backing_format;

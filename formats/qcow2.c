@@ -826,6 +826,8 @@ qcow2_make_empty (struct image *img)
 
 const struct driver qcow2_driver = {
   .name = "qcow2",
+  .refine_host_holes = true,    /* as qemu: unwritten parts of clusters
+                                   are holes that read as zeros */
   .probe = qcow2_probe,
   .open = qcow2_open,
   .close = qcow2_close,

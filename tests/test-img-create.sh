@@ -56,10 +56,10 @@ done
 cowbd-img create -q -f qed odd.qed 1000
 qemu_info odd.qed
 expect_info odd.qed virtual-size 1024
-cowbd-img create -q odd2.qed 1T
-qemu_info odd2.qed
-expect_info odd2.qed format qed
-expect_info odd2.qed virtual-size $((1 << 40))
+cowbd-img create -q odd2.img 1T           # the default format: qcow2
+qemu_info odd2.img
+expect_info odd2.img format qcow2
+expect_info odd2.img virtual-size $((1 << 40))
 
 # Cluster and table sizes.  (Not table_size=1: qemu 7.2 refuses to open
 # any QED image with one-cluster tables, its own included, because
@@ -86,7 +86,7 @@ qemu-io -f qed -c 'write -P 0x22 64k 1M' base.qed > /dev/null
 cowbd-img create -q -f qed -b base.raw -F raw over-raw.qed
 cowbd-img create -q -f qed -b base.raw over-raw-probed.qed
 cowbd-img create -q -f qed -b base.qed -F qed over-qed.qed
-cowbd-img create -q -b base.qed over-qed-probed.qed 10M
+cowbd-img create -q -f qed -b base.qed over-qed-probed.qed 10M
 for f in over-raw.qed over-raw-probed.qed over-qed.qed over-qed-probed.qed; do
     qemu_check_clean $f
     qemu_info $f
@@ -112,7 +112,7 @@ qemu_reads over-qed-probed.qed 'read -P 0x22 64k 1M' 'read -P 0 2M 8M'
 # A backing file in another directory: the name is stored as given and
 # resolved from the overlay's directory.
 mkdir sub
-cowbd-img create -q -b ../base.qed sub/deep.qed
+cowbd-img create -q -f qed -b ../base.qed sub/deep.qed
 qemu_check_clean sub/deep.qed
 qemu_info sub/deep.qed
 expect_info sub/deep.qed backing-filename ../base.qed
@@ -128,7 +128,7 @@ cmp ours.raw theirs.raw || fail "overlay written by qemu-io reads differently"
 
 # Creating over a large base takes no time and no space.
 qemu-img create -q -f qed huge.qed 1T
-cowbd-img create -q -b huge.qed clone-of-huge.qed
+cowbd-img create -q -f qed -b huge.qed clone-of-huge.qed
 [ "$(stat -c %s clone-of-huge.qed)" -le $((1 << 20)) ] || fail "clone too big"
 qemu_check_clean clone-of-huge.qed
 
