@@ -113,7 +113,7 @@ fix_error (struct check *c, bool fixable)
   return false;
 }
 
-/* ---- the L2 tables ------------------------------------------------------- */
+/* ---- the L2 tables ------------------------------------------------------ */
 
 /* The subcluster bitmap of an extended entry must fit the entry. */
 static bool
@@ -265,7 +265,7 @@ check_snapshots (struct check *c)
   inc (c, q->h.snapshots_offset, q->snapshots_size);
 }
 
-/* ---- refcount structure and bitmaps --------------------------------------- */
+/* ---- refcount structure and bitmaps ------------------------------------- */
 
 static void
 check_reftable (struct check *c)
@@ -346,7 +346,7 @@ check_bitmaps (struct check *c)
   }
 }
 
-/* ---- comparing ----------------------------------------------------------- */
+/* ---- comparing ---------------------------------------------------------- */
 
 static int
 fix_refcount (struct check *c, uint64_t k, uint64_t value)
@@ -376,7 +376,15 @@ compare_one (struct check *c, uint64_t k)
 
   {
     ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
-    if (qcow2_get_refcount (q, k, &stored) == -1) {
+    uint64_t idx = k >> q->rb_bits;
+    uint64_t e = idx < q->reftable_entries
+                 ? be64_load (q->reftable.data + idx * 8) : 0;
+
+    /* A block the refcount table cannot point to (reported above) holds
+     * no count. */
+    if (e && qcow2_reft_entry_error (q, e, c->file_end))
+      stored = 0;
+    else if (qcow2_get_refcount (q, k, &stored) == -1) {
       say (c, "ERROR cannot read the refcount of cluster %" PRIu64 ": %s",
            k, image_error ());
       c->res->check_errors++;

@@ -185,7 +185,7 @@ invalid_error (struct qcow2 *q, const struct qcow2_run *r, uint64_t offset)
                      r->entry, offset, r->why);
 }
 
-/* ---- read ---------------------------------------------------------------- */
+/* ---- read --------------------------------------------------------------- */
 
 static int
 read_compressed (struct qcow2 *q, const struct qcow2_run *r, uint8_t *p,
@@ -245,7 +245,7 @@ qcow2_pread (struct image *img, void *buf, size_t count, uint64_t offset)
   return 0;
 }
 
-/* ---- preparing a change ----------------------------------------------------- */
+/* ---- preparing a change ------------------------------------------------- */
 
 /* The change in flight overlapping clusters [first, first + n), or NULL.
  * Called with q->lock held. */
@@ -344,7 +344,7 @@ prepare_change (struct qcow2 *q, struct qcow2_run *r, uint64_t first,
   return 0;
 }
 
-/* ---- allocating writes ------------------------------------------------------- */
+/* ---- allocating writes -------------------------------------------------- */
 
 /* Where the parts of new clusters that the guest data does not cover come
  * from. */
@@ -497,7 +497,7 @@ allocate_run (struct qcow2 *q, struct qcow2_run *r, const uint8_t *buf,
   return ret;
 }
 
-/* ---- write ----------------------------------------------------------------- */
+/* ---- write -------------------------------------------------------------- */
 
 /* Writes back if a cache grew past its bound (or FUA asks for it). */
 static int
@@ -572,7 +572,7 @@ write_zeros (struct qcow2 *q, uint64_t len, uint64_t offset)
   return 0;
 }
 
-/* ---- write zeroes and trim ------------------------------------------------------ */
+/* ---- write zeroes and trim ---------------------------------------------- */
 
 /* Zeros an allocated range of our own in place: a hole where allowed,
  * else zeros written by fallocate (or, unless fast, by plain writes). */
@@ -847,7 +847,7 @@ qcow2_trim (struct image *img, uint64_t count, uint64_t offset,
   return (flags & IMAGE_FUA) ? qcow2_writeback (q, false) : 0;
 }
 
-/* ---- block status ----------------------------------------------------------- */
+/* ---- block status ------------------------------------------------------- */
 
 int
 qcow2_block_status (struct image *img, uint64_t offset, uint64_t count,

@@ -100,7 +100,7 @@ qcow2_rb_set (const struct qcow2 *q, struct mc_table *t, uint64_t i,
   mc_table_mark (t, start, len);
 }
 
-/* ---- refcount blocks ------------------------------------------------------ */
+/* ---- refcount blocks ---------------------------------------------------- */
 
 const char *
 qcow2_reft_entry_error (const struct qcow2 *q, uint64_t entry,
@@ -212,7 +212,7 @@ qcow2_covered (struct qcow2 *q, uint64_t offset, uint64_t length)
   return true;
 }
 
-/* ---- allocation ------------------------------------------------------------ */
+/* ---- allocation --------------------------------------------------------- */
 
 /* Grows the host file to cover end, in steps.  Called with q->lock
  * held. */
@@ -268,13 +268,14 @@ qcow2_truncate_free_tail (struct qcow2 *q)
   end = k << q->cluster_bits;
   if (end >= q->file_length && end >= q->file_end)
     return 0;
-  if (ftruncate (q->img->fd, (off_t) end) == -1 || host_sync (q->img->fd) == -1)
+  if (ftruncate (q->img->fd, (off_t) end) == -1 ||
+      host_sync (q->img->fd) == -1)
     return image_err_sys (q->img, "truncating free clusters");
   q->file_end = q->file_length = end;
   return 0;
 }
 
-/* ---- growing the refcount structure ------------------------------------------ */
+/* ---- growing the refcount structure ------------------------------------- */
 
 /* What a growth appends at A: nb blocks for the indices in idx[], then a
  * table of nt clusters (nt 0: the old table has room). */

@@ -495,7 +495,7 @@ qcow2_writeback (struct qcow2 *q, bool force)
   return qcow2_writeback_wbl (q, force);
 }
 
-/* ---- new and copied L2 tables -------------------------------------------- */
+/* ---- new and copied L2 tables ------------------------------------------- */
 
 /* Reserves one cluster at the end of the file for a table.  Called with
  * writeback_lock and q->lock held; may drop and retake q->lock to grow

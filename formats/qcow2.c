@@ -35,7 +35,7 @@
 #include "qcow2.h"
 #include "rounding.h"
 
-/* ---- the header ---------------------------------------------------------- */
+/* ---- the header --------------------------------------------------------- */
 
 static bool
 qcow2_probe (const uint8_t *buf, size_t len)
@@ -497,7 +497,8 @@ load_tables (struct qcow2 *q, uint64_t file_size)
                    file_size) == -1)
     return -1;
 
-  if (mc_table_init (&q->l1, h->l1_table_offset, MAX (l1_bytes, (uint64_t) 8)) == -1 ||
+  if (mc_table_init (&q->l1, h->l1_table_offset,
+                     MAX (l1_bytes, (uint64_t) 8)) == -1 ||
       mc_table_init (&q->reftable, h->refcount_table_offset, rt_bytes) == -1)
     return image_errf (img, ENOMEM, "out of memory for the tables");
   q->l1.bytes = l1_bytes;
@@ -510,7 +511,7 @@ load_tables (struct qcow2 *q, uint64_t file_size)
   return 0;
 }
 
-/* ---- open and close -------------------------------------------------------- */
+/* ---- open and close ----------------------------------------------------- */
 
 static void
 free_qcow2 (struct qcow2 *q)
@@ -756,7 +757,7 @@ qcow2_get_info (struct image *img, struct image_info *info)
   info->data_file = q->data_file;
 }
 
-/* ---- header changes ------------------------------------------------------ */
+/* ---- header changes ----------------------------------------------------- */
 
 static int
 qcow2_set_backing (struct image *img, const char *backing_file,

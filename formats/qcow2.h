@@ -290,7 +290,7 @@ uint64_t qcow2_l1_entries_for (uint64_t size, unsigned cluster_bits,
 int qcow2_read_snapshots (struct qcow2 *q, uint64_t file_size);
 void qcow2_free_snapshots (struct qcow2 *q);
 
-/* ---- qcow2-table.c: entries, tables, writeback ---------------------------- */
+/* ---- qcow2-table.c: entries, tables, writeback -------------------------- */
 enum qcow2_kind {
   Q_UNALLOC,                    /* read the backing file */
   Q_ZERO,                       /* reads as zeros */
@@ -382,7 +382,7 @@ const char *qcow2_reft_entry_error (const struct qcow2 *q, uint64_t entry,
                                     uint64_t file_end);
 int qcow2_get_rb (struct qcow2 *q, uint64_t offset, struct mc_entry **e);
 
-/* ---- qcow2-cluster.c: the I/O paths --------------------------------------- */
+/* ---- qcow2-cluster.c: the I/O paths ------------------------------------- */
 int qcow2_pread (struct image *img, void *buf, size_t count,
                  uint64_t offset);
 int qcow2_pwrite (struct image *img, const void *buf, size_t count,
@@ -394,19 +394,19 @@ int qcow2_trim (struct image *img, uint64_t count, uint64_t offset,
 int qcow2_block_status (struct image *img, uint64_t offset, uint64_t count,
                         struct drv_status *st);
 
-/* ---- qcow2-compress.c ------------------------------------------------------ */
+/* ---- qcow2-compress.c --------------------------------------------------- */
 int qcow2_zcache_init (struct qcow2 *q);
 void qcow2_zcache_free (struct qcow2 *q);
 /* Reads the compressed cluster described by entry into out (one
  * cluster). */
 int qcow2_read_compressed (struct qcow2 *q, uint64_t entry, uint8_t *out);
 
-/* ---- qcow2-check.c ------------------------------------------------------- */
+/* ---- qcow2-check.c ------------------------------------------------------ */
 int qcow2_check (struct image *img, unsigned flags,
                  struct image_check_result *result,
                  image_report_fn report, void *opaque);
 
-/* ---- qcow2-create.c ------------------------------------------------------- */
+/* ---- qcow2-create.c ----------------------------------------------------- */
 int qcow2_create (const char *filename, const struct image_create_opts *opts);
 /* Encodes the header extensions of a header we write: backing format,
  * the feature name table (if room), kept unknown extensions, end.

@@ -5,6 +5,15 @@
  * fail with one line that names the file and the fault, with the errno a
  * front end passes on, never crash (or trip a sanitizer), and leave the
  * file exactly as it was (sha256 before and after).
+ *
+ * When cowbd-img is built, each image also goes through `cowbd-img info`
+ * and `cowbd-img check`: where the engine refuses a read-only open, both
+ * exit 1 with one line naming the file and the fault; where it opens,
+ * info exits 0 and check exits 2 (corruptions found) for faults in the
+ * tables, 0 for the others (the check reads no data, and the corrupt bit
+ * alone is no corruption) - as qemu-img check does, except on a
+ * compressed descriptor past the end of the file, which qemu-img check
+ * 7.2 does not see (only its reads fail).  The file stays unchanged.
  */
 #include <config.h>
 
@@ -28,15 +37,18 @@ static const char *prelude =
 
 enum stage { AT_OPEN, AT_READ, AT_WRITE };
 
+static bool have_cowbd_img;
+
 struct bad {
   const char *name;
-  const char *make;             /* shell, in the test directory, makes i.qcow2 */
+  const char *make;             /* shell making i.qcow2 (in the test dir) */
   const char *patch;            /* python, after the prelude */
   bool readonly;                /* open read-only (else read-write) */
   enum stage stage;
   uint64_t where;               /* AT_WRITE: the offset written */
   int errnum;
   const char *says;             /* part of the message */
+  int check_rc;                 /* cowbd-img check's exit, if it opens */
 };
 
 #define PLAIN "qemu-img create -q -f qcow2 i.qcow2 4M && qemu-io -f qcow2 " \
@@ -54,13 +66,13 @@ static const struct bad cases[] = {
   { "L1 table past EOF", PLAIN, "w64(40, 1 << 45)\n",
     true, AT_OPEN, 0, EINVAL, "L1 table at 0x200000000000" },
   { "L1 entry past EOF", PLAIN, "w64(l1, (1 << 40) | (1 << 63))\n",
-    true, AT_READ, 0, EIO, "L2 table lies past end of file" },
+    true, AT_READ, 0, EIO, "L2 table lies past end of file", 2 },
   { "L2 entry with reserved bits set", PLAIN,
     "w64(l2e(0), u64(l2e(0)) | 0x100)\n",
-    true, AT_READ, 0, EIO, "reserved bits are set" },
+    true, AT_READ, 0, EIO, "reserved bits are set", 2 },
   { "L2 entry with reserved bits set, written", PLAIN,
     "w64(l2e(1), u64(l2e(1)) | (1 << 60))\n",
-    false, AT_WRITE, 65536 + 100, EIO, "reserved bits are set" },
+    false, AT_WRITE, 65536 + 100, EIO, "reserved bits are set", 2 },
   { "compressed cluster past EOF",
     "qemu-img create -q -f raw r.raw 1M && qemu-io -f raw "
     "-c 'write -P 0x42 0 1M' r.raw && qemu-img convert -c -O qcow2 "
@@ -69,7 +81,8 @@ static const struct bad cases[] = {
     "assert e & (1 << 62)\n"
     "shift = 62 - (u32(20) - 8)\n"
     "w64(l2e(0), (e & ~((1 << shift) - 1)) | (size + 4096))\n",
-    true, AT_READ, 0, EIO, "compressed data lies in the header or past end" },
+    true, AT_READ, 0, EIO, "compressed data lies in the header or past end",
+    2 },
   { "compressed cluster that does not inflate",
     "qemu-img create -q -f raw r.raw 1M && qemu-io -f raw "
     "-c 'write -P 0x42 0 1M' r.raw && qemu-img convert -c -O qcow2 "
@@ -128,7 +141,7 @@ static const struct bad cases[] = {
     "rt = u64(48)\n"
     "w64(rt, 1 << 41)\n",
     false, AT_OPEN, 0, EINVAL,
-    "refcount table entry 0 (0x20000000000) is invalid" },
+    "refcount table entry 0 (0x20000000000) is invalid", 2 },
 };
 
 static void
@@ -182,6 +195,48 @@ write_some (struct image *img, uint64_t where)
 }
 
 static void
+write_line (const char *file, const char *line)
+{
+  FILE *fp = fopen (file, "w");
+
+  if (fp == NULL || fprintf (fp, "%s\n", line) < 0 || fclose (fp) != 0)
+    die ("writing %s", file);
+}
+
+/* cowbd-img info and check on the image. */
+static void
+through_cowbd_img (const struct bad *b)
+{
+  struct image_open_opts o = { .flags = IMAGE_OPEN_READONLY };
+  struct image *img = image_open (path ("i.qcow2"), &o);
+  const char *f = path ("i.qcow2");
+  int info, check, qemu;
+
+  info = run ("cowbd-img info '%s' >/dev/null 2>'%s'", f, path ("info.err"));
+  check = run ("cowbd-img check '%s' >/dev/null 2>'%s'", f,
+               path ("check.err"));
+  if (img == NULL) {
+    if (info != 1 || check != 1)
+      die ("%s: cowbd-img info/check exit %d/%d, expected 1/1", b->name,
+           info, check);
+    write_line (path ("says"), b->says);
+    write_line (path ("file"), f);
+    if (run ("cd '%s' && test $(wc -l < info.err) = 1 && "
+             "grep -q -F -f says info.err && grep -q -F -f file info.err && "
+             "test $(wc -l < check.err) = 1 && grep -q -F -f says check.err",
+             test_dir) != 0)
+      die ("%s: cowbd-img info/check did not say what and where in one "
+           "line", b->name);
+    return;
+  }
+  CHECK (image_close (img));
+  qemu = run ("qemu-img check '%s' >/dev/null 2>&1", f);
+  if (info != 0 || check != b->check_rc)
+    die ("%s: cowbd-img info exits %d (expected 0), check %d (expected %d; "
+         "qemu-img check: %d)", b->name, info, check, b->check_rc, qemu);
+}
+
+static void
 one_case (const struct bad *b)
 {
   struct image_open_opts o = {
@@ -220,6 +275,8 @@ one_case (const struct bad *b)
     expect_error (b, b->stage == AT_READ ? "read" : "write");
     CHECK (image_close (img));
   }
+  if (have_cowbd_img)
+    through_cowbd_img (b);
   sha256 (after, sizeof after);
   if (strcmp (before, after) != 0)
     die ("%s: the file changed", b->name);
@@ -231,6 +288,9 @@ main (int argc, char *argv[])
   size_t i;
 
   test_init (argv[0]);
+  have_cowbd_img = run ("cowbd-img --version >/dev/null 2>&1") == 0;
+  if (!have_cowbd_img)
+    printf ("(no cowbd-img: its info and check are not tried)\n");
   for (i = 0; i < sizeof cases / sizeof cases[0]; i++)
     one_case (&cases[i]);
   test_cleanup ();

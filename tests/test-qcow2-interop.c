@@ -260,7 +260,8 @@ extended_l2 (void)
   maps_like_qemu ("x.qcow2");
   checks_like_qemu ("x.qcow2");
   if (image_open (path ("x.qcow2"), &o) != NULL ||
-      image_errno () != EROFS || strstr (image_error (), "extended L2") == NULL)
+      image_errno () != EROFS ||
+      strstr (image_error (), "extended L2") == NULL)
     die ("read-write open of an extended L2 image: expected EROFS naming "
          "the feature, got %s", image_error ());
 }

@@ -35,7 +35,7 @@
 static uint8_t model[SIZE];
 static const char *img_file;
 
-/* ---- reading and patching the file ---------------------------------------- */
+/* ---- reading and patching the file -------------------------------------- */
 
 static uint64_t
 get64 (int fd, uint64_t off)
@@ -141,7 +141,7 @@ host_of (int fd, uint64_t c)
   return get64 (fd, l2_entry_at (fd, c)) & 0x00fffffffffffe00ULL;
 }
 
-/* ---- comparing with qemu-img check ------------------------------------------ */
+/* ---- comparing with qemu-img check -------------------------------------- */
 
 struct counts {
   uint64_t corruptions, leaks, allocated, fragmented, compressed, end;
@@ -227,7 +227,7 @@ verify_file (const char *what)
   CHECK (image_close (img));
 }
 
-/* ---- the cases ------------------------------------------------------------- */
+/* ---- the cases ---------------------------------------------------------- */
 
 static void
 dirty_lagging (void)
