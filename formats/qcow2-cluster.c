@@ -42,6 +42,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 
 #include "cleanup.h"
@@ -847,7 +848,37 @@ qcow2_trim (struct image *img, uint64_t count, uint64_t offset,
   return (flags & IMAGE_FUA) ? qcow2_writeback (q, false) : 0;
 }
 
-/* ---- block status ------------------------------------------------------- */
+/* ---- block status ---------------------------------------------------- */
+
+/* Whether extents should split data clusters where the host file has
+ * holes (and call those parts zero).  qemu does so only for an image that
+ * looks preallocated: more clusters with a reference than blocks the
+ * host file occupies (a tenth more, or two).  We decide the same way, once
+ * per open, so that map and NBD block status agree with qemu's.  Called
+ * with q->lock held. */
+static bool
+holes_read_zero (struct qcow2 *q)
+{
+  uint64_t length, allocated, real, threshold, count = 0, c, end, v;
+  struct stat st;
+
+  if (q->holes_read_zero >= 0)
+    return q->holes_read_zero;
+  q->holes_read_zero = 0;
+  if (fstat (q->img->fd, &st) == -1 || host_file_size (q->img->fd, &length))
+    return false;
+  allocated = (uint64_t) st.st_blocks * 512;
+  real = allocated >> q->cluster_bits;
+  threshold = MAX (real * 10 / 9, real + 2);
+  end = DIV_ROUND_UP (length, q->cluster_size);
+  for (c = 0; c < end && count < threshold; c++)
+    if (qcow2_get_refcount (q, c, &v) == 0 && v)
+      count++;
+  q->holes_read_zero = count >= threshold;
+  return q->holes_read_zero;
+}
+
+/* ---- (status proper) ------------------------------------------------------ */
 
 int
 qcow2_block_status (struct image *img, uint64_t offset, uint64_t count,
@@ -856,8 +887,12 @@ qcow2_block_status (struct image *img, uint64_t offset, uint64_t count,
   struct qcow2 *q = img->priv;
   struct qcow2_run r;
 
-  if (lookup_run_locked (q, offset, count, &r) == -1)
-    return -1;
+  {
+    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
+    if (lookup_run (q, offset, count, &r) == -1)
+      return -1;
+    st->host_checked = !holes_read_zero (q);
+  }
   st->length = r.len;
   st->host_offset = -1;
   switch (r.kind) {

@@ -553,6 +553,7 @@ alloc_qcow2 (struct image *img)
   pthread_mutex_init (&q->lock, NULL);
   pthread_cond_init (&q->cond, NULL);
   pthread_mutex_init (&q->zc.lock, NULL);
+  q->holes_read_zero = -1;
   return q;
 }
 

@@ -11,6 +11,7 @@ QCOW2_C_TESTS = \
 	test-qcow2-crash-lazy \
 	test-qcow2-crash-nolazy
 QCOW2_SH_TESTS = \
+	test-qcow2-img.sh \
 	test-qcow2-plugin.sh \
 	test-qcow2-server.sh
 TESTS += $(QCOW2_C_TESTS) $(QCOW2_SH_TESTS)
