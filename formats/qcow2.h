@@ -236,9 +236,6 @@ struct qcow2 {
   uint64_t snapshots_size;      /* bytes the snapshot table spans */
 
   struct qcow2_zcache zc;
-  int holes_read_zero;          /* -1 not known yet, 0/1: whether extents
-                                   look for holes under data clusters
-                                   (qcow2_block_status) */
 
   pthread_mutex_t writeback_lock; /* one writeback or structural change
                                      (new L2 table, refcount block,
@@ -267,6 +264,9 @@ struct qcow2 {
                                    writeback snapshot */
   size_t nr_frees, alloc_frees;
   bool broken;                  /* a metadata write failed: refuse writes */
+  int holes_read_zero;          /* -1 not known yet, 0/1: whether extents
+                                   look for holes under data clusters
+                                   (qcow2_block_status) */
 };
 
 /* ---- qcow2.c ---------------------------------------------------------- */
