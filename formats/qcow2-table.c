@@ -366,7 +366,7 @@ qcow2_write_refblocks (struct qcow2 *q)
   pthread_mutex_lock (&q->lock);
   r = snapshot_cache (q, q->rb_cache, &p, qcow2_find_rb);
   pthread_mutex_unlock (&q->lock);
-  if (r == 0)
+  if (r == 0 && !mc_snapshot_empty (p.snap))
     r = mc_snapshot_write (p.snap, write_fn, q);
   pthread_mutex_lock (&q->lock);
   if (r == -1) {
@@ -387,6 +387,8 @@ qcow2_write_table_pages (struct qcow2 *q, struct mc_table *t)
 
   if (s == NULL || mc_snapshot_add (s, t) == -1)
     image_errf (q->img, ENOMEM, "out of memory");
+  else if (mc_snapshot_empty (s))
+    r = 0;
   else if ((r = mc_snapshot_write (s, write_fn, q)) == -1)
     mc_table_mark_all (t);
   mc_snapshot_free (s);

@@ -141,7 +141,8 @@ qcow2_write_header (struct qcow2 *q, const char *backing,
                        "(%zu bytes)", cs);
   q->h.backing_file_offset = n ? q->h.header_length + used : 0;
   q->h.backing_file_size = (uint32_t) n;
-  memcpy (b + q->h.header_length + used, backing, n);
+  if (n)
+    memcpy (b + q->h.header_length + used, backing, n);
   qcow2_header_encode (&q->h, b);
   if (host_pwrite (q->img->fd, b, cs, 0) == -1 ||
       host_sync (q->img->fd) == -1)
