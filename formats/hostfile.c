@@ -11,6 +11,7 @@
 #include <sys/ioctl.h>
 #include <limits.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/uio.h>
 #include <unistd.h>
 #ifdef HAVE_LINUX_FALLOC_H
@@ -300,4 +301,68 @@ host_pwritev (int fd, struct iovec *iov, int iovcnt, uint64_t offset)
     }
   }
   return 0;
+}
+
+/* ---- I/O that does not wait --------------------------------------------- */
+
+#define TMPFS_MAGIC_ 0x01021994
+#define RAMFS_MAGIC_ 0x858458f6
+
+void
+host_nowait_init (struct image *img)
+{
+  struct statfs sf;
+
+  img->host_in_memory = fstatfs (img->fd, &sf) == 0 &&
+    ((unsigned long) sf.f_type == TMPFS_MAGIC_ ||
+     (unsigned long) sf.f_type == RAMFS_MAGIC_);
+#ifdef RWF_NOWAIT
+  img->host_read_nowait = !img->host_in_memory;
+  img->host_write_nowait = !img->host_in_memory && !img->readonly;
+#endif
+}
+
+/* One RWF_NOWAIT transfer: the whole count or EAGAIN.  A filesystem that
+ * refuses the flag is not asked again. */
+static int
+nowait_io (struct image *img, bool write, void *buf, size_t count,
+           uint64_t offset)
+{
+#ifdef RWF_NOWAIT
+  bool *supported = write ? &img->host_write_nowait : &img->host_read_nowait;
+  struct iovec iov = { buf, count };
+  ssize_t r;
+
+  if (__atomic_load_n (supported, __ATOMIC_RELAXED)) {
+    r = write ? pwritev2 (img->fd, &iov, 1, (off_t) offset, RWF_NOWAIT)
+              : preadv2 (img->fd, &iov, 1, (off_t) offset, RWF_NOWAIT);
+    if (r == (ssize_t) count)
+      return 0;
+    if (r == -1 && errno == EOPNOTSUPP)
+      __atomic_store_n (supported, false, __ATOMIC_RELAXED);
+    /* A short read may be the end of the file: let a thread sort it out.
+     * A short write has written part of the same bytes a thread will
+     * write again. */
+  }
+#endif
+  errno = EAGAIN;
+  return -1;
+}
+
+int
+host_pread_nowait (struct image *img, void *buf, size_t count,
+                   uint64_t offset)
+{
+  if (img->host_in_memory)
+    return host_pread (img->fd, buf, count, offset);
+  return nowait_io (img, false, buf, count, offset);
+}
+
+int
+host_pwrite_nowait (struct image *img, const void *buf, size_t count,
+                    uint64_t offset)
+{
+  if (img->host_in_memory)
+    return host_pwrite (img->fd, buf, count, offset);
+  return nowait_io (img, true, (void *) buf, count, offset);
 }

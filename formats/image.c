@@ -279,6 +279,7 @@ open_chain (const char *filename, const struct image_open_opts *opts,
   }
   if (check_loop (img, depth, seen) == -1)
     goto err;
+  host_nowait_init (img);
 
   img->drv = choose_driver (img, opts->format);
   if (img->drv == NULL)
@@ -289,6 +290,8 @@ open_chain (const char *filename, const struct image_open_opts *opts,
   }
   if (open_backing (img, opts, seen) == -1)
     goto err;
+  img->chain_in_memory = img->host_in_memory &&
+    (img->backing == NULL || img->backing->chain_in_memory);
   return img;
 
  err:
@@ -444,6 +447,51 @@ image_flush (struct image *img)
   return img->drv->flush (img);
 }
 
+/* Any failure of the non-blocking calls is EAGAIN: the blocking call the
+ * caller falls back to reports the real trouble, with its message. */
+static int
+would_block (void)
+{
+  errno = EAGAIN;
+  error_errno = EAGAIN;
+  return -1;
+}
+
+int
+image_pread_nowait (struct image *img, void *buf, size_t count,
+                    uint64_t offset)
+{
+  if (RANGE_OUTSIDE (offset, count, img->size) || count == 0 ||
+      img->drv->pread_nowait == NULL ||
+      img->drv->pread_nowait (img, buf, count, offset) == -1)
+    return would_block ();
+  return 0;
+}
+
+int
+image_pwrite_nowait (struct image *img, const void *buf, size_t count,
+                     uint64_t offset, unsigned flags)
+{
+  if (img->readonly || ((flags & IMAGE_FUA) && !img->host_in_memory) ||
+      RANGE_OUTSIDE (offset, count, img->size) || count == 0 ||
+      img->drv->pwrite_nowait == NULL ||
+      img->drv->pwrite_nowait (img, buf, count, offset, flags) == -1)
+    return would_block ();
+  return 0;
+}
+
+/* A flush only waits for I/O on a disk: on tmpfs fdatasync returns at
+ * once and the metadata it writes goes to memory. */
+int
+image_flush_nowait (struct image *img)
+{
+  if (img->readonly)
+    return 0;
+  if (!img->host_in_memory || img->drv->flush (img) == -1)
+    return would_block ();
+  return 0;
+}
+
 /* ---- backing reads ------------------------------------------------------ */
 
 int
@@ -457,6 +505,24 @@ image_read_backing (struct image *img, void *buf, size_t count,
     n = (size_t) MIN ((uint64_t) count, b->size - offset);
     if (b->drv->pread (b, buf, n, offset) == -1)
       return -1;
+  }
+  if (n < count)
+    memset ((char *) buf + n, 0, count - n);
+  return 0;
+}
+
+int
+image_read_backing_nowait (struct image *img, void *buf, size_t count,
+                           uint64_t offset)
+{
+  struct image *b = img->backing;
+  size_t n = 0;
+
+  if (b && offset < b->size) {
+    n = (size_t) MIN ((uint64_t) count, b->size - offset);
+    if (b->drv->pread_nowait == NULL ||
+        b->drv->pread_nowait (b, buf, n, offset) == -1)
+      return would_block ();
   }
   if (n < count)
     memset ((char *) buf + n, 0, count - n);

@@ -95,6 +95,23 @@ int image_trim (struct image *img, uint64_t count, uint64_t offset,
                 unsigned flags);
 /* Everything written before the call is durable when it returns. */
 int image_flush (struct image *img);
+
+/* The same as image_pread, image_pwrite and image_flush, but they never
+ * wait for I/O or for another thread: they fail with EAGAIN whenever the
+ * call would have to (data not in the page cache, a table not in the
+ * metadata cache, a cluster another request is allocating, a new L2
+ * table, FUA or flush on a disk).  An event loop tries a small request
+ * inline with these and hands it to a thread on EAGAIN, which then does
+ * the whole request again (a write may have been partly done: it writes
+ * the same bytes).  Files on tmpfs never wait for I/O, so when the whole
+ * chain is in memory, allocating writes and flushes run too; elsewhere
+ * reads use RWF_NOWAIT and writes are tried where the filesystem
+ * supports it. */
+int image_pread_nowait (struct image *img, void *buf, size_t count,
+                        uint64_t offset);
+int image_pwrite_nowait (struct image *img, const void *buf, size_t count,
+                         uint64_t offset, unsigned flags);
+int image_flush_nowait (struct image *img);
 /* Prefetches the range into the host's page cache (NBD_CMD_CACHE). */
 int image_cache (struct image *img, uint64_t count, uint64_t offset);
 

@@ -69,6 +69,13 @@ struct driver {
   int (*trim) (struct image *img, uint64_t count, uint64_t offset,
                unsigned flags);
   int (*flush) (struct image *img);
+  /* Optional: as pread and pwrite, but fail with EAGAIN (changing
+   * nothing) instead of waiting; see image_pread_nowait.  Absent: always
+   * EAGAIN. */
+  int (*pread_nowait) (struct image *img, void *buf, size_t count,
+                       uint64_t offset);
+  int (*pwrite_nowait) (struct image *img, const void *buf, size_t count,
+                        uint64_t offset, unsigned flags);
   /* Status of [offset, offset + count): fills *st for a run starting at
    * offset. */
   int (*block_status) (struct image *img, uint64_t offset, uint64_t count,
@@ -116,6 +123,12 @@ struct image {
   uint64_t data_start;
   int host_dense;               /* -1 unknown, 0 may have holes, 1 dense;
                                    accessed with __atomic */
+
+  /* How I/O on the host file can avoid blocking (host_nowait_init). */
+  bool host_in_memory;          /* tmpfs, ramfs: plain I/O never waits */
+  bool chain_in_memory;         /* so are all the backing images' */
+  bool host_read_nowait;        /* RWF_NOWAIT reads work (until EOPNOTSUPP) */
+  bool host_write_nowait;       /* RWF_NOWAIT writes work */
 };
 
 /* A hole may exist in the host file now. */
@@ -182,6 +195,17 @@ int host_punch_hole (int fd, uint64_t count, uint64_t offset);
 int host_sync (int fd);
 /* Host file size (or block device size). */
 int host_file_size (int fd, uint64_t *size);
+/* Non-blocking I/O on img's host file: EAGAIN (and nothing done, or for
+ * a read, nothing usable) where it would wait. */
+void host_nowait_init (struct image *img);
+int host_pread_nowait (struct image *img, void *buf, size_t count,
+                       uint64_t offset);
+int host_pwrite_nowait (struct image *img, const void *buf, size_t count,
+                        uint64_t offset);
+/* Reads img's backing image without blocking, as image_read_backing. */
+int image_read_backing_nowait (struct image *img, void *buf, size_t count,
+                               uint64_t offset);
+
 /* Hole status at offset of the host file: sets *is_data and *len, the
  * length (<= count) of the run of the same kind.  Past EOF is a hole.
  * With quick, a run of data is not followed to its end (*len = count):

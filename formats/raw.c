@@ -52,6 +52,22 @@ raw_pwrite (struct image *img, const void *buf, size_t count,
 }
 
 static int
+raw_pread_nowait (struct image *img, void *buf, size_t count,
+                  uint64_t offset)
+{
+  return host_pread_nowait (img, buf, count, offset);
+}
+
+static int
+raw_pwrite_nowait (struct image *img, const void *buf, size_t count,
+                   uint64_t offset, unsigned flags)
+{
+  if (host_pwrite_nowait (img, buf, count, offset) == -1)
+    return -1;
+  return (flags & IMAGE_FUA) ? raw_flush (img) : 0;
+}
+
+static int
 raw_zero (struct image *img, uint64_t count, uint64_t offset,
           unsigned flags)
 {
@@ -148,6 +164,8 @@ const struct driver raw_driver = {
   .zero = raw_zero,
   .trim = raw_trim,
   .flush = raw_flush,
+  .pread_nowait = raw_pread_nowait,
+  .pwrite_nowait = raw_pwrite_nowait,
   .block_status = raw_block_status,
   .get_info = raw_get_info,
   .create = raw_create,

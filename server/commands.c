@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* The engine calls behind each command, run on a worker thread.  The
+/* The engine calls behind each command, run on a worker thread (or, for
+ * a small read or write or a flush that the engine can do without
+ * waiting, on the loop: command_try_inline).  The
  * request was validated on the loop (transmission.c), so every call here
  * lies within the export; the engine still checks, and any error it
  * returns goes through nbd_errno().
@@ -98,6 +100,18 @@ read_sparse (struct req *r)
   reply_set_done (r);
 }
 
+/* The reply of a read whose data is in r->buf. */
+static void
+read_reply (struct req *r)
+{
+  if (!r->structured)
+    reply_read_simple (r);
+  else if (r->count < SPARSE_READ_MIN && !(r->flags & NBD_CMD_FLAG_DF))
+    read_whole (r);
+  else
+    read_sparse (r);
+}
+
 static void
 cmd_read (struct req *r)
 {
@@ -108,12 +122,8 @@ cmd_read (struct req *r)
     else
       reply_read_simple (r);
   }
-  else if (!r->structured)
-    reply_read_simple (r);
-  else if (r->count < SPARSE_READ_MIN && !(r->flags & NBD_CMD_FLAG_DF))
-    read_whole (r);
   else
-    read_sparse (r);
+    read_reply (r);
 }
 
 /* ---- BLOCK_STATUS ------------------------------------------------------ */
@@ -221,6 +231,35 @@ zero_flags (const struct req *r)
   return fua (r) |
     ((r->flags & NBD_CMD_FLAG_NO_HOLE) ? 0 : IMAGE_MAY_TRIM) |
     ((r->flags & NBD_CMD_FLAG_FAST_ZERO) ? IMAGE_FAST_ZERO : 0);
+}
+
+bool
+command_try_inline (struct req *r)
+{
+  struct image *img = r->exp->img;
+
+  if (r->count > INLINE_MAX)
+    return false;
+  switch (r->type) {
+  case NBD_CMD_READ:
+    if (image_pread_nowait (img, r->buf, r->count, r->offset) == -1)
+      return false;
+    read_reply (r);
+    return true;
+  case NBD_CMD_WRITE:
+    if (image_pwrite_nowait (img, r->buf, r->count, r->offset,
+                             fua (r)) == -1)
+      return false;
+    reply_simple (r);
+    return true;
+  case NBD_CMD_FLUSH:
+    if (image_flush_nowait (img) == -1)
+      return false;
+    reply_simple (r);
+    return true;
+  default:
+    return false;
+  }
 }
 
 void

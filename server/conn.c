@@ -290,6 +290,10 @@ process_input (struct conn *c)
       break;
   }
   c->in_input = false;
+  /* Replies made while reading (inline requests, refusals) go out
+   * together: one writev for a burst of pipelined requests. */
+  if (!c->dead && c->outq_head)
+    conn_kick_output (c);
 }
 
 static void
@@ -335,7 +339,8 @@ conn_queue_reply (struct conn *c, struct req *r)
   else
     c->outq_head = r;
   c->outq_tail = r;
-  conn_kick_output (c);
+  if (!c->in_input)             /* else process_input writes them all */
+    conn_kick_output (c);
 }
 
 /* Gathers what waits to be written; returns the number of iovecs. */

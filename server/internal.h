@@ -267,6 +267,12 @@ uint32_t nbd_errno (int err);
 
 /* Runs the engine call of a validated request and builds its reply. */
 void command_run (struct req *r);
+/* Runs a READ or WRITE of at most INLINE_MAX bytes, or a FLUSH, on the
+ * calling thread (the loop) if the engine can do it without waiting, and
+ * builds its reply; false when it has to go to a worker (which redoes
+ * it: a write may have been partly done, with the same bytes). */
+#define INLINE_MAX (128u << 10)
+bool command_try_inline (struct req *r);
 void reply_simple (struct req *r);
 void reply_read_simple (struct req *r);
 void reply_error_chunk (struct req *r);
