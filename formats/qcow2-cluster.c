@@ -115,10 +115,11 @@ lookup_subclusters (struct qcow2 *q, uint64_t e0, uint64_t bitmap,
 }
 
 /* Describes the run at offset, at most count bytes.  Called with q->lock
- * held (a cache miss reads the table under it). */
+ * held (a cache miss reads the table under it, or with cached_only fails
+ * with EAGAIN). */
 static int
-lookup_run (struct qcow2 *q, uint64_t offset, uint64_t count,
-            struct qcow2_run *r)
+lookup (struct qcow2 *q, uint64_t offset, uint64_t count, bool cached_only,
+        struct qcow2_run *r)
 {
   uint64_t cs = q->cluster_size, c = qcow2_cluster_of (q, offset);
   uint64_t in_cluster = offset & (cs - 1), want, n = 1, l1e, e0;
@@ -141,7 +142,14 @@ lookup_run (struct qcow2 *q, uint64_t offset, uint64_t count,
     r->len = MIN (count, want * cs - in_cluster);
     return 0;
   }
-  if (qcow2_get_l2 (q, l1e & QCOW2_OFFSET_MASK, &r->l2) == -1)
+  if (cached_only) {
+    r->l2 = mc_find (q->l2_cache, l1e & QCOW2_OFFSET_MASK);
+    if (r->l2 == NULL) {
+      errno = EAGAIN;
+      return -1;
+    }
+  }
+  else if (qcow2_get_l2 (q, l1e & QCOW2_OFFSET_MASK, &r->l2) == -1)
     return -1;
   r->l2_shared = !(l1e & QCOW2_COPIED);
   e0 = qcow2_l2_get (q, r->l2, r->l2_index);
@@ -164,6 +172,13 @@ lookup_run (struct qcow2 *q, uint64_t offset, uint64_t count,
   }
   r->len = MIN (count, n * cs - in_cluster);
   return 0;
+}
+
+static int
+lookup_run (struct qcow2 *q, uint64_t offset, uint64_t count,
+            struct qcow2_run *r)
+{
+  return lookup (q, offset, count, false, r);
 }
 
 static int
@@ -246,6 +261,67 @@ qcow2_pread (struct image *img, void *buf, size_t count, uint64_t offset)
   return 0;
 }
 
+/* What the non-blocking calls do instead of waiting. */
+static int
+must_wait (void)
+{
+  errno = EAGAIN;
+  return -1;
+}
+
+/* Looks the run up without waiting: a contended lock or a table not in
+ * the cache is EAGAIN. */
+static int
+lookup_run_nowait (struct qcow2 *q, uint64_t offset, uint64_t count,
+                   struct qcow2_run *r)
+{
+  int ret;
+
+  if (pthread_mutex_trylock (&q->lock) != 0)
+    return must_wait ();
+  ret = lookup (q, offset, count, true, r);
+  pthread_mutex_unlock (&q->lock);
+  return ret;
+}
+
+/* Compressed and invalid clusters go to the blocking path (which
+ * decompresses, or says what is wrong). */
+int
+qcow2_pread_nowait (struct image *img, void *buf, size_t count,
+                    uint64_t offset)
+{
+  struct qcow2 *q = img->priv;
+  uint8_t *p = buf;
+
+  while (count > 0) {
+    struct qcow2_run r;
+    int ret;
+
+    if (lookup_run_nowait (q, offset, count, &r) == -1)
+      return -1;
+    switch (r.kind) {
+    case Q_DATA:
+      ret = host_pread_nowait (img, p, r.len, r.host);
+      break;
+    case Q_ZERO:
+      memset (p, 0, r.len);
+      ret = 0;
+      break;
+    case Q_UNALLOC:
+      ret = image_read_backing_nowait (img, p, r.len, offset);
+      break;
+    default:
+      ret = must_wait ();
+    }
+    if (ret == -1)
+      return -1;
+    p += r.len;
+    offset += r.len;
+    count -= r.len;
+  }
+  return 0;
+}
+
 /* ---- preparing a change ------------------------------------------------- */
 
 /* The change in flight overlapping clusters [first, first + n), or NULL.
@@ -314,12 +390,12 @@ cover_fn (struct qcow2 *q, uint64_t bytes)
  * later), and, if alloc, the refcount structure covers *n new clusters.
  * Called with q->lock held; returns 1 when it had to drop the lock (the
  * caller looks the run up again), 0 when ready, -1 on error (lock still
- * held). */
+ * held) or, with nowait, EAGAIN where it would have waited. */
 static int
 prepare_change (struct qcow2 *q, struct qcow2_run *r, uint64_t first,
-                uint64_t *n, bool alloc)
+                uint64_t *n, bool alloc, bool nowait)
 {
-  struct qcow2_alloc *a;
+  struct qcow2_alloc *a = find_alloc (q, first, *n);
 
   if (q->broken)
     return image_errf (q->img, EIO, "an earlier metadata write failed; "
@@ -327,13 +403,17 @@ prepare_change (struct qcow2 *q, struct qcow2_run *r, uint64_t first,
   if (__atomic_load_n (&q->corrupt, __ATOMIC_ACQUIRE))
     return image_errf (q->img, EIO, "the image is marked corrupt: repair "
                        "it with cowbd-img check -r all");
+  if (nowait && (!__atomic_load_n (&q->dirty_on_disk, __ATOMIC_ACQUIRE) ||
+                 r->l2 == NULL || r->l2_shared || (a && a->first <= first) ||
+                 (alloc && !qcow2_covered (q, q->file_end,
+                                           *n << q->cluster_bits))))
+    return must_wait ();
   if (!__atomic_load_n (&q->dirty_on_disk, __ATOMIC_ACQUIRE))
     return unlocked (q, set_dirty_fn, 0);
   if (r->l2 == NULL)
     return unlocked (q, create_l2_fn, r->l1_index);
   if (r->l2_shared)
     return unlocked (q, cow_l2_fn, r->l1_index);
-  a = find_alloc (q, first, *n);
   if (a && a->first <= first) {
     pthread_cond_wait (&q->cond, &q->lock);
     return 1;
@@ -455,7 +535,7 @@ link_new_clusters (struct qcow2 *q, struct mc_entry *l2, uint64_t l2_index,
  * written, 0 when the run has to be looked up again. */
 static int
 allocate_run (struct qcow2 *q, struct qcow2_run *r, const uint8_t *buf,
-              uint64_t offset, uint64_t *done)
+              uint64_t offset, bool nowait, uint64_t *done)
 {
   uint64_t cs = q->cluster_size, first = qcow2_cluster_of (q, offset);
   uint64_t in_cluster = offset & (cs - 1);
@@ -466,7 +546,7 @@ allocate_run (struct qcow2 *q, struct qcow2_run *r, const uint8_t *buf,
   int ret;
 
   *done = 0;
-  ret = prepare_change (q, r, first, &n, true);
+  ret = prepare_change (q, r, first, &n, true, nowait);
   if (ret != 0) {
     pthread_mutex_unlock (&q->lock);
     return ret == 1 ? 0 : -1;
@@ -515,7 +595,8 @@ finish_write (struct qcow2 *q, unsigned flags)
 }
 
 static int
-write_runs (struct qcow2 *q, const uint8_t *p, size_t count, uint64_t offset)
+write_runs (struct qcow2 *q, const uint8_t *p, size_t count, uint64_t offset,
+            bool nowait)
 {
   struct image *img = q->img;
 
@@ -539,7 +620,7 @@ write_runs (struct qcow2 *q, const uint8_t *p, size_t count, uint64_t offset)
                            offset, strerror (errno));
       done = r.len;
     }
-    else if (allocate_run (q, &r, p, offset, &done) == -1)
+    else if (allocate_run (q, &r, p, offset, nowait, &done) == -1)
       return -1;
     p += done;
     offset += done;
@@ -554,9 +635,33 @@ qcow2_pwrite (struct image *img, const void *buf, size_t count,
 {
   struct qcow2 *q = img->priv;
 
-  if (write_runs (q, buf, count, offset) == -1)
+  if (write_runs (q, buf, count, offset, false) == -1)
     return -1;
   return finish_write (q, flags);
+}
+
+/* With the whole chain in memory nothing waits for I/O: the write runs
+ * as usual, refusing only what would wait for another thread (a new or
+ * shared L2 table, the first dirty bit write, a cluster being allocated,
+ * a refcount structure to grow).  Otherwise only an overwrite of our own
+ * data clusters, contiguous in the file, in one RWF_NOWAIT call. */
+int
+qcow2_pwrite_nowait (struct image *img, const void *buf, size_t count,
+                     uint64_t offset, unsigned flags)
+{
+  struct qcow2 *q = img->priv;
+  struct qcow2_run r;
+
+  if (img->chain_in_memory) {
+    if (write_runs (q, buf, count, offset, true) == -1)
+      return -1;
+    return finish_write (q, flags);
+  }
+  if (lookup_run_nowait (q, offset, count, &r) == -1)
+    return -1;
+  if (r.kind != Q_DATA || !r.in_place || r.len != count)
+    return must_wait ();
+  return host_pwrite_nowait (img, buf, count, r.host);
 }
 
 /* Writes len zero bytes through the allocating path. */
@@ -565,7 +670,7 @@ write_zeros (struct qcow2 *q, uint64_t len, uint64_t offset)
 {
   while (len > 0) {
     uint64_t m = MIN (len, (uint64_t) HOST_ZEROS_SIZE);
-    if (write_runs (q, host_zeros, m, offset) == -1)
+    if (write_runs (q, host_zeros, m, offset, false) == -1)
       return -1;
     offset += m;
     len -= m;
@@ -658,7 +763,7 @@ change_entries (struct qcow2 *q, struct qcow2_run *r, uint64_t offset,
   int ret;
 
   *done = 0;
-  ret = prepare_change (q, r, first, &n, false);
+  ret = prepare_change (q, r, first, &n, false, false);
   for (i = 0; ret == 0 && i < n; i++) {
     uint64_t old = qcow2_l2_get (q, r->l2, r->l2_index + i), v;
     bool drop;

@@ -390,6 +390,10 @@ int qcow2_pread (struct image *img, void *buf, size_t count,
                  uint64_t offset);
 int qcow2_pwrite (struct image *img, const void *buf, size_t count,
                   uint64_t offset, unsigned flags);
+int qcow2_pread_nowait (struct image *img, void *buf, size_t count,
+                        uint64_t offset);
+int qcow2_pwrite_nowait (struct image *img, const void *buf, size_t count,
+                         uint64_t offset, unsigned flags);
 int qcow2_zero (struct image *img, uint64_t count, uint64_t offset,
                 unsigned flags);
 int qcow2_trim (struct image *img, uint64_t count, uint64_t offset,
