@@ -34,6 +34,15 @@
  *
  * Extended L2 entries (subclusters) are read here, never written: such
  * images are opened read-only (qcow2.c).
+ *
+ * The non-blocking calls (qcow2_pread_nowait, qcow2_pwrite_nowait, for
+ * the server's inline requests) take the same paths with two differences:
+ * the metadata lock is only tried and a table must already be cached
+ * (reads, and writes to a file that is not in memory), and every place
+ * that would wait for another thread - the dirty bit write, a new or
+ * copied L2 table, a refcount structure to grow, a cluster another
+ * request is allocating - answers EAGAIN instead; the caller then does
+ * the whole request again with the blocking call.
  */
 #include <config.h>
 
