@@ -11,6 +11,11 @@ PLUGIN_TESTS = \
 	test-plugin-copy.sh \
 	test-plugin-multi-conn.sh \
 	test-plugin-extents.sh \
-	test-plugin-dir.sh
+	test-plugin-dir.sh \
+	test-plugin-bad-input.sh \
+	test-plugin-zero-trim.sh \
+	test-plugin-crash.sh \
+	test-plugin-readonly.sh \
+	test-plugin-install.sh
 TESTS += $(PLUGIN_TESTS)
 EXTRA_DIST += $(PLUGIN_TESTS) plugin-functions.sh

@@ -38,6 +38,7 @@
 #include "exports.h"
 #include "image.h"
 #include "minmax.h"
+#include "size.h"
 
 #define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
 
@@ -114,10 +115,10 @@ cowbd_config (const char *key, const char *value)
     return 0;
   }
   if (strcmp (key, "cache-size") == 0) {
-    int64_t r = nbdkit_parse_size (value);
-    if (r == -1)
+    if (size_parse (value, &cache_size) == -1) {
+      nbdkit_error ("cache-size=%s: not a size (e.g. 64M)", value);
       return -1;
-    cache_size = (uint64_t) r;
+    }
     return 0;
   }
   nbdkit_error ("unknown parameter '%s' (see nbdkit cowbd --help)", key);
