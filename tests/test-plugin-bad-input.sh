@@ -43,7 +43,7 @@ sha256sum ./*.qed plain-file > sums
 bad ()
 {
     local pattern=$1; shift
-    expect_fail nbdkit_env timeout 60 nbdkit -U - "$COWBD_PLUGIN" "$@" \
+    expect_fail nbdkit_env timeout -k 10 60 nbdkit -U - "$COWBD_PLUGIN" "$@" \
         --run 'echo served; exit 0'
     [ "$(wc -l < "$tmp/stderr")" -eq 1 ] ||
         fail "$*: expected one line of error"

@@ -41,7 +41,7 @@ for b in raw qed; do
     qemu-img convert -O raw clone.qed old.raw
     base_sum=$(sum base.$b)
 
-    nbdkit_env timeout 120 nbdkit -f -U "$tmp/sock" -P "$tmp/pid" \
+    nbdkit_env timeout -k 10 120 nbdkit -f -U "$tmp/sock" -P "$tmp/pid" \
         "$COWBD_PLUGIN" "$tmp/clone.qed" &
     cleanup_fn "kill -9 $! 2>/dev/null"
     wait_for_socket "$tmp/sock"

@@ -25,8 +25,8 @@ mk install > "$tmp/install.log" 2>&1 || { cat "$tmp/install.log"; fail "make ins
 nbdkit_env nbdkit "$installed" --dump-plugin | grep -qx name=cowbd ||
     fail "nbdkit cannot load the installed plugin"
 qemu-img create -q -f qed "$tmp/disk.qed" 1M
-nbdkit_env timeout 60 nbdkit -U - "$installed" "$tmp/disk.qed" \
-    --run 'nbdinfo --size "$uri"' > "$tmp/size"
+nbdkit_env timeout -k 10 60 nbdkit -U - "$installed" "$tmp/disk.qed" \
+    --run 'unset LD_PRELOAD; nbdinfo --size "$uri"' > "$tmp/size"
 [ "$(cat "$tmp/size")" = 1048576 ] || fail "the installed plugin serves badly"
 
 mk uninstall > "$tmp/install.log" 2>&1 || { cat "$tmp/install.log"; fail "make uninstall"; }
