@@ -55,17 +55,15 @@ size_format (uint64_t size, char *buf, size_t len)
   static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB",
                                        "PiB", "EiB" };
   unsigned i = 0;
-  double v = (double) size;
+  uint64_t div = 1;
 
-  while (v >= 1024 && i < sizeof units / sizeof units[0] - 1) {
-    v /= 1024;
+  /* As qemu-img prints sizes: the next unit up as soon as the number
+   * would reach 1000 ("0.977 MiB", never "1000 KiB"). */
+  while (i < sizeof units / sizeof units[0] - 1 &&
+         (double) size / (double) div >= 1000.0) {
+    div <<= 10;
     i++;
   }
-  if (i == 0)
-    snprintf (buf, len, "%llu B", (unsigned long long) size);
-  else if (v == (double) (uint64_t) v)
-    snprintf (buf, len, "%llu %s", (unsigned long long) v, units[i]);
-  else
-    snprintf (buf, len, "%.3g %s", v, units[i]);
+  snprintf (buf, len, "%0.3g %s", (double) size / (double) div, units[i]);
   return buf;
 }

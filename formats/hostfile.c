@@ -11,6 +11,7 @@
 #include <sys/ioctl.h>
 #include <limits.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/uio.h>
 #include <unistd.h>
 #ifdef HAVE_LINUX_FALLOC_H
@@ -168,7 +169,7 @@ host_file_size (int fd, uint64_t *size)
 }
 
 int
-host_data_status (int fd, uint64_t offset, uint64_t count,
+host_data_status (int fd, uint64_t offset, uint64_t count, bool quick,
                   bool *is_data, uint64_t *len)
 {
   off_t data, hole;
@@ -192,6 +193,11 @@ host_data_status (int fd, uint64_t offset, uint64_t count,
     *len = MIN (count, (uint64_t) data - offset);
     return 0;
   }
+  if (quick) {
+    *is_data = true;
+    *len = count;
+    return 0;
+  }
   hole = lseek (fd, (off_t) offset, SEEK_HOLE);
   if (hole == -1) {
     if (errno != ENXIO)
@@ -203,6 +209,20 @@ host_data_status (int fd, uint64_t offset, uint64_t count,
   if (*len == 0)                /* racing truncate: call it data */
     *len = count;
   return 0;
+}
+
+bool
+host_is_dense (int fd, uint64_t start)
+{
+  uint64_t size;
+  off_t hole;
+
+  if (host_file_size (fd, &size) == -1)
+    return false;
+  if (start >= size)
+    return true;
+  hole = lseek (fd, (off_t) start, SEEK_HOLE);
+  return hole != -1 && (uint64_t) hole >= size;
 }
 
 /* Preallocation happens in chunks so that a progress callback can show
@@ -281,4 +301,68 @@ host_pwritev (int fd, struct iovec *iov, int iovcnt, uint64_t offset)
     }
   }
   return 0;
+}
+
+/* ---- I/O that does not wait --------------------------------------------- */
+
+#define TMPFS_MAGIC_ 0x01021994
+#define RAMFS_MAGIC_ 0x858458f6
+
+void
+host_nowait_init (struct image *img)
+{
+  struct statfs sf;
+
+  img->host_in_memory = fstatfs (img->fd, &sf) == 0 &&
+    ((unsigned long) sf.f_type == TMPFS_MAGIC_ ||
+     (unsigned long) sf.f_type == RAMFS_MAGIC_);
+#ifdef RWF_NOWAIT
+  img->host_read_nowait = !img->host_in_memory;
+  img->host_write_nowait = !img->host_in_memory && !img->readonly;
+#endif
+}
+
+/* One RWF_NOWAIT transfer: the whole count or EAGAIN.  A filesystem that
+ * refuses the flag is not asked again. */
+static int
+nowait_io (struct image *img, bool write, void *buf, size_t count,
+           uint64_t offset)
+{
+#ifdef RWF_NOWAIT
+  bool *supported = write ? &img->host_write_nowait : &img->host_read_nowait;
+  struct iovec iov = { buf, count };
+  ssize_t r;
+
+  if (__atomic_load_n (supported, __ATOMIC_RELAXED)) {
+    r = write ? pwritev2 (img->fd, &iov, 1, (off_t) offset, RWF_NOWAIT)
+              : preadv2 (img->fd, &iov, 1, (off_t) offset, RWF_NOWAIT);
+    if (r == (ssize_t) count)
+      return 0;
+    if (r == -1 && errno == EOPNOTSUPP)
+      __atomic_store_n (supported, false, __ATOMIC_RELAXED);
+    /* A short read may be the end of the file: let a thread sort it out.
+     * A short write has written part of the same bytes a thread will
+     * write again. */
+  }
+#endif
+  errno = EAGAIN;
+  return -1;
+}
+
+int
+host_pread_nowait (struct image *img, void *buf, size_t count,
+                   uint64_t offset)
+{
+  if (img->host_in_memory)
+    return host_pread (img->fd, buf, count, offset);
+  return nowait_io (img, false, buf, count, offset);
+}
+
+int
+host_pwrite_nowait (struct image *img, const void *buf, size_t count,
+                    uint64_t offset)
+{
+  if (img->host_in_memory)
+    return host_pwrite (img->fd, buf, count, offset);
+  return nowait_io (img, true, (void *) buf, count, offset);
 }

@@ -258,6 +258,7 @@ open_chain (const char *filename, const struct image_open_opts *opts,
   }
   img->fd = -1;
   img->depth = depth;
+  img->host_dense = -1;
   img->readonly = opts->flags & IMAGE_OPEN_READONLY;
   img->filename = strdup (filename);
   if (img->filename == NULL) {
@@ -277,6 +278,7 @@ open_chain (const char *filename, const struct image_open_opts *opts,
   }
   if (check_loop (img, depth, seen) == -1)
     goto err;
+  host_nowait_init (img);
 
   img->drv = choose_driver (img, opts->format);
   if (img->drv == NULL)
@@ -287,6 +289,8 @@ open_chain (const char *filename, const struct image_open_opts *opts,
   }
   if (open_backing (img, opts, seen) == -1)
     goto err;
+  img->chain_in_memory = img->host_in_memory &&
+    (img->backing == NULL || img->backing->chain_in_memory);
   return img;
 
  err:
@@ -442,6 +446,51 @@ image_flush (struct image *img)
   return img->drv->flush (img);
 }
 
+/* Any failure of the non-blocking calls is EAGAIN: the blocking call the
+ * caller falls back to reports the real trouble, with its message. */
+static int
+would_block (void)
+{
+  errno = EAGAIN;
+  error_errno = EAGAIN;
+  return -1;
+}
+
+int
+image_pread_nowait (struct image *img, void *buf, size_t count,
+                    uint64_t offset)
+{
+  if (RANGE_OUTSIDE (offset, count, img->size) || count == 0 ||
+      img->drv->pread_nowait == NULL ||
+      img->drv->pread_nowait (img, buf, count, offset) == -1)
+    return would_block ();
+  return 0;
+}
+
+int
+image_pwrite_nowait (struct image *img, const void *buf, size_t count,
+                     uint64_t offset, unsigned flags)
+{
+  if (img->readonly || ((flags & IMAGE_FUA) && !img->host_in_memory) ||
+      RANGE_OUTSIDE (offset, count, img->size) || count == 0 ||
+      img->drv->pwrite_nowait == NULL ||
+      img->drv->pwrite_nowait (img, buf, count, offset, flags) == -1)
+    return would_block ();
+  return 0;
+}
+
+/* A flush only waits for I/O on a disk: on tmpfs fdatasync returns at
+ * once and the metadata it writes goes to memory. */
+int
+image_flush_nowait (struct image *img)
+{
+  if (img->readonly)
+    return 0;
+  if (!img->host_in_memory || img->drv->flush (img) == -1)
+    return would_block ();
+  return 0;
+}
+
 /* ---- backing reads ------------------------------------------------------ */
 
 int
@@ -461,15 +510,51 @@ image_read_backing (struct image *img, void *buf, size_t count,
   return 0;
 }
 
+int
+image_read_backing_nowait (struct image *img, void *buf, size_t count,
+                           uint64_t offset)
+{
+  struct image *b = img->backing;
+  size_t n = 0;
+
+  if (b && offset < b->size) {
+    n = (size_t) MIN ((uint64_t) count, b->size - offset);
+    if (b->drv->pread_nowait == NULL ||
+        b->drv->pread_nowait (b, buf, n, offset) == -1)
+      return would_block ();
+  }
+  if (n < count)
+    memset ((char *) buf + n, 0, count - n);
+  return 0;
+}
+
 /* ---- extents through the chain ----------------------------------------- */
 
+bool
+image_host_dense (struct image *img)
+{
+  int d = __atomic_load_n (&img->host_dense, __ATOMIC_RELAXED);
+
+  if (d == -1) {
+    /* Racing first callers may both look: the answer is the same.  A
+     * punch in between stores 0 after, or our 1 lands first and the punch
+     * overwrites it: never a stale 1 after a punch returned. */
+    d = host_is_dense (img->fd, img->data_start);
+    __atomic_compare_exchange_n (&img->host_dense, &(int) { -1 }, d, false,
+                                 __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+    d = __atomic_load_n (&img->host_dense, __ATOMIC_RELAXED);
+  }
+  return d == 1;
+}
+
 /* Fills *e with the status of the run at offset in img (depth d of the
- * chain), following unallocated ranges down the chain. */
+ * chain), following unallocated ranges down the chain.  quick: see
+ * struct drv_status. */
 static int
 chain_status (struct image *img, uint64_t offset, uint64_t count,
-              unsigned d, struct image_extent *e)
+              unsigned d, bool quick, struct image_extent *e)
 {
-  struct drv_status st = { .host_offset = -1 };
+  struct drv_status st = { .host_offset = -1, .quick = quick };
 
   if (img->drv->block_status (img, offset, count, &st) == -1)
     return -1;
@@ -486,13 +571,14 @@ chain_status (struct image *img, uint64_t offset, uint64_t count,
     e->flags = IMAGE_EXTENT_DATA | IMAGE_EXTENT_PRESENT;
     if (st.compressed)
       e->flags |= IMAGE_EXTENT_COMPRESSED;
-    else if (!st.host_checked && st.host_offset >= 0) {
-      /* A cluster over a hole of the host file reads as zeros: say so, as
-       * qemu does, and split the run where the host file changes. */
+    else if (img->drv->refine_host_holes && !st.host_checked &&
+             st.host_offset >= 0 && !image_host_dense (img)) {
+      /* A cluster over a hole of the host file reads as zeros: say so,
+       * and split the run where the host file changes. */
       bool is_data;
       uint64_t len;
       if (host_data_status (img->fd, (uint64_t) st.host_offset, st.length,
-                            &is_data, &len) == -1)
+                            quick, &is_data, &len) == -1)
         return image_err_sys (img, "SEEK_DATA");
       e->length = len;
       if (!is_data)
@@ -508,7 +594,7 @@ chain_status (struct image *img, uint64_t offset, uint64_t count,
     if (img->backing && offset < img->backing->size)
       return chain_status (img->backing, offset,
                            MIN (st.length, img->backing->size - offset),
-                           d + 1, e);
+                           d + 1, quick, e);
     /* No backing image, or past its end: zeros, reported at this depth. */
     e->flags = IMAGE_EXTENT_ZERO;
     e->host_offset = -1;
@@ -529,7 +615,7 @@ image_extents (struct image *img, uint64_t count, uint64_t offset,
     struct image_extent e;
     int r;
 
-    if (chain_status (img, offset, count, 0, &e) == -1)
+    if (chain_status (img, offset, count, 0, false, &e) == -1)
       return -1;
     r = fn (opaque, &e);
     if (r != 0)
@@ -552,7 +638,8 @@ image_backing_is_zero (struct image *img, uint64_t offset, uint64_t count)
 
     if (b == NULL || offset >= b->size)
       return true;
-    if (chain_status (b, offset, MIN (count, b->size - offset), 1, &e) == -1)
+    if (chain_status (b, offset, MIN (count, b->size - offset), 1, true,
+                      &e) == -1)
       return false;
     if (!(e.flags & IMAGE_EXTENT_ZERO))
       return false;
@@ -571,7 +658,7 @@ image_cache (struct image *img, uint64_t count, uint64_t offset)
     return -1;
   /* Ask the kernel to read ahead each host range the chain maps. */
   while (count > 0) {
-    if (chain_status (img, offset, count, 0, &e) == -1)
+    if (chain_status (img, offset, count, 0, false, &e) == -1)
       return -1;
     if (e.host_offset >= 0 && !(e.flags & IMAGE_EXTENT_ZERO)) {
       struct image *owner = img;

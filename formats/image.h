@@ -40,9 +40,10 @@ int image_errno (void);
 #define IMAGE_OPEN_NO_BACKING  0x02 /* do not open the backing chain;
                                        unallocated ranges read as zeros */
 #define IMAGE_OPEN_NO_REPAIR   0x04 /* an image needing a check (QED
-                                       NEED_CHECK, qcow2 dirty) is opened
-                                       read-only and not repaired: for
-                                       `check`, which reports first */
+                                       NEED_CHECK, qcow2 dirty) is not
+                                       repaired at open: for `check`,
+                                       which reports first and repairs
+                                       only with -r */
 #define IMAGE_OPEN_BACKING_RW  0x08 /* open the first backing image
                                        read-write too (commit) */
 
@@ -94,6 +95,23 @@ int image_trim (struct image *img, uint64_t count, uint64_t offset,
                 unsigned flags);
 /* Everything written before the call is durable when it returns. */
 int image_flush (struct image *img);
+
+/* The same as image_pread, image_pwrite and image_flush, but they never
+ * wait for I/O or for another thread: they fail with EAGAIN whenever the
+ * call would have to (data not in the page cache, a table not in the
+ * metadata cache, a cluster another request is allocating, a new L2
+ * table, FUA or flush on a disk).  An event loop tries a small request
+ * inline with these and hands it to a thread on EAGAIN, which then does
+ * the whole request again (a write may have been partly done: it writes
+ * the same bytes).  Files on tmpfs never wait for I/O, so when the whole
+ * chain is in memory, allocating writes and flushes run too; elsewhere
+ * reads use RWF_NOWAIT and writes are tried where the filesystem
+ * supports it. */
+int image_pread_nowait (struct image *img, void *buf, size_t count,
+                        uint64_t offset);
+int image_pwrite_nowait (struct image *img, const void *buf, size_t count,
+                         uint64_t offset, unsigned flags);
+int image_flush_nowait (struct image *img);
 /* Prefetches the range into the host's page cache (NBD_CMD_CACHE). */
 int image_cache (struct image *img, uint64_t count, uint64_t offset);
 
@@ -211,6 +229,9 @@ struct image_create_opts {
   const char *backing_file;     /* stored as given; resolved relative to
                                    the new image's directory */
   const char *backing_format;   /* NULL: probe the backing file */
+  bool no_backing_check;        /* do not open the backing file (qemu-img
+                                   create -u): size must be given, the
+                                   format is stored as given */
   uint32_t cluster_size;        /* 0: the format's default */
   uint32_t table_size;          /* qed, in clusters; 0: default */
   enum image_prealloc prealloc;
@@ -245,5 +266,10 @@ int image_make_empty (struct image *img);
 /* Probes a file's format without opening it as an image: "raw", "qed" or
  * "qcow2", or NULL with an error set. */
 const char *image_probe (const char *filename);
+
+/* The path of a backing file as the engine opens it: an absolute name as
+ * it is, a relative one against the directory of the overlay.  Returns a
+ * malloc'd string, or NULL with an error set. */
+char *image_resolve_backing (const char *overlay, const char *backing);
 
 #endif /* COWBD_IMAGE_H */

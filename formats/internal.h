@@ -34,10 +34,20 @@ struct drv_status {
   /* The driver already consulted the host file's holes (raw): image.c
    * must not refine DRV_DATA through SEEK_DATA again. */
   bool host_checked;
+  /* In, set by the caller: only whether the run starts with data matters
+   * (image_backing_is_zero).  A driver may then answer DRV_DATA for the
+   * whole count without finding where the data ends, which on tmpfs costs
+   * a walk over every page up to the next hole (SEEK_HOLE). */
+  bool quick;
 };
 
 struct driver {
   const char *name;
+  /* Extents split a data run where the host file has a hole and mark that
+   * part as reading zeros.  qemu does so for qcow2 (its driver hands the
+   * question to the file layer), not for QED: we follow it, so that
+   * `map` agrees.  raw answers from the host file itself. */
+  bool refine_host_holes;
 
   /* Returns true if the first bytes of a file (len may be short) carry
    * this format's magic.  raw has no probe: it is what is left. */
@@ -59,6 +69,13 @@ struct driver {
   int (*trim) (struct image *img, uint64_t count, uint64_t offset,
                unsigned flags);
   int (*flush) (struct image *img);
+  /* Optional: as pread and pwrite, but fail with EAGAIN (changing
+   * nothing) instead of waiting; see image_pread_nowait.  Absent: always
+   * EAGAIN. */
+  int (*pread_nowait) (struct image *img, void *buf, size_t count,
+                       uint64_t offset);
+  int (*pwrite_nowait) (struct image *img, const void *buf, size_t count,
+                        uint64_t offset, unsigned flags);
   /* Status of [offset, offset + count): fills *st for a run starting at
    * offset. */
   int (*block_status) (struct image *img, uint64_t offset, uint64_t count,
@@ -96,7 +113,33 @@ struct image {
   char *full_backing_filename;  /* resolved against our directory */
   struct image *backing;        /* NULL: none, or IMAGE_OPEN_NO_BACKING */
   unsigned depth;               /* 0 for the top image of a chain */
+
+  /* Whether the host file may have holes: unknown until first asked
+   * (image_host_dense: one SEEK_HOLE from data_start, which drivers set
+   * in open to where the format's data begins); cleared by whoever
+   * punches or zeroes in place (image_host_may_have_holes).  While the
+   * file is dense, hole queries (SEEK_HOLE walks every page on tmpfs)
+   * are skipped. */
+  uint64_t data_start;
+  int host_dense;               /* -1 unknown, 0 may have holes, 1 dense;
+                                   accessed with __atomic */
+
+  /* How I/O on the host file can avoid blocking (host_nowait_init). */
+  bool host_in_memory;          /* tmpfs, ramfs: plain I/O never waits */
+  bool chain_in_memory;         /* so are all the backing images' */
+  bool host_read_nowait;        /* RWF_NOWAIT reads work (until EOPNOTSUPP) */
+  bool host_write_nowait;       /* RWF_NOWAIT writes work */
 };
+
+/* A hole may exist in the host file now. */
+static inline void
+image_host_may_have_holes (struct image *img)
+{
+  __atomic_store_n (&img->host_dense, 0, __ATOMIC_RELAXED);
+}
+
+/* True if the host file is known to have no hole in its data area. */
+bool image_host_dense (struct image *img);
 
 /* ---- errors (image.c) -------------------------------------------------- */
 
@@ -152,10 +195,25 @@ int host_punch_hole (int fd, uint64_t count, uint64_t offset);
 int host_sync (int fd);
 /* Host file size (or block device size). */
 int host_file_size (int fd, uint64_t *size);
+/* Non-blocking I/O on img's host file: EAGAIN (and nothing done, or for
+ * a read, nothing usable) where it would wait. */
+void host_nowait_init (struct image *img);
+int host_pread_nowait (struct image *img, void *buf, size_t count,
+                       uint64_t offset);
+int host_pwrite_nowait (struct image *img, const void *buf, size_t count,
+                        uint64_t offset);
+/* Reads img's backing image without blocking, as image_read_backing. */
+int image_read_backing_nowait (struct image *img, void *buf, size_t count,
+                               uint64_t offset);
+
 /* Hole status at offset of the host file: sets *is_data and *len, the
- * length (<= count) of the run of the same kind.  Past EOF is a hole. */
-int host_data_status (int fd, uint64_t offset, uint64_t count,
+ * length (<= count) of the run of the same kind.  Past EOF is a hole.
+ * With quick, a run of data is not followed to its end (*len = count):
+ * only SEEK_DATA is used, which is cheap everywhere. */
+int host_data_status (int fd, uint64_t offset, uint64_t count, bool quick,
                       bool *is_data, uint64_t *len);
+/* True if the file has no hole from start to its end (one SEEK_HOLE). */
+bool host_is_dense (int fd, uint64_t start);
 
 /* Allocates [offset, offset + length) of the file in chunks (and, with
  * write_zeros, writes zeros over it: preallocation=full), calling progress
@@ -169,9 +227,6 @@ int host_preallocate (int fd, uint64_t offset, uint64_t length,
 
 /* Opens filename for a driver's create: O_CREAT|O_TRUNC|O_RDWR. */
 int image_create_file (const char *filename);
-/* Resolves a backing file name relative to the directory of overlay
- * (returns a malloc'd string, or NULL with an error set). */
-char *image_resolve_backing (const char *overlay, const char *backing);
 /* Default metadata cache size in bytes. */
 #define IMAGE_DEFAULT_CACHE_SIZE (32ULL << 20)
 

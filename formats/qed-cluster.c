@@ -52,10 +52,11 @@ struct qed_run {
 };
 
 /* Describes the run at offset, at most count bytes.  Called with q->lock
- * held (a cache miss reads the table under it). */
+ * held (a cache miss reads the table under it, or with cached_only fails
+ * with EAGAIN). */
 static int
-lookup_run (struct qed *q, uint64_t offset, uint64_t count,
-            struct qed_run *r)
+lookup (struct qed *q, uint64_t offset, uint64_t count, bool cached_only,
+        struct qed_run *r)
 {
   uint64_t cs = q->cluster_size;
   uint64_t c = qed_cluster_of (q, offset);
@@ -83,7 +84,14 @@ lookup_run (struct qed *q, uint64_t offset, uint64_t count,
   }
   else {
     uint64_t e0;
-    if (qed_get_l2 (q, l2_offset, &r->l2) == -1)
+    if (cached_only) {
+      r->l2 = mc_find (q->l2_cache, l2_offset);
+      if (r->l2 == NULL) {
+        errno = EAGAIN;
+        return -1;
+      }
+    }
+    else if (qed_get_l2 (q, l2_offset, &r->l2) == -1)
       return -1;
     e0 = qed_l2_get (r->l2, r->l2_index);
     r->entry = e0;
@@ -101,6 +109,13 @@ lookup_run (struct qed *q, uint64_t offset, uint64_t count,
   }
   r->len = MIN (count, n * cs - in_cluster);
   return 0;
+}
+
+static int
+lookup_run (struct qed *q, uint64_t offset, uint64_t count,
+            struct qed_run *r)
+{
+  return lookup (q, offset, count, false, r);
 }
 
 static int
@@ -159,6 +174,84 @@ qed_pread (struct image *img, void *buf, size_t count, uint64_t offset)
   return 0;
 }
 
+/* Looks the run up without waiting: a contended lock or a table not in
+ * the cache is EAGAIN. */
+static int
+lookup_run_nowait (struct qed *q, uint64_t offset, uint64_t count,
+                   struct qed_run *r)
+{
+  int ret;
+
+  if (pthread_mutex_trylock (&q->lock) != 0) {
+    errno = EAGAIN;
+    return -1;
+  }
+  ret = lookup (q, offset, count, true, r);
+  pthread_mutex_unlock (&q->lock);
+  return ret;
+}
+
+int
+qed_pread_nowait (struct image *img, void *buf, size_t count,
+                  uint64_t offset)
+{
+  struct qed *q = img->priv;
+  uint8_t *p = buf;
+
+  while (count > 0) {
+    struct qed_run r;
+    int ret = 0;
+
+    if (lookup_run_nowait (q, offset, count, &r) == -1)
+      return -1;
+    switch (r.kind) {
+    case QED_E_DATA:
+      ret = host_pread_nowait (img, p, r.len, r.host);
+      break;
+    case QED_E_ZERO:
+      memset (p, 0, r.len);
+      break;
+    case QED_E_UNALLOC:
+      ret = image_read_backing_nowait (img, p, r.len, offset);
+      break;
+    case QED_E_INVALID:
+      ret = -1;
+      break;
+    }
+    if (ret == -1)
+      return -1;
+    p += r.len;
+    offset += r.len;
+    count -= r.len;
+  }
+  return 0;
+}
+
+static int write_range (struct image *img, const void *buf, size_t count,
+                        uint64_t offset, unsigned flags, bool nowait);
+
+/* With the whole chain in memory nothing waits for I/O: the write runs
+ * as usual, refusing only what would wait for another thread.  Otherwise
+ * only an overwrite of data clusters contiguous in the file, in one
+ * RWF_NOWAIT call. */
+int
+qed_pwrite_nowait (struct image *img, const void *buf, size_t count,
+                   uint64_t offset, unsigned flags)
+{
+  struct qed *q = img->priv;
+  struct qed_run r;
+
+  if (img->chain_in_memory)
+    return write_range (img, buf, count, offset, flags, true);
+  if (lookup_run_nowait (q, offset, count, &r) == -1)
+    return -1;
+  if (r.kind != QED_E_DATA || r.len != count) {
+    errno = EAGAIN;
+    return -1;
+  }
+  return host_pwrite_nowait (img, buf, count, r.host);
+}
+
 /* ---- allocation ------------------------------------------------------------ */
 
 /* The allocation in flight overlapping clusters [first, first + n), or
@@ -184,21 +277,35 @@ unlink_alloc (struct qed *q, struct qed_alloc *a)
   *pp = a->next;
 }
 
+/* What prepare_change does instead of waiting, with nowait. */
+static int
+must_wait (void)
+{
+  errno = EAGAIN;
+  return -1;
+}
+
 /* Makes clusters [*first, *first + *n) free to change: the L2 table
  * exists, no allocation in flight touches them (the run is shortened to
  * stop before one that starts later), NEED_CHECK is durable and nothing
  * stops writes.  Called with q->lock held; returns 1 when it had to drop
  * the lock (the caller looks the run up again), 0 when ready, -1 on error
- * (lock still held). */
+ * (lock still held) or, with nowait, EAGAIN where it would have waited. */
 static int
 prepare_change (struct qed *q, struct qed_run *r, uint64_t first,
-                uint64_t *n)
+                uint64_t *n, bool nowait)
 {
   struct qed_alloc *a;
 
   if (q->broken)
     return image_errf (q->img, EIO, "an earlier metadata write failed; "
                        "the image needs a check");
+  a = find_alloc (q, first, *n);
+  if (nowait && (r->l2 == NULL || q->creating_table ||
+                 (a && a->first <= first) ||
+                 !__atomic_load_n (&q->need_check_on_disk,
+                                   __ATOMIC_ACQUIRE)))
+    return must_wait ();
   if (r->l2 == NULL) {
     int ret;
     pthread_mutex_unlock (&q->lock);
@@ -210,7 +317,6 @@ prepare_change (struct qed *q, struct qed_run *r, uint64_t first,
     pthread_cond_wait (&q->cond, &q->lock);
     return 1;
   }
-  a = find_alloc (q, first, *n);
   if (a && a->first <= first) {
     pthread_cond_wait (&q->cond, &q->lock);
     return 1;
@@ -289,7 +395,7 @@ write_new_clusters (struct qed *q, const uint8_t *buf, uint64_t len,
  * of bytes written, 0 when the run has to be looked up again. */
 static int
 allocate_run (struct qed *q, struct qed_run *r, const uint8_t *buf,
-              uint64_t offset, uint64_t *done)
+              uint64_t offset, bool nowait, uint64_t *done)
 {
   uint64_t cs = q->cluster_size;
   uint64_t first = qed_cluster_of (q, offset);
@@ -300,7 +406,7 @@ allocate_run (struct qed *q, struct qed_run *r, const uint8_t *buf,
   int ret;
 
   *done = 0;
-  ret = prepare_change (q, r, first, &n);
+  ret = prepare_change (q, r, first, &n, nowait);
   if (ret != 0) {
     pthread_mutex_unlock (&q->lock);
     return ret == 1 ? 0 : -1;
@@ -323,8 +429,11 @@ allocate_run (struct qed *q, struct qed_run *r, const uint8_t *buf,
       qed_l2_set (l2, r->l2_index + i, host + i * cs);
     *done = len;
   }
-  else if (q->file_end == host + n * cs)
-    q->file_end = host;         /* give the space back */
+  else {
+    image_host_may_have_holes (q->img);  /* the run may be partly written */
+    if (q->file_end == host + n * cs)
+      q->file_end = host;       /* give the space back */
+  }
   l2->pins--;
   unlink_alloc (q, &a);
   pthread_cond_broadcast (&q->cond);
@@ -352,6 +461,13 @@ int
 qed_pwrite (struct image *img, const void *buf, size_t count,
             uint64_t offset, unsigned flags)
 {
+  return write_range (img, buf, count, offset, flags, false);
+}
+
+static int
+write_range (struct image *img, const void *buf, size_t count,
+             uint64_t offset, unsigned flags, bool nowait)
+{
   struct qed *q = img->priv;
   const uint8_t *p = buf;
 
@@ -376,7 +492,7 @@ qed_pwrite (struct image *img, const void *buf, size_t count,
       pthread_mutex_unlock (&q->lock);
       return invalid_error (q, &r, offset);
     default:
-      if (allocate_run (q, &r, p, offset, &done) == -1)
+      if (allocate_run (q, &r, p, offset, nowait, &done) == -1)
         return -1;
       break;
     }
@@ -396,6 +512,7 @@ zero_in_place (struct qed *q, uint64_t host, uint64_t len, unsigned flags)
 {
   int fd = q->img->fd;
 
+  image_host_may_have_holes (q->img);
   if ((flags & IMAGE_MAY_TRIM) && host_punch_hole (fd, len, host) == 0)
     return 0;
   if (host_write_zeroes_fast (fd, len, host) == 0)
@@ -420,7 +537,7 @@ make_zero_clusters (struct qed *q, struct qed_run *r, uint64_t offset,
   int ret;
 
   *done = 0;
-  ret = prepare_change (q, r, first, &n);
+  ret = prepare_change (q, r, first, &n, false);
   if (ret == 0) {
     for (i = 0; i < n; i++)
       qed_l2_set (r->l2, r->l2_index + i, QED_ZERO_CLUSTER);
@@ -567,9 +684,12 @@ qed_trim (struct image *img, uint64_t count, uint64_t offset,
       return -1;
     /* Space goes back to the host; the cluster stays mapped, so nothing
      * is leaked and nothing freed can be reused. */
-    if (r.kind == QED_E_DATA && host_punch_hole (img->fd, r.len, r.host) == -1
-        && errno != EOPNOTSUPP)
-      return image_err_sys (img, "punch hole");
+    if (r.kind == QED_E_DATA) {
+      image_host_may_have_holes (img);
+      if (host_punch_hole (img->fd, r.len, r.host) == -1 &&
+          errno != EOPNOTSUPP)
+        return image_err_sys (img, "punch hole");
+    }
     offset += r.len;
     count -= r.len;
   }

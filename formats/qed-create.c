@@ -161,7 +161,15 @@ qed_create (const char *filename, const struct image_create_opts *opts)
       return image_err (EINVAL, "%s: preallocation and a backing file "
                         "cannot be combined (preallocated clusters would "
                         "hide the backing file)", filename);
-    if (inspect_backing (filename, opts, &b) == -1)
+    if (opts->no_backing_check) {
+      if (size == 0)
+        return image_err (EINVAL, "%s: a size is needed when the backing "
+                          "file is not opened", filename);
+      b.name = opts->backing_file;
+      b.raw = opts->backing_format &&
+              strcmp (opts->backing_format, "raw") == 0;
+    }
+    else if (inspect_backing (filename, opts, &b) == -1)
       return -1;
     if (size == 0)
       size = b.size;

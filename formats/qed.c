@@ -188,6 +188,34 @@ validate_header (struct qed *q, uint64_t file_size)
   return 0;
 }
 
+/* Every L2 table offset in the L1 table must be usable: a hostile or
+ * corrupt L1 table is refused at open, with the first bad entry named,
+ * rather than found by whichever read reaches it. */
+static int
+validate_l1 (struct qed *q, uint64_t file_size)
+{
+  uint64_t i;
+
+  for (i = 0; i < q->table_entries; i++) {
+    uint64_t off = qed_l1_get (q, i);
+    const char *why;
+
+    if (off == 0 || qed_table_offset_valid (q, off, file_size))
+      continue;
+    if (!IS_ALIGNED (off, q->cluster_size))
+      why = "is not aligned to the cluster size";
+    else if (off < q->header_end)
+      why = "lies in the header";
+    else if (RANGE_OUTSIDE (off, q->table_bytes, file_size))
+      why = "lies past end of file";
+    else
+      why = "overlaps the L1 table";
+    return image_errf (q->img, EINVAL, "L2 table at 0x%" PRIx64 " (L1 entry %"
+                       PRIu64 ") %s", off, i, why);
+  }
+  return 0;
+}
+
 static int
 read_backing_name (struct qed *q)
 {
@@ -313,6 +341,8 @@ qed_open (struct image *img, const struct image_open_opts *opts)
     image_err_sys (img, "reading the L1 table");
     goto err;
   }
+  if (validate_l1 (q, file_size) == -1)
+    goto err;
   q->l2_cache = mc_new (q->table_bytes,
                         opts->cache_size ? opts->cache_size
                                          : IMAGE_DEFAULT_CACHE_SIZE, 4);
@@ -463,6 +493,8 @@ const struct driver qed_driver = {
   .zero = qed_zero,
   .trim = qed_trim,
   .flush = qed_flush,
+  .pread_nowait = qed_pread_nowait,
+  .pwrite_nowait = qed_pwrite_nowait,
   .block_status = qed_block_status,
   .get_info = qed_get_info,
   .check = qed_check,

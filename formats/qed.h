@@ -179,6 +179,10 @@ qed_l2_index (const struct qed *q, uint64_t cluster)
 int qed_pread (struct image *img, void *buf, size_t count, uint64_t offset);
 int qed_pwrite (struct image *img, const void *buf, size_t count,
                 uint64_t offset, unsigned flags);
+int qed_pread_nowait (struct image *img, void *buf, size_t count,
+                      uint64_t offset);
+int qed_pwrite_nowait (struct image *img, const void *buf, size_t count,
+                       uint64_t offset, unsigned flags);
 int qed_zero (struct image *img, uint64_t count, uint64_t offset,
               unsigned flags);
 int qed_trim (struct image *img, uint64_t count, uint64_t offset,

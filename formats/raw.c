@@ -52,11 +52,28 @@ raw_pwrite (struct image *img, const void *buf, size_t count,
 }
 
 static int
+raw_pread_nowait (struct image *img, void *buf, size_t count,
+                  uint64_t offset)
+{
+  return host_pread_nowait (img, buf, count, offset);
+}
+
+static int
+raw_pwrite_nowait (struct image *img, const void *buf, size_t count,
+                   uint64_t offset, unsigned flags)
+{
+  if (host_pwrite_nowait (img, buf, count, offset) == -1)
+    return -1;
+  return (flags & IMAGE_FUA) ? raw_flush (img) : 0;
+}
+
+static int
 raw_zero (struct image *img, uint64_t count, uint64_t offset,
           unsigned flags)
 {
   bool may_trim = flags & IMAGE_MAY_TRIM;
 
+  image_host_may_have_holes (img);
   if (flags & IMAGE_FAST_ZERO) {
     /* Only fallocate is fast; writing a zero buffer is not. */
     if (!(may_trim && host_punch_hole (img->fd, count, offset) == 0) &&
@@ -74,6 +91,7 @@ raw_trim (struct image *img, uint64_t count, uint64_t offset,
           unsigned flags)
 {
   /* Trim is advisory: a filesystem that cannot punch keeps the data. */
+  image_host_may_have_holes (img);
   if (host_punch_hole (img->fd, count, offset) == -1 &&
       errno != EOPNOTSUPP)
     return image_err_sys (img, "punch hole");
@@ -84,9 +102,12 @@ static int
 raw_block_status (struct image *img, uint64_t offset, uint64_t count,
                   struct drv_status *st)
 {
-  bool is_data;
+  bool is_data = true;
 
-  if (host_data_status (img->fd, offset, count, &is_data, &st->length) == -1)
+  st->length = count;
+  if (!image_host_dense (img) &&
+      host_data_status (img->fd, offset, count, st->quick, &is_data,
+                        &st->length) == -1)
     return image_err_sys (img, "SEEK_DATA");
   st->kind = is_data ? DRV_DATA : DRV_ZERO;
   st->host_offset = (int64_t) offset;
@@ -143,6 +164,8 @@ const struct driver raw_driver = {
   .zero = raw_zero,
   .trim = raw_trim,
   .flush = raw_flush,
+  .pread_nowait = raw_pread_nowait,
+  .pwrite_nowait = raw_pwrite_nowait,
   .block_status = raw_block_status,
   .get_info = raw_get_info,
   .create = raw_create,

@@ -6,6 +6,7 @@ ENGINE_TESTS = \
 	test-engine-evict \
 	test-engine-crash \
 	test-engine-repair \
+	test-engine-nowait \
 	test-engine-spec-vs-qemu \
 	test-unit-metacache
 TESTS += $(ENGINE_TESTS)
@@ -30,6 +31,9 @@ test_engine_repair_LDADD = $(ENGINE_LIBS)
 test_engine_spec_vs_qemu_SOURCES = test-engine-spec-vs-qemu.c engine-test.h
 test_engine_spec_vs_qemu_CFLAGS = $(TEST_CFLAGS)
 test_engine_spec_vs_qemu_LDADD = $(ENGINE_LIBS)
+test_engine_nowait_SOURCES = test-engine-nowait.c engine-test.h
+test_engine_nowait_CFLAGS = $(TEST_CFLAGS)
+test_engine_nowait_LDADD = $(ENGINE_LIBS)
 test_unit_metacache_SOURCES = test-unit-metacache.c
 test_unit_metacache_CFLAGS = $(TEST_CFLAGS)
 test_unit_metacache_LDADD = $(ENGINE_LIBS)

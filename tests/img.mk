@@ -1,2 +1,23 @@
 # SPDX-License-Identifier: BSD-3-Clause
-# Tests of the img; included from tests/Makefile.am.
+# Tests of cowbd-img; included from tests/Makefile.am.  Each test checks
+# cowbd-img against tools nobody here wrote (qemu-img, qemu-io); the
+# helpers they share are in img-functions.sh.
+IMG_TESTS = \
+	test-img-help.sh \
+	test-img-create.sh \
+	test-img-info.sh \
+	test-img-map.sh \
+	test-img-check.sh \
+	test-img-bad-input.sh \
+	test-img-bad-l2.sh \
+	test-img-create-progress.sh \
+	test-img-convert.sh \
+	test-img-compare.sh \
+	test-img-commit.sh \
+	test-img-rebase.sh \
+	test-img-interrupt.sh
+TESTS += $(IMG_TESTS)
+# The engine does not yet refuse damaged L1 entries at open (see the
+# test's comment); remove this line when it does (automake then reports
+# an XPASS as a failure, so it cannot be forgotten).
+EXTRA_DIST += $(IMG_TESTS) img-functions.sh

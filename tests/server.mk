@@ -1,2 +1,20 @@
 # SPDX-License-Identifier: BSD-3-Clause
 # Tests of the server; included from tests/Makefile.am.
+SERVER_TESTS = \
+	test-server-aio.sh \
+	test-server-io.sh \
+	test-server-malformed.sh \
+	test-server-nbdcopy.sh \
+	test-server-nbdinfo.sh \
+	test-server-options.sh \
+	test-server-pipelines.sh \
+	test-server-qemu.sh \
+	test-server-sigterm.sh
+TESTS += $(SERVER_TESTS)
+EXTRA_DIST += \
+	$(SERVER_TESTS) \
+	test-server-aio.py \
+	test-server-io.py \
+	test-server-malformed.py \
+	test-server-sigterm.py \
+	test-server-lib.sh

@@ -50,6 +50,12 @@ main (void)
   assert (strcmp (size_format (512, buf, sizeof buf), "512 B") == 0);
   assert (strcmp (size_format (1 << 30, buf, sizeof buf), "1 GiB") == 0);
   assert (strcmp (size_format (3 << 19, buf, sizeof buf), "1.5 MiB") == 0);
+  /* qemu-img's rule: 1000 KiB or more is shown in MiB. */
+  assert (strcmp (size_format (1000 << 10, buf, sizeof buf), "0.977 MiB")
+          == 0);
+  assert (strcmp (size_format (1023, buf, sizeof buf), "0.999 KiB") == 0);
+  assert (strcmp (size_format (999, buf, sizeof buf), "999 B") == 0);
+  assert (strcmp (size_format (UINT64_MAX, buf, sizeof buf), "16 EiB") == 0);
   printf ("size: ok\n");
   return 0;
 }

@@ -1,0 +1,583 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* Connections: their watchers, input framing and output queue.
+ *
+ * Every connection is a state machine driven by two libev watchers on
+ * non-blocking descriptors.  The protocol code (handshake.c,
+ * transmission.c) never reads the socket: it says what it needs next,
+ *
+ *   conn_expect (c, n, fn)          n bytes, contiguous, passed to fn
+ *   conn_expect_sink (c, p, n, fn)  n bytes copied to p (a payload)
+ *   conn_expect_discard (c, n, fn)  n bytes thrown away (refused payload)
+ *
+ * and process_input calls fn when the bytes are there.  Small messages
+ * come through ibuf, so that one read picks up many requests; a large
+ * payload is read straight into its destination.  A handler returning
+ * INPUT_PAUSE (no request slot or buffer left: backpressure) stops the
+ * read watcher until a request comes back (conn_req_returned).
+ *
+ * Output is the handshake byte buffer wbuf, then the replies queued in
+ * completion order, written together with one writev where possible.
+ *
+ * Lifetime: conn_close closes the descriptors at once, but the object
+ * stays until the workers hand back every request of it (in_flight).
+ * conn_drain (DISC, ABORT, shutdown) stops reading and closes once every
+ * reply is out.  Loop thread only.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "minmax.h"
+
+#define IBUF_SIZE        (64u << 10)
+/* A payload at least this long is read straight into its buffer. */
+#define DIRECT_SINK_MIN  (16u << 10)
+/* Reads per wakeup of one connection, so that none starves the rest. */
+#define READS_PER_EVENT  16
+#define OUT_IOV          64
+
+static struct conn *conns;
+static unsigned nconns;
+static unsigned long next_id;
+
+static void read_cb (struct ev_loop *loop, ev_io *w, int revents);
+static void write_cb (struct ev_loop *loop, ev_io *w, int revents);
+
+static int
+set_nonblock (int fd)
+{
+  int fl = fcntl (fd, F_GETFL);
+
+  if (fl == -1 || fcntl (fd, F_SETFL, fl | O_NONBLOCK) == -1)
+    return -1;
+  return 0;
+}
+
+struct conn *
+conn_new (struct ev_loop *loop, int rfd, int wfd, const char *peer)
+{
+  struct conn *c = calloc (1, sizeof *c);
+
+  if (c == NULL || (c->ibuf = malloc (IBUF_SIZE)) == NULL ||
+      set_nonblock (rfd) == -1 || set_nonblock (wfd) == -1 ||
+      (c->tr_data = transport_plain_new (rfd, wfd)) == NULL) {
+    log_error ("new connection from %s: %m", peer);
+    if (c)
+      free (c->ibuf);
+    free (c);
+    close (rfd);
+    if (wfd != rfd)
+      close (wfd);
+    return NULL;
+  }
+  c->id = ++next_id;
+  snprintf (c->peer, sizeof c->peer, "%s", peer);
+  c->loop = loop;
+  c->rfd = rfd;
+  c->wfd = wfd;
+  c->tr = &transport_plain;
+  ev_io_init (&c->rio, read_cb, rfd, EV_READ);
+  ev_io_init (&c->wio, write_cb, wfd, EV_WRITE);
+  c->rio.data = c->wio.data = c;
+  ev_io_start (loop, &c->rio);
+
+  c->next = conns;
+  if (conns)
+    conns->prev = c;
+  conns = c;
+  nconns++;
+  log_verbose ("connection %lu from %s opened", c->id, c->peer);
+  handshake_start (c);
+  return c;
+}
+
+void
+conn_set_transport (struct conn *c, const struct transport *tr,
+                    void *tr_data)
+{
+  c->tr->free (c->tr_data);
+  c->tr = tr;
+  c->tr_data = tr_data;
+}
+
+/* ---- input ------------------------------------------------------------- */
+
+void
+conn_expect (struct conn *c, size_t n, input_fn fn)
+{
+  c->imode = IN_BYTES;
+  c->ineed = n;
+  c->on_input = fn;
+}
+
+void
+conn_expect_sink (struct conn *c, void *dst, size_t n, input_fn fn)
+{
+  c->imode = IN_SINK;
+  c->sink = dst;
+  c->sink_left = n;
+  c->on_input = fn;
+}
+
+void
+conn_expect_discard (struct conn *c, uint64_t n, input_fn fn)
+{
+  c->imode = IN_DISCARD;
+  c->discard_left = n;
+  c->on_input = fn;
+}
+
+static void
+pause_input (struct conn *c)
+{
+  c->read_paused = true;
+  ev_io_stop (c->loop, &c->rio);
+}
+
+void
+conn_resume_input (struct conn *c)
+{
+  if (!c->read_paused || c->dead || c->draining)
+    return;
+  c->read_paused = false;
+  ev_io_start (c->loop, &c->rio);
+  /* Bytes may already wait in ibuf: look at them on the next loop
+   * iteration, not from inside whatever called us. */
+  ev_feed_event (c->loop, &c->rio, EV_READ);
+}
+
+/* The end of the stream: at a message boundary after the handshake this
+ * is a client going away; anywhere else the stream was cut short. */
+static void
+input_eof (struct conn *c)
+{
+  bool clean = c->exp && c->imode == IN_BYTES && c->istart == c->iend;
+
+  if (!clean) {
+    conn_close (c, c->exp ? "stream ended inside a request"
+                : "stream ended during the handshake");
+    return;
+  }
+  log_verbose ("connection %lu: client closed", c->id);
+  conn_drain (c);
+}
+
+/* Reads once: into the sink when a large payload is pending and ibuf is
+ * empty, else into ibuf.  1: progress, 0: nothing now, -1: closed. */
+static int
+fill (struct conn *c)
+{
+  ssize_t r;
+
+  if (c->istart == c->iend)
+    c->istart = c->iend = 0;
+  if (c->imode == IN_SINK && c->istart == c->iend &&
+      c->sink_left >= DIRECT_SINK_MIN) {
+    r = c->tr->recv (c->tr_data, c->sink, c->sink_left);
+    if (r > 0) {
+      c->sink += r;
+      c->sink_left -= (size_t) r;
+    }
+  }
+  else {
+    if (c->imode == IN_BYTES && c->ineed > IBUF_SIZE - c->istart) {
+      memmove (c->ibuf, c->ibuf + c->istart, c->iend - c->istart);
+      c->iend -= c->istart;
+      c->istart = 0;
+    }
+    r = c->tr->recv (c->tr_data, c->ibuf + c->iend, IBUF_SIZE - c->iend);
+    if (r > 0)
+      c->iend += (size_t) r;
+  }
+  if (r > 0)
+    return 1;
+  if (r == 0) {
+    input_eof (c);
+    return -1;
+  }
+  if (errno == EAGAIN || errno == EWOULDBLOCK)
+    return 0;
+  conn_close (c, strerror (errno));
+  return -1;
+}
+
+/* Calls the handler; bytes handed to it in IN_BYTES mode were consumed
+ * unless it pauses.  false: stop processing. */
+static bool
+call_handler (struct conn *c, const char *data, size_t n)
+{
+  int r;
+
+  c->istart += n;
+  r = c->on_input (c, data);
+  if (r == INPUT_OK)
+    return !c->dead;
+  if (r == INPUT_PAUSE) {
+    c->istart -= n;
+    pause_input (c);
+    return false;
+  }
+  conn_close (c, "protocol error");
+  return false;
+}
+
+/* Serves what ibuf holds for the current expectation; true if the
+ * handler ran (or bytes were used), false if more input is needed. */
+static bool
+consume_buffered (struct conn *c, bool *stop)
+{
+  size_t avail = c->iend - c->istart, n;
+
+  *stop = false;
+  switch (c->imode) {
+  case IN_BYTES:
+    if (avail < c->ineed)
+      return false;
+    *stop = !call_handler (c, c->ibuf + c->istart, c->ineed);
+    return true;
+
+  case IN_SINK:
+    n = MIN (avail, c->sink_left);
+    memcpy (c->sink, c->ibuf + c->istart, n);
+    c->sink += n;
+    c->sink_left -= n;
+    c->istart += n;
+    if (c->sink_left > 0)
+      return false;
+    *stop = !call_handler (c, NULL, 0);
+    return true;
+
+  case IN_DISCARD:
+    n = (size_t) MIN ((uint64_t) avail, c->discard_left);
+    c->discard_left -= n;
+    c->istart += n;
+    if (c->discard_left > 0)
+      return false;
+    *stop = !call_handler (c, NULL, 0);
+    return true;
+  }
+  abort ();
+}
+
+static void
+process_input (struct conn *c)
+{
+  unsigned reads = 0;
+  bool stop;
+
+  c->in_input = true;
+  while (!c->dead && !c->draining && !c->read_paused) {
+    if (consume_buffered (c, &stop)) {
+      if (stop)
+        break;
+      continue;
+    }
+    if (reads++ == READS_PER_EVENT) {
+      /* Come back after the others had their turn (a TLS transport may
+       * hold bytes the socket no longer signals). */
+      if (c->tr->pending (c->tr_data))
+        ev_feed_event (c->loop, &c->rio, EV_READ);
+      break;
+    }
+    if (fill (c) <= 0)
+      break;
+  }
+  c->in_input = false;
+  /* Replies made while reading (inline requests, refusals) go out
+   * together: one writev for a burst of pipelined requests. */
+  if (!c->dead && c->outq_head)
+    conn_kick_output (c);
+}
+
+static void
+read_cb (struct ev_loop *loop, ev_io *w, int revents)
+{
+  struct conn *c = w->data;
+
+  /* A fed event may arrive after a pause or a close. */
+  if (c->read_paused || c->dead || c->draining)
+    return;
+  process_input (c);
+}
+
+/* ---- output ------------------------------------------------------------ */
+
+int
+conn_send (struct conn *c, const void *data, size_t len)
+{
+  if (c->woff == c->wlen)
+    c->woff = c->wlen = 0;
+  if (c->wlen - c->woff + len > MAX_HANDSHAKE_OUT)
+    return -1;
+  if (c->wlen + len > c->wcap) {
+    size_t cap = MAX (c->wcap * 2, c->wlen + len);
+    char *p = realloc (c->wbuf, MAX (cap, (size_t) 4096));
+    if (p == NULL)
+      return -1;
+    c->wbuf = p;
+    c->wcap = MAX (cap, (size_t) 4096);
+  }
+  memcpy (c->wbuf + c->wlen, data, len);
+  c->wlen += len;
+  return 0;
+}
+
+void
+conn_queue_reply (struct conn *c, struct req *r)
+{
+  r->next = NULL;
+  r->iov_pos = 0;
+  if (c->outq_tail)
+    c->outq_tail->next = r;
+  else
+    c->outq_head = r;
+  c->outq_tail = r;
+  if (!c->in_input)             /* else process_input writes them all */
+    conn_kick_output (c);
+}
+
+/* Gathers what waits to be written; returns the number of iovecs. */
+static int
+gather (struct conn *c, struct iovec *iov)
+{
+  struct req *r;
+  int n = 0, i;
+
+  if (c->woff < c->wlen)
+    iov[n++] = (struct iovec) { c->wbuf + c->woff, c->wlen - c->woff };
+  for (r = c->outq_head; r && n < OUT_IOV; r = r->next)
+    for (i = r->iov_pos; i < r->niov && n < OUT_IOV; i++)
+      iov[n++] = r->iov[i];
+  return n;
+}
+
+/* Advances the output past len written bytes, returning finished
+ * requests to the pool. */
+static void
+advance (struct conn *c, size_t len)
+{
+  size_t n = MIN (len, c->wlen - c->woff);
+
+  c->woff += n;
+  len -= n;
+  while (c->outq_head) {
+    struct req *r = c->outq_head;
+
+    while (r->iov_pos < r->niov && len > 0) {
+      struct iovec *v = &r->iov[r->iov_pos];
+      n = MIN (len, v->iov_len);
+      v->iov_base = (char *) v->iov_base + n;
+      v->iov_len -= n;
+      len -= n;
+      if (v->iov_len == 0)
+        r->iov_pos++;
+    }
+    if (r->iov_pos < r->niov)
+      break;
+    c->outq_head = r->next;
+    if (c->outq_head == NULL)
+      c->outq_tail = NULL;
+    req_put (r);
+    if (c->dead)
+      return;
+  }
+}
+
+static bool
+output_empty (struct conn *c)
+{
+  return c->woff == c->wlen && c->outq_head == NULL;
+}
+
+static void
+maybe_finish (struct conn *c)
+{
+  if (!c->dead && c->draining && c->in_flight == 0 && output_empty (c)) {
+    c->tr->shutdown (c->tr_data);
+    conn_close (c, NULL);
+  }
+}
+
+void
+conn_kick_output (struct conn *c)
+{
+  struct iovec iov[OUT_IOV];
+  bool progress = false;
+
+  while (!c->dead && !output_empty (c)) {
+    int n = gather (c, iov);
+    ssize_t r = c->tr->writev (c->tr_data, iov, n);
+
+    if (r == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      ev_io_start (c->loop, &c->wio);
+      return;
+    }
+    if (r == -1) {
+      conn_close (c, strerror (errno));
+      return;
+    }
+    advance (c, (size_t) r);
+    progress = true;
+  }
+  if (c->dead)
+    return;
+  ev_io_stop (c->loop, &c->wio);
+  /* Handshake input waits for its replies to drain (MAX_HANDSHAKE_OUT). */
+  if (progress && c->exp == NULL)
+    conn_resume_input (c);
+  maybe_finish (c);
+}
+
+static void
+write_cb (struct ev_loop *loop, ev_io *w, int revents)
+{
+  conn_kick_output (w->data);
+}
+
+/* ---- lifetime ---------------------------------------------------------- */
+
+/* Connections are freed from a prepare watcher, never from inside a
+ * callback that may still hold the pointer. */
+static struct conn *zombies;
+static ev_prepare reaper;
+
+void
+conns_reap (void)
+{
+  struct conn *c;
+
+  while ((c = zombies) != NULL) {
+    zombies = c->next;
+    reqpool_free (c);
+    free (c);
+    if (--nconns == 0)
+      server_conns_gone ();
+  }
+}
+
+static void
+reap_cb (struct ev_loop *loop, ev_prepare *w, int revents)
+{
+  ev_prepare_stop (loop, w);
+  conns_reap ();
+}
+
+static void
+conn_free_later (struct conn *c)
+{
+  if (c->freeing)
+    return;
+  c->freeing = true;
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    conns = c->next;
+  if (c->next)
+    c->next->prev = c->prev;
+  c->next = zombies;
+  zombies = c;
+  if (!ev_is_active (&reaper)) {
+    ev_prepare_init (&reaper, reap_cb);
+    ev_prepare_start (c->loop, &reaper);
+  }
+}
+
+void
+conn_req_returned (struct conn *c)
+{
+  if (c->dead) {
+    if (c->in_flight == 0)
+      conn_free_later (c);
+    return;
+  }
+  if (c->read_paused)
+    conn_resume_input (c);
+}
+
+void
+conn_close (struct conn *c, const char *why)
+{
+  struct req *r;
+
+  if (c->dead)
+    return;
+  c->dead = true;
+  if (why)
+    log_verbose ("connection %lu from %s closed: %s", c->id, c->peer, why);
+  else
+    log_verbose ("connection %lu from %s closed", c->id, c->peer);
+  ev_io_stop (c->loop, &c->rio);
+  ev_io_stop (c->loop, &c->wio);
+  c->tr->free (c->tr_data);
+  close (c->rfd);
+  if (c->wfd != c->rfd)
+    close (c->wfd);
+  free (c->ibuf);
+  free (c->wbuf);
+  free (c->optbuf);
+  c->ibuf = c->wbuf = c->optbuf = NULL;
+  /* Replies nobody will read, and a write whose payload never came. */
+  while ((r = c->outq_head) != NULL) {
+    c->outq_head = r->next;
+    req_put (r);
+  }
+  c->outq_tail = NULL;
+  if (c->cur_req) {
+    r = c->cur_req;
+    c->cur_req = NULL;
+    req_put (r);
+  }
+  /* Requests still with the workers come back through req_put. */
+  if (c->in_flight == 0)
+    conn_free_later (c);
+}
+
+void
+conn_drain (struct conn *c)
+{
+  if (c->dead)
+    return;
+  c->draining = true;
+  ev_io_stop (c->loop, &c->rio);
+  maybe_finish (c);
+}
+
+void
+conns_drain_all (void)
+{
+  struct conn *c, *next;
+
+  for (c = conns; c; c = next) {
+    next = c->next;
+    if (c->dead)
+      continue;
+    if (c->exp == NULL)
+      conn_close (c, "server shutting down");
+    else
+      conn_drain (c);
+  }
+}
+
+void
+conns_close_all (void)
+{
+  struct conn *c, *next;
+
+  for (c = conns; c; c = next) {
+    next = c->next;
+    conn_close (c, "server shutting down");
+  }
+}
+
+unsigned
+conns_count (void)
+{
+  return nconns;
+}

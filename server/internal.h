@@ -1,0 +1,323 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* The private interfaces of the cowbd server, one section per file.
+ *
+ * Threads: one event loop thread owns every socket, every struct conn
+ * and the export table; worker threads (workers.c) only run engine calls
+ * on a struct req handed to them and build its reply, touching nothing
+ * else of the connection.  A request goes:
+ *
+ *   loop: read header (transmission.c) -> validate -> [read payload]
+ *     -> workers_submit ----> worker: commands.c runs image_*, reply.c
+ *                                     builds the reply's iovec
+ *   loop: <---- ev_async (workers.c) -- transmission_complete
+ *     -> conn_queue_reply (conn.c) -> writev through the transport
+ *     -> req_put: the request and its buffer go back to the pool
+ */
+#ifndef COWBD_SERVER_INTERNAL_H
+#define COWBD_SERVER_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include <ev.h>
+
+#include "image.h"
+#include "transport.h"
+
+/* ---- limits ------------------------------------------------------------ */
+
+/* Largest READ or WRITE payload (advertised as the maximum block size). */
+#define MAX_PAYLOAD        (32u << 20)
+/* Largest option payload read into memory; longer ones are discarded
+ * and refused with NBD_REP_ERR_TOO_BIG. */
+#define MAX_OPTION_LEN     (64u << 10)
+/* Per connection: requests read but not yet answered, and the bytes of
+ * request buffers a connection may hold.  Past either, the server stops
+ * reading that socket until replies have gone out. */
+#define MAX_REQS_IN_FLIGHT 256
+#define MAX_CONN_BUFFERS   (64u << 20)
+/* Handshake replies waiting to be written; past this the connection
+ * stops reading options. */
+#define MAX_HANDSHAKE_OUT  (1u << 20)
+
+/* ---- main.c: the configuration from the command line -------------------- */
+
+struct config {
+  bool readonly;                /* -r */
+  bool verbose;                 /* -v */
+  bool single;                  /* -s: one connection on stdin/stdout */
+  unsigned threads;             /* -t */
+  uint64_t cache_size;          /* --cache-size, 0: the engine's default */
+  const char *format;           /* -f, NULL: probe */
+  const char *port;             /* -p */
+  const char *ipaddr;           /* -i */
+  const char *unix_path;        /* -U PATH, or the private one of -U - */
+  const char *run;              /* --run */
+};
+extern struct config cfg;
+
+/* Starts the graceful shutdown (signals, end of --run, end of -s). */
+void server_shutdown (int exit_status);
+
+/* ---- log.c ------------------------------------------------------------- */
+
+/* "cowbd: message" on stderr: always for errors, with -v for the rest. */
+void log_error (const char *fmt, ...) __attribute__ ((format (printf, 1, 2)));
+void log_verbose (const char *fmt, ...)
+  __attribute__ ((format (printf, 1, 2)));
+
+/* ---- exports.c: the export table ---------------------------------------- */
+
+/* One export: a name and an engine image shared by all its connections.
+ * Exports live from start-up to exit today; a table that changes at run
+ * time will need a reference count here (lookups hand out pointers). */
+struct export {
+  char *name;                   /* "" for the default export */
+  char *filename;
+  char *description;            /* "qed, 10 GiB, backing base.raw" */
+  struct image *img;
+  uint64_t size;
+  bool readonly;
+  uint32_t preferred_block;     /* NBD_INFO_BLOCK_SIZE preferred */
+};
+
+/* Adds "[NAME=]IMAGE" from the command line (not yet opened). */
+int exports_add (const char *arg);
+/* Opens every image; -1 (after saying why) if any fails. */
+int exports_open (void);
+/* Flushes and closes every image; -1 if any close failed. */
+int exports_close (void);
+size_t exports_count (void);
+const struct export *exports_at (size_t i);
+/* The export a client asks for by name ("" is the default), or NULL. */
+const struct export *export_lookup (const char *name, size_t len);
+/* Transmission flags of an export for a connection (DF only with
+ * structured replies). */
+uint16_t export_eflags (const struct export *exp, bool structured);
+
+/* ---- conn.c: connections, their input and output ------------------------ */
+
+struct conn;
+struct req;
+
+/* What an input handler returns. */
+#define INPUT_OK     0          /* consumed, continue */
+#define INPUT_PAUSE  1          /* not consumed: call again when resumed */
+#define INPUT_CLOSE  (-1)       /* protocol violation: close */
+
+/* Called with the n bytes asked for by conn_expect (data), or NULL after
+ * a sink or a discard completed. */
+typedef int (*input_fn) (struct conn *c, const char *data);
+
+struct conn {
+  struct conn *prev, *next;     /* all connections */
+  unsigned long id;             /* for logs */
+  char peer[80];
+
+  struct ev_loop *loop;
+  ev_io rio, wio;               /* rfd readable, wfd writable */
+  int rfd, wfd;
+  const struct transport *tr;
+  void *tr_data;
+
+  bool dead;                    /* closed: waiting for in_flight == 0 */
+  bool draining;                /* no more input: close once all is out */
+  bool read_paused;             /* a handler asked to wait (backpressure) */
+  bool in_input;                /* process_input is running */
+  bool freeing;                 /* on the list of connections to free */
+
+  /* Input: bytes read but not consumed are ibuf[istart, iend). */
+  char *ibuf;
+  size_t istart, iend;
+  enum { IN_BYTES, IN_SINK, IN_DISCARD } imode;
+  size_t ineed;                 /* IN_BYTES: bytes the handler wants */
+  char *sink;                   /* IN_SINK: destination of the payload */
+  size_t sink_left;
+  uint64_t discard_left;        /* IN_DISCARD */
+  input_fn on_input;
+
+  /* Output: handshake bytes first, then queued replies in order. */
+  char *wbuf;
+  size_t wlen, woff, wcap;
+  struct req *outq_head, *outq_tail;
+
+  /* Handshake state (handshake.c, meta-context.c). */
+  bool fixed_newstyle;
+  bool no_zeroes;
+  bool structured;              /* NBD_OPT_STRUCTURED_REPLY acknowledged */
+  uint32_t opt, optlen;         /* the option being read */
+  char *optbuf;
+  const struct export *meta_exp; /* export of the last SET_META_CONTEXT */
+  bool meta_base, meta_depth;   /* contexts it selected */
+
+  /* Transmission state (transmission.c). */
+  const struct export *exp;
+  uint16_t eflags;
+  bool ctx_base, ctx_depth;     /* block status contexts in use */
+  struct req *cur_req;          /* the write whose payload is read */
+
+  /* Requests (reqpool.c): free ones, and how many are out. */
+  struct req *free_reqs;
+  unsigned nreqs;               /* allocated */
+  unsigned in_flight;           /* handed out by req_get, not yet put */
+  size_t buf_bytes;             /* capacity of all buffers we hold */
+};
+
+/* Takes ownership of the descriptors and starts the handshake. */
+struct conn *conn_new (struct ev_loop *loop, int rfd, int wfd,
+                       const char *peer);
+/* Sets what the next input handler needs. */
+void conn_expect (struct conn *c, size_t n, input_fn fn);
+void conn_expect_sink (struct conn *c, void *dst, size_t n, input_fn fn);
+void conn_expect_discard (struct conn *c, uint64_t n, input_fn fn);
+/* Resumes reading after an INPUT_PAUSE. */
+void conn_resume_input (struct conn *c);
+/* Appends handshake bytes to the output (-1: too much is waiting). */
+int conn_send (struct conn *c, const void *data, size_t len);
+/* Queues a request's reply (req->iov) and starts writing. */
+void conn_queue_reply (struct conn *c, struct req *r);
+/* Writes what can be written now. */
+void conn_kick_output (struct conn *c);
+/* Stops reading; closes once in-flight replies are out (DISC, ABORT,
+ * shutdown). */
+void conn_drain (struct conn *c);
+/* Closes at once (broken stream, EOF); the object is freed when no
+ * request of it is left with the workers. */
+void conn_close (struct conn *c, const char *why);
+/* Replaces the transport (STARTTLS, for the TLS issue). */
+void conn_set_transport (struct conn *c, const struct transport *tr,
+                         void *tr_data);
+/* Drains every connection (graceful shutdown); closes every one (when
+ * draining took too long). */
+void conns_drain_all (void);
+void conns_close_all (void);
+/* Frees closed connections now (at exit, when the loop no longer runs). */
+void conns_reap (void);
+unsigned conns_count (void);
+/* Called by conn.c when a freed connection was the last one. */
+void server_conns_gone (void);
+
+/* ---- reqpool.c: requests and their reused buffers ----------------------- */
+
+/* Reply chunks of one READ at most (holes and data runs); more extents
+ * than this are merged into the last data chunk. */
+#define REQ_MAX_CHUNKS  32
+#define REQ_MAX_IOV     (2 * REQ_MAX_CHUNKS + 4)
+#define REQ_HDR_BYTES   (REQ_MAX_CHUNKS * 32 + 64)
+/* Block status descriptors per context in one reply. */
+#define BS_MAX_DESCRIPTORS 2048
+
+struct req {
+  struct req *next;             /* free list, worker queue, output queue */
+  struct conn *conn;
+  const struct export *exp;
+  uint16_t flags, type;
+  uint64_t handle, offset;
+  uint32_t count;
+  bool ctx_base, ctx_depth;     /* block status: contexts to answer */
+  bool structured;              /* replies in chunks */
+  int error;                    /* NBD error of the reply, 0: success */
+
+  char *buf;                    /* payload buffer, cap bytes */
+  size_t cap;
+
+  /* The reply: iov[iov_pos..niov) is still to be written. */
+  struct iovec iov[REQ_MAX_IOV];
+  int niov, iov_pos;
+  unsigned char hdr[REQ_HDR_BYTES];
+  size_t hdr_used;
+  void *last_chunk;             /* header of the last chunk, in hdr */
+};
+
+/* A request with a buffer of at least size bytes, or NULL when the
+ * connection has reached its limits (the caller pauses input). */
+struct req *req_get (struct conn *c, size_t size);
+/* Gives a request back to its connection's pool. */
+void req_put (struct req *r);
+/* Frees the pool of a connection being freed. */
+void reqpool_free (struct conn *c);
+/* req_put's news for the connection (conn.c): a request came back. */
+void conn_req_returned (struct conn *c);
+
+/* ---- handshake.c and meta-context.c ------------------------------------- */
+
+/* Sends the greeting and reads the client's flags. */
+void handshake_start (struct conn *c);
+/* Appends an option reply (header + payload). */
+int handshake_reply (struct conn *c, uint32_t reply, const void *payload,
+                     size_t len);
+/* The meta context options on c->optbuf. */
+int meta_context_option (struct conn *c, bool set);
+/* Context ids we hand out. */
+#define META_ID_BASE_ALLOCATION  1
+#define META_ID_ALLOCATION_DEPTH 2
+
+/* ---- transmission.c ---------------------------------------------------- */
+
+/* Enters the transmission phase on export exp. */
+void transmission_start (struct conn *c, const struct export *exp);
+/* A worker finished r (runs on the loop thread). */
+void transmission_complete (struct req *r);
+/* Engine errno -> NBD error: the one place errors are translated. */
+uint32_t nbd_errno (int err);
+
+/* ---- commands.c and reply.c (worker threads) --------------------------- */
+
+/* Runs the engine call of a validated request and builds its reply. */
+void command_run (struct req *r);
+/* Runs a READ or WRITE of at most INLINE_MAX bytes, or a FLUSH, on the
+ * calling thread (the loop) if the engine can do it without waiting, and
+ * builds its reply; false when it has to go to a worker (which redoes
+ * it: a write may have been partly done, with the same bytes). */
+#define INLINE_MAX (128u << 10)
+bool command_try_inline (struct req *r);
+void reply_simple (struct req *r);
+void reply_read_simple (struct req *r);
+void reply_error_chunk (struct req *r);
+void reply_none_chunk (struct req *r);
+/* Read replies: chunks appended in order; the last gets DONE. */
+void reply_chunk_data (struct req *r, uint64_t offset, char *data,
+                       uint32_t len);
+void reply_chunk_hole (struct req *r, uint64_t offset, uint32_t len);
+void reply_chunk_block_status (struct req *r, uint32_t id,
+                               const void *descs, uint32_t len);
+void reply_set_done (struct req *r);
+
+/* ---- workers.c --------------------------------------------------------- */
+
+int workers_start (struct ev_loop *loop, unsigned n);
+void workers_submit (struct req *r);
+/* Waits for the workers to finish the queue and stops them. */
+void workers_stop (void);
+
+/* ---- listen.c ----------------------------------------------------------- */
+
+/* Opens the listening sockets the configuration names (or inherits them
+ * by socket activation); -1 after saying why. */
+int listen_open (void);
+/* Starts accepting on the loop. */
+void listen_start (struct ev_loop *loop);
+/* Stops accepting (loop may be NULL before listen_start) and closes the
+ * sockets, removing the Unix socket and private directory we made. */
+void listen_stop (struct ev_loop *loop);
+/* True when started by socket activation. */
+bool listen_activated (void);
+
+/* ---- captive.c ---------------------------------------------------------- */
+
+/* Runs --run's command with $uri & co. set; its exit ends the server. */
+int captive_start (struct ev_loop *loop);
+/* The URI clients connect to (for --run and -v). */
+char *captive_uri (void);
+
+/* ---- daemon.c ----------------------------------------------------------- */
+
+/* --fork: forks; the parent exits once the child is ready. */
+int daemon_fork (void);
+/* Tells the waiting parent the child is ready. */
+void daemon_ready (void);
+int pidfile_write (const char *path);
+
+#endif /* COWBD_SERVER_INTERNAL_H */

@@ -1,0 +1,289 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* cowbd: serves copy-on-write disk images over NBD.
+ *
+ *   cowbd [OPTIONS] [NAME=]IMAGE...
+ *
+ * Start-up, in an order that keeps errors visible: parse options, open
+ * every image, open the listening sockets, then (--fork) detach, write
+ * the pid file, start the workers and the loop, and (--run) start the
+ * captive command.  Shutdown (SIGTERM, SIGINT, end of --run or of the
+ * -s connection) stops accepting, lets every connection finish the
+ * requests it has in flight and send their replies (for at most
+ * SHUTDOWN_GRACE seconds), stops the workers, then flushes and closes
+ * every image so that none is left needing a check.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "size.h"
+
+#define SHUTDOWN_GRACE 10.
+
+struct config cfg = { .threads = 16 };
+
+static const char *pidfile;
+static bool do_fork;
+static struct ev_loop *loop;
+static bool shutting_down;
+static int exit_status;
+static ev_signal sig_term, sig_int;
+static ev_timer grace_timer;
+
+static void
+usage (FILE *f)
+{
+  fprintf (f,
+"Usage: cowbd [OPTIONS] [NAME=]IMAGE...\n"
+"Serve disk images (raw, qed, qcow2) over NBD; the first is the default\n"
+"export.\n"
+"\n"
+"  -p, --port=PORT        TCP port (default 10809)\n"
+"  -i, --ipaddr=ADDR      listen on this address only\n"
+"  -U, --unix=PATH        listen on a Unix socket (-: a private one)\n"
+"  -s, --single           serve one connection on stdin/stdout\n"
+"      --run=CMD          run CMD with $uri set, exit with its status\n"
+"  -r, --readonly         serve every export read-only\n"
+"  -f, --format=FMT       image format (default: probe)\n"
+"  -t, --threads=N        worker threads (default 16)\n"
+"      --cache-size=SIZE  metadata cache per image (e.g. 32M)\n"
+"      --fork             run in the background once listening\n"
+"  -P, --pidfile=FILE     write the server's pid to FILE\n"
+"  -v, --verbose          log connections and errors to stderr\n"
+"  -h, --help             show this help\n"
+"  -V, --version          show the version\n"
+"\n"
+"Socket activation: LISTEN_PID and LISTEN_FDS as systemd sets them.\n");
+}
+
+enum { OPT_RUN = 256, OPT_CACHE_SIZE, OPT_FORK };
+
+static const struct option long_options[] = {
+  { "port", required_argument, NULL, 'p' },
+  { "ipaddr", required_argument, NULL, 'i' },
+  { "unix", required_argument, NULL, 'U' },
+  { "single", no_argument, NULL, 's' },
+  { "run", required_argument, NULL, OPT_RUN },
+  { "readonly", no_argument, NULL, 'r' },
+  { "read-only", no_argument, NULL, 'r' },
+  { "format", required_argument, NULL, 'f' },
+  { "threads", required_argument, NULL, 't' },
+  { "cache-size", required_argument, NULL, OPT_CACHE_SIZE },
+  { "fork", no_argument, NULL, OPT_FORK },
+  { "pidfile", required_argument, NULL, 'P' },
+  { "verbose", no_argument, NULL, 'v' },
+  { "help", no_argument, NULL, 'h' },
+  { "version", no_argument, NULL, 'V' },
+  { NULL, 0, NULL, 0 },
+};
+
+static void __attribute__ ((format (printf, 1, 2), noreturn))
+bad_usage (const char *fmt, ...)
+{
+  va_list ap;
+
+  fprintf (stderr, "cowbd: ");
+  va_start (ap, fmt);
+  vfprintf (stderr, fmt, ap);
+  va_end (ap);
+  fprintf (stderr, "\nTry 'cowbd --help' for more information.\n");
+  exit (EXIT_FAILURE);
+}
+
+static unsigned
+parse_threads (const char *s)
+{
+  char *end;
+  long n;
+
+  errno = 0;
+  n = strtol (s, &end, 10);
+  if (errno || *end || n < 1 || n > 1024)
+    bad_usage ("-t %s: expected 1 to 1024 threads", s);
+  return (unsigned) n;
+}
+
+static void
+parse_port (const char *s)
+{
+  char *end;
+  long n;
+
+  errno = 0;
+  n = strtol (s, &end, 10);
+  if (errno || *end || n < 0 || n > 65535)
+    bad_usage ("-p %s: not a port number", s);
+  cfg.port = s;
+}
+
+static void
+parse_options (int argc, char *argv[])
+{
+  int c;
+
+  while ((c = getopt_long (argc, argv, "p:i:U:srf:t:P:vhV", long_options,
+                           NULL)) != -1) {
+    switch (c) {
+    case 'p': parse_port (optarg); break;
+    case 'i': cfg.ipaddr = optarg; break;
+    case 'U': cfg.unix_path = optarg; break;
+    case 's': cfg.single = true; break;
+    case OPT_RUN: cfg.run = optarg; break;
+    case 'r': cfg.readonly = true; break;
+    case 'f': cfg.format = optarg; break;
+    case 't': cfg.threads = parse_threads (optarg); break;
+    case OPT_CACHE_SIZE:
+      if (size_parse (optarg, &cfg.cache_size) == -1)
+        bad_usage ("--cache-size %s: not a size", optarg);
+      break;
+    case OPT_FORK: do_fork = true; break;
+    case 'P': pidfile = optarg; break;
+    case 'v': cfg.verbose = true; break;
+    case 'h': usage (stdout); exit (EXIT_SUCCESS);
+    case 'V': printf ("cowbd %s\n", PACKAGE_VERSION); exit (EXIT_SUCCESS);
+    default:
+      fprintf (stderr, "Try 'cowbd --help' for more information.\n");
+      exit (EXIT_FAILURE);
+    }
+  }
+}
+
+static void
+check_options (int nimages)
+{
+  bool net = cfg.port || cfg.ipaddr || cfg.unix_path;
+
+  if (nimages == 0)
+    bad_usage ("%s", "no image to serve");
+  if (cfg.single && (net || cfg.run || do_fork))
+    bad_usage ("%s", "-s cannot be combined with -p, -i, -U, --run or "
+               "--fork");
+  if (cfg.unix_path && (cfg.port || cfg.ipaddr))
+    bad_usage ("%s", "-U cannot be combined with -p or -i");
+  if (cfg.run && do_fork)
+    bad_usage ("%s", "--run cannot be combined with --fork");
+  /* A captive server needs no public socket. */
+  if (cfg.run && !net)
+    cfg.unix_path = "-";
+}
+
+/* ---- shutdown ---------------------------------------------------------- */
+
+static void
+grace_cb (struct ev_loop *l, ev_timer *w, int revents)
+{
+  log_error ("clients did not finish within %g s: closing them",
+             SHUTDOWN_GRACE);
+  conns_close_all ();
+}
+
+void
+server_conns_gone (void)
+{
+  if (shutting_down)
+    ev_break (loop, EVBREAK_ALL);
+  else if (cfg.single)
+    server_shutdown (0);
+}
+
+void
+server_shutdown (int status)
+{
+  if (shutting_down)
+    return;
+  shutting_down = true;
+  exit_status = status;
+  listen_stop (loop);
+  ev_signal_stop (loop, &sig_term);
+  ev_signal_stop (loop, &sig_int);
+  if (conns_count () == 0) {
+    ev_break (loop, EVBREAK_ALL);
+    return;
+  }
+  conns_drain_all ();
+  ev_timer_init (&grace_timer, grace_cb, SHUTDOWN_GRACE, 0.);
+  ev_timer_start (loop, &grace_timer);
+}
+
+static void
+signal_cb (struct ev_loop *l, ev_signal *w, int revents)
+{
+  log_verbose ("signal %d: shutting down", w->signum);
+  /* As qemu-nbd and nbdkit do, a signal is a normal way to stop. */
+  server_shutdown (0);
+}
+
+/* ---- main -------------------------------------------------------------- */
+
+static int
+start (void)
+{
+  if (exports_open () == -1 || listen_open () == -1)
+    return -1;
+  if (do_fork && daemon_fork () == -1)
+    return -1;
+  if (pidfile && pidfile_write (pidfile) == -1)
+    return -1;
+  loop = ev_default_loop (EVFLAG_AUTO);
+  if (loop == NULL) {
+    log_error ("cannot start the event loop");
+    return -1;
+  }
+  ev_signal_init (&sig_term, signal_cb, SIGTERM);
+  ev_signal_init (&sig_int, signal_cb, SIGINT);
+  ev_signal_start (loop, &sig_term);
+  ev_signal_start (loop, &sig_int);
+  if (workers_start (loop, cfg.threads) == -1)
+    return -1;
+  listen_start (loop);
+  if (cfg.single && conn_new (loop, STDIN_FILENO, STDOUT_FILENO,
+                              "stdin/stdout") == NULL)
+    return -1;
+  if (cfg.run && captive_start (loop) == -1)
+    return -1;
+  if (cfg.verbose && !cfg.single) {
+    char *uri = captive_uri ();
+    log_verbose ("listening%s: %s", listen_activated () ?
+                 " (socket activation)" : "", uri ? uri : "?");
+    free (uri);
+  }
+  daemon_ready ();
+  return 0;
+}
+
+int
+main (int argc, char *argv[])
+{
+  int i, r;
+
+  signal (SIGPIPE, SIG_IGN);
+  parse_options (argc, argv);
+  for (i = optind; i < argc; i++)
+    if (exports_add (argv[i]) == -1)
+      exit (EXIT_FAILURE);
+  check_options (argc - optind);
+
+  r = start ();
+  if (r == 0)
+    ev_run (loop, 0);
+  else
+    exit_status = EXIT_FAILURE;
+  listen_stop (loop);
+  if (loop)
+    workers_stop ();
+  conns_close_all ();
+  conns_reap ();
+  if (exports_close () == -1 && exit_status == 0)
+    exit_status = EXIT_FAILURE;
+  if (loop)
+    ev_loop_destroy (loop);
+  return exit_status;
+}

@@ -1,0 +1,249 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* The transmission phase on the loop thread: requests are read, checked
+ * and handed to the workers; their replies come back here.
+ *
+ *   request header (28) --valid--> [WRITE: payload sunk into the
+ *         ^                         request's buffer] --> workers_submit
+ *         |            --invalid-> [WRITE: payload discarded]
+ *         |                         --> error reply, queued at once
+ *         +-- next request
+ *
+ * validate() is the one place a request is judged (command, flags,
+ * negotiated features, read-only, sizes, range); the engine never sees a
+ * request that fails it.  nbd_errno() is the one place engine errno
+ * values become NBD errors.  A bad magic is a broken stream: that
+ * connection is closed, nobody else notices.
+ */
+#include <config.h>
+
+#include <endian.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <string.h>
+
+#include "checked-overflow.h"
+#include "internal.h"
+#include "nbd-protocol.h"
+
+static int request_header (struct conn *c, const char *data);
+
+void
+transmission_start (struct conn *c, const struct export *exp)
+{
+  c->exp = exp;
+  c->eflags = export_eflags (exp, c->structured);
+  if (c->meta_exp == exp) {
+    c->ctx_base = c->meta_base;
+    c->ctx_depth = c->meta_depth;
+  }
+  log_verbose ("connection %lu: serving export '%s'%s", c->id, exp->name,
+               c->structured ? " with structured replies" : "");
+  conn_expect (c, sizeof (struct nbd_request), request_header);
+}
+
+uint32_t
+nbd_errno (int err)
+{
+  switch (err) {
+  case 0: return NBD_SUCCESS;
+  case EPERM: case EROFS: return NBD_EPERM;
+  case EIO: return NBD_EIO;
+  case ENOMEM: return NBD_ENOMEM;
+  case EINVAL: return NBD_EINVAL;
+  case ENOSPC: case EDQUOT: case EFBIG: return NBD_ENOSPC;
+  case EOVERFLOW: return NBD_EOVERFLOW;
+  case ENOTSUP:
+#if EOPNOTSUPP != ENOTSUP
+  case EOPNOTSUPP:
+#endif
+    return NBD_ENOTSUP;
+  case ESHUTDOWN: return NBD_ESHUTDOWN;
+  default: return NBD_EIO;
+  }
+}
+
+static bool
+writes (uint16_t type)
+{
+  return type == NBD_CMD_WRITE || type == NBD_CMD_TRIM ||
+    type == NBD_CMD_WRITE_ZEROES;
+}
+
+/* The flags each command accepts (FUA: any, when negotiated). */
+static uint16_t
+allowed_flags (const struct conn *c, uint16_t type)
+{
+  uint16_t f = (c->eflags & NBD_FLAG_SEND_FUA) ? NBD_CMD_FLAG_FUA : 0;
+
+  switch (type) {
+  case NBD_CMD_READ:
+    return f | ((c->eflags & NBD_FLAG_SEND_DF) ? NBD_CMD_FLAG_DF : 0);
+  case NBD_CMD_WRITE_ZEROES:
+    return f | NBD_CMD_FLAG_NO_HOLE |
+      ((c->eflags & NBD_FLAG_SEND_FAST_ZERO) ? NBD_CMD_FLAG_FAST_ZERO : 0);
+  case NBD_CMD_BLOCK_STATUS:
+    return f | NBD_CMD_FLAG_REQ_ONE;
+  default:
+    return f;
+  }
+}
+
+/* Returns the NBD error the request deserves, 0 if it may run. */
+static uint32_t
+validate (const struct conn *c, const struct nbd_request *q)
+{
+  uint64_t size = c->exp->size, offset = q->offset;
+
+  switch (q->type) {
+  case NBD_CMD_READ: case NBD_CMD_WRITE: case NBD_CMD_FLUSH:
+  case NBD_CMD_TRIM: case NBD_CMD_CACHE: case NBD_CMD_WRITE_ZEROES:
+  case NBD_CMD_BLOCK_STATUS:
+    break;
+  default:
+    return NBD_EINVAL;
+  }
+  if (q->flags & ~allowed_flags (c, q->type))
+    return NBD_EINVAL;
+  if (writes (q->type) && c->exp->readonly)
+    return NBD_EPERM;
+  if (q->type == NBD_CMD_FLUSH)
+    return q->offset || q->count ? NBD_EINVAL : 0;
+  if (q->type == NBD_CMD_BLOCK_STATUS && !c->ctx_base && !c->ctx_depth)
+    return NBD_EINVAL;
+  if ((q->type == NBD_CMD_READ || q->type == NBD_CMD_WRITE) &&
+      q->count > MAX_PAYLOAD)
+    return NBD_EINVAL;
+  if (q->count == 0)
+    return NBD_EINVAL;
+  if (RANGE_OUTSIDE (offset, (uint64_t) q->count, size))
+    return q->type == NBD_CMD_WRITE || q->type == NBD_CMD_WRITE_ZEROES ?
+      NBD_ENOSPC : NBD_EINVAL;
+  return 0;
+}
+
+/* Bytes of buffer a valid request needs. */
+static size_t
+buffer_need (const struct nbd_request *q)
+{
+  switch (q->type) {
+  case NBD_CMD_READ: case NBD_CMD_WRITE:
+    return q->count;
+  case NBD_CMD_BLOCK_STATUS:
+    return 2 * BS_MAX_DESCRIPTORS * sizeof (struct nbd_block_descriptor);
+  default:
+    return 0;
+  }
+}
+
+/* Answers a request that failed validation, from the loop thread. */
+static void
+reply_invalid (struct conn *c, struct req *r)
+{
+  if (r->structured && (r->type == NBD_CMD_READ ||
+                        r->type == NBD_CMD_BLOCK_STATUS))
+    reply_error_chunk (r);
+  else
+    reply_simple (r);
+  conn_queue_reply (c, r);
+}
+
+/* A valid request: answered on the spot when that cannot block (a small
+ * read or overwrite of cached data), else handed to the workers.  On a
+ * machine with few cores, two thread handoffs cost more than the 4 KiB
+ * copy the request itself needs. */
+static void
+dispatch (struct conn *c, struct req *r)
+{
+  if (command_try_inline (r))
+    conn_queue_reply (c, r);
+  else
+    workers_submit (r);
+}
+
+static int
+write_payload_done (struct conn *c, const char *data)
+{
+  struct req *r = c->cur_req;
+
+  c->cur_req = NULL;
+  if (r->error)
+    reply_invalid (c, r);
+  else
+    dispatch (c, r);
+  conn_expect (c, sizeof (struct nbd_request), request_header);
+  return INPUT_OK;
+}
+
+static void
+log_refused (const struct conn *c, const struct nbd_request *q,
+             uint32_t err)
+{
+  log_verbose ("connection %lu: request type %u flags 0x%x offset %" PRIu64
+               " length %" PRIu32 " refused with error %" PRIu32,
+               c->id, q->type, q->flags, q->offset, q->count, err);
+}
+
+static int
+request_header (struct conn *c, const char *data)
+{
+  struct nbd_request q;
+  struct req *r;
+  uint32_t err;
+
+  memcpy (&q, data, sizeof q);
+  if (be32toh (q.magic) != NBD_REQUEST_MAGIC) {
+    log_verbose ("connection %lu: bad request magic", c->id);
+    return INPUT_CLOSE;
+  }
+  q.flags = be16toh (q.flags);
+  q.type = be16toh (q.type);
+  q.offset = be64toh (q.offset);
+  q.count = be32toh (q.count);
+  if (q.type == NBD_CMD_DISC) {
+    log_verbose ("connection %lu: client sent disconnect", c->id);
+    conn_drain (c);
+    return INPUT_OK;
+  }
+
+  err = validate (c, &q);
+  r = req_get (c, err ? 0 : buffer_need (&q));
+  if (r == NULL)
+    return INPUT_PAUSE;         /* backpressure: retried later */
+  r->type = q.type;
+  r->flags = q.flags;
+  r->handle = q.handle;         /* opaque: kept in wire order */
+  r->offset = q.offset;
+  r->count = q.count;
+  r->structured = c->structured;
+  r->ctx_base = c->ctx_base;
+  r->ctx_depth = c->ctx_depth;
+  r->error = (int) err;
+  if (err)
+    log_refused (c, &q, err);
+
+  if (q.type == NBD_CMD_WRITE) {
+    c->cur_req = r;
+    if (err)                    /* the payload is read and dropped */
+      conn_expect_discard (c, q.count, write_payload_done);
+    else
+      conn_expect_sink (c, r->buf, q.count, write_payload_done);
+    return INPUT_OK;
+  }
+  if (err)
+    reply_invalid (c, r);
+  else
+    dispatch (c, r);
+  return INPUT_OK;
+}
+
+void
+transmission_complete (struct req *r)
+{
+  struct conn *c = r->conn;
+
+  if (c->dead) {
+    req_put (r);
+    return;
+  }
+  conn_queue_reply (c, r);
+}

@@ -1,0 +1,151 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* The worker pool: engine calls never run on the event loop.
+ *
+ *   loop --workers_submit--> [queue] --> N threads: command_run
+ *   loop <--ev_async-- [done list] <-------------+
+ *
+ * Both lists are FIFOs of struct req linked through r->next, each under
+ * its own mutex.  A worker touches only the request it holds (and the
+ * thread-safe engine); the loop drains the done list in async_cb and
+ * hands each request to transmission_complete.  Workers block every
+ * signal: signals are the loop's business (ev_signal).
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static pthread_mutex_t queue_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t queue_cond = PTHREAD_COND_INITIALIZER;
+static struct req *queue_head, *queue_tail;  /* queue_lock held */
+static bool stopping;                        /* queue_lock held */
+
+static pthread_mutex_t done_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct req *done_head, *done_tail;    /* done_lock held */
+
+static pthread_t *threads;
+static unsigned nthreads;
+static struct ev_loop *loop;
+static ev_async done_async;
+
+static void
+push (struct req **head, struct req **tail, struct req *r)
+{
+  r->next = NULL;
+  if (*tail)
+    (*tail)->next = r;
+  else
+    *head = r;
+  *tail = r;
+}
+
+static struct req *
+next_job (void)
+{
+  struct req *r;
+
+  pthread_mutex_lock (&queue_lock);
+  while (queue_head == NULL && !stopping)
+    pthread_cond_wait (&queue_cond, &queue_lock);
+  r = queue_head;
+  if (r) {
+    queue_head = r->next;
+    if (queue_head == NULL)
+      queue_tail = NULL;
+  }
+  pthread_mutex_unlock (&queue_lock);
+  return r;
+}
+
+static void *
+worker (void *arg)
+{
+  struct req *r;
+
+  while ((r = next_job ()) != NULL) {
+    command_run (r);
+    pthread_mutex_lock (&done_lock);
+    push (&done_head, &done_tail, r);
+    pthread_mutex_unlock (&done_lock);
+    ev_async_send (loop, &done_async);
+  }
+  return NULL;
+}
+
+static void
+async_cb (struct ev_loop *l, ev_async *w, int revents)
+{
+  struct req *r, *next;
+
+  pthread_mutex_lock (&done_lock);
+  r = done_head;
+  done_head = done_tail = NULL;
+  pthread_mutex_unlock (&done_lock);
+  for (; r; r = next) {
+    next = r->next;
+    transmission_complete (r);
+  }
+}
+
+int
+workers_start (struct ev_loop *l, unsigned n)
+{
+  sigset_t all, old;
+  unsigned i;
+  int e;
+
+  loop = l;
+  ev_async_init (&done_async, async_cb);
+  ev_async_start (loop, &done_async);
+  threads = calloc (n, sizeof *threads);
+  if (threads == NULL) {
+    log_error ("out of memory");
+    return -1;
+  }
+  sigfillset (&all);
+  pthread_sigmask (SIG_BLOCK, &all, &old);
+  for (i = 0; i < n; i++) {
+    e = pthread_create (&threads[i], NULL, worker, NULL);
+    if (e) {
+      pthread_sigmask (SIG_SETMASK, &old, NULL);
+      log_error ("starting worker threads: %s", strerror (e));
+      return -1;
+    }
+    nthreads++;
+  }
+  pthread_sigmask (SIG_SETMASK, &old, NULL);
+  return 0;
+}
+
+void
+workers_submit (struct req *r)
+{
+  pthread_mutex_lock (&queue_lock);
+  push (&queue_head, &queue_tail, r);
+  pthread_cond_signal (&queue_cond);
+  pthread_mutex_unlock (&queue_lock);
+}
+
+void
+workers_stop (void)
+{
+  unsigned i;
+
+  pthread_mutex_lock (&queue_lock);
+  stopping = true;
+  pthread_cond_broadcast (&queue_cond);
+  pthread_mutex_unlock (&queue_lock);
+  for (i = 0; i < nthreads; i++)
+    pthread_join (threads[i], NULL);
+  free (threads);
+  threads = NULL;
+  nthreads = 0;
+  /* What finished after the loop stopped. */
+  async_cb (loop, &done_async, 0);
+  ev_async_stop (loop, &done_async);
+}

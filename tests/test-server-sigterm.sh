@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# SIGTERM under a write load: the server finishes the requests in flight
+# and exits 0; every write that was flushed (and every one acknowledged,
+# since a graceful shutdown flushes) is intact, and the image is closed
+# cleanly: a QED image does not carry NEED_CHECK and passes qemu-img check.
+. "${srcdir:-.}/test-server-lib.sh"
+requires $PYTHON -c 'import nbd'
+requires od --version
+
+# QED header: features (64 bits, little-endian) at byte 16; NEED_CHECK
+# is bit 1.
+qed_needs_check ()
+{
+    local f
+    f=$(od -An -t u8 -j 16 -N 8 "$1" | tr -d ' ')
+    [ $(( f & 2 )) -ne 0 ]
+}
+
+for fmt in $FORMATS; do
+    make_image $fmt img.$fmt
+    start_server -t 4 "$tmp/img.$fmt"
+    pid=$server_pid
+    $PYTHON "$srcdir/test-server-sigterm.py" "$(uri)" $pid "$tmp/state"
+    rc=0
+    wait $pid || rc=$?
+    server_pid=
+    check_no_sanitizer "$tmp/server.log"
+    [ $rc -eq 0 ] || fail "$fmt: server exited with $rc after SIGTERM"
+    [ ! -e "$tmp/sock" ] || fail "$fmt: the socket was left behind"
+
+    if [ $fmt = qed ]; then
+        ! qed_needs_check "$tmp/img.qed" || fail "qed: left needing a check"
+        qemu-img check -q -f qed "$tmp/img.qed"
+    fi
+    # Every flushed and every acknowledged slot holds its pattern.
+    cmds=()
+    for i in $(sed -n 's/^flushed //p; s/^acked //p' "$tmp/state"); do
+        cmds+=(-c "read -P $(( (i % 250) + 1 )) $(( i * 65536 )) 64k")
+    done
+    [ ${#cmds[@]} -ge 64 ] || fail "$fmt: too few writes recorded"
+    qemu-io -f $fmt "${cmds[@]}" "$tmp/img.$fmt" > "$tmp/verify"
+    if grep -q -i -e fail -e mismatch "$tmp/verify"; then
+        grep -i -e fail -e mismatch "$tmp/verify" | head
+        fail "$fmt: a write was lost"
+    fi
+done

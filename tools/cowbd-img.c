@@ -1,0 +1,175 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* cowbd-img: the image command line, in the manner of qemu-img.
+ *
+ *   cowbd-img COMMAND [OPTIONS...] ARGS...
+ *
+ * This file only dispatches: the table below names each command, its
+ * synopsis and its options (printed by `cowbd-img COMMAND --help`, and the
+ * same lines as man/cowbd-img.1.pod's SYNOPSIS: tests/test-img-help.sh
+ * checks that they agree), and the function in the command's own file
+ * that runs it.
+ */
+#include <config.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "img.h"
+
+struct command {
+  const char *name;
+  int (*run) (int argc, char **argv);
+  const char *synopsis;         /* after "cowbd-img " */
+  const char *summary;
+  const char *options;          /* one option a line, indented */
+};
+
+static const struct command commands[] = {
+  { "create", cmd_create,
+    "create [-q] [-f FMT] [-b BACKING [-F BACKING_FMT]] [-u] [-o OPTIONS] "
+    "[-p] FILE [SIZE]",
+    "create a new image (of the backing file's size when SIZE is omitted)",
+    "  -f FMT         format: " IMAGE_FORMATS " (default "
+    IMAGE_DEFAULT_FORMAT ")\n"
+    "  -b BACKING     backing file, stored as given (relative to FILE's "
+    "directory)\n"
+    "  -F BACKING_FMT format of the backing file (default: probed)\n"
+    "  -u             do not open the backing file (SIZE is then required)\n"
+    "  -o OPTIONS     cluster_size, table_size (qed), preallocation=off|"
+    "metadata|falloc|full,\n"
+    "                 lazy_refcounts, compat, refcount_bits (qcow2); "
+    "-o help lists them\n"
+    "  -p             show progress (on a terminal); Ctrl-C removes the "
+    "partial file\n"
+    "  -q             quiet\n" },
+  { "info", cmd_info,
+    "info [-f FMT] [--output=human|json] [--backing-chain] FILE",
+    "show an image's format, sizes and backing file",
+    "  -f FMT             format (default: probed)\n"
+    "  --output=FORMAT    human (default) or json\n"
+    "  --backing-chain    also show every image of the backing chain\n" },
+  { "check", cmd_check,
+    "check [-q] [-f FMT] [-r leaks|all] [--output=human|json] FILE",
+    "check an image's metadata for consistency, and repair it",
+    "  -f FMT             format (default: probed)\n"
+    "  -r leaks           repair leaked clusters\n"
+    "  -r all             repair leaks and drop invalid table entries\n"
+    "  --output=FORMAT    human (default) or json\n"
+    "  -q                 quiet\n"
+    "Exit status: 0 clean, 1 the check could not run, 2 corruptions,\n"
+    "3 leaked clusters only, 63 the format has no check.\n" },
+  { "map", cmd_map,
+    "map [-f FMT] [--output=human|json] FILE",
+    "show where each range of an image's data lives in the backing chain",
+    "  -f FMT             format (default: probed)\n"
+    "  --output=FORMAT    human (default: allocated data only) or json\n" },
+  { "convert", cmd_convert,
+    "convert [-q] [-p] [-n] [-f FMT] [-O OUTPUT_FMT] [-o OPTIONS] "
+    "[-m THREADS] SRC DST",
+    "copy an image (through its backing chain) into a new image, "
+    "keeping holes",
+    "  -f FMT         format of SRC (default: probed)\n"
+    "  -O OUTPUT_FMT  format of DST (default raw)\n"
+    "  -o OPTIONS     creation options of DST, as create's -o\n"
+    "  -n             DST exists already: do not create it\n"
+    "  -m THREADS     copy with this many threads (1 to 16, default 2)\n"
+    "  -p             show progress (on a terminal)\n"
+    "  -q             quiet\n" },
+  { "compare", cmd_compare,
+    "compare [-q] [-p] [-s] [-f FMT] [-F FMT] FILE1 FILE2",
+    "compare the contents of two images",
+    "  -f FMT   format of FILE1 (default: probed)\n"
+    "  -F FMT   format of FILE2 (default: probed)\n"
+    "  -s       strict: images of different sizes or allocation differ\n"
+    "  -p       show progress (on a terminal)\n"
+    "  -q       quiet\n"
+    "Exit status: 0 identical, 1 different, 2 an image could not be opened\n"
+    "(or a usage error), 3 allocation status could not be read, 4 read "
+    "error.\n" },
+  { "commit", cmd_commit,
+    "commit [-q] [-p] [-d] [-f FMT] FILE",
+    "write an overlay's own data into its backing file",
+    "  -f FMT   format of FILE (default: probed)\n"
+    "  -d       keep FILE's data (do not empty it afterwards)\n"
+    "  -p       show progress (on a terminal)\n"
+    "  -q       quiet\n" },
+  { "rebase", cmd_rebase,
+    "rebase [-q] [-p] [-u] [-f FMT] -b BACKING [-F BACKING_FMT] FILE",
+    "change an image's backing file",
+    "  -f FMT          format of FILE (default: probed)\n"
+    "  -b BACKING      the new backing file (\"\" removes the backing file)\n"
+    "  -F BACKING_FMT  format of BACKING (default: probed)\n"
+    "  -u              unsafe: rewrite the header only, copy nothing\n"
+    "  -p              show progress (on a terminal)\n"
+    "  -q              quiet\n" },
+};
+
+#define NR_COMMANDS (sizeof commands / sizeof commands[0])
+
+static const struct command *
+find_command (const char *name)
+{
+  size_t i;
+
+  for (i = 0; i < NR_COMMANDS; i++)
+    if (strcmp (commands[i].name, name) == 0)
+      return &commands[i];
+  return NULL;
+}
+
+void
+usage_command (FILE *fp, const char *name)
+{
+  const struct command *c = find_command (name);
+
+  fprintf (fp, "Usage: cowbd-img %s\n%s.\n\n%s", c->synopsis, c->summary,
+           c->options);
+}
+
+static void
+usage (FILE *fp)
+{
+  size_t i;
+
+  fprintf (fp,
+           "Usage: cowbd-img COMMAND [OPTIONS...] ARGS...\n"
+           "       cowbd-img COMMAND --help\n"
+           "       cowbd-img --help | --version\n"
+           "\n"
+           "Commands:\n");
+  for (i = 0; i < NR_COMMANDS; i++)
+    fprintf (fp, "  %s\n", commands[i].synopsis);
+  fprintf (fp,
+           "\n"
+           "Formats: " IMAGE_FORMATS ".  SIZE takes the suffixes "
+           "K, M, G, T, P, E (powers of 1024).\n"
+           "See cowbd-img(1).\n");
+}
+
+int
+main (int argc, char **argv)
+{
+  const struct command *c;
+
+  if (argc < 2) {
+    error_msg ("expecting a command");
+    fprintf (stderr, "Try 'cowbd-img --help' for more information.\n");
+    return 1;
+  }
+  if (strcmp (argv[1], "--help") == 0 || strcmp (argv[1], "-h") == 0) {
+    usage (stdout);
+    return 0;
+  }
+  if (strcmp (argv[1], "--version") == 0 || strcmp (argv[1], "-V") == 0) {
+    printf ("cowbd-img %s\n", PACKAGE_VERSION);
+    return 0;
+  }
+  c = find_command (argv[1]);
+  if (c == NULL) {
+    error_msg ("unknown command '%s'", argv[1]);
+    fprintf (stderr, "Try 'cowbd-img --help' for more information.\n");
+    return 1;
+  }
+  return c->run (argc - 1, argv + 1);
+}
