@@ -5,8 +5,9 @@
 # incompatible feature, missing backing file, backing loop), an unknown
 # format value, file= and dir= together, neither, an unknown parameter, a
 # bad cache-size, a bad dir=: nbdkit exits non-zero with one line naming
-# the problem, does not crash, and leaves every file as it was.  A corrupt L2 entry, found only
-# when serving, fails that request with EIO and nothing else.
+# the problem, does not crash, and leaves every file as it was.  A corrupt
+# L2 entry, found only when serving, fails that request with EIO and
+# nothing else.
 . "${srcdir:-.}/functions.sh"
 . "${srcdir:-.}/plugin-functions.sh"
 requires nbdsh --version
