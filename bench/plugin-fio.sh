@@ -123,9 +123,12 @@ start ()
     wait_socket "$work/sock"
 }
 
+# nbdkit 1.32.5 sometimes aborts (connections.c: raw_send_socket:
+# Assertion `sock >= 0') when fio ends an iolog replay with requests in
+# flight, with its own file plugin too; the IOPS fio measured stand.
 stop ()
 {
-    kill "$server_pid"
+    kill "$server_pid" 2>/dev/null || true
     wait "$server_pid" 2>/dev/null || true
     server_pid=
 }
