@@ -3,9 +3,10 @@
 # Multi-conn: nbdcopy --connections=4 of a raw source (random data, zero
 # runs and holes) into the export of a fresh overlay whose backing file
 # holds other data; nbdcopy really opens 4 connections (it only does when
-# the server advertises multi-conn), and afterwards qemu-img compare finds
-# the overlay equal to the source, qemu-img check finds nothing wrong and
-# the backing file is unchanged.  Over a raw and over a QED backing file.
+# the server advertises multi-conn), they share one engine image opened
+# once, and afterwards qemu-img compare finds the overlay equal to the
+# source, qemu-img check finds nothing wrong and the backing file is
+# unchanged.  Over a raw and over a QED backing file.
 . "${srcdir:-.}/functions.sh"
 . "${srcdir:-.}/plugin-functions.sh"
 requires nbdcopy --version
@@ -40,6 +41,9 @@ for b in raw qed; do
         { tail -20 nbdkit.log; fail "$b: nbdcopy failed"; }
     conns=$(grep -c 'accepted connection' nbdkit.log || true)
     [ "$conns" -ge 4 ] || fail "$b: nbdcopy used $conns connection(s), not 4"
+    # One engine image shared by all of them: opened once.
+    opens=$(grep -c "export '': opened .*clone.qed" nbdkit.log || true)
+    [ "$opens" -eq 1 ] || fail "$b: the overlay was opened $opens times"
 
     qemu-img compare source.raw clone.qed ||
         fail "$b: the overlay differs from the source"
