@@ -12,30 +12,6 @@ requires test -f "$COWBD_PLUGIN"
 requires nbdkit --version
 requires qemu-img --version
 
-# nbdkit_env preloads the ASan runtime when ENABLE_SANITIZERS=yes, but
-# tests/Makefile.am passes "@enable_sanitizers@", which configure does not
-# substitute: tell a sanitizer build by the plugin itself instead.
-case "${ENABLE_SANITIZERS:-}" in
-    yes|no) ;;
-    *)  if ldd "$COWBD_PLUGIN" 2>/dev/null | grep -q libasan; then
-            ENABLE_SANITIZERS=yes
-        else
-            ENABLE_SANITIZERS=no
-        fi ;;
-esac
-
-# Sanitizer builds: nbdkit gets the ASan runtime and, after it, a shim
-# that keeps ASan's late initialisation from corrupting glibc's locale
-# lock (plugin-asan-shim.c); without it nbdkit can hang at exit.
-_asan_shim="${abs_builddir:-.}/.libs/plugin-asan-shim.so"
-if [ "$ENABLE_SANITIZERS" = yes ] && [ -f "$_asan_shim" ]; then
-    nbdkit_env ()
-    {
-        env LD_PRELOAD="$ASAN_RUNTIME:$_asan_shim" \
-            ASAN_OPTIONS="detect_leaks=0" "$@"
-    }
-fi
-
 # nbdsh is `python3 -m nbd`; the python3 first on PATH may lack the module
 # (Debian's python3-libnbd installs it for /usr/bin/python3 only).
 if ! python3 -c 'import nbd' 2>/dev/null &&
@@ -49,24 +25,13 @@ fi
 
 # serve [NBDKIT-OPTIONS] -- PLUGIN-PARAMS... --run CMD: runs nbdkit with
 # the plugin on a private Unix socket for as long as CMD runs (bounded),
-# and exits with CMD's status.  CMD does not inherit the sanitizer
-# preload meant for nbdkit (qemu's coroutines do not run under it).
+# and exits with CMD's status.
 serve ()
 {
-    local opts=() params=()
+    local opts=()
     while [ $# -gt 0 ] && [ "$1" != -- ]; do opts+=("$1"); shift; done
     [ $# -gt 0 ] && shift
-    while [ $# -gt 0 ]; do
-        if [ "$1" = --run ] && [ $# -gt 1 ]; then
-            params+=(--run "unset LD_PRELOAD; $2")
-            shift 2
-        else
-            params+=("$1")
-            shift
-        fi
-    done
-    nbdkit_env timeout -k 10 120 nbdkit "${opts[@]}" -U - "$COWBD_PLUGIN" \
-        "${params[@]}"
+    nbdkit_env timeout -k 10 120 nbdkit "${opts[@]}" -U - "$COWBD_PLUGIN" "$@"
 }
 
 # make_base FILE FORMAT: a 64 MiB backing file with data, holes and a

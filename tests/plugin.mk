@@ -20,12 +20,3 @@ PLUGIN_TESTS = \
 TESTS += $(PLUGIN_TESTS)
 EXTRA_DIST += $(PLUGIN_TESTS) plugin-functions.sh
 
-# Sanitizer builds: a shim preloaded with the ASan runtime into nbdkit
-# (see plugin-asan-shim.c for why).
-if ENABLE_SANITIZERS
-check_LTLIBRARIES = plugin-asan-shim.la
-plugin_asan_shim_la_SOURCES = plugin-asan-shim.c
-plugin_asan_shim_la_LDFLAGS = -module -avoid-version -shared \
-	-rpath $(abs_builddir)
-endif
-EXTRA_DIST += plugin-asan-shim.c

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* Preloaded into nbdkit after the ASan runtime in sanitizer builds (see
- * plugin-functions.sh); never linked into anything.
+ * nbdkit_env in functions.sh); never linked into anything.
  *
  * nbdkit is not instrumented, so the runtime is preloaded, and preloaded
  * objects are initialised after the program's own libraries.  ASan then
