@@ -21,3 +21,7 @@ test_unit_size_SOURCES = test-unit-size.c
 test_unit_size_CFLAGS = $(TEST_CFLAGS)
 test_unit_size_LDADD = $(top_builddir)/common/libcommon.la
 
+
+# Documentation lint.
+TESTS += test-man-pages.sh
+EXTRA_DIST += test-man-pages.sh

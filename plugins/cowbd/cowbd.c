@@ -1,0 +1,462 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* nbdkit-cowbd-plugin: serves raw and QED images (QED with a backing
+ * chain) through nbdkit, on the cowbd format engine (formats/image.h).
+ *
+ * A thin adapter.  This file parses the parameters and turns each nbdkit
+ * callback into one engine call; exports.c decides which engine image
+ * serves which export and opens each one once.  A connection's handle is
+ * only a pointer to its export plus whether the connection may write: the
+ * image, with its metadata cache, is shared by every connection, so a
+ * flush or FUA on one is seen by all (can_multi_conn).
+ *
+ *   nbdkit callback        engine call
+ *   pread                  image_pread
+ *   pwrite (FUA)           image_pwrite (IMAGE_FUA)
+ *   zero (MAY_TRIM, FUA,   image_zero (IMAGE_MAY_TRIM, IMAGE_FUA,
+ *         FAST_ZERO)                   IMAGE_FAST_ZERO)
+ *   trim (FUA)             image_trim (IMAGE_FUA)
+ *   flush                  image_flush
+ *   extents (REQ_ONE)      image_extents (IMAGE_EXTENTS_ONE)
+ *   cache                  image_cache
+ *
+ * Errors: the engine's one-line message goes to nbdkit_error and its
+ * errno to the client through nbdkit_set_error, unchanged (the engine
+ * already picks the errno NBD names).  The one exception is the ENOTSUP
+ * of a fast zero that would be slow: a normal answer, logged as debug.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NBDKIT_API_VERSION 2
+#include <nbdkit-plugin.h>
+
+#include "exports.h"
+#include "image.h"
+#include "minmax.h"
+#include "size.h"
+
+#define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
+
+/* Advertised block sizes: requests of any alignment work (the engine
+ * reads and rewrites partial clusters), the cluster is the size that
+ * needs no read-modify-write, and 32 MiB bounds one request's memory. */
+#define BLOCK_MINIMUM 1
+#define BLOCK_PREFERRED_RAW 4096
+#define BLOCK_MAXIMUM (32U << 20)
+
+/* block_status replies stop after this many extents (a client asks
+ * again from where the reply ended), bounding one request's work. */
+#define MAX_EXTENTS 65536
+
+/* ---- parameters ---------------------------------------------------------- */
+
+static char *file;              /* absolute path */
+static char *dir;               /* absolute path */
+static const char *format;      /* NULL: probe */
+static uint64_t cache_size;     /* 0: the engine's default */
+
+/* True if name is "auto" or one of the engine's IMAGE_FORMATS. */
+static int
+known_format (const char *name)
+{
+  const char *p = IMAGE_FORMATS;
+  size_t n = strlen (name);
+
+  if (strcmp (name, "auto") == 0)
+    return 1;
+  while (*p) {
+    size_t len = strcspn (p, ", ");
+    if (len == n && strncmp (p, name, n) == 0)
+      return 1;
+    p += len;
+    p += strspn (p, ", ");
+  }
+  return 0;
+}
+
+/* file= and dir= take one path each, made absolute now (nbdkit changes
+ * directory before serving). */
+static int
+set_path (char **dst, const char *key, const char *value)
+{
+  if (*dst != NULL) {
+    nbdkit_error ("%s=%s: %s= given twice%s", key, value, key,
+                  strcmp (key, "file") == 0
+                  ? " (to serve several images use dir=)" : "");
+    return -1;
+  }
+  if (value[0] == '\0') {
+    nbdkit_error ("%s=: empty path", key);
+    return -1;
+  }
+  *dst = nbdkit_absolute_path (value);
+  return *dst ? 0 : -1;
+}
+
+static int
+cowbd_config (const char *key, const char *value)
+{
+  if (strcmp (key, "file") == 0)
+    return set_path (&file, key, value);
+  if (strcmp (key, "dir") == 0)
+    return set_path (&dir, key, value);
+  if (strcmp (key, "format") == 0) {
+    if (!known_format (value)) {
+      nbdkit_error ("format=%s: unknown format (expected auto, %s)", value,
+                    IMAGE_FORMATS);
+      return -1;
+    }
+    format = strcmp (value, "auto") == 0 ? NULL : value;
+    return 0;
+  }
+  if (strcmp (key, "cache-size") == 0) {
+    if (size_parse (value, &cache_size) == -1) {
+      nbdkit_error ("cache-size=%s: not a size (e.g. 64M)", value);
+      return -1;
+    }
+    return 0;
+  }
+  nbdkit_error ("unknown parameter '%s' (see nbdkit cowbd --help)", key);
+  return -1;
+}
+
+static int
+cowbd_config_complete (void)
+{
+  if (file && dir) {
+    nbdkit_error ("file= and dir= cannot be used together");
+    return -1;
+  }
+  if (!file && !dir) {
+    nbdkit_error ("an image (file=IMAGE) or a directory (dir=DIR) is "
+                  "required");
+    return -1;
+  }
+  return 0;
+}
+
+static int
+cowbd_get_ready (void)
+{
+  struct exports_config c = {
+    .file = file, .dir = dir, .format = format, .cache_size = cache_size,
+  };
+  return exports_init (&c);
+}
+
+static void
+cowbd_cleanup (void)
+{
+  exports_close_all ();
+}
+
+static void
+cowbd_unload (void)
+{
+  exports_close_all ();         /* if cleanup was never reached */
+  free (file);
+  free (dir);
+}
+
+static void
+cowbd_dump_plugin (void)
+{
+  printf ("cowbd_version=%s\n", PACKAGE_VERSION);
+  printf ("cowbd_formats=%s\n", IMAGE_FORMATS);
+}
+
+#define cowbd_config_help \
+  "[file=]IMAGE          The image to serve (raw or QED).\n" \
+  "dir=DIR               Serve every image in DIR, named by its file name.\n" \
+  "format=auto|raw|qed|qcow2\n" \
+  "                      The image format (default: probe the file).\n" \
+  "cache-size=SIZE       Metadata cache per image (default: 32M)."
+
+/* ---- exports and connections --------------------------------------------- */
+
+struct handle {
+  struct image *img;
+  const struct export *exp;
+  bool readonly;                /* this connection may not write */
+};
+
+static int
+cowbd_list_exports (int readonly, int is_tls, struct nbdkit_exports *list)
+{
+  return exports_list (list);
+}
+
+static const char *
+cowbd_default_export (int readonly, int is_tls)
+{
+  return exports_default ();
+}
+
+static void *
+cowbd_open (int readonly)
+{
+  const char *name = nbdkit_export_name ();
+  struct export *exp;
+  struct handle *h;
+
+  if (name == NULL)
+    return NULL;
+  exp = exports_get (name, readonly);
+  if (exp == NULL)
+    return NULL;
+  h = malloc (sizeof *h);
+  if (h == NULL) {
+    nbdkit_error ("malloc: %m");
+    return NULL;
+  }
+  h->img = exp->img;
+  h->exp = exp;
+  h->readonly = readonly || image_is_readonly (exp->img);
+  if (!readonly && h->readonly)
+    nbdkit_debug ("export '%s' is read-only", exp->name);
+  return h;
+}
+
+static void
+cowbd_close (void *handle)
+{
+  free (handle);                /* the image stays open for the others */
+}
+
+static const char *
+cowbd_export_description (void *handle)
+{
+  struct handle *h = handle;
+
+  return h->exp->description;
+}
+
+static int64_t
+cowbd_get_size (void *handle)
+{
+  struct handle *h = handle;
+
+  return (int64_t) image_size (h->img);
+}
+
+static int
+cowbd_block_size (void *handle, uint32_t *minimum, uint32_t *preferred,
+                  uint32_t *maximum)
+{
+  struct handle *h = handle;
+  struct image_info info;
+
+  image_get_info (h->img, &info);
+  *minimum = BLOCK_MINIMUM;
+  *preferred = info.cluster_size
+    ? MIN (MAX (info.cluster_size, (uint32_t) BLOCK_PREFERRED_RAW),
+           BLOCK_MAXIMUM)
+    : BLOCK_PREFERRED_RAW;
+  *maximum = BLOCK_MAXIMUM;
+  return 0;
+}
+
+static int
+cowbd_can_write (void *handle)
+{
+  struct handle *h = handle;
+
+  return !h->readonly;
+}
+
+static int
+cowbd_true (void *handle)
+{
+  return 1;
+}
+
+static int
+cowbd_can_fua (void *handle)
+{
+  return NBDKIT_FUA_NATIVE;
+}
+
+static int
+cowbd_can_cache (void *handle)
+{
+  return NBDKIT_CACHE_NATIVE;
+}
+
+/* ---- data ---------------------------------------------------------------- */
+
+static int
+cowbd_pread (void *handle, void *buf, uint32_t count, uint64_t offset,
+             uint32_t flags)
+{
+  struct handle *h = handle;
+
+  return image_pread (h->img, buf, count, offset) == -1 ? engine_error () : 0;
+}
+
+static unsigned
+fua_flag (uint32_t flags)
+{
+  return (flags & NBDKIT_FLAG_FUA) ? IMAGE_FUA : 0;
+}
+
+static int
+cowbd_pwrite (void *handle, const void *buf, uint32_t count, uint64_t offset,
+              uint32_t flags)
+{
+  struct handle *h = handle;
+
+  if (image_pwrite (h->img, buf, count, offset, fua_flag (flags)) == -1)
+    return engine_error ();
+  return 0;
+}
+
+static int
+cowbd_zero (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
+{
+  struct handle *h = handle;
+  unsigned f = fua_flag (flags);
+
+  if (flags & NBDKIT_FLAG_MAY_TRIM)
+    f |= IMAGE_MAY_TRIM;
+  if (flags & NBDKIT_FLAG_FAST_ZERO)
+    f |= IMAGE_FAST_ZERO;
+  if (image_zero (h->img, count, offset, f) == 0)
+    return 0;
+  if ((f & IMAGE_FAST_ZERO) && image_errno () == ENOTSUP) {
+    nbdkit_debug ("%s", image_error ());
+    nbdkit_set_error (ENOTSUP);
+    return -1;
+  }
+  return engine_error ();
+}
+
+static int
+cowbd_trim (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
+{
+  struct handle *h = handle;
+
+  if (image_trim (h->img, count, offset, fua_flag (flags)) == -1)
+    return engine_error ();
+  return 0;
+}
+
+static int
+cowbd_flush (void *handle, uint32_t flags)
+{
+  struct handle *h = handle;
+
+  return image_flush (h->img) == -1 ? engine_error () : 0;
+}
+
+static int
+cowbd_cache (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
+{
+  struct handle *h = handle;
+
+  if (flags != 0) {
+    nbdkit_error ("cache: unknown flags 0x%x", flags);
+    nbdkit_set_error (EINVAL);
+    return -1;
+  }
+  return image_cache (h->img, count, offset) == -1 ? engine_error () : 0;
+}
+
+/* ---- extents ------------------------------------------------------------- */
+
+struct extents_ctx {
+  struct nbdkit_extents *list;
+  unsigned n;
+  int err;                      /* nbdkit_add_extent failed with this */
+};
+
+/* The engine's extent as NBD base:allocation sees it: data, a hole, or
+ * allocated zeros (an allocated cluster over a hole of the host file). */
+static uint32_t
+extent_type (unsigned flags)
+{
+  if (!(flags & IMAGE_EXTENT_DATA))
+    return NBDKIT_EXTENT_HOLE | NBDKIT_EXTENT_ZERO;
+  if (flags & IMAGE_EXTENT_ZERO)
+    return NBDKIT_EXTENT_ZERO;
+  return 0;
+}
+
+static int
+add_extent (void *opaque, const struct image_extent *e)
+{
+  struct extents_ctx *ctx = opaque;
+
+  if (nbdkit_add_extent (ctx->list, e->offset, e->length,
+                         extent_type (e->flags)) == -1) {
+    ctx->err = errno ? errno : EIO;
+    return -1;
+  }
+  return ++ctx->n >= MAX_EXTENTS;  /* 1 stops the walk */
+}
+
+static int
+cowbd_extents (void *handle, uint32_t count, uint64_t offset, uint32_t flags,
+               struct nbdkit_extents *list)
+{
+  struct handle *h = handle;
+  struct extents_ctx ctx = { .list = list };
+  unsigned f = (flags & NBDKIT_FLAG_REQ_ONE) ? IMAGE_EXTENTS_ONE : 0;
+
+  if (image_extents (h->img, count, offset, f, add_extent, &ctx) == -1) {
+    if (ctx.err) {              /* nbdkit_add_extent said why */
+      nbdkit_set_error (ctx.err);
+      return -1;
+    }
+    return engine_error ();
+  }
+  return 0;
+}
+
+/* ---- registration ---------------------------------------------------------- */
+
+static struct nbdkit_plugin plugin = {
+  .name = "cowbd",
+  .longname = "cowbd copy-on-write image plugin",
+  .version = PACKAGE_VERSION,
+  .description =
+    "Serves raw and QED disk images, QED overlays with their backing\n"
+    "chain, through the cowbd format engine.",
+  .unload = cowbd_unload,
+  .config = cowbd_config,
+  .config_complete = cowbd_config_complete,
+  .config_help = cowbd_config_help,
+  .magic_config_key = "file",
+  .dump_plugin = cowbd_dump_plugin,
+  .get_ready = cowbd_get_ready,
+  .cleanup = cowbd_cleanup,
+  .list_exports = cowbd_list_exports,
+  .default_export = cowbd_default_export,
+  .open = cowbd_open,
+  .close = cowbd_close,
+  .export_description = cowbd_export_description,
+  .get_size = cowbd_get_size,
+  .block_size = cowbd_block_size,
+  .can_write = cowbd_can_write,
+  .can_flush = cowbd_true,
+  .can_trim = cowbd_true,
+  .can_zero = cowbd_true,
+  .can_fast_zero = cowbd_true,
+  .can_extents = cowbd_true,
+  .can_multi_conn = cowbd_true,
+  .can_fua = cowbd_can_fua,
+  .can_cache = cowbd_can_cache,
+  .pread = cowbd_pread,
+  .pwrite = cowbd_pwrite,
+  .zero = cowbd_zero,
+  .trim = cowbd_trim,
+  .flush = cowbd_flush,
+  .extents = cowbd_extents,
+  .cache = cowbd_cache,
+};
+
+NBDKIT_REGISTER_PLUGIN (plugin)

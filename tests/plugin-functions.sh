@@ -1,0 +1,79 @@
+# SPDX-License-Identifier: BSD-3-Clause
+# Sourced by the plugin's tests, after functions.sh:
+#   . "${srcdir:-.}/functions.sh"
+#   . "${srcdir:-.}/plugin-functions.sh"
+#
+# Skips the test unless the plugin was built and the oracles are there,
+# and gives the tests a few shared steps: serving an image in captive mode,
+# making a backing file with data and holes, the QED header's NEED_CHECK
+# bit, checks that a file did not change.
+
+requires test -f "$COWBD_PLUGIN"
+requires nbdkit --version
+requires qemu-img --version
+
+# nbdsh is `python3 -m nbd`; the python3 first on PATH may lack the module
+# (Debian's python3-libnbd installs it for /usr/bin/python3 only).
+if ! python3 -c 'import nbd' 2>/dev/null &&
+        /usr/bin/python3 -c 'import nbd' 2>/dev/null; then
+    mkdir -p "$tmp/bin"
+    printf '#!/bin/sh\nexec /usr/bin/python3 -m nbd "$@"\n' > "$tmp/bin/nbdsh"
+    chmod +x "$tmp/bin/nbdsh"
+    PATH="$tmp/bin:$PATH"
+    export PATH
+fi
+
+# serve [NBDKIT-OPTIONS] -- PLUGIN-PARAMS... --run CMD: runs nbdkit with
+# the plugin on a private Unix socket for as long as CMD runs (bounded),
+# and exits with CMD's status.
+serve ()
+{
+    local opts=()
+    while [ $# -gt 0 ] && [ "$1" != -- ]; do opts+=("$1"); shift; done
+    [ $# -gt 0 ] && shift
+    nbdkit_env timeout -k 10 120 nbdkit "${opts[@]}" -U - "$COWBD_PLUGIN" "$@"
+}
+
+# make_base FILE FORMAT: a 64 MiB backing file with data, holes and a
+# zero-filled but allocated range:
+#   [0, 1M) 0x11, [1M, 2M) hole, [2M, 2M+64K) 0x22, [3M, 3M+4K) zeros
+#   written (allocated), [8M, 8M+512K) 0x33, [63M, 64M) 0x44, rest holes.
+make_base ()
+{
+    local file=$1 fmt=$2
+    qemu-img create -q -f "$fmt" "$file" 64M
+    qemu-io -f "$fmt" \
+        -c 'write -P 0x11 0 1M' \
+        -c 'write -P 0x22 2M 64k' \
+        -c 'write -P 0x00 3M 4k' \
+        -c 'write -P 0x33 8M 512k' \
+        -c 'write -P 0x44 63M 1M' \
+        "$file" >/dev/null
+}
+
+# make_clone OVERLAY BACKING BACKING-FORMAT: a fresh QED overlay.
+make_clone ()
+{
+    qemu-img create -q -f qed -b "$(basename "$2")" -F "$3" "$1"
+}
+
+# need_check QED-FILE: true if the header's NEED_CHECK feature bit (0x02 of
+# the features field at byte 16) is set.
+need_check ()
+{
+    local b
+    b=$(od -An -tu1 -j16 -N1 "$1" | tr -d ' ')
+    [ $(( b & 2 )) -ne 0 ]
+}
+
+# sum FILE: the file's SHA-256, to prove later that it did not change.
+sum ()
+{
+    sha256sum "$1" | cut -d' ' -f1
+}
+
+# qemu_check FILE: qemu-img check must find nothing wrong.
+qemu_check ()
+{
+    qemu-img check -q "$1" || fail "qemu-img check $1 failed"
+}
