@@ -589,6 +589,8 @@ read_header (struct qcow2 *q, uint64_t file_size)
                        "a qcow2 header has 72 at least)", file_size);
   if (host_pread (img->fd, first, sizeof first, 0) == -1)
     return image_err_sys (img, "reading the header");
+  if (be32_load (first) != QCOW2_MAGIC)
+    return image_errf (img, EINVAL, "bad magic: not a qcow2 image");
   cluster_bits = be32_load (first + 20);
   if (cluster_bits < QCOW2_MIN_CLUSTER_BITS ||
       cluster_bits > QCOW2_MAX_CLUSTER_BITS)

@@ -66,7 +66,7 @@ bad 'l2-past-eof.qed: L2 table at 0x40000000 .*past end of file' l2-past-eof.qed
 bad 'no-backing.qed: backing file .*nowhere.raw: No such file' no-backing.qed
 bad 'loop.*backing chain loop' loop-a.qed
 bad 'format=vmdk: unknown format' good.qed format=vmdk
-bad "unknown format 'qcow2'" good.qed format=qcow2
+bad "not a qcow2 image" good.qed format=qcow2
 bad 'file= and dir= cannot be used together' good.qed dir="$tmp"
 bad 'file= and dir= cannot be used together' dir="$tmp" file=good.qed
 bad 'file=IMAGE) or a directory (dir=DIR) is required' format=qed
