@@ -394,6 +394,8 @@ mc_snapshot_write (struct mc_snapshot *s,
 {
   size_t i;
 
+  if (s->n == 0)                /* qsort of NULL, even with 0 items, is UB */
+    return 0;
   qsort (s->runs, s->n, sizeof *s->runs, compare_runs);
   for (i = 0; i < s->n; i++)
     if (pwrite_fn (opaque, s->runs[i].copy, s->runs[i].len,

@@ -38,8 +38,8 @@
  * that are always resident, such as the QED L1 table. */
 struct mc_table {
   uint64_t offset;              /* byte offset of the table in the file */
-  size_t bytes;                 /* table size, a multiple of MC_PAGE_SIZE
-                                   or smaller than one page */
+  size_t bytes;                 /* table size: any; the last dirty page
+                                   may be a partial one */
   uint8_t *data;                /* the table, on-disk byte order */
   uint64_t *dirty;              /* bitmap, one bit per page */
   bool any_dirty;

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: BSD-3-Clause
 # `cowbd-img info` says what `qemu-img info` says, in the same layout:
-# JSON members (with and without --backing-chain) and human lines, on raw
-# and qed images with raw and qed backing files, in and out of
-# subdirectories.
+# JSON members (with and without --backing-chain) and human lines, on raw,
+# qed and qcow2 images (with qcow2's format-specific information, version
+# 2 and 3) with raw and qed backing files, in and out of subdirectories.
 . "${srcdir:-.}/functions.sh"
 . "${srcdir:-.}/img-functions.sh"
 
@@ -20,6 +20,9 @@ cowbd-img create -q -f qed -b base.qed over-qed.qed
 mkdir sub
 cowbd-img create -q -f qed -b ../over-qed.qed sub/top.qed
 qemu-io -c 'write -P 3 64k 64k' sub/top.qed > /dev/null
+qemu-img create -q -f qcow2 -o compat=0.10 v2.qcow2 4M
+qemu-img create -q -f qcow2 -o lazy_refcounts=on,refcount_bits=8 v3.qcow2 4M
+cowbd-img create -q -f qcow2 -b base.qed -F qed over-qed.qcow2
 
 # The top-level member names of a JSON object, but the backing format
 # (qemu-img shows it only when the image stores it; we also show a probed
@@ -29,10 +32,11 @@ members ()
     grep -o '^    "[a-z-]*"' "$1" | grep -vxF '    "backing-filename-format"'
 }
 
-for f in base.raw base.qed over-raw.qed over-qed.qed sub/top.qed; do
+for f in base.raw base.qed over-raw.qed over-qed.qed sub/top.qed \
+         v2.qcow2 v3.qcow2 over-qed.qcow2; do
     cowbd-img info --output=json "$f" > ours.json
     qemu-img info --output=json "$f" > theirs.json
-    json_same ours.json theirs.json $keys
+    json_same ours.json theirs.json $keys format-specific
     # The members come in qemu-img's order.
     diff <(members ours.json) <(members theirs.json) ||
         fail "$f: JSON members in another order"

@@ -30,8 +30,53 @@ struct specific {
   void (*json) (struct json *j, const struct image_info *info);
 };
 
-/* No format has any yet (qcow2 will: compat, lazy refcounts...). */
+/* qcow2: what qemu-img shows.  Version 2 images (compat 0.10) have no
+ * lazy refcounts, corrupt bit or extended L2 to show. */
+static bool
+qcow2_v3 (const struct image_info *info)
+{
+  return info->compat && strcmp (info->compat, "0.10") != 0;
+}
+
+static const char *
+truth (bool b)
+{
+  return b ? "true" : "false";
+}
+
+static void
+qcow2_human (const struct image_info *info)
+{
+  printf ("    compat: %s\n"
+          "    compression type: %s\n",
+          info->compat ? info->compat : "1.1",
+          info->compression_type ? info->compression_type : "zlib");
+  if (qcow2_v3 (info))
+    printf ("    lazy refcounts: %s\n", truth (info->lazy_refcounts));
+  printf ("    refcount bits: %u\n", info->refcount_bits);
+  if (qcow2_v3 (info))
+    printf ("    corrupt: %s\n"
+            "    extended l2: %s\n",
+            truth (info->corrupt), truth (info->extended_l2));
+}
+
+static void
+qcow2_json (struct json *j, const struct image_info *info)
+{
+  json_string (j, "compat", info->compat ? info->compat : "1.1");
+  json_string (j, "compression-type",
+               info->compression_type ? info->compression_type : "zlib");
+  if (qcow2_v3 (info))
+    json_bool (j, "lazy-refcounts", info->lazy_refcounts);
+  json_uint (j, "refcount-bits", info->refcount_bits);
+  if (qcow2_v3 (info)) {
+    json_bool (j, "corrupt", info->corrupt);
+    json_bool (j, "extended-l2", info->extended_l2);
+  }
+}
+
 static const struct specific specifics[] = {
+  { "qcow2", qcow2_human, qcow2_json },
   { NULL, NULL, NULL },
 };
 
