@@ -25,3 +25,7 @@ test_unit_size_LDADD = $(top_builddir)/common/libcommon.la
 # Documentation lint.
 TESTS += test-man-pages.sh
 EXTRA_DIST += test-man-pages.sh
+
+# The fuzz targets' seeds and past crashes (fuzzing/corpus).
+TESTS += test-fuzz-replay.sh
+EXTRA_DIST += test-fuzz-replay.sh
