@@ -86,6 +86,20 @@ image_err_sys (struct image *img, const char *what)
   return image_errf (img, e, "%s: %s", what, strerror (e));
 }
 
+void
+image_report (image_report_fn report, void *opaque, const char *fmt, ...)
+{
+  char msg[256];
+  va_list ap;
+
+  if (report == NULL)
+    return;
+  va_start (ap, fmt);
+  vsnprintf (msg, sizeof msg, fmt, ap);
+  va_end (ap);
+  report (opaque, msg);
+}
+
 /* ---- probing --------------------------------------------------------- */
 
 /* Probed in this order; raw, which has no magic, last. */
@@ -727,6 +741,49 @@ image_create_file (const char *filename)
   else
     create_touched_file = true;
   return fd;
+}
+
+int
+image_create_finish (int fd, const char *filename, uint64_t end,
+                     uint64_t data, uint64_t data_bytes,
+                     const struct image_create_opts *opts)
+{
+  if (ftruncate (fd, (off_t) end) == -1)
+    return image_err (errno, "%s: truncate: %s", filename, strerror (errno));
+  if (opts->prealloc >= IMAGE_PREALLOC_FALLOC &&
+      host_preallocate (fd, data, data_bytes,
+                        opts->prealloc == IMAGE_PREALLOC_FULL,
+                        opts->progress, opts->progress_opaque) == -1)
+    return image_err (errno, "%s: preallocation: %s", filename,
+                      strerror (errno));
+  if (fsync (fd) == -1)
+    return image_err (errno, "%s: fsync: %s", filename, strerror (errno));
+  return 0;
+}
+
+int
+image_inspect_backing (const char *filename,
+                       const struct image_create_opts *opts,
+                       uint64_t *size, const char **format)
+{
+  struct image_open_opts bopts = {
+    .format = opts->backing_format,
+    .flags = IMAGE_OPEN_READONLY | IMAGE_OPEN_NO_BACKING,
+  };
+  CLEANUP_FREE char *path = image_resolve_backing (filename,
+                                                    opts->backing_file);
+  struct image *bimg;
+
+  if (path == NULL)
+    return -1;
+  bimg = image_open (path, &bopts);
+  if (bimg == NULL)
+    return image_err (image_errno (), "%s: backing file: %s", filename,
+                      image_error ());
+  *size = bimg->size;
+  *format = bimg->drv->name;
+  image_close (bimg);
+  return 0;
 }
 
 int

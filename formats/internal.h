@@ -141,6 +141,45 @@ image_host_may_have_holes (struct image *img)
 /* True if the host file is known to have no hole in its data area. */
 bool image_host_dense (struct image *img);
 
+/* ---- changes in flight (shared by the drivers) --------------------------- */
+
+/* A run of guest clusters that an allocating write (or a change of table
+ * entries) is working on.  Drivers keep a list of them under their lock;
+ * another change of any of these clusters waits until the run is done,
+ * so that allocation is serialised per cluster, not per image. */
+struct inflight {
+  uint64_t first, count;        /* guest cluster numbers */
+  struct inflight *next;
+};
+
+/* The run of the list overlapping clusters [first, first + n), or NULL. */
+static inline struct inflight *
+inflight_find (struct inflight *list, uint64_t first, uint64_t n)
+{
+  struct inflight *a;
+
+  for (a = list; a; a = a->next)
+    if (a->first < first + n && first < a->first + a->count)
+      return a;
+  return NULL;
+}
+
+static inline void
+inflight_add (struct inflight **list, struct inflight *a, uint64_t first,
+              uint64_t n)
+{
+  *a = (struct inflight) { .first = first, .count = n, .next = *list };
+  *list = a;
+}
+
+static inline void
+inflight_remove (struct inflight **list, struct inflight *a)
+{
+  while (*list != a)
+    list = &(*list)->next;
+  *list = a->next;
+}
+
 /* ---- errors (image.c) -------------------------------------------------- */
 
 /* Records errnum and a printf-style message for image_error(); returns -1
@@ -152,6 +191,10 @@ int image_errf (struct image *img, int errnum, const char *fmt, ...)
   __attribute__ ((format (printf, 3, 4)));
 /* "<file>: <what>: <strerror (errno)>" from the current errno. */
 int image_err_sys (struct image *img, const char *what);
+/* A check's finding, formatted, to report (which may be NULL). */
+void image_report (image_report_fn report, void *opaque,
+                   const char *fmt, ...)
+  __attribute__ ((format (printf, 3, 4)));
 
 /* ---- backing reads (image.c) ------------------------------------------- */
 
@@ -227,6 +270,18 @@ int host_preallocate (int fd, uint64_t offset, uint64_t length,
 
 /* Opens filename for a driver's create: O_CREAT|O_TRUNC|O_RDWR. */
 int image_create_file (const char *filename);
+/* The end of every driver's create, once its metadata is written: the
+ * file extended to `end`, [data, data + data_bytes) preallocated as
+ * opts->prealloc asks (falloc, full, with progress), everything synced. */
+int image_create_finish (int fd, const char *filename, uint64_t end,
+                         uint64_t data, uint64_t data_bytes,
+                         const struct image_create_opts *opts);
+/* Opens the backing file a create names (resolved against filename's
+ * directory, read-only, not its own backing chain) for its size and its
+ * format's name (a static string).  Errors say "FILE: backing file: ...". */
+int image_inspect_backing (const char *filename,
+                           const struct image_create_opts *opts,
+                           uint64_t *size, const char **format);
 /* Default metadata cache size in bytes. */
 #define IMAGE_DEFAULT_CACHE_SIZE (32ULL << 20)
 

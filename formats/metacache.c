@@ -301,7 +301,7 @@ mc_count (const struct metacache *mc)
 /* ---- snapshots ------------------------------------------------------------ */
 
 struct mc_run {
-  uint64_t table_offset;        /* which table */
+  struct mc_table *t;           /* which table (resident or pinned) */
   uint64_t offset;              /* file offset of the run */
   size_t len;
   uint8_t *copy;
@@ -310,6 +310,8 @@ struct mc_run {
 struct mc_snapshot {
   struct mc_run *runs;
   size_t n, alloc;
+  struct mc_entry **pinned;     /* entries mc_snapshot_cache pinned */
+  size_t npinned, apinned;
 };
 
 struct mc_snapshot *
@@ -325,7 +327,7 @@ mc_snapshot_empty (const struct mc_snapshot *s)
 }
 
 static int
-add_run (struct mc_snapshot *s, const struct mc_table *t, size_t start,
+add_run (struct mc_snapshot *s, struct mc_table *t, size_t start,
          size_t len)
 {
   struct mc_run *r;
@@ -343,7 +345,7 @@ add_run (struct mc_snapshot *s, const struct mc_table *t, size_t start,
   if (r->copy == NULL)
     return -1;
   memcpy (r->copy, t->data + start, len);
-  r->table_offset = t->offset;
+  r->t = t;
   r->offset = t->offset + start;
   r->len = len;
   s->n++;
@@ -405,18 +407,63 @@ mc_snapshot_write (struct mc_snapshot *s,
 }
 
 void
-mc_snapshot_redirty (struct mc_snapshot *s,
-                     struct mc_table *(*find_fn) (void *opaque,
-                                                  uint64_t offset),
-                     void *opaque)
+mc_snapshot_redirty (struct mc_snapshot *s)
 {
   size_t i;
 
-  for (i = 0; i < s->n; i++) {
-    struct mc_table *t = find_fn (opaque, s->runs[i].table_offset);
-    if (t)
-      mc_table_mark (t, s->runs[i].offset - t->offset, s->runs[i].len);
+  for (i = 0; i < s->n; i++)
+    mc_table_mark (s->runs[i].t, s->runs[i].offset - s->runs[i].t->offset,
+                   s->runs[i].len);
+}
+
+static int
+pin (struct mc_snapshot *s, struct mc_entry *e)
+{
+  if (s->npinned == s->apinned) {
+    size_t na = s->apinned ? s->apinned * 2 : 16;
+    struct mc_entry **nv = realloc (s->pinned, na * sizeof *nv);
+    if (nv == NULL)
+      return -1;
+    s->pinned = nv;
+    s->apinned = na;
   }
+  e->pins++;
+  s->pinned[s->npinned++] = e;
+  return 0;
+}
+
+static int
+snapshot_entry (struct mc_entry *e, void *opaque)
+{
+  struct mc_snapshot *s = opaque;
+
+  /* Pin first: a failed copy leaves the entry dirty and pinned, which
+   * the undo below handles like the others. */
+  if (pin (s, e) == -1 || mc_snapshot_add (s, &e->t) == -1)
+    return -1;
+  return 0;
+}
+
+int
+mc_snapshot_cache (struct mc_snapshot *s, struct metacache *mc)
+{
+  if (mc_for_each_dirty (mc, snapshot_entry, s) != 0) {
+    mc_snapshot_redirty (s);
+    mc_snapshot_unpin (s);
+    errno = ENOMEM;
+    return -1;
+  }
+  return 0;
+}
+
+void
+mc_snapshot_unpin (struct mc_snapshot *s)
+{
+  size_t i;
+
+  for (i = 0; i < s->npinned; i++)
+    s->pinned[i]->pins--;
+  s->npinned = 0;
 }
 
 void
@@ -426,8 +473,10 @@ mc_snapshot_free (struct mc_snapshot *s)
 
   if (s == NULL)
     return;
+  assert (s->npinned == 0);
   for (i = 0; i < s->n; i++)
     free (s->runs[i].copy);
   free (s->runs);
+  free (s->pinned);
   free (s);
 }

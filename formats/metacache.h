@@ -101,7 +101,10 @@ void mc_table_clean (struct mc_table *t);
 
 /* A copy of dirty pages, taken under the driver's lock and written without
  * it.  Taking a snapshot clears the dirty bits it copied; if writing the
- * copy fails, mc_snapshot_redirty marks those pages dirty again. */
+ * copy fails, mc_snapshot_redirty marks those pages dirty again.  Every
+ * table in a snapshot must stay in memory until the snapshot is freed:
+ * one always resident (an L1 table), or a cache entry pinned by
+ * mc_snapshot_cache. */
 struct mc_snapshot;
 
 struct mc_snapshot *mc_snapshot_new (void);
@@ -109,6 +112,14 @@ struct mc_snapshot *mc_snapshot_new (void);
  * pages become one write) and clears them.  -1 on ENOMEM (nothing
  * cleared). */
 int mc_snapshot_add (struct mc_snapshot *s, struct mc_table *t);
+/* Copies the dirty pages of every entry of the cache, pinning each entry
+ * it takes, so that none is evicted and read back stale before its copy
+ * reached the file.  On ENOMEM (-1) everything the snapshot held is dirty
+ * again and unpinned: free it. */
+int mc_snapshot_cache (struct mc_snapshot *s, struct metacache *mc);
+/* Unpins what mc_snapshot_cache pinned; called with the driver's lock
+ * held, after any mc_snapshot_redirty. */
+void mc_snapshot_unpin (struct mc_snapshot *s);
 bool mc_snapshot_empty (const struct mc_snapshot *s);
 /* Writes every copied run with pwrite_fn(opaque, buf, len, file_offset),
  * in file offset order.  Returns 0 or the first -1. */
@@ -116,14 +127,9 @@ int mc_snapshot_write (struct mc_snapshot *s,
                        int (*pwrite_fn) (void *opaque, const void *buf,
                                          size_t len, uint64_t offset),
                        void *opaque);
-/* After a failed write: marks the copied ranges dirty again in the tables
- * found by find_fn (table offset -> table, NULL if gone from memory).
- * Entries being written back must stay pinned, so that none is evicted
- * and reloaded stale from the file before its copy reached it. */
-void mc_snapshot_redirty (struct mc_snapshot *s,
-                          struct mc_table *(*find_fn) (void *opaque,
-                                                       uint64_t offset),
-                          void *opaque);
+/* After a failed write: marks the copied ranges dirty again. */
+void mc_snapshot_redirty (struct mc_snapshot *s);
+/* Frees the copies (the snapshot must hold no pins). */
 void mc_snapshot_free (struct mc_snapshot *s);
 
 #endif /* COWBD_METACACHE_H */

@@ -333,29 +333,6 @@ qcow2_pread_nowait (struct image *img, void *buf, size_t count,
 
 /* ---- preparing a change ------------------------------------------------- */
 
-/* The change in flight overlapping clusters [first, first + n), or NULL.
- * Called with q->lock held. */
-static struct qcow2_alloc *
-find_alloc (struct qcow2 *q, uint64_t first, uint64_t n)
-{
-  struct qcow2_alloc *a;
-
-  for (a = q->allocs; a; a = a->next)
-    if (a->first < first + n && first < a->first + a->count)
-      return a;
-  return NULL;
-}
-
-static void
-unlink_alloc (struct qcow2 *q, struct qcow2_alloc *a)
-{
-  struct qcow2_alloc **pp = &q->allocs;
-
-  while (*pp != a)
-    pp = &(*pp)->next;
-  *pp = a->next;
-}
-
 /* Runs fn without q->lock; returns 1 (the caller looks up again) or -1. */
 static int
 unlocked (struct qcow2 *q, int (*fn) (struct qcow2 *, uint64_t),
@@ -404,7 +381,7 @@ static int
 prepare_change (struct qcow2 *q, struct qcow2_run *r, uint64_t first,
                 uint64_t *n, bool alloc, bool nowait)
 {
-  struct qcow2_alloc *a = find_alloc (q, first, *n);
+  struct inflight *a = inflight_find (q->allocs, first, *n);
 
   if (q->broken)
     return image_errf (q->img, EIO, "an earlier metadata write failed; "
@@ -549,7 +526,7 @@ allocate_run (struct qcow2 *q, struct qcow2_run *r, const uint8_t *buf,
   uint64_t cs = q->cluster_size, first = qcow2_cluster_of (q, offset);
   uint64_t in_cluster = offset & (cs - 1);
   uint64_t n = DIV_ROUND_UP (in_cluster + r->len, cs), len;
-  struct qcow2_alloc a;
+  struct inflight a;
   struct mc_entry *l2;
   int64_t host;
   int ret;
@@ -566,8 +543,7 @@ allocate_run (struct qcow2 *q, struct qcow2_run *r, const uint8_t *buf,
     pthread_mutex_unlock (&q->lock);
     return -1;
   }
-  a = (struct qcow2_alloc) { .first = first, .count = n, .next = q->allocs };
-  q->allocs = &a;
+  inflight_add (&q->allocs, &a, first, n);
   l2 = r->l2;
   l2->pins++;
   pthread_mutex_unlock (&q->lock);
@@ -581,7 +557,7 @@ allocate_run (struct qcow2 *q, struct qcow2_run *r, const uint8_t *buf,
       (ret = link_new_clusters (q, l2, r->l2_index, n, (uint64_t) host)) == 0)
     *done = len;
   l2->pins--;
-  unlink_alloc (q, &a);
+  inflight_remove (&q->allocs, &a);
   pthread_cond_broadcast (&q->cond);
   pthread_mutex_unlock (&q->lock);
   return ret;

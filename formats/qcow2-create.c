@@ -184,12 +184,7 @@ static int
 inspect_backing (const char *filename, const struct image_create_opts *o,
                  struct plan *p, uint64_t *size)
 {
-  struct image_open_opts bopts = {
-    .format = o->backing_format,
-    .flags = IMAGE_OPEN_READONLY | IMAGE_OPEN_NO_BACKING,
-  };
-  CLEANUP_FREE char *path = NULL;
-  struct image *bimg;
+  uint64_t bsize;
 
   p->backing = o->backing_file;
   if (strlen (p->backing) > QCOW2_MAX_BACKING_NAME)
@@ -199,17 +194,10 @@ inspect_backing (const char *filename, const struct image_create_opts *o,
     return image_err (EINVAL, "%s: preallocation and a backing file cannot "
                       "be combined (preallocated clusters would hide the "
                       "backing file)", filename);
-  path = image_resolve_backing (filename, p->backing);
-  if (path == NULL)
+  if (image_inspect_backing (filename, o, &bsize, &p->backing_format) == -1)
     return -1;
-  bimg = image_open (path, &bopts);
-  if (bimg == NULL)
-    return image_err (image_errno (), "%s: backing file: %s", filename,
-                      image_error ());
   if (*size == 0)
-    *size = image_size (bimg);
-  p->backing_format = bimg->drv->name;  /* a static string */
-  image_close (bimg);
+    *size = bsize;
   return 0;
 }
 
@@ -386,17 +374,8 @@ write_image (int fd, const char *filename, struct plan *p,
       write_refcounts (fd, filename, p) == -1 ||
       write_mapping (fd, filename, p, prealloc, &data) == -1)
     return -1;
-  if (ftruncate (fd, (off_t) (p->total * p->cs)) == -1)
-    return image_err (errno, "%s: truncate: %s", filename, strerror (errno));
-  if (o->prealloc >= IMAGE_PREALLOC_FALLOC &&
-      host_preallocate (fd, data, data_bytes,
-                        o->prealloc == IMAGE_PREALLOC_FULL,
-                        o->progress, o->progress_opaque) == -1)
-    return image_err (errno, "%s: preallocation: %s", filename,
-                      strerror (errno));
-  if (fsync (fd) == -1)
-    return image_err (errno, "%s: fsync: %s", filename, strerror (errno));
-  return 0;
+  return image_create_finish (fd, filename, p->total * p->cs, data,
+                              data_bytes, o);
 }
 
 int

@@ -138,15 +138,6 @@ qcow2_get_rb (struct qcow2 *q, uint64_t offset, struct mc_entry **ep)
   return 0;
 }
 
-struct mc_table *
-qcow2_find_rb (void *opaque, uint64_t offset)
-{
-  struct qcow2 *q = opaque;
-  struct mc_entry *e = mc_find (q->rb_cache, offset);
-
-  return e ? &e->t : NULL;
-}
-
 static uint64_t
 reft_get (const struct qcow2 *q, uint64_t i)
 {

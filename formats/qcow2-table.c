@@ -292,90 +292,38 @@ write_fn (void *opaque, const void *buf, size_t len, uint64_t offset)
   return 0;
 }
 
-static struct mc_table *
-find_l2 (void *opaque, uint64_t offset)
-{
-  struct qcow2 *q = opaque;
-  struct mc_entry *e = mc_find (q->l2_cache, offset);
-
-  return e ? &e->t : NULL;
-}
-
-/* The dirty pages of one cache: each entry is pinned while its copy is on
- * its way to the file, so that it cannot be evicted and read back stale
- * meanwhile. */
-struct pinned {
-  struct mc_entry **v;
-  size_t n, alloc;
-  struct mc_snapshot *snap;
-};
-
+/* Snapshots a cache's dirty pages, pinning its entries.  Called with
+ * q->lock held. */
 static int
-snapshot_entry (struct mc_entry *e, void *opaque)
+snapshot_cache (struct qcow2 *q, struct mc_snapshot *snap,
+                struct metacache *mc)
 {
-  struct pinned *p = opaque;
-
-  if (p->n == p->alloc) {
-    size_t na = p->alloc ? p->alloc * 2 : 16;
-    struct mc_entry **nv = realloc (p->v, na * sizeof *nv);
-    if (nv == NULL)
-      return -1;
-    p->v = nv;
-    p->alloc = na;
-  }
-  if (mc_snapshot_add (p->snap, &e->t) == -1)
-    return -1;
-  e->pins++;
-  p->v[p->n++] = e;
-  return 0;
-}
-
-static void
-unpin_all (struct pinned *p)
-{
-  size_t i;
-
-  for (i = 0; i < p->n; i++)
-    p->v[i]->pins--;
-  free (p->v);
-  p->v = NULL;
-  p->n = p->alloc = 0;
-}
-
-/* Snapshots a cache's dirty pages.  Called with q->lock held. */
-static int
-snapshot_cache (struct qcow2 *q, struct metacache *mc, struct pinned *p,
-                struct mc_table *(*find) (void *, uint64_t))
-{
-  if (mc_for_each_dirty (mc, snapshot_entry, p) != 0) {
-    mc_snapshot_redirty (p->snap, find, q);
-    unpin_all (p);
+  if (mc_snapshot_cache (snap, mc) == -1)
     return image_errf (q->img, ENOMEM, "out of memory");
-  }
   return 0;
 }
 
 int
 qcow2_write_refblocks (struct qcow2 *q)
 {
-  struct pinned p = { .snap = mc_snapshot_new () };
+  struct mc_snapshot *snap = mc_snapshot_new ();
   int r;
 
-  if (p.snap == NULL)
+  if (snap == NULL)
     return image_errf (q->img, ENOMEM, "out of memory");
   pthread_mutex_lock (&q->lock);
-  r = snapshot_cache (q, q->rb_cache, &p, qcow2_find_rb);
+  r = snapshot_cache (q, snap, q->rb_cache);
   pthread_mutex_unlock (&q->lock);
-  if (r == 0 && !mc_snapshot_empty (p.snap))
-    r = mc_snapshot_write (p.snap, write_fn, q);
+  if (r == 0 && !mc_snapshot_empty (snap))
+    r = mc_snapshot_write (snap, write_fn, q);
   pthread_mutex_lock (&q->lock);
   if (r == -1) {
-    mc_snapshot_redirty (p.snap, qcow2_find_rb, q);
+    mc_snapshot_redirty (snap);
     q->broken = true;
   }
-  unpin_all (&p);
+  mc_snapshot_unpin (snap);
   pthread_mutex_unlock (&q->lock);
-  mc_snapshot_free (p.snap);
+  mc_snapshot_free (snap);
   return r;
 }
 
@@ -397,7 +345,7 @@ qcow2_write_table_pages (struct qcow2 *q, struct mc_table *t)
 
 /* What one writeback takes under the lock. */
 struct wb {
-  struct pinned rb, l2;
+  struct mc_snapshot *rb, *l2;
   bool with_rb;
   struct qcow2_free *frees;
   size_t nr_frees;
@@ -412,12 +360,11 @@ wb_take (struct qcow2 *q, struct wb *w, bool force)
     return image_errf (q->img, EIO, "an earlier metadata write failed; "
                        "the image needs a check");
   w->with_rb = force || !q->lazy || mc_over_budget (q->rb_cache);
-  if (w->with_rb && snapshot_cache (q, q->rb_cache, &w->rb,
-                                    qcow2_find_rb) == -1)
+  if (w->with_rb && snapshot_cache (q, w->rb, q->rb_cache) == -1)
     return -1;
-  if (snapshot_cache (q, q->l2_cache, &w->l2, find_l2) == -1) {
-    mc_snapshot_redirty (w->rb.snap, qcow2_find_rb, q);
-    unpin_all (&w->rb);
+  if (snapshot_cache (q, w->l2, q->l2_cache) == -1) {
+    mc_snapshot_redirty (w->rb);
+    mc_snapshot_unpin (w->rb);
     return -1;
   }
   /* The references dropped by the table changes in this snapshot. */
@@ -440,12 +387,12 @@ wb_finish (struct qcow2 *q, struct wb *w, int r, struct qcow2_free **punch,
   *punch = NULL;
   *npunch = 0;
   if (r == -1) {
-    mc_snapshot_redirty (w->rb.snap, qcow2_find_rb, q);
-    mc_snapshot_redirty (w->l2.snap, find_l2, q);
+    mc_snapshot_redirty (w->rb);
+    mc_snapshot_redirty (w->l2);
     q->broken = true;
   }
-  unpin_all (&w->rb);
-  unpin_all (&w->l2);
+  mc_snapshot_unpin (w->rb);
+  mc_snapshot_unpin (w->l2);
   if (r == 0)
     apply_frees (q, w->frees, w->nr_frees, punch, npunch);
   mc_shrink (q->l2_cache);
@@ -455,24 +402,23 @@ wb_finish (struct qcow2 *q, struct wb *w, int r, struct qcow2_free **punch,
 int
 qcow2_writeback_wbl (struct qcow2 *q, bool force)
 {
-  struct wb w = { .rb.snap = mc_snapshot_new (),
-                  .l2.snap = mc_snapshot_new () };
+  struct wb w = { .rb = mc_snapshot_new (), .l2 = mc_snapshot_new () };
   struct qcow2_free *punch;
   size_t npunch, i;
   int r = -1;
 
-  if (w.rb.snap == NULL || w.l2.snap == NULL)
+  if (w.rb == NULL || w.l2 == NULL)
     image_errf (q->img, ENOMEM, "out of memory");
   else if (wb_take (q, &w, force) == 0) {
     r = 0;
-    if (w.with_rb && !mc_snapshot_empty (w.rb.snap))
-      r = mc_snapshot_write (w.rb.snap, write_fn, q);
+    if (w.with_rb && !mc_snapshot_empty (w.rb))
+      r = mc_snapshot_write (w.rb, write_fn, q);
     /* Rules 1 and 4 (and refcounts before tables).  With nothing to
      * write, this sync is the whole flush. */
     if (r == 0)
       r = qcow2_sync (q);
-    if (r == 0 && !mc_snapshot_empty (w.l2.snap)) {
-      r = mc_snapshot_write (w.l2.snap, write_fn, q);
+    if (r == 0 && !mc_snapshot_empty (w.l2)) {
+      r = mc_snapshot_write (w.l2, write_fn, q);
       if (r == 0)
         r = qcow2_sync (q);
     }
@@ -485,8 +431,8 @@ qcow2_writeback_wbl (struct qcow2 *q, bool force)
     free (punch);
   }
   free (w.frees);
-  mc_snapshot_free (w.rb.snap);
-  mc_snapshot_free (w.l2.snap);
+  mc_snapshot_free (w.rb);
+  mc_snapshot_free (w.l2);
   return r;
 }
 

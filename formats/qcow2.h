@@ -169,13 +169,6 @@ struct qcow2_snapshot {
   char *name;
 };
 
-/* A run of guest clusters an allocating write (or a change of entries)
- * is working on; other changes of these clusters wait for it. */
-struct qcow2_alloc {
-  uint64_t first, count;        /* guest cluster numbers */
-  struct qcow2_alloc *next;
-};
-
 /* A host range whose reference is being dropped.  The refcounts go down
  * only after the table change that dropped the reference is durable
  * (qcow2-table.c, writeback). */
@@ -259,7 +252,7 @@ struct qcow2 {
   uint64_t file_length;         /* the host file's length: grown ahead of
                                    file_end with ftruncate, so that a new
                                    cluster reads as zeros (a hole) */
-  struct qcow2_alloc *allocs;   /* changes in flight */
+  struct inflight *allocs;      /* changes in flight */
   struct qcow2_free *frees;     /* references dropped since the last
                                    writeback snapshot */
   size_t nr_frees, alloc_frees;
@@ -379,7 +372,6 @@ int qcow2_truncate_free_tail (struct qcow2 *q);
  * check's rebuild).  Called with writeback_lock held. */
 int qcow2_cover_range_wbl (struct qcow2 *q, uint64_t offset,
                            uint64_t length);
-struct mc_table *qcow2_find_rb (void *opaque, uint64_t offset);
 /* Validates a refcount table entry: NULL or what is wrong. */
 const char *qcow2_reft_entry_error (const struct qcow2 *q, uint64_t entry,
                                     uint64_t file_end);

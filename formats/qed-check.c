@@ -68,23 +68,8 @@ clear_bit (uint64_t *map, uint64_t n)
   map[n / 64] &= ~(1ULL << (n % 64));
 }
 
-static void
-say (struct check *c, const char *fmt, ...)
-  __attribute__ ((format (printf, 2, 3)));
-
-static void
-say (struct check *c, const char *fmt, ...)
-{
-  char msg[256];
-  va_list ap;
-
-  if (c->report == NULL)
-    return;
-  va_start (ap, fmt);
-  vsnprintf (msg, sizeof msg, fmt, ap);
-  va_end (ap);
-  c->report (c->opaque, msg);
-}
+/* A finding, to the caller's report function. */
+#define say(c, ...) image_report ((c)->report, (c)->opaque, __VA_ARGS__)
 
 /* Marks n clusters from offset as referenced; false if any already was. */
 static bool

@@ -254,29 +254,6 @@ qed_pwrite_nowait (struct image *img, const void *buf, size_t count,
 
 /* ---- allocation ------------------------------------------------------------ */
 
-/* The allocation in flight overlapping clusters [first, first + n), or
- * NULL.  Called with q->lock held. */
-static struct qed_alloc *
-find_alloc (struct qed *q, uint64_t first, uint64_t n)
-{
-  struct qed_alloc *a;
-
-  for (a = q->allocs; a; a = a->next)
-    if (a->first < first + n && first < a->first + a->count)
-      return a;
-  return NULL;
-}
-
-static void
-unlink_alloc (struct qed *q, struct qed_alloc *a)
-{
-  struct qed_alloc **pp = &q->allocs;
-
-  while (*pp != a)
-    pp = &(*pp)->next;
-  *pp = a->next;
-}
-
 /* What prepare_change does instead of waiting, with nowait. */
 static int
 must_wait (void)
@@ -295,12 +272,12 @@ static int
 prepare_change (struct qed *q, struct qed_run *r, uint64_t first,
                 uint64_t *n, bool nowait)
 {
-  struct qed_alloc *a;
+  struct inflight *a;
 
   if (q->broken)
     return image_errf (q->img, EIO, "an earlier metadata write failed; "
                        "the image needs a check");
-  a = find_alloc (q, first, *n);
+  a = inflight_find (q->allocs, first, *n);
   if (nowait && (r->l2 == NULL || q->creating_table ||
                  (a && a->first <= first) ||
                  !__atomic_load_n (&q->need_check_on_disk,
@@ -400,7 +377,7 @@ allocate_run (struct qed *q, struct qed_run *r, const uint8_t *buf,
   uint64_t cs = q->cluster_size;
   uint64_t first = qed_cluster_of (q, offset);
   uint64_t n = DIV_ROUND_UP ((offset & (cs - 1)) + r->len, cs);
-  struct qed_alloc a;
+  struct inflight a;
   uint64_t host, len, i;
   struct mc_entry *l2;
   int ret;
@@ -414,8 +391,7 @@ allocate_run (struct qed *q, struct qed_run *r, const uint8_t *buf,
   len = MIN (r->len, n * cs - (offset & (cs - 1)));
   host = q->file_end;
   q->file_end += n * cs;
-  a = (struct qed_alloc) { .first = first, .count = n, .next = q->allocs };
-  q->allocs = &a;
+  inflight_add (&q->allocs, &a, first, n);
   l2 = r->l2;
   l2->pins++;
   pthread_mutex_unlock (&q->lock);
@@ -435,7 +411,7 @@ allocate_run (struct qed *q, struct qed_run *r, const uint8_t *buf,
       q->file_end = host;       /* give the space back */
   }
   l2->pins--;
-  unlink_alloc (q, &a);
+  inflight_remove (&q->allocs, &a);
   pthread_cond_broadcast (&q->cond);
   pthread_mutex_unlock (&q->lock);
   return ret;

@@ -40,27 +40,15 @@ static int
 inspect_backing (const char *filename, const struct image_create_opts *opts,
                  struct backing_plan *b)
 {
-  struct image_open_opts bopts = {
-    .format = opts->backing_format,
-    .flags = IMAGE_OPEN_READONLY | IMAGE_OPEN_NO_BACKING,
-  };
-  CLEANUP_FREE char *path = NULL;
-  struct image *bimg;
+  const char *format;
 
   b->name = opts->backing_file;
   if (strlen (b->name) > QED_MAX_BACKING_NAME)
     return image_err (EINVAL, "%s: backing file name longer than %d bytes",
                       filename, QED_MAX_BACKING_NAME);
-  path = image_resolve_backing (filename, b->name);
-  if (path == NULL)
+  if (image_inspect_backing (filename, opts, &b->size, &format) == -1)
     return -1;
-  bimg = image_open (path, &bopts);
-  if (bimg == NULL)
-    return image_err (image_errno (), "%s: backing file: %s", filename,
-                      image_error ());
-  b->size = image_size (bimg);
-  b->raw = strcmp (bimg->drv->name, "raw") == 0;
-  image_close (bimg);
+  b->raw = strcmp (format, "raw") == 0;
   return 0;
 }
 
@@ -121,17 +109,7 @@ write_image (int fd, const char *filename, const struct qed_header *h,
     data_bytes = DIV_ROUND_UP (h->image_size, cs) * cs;
     end = data + data_bytes;
   }
-  if (ftruncate (fd, (off_t) end) == -1)
-    return image_err (errno, "%s: truncate: %s", filename, strerror (errno));
-  if (opts->prealloc >= IMAGE_PREALLOC_FALLOC &&
-      host_preallocate (fd, data, data_bytes,
-                        opts->prealloc == IMAGE_PREALLOC_FULL,
-                        opts->progress, opts->progress_opaque) == -1)
-    return image_err (errno, "%s: preallocation: %s", filename,
-                      strerror (errno));
-  if (fsync (fd) == -1)
-    return image_err (errno, "%s: fsync: %s", filename, strerror (errno));
-  return 0;
+  return image_create_finish (fd, filename, end, data, data_bytes, opts);
 }
 
 int

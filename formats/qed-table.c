@@ -132,15 +132,6 @@ write_fn (void *opaque, const void *buf, size_t len, uint64_t offset)
   return 0;
 }
 
-static struct mc_table *
-find_fn (void *opaque, uint64_t offset)
-{
-  struct qed *q = opaque;
-  struct mc_entry *e = mc_find (q->l2_cache, offset);
-
-  return e ? &e->t : NULL;
-}
-
 static int
 sync_file (struct qed *q)
 {
@@ -149,68 +140,25 @@ sync_file (struct qed *q)
   return 0;
 }
 
-/* The entries of a writeback: each dirty table is pinned while its copy is
- * on its way to the file, so that it cannot be evicted and read back stale
- * meanwhile. */
-struct pinned {
-  struct mc_entry **v;
-  size_t n, alloc;
-  struct mc_snapshot *snap;
-};
-
-static int
-snapshot_entry (struct mc_entry *e, void *opaque)
-{
-  struct pinned *p = opaque;
-
-  if (p->n == p->alloc) {
-    size_t na = p->alloc ? p->alloc * 2 : 16;
-    struct mc_entry **nv = realloc (p->v, na * sizeof *nv);
-    if (nv == NULL)
-      return -1;
-    p->v = nv;
-    p->alloc = na;
-  }
-  if (mc_snapshot_add (p->snap, &e->t) == -1)
-    return -1;
-  e->pins++;
-  p->v[p->n++] = e;
-  return 0;
-}
-
-static void
-unpin_all (struct qed *q, struct pinned *p)
-{
-  size_t i;
-
-  for (i = 0; i < p->n; i++)
-    p->v[i]->pins--;
-  free (p->v);
-  p->v = NULL;
-  p->n = p->alloc = 0;
-}
-
 /* The body of qed_writeback: called with writeback_lock held and q->lock
  * not held. */
 static int
 writeback_locked (struct qed *q)
 {
-  struct pinned p = { .snap = mc_snapshot_new () };
+  struct mc_snapshot *snap = mc_snapshot_new ();
   int r;
 
-  if (p.snap == NULL)
+  if (snap == NULL)
     return image_errf (q->img, ENOMEM, "out of memory");
   {
     ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
     if (q->broken) {
-      mc_snapshot_free (p.snap);
+      mc_snapshot_free (snap);
       return image_errf (q->img, EIO, "an earlier metadata write failed; "
                          "the image needs a check");
     }
-    if (mc_for_each_dirty (q->l2_cache, snapshot_entry, &p) != 0) {
-      mc_snapshot_redirty (p.snap, find_fn, q);
-      unpin_all (q, &p);
-      mc_snapshot_free (p.snap);
+    if (mc_snapshot_cache (snap, q->l2_cache) == -1) {
+      mc_snapshot_free (snap);
       return image_errf (q->img, ENOMEM, "out of memory");
     }
   }
@@ -219,8 +167,8 @@ writeback_locked (struct qed *q)
    * them reaches the file.  With nothing to write, this sync is the whole
    * flush. */
   r = sync_file (q);
-  if (r == 0 && !mc_snapshot_empty (p.snap)) {
-    r = mc_snapshot_write (p.snap, write_fn, q);
+  if (r == 0 && !mc_snapshot_empty (snap)) {
+    r = mc_snapshot_write (snap, write_fn, q);
     if (r == 0)
       r = sync_file (q);
   }
@@ -230,13 +178,13 @@ writeback_locked (struct qed *q)
     if (r == -1) {
       /* Keep what we could not write; refuse further writes, as the file
        * and memory may now disagree.  NEED_CHECK stays set. */
-      mc_snapshot_redirty (p.snap, find_fn, q);
+      mc_snapshot_redirty (snap);
       q->broken = true;
     }
-    unpin_all (q, &p);
+    mc_snapshot_unpin (snap);
     mc_shrink (q->l2_cache);
   }
-  mc_snapshot_free (p.snap);
+  mc_snapshot_free (snap);
   return r;
 }
 

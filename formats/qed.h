@@ -88,14 +88,6 @@ struct qed_header {
   uint32_t backing_filename_size;
 };
 
-/* A run of guest clusters that some allocating write is filling; other
- * writes to these clusters wait for it (allocation is serialised per
- * cluster, not per image). */
-struct qed_alloc {
-  uint64_t first, count;        /* guest cluster numbers */
-  struct qed_alloc *next;
-};
-
 /* The driver's state.  Lock order: writeback_lock, then header_lock, then
  * lock.
  *
@@ -125,7 +117,7 @@ struct qed {
   struct mc_table l1;           /* always resident */
   struct metacache *l2_cache;
   uint64_t file_end;            /* where the next allocation goes */
-  struct qed_alloc *allocs;     /* allocations in flight */
+  struct inflight *allocs;        /* allocations in flight */
   bool creating_table;          /* a new L2 table is being made: new
                                    allocations wait (cond) */
   bool broken;                  /* a writeback failed: refuse writes */

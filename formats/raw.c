@@ -123,7 +123,7 @@ raw_get_info (struct image *img, struct image_info *info)
 static int
 raw_create (const char *filename, const struct image_create_opts *opts)
 {
-  int fd, r = 0;
+  int fd, r;
 
   if (opts->backing_file)
     return image_err (EINVAL, "%s: format raw cannot have a backing file",
@@ -140,16 +140,7 @@ raw_create (const char *filename, const struct image_create_opts *opts)
   fd = image_create_file (filename);
   if (fd == -1)
     return -1;
-  if (ftruncate (fd, (off_t) opts->size) == -1)
-    r = image_err (errno, "%s: truncate: %s", filename, strerror (errno));
-  else if (opts->prealloc != IMAGE_PREALLOC_OFF &&
-           host_preallocate (fd, 0, opts->size,
-                             opts->prealloc == IMAGE_PREALLOC_FULL,
-                             opts->progress, opts->progress_opaque) == -1)
-    r = image_err (errno, "%s: preallocation: %s", filename,
-                   strerror (errno));
-  else if (host_sync (fd) == -1)
-    r = image_err (errno, "%s: fdatasync: %s", filename, strerror (errno));
+  r = image_create_finish (fd, filename, opts->size, 0, opts->size, opts);
   if (close (fd) == -1 && r == 0)
     r = image_err (errno, "%s: close: %s", filename, strerror (errno));
   return r;

@@ -36,15 +36,6 @@ fail_write (void *opaque, const void *buf, size_t len, uint64_t offset)
   return -1;
 }
 
-static struct metacache *the_cache;
-
-static struct mc_table *
-find_table (void *opaque, uint64_t offset)
-{
-  struct mc_entry *e = mc_find (the_cache, offset);
-  return e ? &e->t : NULL;
-}
-
 static int
 count_dirty (struct mc_entry *e, void *opaque)
 {
@@ -61,7 +52,6 @@ main (void)
   struct written w = { .n = 0 };
   unsigned dirty = 0;
 
-  the_cache = mc;
   assert (mc && mc_count (mc) == 0 && mc_table_bytes (mc) == TB);
 
   /* Insert and find. */
@@ -120,7 +110,21 @@ main (void)
 
   /* A failed write puts the pages back to dirty. */
   assert (mc_snapshot_write (s, fail_write, NULL) == -1);
-  mc_snapshot_redirty (s, find_table, NULL);
+  mc_snapshot_redirty (s);
+  assert (a->t.any_dirty && c->t.any_dirty && d->t.any_dirty);
+  mc_snapshot_free (s);
+
+  /* A whole cache: every dirty entry is copied and pinned (not evictable)
+   * until unpinned. */
+  s = mc_snapshot_new ();
+  assert (mc_snapshot_cache (s, mc) == 0);
+  assert (!a->t.any_dirty && !c->t.any_dirty && !d->t.any_dirty);
+  assert (a->pins == 1 && c->pins == 1 && d->pins == 1);
+  mc_shrink (mc);
+  assert (mc_count (mc) == 3);
+  mc_snapshot_redirty (s);              /* as after a failed write */
+  mc_snapshot_unpin (s);
+  assert (a->pins == 0 && c->pins == 0 && d->pins == 0);
   assert (a->t.any_dirty && c->t.any_dirty && d->t.any_dirty);
   mc_snapshot_free (s);
 
