@@ -22,6 +22,7 @@
 #endif
 
 #include "internal.h"
+#include "iszero.h"
 #include "minmax.h"
 
 int
@@ -63,6 +64,36 @@ host_pwrite (int fd, const void *buf, size_t count, uint64_t offset)
     count -= (size_t) r;
     offset += (uint64_t) r;
   }
+  return 0;
+}
+
+int
+host_pread_sparse (int fd, void *buf, size_t count, uint64_t offset)
+{
+  enum { CHUNK = 64 << 10, PAGE = 4096 };
+  uint8_t *tmp = malloc (CHUNK);
+  size_t done = 0, i;
+
+  if (tmp == NULL)
+    return -1;
+  /* Through a small buffer: only the pages that are not all zero are
+   * copied in, so the others of buf are never touched. */
+  while (done < count) {
+    size_t n = MIN (count - done, (size_t) CHUNK);
+    if (host_pread (fd, tmp, n, offset + done) == -1) {
+      int e = errno;
+      free (tmp);
+      errno = e;
+      return -1;
+    }
+    for (i = 0; i < n; i += PAGE) {
+      size_t m = MIN (n - i, (size_t) PAGE);
+      if (!is_zero (tmp + i, m))
+        memcpy ((char *) buf + done + i, tmp + i, m);
+    }
+    done += n;
+  }
+  free (tmp);
   return 0;
 }
 

@@ -217,6 +217,10 @@ bool image_backing_is_zero (struct image *img, uint64_t offset,
  * errno set (no message: callers say what they were doing). */
 int host_pread (int fd, void *buf, size_t count, uint64_t offset);
 int host_pwrite (int fd, const void *buf, size_t count, uint64_t offset);
+/* As host_pread into a buffer already zeroed (calloc), but writes only
+ * the pages that are not all zeros: the others stay untouched and cost no
+ * memory (a fresh clone's empty L1 table: 256 KiB by default). */
+int host_pread_sparse (int fd, void *buf, size_t count, uint64_t offset);
 /* Writes every buffer of iov (which it modifies). */
 struct iovec;
 int host_pwritev (int fd, struct iovec *iov, int iovcnt, uint64_t offset);

@@ -336,8 +336,8 @@ qed_open (struct image *img, const struct image_open_opts *opts)
     image_errf (img, ENOMEM, "out of memory for the L1 table");
     goto err;
   }
-  if (host_pread (img->fd, q->l1.data, q->table_bytes,
-                  q->h.l1_table_offset) == -1) {
+  if (host_pread_sparse (img->fd, q->l1.data, q->table_bytes,
+                         q->h.l1_table_offset) == -1) {
     image_err_sys (img, "reading the L1 table");
     goto err;
   }
