@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "metacache.h"
 #include "minmax.h"
@@ -33,6 +34,35 @@ table_pages (size_t bytes)
   return DIV_ROUND_UP (bytes, (size_t) MC_PAGE_SIZE);
 }
 
+/* Tables of this size and more are mapped directly: their zero pages cost
+ * nothing until written, whatever malloc's mmap threshold has become (it
+ * grows after large frees, and calloc then zeroes reused heap memory,
+ * touching every page: a fresh clone's empty 256 KiB L1 table). */
+#define MC_MMAP_MIN (64u << 10)
+
+static void *
+table_alloc (size_t bytes)
+{
+  void *p;
+
+  if (bytes < MC_MMAP_MIN)
+    return calloc (1, bytes);
+  p = mmap (NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+            -1, 0);
+  return p == MAP_FAILED ? NULL : p;
+}
+
+static void
+table_free (void *p, size_t bytes)
+{
+  if (p == NULL)
+    return;
+  if (bytes < MC_MMAP_MIN)
+    free (p);
+  else
+    munmap (p, bytes);
+}
+
 int
 mc_table_init (struct mc_table *t, uint64_t offset, size_t bytes)
 {
@@ -41,7 +71,7 @@ mc_table_init (struct mc_table *t, uint64_t offset, size_t bytes)
   t->offset = offset;
   t->bytes = bytes;
   t->any_dirty = false;
-  t->data = calloc (1, bytes);
+  t->data = table_alloc (bytes);
   t->dirty = calloc (words, sizeof *t->dirty);
   if (t->data == NULL || t->dirty == NULL) {
     mc_table_release (t);
@@ -54,7 +84,7 @@ mc_table_init (struct mc_table *t, uint64_t offset, size_t bytes)
 void
 mc_table_release (struct mc_table *t)
 {
-  free (t->data);
+  table_free (t->data, t->bytes);
   free (t->dirty);
   t->data = NULL;
   t->dirty = NULL;
