@@ -18,6 +18,11 @@
  * Output is the handshake byte buffer wbuf, then the replies queued in
  * completion order, written together with one writev where possible.
  *
+ * STARTTLS: once its ACK is out, the TLS transport replaces the plain
+ * one and its handshake is driven by the same two watchers (see
+ * conn_starttls), with a deadline, so that a stalled client holds up
+ * nobody.
+ *
  * Lifetime: conn_close closes the descriptors at once, but the object
  * stays until the workers hand back every request of it (in_flight).
  * conn_drain (DISC, ABORT, shutdown) stops reading and closes once every
@@ -105,6 +110,76 @@ conn_set_transport (struct conn *c, const struct transport *tr,
   c->tr->free (c->tr_data);
   c->tr = tr;
   c->tr_data = tr_data;
+}
+
+/* ---- STARTTLS ------------------------------------------------------------ */
+
+static void pause_input (struct conn *c);
+
+void
+conn_starttls (struct conn *c, const struct transport *tr, void *tr_data)
+{
+  c->tls_next = tr;
+  c->tls_next_data = tr_data;
+  pause_input (c);              /* nothing more in plaintext */
+}
+
+static void
+tls_timeout_cb (struct ev_loop *loop, ev_timer *w, int revents)
+{
+  conn_close (w->data, "TLS handshake timed out");
+}
+
+/* Steps the transport's handshake; on success reads on in TLS. */
+static void
+drive_tls_handshake (struct conn *c)
+{
+  bool want_write = false;
+  int r = c->tr->handshake (c->tr_data, &want_write);
+
+  if (r == -1) {
+    conn_close (c, "TLS handshake failed");
+    return;
+  }
+  if (r == 1) {                 /* wait for the socket */
+    if (want_write) {
+      ev_io_stop (c->loop, &c->rio);
+      ev_io_start (c->loop, &c->wio);
+    }
+    else {
+      ev_io_stop (c->loop, &c->wio);
+      ev_io_start (c->loop, &c->rio);
+    }
+    return;
+  }
+  c->tls_handshaking = false;
+  c->tls = true;
+  ev_timer_stop (c->loop, &c->tls_timer);
+  ev_io_stop (c->loop, &c->wio);
+  handshake_tls_done (c);
+  c->read_paused = false;
+  ev_io_start (c->loop, &c->rio);
+  /* The client's first option may already sit decrypted in GnuTLS. */
+  ev_feed_event (c->loop, &c->rio, EV_READ);
+}
+
+/* The ACK of STARTTLS is out: the TLS transport takes over. */
+static void
+start_tls (struct conn *c)
+{
+  /* Bytes the client sent after STARTTLS, before the handshake, would be
+   * read as if they came through TLS: refuse them (plaintext injection). */
+  if (c->istart != c->iend) {
+    conn_close (c, "data after STARTTLS, before the TLS handshake");
+    return;
+  }
+  conn_set_transport (c, c->tls_next, c->tls_next_data);
+  c->tls_next = NULL;
+  c->tls_handshaking = true;
+  ev_timer_init (&c->tls_timer, tls_timeout_cb, TLS_HANDSHAKE_TIMEOUT, 0.);
+  c->tls_timer.data = c;
+  ev_timer_start (c->loop, &c->tls_timer);
+  drive_tls_handshake (c);
 }
 
 /* ---- input ------------------------------------------------------------- */
@@ -301,6 +376,10 @@ read_cb (struct ev_loop *loop, ev_io *w, int revents)
 {
   struct conn *c = w->data;
 
+  if (c->tls_handshaking && !c->dead) {
+    drive_tls_handshake (c);
+    return;
+  }
   /* A fed event may arrive after a pause or a close. */
   if (c->read_paused || c->dead || c->draining)
     return;
@@ -429,8 +508,12 @@ conn_kick_output (struct conn *c)
   if (c->dead)
     return;
   ev_io_stop (c->loop, &c->wio);
+  if (c->tls_next) {            /* the STARTTLS ACK is out */
+    start_tls (c);
+    return;
+  }
   /* Handshake input waits for its replies to drain (MAX_HANDSHAKE_OUT). */
-  if (progress && c->exp == NULL)
+  if (progress && c->exp == NULL && !c->tls_handshaking)
     conn_resume_input (c);
   maybe_finish (c);
 }
@@ -438,7 +521,12 @@ conn_kick_output (struct conn *c)
 static void
 write_cb (struct ev_loop *loop, ev_io *w, int revents)
 {
-  conn_kick_output (w->data);
+  struct conn *c = w->data;
+
+  if (c->tls_handshaking && !c->dead)
+    drive_tls_handshake (c);
+  else
+    conn_kick_output (c);
 }
 
 /* ---- lifetime ---------------------------------------------------------- */
@@ -515,7 +603,12 @@ conn_close (struct conn *c, const char *why)
     log_verbose ("connection %lu from %s closed", c->id, c->peer);
   ev_io_stop (c->loop, &c->rio);
   ev_io_stop (c->loop, &c->wio);
-  c->tr->free (c->tr_data);
+  ev_timer_stop (c->loop, &c->tls_timer);
+  if (c->tls_next)              /* switched to, or not yet */
+    c->tls_next->free (c->tls_next_data);
+  if (c->tr != c->tls_next)
+    c->tr->free (c->tr_data);
+  c->tls_next = NULL;
   close (c->rfd);
   if (c->wfd != c->rfd)
     close (c->wfd);

@@ -11,9 +11,16 @@
  *
  * Options: EXPORT_NAME, GO, INFO (EXPORT, NAME, DESCRIPTION,
  * BLOCK_SIZE), LIST, ABORT, STRUCTURED_REPLY, LIST_ and SET_META_CONTEXT
- * (meta-context.c).  STARTTLS answers NBD_REP_ERR_UNSUP until the TLS
- * transport exists: it will reply ACK, switch c->tr with
- * conn_set_transport and forget the negotiated state.
+ * (meta-context.c), STARTTLS.
+ *
+ * TLS: with --tls=on or require, STARTTLS is acknowledged and the
+ * connection switches to the TLS transport (conn_starttls); after its
+ * handshake the negotiation starts over, forgetting what was agreed in
+ * plaintext (handshake_tls_done).  With --tls=require, before TLS only
+ * STARTTLS and ABORT are served: every other option gets
+ * NBD_REP_ERR_TLS_REQD (EXPORT_NAME, which cannot be refused, drops the
+ * connection), so a plaintext client learns no export name, size or
+ * description.
  */
 #include <config.h>
 
@@ -23,6 +30,7 @@
 
 #include "internal.h"
 #include "nbd-protocol.h"
+#include "tls.h"
 
 static int client_flags (struct conn *c, const char *data);
 static int option_header (struct conn *c, const char *data);
@@ -207,6 +215,38 @@ opt_list (struct conn *c)
   return handshake_reply (c, NBD_REP_ACK, NULL, 0);
 }
 
+static int
+opt_starttls (struct conn *c)
+{
+#ifdef HAVE_GNUTLS
+  void *t;
+
+  if (cfg.tls == TLS_OFF)
+    return handshake_reply (c, NBD_REP_ERR_UNSUP, NULL, 0);
+  if (c->tls)                   /* once is all the protocol allows */
+    return handshake_reply (c, NBD_REP_ERR_INVALID, NULL, 0);
+  t = transport_tls_new (c->rfd, c->wfd, c->id);
+  if (t == NULL)
+    return -1;
+  if (handshake_reply (c, NBD_REP_ACK, NULL, 0) == -1) {
+    transport_tls.free (t);
+    return -1;
+  }
+  conn_starttls (c, &transport_tls, t);
+  return 0;
+#else
+  return handshake_reply (c, NBD_REP_ERR_UNSUP, NULL, 0);
+#endif
+}
+
+void
+handshake_tls_done (struct conn *c)
+{
+  c->structured = false;
+  c->meta_exp = NULL;
+  c->meta_base = c->meta_depth = false;
+}
+
 /* Options that take no data and only toggle something. */
 static int
 opt_no_data (struct conn *c)
@@ -218,8 +258,7 @@ opt_no_data (struct conn *c)
     c->structured = true;
     return handshake_reply (c, NBD_REP_ACK, NULL, 0);
   case NBD_OPT_STARTTLS:
-    /* TLS (issue 6) hooks in here. */
-    return handshake_reply (c, NBD_REP_ERR_UNSUP, NULL, 0);
+    return opt_starttls (c);
   }
   abort ();
 }
@@ -227,6 +266,14 @@ opt_no_data (struct conn *c)
 static int
 dispatch (struct conn *c)
 {
+  if (cfg.tls == TLS_REQUIRE && !c->tls &&
+      c->opt != NBD_OPT_STARTTLS && c->opt != NBD_OPT_ABORT) {
+    log_verbose ("connection %lu: option %u refused: TLS required",
+                 c->id, c->opt);
+    if (c->opt == NBD_OPT_EXPORT_NAME)
+      return -1;                /* no error reply exists for it */
+    return handshake_reply (c, NBD_REP_ERR_TLS_REQD, NULL, 0);
+  }
   switch (c->opt) {
   case NBD_OPT_EXPORT_NAME:
     return opt_export_name (c);

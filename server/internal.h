@@ -55,6 +55,12 @@ struct config {
   const char *ipaddr;           /* -i */
   const char *unix_path;        /* -U PATH, or the private one of -U - */
   const char *run;              /* --run */
+  /* TLS (tls.c, transport-tls.c) */
+  enum { TLS_OFF, TLS_ON, TLS_REQUIRE } tls;  /* --tls */
+  const char *tls_certificates; /* --tls-certificates=DIR */
+  const char *tls_psk;          /* --tls-psk=FILE */
+  const char *tls_priority;     /* --tls-priority=STRING, NULL: system */
+  bool tls_verify_peer;         /* --tls-verify-peer */
 };
 extern struct config cfg;
 
@@ -143,6 +149,14 @@ struct conn {
   size_t wlen, woff, wcap;
   struct req *outq_head, *outq_tail;
 
+  /* TLS (STARTTLS): the transport to switch to once the ACK is out, the
+   * handshake in progress and its deadline, and whether it is done. */
+  const struct transport *tls_next;
+  void *tls_next_data;
+  bool tls_handshaking;
+  bool tls;
+  ev_timer tls_timer;
+
   /* Handshake state (handshake.c, meta-context.c). */
   bool fixed_newstyle;
   bool no_zeroes;
@@ -186,9 +200,16 @@ void conn_drain (struct conn *c);
 /* Closes at once (broken stream, EOF); the object is freed when no
  * request of it is left with the workers. */
 void conn_close (struct conn *c, const char *why);
-/* Replaces the transport (STARTTLS, for the TLS issue). */
+/* Replaces the transport. */
 void conn_set_transport (struct conn *c, const struct transport *tr,
                          void *tr_data);
+/* STARTTLS was acknowledged: stops reading; once the ACK is written,
+ * installs tr (refusing plaintext the client sent after STARTTLS), runs
+ * its handshake on the loop (TLS_HANDSHAKE_TIMEOUT at most), then calls
+ * handshake_tls_done and reads on. */
+#define TLS_HANDSHAKE_TIMEOUT 30.
+void conn_starttls (struct conn *c, const struct transport *tr,
+                    void *tr_data);
 /* Drains every connection (graceful shutdown); closes every one (when
  * draining took too long). */
 void conns_drain_all (void);
@@ -245,6 +266,9 @@ void conn_req_returned (struct conn *c);
 
 /* Sends the greeting and reads the client's flags. */
 void handshake_start (struct conn *c);
+/* The TLS handshake after STARTTLS succeeded: negotiation starts over
+ * (what was agreed in plaintext is forgotten, as the protocol says). */
+void handshake_tls_done (struct conn *c);
 /* Appends an option reply (header + payload). */
 int handshake_reply (struct conn *c, uint32_t reply, const void *payload,
                      size_t len);

@@ -25,6 +25,7 @@
 
 #include "internal.h"
 #include "size.h"
+#include "tls.h"
 
 #define SHUTDOWN_GRACE 10.
 
@@ -58,13 +59,21 @@ usage (FILE *f)
 "      --fork             run in the background once listening\n"
 "  -P, --pidfile=FILE     write the server's pid to FILE\n"
 "  -v, --verbose          log connections and errors to stderr\n"
+"      --tls=off|on|require  TLS after STARTTLS: off (default), offered,\n"
+"                         or required before any export is named\n"
+"      --tls-certificates=DIR  ca-cert.pem, server-cert.pem, server-key.pem\n"
+"                         (and ca-crl.pem) in DIR\n"
+"      --tls-psk=FILE     pre-shared keys, username:hexkey (psktool)\n"
+"      --tls-verify-peer  demand a client certificate signed by the CA\n"
+"      --tls-priority=STR GnuTLS priority string (default: the system's)\n"
 "  -h, --help             show this help\n"
 "  -V, --version          show the version\n"
 "\n"
 "Socket activation: LISTEN_PID and LISTEN_FDS as systemd sets them.\n");
 }
 
-enum { OPT_RUN = 256, OPT_CACHE_SIZE, OPT_FORK };
+enum { OPT_RUN = 256, OPT_CACHE_SIZE, OPT_FORK, OPT_TLS, OPT_TLS_CERTS,
+       OPT_TLS_PSK, OPT_TLS_VERIFY, OPT_TLS_PRIORITY };
 
 static const struct option long_options[] = {
   { "port", required_argument, NULL, 'p' },
@@ -82,6 +91,11 @@ static const struct option long_options[] = {
   { "verbose", no_argument, NULL, 'v' },
   { "help", no_argument, NULL, 'h' },
   { "version", no_argument, NULL, 'V' },
+  { "tls", required_argument, NULL, OPT_TLS },
+  { "tls-certificates", required_argument, NULL, OPT_TLS_CERTS },
+  { "tls-psk", required_argument, NULL, OPT_TLS_PSK },
+  { "tls-verify-peer", no_argument, NULL, OPT_TLS_VERIFY },
+  { "tls-priority", required_argument, NULL, OPT_TLS_PRIORITY },
   { NULL, 0, NULL, 0 },
 };
 
@@ -125,6 +139,19 @@ parse_port (const char *s)
 }
 
 static void
+parse_tls (const char *s)
+{
+  if (strcmp (s, "off") == 0)
+    cfg.tls = TLS_OFF;
+  else if (strcmp (s, "on") == 0)
+    cfg.tls = TLS_ON;
+  else if (strcmp (s, "require") == 0)
+    cfg.tls = TLS_REQUIRE;
+  else
+    bad_usage ("--tls=%s: expected off, on or require", s);
+}
+
+static void
 parse_options (int argc, char *argv[])
 {
   int c;
@@ -147,13 +174,43 @@ parse_options (int argc, char *argv[])
     case OPT_FORK: do_fork = true; break;
     case 'P': pidfile = optarg; break;
     case 'v': cfg.verbose = true; break;
+    case OPT_TLS: parse_tls (optarg); break;
+    case OPT_TLS_CERTS: cfg.tls_certificates = optarg; break;
+    case OPT_TLS_PSK: cfg.tls_psk = optarg; break;
+    case OPT_TLS_VERIFY: cfg.tls_verify_peer = true; break;
+    case OPT_TLS_PRIORITY: cfg.tls_priority = optarg; break;
     case 'h': usage (stdout); exit (EXIT_SUCCESS);
-    case 'V': printf ("cowbd %s\n", PACKAGE_VERSION); exit (EXIT_SUCCESS);
+    case 'V':
+      printf ("cowbd %s\n", PACKAGE_VERSION);
+#ifdef HAVE_GNUTLS
+      printf ("features: tls\n");
+#endif
+      exit (EXIT_SUCCESS);
     default:
       fprintf (stderr, "Try 'cowbd --help' for more information.\n");
       exit (EXIT_FAILURE);
     }
   }
+}
+
+static void
+check_tls_options (void)
+{
+  bool creds = cfg.tls_certificates || cfg.tls_psk;
+
+#ifndef HAVE_GNUTLS
+  if (cfg.tls != TLS_OFF || creds)
+    bad_usage ("%s", "this cowbd was built without TLS (GnuTLS)");
+#endif
+  if (cfg.tls != TLS_OFF && !creds)
+    bad_usage ("%s", "--tls=on or require needs --tls-certificates or "
+               "--tls-psk");
+  if (cfg.tls == TLS_OFF && (creds || cfg.tls_verify_peer ||
+                             cfg.tls_priority))
+    bad_usage ("%s", "TLS options given with --tls=off (say --tls=on or "
+               "--tls=require)");
+  if (cfg.tls_verify_peer && !cfg.tls_certificates)
+    bad_usage ("%s", "--tls-verify-peer needs --tls-certificates");
 }
 
 static void
@@ -170,6 +227,7 @@ check_options (int nimages)
     bad_usage ("%s", "-U cannot be combined with -p or -i");
   if (cfg.run && do_fork)
     bad_usage ("%s", "--run cannot be combined with --fork");
+  check_tls_options ();
   /* A captive server needs no public socket. */
   if (cfg.run && !net)
     cfg.unix_path = "-";
@@ -226,7 +284,7 @@ signal_cb (struct ev_loop *l, ev_signal *w, int revents)
 static int
 start (void)
 {
-  if (exports_open () == -1 || listen_open () == -1)
+  if (tls_init () == -1 || exports_open () == -1 || listen_open () == -1)
     return -1;
   if (do_fork && daemon_fork () == -1)
     return -1;
@@ -285,5 +343,6 @@ main (int argc, char *argv[])
     exit_status = EXIT_FAILURE;
   if (loop)
     ev_loop_destroy (loop);
+  tls_free ();
   return exit_status;
 }

@@ -9,7 +9,10 @@ SERVER_TESTS = \
 	test-server-options.sh \
 	test-server-pipelines.sh \
 	test-server-qemu.sh \
-	test-server-sigterm.sh
+	test-server-sigterm.sh \
+	test-server-tls-psk.sh \
+	test-server-tls-stall.sh \
+	test-server-tls-x509.sh
 TESTS += $(SERVER_TESTS)
 EXTRA_DIST += \
 	$(SERVER_TESTS) \
@@ -17,4 +20,7 @@ EXTRA_DIST += \
 	test-server-io.py \
 	test-server-malformed.py \
 	test-server-sigterm.py \
-	test-server-lib.sh
+	test-server-tls-reqd.py \
+	test-server-tls-stall.py \
+	test-server-lib.sh \
+	tls-functions.sh

@@ -1,0 +1,29 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* TLS with GnuTLS: the policy loaded at start-up (tls.c) and the
+ * transport of a connection after STARTTLS (transport-tls.c).  Without
+ * GnuTLS the server builds with TLS refused. */
+#ifndef COWBD_SERVER_TLS_H
+#define COWBD_SERVER_TLS_H
+
+#include "transport.h"
+
+#ifdef HAVE_GNUTLS
+#include <gnutls/gnutls.h>
+
+/* tls.c: loads certificates, keys and priorities for --tls; 0 or -1
+ * after one line naming what is wrong.  tls_free undoes it. */
+int tls_init (void);
+void tls_free (void);
+/* Gives a new server session the credentials and priorities. */
+int tls_session_setup (gnutls_session_t s);
+
+/* transport-tls.c: a TLS server session over rfd/wfd (NULL on error,
+ * logged); its handshake runs through transport->handshake. */
+extern const struct transport transport_tls;
+void *transport_tls_new (int rfd, int wfd, unsigned long conn_id);
+#else
+static inline int tls_init (void) { return 0; }
+static inline void tls_free (void) { }
+#endif
+
+#endif /* COWBD_SERVER_TLS_H */
