@@ -43,6 +43,25 @@ struct tls {
   uint8_t gather[RECORD_MAX];
 };
 
+/* Encrypting is the server's slow part: with room for a whole reply in
+ * the socket, the loop encrypts the next records while the client
+ * decrypts the last ones, instead of taking turns (1 MiB reads over a
+ * Unix socket: 210 -> 350 MiB/s).  TCP sockets are left to the kernel's
+ * autotuning, which setting SO_SNDBUF would switch off. */
+#define UNIX_SNDBUF (4 << 20)  /* the kernel caps it at wmem_max */
+
+static void
+widen_send_buffer (int fd)
+{
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  int size = UNIX_SNDBUF;
+
+  if (getsockname (fd, (struct sockaddr *) &ss, &len) == 0 &&
+      ss.ss_family == AF_UNIX)
+    setsockopt (fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
+}
+
 void *
 transport_tls_new (int rfd, int wfd, unsigned long conn_id)
 {
@@ -67,6 +86,7 @@ transport_tls_new (int rfd, int wfd, unsigned long conn_id)
     return NULL;
   }
   gnutls_transport_set_int2 (t->s, rfd, wfd);
+  widen_send_buffer (wfd);
   return t;
 }
 
