@@ -56,11 +56,14 @@ static uint32_t
 parse (struct conn *c, bool list, const struct export **exp, bool *base,
        bool *depth)
 {
-  const char *p = c->optbuf, *end = c->optbuf + c->optlen;
+  const char *p, *end;
   uint32_t namelen, nq, qlen, i;
 
+  /* An empty option has no buffer at all (optbuf is NULL). */
   if (c->optlen < 8)
     return NBD_REP_ERR_INVALID;
+  p = c->optbuf;
+  end = c->optbuf + c->optlen;
   namelen = load32 (p);
   if (namelen > c->optlen - 8)
     return NBD_REP_ERR_INVALID;
