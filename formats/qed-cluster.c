@@ -12,11 +12,14 @@
  *      qed_create_l2), no other allocation covers these clusters (else
  *      wait), NEED_CHECK is durable (else set it first); then reserve n
  *      clusters at the end of the file and record the allocation;
- *   2. without the lock: write the whole clusters in one pwritev - the
- *      guest data, and around it the rest of the first and last cluster:
- *      zeros for a zero cluster, the backing image's data for an
- *      unallocated one (not read where the backing image is known to read
- *      as zeros);
+ *   2. without the lock: write the guest data in one pwritev, and around
+ *      it the rest of the first and last cluster where an unallocated
+ *      cluster reads through to backing data.  Where the rest reads as
+ *      zeros (a zero cluster, no backing data there) it is left a hole:
+ *      the new clusters lie past the old end of the file.  Only the last
+ *      byte of the run is written, so that the file covers whole
+ *      clusters (qemu rounds the file size down to a cluster and refuses
+ *      entries past it);
  *   3. under the lock: point the L2 entries at the new clusters (the
  *      table is now dirty in the cache; writeback makes the data durable
  *      before the entries, see qed-table.c), end the allocation, wake any
@@ -35,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 #include "cleanup.h"
 #include "minmax.h"
@@ -311,35 +315,25 @@ prepare_change (struct qed *q, struct qed_run *r, uint64_t first,
 }
 
 /* One side of a new cluster run that the guest data does not cover:
- * zeros, or the backing image's data.  *scratch receives a buffer to free
- * when backing data had to be read. */
+ * the backing image's data into *buf (malloc'd), or *buf NULL where that
+ * side reads as zeros and is left a hole. */
 static int
-fill_iov (struct qed *q, struct iovec *iov, int *iovcnt, bool from_backing,
-          uint64_t guest_offset, uint64_t len, uint8_t **scratch)
+fill_side (struct qed *q, bool from_backing, uint64_t guest_offset,
+           uint64_t len, uint8_t **buf)
 {
-  *scratch = NULL;
-  if (len == 0)
+  *buf = NULL;
+  if (len == 0 || !from_backing ||
+      image_backing_is_zero (q->img, guest_offset, len))
     return 0;
-  if (from_backing && !image_backing_is_zero (q->img, guest_offset, len)) {
-    *scratch = malloc (len);
-    if (*scratch == NULL)
-      return image_errf (q->img, ENOMEM, "out of memory");
-    if (image_read_backing (q->img, *scratch, len, guest_offset) == -1)
-      return -1;
-    iov[(*iovcnt)++] = (struct iovec) { *scratch, len };
-    return 0;
-  }
-  while (len > 0) {
-    size_t m = MIN (len, (uint64_t) HOST_ZEROS_SIZE);
-    iov[(*iovcnt)++] = (struct iovec) { host_zeros, m };
-    len -= m;
-  }
-  return 0;
+  *buf = malloc (len);
+  if (*buf == NULL)
+    return image_errf (q->img, ENOMEM, "out of memory");
+  return image_read_backing (q->img, *buf, len, guest_offset);
 }
 
 /* Writes a new run of n clusters at host offset `host`: the guest data
- * [offset, offset + len) and the fills around it.  Called without the
- * lock. */
+ * [offset, offset + len) and the backing data around it.  Called without
+ * the lock. */
 static int
 write_new_clusters (struct qed *q, const uint8_t *buf, uint64_t len,
                     uint64_t offset, uint64_t first, uint64_t n,
@@ -348,23 +342,45 @@ write_new_clusters (struct qed *q, const uint8_t *buf, uint64_t len,
   uint64_t cs = q->cluster_size;
   uint64_t head = offset - first * cs;
   uint64_t tail = n * cs - head - len;
-  /* Zero fills take one entry per MiB: at most 64 per side. */
-  struct iovec iov[2 * (QED_MAX_CLUSTER_SIZE / HOST_ZEROS_SIZE) + 1];
+  uint64_t start = host + head;
   CLEANUP_FREE uint8_t *head_buf = NULL;
   CLEANUP_FREE uint8_t *tail_buf = NULL;
+  struct iovec iov[3];
   int iovcnt = 0;
 
-  if (fill_iov (q, iov, &iovcnt, from_backing, first * cs, head,
-                &head_buf) == -1)
+  if (fill_side (q, from_backing, first * cs, head, &head_buf) == -1 ||
+      fill_side (q, from_backing, offset + len, tail, &tail_buf) == -1)
     return -1;
+  if (head_buf) {
+    iov[iovcnt++] = (struct iovec) { head_buf, head };
+    start = host;
+  }
   iov[iovcnt++] = (struct iovec) { (void *) buf, len };
-  if (fill_iov (q, iov, &iovcnt, from_backing, offset + len, tail,
-                &tail_buf) == -1)
-    return -1;
-  if (host_pwritev (q->img->fd, iov, iovcnt, host) == -1)
+  if (tail_buf)
+    iov[iovcnt++] = (struct iovec) { tail_buf, tail };
+  if (!head_buf || !tail_buf)
+    image_host_may_have_holes (q->img);
+  if (host_pwritev (q->img->fd, iov, iovcnt, start) == -1 ||
+      (tail && !tail_buf &&
+       host_pwrite (q->img->fd, host_zeros, 1, host + n * cs - 1) == -1))
     return image_errf (q->img, errno, "writing new clusters at 0x%" PRIx64
                        ": %s", host, strerror (errno));
   return 0;
+}
+
+/* A failed allocation may have written part of its clusters: the space
+ * goes back only by truncating the file (new clusters must read as
+ * zeros); otherwise it stays a leak for the next open's check.  Called
+ * with q->lock held. */
+static void
+give_back (struct qed *q, uint64_t host, uint64_t n)
+{
+  image_host_may_have_holes (q->img);
+  if (q->file_end == host + n * q->cluster_size &&
+      ftruncate (q->img->fd, (off_t) host) == 0)
+    q->file_end = host;
+  else
+    q->leaked = true;
 }
 
 /* Allocates the run r at offset (count bytes of it) and writes buf there.
@@ -405,11 +421,8 @@ allocate_run (struct qed *q, struct qed_run *r, const uint8_t *buf,
       qed_l2_set (l2, r->l2_index + i, host + i * cs);
     *done = len;
   }
-  else {
-    image_host_may_have_holes (q->img);  /* the run may be partly written */
-    if (q->file_end == host + n * cs)
-      q->file_end = host;       /* give the space back */
-  }
+  else
+    give_back (q, host, n);
   l2->pins--;
   inflight_remove (&q->allocs, &a);
   pthread_cond_broadcast (&q->cond);

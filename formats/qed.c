@@ -383,7 +383,7 @@ qed_close (struct image *img)
   if (!img->readonly) {
     r = qed_writeback (q);
     /* Clean only if everything reached the file. */
-    if (r == 0 && !q->broken)
+    if (r == 0 && !q->broken && !q->leaked)
       r = qed_set_need_check (q, false);
   }
   free_qed (q);

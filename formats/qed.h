@@ -121,6 +121,8 @@ struct qed {
   bool creating_table;          /* a new L2 table is being made: new
                                    allocations wait (cond) */
   bool broken;                  /* a writeback failed: refuse writes */
+  bool leaked;                  /* a failed allocation left clusters no
+                                   table references: keep NEED_CHECK */
 };
 
 /* qed.c */
