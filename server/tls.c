@@ -15,8 +15,10 @@
  *                            psk_lookup for the key of the identity the
  *                            client names
  *   --tls-priority=STRING    GnuTLS priority string; default: the
- *                            system's (gnutls_priority_init with NULL,
- *                            i.e. @SYSTEM or NORMAL), TLS 1.3 first.
+ *                            system's (@SYSTEM or NORMAL), TLS 1.3
+ *                            first, and on a CPU with AES instructions
+ *                            AES-GCM before ChaCha20-Poly1305 in our
+ *                            order, which decides (see AES_FIRST).
  *                            With PSK the PSK key exchanges are appended.
  *
  * A file that is missing, unreadable or malformed stops the start-up
@@ -40,6 +42,13 @@
 
 /* Key exchanges a PSK session needs on top of the default priorities. */
 #define PSK_PRIORITY "+ECDHE-PSK:+DHE-PSK:+PSK"
+/* libnbd's clients here offer ChaCha20-Poly1305 first, and GnuTLS then
+ * picks it even where the CPU runs AES-GCM nine times faster (4.4 GB/s
+ * against 0.5 GB/s in gnutls-cli --benchmark-ciphers): TLS reads cost
+ * three times the CPU on both ends.  Where the CPU has AES instructions
+ * the default moves ChaCha20 to the end and lets our order decide; a
+ * client that offers only ChaCha20 still gets it. */
+#define AES_FIRST "-CHACHA20-POLY1305:+CHACHA20-POLY1305:%SERVER_PRECEDENCE"
 /* Longest PSK line and key accepted from the file. */
 #define PSK_MAX_LINE 4096
 #define PSK_MAX_KEY  512
@@ -249,6 +258,17 @@ load_psk (const char *file)
 
 /* ---- priorities and sessions ------------------------------------------- */
 
+static bool
+cpu_has_aes (void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init ();
+  return __builtin_cpu_supports ("aes") && __builtin_cpu_supports ("pclmul");
+#else
+  return false;
+#endif
+}
+
 static int
 load_priority (void)
 {
@@ -256,10 +276,17 @@ load_priority (void)
   const char *err = NULL;
   int r;
 
-  if (cfg.tls_priority == NULL)
-    r = psk_cred ? gnutls_priority_init2 (&priority, PSK_PRIORITY, &err,
-                                          GNUTLS_PRIORITY_INIT_DEF_APPEND)
+  if (cfg.tls_priority == NULL) {
+    const char *aes = cpu_has_aes () ? AES_FIRST : "";
+    if (asprintf (&s, "%s%s%s", aes, *aes && psk_cred ? ":" : "",
+                  psk_cred ? PSK_PRIORITY : "") == -1) {
+      log_error ("out of memory");
+      return -1;
+    }
+    r = *s ? gnutls_priority_init2 (&priority, s, &err,
+                                    GNUTLS_PRIORITY_INIT_DEF_APPEND)
       : gnutls_priority_init (&priority, NULL, &err);
+  }
   else {
     if (asprintf (&s, "%s%s", cfg.tls_priority,
                   psk_cred ? ":" PSK_PRIORITY : "") == -1) {
