@@ -17,7 +17,4 @@ IMG_TESTS = \
 	test-img-rebase.sh \
 	test-img-interrupt.sh
 TESTS += $(IMG_TESTS)
-# The engine does not yet refuse damaged L1 entries at open (see the
-# test's comment); remove this line when it does (automake then reports
-# an XPASS as a failure, so it cannot be forgotten).
 EXTRA_DIST += $(IMG_TESTS) img-functions.sh
