@@ -358,7 +358,7 @@ write_new_clusters (struct qed *q, const uint8_t *buf, uint64_t len,
   iov[iovcnt++] = (struct iovec) { (void *) buf, len };
   if (tail_buf)
     iov[iovcnt++] = (struct iovec) { tail_buf, tail };
-  if (!head_buf || !tail_buf)
+  if ((head && !head_buf) || (tail && !tail_buf))
     image_host_may_have_holes (q->img);
   if (host_pwritev (q->img->fd, iov, iovcnt, start) == -1 ||
       (tail && !tail_buf &&

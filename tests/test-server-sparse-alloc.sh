@@ -11,7 +11,7 @@
 
 cd "$tmp"
 # 1 MiB of backing data under a 16 MiB overlay; 4K written into each of
-# 64 clusters, 32 of them over the backing data.
+# 64 clusters, 16 of them over the backing data.
 qemu-img create -q -f raw base.raw 1M
 qemu-io -f raw -c 'write -P 0x5a 0 1M' base.raw >/dev/null
 cmds=()
