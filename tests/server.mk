@@ -19,6 +19,7 @@ EXTRA_DIST += \
 	$(SERVER_TESTS) \
 	test-server-aio.py \
 	test-server-io.py \
+	nbdraw.py \
 	test-server-malformed.py \
 	test-server-sigterm.py \
 	test-server-tls-reqd.py \

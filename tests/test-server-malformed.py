@@ -8,12 +8,12 @@ import socket
 import struct
 import sys
 
+import nbdraw
+from nbdraw import IHAVEOPT, recvall, greet, send_opt, read_reply
+
 SOCK = sys.argv[1]
 SIZE = int(sys.argv[2])
 
-NBDMAGIC = 0x4e42444d41474943
-IHAVEOPT = 0x49484156454f5054
-REPMAGIC = 0x3e889045565a9
 REQMAGIC = 0x25609513
 SIMPLE = 0x67446698
 STRUCT = 0x668e33ef
@@ -27,20 +27,7 @@ EINVAL, ENOSPC, EPERM = 22, 28, 1
 
 
 def connect():
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(30)
-    s.connect(SOCK)
-    return s
-
-
-def recvall(s, n):
-    buf = b""
-    while len(buf) < n:
-        chunk = s.recv(n - len(buf))
-        if not chunk:
-            raise EOFError("server closed after %d of %d bytes" % (len(buf), n))
-        buf += chunk
-    return buf
+    return nbdraw.connect(SOCK, 30)
 
 
 def expect_closed(s, what):
@@ -52,22 +39,6 @@ def expect_closed(s, what):
         pass
     s.close()
     print("ok: %s: connection closed" % what)
-
-
-def greet(s, flags=3):
-    magic, opt, hflags = struct.unpack(">QQH", recvall(s, 18))
-    assert magic == NBDMAGIC and opt == IHAVEOPT, "bad greeting"
-    s.sendall(struct.pack(">I", flags))
-
-
-def send_opt(s, opt, data=b""):
-    s.sendall(struct.pack(">QII", IHAVEOPT, opt, len(data)) + data)
-
-
-def read_reply(s):
-    magic, opt, rep, length = struct.unpack(">QIII", recvall(s, 20))
-    assert magic == REPMAGIC, "bad option reply magic"
-    return opt, rep, recvall(s, length)
 
 
 def go(s, name=b"", structured=False):

@@ -5,32 +5,22 @@
 # connect and read.  A client that sends bytes after STARTTLS without
 # waiting for the ACK (plaintext injected before the handshake) is
 # dropped.  Usage: test-server-tls-stall.py SOCKET CMD...
-import socket
-import struct
 import subprocess
 import sys
 
-IHAVEOPT = 0x49484156454F5054
+from nbdraw import connect, greet, opt_bytes, read_reply
+
 OPT_STARTTLS = 5
+REP_ACK = 1
 
 
 def starttls(extra=b""):
-    s = socket.socket(socket.AF_UNIX)
-    s.settimeout(10)
-    s.connect(sys.argv[1])
-    b = b""
-    while len(b) < 18:
-        b += s.recv(18 - len(b))
-    s.sendall(struct.pack(">I", 3) +
-              struct.pack(">QII", IHAVEOPT, OPT_STARTTLS, 0) + extra)
-    reply = b""
-    while len(reply) < 20:
-        c = s.recv(20 - len(reply))
-        if not c:
-            break
-        reply += c
-    assert len(reply) == 20 and struct.unpack(">I", reply[12:16])[0] == 1, \
-        "STARTTLS not acknowledged"
+    s = connect(sys.argv[1], 10)
+    greet(s)
+    # One write: injected bytes arrive with STARTTLS, before its ACK.
+    s.sendall(opt_bytes(OPT_STARTTLS) + extra)
+    opt, rep, _ = read_reply(s)
+    assert opt == OPT_STARTTLS and rep == REP_ACK, "STARTTLS not acknowledged"
     return s
 
 
