@@ -25,6 +25,7 @@
 #include "cleanup.h"
 #include "internal.h"
 #include "minmax.h"
+#include "rounding.h"
 
 /* ---- errors ----------------------------------------------------------- */
 
@@ -741,6 +742,41 @@ image_create_file (const char *filename)
   else
     create_touched_file = true;
   return fd;
+}
+
+/* ---- the file's length ----------------------------------------------- */
+
+/* The file grows in steps of this much (or a cluster, if larger). */
+#define GROW_STEP (1ULL << 20)
+
+int
+image_grow_file (struct image *img, uint64_t *length, uint64_t end,
+                 uint64_t cluster_size)
+{
+  uint64_t step = MAX (GROW_STEP, cluster_size), target;
+
+  if (end <= *length)
+    return 0;
+  if (!round_up_checked (end, step, &target) || target > INT64_MAX)
+    return image_errf (img, EFBIG, "the file would grow past 2^63 bytes");
+  /* The new space is a hole until written (and parts of new clusters
+   * stay one). */
+  image_host_may_have_holes (img);
+  if (ftruncate (img->fd, (off_t) target) == -1)
+    return image_err_sys (img, "growing the file");
+  *length = target;
+  return 0;
+}
+
+int
+image_trim_file (struct image *img, uint64_t *length, uint64_t end)
+{
+  if (*length <= end)
+    return 0;
+  if (ftruncate (img->fd, (off_t) end) == -1 || host_sync (img->fd) == -1)
+    return image_err_sys (img, "truncate");
+  *length = end;
+  return 0;
 }
 
 int

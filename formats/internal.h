@@ -272,6 +272,19 @@ int host_preallocate (int fd, uint64_t offset, uint64_t length,
 
 /* ---- shared by the drivers (image.c) ------------------------------------ */
 
+/* ---- the file's length ahead of its allocations (image.c) -------------- */
+
+/* Drivers append clusters at the end of the file (file_end) and keep the
+ * host file's length (*length) ahead of it, grown by ftruncate in steps
+ * of at least 1 MiB: new clusters then lie inside the file and read as
+ * zeros (a hole) where nothing is written, with one ftruncate per step
+ * instead of a write per allocation.  Called with the driver's lock. */
+int image_grow_file (struct image *img, uint64_t *length, uint64_t end,
+                     uint64_t cluster_size);
+/* Cuts the file back to end where it was grown past it (a clean close),
+ * synced.  Called with the driver's lock. */
+int image_trim_file (struct image *img, uint64_t *length, uint64_t end);
+
 /* Opens filename for a driver's create: O_CREAT|O_TRUNC|O_RDWR. */
 int image_create_file (const char *filename);
 /* The end of every driver's create, once its metadata is written: the

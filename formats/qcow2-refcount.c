@@ -43,9 +43,6 @@
 #include "qcow2.h"
 #include "rounding.h"
 
-/* The file grows in steps of this much (or a cluster, if larger). */
-#define GROW_STEP (1ULL << 20)
-
 /* ---- entries of every width --------------------------------------------- */
 
 uint64_t
@@ -205,25 +202,11 @@ qcow2_covered (struct qcow2 *q, uint64_t offset, uint64_t length)
 
 /* ---- allocation --------------------------------------------------------- */
 
-/* Grows the host file to cover end, in steps.  Called with q->lock
- * held. */
+/* Grows the host file to cover end.  Called with q->lock held. */
 static int
 grow_file (struct qcow2 *q, uint64_t end)
 {
-  uint64_t step = MAX (GROW_STEP, q->cluster_size), target;
-
-  if (end <= q->file_length)
-    return 0;
-  if (!round_up_checked (end, step, &target) || target > INT64_MAX)
-    return image_errf (q->img, EFBIG, "the file would grow past 2^63 "
-                       "bytes");
-  /* The new space is a hole until written (and parts of new clusters
-   * stay one). */
-  image_host_may_have_holes (q->img);
-  if (ftruncate (q->img->fd, (off_t) target) == -1)
-    return image_err_sys (q->img, "growing the file");
-  q->file_length = target;
-  return 0;
+  return image_grow_file (q->img, &q->file_length, end, q->cluster_size);
 }
 
 int64_t

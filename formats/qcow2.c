@@ -706,13 +706,7 @@ write_back_all (struct qcow2 *q)
   if (qcow2_writeback (q, true) == -1 || qcow2_writeback (q, true) == -1)
     return -1;
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
-  if (q->file_length > q->file_end) {
-    if (ftruncate (q->img->fd, (off_t) q->file_end) == -1 ||
-        host_sync (q->img->fd) == -1)
-      return image_err_sys (q->img, "truncate");
-    q->file_length = q->file_end;
-  }
-  return 0;
+  return image_trim_file (q->img, &q->file_length, q->file_end);
 }
 
 static int

@@ -305,7 +305,7 @@ repair_leaks (struct check *c)
       return image_err_sys (q->img, "truncating leaked clusters");
     c->file_size = end;
     c->nclusters = end >> q->cluster_bits;
-    q->file_end = end;
+    q->file_end = q->file_length = end;
   }
   for (left = 0, i = q->h.header_size; i < c->nclusters; i++)
     if (!test_bit (c->used, i))

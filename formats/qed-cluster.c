@@ -16,10 +16,10 @@
  *      it the rest of the first and last cluster where an unallocated
  *      cluster reads through to backing data.  Where the rest reads as
  *      zeros (a zero cluster, no backing data there) it is left a hole:
- *      the new clusters lie past the old end of the file.  Only the last
- *      byte of the run is written, so that the file covers whole
- *      clusters (qemu rounds the file size down to a cluster and refuses
- *      entries past it);
+ *      the file was grown past the new clusters beforehand
+ *      (image_grow_file, in steps; a clean close cuts it back to
+ *      file_end), so that they lie inside it - qemu rounds a QED file's
+ *      size down to a cluster and refuses entries past it;
  *   3. under the lock: point the L2 entries at the new clusters (the
  *      table is now dirty in the cache; writeback makes the data durable
  *      before the entries, see qed-table.c), end the allocation, wake any
@@ -358,11 +358,7 @@ write_new_clusters (struct qed *q, const uint8_t *buf, uint64_t len,
   iov[iovcnt++] = (struct iovec) { (void *) buf, len };
   if (tail_buf)
     iov[iovcnt++] = (struct iovec) { tail_buf, tail };
-  if ((head && !head_buf) || (tail && !tail_buf))
-    image_host_may_have_holes (q->img);
-  if (host_pwritev (q->img->fd, iov, iovcnt, start) == -1 ||
-      (tail && !tail_buf &&
-       host_pwrite (q->img->fd, host_zeros, 1, host + n * cs - 1) == -1))
+  if (host_pwritev (q->img->fd, iov, iovcnt, start) == -1)
     return image_errf (q->img, errno, "writing new clusters at 0x%" PRIx64
                        ": %s", host, strerror (errno));
   return 0;
@@ -375,10 +371,9 @@ write_new_clusters (struct qed *q, const uint8_t *buf, uint64_t len,
 static void
 give_back (struct qed *q, uint64_t host, uint64_t n)
 {
-  image_host_may_have_holes (q->img);
   if (q->file_end == host + n * q->cluster_size &&
       ftruncate (q->img->fd, (off_t) host) == 0)
-    q->file_end = host;
+    q->file_end = q->file_length = host;
   else
     q->leaked = true;
 }
@@ -406,6 +401,10 @@ allocate_run (struct qed *q, struct qed_run *r, const uint8_t *buf,
   }
   len = MIN (r->len, n * cs - (offset & (cs - 1)));
   host = q->file_end;
+  if (image_grow_file (q->img, &q->file_length, host + n * cs, cs) == -1) {
+    pthread_mutex_unlock (&q->lock);
+    return -1;
+  }
   q->file_end += n * cs;
   inflight_add (&q->allocs, &a, first, n);
   l2 = r->l2;

@@ -232,6 +232,9 @@ qed_create_l2 (struct qed *q, uint64_t l1_index)
 
   pthread_mutex_lock (&q->lock);
   offset = q->file_end;
+  if (r == 0)
+    r = image_grow_file (q->img, &q->file_length, offset + q->table_bytes,
+                         q->cluster_size);
   if (r == 0) {
     /* Rule 2: the table is durable before the L1 entry that names it. */
     if (host_pwrite (q->img->fd, zeros, q->table_bytes, offset) == -1 ||

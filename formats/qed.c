@@ -350,6 +350,7 @@ qed_open (struct image *img, const struct image_open_opts *opts)
     image_errf (img, ENOMEM, "out of memory");
     goto err;
   }
+  q->file_length = file_size;
   if (!round_up_checked (file_size, q->cluster_size, &q->file_end)) {
     image_errf (img, EINVAL, "file too large");
     goto err;
@@ -382,6 +383,8 @@ qed_close (struct image *img)
 
   if (!img->readonly) {
     r = qed_writeback (q);
+    if (r == 0)
+      r = image_trim_file (img, &q->file_length, q->file_end);
     /* Clean only if everything reached the file. */
     if (r == 0 && !q->broken && !q->leaked)
       r = qed_set_need_check (q, false);
@@ -478,7 +481,7 @@ qed_make_empty (struct image *img)
       end = q->header_end;
     if (ftruncate (img->fd, (off_t) end) == -1)
       return image_err_sys (img, "truncate");
-    q->file_end = end;
+    q->file_end = q->file_length = end;
   }
   return 0;
 }
