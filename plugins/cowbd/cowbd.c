@@ -171,7 +171,7 @@ cowbd_dump_plugin (void)
 }
 
 #define cowbd_config_help \
-  "[file=]IMAGE          The image to serve (raw or QED).\n" \
+  "[file=]IMAGE          The image to serve (raw, QED or qcow2).\n" \
   "dir=DIR               Serve every image in DIR, named by its file name.\n" \
   "format=auto|raw|qed|qcow2\n" \
   "                      The image format (default: probe the file).\n" \
@@ -424,7 +424,7 @@ static struct nbdkit_plugin plugin = {
   .longname = "cowbd copy-on-write image plugin",
   .version = PACKAGE_VERSION,
   .description =
-    "Serves raw and QED disk images, QED overlays with their backing\n"
+    "Serves raw, QED and qcow2 disk images, overlays with their backing\n"
     "chain, through the cowbd format engine.",
   .unload = cowbd_unload,
   .config = cowbd_config,
