@@ -23,8 +23,8 @@ test_unit_size_LDADD = $(top_builddir)/common/libcommon.la
 
 
 # Documentation lint.
-TESTS += test-man-pages.sh
-EXTRA_DIST += test-man-pages.sh
+TESTS += test-man-pages.sh test-man-options.sh test-man-tls-recipe.sh
+EXTRA_DIST += test-man-pages.sh test-man-options.sh test-man-tls-recipe.sh
 
 # The fuzz targets' seeds and past crashes (fuzzing/corpus).
 TESTS += test-fuzz-replay.sh
