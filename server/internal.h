@@ -284,8 +284,7 @@ int meta_context_option (struct conn *c, bool set);
 void transmission_start (struct conn *c, const struct export *exp);
 /* A worker finished r (runs on the loop thread). */
 void transmission_complete (struct req *r);
-/* Engine errno -> NBD error: the one place errors are translated. */
-uint32_t nbd_errno (int err);
+/* Engine errno -> NBD error: nbd_errno in nbd-errno.h. */
 
 /* ---- commands.c and reply.c (worker threads) --------------------------- */
 
