@@ -30,8 +30,10 @@
 
 /* Largest READ or WRITE payload (advertised as the maximum block size). */
 #define MAX_PAYLOAD        (32u << 20)
-/* Largest option payload read into memory; longer ones are discarded
- * and refused with NBD_REP_ERR_TOO_BIG. */
+/* Largest option payload read into memory.  A longer one (only names
+ * of at most 4 KiB and meta context queries are ever long) is a client
+ * wasting our time: it is refused with NBD_REP_ERR_TOO_BIG and dropped,
+ * never read. */
 #define MAX_OPTION_LEN     (64u << 10)
 /* Per connection: requests read but not yet answered, and the bytes of
  * request buffers a connection may hold.  Past either, the server stops
