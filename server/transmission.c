@@ -29,6 +29,7 @@ static int request_header (struct conn *c, const char *data);
 void
 transmission_start (struct conn *c, const struct export *exp)
 {
+  conn_handshake_done (c);
   c->exp = exp;
   c->eflags = export_eflags (exp, c->structured);
   if (c->meta_exp == exp) {
