@@ -12,6 +12,7 @@ SERVER_TESTS = \
 	test-server-qemu.sh \
 	test-server-sigterm.sh \
 	test-server-sparse-alloc.sh \
+	test-server-tls-deadline.sh \
 	test-server-tls-psk.sh \
 	test-server-tls-stall.sh \
 	test-server-tls-x509.sh

@@ -10,6 +10,8 @@
 #   maxconn SOCK URI N       with --max-connections=N open, one more is
 #                            closed before the greeting; once one leaves,
 #                            clients are served again
+#   tls SOCK URI LIMIT       as deadline, for clients stalled inside the
+#                            TLS handshake after STARTTLS (URI: nbds)
 #
 # In each case real clients (nbdinfo, libnbd) are served meanwhile.
 import socket
@@ -22,7 +24,7 @@ import nbd
 
 from nbdraw import IHAVEOPT, connect, greet, opt_bytes, read_reply, recvall
 
-OPT_LIST, OPT_INFO, OPT_GO = 3, 6, 7
+OPT_LIST, OPT_STARTTLS, OPT_INFO, OPT_GO = 3, 5, 6, 7
 REP_ACK = 1
 ERR_TOO_BIG = 2**31 + 9
 
@@ -101,6 +103,32 @@ def deadline(limit):
     print("ok: stalled handshakes dropped after %d s, others served" % limit)
 
 
+def starttls():
+    s = connect(SOCK, 30)
+    greet(s)
+    s.sendall(opt_bytes(OPT_STARTTLS))
+    opt, rep, _ = read_reply(s)
+    assert opt == OPT_STARTTLS and rep == REP_ACK, "STARTTLS refused"
+    return s
+
+
+def tls_deadline(limit):
+    start = time.monotonic()
+    # After the ACK: half a ClientHello (a record header announcing 512
+    # bytes, and 100 of them), or nothing at all.
+    half = starttls()
+    half.sendall(b"\x16\x03\x01\x02\x00" + b"\x01" + b"\x00" * 99)
+    silent = starttls()
+    served()
+    for s, what in ((half, "half a ClientHello"), (silent, "silent TLS")):
+        assert closed_by_server(s, 30), "%s client never dropped" % what
+        elapsed = time.monotonic() - start
+        assert elapsed >= limit - 0.25, \
+            "%s client dropped after %.2f s" % (what, elapsed)
+    served()
+    print("ok: stalled TLS handshakes dropped after %d s" % limit)
+
+
 def bigopt():
     s = connect(SOCK, 30)
     greet(s)
@@ -157,6 +185,8 @@ if mode == "deadline":
     deadline(int(sys.argv[4]))
 elif mode == "bigopt":
     bigopt()
+elif mode == "tls":
+    tls_deadline(int(sys.argv[4]))
 elif mode == "maxconn":
     maxconn(int(sys.argv[4]))
 else:
