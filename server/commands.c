@@ -26,6 +26,7 @@
 #include "internal.h"
 #include "iszero.h"
 #include "minmax.h"
+#include "nbd-errno.h"
 #include "nbd-protocol.h"
 
 /* Reads shorter than this go out as one data chunk. */
@@ -34,7 +35,7 @@
 static void
 fail (struct req *r, const char *what)
 {
-  r->error = (int) nbd_errno (image_errno ());
+  r->error = (int) nbd_errno (image_errno (), r->type, r->flags);
   log_verbose ("connection %lu: %s: %s", r->conn->id, what, image_error ());
 }
 

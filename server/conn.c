@@ -23,6 +23,14 @@
  * conn_starttls), with a deadline, so that a stalled client holds up
  * nobody.
  *
+ * Limits (CVE-2024-7409 in qemu-nbd is what they guard against): a
+ * client has --handshake-limit seconds from accept to the start of
+ * transmission (TLS included), else it is dropped; past
+ * --max-connections a new client is accepted and closed at once, which
+ * empties the listen queue (so the loop does not spin) and tells the
+ * client right away.  Connections still waiting for the workers count
+ * until freed: they hold memory too.
+ *
  * Lifetime: conn_close closes the descriptors at once, but the object
  * stays until the workers hand back every request of it (in_flight).
  * conn_drain (DISC, ABORT, shutdown) stops reading and closes once every
@@ -47,6 +55,9 @@
 /* Reads per wakeup of one connection, so that none starves the rest. */
 #define READS_PER_EVENT  16
 #define OUT_IOV          64
+/* Refused clients are reported at most this often (a flood logs a line
+ * a minute, not a line a client). */
+#define REFUSED_LOG_INTERVAL 60.
 
 static struct conn *conns;
 static unsigned nconns;
@@ -65,11 +76,71 @@ set_nonblock (int fd)
   return 0;
 }
 
+/* ---- limits ------------------------------------------------------------- */
+
+static bool
+refuse_if_full (struct ev_loop *loop, int rfd, int wfd, const char *peer)
+{
+  static ev_tstamp last_report;
+  static unsigned long unreported;
+
+  if (cfg.max_connections == 0 || nconns < cfg.max_connections)
+    return false;
+  close (rfd);
+  if (wfd != rfd)
+    close (wfd);
+  if (last_report && ev_now (loop) - last_report < REFUSED_LOG_INTERVAL) {
+    unreported++;
+    return true;
+  }
+  if (unreported)
+    log_error ("connection from %s refused: %u connections open "
+               "(--max-connections), %lu more refused in the last %.0f s",
+               peer, nconns, unreported, ev_now (loop) - last_report);
+  else
+    log_error ("connection from %s refused: %u connections open "
+               "(--max-connections)", peer, nconns);
+  last_report = ev_now (loop);
+  unreported = 0;
+  return true;
+}
+
+static void
+handshake_timeout_cb (struct ev_loop *loop, ev_timer *w, int revents)
+{
+  char why[64];
+
+  snprintf (why, sizeof why, "handshake not finished within %u s",
+            cfg.handshake_limit);
+  conn_close (w->data, why);
+}
+
+static void
+start_handshake_timer (struct conn *c)
+{
+  ev_timer_init (&c->hs_timer, handshake_timeout_cb,
+                 (ev_tstamp) cfg.handshake_limit, 0.);
+  c->hs_timer.data = c;
+  if (cfg.handshake_limit)
+    ev_timer_start (c->loop, &c->hs_timer);
+}
+
+void
+conn_handshake_done (struct conn *c)
+{
+  ev_timer_stop (c->loop, &c->hs_timer);
+}
+
+/* ---- new connections --------------------------------------------------- */
+
 struct conn *
 conn_new (struct ev_loop *loop, int rfd, int wfd, const char *peer)
 {
-  struct conn *c = calloc (1, sizeof *c);
+  struct conn *c;
 
+  if (refuse_if_full (loop, rfd, wfd, peer))
+    return NULL;
+  c = calloc (1, sizeof *c);
   if (c == NULL || (c->ibuf = malloc (IBUF_SIZE)) == NULL ||
       set_nonblock (rfd) == -1 || set_nonblock (wfd) == -1 ||
       (c->tr_data = transport_plain_new (rfd, wfd)) == NULL) {
@@ -99,6 +170,7 @@ conn_new (struct ev_loop *loop, int rfd, int wfd, const char *peer)
   conns = c;
   nconns++;
   log_verbose ("connection %lu from %s opened", c->id, c->peer);
+  start_handshake_timer (c);
   handshake_start (c);
   return c;
 }
@@ -604,6 +676,7 @@ conn_close (struct conn *c, const char *why)
   ev_io_stop (c->loop, &c->rio);
   ev_io_stop (c->loop, &c->wio);
   ev_timer_stop (c->loop, &c->tls_timer);
+  ev_timer_stop (c->loop, &c->hs_timer);
   if (c->tls_next)              /* switched to, or not yet */
     c->tls_next->free (c->tls_next_data);
   if (c->tr != c->tls_next)

@@ -4,7 +4,7 @@
  *   greeting sent --> client flags (4) --> option header (16)
  *        ^                                      |
  *        |          payload <= 64 KiB: sink into optbuf, then handle
- *        |          payload  > 64 KiB: discard it, NBD_REP_ERR_TOO_BIG
+ *        |          payload  > 64 KiB: NBD_REP_ERR_TOO_BIG, drop the client
  *        +------------ option reply  <----------+
  *                     GO / EXPORT_NAME --> transmission_start
  *                     ABORT --> ACK, drain and close
@@ -21,6 +21,12 @@
  * NBD_REP_ERR_TLS_REQD (EXPORT_NAME, which cannot be refused, drops the
  * connection), so a plaintext client learns no export name, size or
  * description.
+ *
+ * Limits: the whole handshake has a deadline (--handshake-limit, in
+ * conn.c, stopped by transmission_start), and an option announcing more
+ * than MAX_OPTION_LEN bytes is not read at all: no option needs that
+ * much, and draining it would let a client hold its connection (and
+ * our attention) for as long as it trickles bytes.
  */
 #include <config.h>
 
@@ -319,14 +325,18 @@ option_payload (struct conn *c, const char *data)
   return INPUT_OK;
 }
 
+/* An option longer than any we know: told so, and dropped unread. */
 static int
-option_discarded (struct conn *c, const char *data)
+option_too_big (struct conn *c)
 {
-  log_verbose ("connection %lu: option %u with %u bytes of data refused",
-               c->id, c->opt, c->optlen);
-  if (handshake_reply (c, NBD_REP_ERR_TOO_BIG, NULL, 0) == -1)
+  log_verbose ("connection %lu: option %u announces %u bytes of data "
+               "(at most %u): dropping the client", c->id, c->opt,
+               c->optlen, MAX_OPTION_LEN);
+  /* No error reply exists for EXPORT_NAME. */
+  if (c->opt == NBD_OPT_EXPORT_NAME ||
+      handshake_reply (c, NBD_REP_ERR_TOO_BIG, NULL, 0) == -1)
     return INPUT_CLOSE;
-  conn_expect (c, sizeof (struct nbd_option), option_header);
+  conn_drain (c);               /* closes once the reply is out */
   conn_kick_output (c);
   return INPUT_OK;
 }
@@ -349,12 +359,8 @@ option_header (struct conn *c, const char *data)
   /* Without fixed newstyle no option can be refused, only dropped. */
   if (!c->fixed_newstyle && c->opt != NBD_OPT_EXPORT_NAME)
     return INPUT_CLOSE;
-  if (c->optlen > MAX_OPTION_LEN) {
-    if (c->opt == NBD_OPT_EXPORT_NAME)
-      return INPUT_CLOSE;
-    conn_expect_discard (c, c->optlen, option_discarded);
-    return INPUT_OK;
-  }
+  if (c->optlen > MAX_OPTION_LEN)
+    return option_too_big (c);
   if (c->optlen == 0)
     return option_payload (c, NULL);
   c->optbuf = malloc (c->optlen);

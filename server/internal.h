@@ -30,8 +30,10 @@
 
 /* Largest READ or WRITE payload (advertised as the maximum block size). */
 #define MAX_PAYLOAD        (32u << 20)
-/* Largest option payload read into memory; longer ones are discarded
- * and refused with NBD_REP_ERR_TOO_BIG. */
+/* Largest option payload read into memory.  A longer one (only names
+ * of at most 4 KiB and meta context queries are ever long) is a client
+ * wasting our time: it is refused with NBD_REP_ERR_TOO_BIG and dropped,
+ * never read. */
 #define MAX_OPTION_LEN     (64u << 10)
 /* Per connection: requests read but not yet answered, and the bytes of
  * request buffers a connection may hold.  Past either, the server stops
@@ -61,7 +63,12 @@ struct config {
   const char *tls_psk;          /* --tls-psk=FILE */
   const char *tls_priority;     /* --tls-priority=STRING, NULL: system */
   bool tls_verify_peer;         /* --tls-verify-peer */
+  /* Limits on clients (conn.c) */
+  unsigned handshake_limit;     /* --handshake-limit seconds, 0: none */
+  unsigned max_connections;     /* --max-connections, 0: unlimited */
 };
+#define DEFAULT_HANDSHAKE_LIMIT 10  /* as qemu-nbd since 9.1 */
+#define DEFAULT_MAX_CONNECTIONS 1000
 extern struct config cfg;
 
 /* Starts the graceful shutdown (signals, end of --run, end of -s). */
@@ -157,6 +164,10 @@ struct conn {
   bool tls;
   ev_timer tls_timer;
 
+  /* The deadline of the whole handshake (--handshake-limit), from accept
+   * to transmission_start, STARTTLS included. */
+  ev_timer hs_timer;
+
   /* Handshake state (handshake.c, meta-context.c). */
   bool fixed_newstyle;
   bool no_zeroes;
@@ -179,9 +190,13 @@ struct conn {
   size_t buf_bytes;             /* capacity of all buffers we hold */
 };
 
-/* Takes ownership of the descriptors and starts the handshake. */
+/* Takes ownership of the descriptors and starts the handshake (and its
+ * deadline); NULL when it failed or --max-connections are open (the
+ * descriptors are closed: the client sees the connection end). */
 struct conn *conn_new (struct ev_loop *loop, int rfd, int wfd,
                        const char *peer);
+/* The handshake is over (transmission starts): stops its deadline. */
+void conn_handshake_done (struct conn *c);
 /* Sets what the next input handler needs. */
 void conn_expect (struct conn *c, size_t n, input_fn fn);
 void conn_expect_sink (struct conn *c, void *dst, size_t n, input_fn fn);
@@ -284,8 +299,7 @@ int meta_context_option (struct conn *c, bool set);
 void transmission_start (struct conn *c, const struct export *exp);
 /* A worker finished r (runs on the loop thread). */
 void transmission_complete (struct req *r);
-/* Engine errno -> NBD error: the one place errors are translated. */
-uint32_t nbd_errno (int err);
+/* Engine errno -> NBD error: nbd_errno in nbd-errno.h. */
 
 /* ---- commands.c and reply.c (worker threads) --------------------------- */
 

@@ -29,7 +29,11 @@
 
 #define SHUTDOWN_GRACE 10.
 
-struct config cfg = { .threads = 16 };
+struct config cfg = {
+  .threads = 16,
+  .handshake_limit = DEFAULT_HANDSHAKE_LIMIT,
+  .max_connections = DEFAULT_MAX_CONNECTIONS,
+};
 
 static const char *pidfile;
 static bool do_fork;
@@ -67,6 +71,10 @@ usage (FILE *f)
 "      --tls-verify-peer  demand a client certificate signed by the CA\n"
 "      --tls-priority=STR GnuTLS priority string (default: the system's,\n"
 "                         AES-GCM first where the CPU has AES)\n"
+"      --handshake-limit=SECONDS  drop a client that has not finished the\n"
+"                         handshake by then (default 10, 0: no limit)\n"
+"      --max-connections=N  refuse clients past N open connections\n"
+"                         (default 1000, 0: no limit)\n"
 "  -h, --help             show this help\n"
 "  -V, --version          show the version\n"
 "\n"
@@ -74,7 +82,8 @@ usage (FILE *f)
 }
 
 enum { OPT_RUN = 256, OPT_CACHE_SIZE, OPT_FORK, OPT_TLS, OPT_TLS_CERTS,
-       OPT_TLS_PSK, OPT_TLS_VERIFY, OPT_TLS_PRIORITY };
+       OPT_TLS_PSK, OPT_TLS_VERIFY, OPT_TLS_PRIORITY,
+       OPT_HANDSHAKE_LIMIT, OPT_MAX_CONNECTIONS };
 
 static const struct option long_options[] = {
   { "port", required_argument, NULL, 'p' },
@@ -97,6 +106,8 @@ static const struct option long_options[] = {
   { "tls-psk", required_argument, NULL, OPT_TLS_PSK },
   { "tls-verify-peer", no_argument, NULL, OPT_TLS_VERIFY },
   { "tls-priority", required_argument, NULL, OPT_TLS_PRIORITY },
+  { "handshake-limit", required_argument, NULL, OPT_HANDSHAKE_LIMIT },
+  { "max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS },
   { NULL, 0, NULL, 0 },
 };
 
@@ -123,6 +134,21 @@ parse_threads (const char *s)
   n = strtol (s, &end, 10);
   if (errno || *end || n < 1 || n > 1024)
     bad_usage ("-t %s: expected 1 to 1024 threads", s);
+  return (unsigned) n;
+}
+
+/* --handshake-limit, --max-connections: 0 (no limit) to max. */
+static unsigned
+parse_limit (const char *opt, const char *s, long max)
+{
+  char *end;
+  long n;
+
+  errno = 0;
+  n = strtol (s, &end, 10);
+  if (errno || end == s || *end || n < 0 || n > max)
+    bad_usage ("--%s=%s: expected a number from 0 (no limit) to %ld", opt,
+               s, max);
   return (unsigned) n;
 }
 
@@ -180,6 +206,12 @@ parse_options (int argc, char *argv[])
     case OPT_TLS_PSK: cfg.tls_psk = optarg; break;
     case OPT_TLS_VERIFY: cfg.tls_verify_peer = true; break;
     case OPT_TLS_PRIORITY: cfg.tls_priority = optarg; break;
+    case OPT_HANDSHAKE_LIMIT:
+      cfg.handshake_limit = parse_limit ("handshake-limit", optarg, 86400);
+      break;
+    case OPT_MAX_CONNECTIONS:
+      cfg.max_connections = parse_limit ("max-connections", optarg, 1000000);
+      break;
     case 'h': usage (stdout); exit (EXIT_SUCCESS);
     case 'V':
       printf ("cowbd %s\n", PACKAGE_VERSION);

@@ -10,14 +10,13 @@
  *
  * validate() is the one place a request is judged (command, flags,
  * negotiated features, read-only, sizes, range); the engine never sees a
- * request that fails it.  nbd_errno() is the one place engine errno
- * values become NBD errors.  A bad magic is a broken stream: that
- * connection is closed, nobody else notices.
+ * request that fails it.  nbd_errno() (nbd-errno.h) is the one place
+ * engine errno values become NBD errors.  A bad magic is a broken
+ * stream: that connection is closed, nobody else notices.
  */
 #include <config.h>
 
 #include <endian.h>
-#include <errno.h>
 #include <inttypes.h>
 #include <string.h>
 
@@ -30,6 +29,7 @@ static int request_header (struct conn *c, const char *data);
 void
 transmission_start (struct conn *c, const struct export *exp)
 {
+  conn_handshake_done (c);
   c->exp = exp;
   c->eflags = export_eflags (exp, c->structured);
   if (c->meta_exp == exp) {
@@ -39,27 +39,6 @@ transmission_start (struct conn *c, const struct export *exp)
   log_verbose ("connection %lu: serving export '%s'%s", c->id, exp->name,
                c->structured ? " with structured replies" : "");
   conn_expect (c, sizeof (struct nbd_request), request_header);
-}
-
-uint32_t
-nbd_errno (int err)
-{
-  switch (err) {
-  case 0: return NBD_SUCCESS;
-  case EPERM: case EROFS: return NBD_EPERM;
-  case EIO: return NBD_EIO;
-  case ENOMEM: return NBD_ENOMEM;
-  case EINVAL: return NBD_EINVAL;
-  case ENOSPC: case EDQUOT: case EFBIG: return NBD_ENOSPC;
-  case EOVERFLOW: return NBD_EOVERFLOW;
-  case ENOTSUP:
-#if EOPNOTSUPP != ENOTSUP
-  case EOPNOTSUPP:
-#endif
-    return NBD_ENOTSUP;
-  case ESHUTDOWN: return NBD_ESHUTDOWN;
-  default: return NBD_EIO;
-  }
 }
 
 static bool

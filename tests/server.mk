@@ -3,6 +3,7 @@
 SERVER_TESTS = \
 	test-server-aio.sh \
 	test-server-io.sh \
+	test-server-limits.sh \
 	test-server-malformed.sh \
 	test-server-nbdcopy.sh \
 	test-server-nbdinfo.sh \
@@ -11,6 +12,7 @@ SERVER_TESTS = \
 	test-server-qemu.sh \
 	test-server-sigterm.sh \
 	test-server-sparse-alloc.sh \
+	test-server-tls-deadline.sh \
 	test-server-tls-psk.sh \
 	test-server-tls-stall.sh \
 	test-server-tls-x509.sh
@@ -19,6 +21,7 @@ EXTRA_DIST += \
 	$(SERVER_TESTS) \
 	test-server-aio.py \
 	test-server-io.py \
+	test-server-limits.py \
 	nbdraw.py \
 	test-server-malformed.py \
 	test-server-sigterm.py \

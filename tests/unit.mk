@@ -1,9 +1,11 @@
 # SPDX-License-Identifier: BSD-3-Clause
-# Unit tests of the helpers in common/; included from tests/Makefile.am.
+# Unit tests of the helpers in common/ and of the server's header-only
+# helpers; included from tests/Makefile.am.
 UNIT_TESTS = \
 	test-unit-byte-swapping \
 	test-unit-checked-overflow \
 	test-unit-iszero \
+	test-unit-nbd-errno \
 	test-unit-rounding \
 	test-unit-size
 TESTS += $(UNIT_TESTS)
@@ -15,6 +17,9 @@ test_unit_checked_overflow_SOURCES = test-unit-checked-overflow.c
 test_unit_checked_overflow_CFLAGS = $(TEST_CFLAGS)
 test_unit_iszero_SOURCES = test-unit-iszero.c
 test_unit_iszero_CFLAGS = $(TEST_CFLAGS)
+test_unit_nbd_errno_SOURCES = test-unit-nbd-errno.c
+test_unit_nbd_errno_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/server
+test_unit_nbd_errno_CFLAGS = $(TEST_CFLAGS)
 test_unit_rounding_SOURCES = test-unit-rounding.c
 test_unit_rounding_CFLAGS = $(TEST_CFLAGS)
 test_unit_size_SOURCES = test-unit-size.c
