@@ -9,6 +9,7 @@ SERVER_TESTS = \
 	test-server-options.sh \
 	test-server-pipelines.sh \
 	test-server-qemu.sh \
+	test-server-sighup.sh \
 	test-server-sigterm.sh \
 	test-server-sparse-alloc.sh \
 	test-server-tls-psk.sh \
@@ -21,6 +22,7 @@ EXTRA_DIST += \
 	test-server-io.py \
 	nbdraw.py \
 	test-server-malformed.py \
+	test-server-sighup.py \
 	test-server-sigterm.py \
 	test-server-tls-reqd.py \
 	test-server-tls-stall.py \
