@@ -3,8 +3,10 @@
 SERVER_TESTS = \
 	test-server-aio.sh \
 	test-server-io.sh \
+	test-server-listen.sh \
 	test-server-malformed.sh \
 	test-server-nbdcopy.sh \
+	test-server-names.sh \
 	test-server-nbdinfo.sh \
 	test-server-options.sh \
 	test-server-pipelines.sh \
