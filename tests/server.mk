@@ -4,6 +4,7 @@ SERVER_TESTS = \
 	test-server-aio.sh \
 	test-server-io.sh \
 	test-server-listen.sh \
+	test-server-listen.sh \
 	test-server-malformed.sh \
 	test-server-nbdcopy.sh \
 	test-server-names.sh \
