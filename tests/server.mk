@@ -2,8 +2,8 @@
 # Tests of the server; included from tests/Makefile.am.
 SERVER_TESTS = \
 	test-server-aio.sh \
+	test-server-captive.sh \
 	test-server-io.sh \
-	test-server-listen.sh \
 	test-server-listen.sh \
 	test-server-malformed.sh \
 	test-server-nbdcopy.sh \
