@@ -1,8 +1,13 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* Captive mode (--run 'CMD'): the server runs CMD once it listens, with
- *   $uri         nbd+unix:///EXPORT?socket=PATH or nbd://HOST:PORT/EXPORT
- *   $unixsocket  the Unix socket (with -U), else unset
- *   $port        the TCP port (without -U), else unset
+ *   $uri         nbd+unix:///EXPORT?socket=PATH or nbd://HOST:PORT/EXPORT;
+ *                with --tls=require nbds+unix:// or nbds://, and what a
+ *                libnbd client needs to connect: USER@ and
+ *                tls-psk-file=FILE (the first user of --tls-psk's file),
+ *                or tls-certificates=DIR
+ *   $tls         1 with --tls=on, 2 with --tls=require, else unset
+ *   $unixsocket  the Unix socket, else unset
+ *   $port        the TCP port (the real one with -p 0), else unset
  *   $exportname  the default export's name
  * and shuts down when CMD exits, exiting with its status (128 + signal
  * number when CMD was killed), as nbdkit --run does.
@@ -18,6 +23,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "tls.h"
 
 static ev_child child_watcher;
 
@@ -45,27 +51,75 @@ uri_encode (const char *s)
   return out;
 }
 
+/* "?tls-psk-file=F" or "?tls-certificates=D" (with sep '?' or '&') for
+ * --tls=require, else "". */
+static char *
+tls_query (char sep)
+{
+  const char *key = cfg.tls_psk ? "tls-psk-file" : "tls-certificates";
+  const char *val = cfg.tls_psk ? cfg.tls_psk : cfg.tls_certificates;
+  char *enc, *q;
+
+  if (cfg.tls != TLS_REQUIRE || val == NULL)
+    return strdup ("");
+  enc = uri_encode (val);
+  if (enc == NULL || asprintf (&q, "%c%s=%s", sep, key, enc) == -1)
+    q = NULL;
+  free (enc);
+  return q;
+}
+
+/* "alice@" when clients must log in with a PSK, else "". */
+static char *
+tls_user (void)
+{
+  const char *user = cfg.tls_psk ? tls_psk_first_user () : NULL;
+  char *enc, *u;
+
+  if (cfg.tls != TLS_REQUIRE || user == NULL)
+    return strdup ("");
+  enc = uri_encode (user);
+  if (enc == NULL || asprintf (&u, "%s@", enc) == -1)
+    u = NULL;
+  free (enc);
+  return u;
+}
+
+static char *
+make_uri (const char *name, const char *user)
+{
+  const char *s = cfg.tls == TLS_REQUIRE ? "s" : "";
+  const char *sock = listen_unix (), *port = listen_port ();
+  const char *host = listen_host () ? listen_host () : "localhost";
+  char *esock = NULL, *query = NULL, *uri = NULL;
+  int r = -1;
+
+  if (sock) {
+    esock = uri_encode (sock);
+    query = tls_query ('&');
+    if (esock && query)
+      r = asprintf (&uri, "nbd%s+unix://%s/%s?socket=%s%s", s, user, name,
+                    esock, query);
+  }
+  else if ((query = tls_query ('?')) != NULL)
+    r = asprintf (&uri, strchr (host, ':') ? "nbd%s://%s[%s]:%s/%s%s"
+                  : "nbd%s://%s%s:%s/%s%s", s, user, host,
+                  port ? port : "10809", name, query);
+  free (esock);
+  free (query);
+  return r == -1 ? NULL : uri;
+}
+
 char *
 captive_uri (void)
 {
   const struct export *def = exports_at (0);
-  char *name = uri_encode (def ? def->name : ""), *sock = NULL, *uri = NULL;
-  const char *host = cfg.ipaddr ? cfg.ipaddr : "localhost";
-  int r;
+  char *name = uri_encode (def ? def->name : ""), *user = tls_user ();
+  char *uri = name && user ? make_uri (name, user) : NULL;
 
-  if (name == NULL)
-    return NULL;
-  if (cfg.unix_path) {
-    sock = uri_encode (cfg.unix_path);
-    r = sock ? asprintf (&uri, "nbd+unix:///%s?socket=%s", name, sock) : -1;
-  }
-  else
-    r = asprintf (&uri, strchr (host, ':') ? "nbd://[%s]:%s/%s"
-                  : "nbd://%s:%s/%s", host, cfg.port ? cfg.port : "10809",
-                  name);
   free (name);
-  free (sock);
-  return r == -1 ? NULL : uri;
+  free (user);
+  return uri;
 }
 
 static void
@@ -84,6 +138,15 @@ child_cb (struct ev_loop *loop, ev_child *w, int revents)
   server_shutdown (code);
 }
 
+static void
+setenv_or_unset (const char *var, const char *value)
+{
+  if (value)
+    setenv (var, value, 1);
+  else
+    unsetenv (var);
+}
+
 /* In the child: the environment, default signals, then the shell. */
 static void
 run_child (const char *uri)
@@ -93,14 +156,10 @@ run_child (const char *uri)
 
   setenv ("uri", uri, 1);
   setenv ("exportname", def ? def->name : "", 1);
-  if (cfg.unix_path) {
-    setenv ("unixsocket", cfg.unix_path, 1);
-    unsetenv ("port");
-  }
-  else {
-    setenv ("port", cfg.port ? cfg.port : "10809", 1);
-    unsetenv ("unixsocket");
-  }
+  setenv_or_unset ("unixsocket", listen_unix ());
+  setenv_or_unset ("port", listen_unix () ? NULL : listen_port ());
+  setenv_or_unset ("tls", cfg.tls == TLS_REQUIRE ? "2" :
+                   cfg.tls == TLS_ON ? "1" : NULL);
   signal (SIGPIPE, SIG_DFL);
   sigemptyset (&none);
   sigprocmask (SIG_SETMASK, &none, NULL);

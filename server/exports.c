@@ -2,10 +2,10 @@
 /* The export table: which names the server answers to and the engine
  * image behind each.
  *
- * `cowbd [NAME=]IMAGE...`: each argument is an export.  The first is the
- * default export (the empty name reaches it, as well as its own name if
- * it has one); an argument without NAME= is named after its file's base
- * name, except the first, which is then only the default export.  Each
+ * `cowbd [NAME=]IMAGE...`: each argument is an export, named NAME or,
+ * without NAME=, after its file's base name.  The first is also the
+ * default export: the empty name is an alias of it (it is listed once,
+ * under its own name).  Each
  * image is opened once, here, and shared by every connection (the engine
  * is thread-safe), which is what makes NBD_FLAG_CAN_MULTI_CONN true.
  *
@@ -53,7 +53,7 @@ split_arg (const char *arg, char **name, char **filename)
   }
   else {
     base = strrchr (arg, '/');
-    *name = strdup (nr_exports == 0 ? "" : base ? base + 1 : arg);
+    *name = strdup (base ? base + 1 : arg);
     *filename = strdup (arg);
   }
   if (*name == NULL || *filename == NULL) {
@@ -73,11 +73,13 @@ exports_add (const char *arg)
 
   if (split_arg (arg, &name, &filename) == -1)
     return -1;
-  if (filename[0] == '\0' || strlen (name) > NBD_MAX_STRING ||
-      name_taken (name)) {
+  if (filename[0] == '\0' || name[0] == '\0' ||
+      strlen (name) > NBD_MAX_STRING || name_taken (name)) {
     log_error ("%s: %s", arg,
                filename[0] == '\0' ? "no image file named" :
-               name_taken (name) ? "export name used twice" :
+               name[0] == '\0' ? "no export name (name it: NAME=IMAGE)" :
+               name_taken (name) ? "export name used twice (name the "
+               "exports: NAME=IMAGE)" :
                "export name longer than 4096 bytes");
     free (name);
     free (filename);
@@ -111,6 +113,35 @@ describe (const struct image_info *info, bool readonly)
   return d;
 }
 
+/* An image that opens read-only but not for writing (permissions, a
+ * read-only file system, a feature the engine only reads) is an error
+ * without -r: serving it read-only behind the user's back would make
+ * every guest write fail.  Says which and how to serve it anyway. */
+static void
+report_open_error (struct export *e, const struct image_open_opts *opts)
+{
+  struct image_open_opts ro = *opts;
+  char *rw_error;
+  int err = image_errno ();
+  struct image *img;
+
+  if (cfg.readonly || (err != EACCES && err != EROFS && err != EPERM)) {
+    log_error ("%s", image_error ());
+    return;
+  }
+  rw_error = strdup (image_error ());
+  ro.flags |= IMAGE_OPEN_READONLY;
+  img = image_open (e->filename, &ro);
+  if (img == NULL)
+    log_error ("%s", image_error ());
+  else {
+    log_error ("%s (cannot open it for writing: add -r to serve it "
+               "read-only)", rw_error ? rw_error : e->filename);
+    image_close (img);
+  }
+  free (rw_error);
+}
+
 static int
 export_open (struct export *e)
 {
@@ -122,18 +153,8 @@ export_open (struct export *e)
   struct image_info info;
 
   e->img = image_open (e->filename, &opts);
-  if (e->img == NULL && !cfg.readonly &&
-      (image_errno () == EACCES || image_errno () == EROFS ||
-       image_errno () == EPERM)) {
-    /* As nbdkit's file plugin does: what cannot be written is served
-     * read-only. */
-    log_verbose ("%s: %s: serving it read-only", e->filename,
-                 image_error ());
-    opts.flags |= IMAGE_OPEN_READONLY;
-    e->img = image_open (e->filename, &opts);
-  }
   if (e->img == NULL) {
-    log_error ("%s", image_error ());
+    report_open_error (e, &opts);
     return -1;
   }
   image_get_info (e->img, &info);

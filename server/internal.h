@@ -87,7 +87,7 @@ void log_verbose (const char *fmt, ...)
  * Exports live from start-up to exit today; a table that changes at run
  * time will need a reference count here (lookups hand out pointers). */
 struct export {
-  char *name;                   /* "" for the default export */
+  char *name;                   /* NAME=, or the base name of the file */
   char *filename;
   char *description;            /* "qed, 10 GiB, backing base.raw" */
   struct image *img;
@@ -342,6 +342,13 @@ void listen_start (struct ev_loop *loop);
 void listen_stop (struct ev_loop *loop);
 /* True when started by socket activation. */
 bool listen_activated (void);
+/* Where clients reach the server, read back from the listening sockets
+ * (the real port with -p 0 or socket activation): the TCP port and the
+ * host to name in a URI ("localhost" for every address), or the Unix
+ * socket; NULL when not listening that way. */
+const char *listen_port (void);
+const char *listen_host (void);
+const char *listen_unix (void);
 
 /* ---- captive.c ---------------------------------------------------------- */
 

@@ -6,8 +6,8 @@
  * Start-up, in an order that keeps errors visible: parse options, open
  * every image, open the listening sockets, then (--fork) detach, write
  * the pid file, start the workers and the loop, and (--run) start the
- * captive command.  Shutdown (SIGTERM, SIGINT, end of --run or of the
- * -s connection) stops accepting, lets every connection finish the
+ * captive command.  Shutdown (SIGTERM, SIGINT, SIGHUP, end of --run or
+ * of the -s connection) stops accepting, lets every connection finish the
  * requests it has in flight and send their replies (for at most
  * SHUTDOWN_GRACE seconds), stops the workers, then flushes and closes
  * every image so that none is left needing a check.
@@ -40,7 +40,7 @@ static bool do_fork;
 static struct ev_loop *loop;
 static bool shutting_down;
 static int exit_status;
-static ev_signal sig_term, sig_int;
+static ev_signal sig_term, sig_int, sig_hup;
 static ev_timer grace_timer;
 
 static void
@@ -295,6 +295,7 @@ server_shutdown (int status)
   listen_stop (loop);
   ev_signal_stop (loop, &sig_term);
   ev_signal_stop (loop, &sig_int);
+  ev_signal_stop (loop, &sig_hup);
   if (conns_count () == 0) {
     ev_break (loop, EVBREAK_ALL);
     return;
@@ -332,6 +333,11 @@ start (void)
   ev_signal_init (&sig_int, signal_cb, SIGINT);
   ev_signal_start (loop, &sig_term);
   ev_signal_start (loop, &sig_int);
+  /* SIGHUP (the terminal went away, or a service manager's reload) would
+   * otherwise kill the process with images open: it stops the server
+   * the same graceful way. */
+  ev_signal_init (&sig_hup, signal_cb, SIGHUP);
+  ev_signal_start (loop, &sig_hup);
   if (workers_start (loop, cfg.threads) == -1)
     return -1;
   listen_start (loop);

@@ -347,6 +347,12 @@ tls_session_setup (gnutls_session_t s)
   return 0;
 }
 
+const char *
+tls_psk_first_user (void)
+{
+  return npsks ? psks[0].user : NULL;
+}
+
 void
 tls_free (void)
 {

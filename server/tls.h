@@ -16,6 +16,9 @@ int tls_init (void);
 void tls_free (void);
 /* Gives a new server session the credentials and priorities. */
 int tls_session_setup (gnutls_session_t s);
+/* The first username of --tls-psk's file (for captive mode's $uri), or
+ * NULL. */
+const char *tls_psk_first_user (void);
 
 /* transport-tls.c: a TLS server session over rfd/wfd (NULL on error,
  * logged); its handshake runs through transport->handshake. */
@@ -24,6 +27,7 @@ void *transport_tls_new (int rfd, int wfd, unsigned long conn_id);
 #else
 static inline int tls_init (void) { return 0; }
 static inline void tls_free (void) { }
+static inline const char *tls_psk_first_user (void) { return NULL; }
 #endif
 
 #endif /* COWBD_SERVER_TLS_H */

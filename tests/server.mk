@@ -2,14 +2,18 @@
 # Tests of the server; included from tests/Makefile.am.
 SERVER_TESTS = \
 	test-server-aio.sh \
+	test-server-captive.sh \
 	test-server-io.sh \
 	test-server-limits.sh \
+	test-server-listen.sh \
 	test-server-malformed.sh \
 	test-server-nbdcopy.sh \
+	test-server-names.sh \
 	test-server-nbdinfo.sh \
 	test-server-options.sh \
 	test-server-pipelines.sh \
 	test-server-qemu.sh \
+	test-server-sighup.sh \
 	test-server-sigterm.sh \
 	test-server-sparse-alloc.sh \
 	test-server-tls-deadline.sh \
@@ -24,6 +28,7 @@ EXTRA_DIST += \
 	test-server-limits.py \
 	nbdraw.py \
 	test-server-malformed.py \
+	test-server-sighup.py \
 	test-server-sigterm.py \
 	test-server-tls-reqd.py \
 	test-server-tls-stall.py \

@@ -26,14 +26,14 @@ expect_fail cowbd -s -U - a.raw
 expect_fail cowbd -U - nosuch.qed --run 'touch ran'
 [ ! -e ran ] || fail "--run command ran although start-up failed"
 
-# Export names: NAME=IMAGE, base names for the others, the first is the
-# default export.
+# Export names: NAME=IMAGE, base names for the others; the first is also
+# the default export (test-server-names.sh).
 cowbd -U - a.raw b.qed c=b.qed -t 2 --cache-size=1M -f qed \
     --run 'nbdinfo --list --json "$uri"' > list.json 2>&1 &&
     fail "-f qed accepted a raw image"
 cowbd -U - a.raw b.qed c=b.qed -t 2 --cache-size=1M \
     --run 'nbdinfo --list --json "$uri"' > list.json
-[ "$(jq -r '[.exports[]."export-name"] | join(",")' list.json)" = ",b.qed,c" ] ||
+[ "$(jq -r '[.exports[]."export-name"] | join(",")' list.json)" = "a.raw,b.qed,c" ] ||
     fail "export names: $(jq -c '[.exports[]."export-name"]' list.json)"
 
 # -v: connections are logged.
@@ -63,7 +63,7 @@ for (( try = 0; try < 5; try++ )); do
     port=$(( 20000 + (RANDOM % 30000) ))
     if cowbd -i 127.0.0.1 -p $port a.raw \
         --run 'test "$port" = '$port' && test -z "${unixsocket-}" &&
-               test "$uri" = "nbd://127.0.0.1:'$port'/" &&
+               test "$uri" = "nbd://127.0.0.1:'$port'/a.raw" &&
                nbdinfo "$uri" > /dev/null' 2> tcp.log; then
         ok=1
         break
