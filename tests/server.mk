@@ -8,6 +8,7 @@ SERVER_TESTS = \
 	test-server-nbdinfo.sh \
 	test-server-options.sh \
 	test-server-pipelines.sh \
+	test-server-probe.sh \
 	test-server-qemu.sh \
 	test-server-sigterm.sh \
 	test-server-sparse-alloc.sh \
