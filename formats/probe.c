@@ -202,14 +202,19 @@ probe_guarded_op (struct image *img, enum probe_op op, const void *buf,
 int
 probe_check_backing (struct image *img, unsigned flags, const char *referrer)
 {
+  bool qed_referrer = flags & IMAGE_OPEN_QED_REFERRER;
+
   if (!(flags & IMAGE_OPEN_PROBED_BACKING) || img->backing_filename == NULL)
     return 0;
-  if ((flags & IMAGE_OPEN_QED_REFERRER) && img->drv == &qed_driver)
+  if (qed_referrer && img->drv == &qed_driver)
     return 0;
   return image_err (EINVAL, "%s: backing file %s probes as %s with a "
                     "backing file of its own (%s), which is not followed "
-                    "when the format is only probed; record the backing "
-                    "format in %s (cowbd-img rebase -u ... -F %s)",
+                    "when the format is only probed; %s%s%s",
                     referrer, img->filename, img->drv->name,
-                    img->backing_filename, referrer, img->drv->name);
+                    img->backing_filename,
+                    qed_referrer ? "a QED image can record no backing "
+                    "format but raw (use a qcow2 overlay, with -F " :
+                    "record the backing format (cowbd-img rebase -u ... -F ",
+                    img->drv->name, ")");
 }
