@@ -121,23 +121,30 @@ driver_by_name (const char *name)
   return NULL;
 }
 
-/* Probes an open file: the first driver whose magic matches, else raw. */
+const struct driver *
+image_probe_buf (const uint8_t *buf, size_t len)
+{
+  size_t i;
+
+  for (i = 0; i < sizeof drivers / sizeof drivers[0]; i++)
+    if (drivers[i]->probe && drivers[i]->probe (buf, len))
+      return drivers[i];
+  return &raw_driver;
+}
+
+/* Probes an open file from its first sector (what probe.c guards). */
 static const struct driver *
 probe_fd (int fd)
 {
   uint8_t buf[512];
   ssize_t n;
-  size_t i;
 
   do
     n = pread (fd, buf, sizeof buf, 0);
   while (n == -1 && errno == EINTR);
   if (n == -1)
     return NULL;
-  for (i = 0; i < sizeof drivers / sizeof drivers[0]; i++)
-    if (drivers[i]->probe && drivers[i]->probe (buf, (size_t) n))
-      return drivers[i];
-  return &raw_driver;
+  return image_probe_buf (buf, (size_t) n);
 }
 
 const char *
@@ -248,6 +255,9 @@ open_backing (struct image *img, const struct image_open_opts *opts,
   bopts.flags = IMAGE_OPEN_READONLY;
   if (img->depth == 0 && (opts->flags & IMAGE_OPEN_BACKING_RW))
     bopts.flags = 0;
+  if (bopts.format == NULL)     /* probed: see probe.c, rule 2 */
+    bopts.flags |= IMAGE_OPEN_PROBED_BACKING |
+      (img->drv == &qed_driver ? IMAGE_OPEN_QED_REFERRER : 0);
   img->backing = open_chain (img->full_backing_filename, &bopts,
                              img->depth + 1, seen, img->filename);
   if (img->backing == NULL)
@@ -303,6 +313,9 @@ open_chain (const char *filename, const struct image_open_opts *opts,
     img->drv = NULL;            /* the driver freed its state */
     goto err;
   }
+  if (probe_guard_open (img, opts) == -1 ||
+      probe_check_backing (img, opts->flags, referrer) == -1)
+    goto err;
   if (open_backing (img, opts, seen) == -1)
     goto err;
   img->chain_in_memory = img->host_in_memory &&
@@ -335,6 +348,7 @@ close_image (struct image *img)
     r = -1;
   if (img->fd >= 0 && close (img->fd) == -1 && r == 0)
     r = image_err_sys (img, "close");
+  probe_guard_free (img);
   free (img->filename);
   free (img->backing_filename);
   free (img->backing_format);
@@ -427,6 +441,8 @@ image_pwrite (struct image *img, const void *buf, size_t count,
     return -1;
   if (count == 0)
     return (flags & IMAGE_FUA) ? img->drv->flush (img) : 0;
+  if (probe_guarded (img, offset))
+    return probe_guarded_op (img, PROBE_OP_WRITE, buf, count, offset, flags);
   return img->drv->pwrite (img, buf, count, offset, flags);
 }
 
@@ -439,6 +455,8 @@ image_zero (struct image *img, uint64_t count, uint64_t offset,
     return -1;
   if (count == 0)
     return (flags & IMAGE_FUA) ? img->drv->flush (img) : 0;
+  if (probe_guarded (img, offset))
+    return probe_guarded_op (img, PROBE_OP_ZERO, NULL, count, offset, flags);
   return img->drv->zero (img, count, offset, flags);
 }
 
@@ -451,6 +469,8 @@ image_trim (struct image *img, uint64_t count, uint64_t offset,
     return -1;
   if (count == 0)
     return (flags & IMAGE_FUA) ? img->drv->flush (img) : 0;
+  if (probe_guarded (img, offset))
+    return probe_guarded_op (img, PROBE_OP_TRIM, NULL, count, offset, flags);
   return img->drv->trim (img, count, offset, flags);
 }
 
@@ -489,6 +509,7 @@ image_pwrite_nowait (struct image *img, const void *buf, size_t count,
 {
   if (img->readonly || ((flags & IMAGE_FUA) && !img->host_in_memory) ||
       RANGE_OUTSIDE (offset, count, img->size) || count == 0 ||
+      probe_guarded (img, offset) ||
       img->drv->pwrite_nowait == NULL ||
       img->drv->pwrite_nowait (img, buf, count, offset, flags) == -1)
     return would_block ();

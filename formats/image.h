@@ -33,6 +33,15 @@ struct image;
 const char *image_error (void);
 int image_errno (void);
 
+/* ---- warnings ------------------------------------------------------- */
+
+/* Where the engine's warnings go: one line each, no newline, naming the
+ * file (e.g. that probing guessed raw, which is unsafe).  By default
+ * they are written to stderr as "PROGRAM: warning: MSG".  fn NULL
+ * restores the default.  Set it before opening images. */
+typedef void (*image_warn_fn) (const char *msg);
+void image_set_warn (image_warn_fn fn);
+
 /* ---- open and close ------------------------------------------------ */
 
 /* Flags of image_open. */
@@ -50,6 +59,15 @@ int image_errno (void);
 /* Formats known to the engine, for opts->format and image_create. */
 #define IMAGE_FORMATS "raw, qed, qcow2"
 
+/* Probing raw is unsafe (a guest could write another format's header,
+ * with a backing file of its choosing, into the first sector), so an
+ * image opened read-write by probing that turns out raw refuses, with
+ * EPERM, any write, zero or trim after which its first 512 bytes would
+ * probe as another format, and warns once at open.  A backing file whose
+ * format the image naming it does not record is probed, and refused if
+ * it probes as a format with a backing file of its own (except a QED
+ * image named by a QED image: QED records no backing format but raw).
+ * Details in probe.c and cowbd-formats(5). */
 struct image_open_opts {
   const char *format;           /* "raw", "qed", "qcow2"; NULL or "auto"
                                    probes the file's magic */

@@ -129,6 +129,11 @@ struct image {
   bool chain_in_memory;         /* so are all the backing images' */
   bool host_read_nowait;        /* RWF_NOWAIT reads work (until EOPNOTSUPP) */
   bool host_write_nowait;       /* RWF_NOWAIT writes work */
+
+  /* Set for a writable image whose format was probed and found raw:
+   * writes that would change what the probe finds are refused
+   * (probe.c). */
+  struct probe_guard *guard;
 };
 
 /* A hole may exist in the host file now. */
@@ -299,6 +304,46 @@ int image_create_finish (int fd, const char *filename, uint64_t end,
 int image_inspect_backing (const char *filename,
                            const struct image_create_opts *opts,
                            uint64_t *size, const char **format);
+/* ---- probing safety (probe.c) ------------------------------------------ */
+
+/* Internal image_open flags, set by image.c on the backing images it
+ * opens (the public IMAGE_OPEN_* use the low byte). */
+#define IMAGE_OPEN_PROBED_BACKING 0x100 /* the image naming this one
+                                           records no backing format */
+#define IMAGE_OPEN_QED_REFERRER   0x200 /* ... and it is QED */
+
+/* The driver whose magic starts buf (len may be short): raw if none.
+ * (image.c) */
+const struct driver *image_probe_buf (const uint8_t *buf, size_t len);
+
+/* After drv->open: a writable image whose format opts did not name and
+ * which probed as raw gets its guard, and a warning.  */
+int probe_guard_open (struct image *img, const struct image_open_opts *opts);
+void probe_guard_free (struct image *img);
+
+/* True if a change at offset may change what img probes as. */
+static inline bool
+probe_guarded (const struct image *img, uint64_t offset)
+{
+  return img->guard != NULL && offset < 512;
+}
+
+/* Runs a write, zero or trim that probe_guarded, already validated,
+ * refusing it with EPERM if the first sector would then probe as another
+ * format. */
+enum probe_op { PROBE_OP_WRITE, PROBE_OP_ZERO, PROBE_OP_TRIM };
+int probe_guarded_op (struct image *img, enum probe_op op, const void *buf,
+                      uint64_t count, uint64_t offset, unsigned flags);
+
+/* After drv->open of a backing image: refuses one reached by probing
+ * that names a backing file of its own (see probe.c for the rule). */
+int probe_check_backing (struct image *img, unsigned flags,
+                         const char *referrer);
+
+/* Gives a warning through the front end's image_set_warn function. */
+void image_warn (const char *fmt, ...)
+  __attribute__ ((format (printf, 1, 2)));
+
 /* Default metadata cache size in bytes. */
 #define IMAGE_DEFAULT_CACHE_SIZE (32ULL << 20)
 

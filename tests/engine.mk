@@ -8,6 +8,7 @@ ENGINE_TESTS = \
 	test-engine-repair \
 	test-engine-nowait \
 	test-engine-spec-vs-qemu \
+	test-engine-probe \
 	test-unit-metacache
 TESTS += $(ENGINE_TESTS)
 check_PROGRAMS += $(ENGINE_TESTS)
@@ -37,3 +38,6 @@ test_engine_nowait_LDADD = $(ENGINE_LIBS)
 test_unit_metacache_SOURCES = test-unit-metacache.c
 test_unit_metacache_CFLAGS = $(TEST_CFLAGS)
 test_unit_metacache_LDADD = $(ENGINE_LIBS)
+test_engine_probe_SOURCES = test-engine-probe.c engine-test.h
+test_engine_probe_CFLAGS = $(TEST_CFLAGS)
+test_engine_probe_LDADD = $(ENGINE_LIBS)

@@ -12,6 +12,7 @@ SERVER_TESTS = \
 	test-server-nbdinfo.sh \
 	test-server-options.sh \
 	test-server-pipelines.sh \
+	test-server-probe.sh \
 	test-server-qemu.sh \
 	test-server-sighup.sh \
 	test-server-sigterm.sh \

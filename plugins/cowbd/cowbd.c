@@ -140,12 +140,22 @@ cowbd_config_complete (void)
   return 0;
 }
 
+/* The engine's warnings (e.g. that probing guessed raw) are debug
+ * messages: nbdkit has no warning level, and they are no error. */
+static void
+engine_warning (const char *msg)
+{
+  nbdkit_debug ("warning: %s", msg);
+}
+
 static int
 cowbd_get_ready (void)
 {
   struct exports_config c = {
     .file = file, .dir = dir, .format = format, .cache_size = cache_size,
   };
+
+  image_set_warn (engine_warning);
   return exports_init (&c);
 }
 
@@ -174,7 +184,8 @@ cowbd_dump_plugin (void)
   "[file=]IMAGE          The image to serve (raw, QED or qcow2).\n" \
   "dir=DIR               Serve every image in DIR, named by its file name.\n" \
   "format=auto|raw|qed|qcow2\n" \
-  "                      The image format (default: probe the file).\n" \
+  "                      The image format (default: probe the file;\n" \
+  "                      a probed raw image refuses header writes).\n" \
   "cache-size=SIZE       Metadata cache per image (default: 32M)."
 
 /* ---- exports and connections --------------------------------------------- */
