@@ -3,6 +3,7 @@
 SERVER_TESTS = \
 	test-server-aio.sh \
 	test-server-io.sh \
+	test-lock-qemu.sh \
 	test-server-malformed.sh \
 	test-server-nbdcopy.sh \
 	test-server-nbdinfo.sh \
