@@ -15,6 +15,7 @@ IMG_TESTS = \
 	test-img-compare.sh \
 	test-img-commit.sh \
 	test-img-rebase.sh \
-	test-img-interrupt.sh
+	test-img-interrupt.sh \
+	test-img-lock.sh
 TESTS += $(IMG_TESTS)
 EXTRA_DIST += $(IMG_TESTS) img-functions.sh
