@@ -98,6 +98,7 @@ qemu-nbd -k "$tmp/q.sock" -f qcow2 ov.qcow2 2> qemu-nbd.log &
 qpid=$!
 cleanup_fn "kill $qpid 2>/dev/null"
 wait_for_socket "$tmp/q.sock"
+wait_for_lock ov.qcow2
 expect_in_use ov.qcow2 cowbd-img info ov.qcow2
 expect_in_use ov.qcow2 cowbd-img check ov.qcow2
 cowbd-img info -U ov.qcow2 | grep -q '^file format: qcow2' || fail "info -U"

@@ -97,6 +97,7 @@ qemu-nbd -k "$tmp/q.sock" -f qcow2 ov.qcow2 2> qemu-nbd.log &
 qpid=$!
 cleanup_fn "kill $qpid 2>/dev/null"
 wait_for_socket "$tmp/q.sock"
+wait_for_lock ov.qcow2
 expect_in_use ov.qcow2 cowbd -U "$tmp/sock2" "$tmp/ov.qcow2"
 expect_in_use ov.qcow2 cowbd -r -U "$tmp/sock2" "$tmp/ov.qcow2"
 [ ! -S "$tmp/sock2" ] || fail "cowbd started beside qemu-nbd"
@@ -124,6 +125,7 @@ qemu-nbd -r -k "$tmp/q.sock" -f qcow2 ov.qcow2 2> qemu-nbd.log &
 qpid=$!
 cleanup_fn "kill $qpid 2>/dev/null"
 wait_for_socket "$tmp/q.sock"
+wait_for_lock ov.qcow2
 expect_in_use ov.qcow2 cowbd -U "$tmp/sock2" "$tmp/ov.qcow2"
 cat > read44.py <<'EOF2'
 assert h.is_read_only()
