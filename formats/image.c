@@ -252,7 +252,7 @@ open_backing (struct image *img, const struct image_open_opts *opts,
                        IMAGE_MAX_CHAIN);
 
   bopts.format = img->backing_format;
-  bopts.flags = IMAGE_OPEN_READONLY;
+  bopts.flags = IMAGE_OPEN_READONLY | (opts->flags & IMAGE_OPEN_FORCE_SHARE);
   if (img->depth == 0 && (opts->flags & IMAGE_OPEN_BACKING_RW))
     bopts.flags = 0;
   if (bopts.format == NULL)     /* probed: see probe.c, rule 2 */
@@ -302,6 +302,14 @@ open_chain (const char *filename, const struct image_open_opts *opts,
       image_err (errno, "%s: %s", filename, strerror (errno));
     goto err;
   }
+  if (lock_image (img, opts->flags) == -1) {
+    if (referrer) {
+      char why[sizeof error_msg];
+      snprintf (why, sizeof why, "%s", error_msg);
+      image_err (error_errno, "%s: backing file %s", referrer, why);
+    }
+    goto err;
+  }
   if (check_loop (img, depth, seen) == -1)
     goto err;
   host_nowait_init (img);
@@ -333,6 +341,13 @@ image_open (const char *filename, const struct image_open_opts *opts)
   static const struct image_open_opts defaults;
   struct chain_seen seen;
 
+  if (opts && (opts->flags & IMAGE_OPEN_FORCE_SHARE) &&
+      (opts->flags & (IMAGE_OPEN_READONLY | IMAGE_OPEN_BACKING_RW)) !=
+      IMAGE_OPEN_READONLY) {
+    image_err (EINVAL, "%s: force-share can only be used with read-only "
+               "opens", filename);
+    return NULL;
+  }
   return open_chain (filename, opts ? opts : &defaults, 0, &seen, NULL);
 }
 
@@ -753,15 +768,41 @@ image_check (struct image *img, unsigned flags,
  * existing file alone. */
 static _Thread_local bool create_touched_file;
 
+/* Empties an existing file that a create replaces, once it is locked
+ * as qemu-img create locks it: replacing an image that someone reads or
+ * writes is refused.  (A block device is not truncated, as O_TRUNC
+ * would not.) */
+static int
+create_over_existing (int fd, const char *filename)
+{
+  struct stat st;
+
+  if (lock_for_create (fd, filename) == -1)
+    return -1;
+  if (fstat (fd, &st) == -1)
+    return image_err (errno, "%s: stat: %s", filename, strerror (errno));
+  if (S_ISREG (st.st_mode) && ftruncate (fd, 0) == -1)
+    return image_err (errno, "%s: truncate: %s", filename, strerror (errno));
+  return 0;
+}
+
 int
 image_create_file (const char *filename)
 {
-  int fd = open (filename, O_CREAT | O_TRUNC | O_RDWR | O_CLOEXEC, 0644);
+  int fd = open (filename, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0644);
 
+  if (fd == -1 && errno == EEXIST) {
+    fd = open (filename, O_RDWR | O_CLOEXEC);
+    if (fd >= 0 && create_over_existing (fd, filename) == -1) {
+      int e = errno;
+      close (fd);
+      errno = e;
+      return -1;
+    }
+  }
   if (fd == -1)
-    image_err (errno, "%s: %s", filename, strerror (errno));
-  else
-    create_touched_file = true;
+    return image_err (errno, "%s: %s", filename, strerror (errno));
+  create_touched_file = true;
   return fd;
 }
 
@@ -825,7 +866,11 @@ image_inspect_backing (const char *filename,
 {
   struct image_open_opts bopts = {
     .format = opts->backing_format,
-    .flags = IMAGE_OPEN_READONLY | IMAGE_OPEN_NO_BACKING,
+    /* As qemu-img create: a base someone writes or serves can still be
+     * given an overlay (whoever writes it must not, but that is not for
+     * a create to enforce). */
+    .flags = IMAGE_OPEN_READONLY | IMAGE_OPEN_NO_BACKING |
+             IMAGE_OPEN_FORCE_SHARE,
   };
   CLEANUP_FREE char *path = image_resolve_backing (filename,
                                                     opts->backing_file);

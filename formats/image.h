@@ -55,6 +55,11 @@ void image_set_warn (image_warn_fn fn);
                                        only with -r */
 #define IMAGE_OPEN_BACKING_RW  0x08 /* open the first backing image
                                        read-write too (commit) */
+#define IMAGE_OPEN_FORCE_SHARE 0x10 /* read-only only: take no lock that
+                                       keeps others from writing the
+                                       image or its backing files
+                                       (qemu-img -U); what is read may
+                                       then change underneath */
 
 /* Formats known to the engine, for opts->format and image_create. */
 #define IMAGE_FORMATS "raw, qed, qcow2"
@@ -78,6 +83,12 @@ struct image_open_opts {
 /* Opens filename (and, unless IMAGE_OPEN_NO_BACKING, its backing chain,
  * refusing loops and chains deeper than IMAGE_MAX_CHAIN).  A read-write
  * open of an image left needing a check runs the check and repairs it.
+ * Every file of the chain is locked as QEMU locks it (OFD byte-range
+ * locks, see formats/lock.c): a read-write open excludes any other
+ * writer and any reader without force-share; a read-only open (and
+ * every backing file) excludes writers.  A file someone else uses that
+ * way (another process, or another open in this one) is refused with
+ * EBUSY and "FILE: image is in use (locked by another process); ...".
  * opts may be NULL: probe, read-write, default cache. */
 #define IMAGE_MAX_CHAIN 64
 struct image *image_open (const char *filename,

@@ -275,6 +275,16 @@ int host_preallocate (int fd, uint64_t offset, uint64_t length,
                       int (*progress) (void *, uint64_t, uint64_t),
                       void *opaque);
 
+/* ---- QEMU-compatible image locks (lock.c) ------------------------------ */
+
+/* Locks img's file (img->fd, img->readonly set) for an open with
+ * open_flags (IMAGE_OPEN_FORCE_SHARE), as QEMU would; EBUSY if another
+ * user's locks conflict.  The locks go with the descriptor. */
+int lock_image (struct image *img, unsigned open_flags);
+/* Locks an existing file about to be replaced by a create, as qemu-img
+ * create does: refused (EBUSY) while anyone reads or writes it. */
+int lock_for_create (int fd, const char *filename);
+
 /* ---- shared by the drivers (image.c) ------------------------------------ */
 
 /* ---- the file's length ahead of its allocations (image.c) -------------- */

@@ -73,6 +73,20 @@ wait_for_socket ()
     fail "socket $1 never appeared"
 }
 
+# wait_for_lock FILE: waits up to 10 s until some process holds a lock
+# on FILE (/proc/locks names its inode): a server's socket may appear
+# before it has opened its image (qemu-nbd's does).
+wait_for_lock ()
+{
+    local i ino
+    ino=$(stat -L -c %i "$1")
+    for (( i=0; i<100; i++ )); do
+        grep -q ":$ino " /proc/locks && return 0
+        sleep 0.1
+    done
+    fail "$1 was never locked"
+}
+
 # nbdkit_env nbdkit ARGS...: runs nbdkit so that our plugin works in a
 # sanitizer build.  nbdkit is not instrumented, so the ASan runtime is
 # preloaded into it, with a shim that keeps ASan's late start from

@@ -37,11 +37,11 @@ PY
 
 # map_same FILE [FMT]: cowbd-img map and qemu-img map (both JSON) agree on
 # start, length, data, zero, depth and present of every entry (or on the
-# members listed in MAP_KEYS).
+# members listed in MAP_KEYS).  MAP_OPTS (e.g. -U) goes to both.
 map_same ()
 {
-    local f=$1 fmt=${2:-} fa=() qa=()
-    [ -n "$fmt" ] && { fa=(-f "$fmt"); qa=(-f "$fmt"); }
+    local f=$1 fmt=${2:-} fa=(${MAP_OPTS:-}) qa=(${MAP_OPTS:-})
+    [ -n "$fmt" ] && { fa+=(-f "$fmt"); qa+=(-f "$fmt"); }
     cowbd-img map "${fa[@]}" --output=json "$f" > "$tmp/map.cowbd" ||
         fail "cowbd-img map $f"
     qemu-img map "${qa[@]}" --output=json "$f" > "$tmp/map.qemu" ||

@@ -16,6 +16,7 @@ IMG_TESTS = \
 	test-img-commit.sh \
 	test-img-rebase.sh \
 	test-img-probe.sh \
-	test-img-interrupt.sh
+	test-img-interrupt.sh \
+	test-img-lock.sh
 TESTS += $(IMG_TESTS)
 EXTRA_DIST += $(IMG_TESTS) img-functions.sh

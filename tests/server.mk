@@ -4,6 +4,7 @@ SERVER_TESTS = \
 	test-server-aio.sh \
 	test-server-captive.sh \
 	test-server-io.sh \
+	test-lock-qemu.sh \
 	test-server-limits.sh \
 	test-server-listen.sh \
 	test-server-malformed.sh \

@@ -104,7 +104,15 @@ bounds_and_readonly (void)
     die ("zero with an overflowing range: expected ENOSPC");
   CHECK (image_pread (img, b, 0, SIZE));  /* empty read at the end */
 
-  ro = open_image (path ("ov.qed"), IMAGE_OPEN_READONLY, 0);
+  /* img holds ov.qed open for writing: a second open, even in this
+   * process, is refused unless it shares (as qemu-img -U). */
+  {
+    struct image_open_opts o = { .flags = IMAGE_OPEN_READONLY };
+    if (image_open (path ("ov.qed"), &o) != NULL || image_errno () != EBUSY)
+      die ("read-only open of an image open for writing: expected EBUSY");
+  }
+  ro = open_image (path ("ov.qed"),
+                   IMAGE_OPEN_READONLY | IMAGE_OPEN_FORCE_SHARE, 0);
   if (image_pwrite (ro, b, 1, 0, 0) != -1 || image_errno () != EROFS)
     die ("write to a read-only image: expected EROFS");
   CHECK (image_close (ro));

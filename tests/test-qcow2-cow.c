@@ -115,7 +115,8 @@ bounds_and_readonly (const char *file)
     die ("read past the end: expected EINVAL");
   if (image_pwrite (img, b, 1, size, 0) != -1 || image_errno () != ENOSPC)
     die ("write past the end: expected ENOSPC");
-  ro = open_image (file, IMAGE_OPEN_READONLY, 0);
+  /* img holds the file open for writing: another open must share. */
+  ro = open_image (file, IMAGE_OPEN_READONLY | IMAGE_OPEN_FORCE_SHARE, 0);
   if (image_pwrite (ro, b, 1, 0, 0) != -1 || image_errno () != EROFS)
     die ("write to a read-only image: expected EROFS");
   CHECK (image_close (ro));

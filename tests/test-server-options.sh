@@ -9,6 +9,7 @@ requires nbdinfo --version
 cd "$tmp"
 make_image raw a.raw
 make_image qed b.qed
+make_image qed c.qed
 
 cowbd --help | grep -q '^Usage: cowbd' || fail "--help"
 cowbd --version | grep -q '^cowbd [0-9]' || fail "--version"
@@ -27,11 +28,12 @@ expect_fail cowbd -U - nosuch.qed --run 'touch ran'
 [ ! -e ran ] || fail "--run command ran although start-up failed"
 
 # Export names: NAME=IMAGE, base names for the others; the first is also
-# the default export (test-server-names.sh).
-cowbd -U - a.raw b.qed c=b.qed -t 2 --cache-size=1M -f qed \
+# the default export (test-server-names.sh).  (Each a file of its own: two
+# read-write opens of one file conflict on its image locks.)
+cowbd -U - a.raw b.qed c=c.qed -t 2 --cache-size=1M -f qed \
     --run 'nbdinfo --list --json "$uri"' > list.json 2>&1 &&
     fail "-f qed accepted a raw image"
-cowbd -U - a.raw b.qed c=b.qed -t 2 --cache-size=1M \
+cowbd -U - a.raw b.qed c=c.qed -t 2 --cache-size=1M \
     --run 'nbdinfo --list --json "$uri"' > list.json
 [ "$(jq -r '[.exports[]."export-name"] | join(",")' list.json)" = "a.raw,b.qed,c" ] ||
     fail "export names: $(jq -c '[.exports[]."export-name"]' list.json)"

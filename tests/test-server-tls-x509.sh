@@ -40,8 +40,9 @@ assert h.pread(len(data), 3 << 20) == data, "read back over TLS"
 h.shutdown()
 PY
 nbdcopy --connections=2 "$(tls_uri "$pki" vm1)" "$tmp/copy.raw"
-# The write above was flushed: the image on disk holds it.
-qemu-img compare -q -f raw -F qed "$tmp/copy.raw" "$tmp/img.qed" ||
+# The write above was flushed: the image on disk holds it.  (-U: the
+# server holds the image's locks.)
+qemu-img compare -U -q -f raw -F qed "$tmp/copy.raw" "$tmp/img.qed" ||
     fail "nbdcopy over TLS differs from the image"
 
 # A plaintext client: refused, and told nothing about the exports.

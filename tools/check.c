@@ -145,21 +145,23 @@ cmd_check (int argc, char **argv)
 {
   static const struct option long_opts[] = {
     { "help", no_argument, NULL, OPT_HELP },
+    { "force-share", no_argument, NULL, 'U' },
     { "output", required_argument, NULL, OPT_OUTPUT },
     { NULL },
   };
   enum output_format output = OUTPUT_HUMAN;
   const char *format = NULL;
-  unsigned repair = 0;
+  unsigned repair = 0, share = 0;
   bool quiet = false;
   struct image *img;
   struct image_check_result r;
   struct image_info info;
   int c, status;
 
-  while ((c = getopt_long (argc, argv, "qf:r:", long_opts, NULL)) != -1) {
+  while ((c = getopt_long (argc, argv, "qf:r:U", long_opts, NULL)) != -1) {
     switch (c) {
     case OPT_HELP: usage_command (stdout, "check"); return 0;
+    case 'U': share = IMAGE_OPEN_FORCE_SHARE; break;
     case OPT_OUTPUT:
       if (parse_output (optarg, &output) == -1)
         return usage_hint ("check", 1);
@@ -175,9 +177,12 @@ cmd_check (int argc, char **argv)
   }
   if (argc - optind != 1)
     return usage_error ("check", 1, "expecting one image file name");
+  if (repair && share)
+    return usage_error ("check", 1, "-U (--force-share) cannot be used "
+                        "with -r: a repair writes the image");
 
   img = open_image (argv[optind], format, IMAGE_OPEN_NO_REPAIR |
-                    (repair ? 0 : IMAGE_OPEN_READONLY));
+                    (repair ? 0 : IMAGE_OPEN_READONLY | share));
   if (img == NULL)
     return 1;
   status = run_check (img, repair, quiet, output, &r);

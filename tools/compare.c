@@ -246,10 +246,11 @@ compare (struct compare *cmp)
 }
 
 static int
-open_side (struct side *s, const char *name, const char *format)
+open_side (struct side *s, const char *name, const char *format,
+           unsigned share)
 {
   s->name = name;
-  s->img = open_image (name, format, IMAGE_OPEN_READONLY);
+  s->img = open_image (name, format, IMAGE_OPEN_READONLY | share);
   if (s->img == NULL)
     return -1;
   s->size = image_size (s->img);
@@ -274,16 +275,19 @@ cmd_compare (int argc, char **argv)
 {
   static const struct option long_opts[] = {
     { "help", no_argument, NULL, OPT_HELP },
+    { "force-share", no_argument, NULL, 'U' },
     { NULL },
   };
   struct compare cmp = { .strict = false };
   const char *fmt1 = NULL, *fmt2 = NULL;
   bool show_progress = false;
+  unsigned share = 0;
   int c, status = CMP_OPEN_ERROR;
 
-  while ((c = getopt_long (argc, argv, "qpsf:F:", long_opts, NULL)) != -1) {
+  while ((c = getopt_long (argc, argv, "qpsf:F:U", long_opts, NULL)) != -1) {
     switch (c) {
     case OPT_HELP: usage_command (stdout, "compare"); return 0;
+    case 'U': share = IMAGE_OPEN_FORCE_SHARE; break;
     case 'q': cmp.quiet = true; break;
     case 'p': show_progress = true; break;
     case 's': cmp.strict = true; break;
@@ -296,8 +300,8 @@ cmd_compare (int argc, char **argv)
     return usage_error ("compare", CMP_OPEN_ERROR,
                         "expecting two image file names");
 
-  if (open_side (&cmp.a, argv[optind], fmt1) == 0 &&
-      open_side (&cmp.b, argv[optind + 1], fmt2) == 0) {
+  if (open_side (&cmp.a, argv[optind], fmt1, share) == 0 &&
+      open_side (&cmp.b, argv[optind + 1], fmt2, share) == 0) {
     cmp.total = MAX (cmp.a.size, cmp.b.size);
     cmp.progress = progress_new (show_progress && !cmp.quiet);
     status = compare (&cmp);

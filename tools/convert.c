@@ -273,6 +273,7 @@ cmd_convert (int argc, char **argv)
 {
   static const struct option long_opts[] = {
     { "help", no_argument, NULL, OPT_HELP },
+    { "force-share", no_argument, NULL, 'U' },
     { NULL },
   };
   struct image_create_opts opts = { .lazy_refcounts = -1, .format = "raw" };
@@ -280,13 +281,14 @@ cmd_convert (int argc, char **argv)
                         .write_lock = PTHREAD_MUTEX_INITIALIZER };
   const char *src_format = NULL;
   bool quiet = false, show_progress = false, create = true;
-  unsigned nthreads = DEFAULT_THREADS;
+  unsigned nthreads = DEFAULT_THREADS, share = 0;
   int c, status;
 
-  while ((c = getopt_long (argc, argv, "qpnf:O:o:m:", long_opts, NULL))
+  while ((c = getopt_long (argc, argv, "qpnf:O:o:m:U", long_opts, NULL))
          != -1) {
     switch (c) {
     case OPT_HELP: usage_command (stdout, "convert"); return 0;
+    case 'U': share = IMAGE_OPEN_FORCE_SHARE; break;
     case 'q': quiet = true; break;
     case 'p': show_progress = true; break;
     case 'n': create = false; break;
@@ -313,7 +315,8 @@ cmd_convert (int argc, char **argv)
     return usage_error ("convert", 1, "-o backing_file and size are not "
                         "supported by convert");
 
-  cv.src = open_image (argv[optind], src_format, IMAGE_OPEN_READONLY);
+  cv.src = open_image (argv[optind], src_format,
+                       IMAGE_OPEN_READONLY | share);
   if (cv.src == NULL)
     return 1;
   if (check_target (cv.src, argv[optind + 1]) == -1) {

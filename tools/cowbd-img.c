@@ -44,32 +44,40 @@ static const struct command commands[] = {
     "partial file\n"
     "  -q             quiet\n" },
   { "info", cmd_info,
-    "info [-f FMT] [--output=human|json] [--backing-chain] FILE",
+    "info [-f FMT] [-U] [--output=human|json] [--backing-chain] FILE",
     "show an image's format, sizes and backing file",
     "  -f FMT             format (default: probed)\n"
     "  --output=FORMAT    human (default) or json\n"
-    "  --backing-chain    also show every image of the backing chain\n" },
+    "  --backing-chain    also show every image of the backing chain\n"
+    "  -U, --force-share  open it even in use (lock nothing against "
+    "writers)\n" },
   { "check", cmd_check,
-    "check [-q] [-f FMT] [-r leaks|all] [--output=human|json] FILE",
+    "check [-q] [-f FMT] [-U] [-r leaks|all] [--output=human|json] FILE",
     "check an image's metadata for consistency, and repair it",
     "  -f FMT             format (default: probed)\n"
     "  -r leaks           repair leaked clusters\n"
     "  -r all             repair leaks and drop invalid table entries\n"
     "  --output=FORMAT    human (default) or json\n"
+    "  -U, --force-share  open it even in use (lock nothing against "
+    "writers; not with -r)\n"
     "  -q                 quiet\n"
     "Exit status: 0 clean, 1 the check could not run, 2 corruptions,\n"
     "3 leaked clusters only, 63 the format has no check.\n" },
   { "map", cmd_map,
-    "map [-f FMT] [--output=human|json] FILE",
+    "map [-f FMT] [-U] [--output=human|json] FILE",
     "show where each range of an image's data lives in the backing chain",
     "  -f FMT             format (default: probed)\n"
-    "  --output=FORMAT    human (default: allocated data only) or json\n" },
+    "  --output=FORMAT    human (default: allocated data only) or json\n"
+    "  -U, --force-share  open it even in use (lock nothing against "
+    "writers)\n" },
   { "convert", cmd_convert,
-    "convert [-q] [-p] [-n] [-f FMT] [-O OUTPUT_FMT] [-o OPTIONS] "
+    "convert [-q] [-p] [-n] [-f FMT] [-U] [-O OUTPUT_FMT] [-o OPTIONS] "
     "[-m THREADS] SRC DST",
     "copy an image (through its backing chain) into a new image, "
     "keeping holes",
     "  -f FMT         format of SRC (default: probed)\n"
+    "  -U, --force-share  open SRC even in use (lock nothing against "
+    "writers)\n"
     "  -O OUTPUT_FMT  format of DST (default raw)\n"
     "  -o OPTIONS     creation options of DST, as create's -o\n"
     "  -n             DST exists already: do not create it\n"
@@ -77,11 +85,13 @@ static const struct command commands[] = {
     "  -p             show progress (on a terminal)\n"
     "  -q             quiet\n" },
   { "compare", cmd_compare,
-    "compare [-q] [-p] [-s] [-f FMT] [-F FMT] FILE1 FILE2",
+    "compare [-q] [-p] [-s] [-f FMT] [-F FMT] [-U] FILE1 FILE2",
     "compare the contents of two images",
     "  -f FMT   format of FILE1 (default: probed)\n"
     "  -F FMT   format of FILE2 (default: probed)\n"
     "  -s       strict: images of different sizes or allocation differ\n"
+    "  -U, --force-share  open them even in use (lock nothing against "
+    "writers)\n"
     "  -p       show progress (on a terminal)\n"
     "  -q       quiet\n"
     "Exit status: 0 identical, 1 different, 2 an image could not be opened\n"

@@ -190,6 +190,7 @@ cmd_info (int argc, char **argv)
 {
   static const struct option long_opts[] = {
     { "help", no_argument, NULL, OPT_HELP },
+    { "force-share", no_argument, NULL, 'U' },
     { "output", required_argument, NULL, OPT_OUTPUT },
     { "backing-chain", no_argument, NULL, OPT_BACKING_CHAIN },
     { NULL },
@@ -197,12 +198,14 @@ cmd_info (int argc, char **argv)
   enum output_format output = OUTPUT_HUMAN;
   const char *format = NULL;
   bool chain = false;
+  unsigned share = 0;
   struct image *img;
   int c;
 
-  while ((c = getopt_long (argc, argv, "f:", long_opts, NULL)) != -1) {
+  while ((c = getopt_long (argc, argv, "f:U", long_opts, NULL)) != -1) {
     switch (c) {
     case OPT_HELP: usage_command (stdout, "info"); return 0;
+    case 'U': share = IMAGE_OPEN_FORCE_SHARE; break;
     case OPT_OUTPUT:
       if (parse_output (optarg, &output) == -1)
         return usage_hint ("info", 1);
@@ -215,7 +218,7 @@ cmd_info (int argc, char **argv)
   if (argc - optind != 1)
     return usage_error ("info", 1, "expecting one image file name");
 
-  img = open_image (argv[optind], format, IMAGE_OPEN_READONLY);
+  img = open_image (argv[optind], format, IMAGE_OPEN_READONLY | share);
   if (img == NULL)
     return 1;
   show (img, output, chain);

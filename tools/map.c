@@ -146,17 +146,20 @@ cmd_map (int argc, char **argv)
 {
   static const struct option long_opts[] = {
     { "help", no_argument, NULL, OPT_HELP },
+    { "force-share", no_argument, NULL, 'U' },
     { "output", required_argument, NULL, OPT_OUTPUT },
     { NULL },
   };
   enum output_format output = OUTPUT_HUMAN;
   const char *format = NULL;
+  unsigned share = 0;
   struct image *img;
   int c, status;
 
-  while ((c = getopt_long (argc, argv, "f:", long_opts, NULL)) != -1) {
+  while ((c = getopt_long (argc, argv, "f:U", long_opts, NULL)) != -1) {
     switch (c) {
     case OPT_HELP: usage_command (stdout, "map"); return 0;
+    case 'U': share = IMAGE_OPEN_FORCE_SHARE; break;
     case OPT_OUTPUT:
       if (parse_output (optarg, &output) == -1)
         return usage_hint ("map", 1);
@@ -168,7 +171,7 @@ cmd_map (int argc, char **argv)
   if (argc - optind != 1)
     return usage_error ("map", 1, "expecting one image file name");
 
-  img = open_image (argv[optind], format, IMAGE_OPEN_READONLY);
+  img = open_image (argv[optind], format, IMAGE_OPEN_READONLY | share);
   if (img == NULL)
     return 1;
   status = map (img, output);

@@ -118,7 +118,11 @@ open_image (const char *filename, const char *format, unsigned flags)
   struct image_open_opts opts = { .format = format, .flags = flags };
   struct image *img = image_open (filename, &opts);
 
-  if (img == NULL)
+  if (img == NULL && image_errno () == EBUSY &&
+      (flags & (IMAGE_OPEN_READONLY | IMAGE_OPEN_FORCE_SHARE)) ==
+      IMAGE_OPEN_READONLY)
+    error_msg ("%s; -U (--force-share) opens it anyway", image_error ());
+  else if (img == NULL)
     error_image ();
   return img;
 }

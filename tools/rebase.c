@@ -22,6 +22,7 @@
  */
 #include <config.h>
 
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -165,6 +166,40 @@ check_loop (struct image *img, struct image *chain, const char *backing)
   return 0;
 }
 
+/* Opens the new backing chain read-only, refusing a loop.  A chain that
+ * holds FILE conflicts with FILE's own lock (FILE is open for writing):
+ * that refusal is looked at again without locks, to name the loop. */
+static struct image *
+open_new_backing (struct image *img, const char *path, const char *bfmt,
+                  const char *backing)
+{
+  struct image_open_opts oo = { .format = bfmt,
+                                .flags = IMAGE_OPEN_READONLY };
+  struct image *chain = image_open (path, &oo);
+  CLEANUP_FREE char *busy = NULL;
+
+  if (chain == NULL && image_errno () == EBUSY) {
+    busy = xstrdup (image_error ());
+    oo.flags |= IMAGE_OPEN_FORCE_SHARE;
+    chain = image_open (path, &oo);
+  }
+  if (chain == NULL) {
+    error_msg ("%s: new backing file: %s", image_name (img),
+               busy ? busy : image_error ());
+    return NULL;
+  }
+  if (check_loop (img, chain, backing) == -1) {
+    image_close (chain);
+    return NULL;
+  }
+  if (busy) {
+    error_msg ("%s: new backing file: %s", image_name (img), busy);
+    image_close (chain);
+    return NULL;
+  }
+  return chain;
+}
+
 /* Safe mode: copies, then rewrites the header. */
 static int
 rebase_safe (struct image *img, const char *backing, const char *bfmt,
@@ -175,19 +210,10 @@ rebase_safe (struct image *img, const char *backing, const char *bfmt,
   int r = -1;
 
   if (backing) {
-    struct image_open_opts oo = { .format = bfmt,
-                                  .flags = IMAGE_OPEN_READONLY };
     path = resolve_backing (image_name (img), backing);
-    rb.new_backing = image_open (path, &oo);
-    if (rb.new_backing == NULL) {
-      error_msg ("%s: new backing file: %s", image_name (img),
-                 image_error ());
+    rb.new_backing = open_new_backing (img, path, bfmt, backing);
+    if (rb.new_backing == NULL)
       return -1;
-    }
-    if (check_loop (img, rb.new_backing, backing) == -1) {
-      image_close (rb.new_backing);
-      return -1;
-    }
     rb.new_size = image_size (rb.new_backing);
     if (bfmt == NULL) {
       struct image_info info;

@@ -260,7 +260,9 @@ dir_names (size_t *n)
   return names;
 }
 
-/* Options for opening an image read-only without changing it. */
+/* Options for opening an image read-only without changing it.  Peeks
+ * at images this process may be serving (dir= mode) take extra_flags
+ * IMAGE_OPEN_FORCE_SHARE: their own lock would conflict with ours. */
 static struct image_open_opts
 peek_opts (unsigned extra_flags)
 {
@@ -277,7 +279,8 @@ peek_opts (unsigned extra_flags)
 static bool
 is_backing_in_dir (const struct file_id *id)
 {
-  struct image_open_opts o = peek_opts (IMAGE_OPEN_NO_BACKING);
+  struct image_open_opts o = peek_opts (IMAGE_OPEN_NO_BACKING |
+                                        IMAGE_OPEN_FORCE_SHARE);
   size_t n, i;
   char **names = dir_names (&n);
   bool found = false;
@@ -507,8 +510,9 @@ exports_init (const struct exports_config *c)
       return export_error (ENOTDIR, "dir=%s: not a directory", cfg.dir);
     return 0;
   }
-  /* Refuse a bad image now, while nbdkit can still exit with the
-   * message; the serving open comes with the first connection. */
+  /* Refuse a bad image (or one another process writes: this open
+   * takes the locks of a reader) now, while nbdkit can still exit with
+   * the message; the serving open comes with the first connection. */
   o = peek_opts (0);
   img = image_open (cfg.file, &o);
   if (img == NULL)
@@ -538,7 +542,7 @@ exports_get (const char *name, bool readonly)
 static bool
 peek_export (const char *name, char **description)
 {
-  struct image_open_opts o = peek_opts (0);
+  struct image_open_opts o = peek_opts (IMAGE_OPEN_FORCE_SHARE);
   CLEANUP_FREE char *path = NULL;
   struct image *img;
 
