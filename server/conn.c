@@ -712,6 +712,14 @@ conn_drain (struct conn *c)
     return;
   c->draining = true;
   ev_io_stop (c->loop, &c->rio);
+  /* A write whose payload has not all come never will now that nothing
+   * is read: its request would hold the drain until the grace ran out. */
+  if (c->cur_req) {
+    struct req *r = c->cur_req;
+
+    c->cur_req = NULL;
+    req_put (r);
+  }
   maybe_finish (c);
 }
 

@@ -184,6 +184,14 @@ request_header (struct conn *c, const char *data)
     return INPUT_OK;
   }
 
+  /* A refused write's payload is read and dropped, but not without end:
+   * past twice the largest request the server takes, it closes instead,
+   * as nbdkit does. */
+  if (q.type == NBD_CMD_WRITE && q.count > 2 * (uint64_t) MAX_PAYLOAD) {
+    log_verbose ("connection %lu: write of %" PRIu32 " bytes is too large "
+                 "to read and drop; closing", c->id, q.count);
+    return INPUT_CLOSE;
+  }
   err = validate (c, &q);
   r = req_get (c, err ? 0 : buffer_need (&q));
   if (r == NULL)

@@ -17,6 +17,7 @@ requires /usr/bin/python3 --version
 
 cd "$tmp"
 make_image qed img.qed
+make_image qed other.qed   # a second server must not meet the first's image lock
 
 # One start-up error: the command exits 1 with one line matching $1.
 bad ()
@@ -45,7 +46,7 @@ for (( i = 0; i < 100; i++ )); do
 done
 [ "$(cat size)" = 16777216 ] || fail "the stale socket was not replaced"
 # A live one: refused, and the server that owns it is not disturbed.
-bad "sock: another server is listening" cowbd -U sock img.qed
+bad "sock: another server is listening" cowbd -U sock other.qed
 [ -S sock ] || fail "the live server's socket was removed"
 nbdinfo --size "$(uri)" > /dev/null || fail "the live server was disturbed"
 stop_server

@@ -184,6 +184,13 @@ for _ in range(33 * 16):
 assert simple_reply(s, 10) == EINVAL, "write over 32 MiB"
 assert read_ok(s, 0, 512) != b"\x01" * 512, "the refused write was written"
 print("ok: invalid requests refused, connection still usable")
+# A write announcing far more than the server takes (1 GiB) is not read
+# and dropped for as long as the client sends: the connection closes.
+request(s, CMD_WRITE, 0, 1 << 30, handle=13)
+expect_closed(s, "a 1 GiB write")
+s = connect()
+greet(s)
+go(s)
 # A bad request magic ends the connection.
 s.sendall(b"\xde\xad\xbe\xef" + b"\0" * 24)
 expect_closed(s, "bad request magic")
