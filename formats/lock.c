@@ -55,8 +55,9 @@
 
 #ifdef F_OFD_SETLK
 
-static const char *const perm_names[PERM_BITS] = {
-  "consistent read", "write", "write unchanged", "resize",
+/* What each bit lets its holder do, for messages. */
+static const char *const perm_verbs[PERM_BITS] = {
+  "read", "write", "write", "resize",
 };
 
 /* One byte's lock: F_RDLCK, F_UNLCK. */
@@ -108,7 +109,7 @@ lock_bytes (int fd, off_t base, unsigned mask)
   return 0;
 }
 
-/* The first bit i of mask whose byte base + i another user holds, or -1
+/* The first bit i of mask whose byte base + i another process holds, or -1
  * (and -2 with errno when it cannot tell). */
 static int
 first_taken (int fd, off_t base, unsigned mask)
@@ -142,15 +143,18 @@ lock_sys_error (const char *filename, int e)
                     strerror (e));
 }
 
+/* held_by_other: another process holds bit, which we deny; else it
+ * denies bit, which we hold. */
 static int
-lock_in_use (const char *filename, const char *why, int bit)
+lock_in_use (const char *filename, bool held_by_other, int bit)
 {
   return image_err (EBUSY, "%s: image is in use (locked by another "
-                    "process); %s the \"%s\" permission", filename, why,
-                    perm_names[bit]);
+                    "process); another process %s %s%s", filename,
+                    held_by_other ? "has it open to" : "does not let others",
+                    perm_verbs[bit], held_by_other ? "" : " it");
 }
 
-/* Fails if another user holds a byte that conflicts with held or
+/* Fails if someone else holds a byte that conflicts with held or
  * denied. */
 static int
 lock_check (int fd, const char *filename, unsigned held, unsigned denied)
@@ -158,11 +162,11 @@ lock_check (int fd, const char *filename, unsigned held, unsigned denied)
   int bit = first_taken (fd, LOCK_SHARED_BASE, held);
 
   if (bit >= 0)
-    return lock_in_use (filename, "another user does not share", bit);
+    return lock_in_use (filename, false, bit);
   if (bit == -1) {
     bit = first_taken (fd, LOCK_PERM_BASE, denied);
     if (bit >= 0)
-      return lock_in_use (filename, "another user holds", bit);
+      return lock_in_use (filename, true, bit);
   }
   if (bit == -2)
     return lock_sys_error (filename, errno);
