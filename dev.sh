@@ -18,7 +18,8 @@ packages=(
     build-essential autoconf automake libtool pkg-config
     libev-dev libgnutls28-dev gnutls-bin libnbd-dev libnbd-bin python3-libnbd
     nbdkit nbdkit-plugin-dev qemu-utils zlib1g-dev libzstd-dev
-    fio nbd-server util-linux procps jq iproute2
+    fio nbd-server util-linux procps
+    jq iproute2 systemd bash-completion man-db
 )
 
 deps ()

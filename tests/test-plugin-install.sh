@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: BSD-3-Clause
 # make install puts nbdkit-cowbd-plugin.so (and no libtool archive) in
-# nbdkit's plugin directory (pkg-config nbdkit --variable=plugindir),
-# where nbdkit loads it and serves an image with it; make uninstall
-# removes it.  Installed under DESTDIR, so nothing outside $tmp changes.
+# the plugin folder configure chose ($NBDKIT_PLUGINDIR: LIBDIR/nbdkit/
+# plugins, as nbdkit's own plugins, or --with-nbdkit-plugindir), where
+# nbdkit loads it and serves an image with it; make uninstall removes
+# it.  Installed under DESTDIR, so nothing outside $tmp changes.
 . "${srcdir:-.}/functions.sh"
 . "${srcdir:-.}/plugin-functions.sh"
-requires pkg-config --exists nbdkit
 requires make --version
 requires nbdinfo --version
 
-plugindir=$(pkg-config --variable=plugindir nbdkit)
+plugindir=${NBDKIT_PLUGINDIR:?the test harness sets NBDKIT_PLUGINDIR}
 dest="$tmp/root"
 installed="$dest$plugindir/nbdkit-cowbd-plugin.so"
 
