@@ -292,10 +292,10 @@ server_shutdown (int status)
     return;
   shutting_down = true;
   exit_status = status;
+  /* The signal watchers stay: a second SIGTERM (timeout(1) sends one to
+   * the child and one to its group) must not kill a server that is
+   * closing its images; the grace timer bounds the wait instead. */
   listen_stop (loop);
-  ev_signal_stop (loop, &sig_term);
-  ev_signal_stop (loop, &sig_int);
-  ev_signal_stop (loop, &sig_hup);
   if (conns_count () == 0) {
     ev_break (loop, EVBREAK_ALL);
     return;

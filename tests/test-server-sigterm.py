@@ -36,6 +36,9 @@ try:
             i += 1
         if not signalled and i >= 96:
             os.kill(pid, signal.SIGTERM)
+            # A second one (timeout(1) sends two) must not cut the
+            # graceful shutdown short.
+            os.kill(pid, signal.SIGTERM)
             signalled = True
         h.poll(-1)
         for c in list(cookies):
