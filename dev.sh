@@ -19,6 +19,7 @@ packages=(
     libev-dev libgnutls28-dev gnutls-bin libnbd-dev libnbd-bin python3-libnbd
     nbdkit nbdkit-plugin-dev qemu-utils zlib1g-dev libzstd-dev
     fio nbd-server util-linux procps jq iproute2
+    libmicrohttpd-dev libsystemd-dev prometheus
 )
 
 deps ()
