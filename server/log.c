@@ -12,8 +12,8 @@
  *           the journal (JOURNAL_STREAM names its device and inode, as
  *           systemd sets it) "<3>cowbd: message" instead, so that
  *           journald keeps the level and adds its own timestamp
- *   syslog  RFC 3164 datagrams "<27>cowbd[PID]: message" (facility
- *           daemon) to /dev/log, or to the socket named by
+ *   syslog  RFC 3164 datagrams "<27>Jan 31 12:00:00 cowbd[PID]: message"
+ *           (facility daemon) to /dev/log, or to the socket named by
  *           --log=syslog:PATH; written by hand rather than with
  *           syslog(3) so that the socket can be named
  */
@@ -106,7 +106,11 @@ prefix (char *buf, size_t len, int prio)
   case DEST_JOURNAL:
     return snprintf (buf, len, "<%d>cowbd: ", prio);
   case DEST_SYSLOG:
-    return snprintf (buf, len, "<%d>cowbd[%d]: ", LOG_DAEMON | prio,
+    /* As glibc's syslog(3) writes it: local time, no year. */
+    clock_gettime (CLOCK_REALTIME, &ts);
+    localtime_r (&ts.tv_sec, &tm);
+    strftime (t, sizeof t, "%b %e %H:%M:%S", &tm);
+    return snprintf (buf, len, "<%d>%s cowbd[%d]: ", LOG_DAEMON | prio, t,
                      (int) getpid ());
   case DEST_STDERR:
     break;
