@@ -53,7 +53,7 @@ scrape_every_second () {        # URL
 fio_run () {                    # RW BS IODEPTH -> MiB/s
     fio --name=w --ioengine=nbd --uri="nbd+unix:///?socket=$sock" \
         --rw="$1" --bs="$2" --iodepth="$3" --size="$SIZE" \
-        --time_based --runtime="$RUNTIME" --output-format=json |
+        --time_based --runtime="$RUNTIME" --output-format=json | sed -n '/^{/,$p' |
         jq '.jobs[0].read.bw_bytes + .jobs[0].write.bw_bytes | . / 1048576'
 }
 
