@@ -556,6 +556,7 @@ image_read_backing (struct image *img, void *buf, size_t count,
     n = (size_t) MIN ((uint64_t) count, b->size - offset);
     if (b->drv->pread (b, buf, n, offset) == -1)
       return -1;
+    __atomic_fetch_add (&img->backing_read_bytes, n, __ATOMIC_RELAXED);
   }
   if (n < count)
     memset ((char *) buf + n, 0, count - n);
@@ -574,6 +575,7 @@ image_read_backing_nowait (struct image *img, void *buf, size_t count,
     if (b->drv->pread_nowait == NULL ||
         b->drv->pread_nowait (b, buf, n, offset) == -1)
       return would_block ();
+    __atomic_fetch_add (&img->backing_read_bytes, n, __ATOMIC_RELAXED);
   }
   if (n < count)
     memset ((char *) buf + n, 0, count - n);
@@ -746,6 +748,20 @@ image_get_info (struct image *img, struct image_info *info)
   info->full_backing_filename = img->full_backing_filename;
   info->backing_format = img->backing_format;
   img->drv->get_info (img, info);
+}
+
+void
+image_get_stats (struct image *img, struct image_stats *st)
+{
+  struct stat s;
+
+  memset (st, 0, sizeof *st);
+  st->backing_read_bytes = __atomic_load_n (&img->backing_read_bytes,
+                                            __ATOMIC_RELAXED);
+  if (fstat (img->fd, &s) == 0)
+    st->allocated_bytes = (uint64_t) s.st_blocks * 512;
+  if (img->drv->cache_stats)
+    img->drv->cache_stats (img, st);
 }
 
 int

@@ -208,6 +208,20 @@ struct image_info {
 /* Fills *info; strings point into the image and live as long as it. */
 void image_get_info (struct image *img, struct image_info *info);
 
+/* Running figures of an open image, for metrics.  Counted without a
+ * lock (relaxed atomics); each is read on its own, so together they are
+ * not one instant's snapshot. */
+struct image_stats {
+  uint64_t backing_read_bytes;  /* read from the backing chain on behalf
+                                   of this image (unallocated ranges,
+                                   copy-on-write fills) */
+  uint64_t allocated_bytes;     /* host file blocks in use (st_blocks) */
+  uint64_t cache_hits;          /* metadata cache lookups found */
+  uint64_t cache_misses;        /* ... not found (the table is read) */
+  uint64_t cache_evictions;     /* tables dropped to stay in bounds */
+};
+void image_get_stats (struct image *img, struct image_stats *st);
+
 /* The backing image (NULL if none or not opened). */
 struct image *image_backing (struct image *img);
 

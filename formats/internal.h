@@ -82,6 +82,8 @@ struct driver {
                        struct drv_status *st);
 
   void (*get_info) (struct image *img, struct image_info *info);
+  /* Adds the metadata caches' figures to st (NULL: no cache). */
+  void (*cache_stats) (struct image *img, struct image_stats *st);
   int (*check) (struct image *img, unsigned flags,
                 struct image_check_result *result,
                 image_report_fn report, void *opaque);
@@ -105,6 +107,7 @@ struct image {
   int fd;                       /* the host file */
   bool readonly;
   uint64_t size;                /* virtual size, set by drv->open */
+  uint64_t backing_read_bytes;  /* image_get_stats; __atomic, relaxed */
 
   /* Backing file: drv->open sets the name from the header (and the
    * format if the header names one); image.c resolves and opens it. */

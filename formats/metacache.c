@@ -24,7 +24,26 @@ struct metacache {
   struct mc_entry *lru_head, *lru_tail;
   struct mc_entry *spare;       /* one evicted entry kept for reuse: its
                                    pages are already faulted in */
+  /* Figures for image_get_stats: written under the driver's lock, read
+   * without it (relaxed atomics). */
+  uint64_t hits, inserts, evictions;
 };
+
+static void
+count (uint64_t *p)
+{
+  __atomic_store_n (p, __atomic_load_n (p, __ATOMIC_RELAXED) + 1,
+                    __ATOMIC_RELAXED);
+}
+
+void
+mc_get_stats (const struct metacache *mc, uint64_t *hits, uint64_t *misses,
+              uint64_t *evictions)
+{
+  *hits += __atomic_load_n (&mc->hits, __ATOMIC_RELAXED);
+  *misses += __atomic_load_n (&mc->inserts, __ATOMIC_RELAXED);
+  *evictions += __atomic_load_n (&mc->evictions, __ATOMIC_RELAXED);
+}
 
 /* ---- tables ------------------------------------------------------------- */
 
@@ -209,6 +228,7 @@ mc_find (struct metacache *mc, uint64_t offset)
 
   for (e = mc->buckets[bucket_of (mc, offset)]; e; e = e->hash_next)
     if (e->t.offset == offset) {
+      count (&mc->hits);
       if (mc->lru_head != e) {
         lru_unlink (mc, e);
         lru_push_head (mc, e);
@@ -250,6 +270,7 @@ evict_one (struct metacache *mc)
 
   for (e = mc->lru_tail; e; e = e->lru_prev)
     if (e->pins == 0 && !e->t.any_dirty) {
+      count (&mc->evictions);
       mc_remove (mc, e);
       return true;
     }
@@ -275,7 +296,9 @@ mc_insert (struct metacache *mc, uint64_t offset)
   struct mc_entry *e;
   unsigned b;
 
-  assert (mc_find (mc, offset) == NULL);
+  for (e = mc->buckets[bucket_of (mc, offset)]; e; e = e->hash_next)
+    assert (e->t.offset != offset);
+  count (&mc->inserts);
   if (mc->count >= mc->max_entries)
     evict_one (mc);
 

@@ -84,6 +84,10 @@ int mc_for_each_dirty (struct metacache *mc,
                        void *opaque);
 
 size_t mc_table_bytes (const struct metacache *mc);
+/* Adds the cache's lookups that hit, tables it had to load (inserts:
+ * the misses) and evictions to the three figures. */
+void mc_get_stats (const struct metacache *mc, uint64_t *hits,
+                   uint64_t *misses, uint64_t *evictions);
 unsigned mc_count (const struct metacache *mc);
 
 /* ---- tables: dirty pages and snapshots --------------------------------- */

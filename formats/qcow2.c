@@ -573,6 +573,9 @@ repair_at_open (struct qcow2 *q)
                        "automatic repair failed (%" PRIu64 " corruptions, %"
                        PRIu64 " errors left): run cowbd-img check -r all",
                        r.corruptions, r.check_errors);
+  image_warn ("%s: was not closed cleanly: repaired at open (%" PRIu64
+              " leaks and %" PRIu64 " corruptions fixed)",
+              q->img->filename, r.leaks_fixed, r.corruptions_fixed);
   return 0;
 }
 
@@ -733,6 +736,17 @@ qcow2_flush (struct image *img)
 }
 
 static void
+qcow2_cache_stats (struct image *img, struct image_stats *st)
+{
+  struct qcow2 *q = img->priv;
+
+  mc_get_stats (q->l2_cache, &st->cache_hits, &st->cache_misses,
+                &st->cache_evictions);
+  mc_get_stats (q->rb_cache, &st->cache_hits, &st->cache_misses,
+                &st->cache_evictions);
+}
+
+static void
 qcow2_get_info (struct image *img, struct image_info *info)
 {
   struct qcow2 *q = img->priv;
@@ -839,6 +853,7 @@ const struct driver qcow2_driver = {
   .pwrite_nowait = qcow2_pwrite_nowait,
   .block_status = qcow2_block_status,
   .get_info = qcow2_get_info,
+  .cache_stats = qcow2_cache_stats,
   .check = qcow2_check,
   .create = qcow2_create,
   .set_backing = qcow2_set_backing,

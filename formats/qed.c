@@ -294,6 +294,9 @@ repair_at_open (struct qed *q)
                        "automatic repair failed (%" PRIu64 " corruptions, %"
                        PRIu64 " errors left): run cowbd-img check -r all",
                        r.corruptions, r.check_errors);
+  image_warn ("%s: was not closed cleanly: repaired at open (%" PRIu64
+              " leaks and %" PRIu64 " corruptions fixed)",
+              q->img->filename, r.leaks_fixed, r.corruptions_fixed);
   return 0;
 }
 
@@ -401,6 +404,15 @@ qed_flush (struct image *img)
 }
 
 static void
+qed_cache_stats (struct image *img, struct image_stats *st)
+{
+  struct qed *q = img->priv;
+
+  mc_get_stats (q->l2_cache, &st->cache_hits, &st->cache_misses,
+                &st->cache_evictions);
+}
+
+static void
 qed_get_info (struct image *img, struct image_info *info)
 {
   struct qed *q = img->priv;
@@ -500,6 +512,7 @@ const struct driver qed_driver = {
   .pwrite_nowait = qed_pwrite_nowait,
   .block_status = qed_block_status,
   .get_info = qed_get_info,
+  .cache_stats = qed_cache_stats,
   .check = qed_check,
   .create = qed_create,
   .set_backing = qed_set_backing,

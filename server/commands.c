@@ -36,7 +36,7 @@ static void
 fail (struct req *r, const char *what)
 {
   r->error = (int) nbd_errno (image_errno (), r->type, r->flags);
-  log_verbose ("connection %lu: %s: %s", r->conn->id, what, image_error ());
+  log_conn (r->conn, LOG_INFO, "%s: %s", what, image_error ());
 }
 
 /* ---- READ -------------------------------------------------------------- */

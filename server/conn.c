@@ -110,9 +110,12 @@ handshake_timeout_cb (struct ev_loop *loop, ev_timer *w, int revents)
 {
   char why[64];
 
+  struct conn *c = w->data;
+
   snprintf (why, sizeof why, "handshake not finished within %u s",
             cfg.handshake_limit);
-  conn_close (w->data, why);
+  c->hs_outcome = HS_TIMEOUT;
+  conn_close (c, why);
 }
 
 static void
@@ -154,6 +157,7 @@ conn_new (struct ev_loop *loop, int rfd, int wfd, const char *peer)
     return NULL;
   }
   c->id = ++next_id;
+  c->hs_outcome = -1;
   snprintf (c->peer, sizeof c->peer, "%s", peer);
   c->loop = loop;
   c->rfd = rfd;
@@ -169,7 +173,9 @@ conn_new (struct ev_loop *loop, int rfd, int wfd, const char *peer)
     conns->prev = c;
   conns = c;
   nconns++;
-  log_verbose ("connection %lu from %s opened", c->id, c->peer);
+  metrics_conn_accepted ();
+  notify_changed ();
+  log_conn (c, LOG_INFO, "opened");
   start_handshake_timer (c);
   handshake_start (c);
   return c;
@@ -199,7 +205,11 @@ conn_starttls (struct conn *c, const struct transport *tr, void *tr_data)
 static void
 tls_timeout_cb (struct ev_loop *loop, ev_timer *w, int revents)
 {
-  conn_close (w->data, "TLS handshake timed out");
+  struct conn *c = w->data;
+
+  metrics_tls_handshake (false);
+  log_conn (c, LOG_NOTICE, "TLS handshake timed out");
+  conn_close (c, "TLS handshake timed out");
 }
 
 /* Steps the transport's handshake; on success reads on in TLS. */
@@ -210,6 +220,7 @@ drive_tls_handshake (struct conn *c)
   int r = c->tr->handshake (c->tr_data, &want_write);
 
   if (r == -1) {
+    metrics_tls_handshake (false);
     conn_close (c, "TLS handshake failed");
     return;
   }
@@ -224,6 +235,7 @@ drive_tls_handshake (struct conn *c)
     }
     return;
   }
+  metrics_tls_handshake (true);
   c->tls_handshaking = false;
   c->tls = true;
   ev_timer_stop (c->loop, &c->tls_timer);
@@ -312,7 +324,7 @@ input_eof (struct conn *c)
                 : "stream ended during the handshake");
     return;
   }
-  log_verbose ("connection %lu: client closed", c->id);
+  log_conn (c, LOG_INFO, "client closed");
   conn_drain (c);
 }
 
@@ -617,6 +629,7 @@ conns_reap (void)
     zombies = c->next;
     reqpool_free (c);
     free (c);
+    notify_changed ();
     if (--nconns == 0)
       server_conns_gone ();
   }
@@ -669,10 +682,14 @@ conn_close (struct conn *c, const char *why)
   if (c->dead)
     return;
   c->dead = true;
-  if (why)
-    log_verbose ("connection %lu from %s closed: %s", c->id, c->peer, why);
+  if (c->exp)
+    metrics_export_conn (c->exp, -1);
   else
-    log_verbose ("connection %lu from %s closed", c->id, c->peer);
+    metrics_handshake (c->hs_outcome >= 0 ? c->hs_outcome : HS_FAILED);
+  if (why)
+    log_conn (c, LOG_INFO, "closed: %s", why);
+  else
+    log_conn (c, LOG_INFO, "closed");
   ev_io_stop (c->loop, &c->rio);
   ev_io_stop (c->loop, &c->wio);
   ev_timer_stop (c->loop, &c->tls_timer);

@@ -152,6 +152,11 @@ export_open (struct export *e)
   };
   struct image_info info;
 
+  e->stats = metrics_export_new ();
+  if (e->stats == NULL) {
+    log_error ("out of memory");
+    return -1;
+  }
   e->img = image_open (e->filename, &opts);
   if (e->img == NULL) {
     report_open_error (e, &opts);
@@ -205,6 +210,7 @@ exports_close (void)
     free (e->name);
     free (e->filename);
     free (e->description);
+    metrics_export_free (e->stats);
   }
   free (exports);
   exports = NULL;

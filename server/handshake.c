@@ -62,7 +62,8 @@ client_flags (struct conn *c, const char *data)
   memcpy (&f, data, 4);
   f = be32toh (f);
   if (f & ~(uint32_t) (NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES)) {
-    log_verbose ("connection %lu: unknown client flags 0x%x", c->id, f);
+    log_conn (c, LOG_INFO, "unknown client flags 0x%x", f);
+    c->hs_outcome = HS_BAD_OPTION;
     return INPUT_CLOSE;
   }
   c->fixed_newstyle = f & NBD_FLAG_C_FIXED_NEWSTYLE;
@@ -84,7 +85,7 @@ handshake_reply (struct conn *c, uint32_t reply, const void *payload,
 
   if (conn_send (c, &h, sizeof h) == -1 ||
       (len && conn_send (c, payload, len) == -1)) {
-    log_error ("connection %lu: option reply does not fit", c->id);
+    log_conn (c, LOG_ERR, "option reply does not fit");
     return -1;
   }
   return 0;
@@ -101,8 +102,10 @@ opt_export_name (struct conn *c)
 
   if (exp == NULL) {
     /* This option cannot carry an error: the client is just dropped. */
-    log_verbose ("connection %lu: unknown export '%.*s'", c->id,
-                 (int) (c->optlen > 256 ? 256 : c->optlen), c->optbuf);
+    c->hs_outcome = HS_UNKNOWN_EXPORT;
+    log_conn (c, LOG_NOTICE, "%s: unknown export '%.*s'",
+              name_option (c->opt),
+              (int) (c->optlen > 256 ? 256 : c->optlen), c->optbuf);
     return -1;
   }
   r.size = htobe64 (exp->size);
@@ -185,8 +188,10 @@ opt_info_go (struct conn *c, bool go)
 
   exp = export_lookup (p + 4, namelen);
   if (exp == NULL) {
-    log_verbose ("connection %lu: unknown export '%.*s'", c->id,
-                 (int) (namelen > 256 ? 256 : namelen), p + 4);
+    c->hs_outcome = HS_UNKNOWN_EXPORT;
+    log_conn (c, LOG_NOTICE, "%s: unknown export '%.*s'",
+              name_option (c->opt),
+              (int) (namelen > 256 ? 256 : namelen), p + 4);
     return handshake_reply (c, NBD_REP_ERR_UNKNOWN, NULL, 0);
   }
   if (info_replies (c, exp, p + 6 + namelen, nreq) == -1 ||
@@ -231,7 +236,7 @@ opt_starttls (struct conn *c)
     return handshake_reply (c, NBD_REP_ERR_UNSUP, NULL, 0);
   if (c->tls)                   /* once is all the protocol allows */
     return handshake_reply (c, NBD_REP_ERR_INVALID, NULL, 0);
-  t = transport_tls_new (c->rfd, c->wfd, c->id);
+  t = transport_tls_new (c->rfd, c->wfd, c);
   if (t == NULL)
     return -1;
   if (handshake_reply (c, NBD_REP_ACK, NULL, 0) == -1) {
@@ -274,8 +279,9 @@ dispatch (struct conn *c)
 {
   if (cfg.tls == TLS_REQUIRE && !c->tls &&
       c->opt != NBD_OPT_STARTTLS && c->opt != NBD_OPT_ABORT) {
-    log_verbose ("connection %lu: option %u refused: TLS required",
-                 c->id, c->opt);
+    c->hs_outcome = HS_TLS_REFUSED;
+    log_conn (c, LOG_INFO, "%s refused: TLS required",
+              name_option (c->opt) ?: "unknown option");
     if (c->opt == NBD_OPT_EXPORT_NAME)
       return -1;                /* no error reply exists for it */
     return handshake_reply (c, NBD_REP_ERR_TLS_REQD, NULL, 0);
@@ -292,7 +298,8 @@ dispatch (struct conn *c)
     /* Any data is ignored, as the specification asks. */
     if (handshake_reply (c, NBD_REP_ACK, NULL, 0) == -1)
       return -1;
-    log_verbose ("connection %lu: client aborted the handshake", c->id);
+    c->hs_outcome = HS_ABORTED;
+    log_conn (c, LOG_INFO, "client aborted the handshake");
     conn_drain (c);
     return 0;
   case NBD_OPT_STRUCTURED_REPLY:
@@ -329,9 +336,11 @@ option_payload (struct conn *c, const char *data)
 static int
 option_too_big (struct conn *c)
 {
-  log_verbose ("connection %lu: option %u announces %u bytes of data "
-               "(at most %u): dropping the client", c->id, c->opt,
-               c->optlen, MAX_OPTION_LEN);
+  c->hs_outcome = HS_BAD_OPTION;
+  log_conn (c, LOG_INFO, "option %s (%u) announces %u bytes of data "
+            "(at most %u): dropping the client",
+            name_option (c->opt) ?: "unknown", c->opt, c->optlen,
+            MAX_OPTION_LEN);
   /* No error reply exists for EXPORT_NAME. */
   if (c->opt == NBD_OPT_EXPORT_NAME ||
       handshake_reply (c, NBD_REP_ERR_TOO_BIG, NULL, 0) == -1)
@@ -351,14 +360,19 @@ option_header (struct conn *c, const char *data)
     return INPUT_PAUSE;
   memcpy (&o, data, sizeof o);
   if (be64toh (o.magic) != NBD_IHAVEOPT) {
-    log_verbose ("connection %lu: bad option magic", c->id);
+    c->hs_outcome = HS_BAD_OPTION;
+    log_conn (c, LOG_INFO, "bad option magic");
     return INPUT_CLOSE;
   }
   c->opt = be32toh (o.option);
   c->optlen = be32toh (o.length);
   /* Without fixed newstyle no option can be refused, only dropped. */
-  if (!c->fixed_newstyle && c->opt != NBD_OPT_EXPORT_NAME)
+  if (!c->fixed_newstyle && c->opt != NBD_OPT_EXPORT_NAME) {
+    c->hs_outcome = HS_BAD_OPTION;
     return INPUT_CLOSE;
+  }
+  log_conn (c, LOG_DEBUG, "option %s (%u), %u bytes",
+            name_option (c->opt) ?: "unknown", c->opt, c->optlen);
   if (c->optlen > MAX_OPTION_LEN)
     return option_too_big (c);
   if (c->optlen == 0)

@@ -21,6 +21,9 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include <stdarg.h>
+#include <syslog.h>
+
 #include <ev.h>
 
 #include "image.h"
@@ -48,7 +51,7 @@
 
 struct config {
   bool readonly;                /* -r */
-  bool verbose;                 /* -v */
+  unsigned verbose;             /* -v: 1, -vv: 2 */
   bool single;                  /* -s: one connection on stdin/stdout */
   unsigned threads;             /* -t */
   uint64_t cache_size;          /* --cache-size, 0: the engine's default */
@@ -76,10 +79,94 @@ void server_shutdown (int exit_status);
 
 /* ---- log.c ------------------------------------------------------------- */
 
-/* "cowbd: message" on stderr: always for errors, with -v for the rest. */
-void log_error (const char *fmt, ...) __attribute__ ((format (printf, 1, 2)));
-void log_verbose (const char *fmt, ...)
-  __attribute__ ((format (printf, 1, 2)));
+struct conn;
+struct req;
+struct export;
+
+/* --log=stderr|syslog[:SOCKET] (NULL: stderr); -1 after saying why. */
+int log_setup (const char *spec);
+/* Whether a line of syslog priority prio is written (LOG_NOTICE and
+ * worse always, LOG_INFO with -v, LOG_DEBUG with -vv). */
+bool log_enabled (int prio);
+void log_msg (int prio, const char *fmt, ...)
+  __attribute__ ((format (printf, 2, 3)));
+void log_vmsg (int prio, const char *conn_prefix, const char *fmt,
+               va_list ap);
+/* A line about a connection: "connection ID (PEER): ...". */
+void log_conn (const struct conn *c, int prio, const char *fmt, ...)
+  __attribute__ ((format (printf, 3, 4)));
+/* For image_set_warn. */
+void log_engine_warning (const char *msg);
+#define log_error(...)   log_msg (LOG_ERR, __VA_ARGS__)
+#define log_notice(...)  log_msg (LOG_NOTICE, __VA_ARGS__)
+#define log_verbose(...) log_msg (LOG_INFO, __VA_ARGS__)
+
+/* ---- names.c: protocol numbers as names, NULL when unknown ------------- */
+
+const char *name_option (uint32_t opt);
+const char *name_command (uint16_t type);    /* "read", "zero"... */
+const char *name_error (uint32_t nbd_err);   /* "EINVAL"... */
+
+/* ---- metrics.c: counters and their exposition --------------------------- */
+
+/* Operations as the "op" label names them. */
+enum metrics_op {
+  OP_READ, OP_WRITE, OP_FLUSH, OP_TRIM, OP_ZERO, OP_BLOCK_STATUS, OP_CACHE,
+  OP_OTHER, NR_OPS
+};
+/* NBD errors, in the order of the protocol's list. */
+enum metrics_err {
+  ERR_EPERM, ERR_EIO, ERR_ENOMEM, ERR_EINVAL, ERR_ENOSPC, ERR_EOVERFLOW,
+  ERR_ENOTSUP, ERR_ESHUTDOWN, NR_ERRS
+};
+/* Request latency buckets (upper bounds), the last is +Inf. */
+#define NR_LAT_BUCKETS 14
+/* How a connection's handshake ended. */
+enum hs_outcome {
+  HS_OK, HS_TLS_REFUSED, HS_TIMEOUT, HS_BAD_OPTION, HS_UNKNOWN_EXPORT,
+  HS_ABORTED, HS_FAILED, NR_HS
+};
+
+/* The counters of one export.  Written by the loop thread only (every
+ * request is counted when its reply is queued, which happens there),
+ * with relaxed atomic stores so that a reader on another thread never
+ * sees a torn value: no lock, no atomic read-modify-write. */
+struct op_stats {
+  uint64_t requests, bytes, lat_sum_ns;
+  uint64_t errors[NR_ERRS];
+  uint64_t lat[NR_LAT_BUCKETS];   /* per bucket, not cumulative */
+};
+struct export_stats {
+  uint64_t connections;           /* open now */
+  struct op_stats op[NR_OPS];
+};
+
+struct export_stats *metrics_export_new (void);
+void metrics_export_free (struct export_stats *st);
+/* A request was read (loop thread): its clock starts, and a valid READ
+ * or WRITE's payload counts as bytes in flight until req_put. */
+void metrics_request_start (struct req *r);
+/* Its reply is queued (loop thread). */
+void metrics_request_done (struct req *r);
+void metrics_request_put (struct req *r);
+void metrics_conn_accepted (void);
+void metrics_handshake (enum hs_outcome o);
+void metrics_tls_handshake (bool ok);
+/* A connection starts or stops using an export. */
+void metrics_export_conn (const struct export *exp, int delta);
+/* The exposition in the Prometheus text format (version 0.0.4), into a
+ * malloc'd buffer; NULL on ENOMEM.  Loop thread. */
+char *metrics_format (size_t *len);
+
+/* ---- metrics-http.c: --metrics=[ADDR:]PORT | unix:PATH ---------------- */
+
+/* Opens the listening socket (before --fork); -1 after saying why. */
+int metrics_listen (const char *spec);
+/* Serves GET /metrics on the loop. */
+int metrics_start (struct ev_loop *loop);
+void metrics_stop (struct ev_loop *loop);
+/* "http://127.0.0.1:9100/metrics" or "unix:PATH", NULL if none. */
+const char *metrics_where (void);
 
 /* ---- exports.c: the export table ---------------------------------------- */
 
@@ -94,6 +181,7 @@ struct export {
   uint64_t size;
   bool readonly;
   uint32_t preferred_block;     /* NBD_INFO_BLOCK_SIZE preferred */
+  struct export_stats *stats;   /* metrics.c */
 };
 
 /* Adds "[NAME=]IMAGE" from the command line (not yet opened). */
@@ -128,6 +216,7 @@ struct conn {
   struct conn *prev, *next;     /* all connections */
   unsigned long id;             /* for logs */
   char peer[80];
+  int hs_outcome;               /* enum hs_outcome, -1: not yet known */
 
   struct ev_loop *loop;
   ev_io rio, wio;               /* rfd readable, wfd writable */
@@ -255,6 +344,8 @@ struct req {
   bool ctx_base, ctx_depth;     /* block status: contexts to answer */
   bool structured;              /* replies in chunks */
   int error;                    /* NBD error of the reply, 0: success */
+  uint64_t start_ns;            /* metrics: when the header was read */
+  uint32_t inflight_bytes;      /* metrics: payload counted in flight */
 
   char *buf;                    /* payload buffer, cap bytes */
   size_t cap;
@@ -327,6 +418,8 @@ void reply_set_done (struct req *r);
 
 int workers_start (struct ev_loop *loop, unsigned n);
 void workers_submit (struct req *r);
+/* Requests waiting for a worker (a relaxed read, for the metrics). */
+unsigned workers_queue_depth (void);
 /* Waits for the workers to finish the queue and stops them. */
 void workers_stop (void);
 
@@ -349,6 +442,15 @@ bool listen_activated (void);
 const char *listen_port (void);
 const char *listen_host (void);
 const char *listen_unix (void);
+
+/* ---- notify.c: sd_notify for Type=notify units ------------------------- */
+
+/* READY=1 with a STATUS= line (once every listener is up); later STATUS=
+ * lines when the numbers change (at most once a second); STOPPING=1.
+ * Nothing without NOTIFY_SOCKET. */
+void notify_ready (struct ev_loop *loop);
+void notify_changed (void);
+void notify_stopping (void);
 
 /* ---- captive.c ---------------------------------------------------------- */
 

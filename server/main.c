@@ -36,6 +36,8 @@ struct config cfg = {
 };
 
 static const char *pidfile;
+static const char *metrics_spec;        /* --metrics */
+static const char *log_spec;            /* --log */
 static bool do_fork;
 static struct ev_loop *loop;
 static bool shutting_down;
@@ -62,7 +64,11 @@ usage (FILE *f)
 "      --cache-size=SIZE  metadata cache per image (e.g. 32M)\n"
 "      --fork             run in the background once listening\n"
 "  -P, --pidfile=FILE     write the server's pid to FILE\n"
-"  -v, --verbose          log connections and errors to stderr\n"
+"  -v, --verbose          log connections too (-vv: every request)\n"
+"      --log=stderr|syslog  where log lines go (default stderr; syslog:PATH\n"
+"                         names the syslog socket, default /dev/log)\n"
+"      --metrics=[ADDR:]PORT|unix:PATH  serve GET /metrics (Prometheus\n"
+"                         text format) there; ADDR defaults to 127.0.0.1\n"
 "      --tls=off|on|require  TLS after STARTTLS: off (default), offered,\n"
 "                         or required before any export is named\n"
 "      --tls-certificates=DIR  ca-cert.pem, server-cert.pem, server-key.pem\n"
@@ -78,12 +84,13 @@ usage (FILE *f)
 "  -h, --help             show this help\n"
 "  -V, --version          show the version\n"
 "\n"
-"Socket activation: LISTEN_PID and LISTEN_FDS as systemd sets them.\n");
+"Socket activation: LISTEN_PID and LISTEN_FDS as systemd sets them;\n"
+"readiness through NOTIFY_SOCKET (Type=notify).\n");
 }
 
 enum { OPT_RUN = 256, OPT_CACHE_SIZE, OPT_FORK, OPT_TLS, OPT_TLS_CERTS,
        OPT_TLS_PSK, OPT_TLS_VERIFY, OPT_TLS_PRIORITY,
-       OPT_HANDSHAKE_LIMIT, OPT_MAX_CONNECTIONS };
+       OPT_HANDSHAKE_LIMIT, OPT_MAX_CONNECTIONS, OPT_METRICS, OPT_LOG };
 
 static const struct option long_options[] = {
   { "port", required_argument, NULL, 'p' },
@@ -108,6 +115,8 @@ static const struct option long_options[] = {
   { "tls-priority", required_argument, NULL, OPT_TLS_PRIORITY },
   { "handshake-limit", required_argument, NULL, OPT_HANDSHAKE_LIMIT },
   { "max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS },
+  { "metrics", required_argument, NULL, OPT_METRICS },
+  { "log", required_argument, NULL, OPT_LOG },
   { NULL, 0, NULL, 0 },
 };
 
@@ -200,7 +209,9 @@ parse_options (int argc, char *argv[])
       break;
     case OPT_FORK: do_fork = true; break;
     case 'P': pidfile = optarg; break;
-    case 'v': cfg.verbose = true; break;
+    case 'v': cfg.verbose++; break;
+    case OPT_METRICS: metrics_spec = optarg; break;
+    case OPT_LOG: log_spec = optarg; break;
     case OPT_TLS: parse_tls (optarg); break;
     case OPT_TLS_CERTS: cfg.tls_certificates = optarg; break;
     case OPT_TLS_PSK: cfg.tls_psk = optarg; break;
@@ -215,9 +226,17 @@ parse_options (int argc, char *argv[])
     case 'h': usage (stdout); exit (EXIT_SUCCESS);
     case 'V':
       printf ("cowbd %s\n", PACKAGE_VERSION);
+      printf ("features:");
 #ifdef HAVE_GNUTLS
-      printf ("features: tls\n");
+      printf (" tls");
 #endif
+#ifdef HAVE_LIBMICROHTTPD
+      printf (" metrics");
+#endif
+#ifdef HAVE_LIBSYSTEMD
+      printf (" sd_notify");
+#endif
+      printf ("\n");
       exit (EXIT_SUCCESS);
     default:
       fprintf (stderr, "Try 'cowbd --help' for more information.\n");
@@ -292,6 +311,7 @@ server_shutdown (int status)
     return;
   shutting_down = true;
   exit_status = status;
+  notify_stopping ();
   /* The signal watchers stay: a second SIGTERM (timeout(1) sends one to
    * the child and one to its group) must not kill a server that is
    * closing its images; the grace timer bounds the wait instead. */
@@ -318,7 +338,8 @@ signal_cb (struct ev_loop *l, ev_signal *w, int revents)
 static int
 start (void)
 {
-  if (tls_init () == -1 || exports_open () == -1 || listen_open () == -1)
+  if (tls_init () == -1 || exports_open () == -1 || listen_open () == -1 ||
+      (metrics_spec && metrics_listen (metrics_spec) == -1))
     return -1;
   if (do_fork && daemon_fork () == -1)
     return -1;
@@ -338,7 +359,7 @@ start (void)
    * the same graceful way. */
   ev_signal_init (&sig_hup, signal_cb, SIGHUP);
   ev_signal_start (loop, &sig_hup);
-  if (workers_start (loop, cfg.threads) == -1)
+  if (workers_start (loop, cfg.threads) == -1 || metrics_start (loop) == -1)
     return -1;
   listen_start (loop);
   if (cfg.single && conn_new (loop, STDIN_FILENO, STDOUT_FILENO,
@@ -353,6 +374,7 @@ start (void)
     free (uri);
   }
   daemon_ready ();
+  notify_ready (loop);
   return 0;
 }
 
@@ -363,6 +385,9 @@ main (int argc, char *argv[])
 
   signal (SIGPIPE, SIG_IGN);
   parse_options (argc, argv);
+  if (log_setup (log_spec) == -1)
+    exit (EXIT_FAILURE);
+  image_set_warn (log_engine_warning);
   for (i = optind; i < argc; i++)
     if (exports_add (argv[i]) == -1)
       exit (EXIT_FAILURE);
@@ -378,6 +403,7 @@ main (int argc, char *argv[])
     workers_stop ();
   conns_close_all ();
   conns_reap ();
+  metrics_stop (loop);
   if (exports_close () == -1 && exit_status == 0)
     exit_status = EXIT_FAILURE;
   if (loop)

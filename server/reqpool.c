@@ -119,6 +119,7 @@ req_get (struct conn *c, size_t size)
   r->conn = c;
   r->exp = c->exp;
   r->error = 0;
+  r->inflight_bytes = 0;
   r->niov = r->iov_pos = 0;
   r->hdr_used = 0;
   r->last_chunk = NULL;
@@ -130,6 +131,7 @@ req_put (struct req *r)
 {
   struct conn *c = r->conn;
 
+  metrics_request_put (r);
   r->next = c->free_reqs;
   c->free_reqs = r;
   c->in_flight--;

@@ -23,7 +23,8 @@ const char *tls_psk_first_user (void);
 /* transport-tls.c: a TLS server session over rfd/wfd (NULL on error,
  * logged); its handshake runs through transport->handshake. */
 extern const struct transport transport_tls;
-void *transport_tls_new (int rfd, int wfd, unsigned long conn_id);
+struct conn;
+void *transport_tls_new (int rfd, int wfd, const struct conn *conn);
 #else
 static inline int tls_init (void) { return 0; }
 static inline void tls_free (void) { }

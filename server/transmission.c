@@ -31,12 +31,14 @@ transmission_start (struct conn *c, const struct export *exp)
 {
   conn_handshake_done (c);
   c->exp = exp;
+  metrics_handshake (HS_OK);
+  metrics_export_conn (exp, 1);
   c->eflags = export_eflags (exp, c->structured);
   if (c->meta_exp == exp) {
     c->ctx_base = c->meta_base;
     c->ctx_depth = c->meta_depth;
   }
-  log_verbose ("connection %lu: serving export '%s'%s", c->id, exp->name,
+  log_conn (c, LOG_INFO, "serving export '%s'%s", exp->name,
                c->structured ? " with structured replies" : "");
   conn_expect (c, sizeof (struct nbd_request), request_header);
 }
@@ -118,6 +120,7 @@ buffer_need (const struct nbd_request *q)
 static void
 reply_invalid (struct conn *c, struct req *r)
 {
+  metrics_request_done (r);
   if (r->structured && (r->type == NBD_CMD_READ ||
                         r->type == NBD_CMD_BLOCK_STATUS))
     reply_error_chunk (r);
@@ -133,8 +136,10 @@ reply_invalid (struct conn *c, struct req *r)
 static void
 dispatch (struct conn *c, struct req *r)
 {
-  if (command_try_inline (r))
+  if (command_try_inline (r)) {
+    metrics_request_done (r);
     conn_queue_reply (c, r);
+  }
   else
     workers_submit (r);
 }
@@ -157,9 +162,12 @@ static void
 log_refused (const struct conn *c, const struct nbd_request *q,
              uint32_t err)
 {
-  log_verbose ("connection %lu: request type %u flags 0x%x offset %" PRIu64
-               " length %" PRIu32 " refused with error %" PRIu32,
-               c->id, q->type, q->flags, q->offset, q->count, err);
+  const char *name = name_command (q->type);
+
+  log_conn (c, LOG_INFO, "%s%.0u flags 0x%x offset %" PRIu64 " length %"
+            PRIu32 " refused with %s", name ? name : "command type ",
+            name ? 0u : q->type, q->flags, q->offset, q->count,
+            name_error (err) ?: "an error");
 }
 
 static int
@@ -171,7 +179,7 @@ request_header (struct conn *c, const char *data)
 
   memcpy (&q, data, sizeof q);
   if (be32toh (q.magic) != NBD_REQUEST_MAGIC) {
-    log_verbose ("connection %lu: bad request magic", c->id);
+    log_conn (c, LOG_INFO, "bad request magic");
     return INPUT_CLOSE;
   }
   q.flags = be16toh (q.flags);
@@ -179,7 +187,7 @@ request_header (struct conn *c, const char *data)
   q.offset = be64toh (q.offset);
   q.count = be32toh (q.count);
   if (q.type == NBD_CMD_DISC) {
-    log_verbose ("connection %lu: client sent disconnect", c->id);
+    log_conn (c, LOG_INFO, "client sent disconnect");
     conn_drain (c);
     return INPUT_OK;
   }
@@ -188,8 +196,8 @@ request_header (struct conn *c, const char *data)
    * past twice the largest request the server takes, it closes instead,
    * as nbdkit does. */
   if (q.type == NBD_CMD_WRITE && q.count > 2 * (uint64_t) MAX_PAYLOAD) {
-    log_verbose ("connection %lu: write of %" PRIu32 " bytes is too large "
-                 "to read and drop; closing", c->id, q.count);
+    log_conn (c, LOG_INFO, "write of %" PRIu32 " bytes is too large "
+                 "to read and drop; closing", q.count);
     return INPUT_CLOSE;
   }
   err = validate (c, &q);
@@ -205,8 +213,12 @@ request_header (struct conn *c, const char *data)
   r->ctx_base = c->ctx_base;
   r->ctx_depth = c->ctx_depth;
   r->error = (int) err;
+  metrics_request_start (r);
   if (err)
     log_refused (c, &q, err);
+  else
+    log_conn (c, LOG_DEBUG, "%s flags 0x%x offset %" PRIu64 " length %"
+              PRIu32, name_command (q.type), q.flags, q.offset, q.count);
 
   if (q.type == NBD_CMD_WRITE) {
     c->cur_req = r;
@@ -228,6 +240,7 @@ transmission_complete (struct req *r)
 {
   struct conn *c = r->conn;
 
+  metrics_request_done (r);
   if (c->dead) {
     req_put (r);
     return;

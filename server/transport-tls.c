@@ -37,7 +37,7 @@
 struct tls {
   gnutls_session_t s;
   int wfd;
-  unsigned long conn_id;
+  const struct conn *conn;
   size_t send_pending;          /* bytes of a record send cut short */
   bool bye_sent;
   uint8_t gather[RECORD_MAX];
@@ -63,22 +63,22 @@ widen_send_buffer (int fd)
 }
 
 void *
-transport_tls_new (int rfd, int wfd, unsigned long conn_id)
+transport_tls_new (int rfd, int wfd, const struct conn *conn)
 {
   struct tls *t = calloc (1, sizeof *t);
   int r;
 
   if (t == NULL) {
-    log_error ("connection %lu: TLS: out of memory", conn_id);
+    log_conn (conn, LOG_ERR, "TLS: out of memory");
     return NULL;
   }
   t->wfd = wfd;
-  t->conn_id = conn_id;
+  t->conn = conn;
   r = gnutls_init (&t->s, GNUTLS_SERVER | GNUTLS_NONBLOCK);
   if (r == 0)
     r = tls_session_setup (t->s);
   if (r < 0) {
-    log_error ("connection %lu: TLS session: %s", conn_id,
+    log_conn (conn, LOG_ERR, "TLS session: %s",
                gnutls_strerror (r));
     if (t->s)
       gnutls_deinit (t->s);
@@ -99,7 +99,7 @@ tls_error (struct tls *t, int r, const char *what)
     errno = EAGAIN;
     return -1;
   }
-  log_verbose ("connection %lu: TLS %s: %s", t->conn_id, what,
+  log_conn (t->conn, LOG_INFO, "TLS %s: %s", what,
                gnutls_strerror (r));
   errno = EIO;
   return -1;
@@ -113,11 +113,11 @@ tls_handshake (void *data, bool *want_write)
 
   if (r == 0) {
     char *desc = gnutls_session_get_desc (t->s);
-    log_verbose ("connection %lu: TLS: %s", t->conn_id,
+    log_conn (t->conn, LOG_INFO, "TLS: %s",
                  desc ? desc : "handshake done");
     gnutls_free (desc);
     if (gnutls_auth_get_type (t->s) == GNUTLS_CRD_PSK)
-      log_verbose ("connection %lu: TLS: PSK identity %s", t->conn_id,
+      log_conn (t->conn, LOG_INFO, "TLS: PSK identity %s",
                    gnutls_psk_server_get_username (t->s) ?: "?");
     return 0;
   }
@@ -126,7 +126,7 @@ tls_handshake (void *data, bool *want_write)
     *want_write = gnutls_record_get_direction (t->s) == 1;
     return 1;
   }
-  log_verbose ("connection %lu: TLS handshake: %s", t->conn_id,
+  log_conn (t->conn, LOG_NOTICE, "TLS handshake failed: %s",
                gnutls_strerror (r));
   return -1;
 }

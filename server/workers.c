@@ -24,6 +24,8 @@ static pthread_mutex_t queue_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t queue_cond = PTHREAD_COND_INITIALIZER;
 static struct req *queue_head, *queue_tail;  /* queue_lock held */
 static bool stopping;                        /* queue_lock held */
+static unsigned queue_len;                   /* written with queue_lock
+                                                held, read without */
 
 static pthread_mutex_t done_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct req *done_head, *done_tail;    /* done_lock held */
@@ -57,6 +59,7 @@ next_job (void)
     queue_head = r->next;
     if (queue_head == NULL)
       queue_tail = NULL;
+    __atomic_store_n (&queue_len, queue_len - 1, __ATOMIC_RELAXED);
   }
   pthread_mutex_unlock (&queue_lock);
   return r;
@@ -127,8 +130,15 @@ workers_submit (struct req *r)
 {
   pthread_mutex_lock (&queue_lock);
   push (&queue_head, &queue_tail, r);
+  __atomic_store_n (&queue_len, queue_len + 1, __ATOMIC_RELAXED);
   pthread_cond_signal (&queue_cond);
   pthread_mutex_unlock (&queue_lock);
+}
+
+unsigned
+workers_queue_depth (void)
+{
+  return __atomic_load_n (&queue_len, __ATOMIC_RELAXED);
 }
 
 void

@@ -8,6 +8,10 @@ SERVER_TESTS = \
 	test-server-limits.sh \
 	test-server-listen.sh \
 	test-server-malformed.sh \
+	test-server-metrics-prometheus.sh \
+	test-server-metrics-promtool.sh \
+	test-server-log.sh \
+	test-server-notify.sh \
 	test-server-nbdcopy.sh \
 	test-server-names.sh \
 	test-server-nbdinfo.sh \
@@ -35,4 +39,5 @@ EXTRA_DIST += \
 	test-server-tls-reqd.py \
 	test-server-tls-stall.py \
 	test-server-lib.sh \
+	metrics-functions.sh \
 	tls-functions.sh

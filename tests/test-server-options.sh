@@ -40,8 +40,8 @@ cowbd -U - a.raw b.qed c=c.qed -t 2 --cache-size=1M \
 
 # -v: connections are logged.
 cowbd -v -U - a.raw --run 'nbdinfo "$uri" >/dev/null' 2> log
-grep -q 'connection 1 from .* opened' log || fail "-v: no open logged"
-grep -q 'connection 1 from .* closed' log || fail "-v: no close logged"
+grep -q 'connection 1 (.*): opened' log || fail "-v: no open logged"
+grep -q 'connection 1 (.*): closed' log || fail "-v: no close logged"
 
 # --fork and --pidfile: the command returns once the server listens.
 cowbd --fork -P pid -U sock a.raw 2> fork.log
