@@ -37,9 +37,9 @@ check_serves ()
         { cat "$tmp/list"; fail "nbdinfo --list $base"; }
     grep -q 'export="vm1"' "$tmp/list" || fail "vm1 not listed"
     grep -q 'export="vm2"' "$tmp/list" || fail "vm2 not listed"
-    qemu-img compare -q -f qed -F raw "$workdir/vm1.qed" "$base/vm1$query" ||
+    qemu-img compare -U -q -f qed -F raw "$workdir/vm1.qed" "$base/vm1$query" ||
         fail "vm1 reads differently through $base"
-    qemu-img compare -q -f raw -F raw "$workdir/vm2.raw" "$base/vm2$query" ||
+    qemu-img compare -U -q -f raw -F raw "$workdir/vm2.raw" "$base/vm2$query" ||
         fail "vm2 reads differently through $base"
 }
 
