@@ -680,6 +680,84 @@ image_extents (struct image *img, uint64_t count, uint64_t offset,
   return 0;
 }
 
+/* The run at offset of the chain below img: the image that answers (NULL:
+ * none, the range reads as zeros) and its status. */
+static int
+backing_status (struct image *img, uint64_t offset, uint64_t count,
+                struct image **owner, struct drv_status *st)
+{
+  struct image *b = img->backing;
+
+  for (;;) {
+    if (b == NULL || offset >= b->size) {
+      *owner = NULL;
+      st->kind = DRV_ZERO;
+      st->length = count;
+      return 0;
+    }
+    count = MIN (count, b->size - offset);
+    *st = (struct drv_status) { .host_offset = -1, .quick = true };
+    if (b->drv->block_status (b, offset, count, st) == -1)
+      return -1;
+    assert (st->length > 0 && st->length <= count);
+    count = st->length;
+    *owner = b;
+    if (st->kind != DRV_UNALLOCATED)
+      return 0;
+    b = b->backing;
+  }
+}
+
+/* Reads one run of owner's data into buf. */
+static int
+backing_read_run (struct image *owner, const struct drv_status *st,
+                  uint8_t *buf, uint64_t offset)
+{
+  if (st->compressed || st->host_offset < 0)
+    return owner->drv->pread (owner, buf, st->length, offset);
+  if (host_pread (owner->fd, buf, st->length, (uint64_t) st->host_offset)
+      == -1)
+    return image_errf (owner, errno, "reading offset %" PRIu64 ": %s",
+                       offset, strerror (errno));
+  return 0;
+}
+
+int
+backing_fill (struct image *img, uint64_t offset, uint64_t len,
+              uint8_t **buf)
+{
+  uint64_t done = 0;
+
+  *buf = NULL;
+  while (done < len) {
+    struct image *owner;
+    struct drv_status st;
+
+    if (backing_status (img, offset + done, len - done, &owner, &st) == -1)
+      goto fail;
+    if (st.kind == DRV_DATA && *buf == NULL) {
+      if ((*buf = malloc (len)) == NULL) {
+        image_errf (img, ENOMEM, "out of memory");
+        goto fail;
+      }
+      memset (*buf, 0, done);
+    }
+    if (st.kind == DRV_DATA) {
+      if (backing_read_run (owner, &st, *buf + done, offset + done) == -1)
+        goto fail;
+    }
+    else if (*buf)
+      memset (*buf + done, 0, st.length);
+    done += st.length;
+  }
+  return 0;
+
+ fail:
+  free (*buf);
+  *buf = NULL;
+  return -1;
+}
+
 bool
 image_backing_is_zero (struct image *img, uint64_t offset, uint64_t count)
 {

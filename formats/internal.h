@@ -209,6 +209,14 @@ void image_report (image_report_fn report, void *opaque,
 int image_read_backing (struct image *img, void *buf, size_t count,
                         uint64_t offset);
 
+/* The fill of part of a new cluster: [offset, offset + len) of img's
+ * backing chain into *buf (malloc'd, len bytes), or *buf NULL where all
+ * of it reads as zeros (no backing data, zero clusters, past the end).
+ * One walk down the chain per run: the status that says where the data
+ * is also says where it reads. */
+int backing_fill (struct image *img, uint64_t offset, uint64_t len,
+                  uint8_t **buf);
+
 /* True if [offset, offset + count) of img's backing image is known to
  * read as zeros (no backing image, past its end, holes or zero clusters);
  * false if it may hold data.  Errors count as "may hold data". */

@@ -102,7 +102,7 @@ fix_error (struct check *c, bool fixable)
 
 /* The subcluster bitmap of an extended entry must fit the entry. */
 static bool
-bitmap_ok (struct qcow2 *q, enum qcow2_kind k, uint64_t e, uint64_t bm)
+bitmap_ok (struct qcow2 *q, enum cow_kind k, uint64_t e, uint64_t bm)
 {
   uint32_t alloc = (uint32_t) bm, zero = (uint32_t) (bm >> 32);
 
@@ -128,7 +128,7 @@ check_entry (struct check *c, struct l2_walk *w, struct mc_entry *l2,
   uint64_t guest = ((w->l1_index << q->l2_bits) + j) << q->cluster_bits;
   bool fixable = w->active && w->exclusive;
   const char *why;
-  enum qcow2_kind k;
+  enum cow_kind k;
 
   if ((e & QCOW2_COMPRESSED) && (e & QCOW2_COPIED)) {
     say (c, "%s cluster at offset %" PRIu64 ": COPIED set on a "
@@ -451,7 +451,7 @@ check_copied_l2 (struct check *c, uint64_t l2_offset)
   for (j = 0; j < q->l2_entries; j++) {
     uint64_t e = qcow2_l2_get (q, l2, j), n;
     const char *why;
-    enum qcow2_kind k = qcow2_entry_kind (q, e, c->file_end, &why);
+    enum cow_kind k = qcow2_entry_kind (q, e, c->file_end, &why);
     if ((k != Q_DATA && k != Q_ZERO) || !(e & QCOW2_OFFSET_MASK))
       continue;
     n = check_copied (c, e, e & QCOW2_OFFSET_MASK, "data cluster: l2_entry",

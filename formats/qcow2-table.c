@@ -58,7 +58,7 @@ qcow2_compressed_range (const struct qcow2 *q, uint64_t entry,
   *length = sectors * 512 - (coffset & 511);
 }
 
-static enum qcow2_kind
+static enum cow_kind
 compressed_kind (const struct qcow2 *q, uint64_t entry, uint64_t file_end,
                  const char **why)
 {
@@ -93,7 +93,7 @@ host_offset_error (const struct qcow2 *q, uint64_t off, uint64_t file_end)
   return NULL;
 }
 
-enum qcow2_kind
+enum cow_kind
 qcow2_entry_kind (const struct qcow2 *q, uint64_t entry, uint64_t file_end,
                   const char **why)
 {

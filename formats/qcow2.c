@@ -247,6 +247,7 @@ validate_header (struct qcow2 *q, uint64_t file_size)
                        PRIu32 ", refcount_order %" PRIu32 ")", msg,
                        h->cluster_bits, h->refcount_order);
   q->cluster_bits = h->cluster_bits;
+  q->cow.cluster_bits = q->cluster_bits;
   q->cluster_size = 1ULL << h->cluster_bits;
   if (h->version >= 3 &&
       (h->header_length < QCOW2_V3_HEADER_BYTES || h->header_length % 8 ||
@@ -553,6 +554,7 @@ alloc_qcow2 (struct image *img)
   pthread_mutex_init (&q->header_lock, NULL);
   pthread_mutex_init (&q->lock, NULL);
   pthread_cond_init (&q->cond, NULL);
+  cow_init (&q->cow, img, &qcow2_cow_ops, 0, &q->lock, &q->cond, &q->allocs);
   pthread_mutex_init (&q->zc.lock, NULL);
   q->holes_read_zero = -1;
   return q;
@@ -830,14 +832,14 @@ const struct driver qcow2_driver = {
   .probe = qcow2_probe,
   .open = qcow2_open,
   .close = qcow2_close,
-  .pread = qcow2_pread,
-  .pwrite = qcow2_pwrite,
+  .pread = cow_pread,
+  .pwrite = cow_pwrite,
   .zero = qcow2_zero,
   .trim = qcow2_trim,
   .flush = qcow2_flush,
-  .pread_nowait = qcow2_pread_nowait,
-  .pwrite_nowait = qcow2_pwrite_nowait,
-  .block_status = qcow2_block_status,
+  .pread_nowait = cow_pread_nowait,
+  .pwrite_nowait = cow_pwrite_nowait,
+  .block_status = cow_block_status,
   .get_info = qcow2_get_info,
   .check = qcow2_check,
   .create = qcow2_create,

@@ -162,6 +162,7 @@ validate_header (struct qed *q, uint64_t file_size)
 
   q->cluster_size = h->cluster_size;
   q->cluster_bits = log_2_bits (h->cluster_size);
+  q->cow.cluster_bits = q->cluster_bits;
   q->table_bytes = (uint64_t) h->table_size * h->cluster_size;
   q->table_entries = q->table_bytes / 8;
   q->table_bits = log_2_bits (q->table_entries);
@@ -276,6 +277,7 @@ alloc_qed (struct image *img)
   pthread_mutex_init (&q->header_lock, NULL);
   pthread_mutex_init (&q->lock, NULL);
   pthread_cond_init (&q->cond, NULL);
+  cow_init (&q->cow, img, &qed_cow_ops, 0, &q->lock, &q->cond, &q->allocs);
   return q;
 }
 
@@ -491,14 +493,14 @@ const struct driver qed_driver = {
   .probe = qed_probe,
   .open = qed_open,
   .close = qed_close,
-  .pread = qed_pread,
-  .pwrite = qed_pwrite,
+  .pread = cow_pread,
+  .pwrite = cow_pwrite,
   .zero = qed_zero,
   .trim = qed_trim,
   .flush = qed_flush,
-  .pread_nowait = qed_pread_nowait,
-  .pwrite_nowait = qed_pwrite_nowait,
-  .block_status = qed_block_status,
+  .pread_nowait = cow_pread_nowait,
+  .pwrite_nowait = cow_pwrite_nowait,
+  .block_status = cow_block_status,
   .get_info = qed_get_info,
   .check = qed_check,
   .create = qed_create,
