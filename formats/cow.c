@@ -21,7 +21,7 @@
  *     chain's data (read in one walk that also says where it reads as
  *     zeros), the old cluster's (qcow2: shared or compressed), or nothing
  *     where that reads as zeros: the file was grown past the new clusters
- *     beforehand (image_grow_file), so a part not written is a hole;
+ *     beforehand (host_grow_file), so a part not written is a hole;
  *   end_alloc (lock held inside): the L2 entries point at the new
  *     clusters (the table is dirty in the cache; writeback makes the data
  *     durable before the entries, rule 1 - see qed-table.c and
@@ -49,14 +49,86 @@
 #include "rounding.h"
 
 void
+cow_mutex_init (pthread_mutex_t *m)
+{
+#ifndef NDEBUG
+  pthread_mutexattr_t a;
+
+  pthread_mutexattr_init (&a);
+  pthread_mutexattr_settype (&a, PTHREAD_MUTEX_ERRORCHECK);
+  pthread_mutex_init (m, &a);
+  pthread_mutexattr_destroy (&a);
+#else
+  pthread_mutex_init (m, NULL);
+#endif
+}
+
+void
+cow_assert_not_held (pthread_mutex_t *m)
+{
+#ifndef NDEBUG
+  int e = pthread_mutex_trylock (m);
+
+  if (e == 0) {
+    pthread_mutex_unlock (m);
+    return;
+  }
+  /* Held.  An error-checking mutex refuses (EPERM) an unlock by a thread
+   * that does not own it; by its owner, the unlock succeeds - and we
+   * abort anyway. */
+  e = pthread_mutex_unlock (m);
+  assert (e == EPERM && "fdatasync with the image's main lock held");
+#endif
+}
+
+int
+cow_sync (struct cow *c)
+{
+  cow_assert_not_held (c->lock);
+  return host_sync (c->img->fd);
+}
+
+void
 cow_init (struct cow *c, struct image *img, const struct cow_ops *ops,
-          unsigned cluster_bits, pthread_mutex_t *lock, pthread_cond_t *cond,
+          pthread_mutex_t *lock, pthread_cond_t *cond,
+          pthread_mutex_t *writeback_lock, pthread_mutex_t *header_lock,
           struct inflight **allocs)
 {
   *c = (struct cow) {
-    .img = img, .ops = ops, .cluster_bits = cluster_bits,
-    .lock = lock, .cond = cond, .allocs = allocs,
+    .img = img, .ops = ops, .lock = lock, .cond = cond,
+    .writeback_lock = writeback_lock, .header_lock = header_lock,
+    .allocs = allocs,
   };
+  pthread_mutex_init (writeback_lock, NULL);
+  pthread_mutex_init (header_lock, NULL);
+  cow_mutex_init (lock);
+  pthread_cond_init (cond, NULL);
+}
+
+void
+cow_destroy (struct cow *c)
+{
+  pthread_mutex_destroy (c->writeback_lock);
+  pthread_mutex_destroy (c->header_lock);
+  pthread_mutex_destroy (c->lock);
+  pthread_cond_destroy (c->cond);
+}
+
+int
+cow_repair_at_open (struct cow *c)
+{
+  struct image *img = c->img;
+  struct image_check_result r;
+
+  if (img->drv->check (img, IMAGE_CHECK_REPAIR_LEAKS |
+                       IMAGE_CHECK_REPAIR_ERRORS, &r, NULL, NULL) == -1)
+    return -1;
+  if (r.corruptions > 0 || r.check_errors > 0)
+    return error_file (img, EIO, "the image needs a check and the "
+                       "automatic repair failed (%" PRIu64 " corruptions, %"
+                       PRIu64 " errors left): run cowbd-img check -r all",
+                       r.corruptions, r.check_errors);
+  return 0;
 }
 
 static int
@@ -89,7 +161,7 @@ lookup_nowait (struct cow *c, uint64_t offset, uint64_t count,
   return ret;
 }
 
-/* ---- read ---------------------------------------------------------------- */
+/* ---- read --------------------------------------------------------------- */
 
 static int
 read_compressed (struct cow *c, const struct cow_run *r, uint8_t *p,
@@ -99,7 +171,7 @@ read_compressed (struct cow *c, const struct cow_run *r, uint8_t *p,
   CLEANUP_FREE uint8_t *tmp = malloc (cs);
 
   if (tmp == NULL)
-    return image_errf (c->img, ENOMEM, "out of memory");
+    return error_file (c->img, ENOMEM, "out of memory");
   if (c->ops->read_compressed (c, r->entry, tmp) == -1)
     return -1;
   memcpy (p, tmp + (offset & (cs - 1)), r->len);
@@ -115,14 +187,14 @@ read_run (struct cow *c, const struct cow_run *r, uint8_t *p,
   switch (r->kind) {
   case COW_DATA:
     if (host_pread (img->fd, p, r->len, r->host) == -1)
-      return image_errf (img, errno, "reading offset %" PRIu64 ": %s",
+      return error_file (img, errno, "reading offset %" PRIu64 ": %s",
                          offset, strerror (errno));
     return 0;
   case COW_ZERO:
     memset (p, 0, r->len);
     return 0;
   case COW_UNALLOC:
-    return image_read_backing (img, p, r->len, offset);
+    return chain_read_backing (img, p, r->len, offset);
   case COW_COMPRESSED:
     return read_compressed (c, r, p, offset);
   case COW_INVALID:
@@ -163,7 +235,7 @@ read_run_nowait (struct cow *c, const struct cow_run *r, uint8_t *p,
     memset (p, 0, r->len);
     return 0;
   case COW_UNALLOC:
-    return image_read_backing_nowait (c->img, p, r->len, offset);
+    return chain_read_backing_nowait (c->img, p, r->len, offset);
   default:
     return must_wait ();
   }
@@ -189,7 +261,7 @@ cow_pread_nowait (struct image *img, void *buf, size_t count,
   return 0;
 }
 
-/* ---- allocating writes ----------------------------------------------------- */
+/* ---- allocating writes -------------------------------------------------- */
 
 /* What one step of a write does, decided under the lock by plan_step. */
 struct cow_step {
@@ -302,10 +374,10 @@ fill_part (struct cow *c, const struct cow_step *s, const uint8_t *cluster,
   if (len == 0 || s->r.kind == COW_ZERO)
     return 0;
   if (s->r.kind == COW_UNALLOC)
-    return backing_fill (c->img, guest, len, buf);
+    return chain_fill (c->img, guest, len, buf);
   *buf = malloc (len);
   if (*buf == NULL)
-    return image_errf (c->img, ENOMEM, "out of memory");
+    return error_file (c->img, ENOMEM, "out of memory");
   if (s->r.kind == COW_COMPRESSED) {
     memcpy (*buf, cluster + (guest - old_guest), len);
     return 0;
@@ -314,7 +386,7 @@ fill_part (struct cow *c, const struct cow_step *s, const uint8_t *cluster,
   if (host_pread (c->img->fd, *buf, len,
                   s->r.host - (s->r.host & ((1ULL << c->cluster_bits) - 1))
                   + (guest - old_guest)) == -1)
-    return image_errf (c->img, errno, "reading a cluster to copy: %s",
+    return error_file (c->img, errno, "reading a cluster to copy: %s",
                        strerror (errno));
   return 0;
 }
@@ -337,7 +409,7 @@ write_new_clusters (struct cow *c, const struct cow_step *s,
   if (s->r.kind == COW_COMPRESSED && (head || tail)) {
     cluster = malloc (cs);
     if (cluster == NULL)
-      return image_errf (c->img, ENOMEM, "out of memory");
+      return error_file (c->img, ENOMEM, "out of memory");
     if (c->ops->read_compressed (c, s->r.entry, cluster) == -1)
       return -1;
   }
@@ -352,12 +424,12 @@ write_new_clusters (struct cow *c, const struct cow_step *s,
   if (tb)
     iov[iovcnt++] = (struct iovec) { tb, tail };
   if (host_pwritev (c->img->fd, iov, iovcnt, start) == -1)
-    return image_errf (c->img, errno, "writing new clusters at 0x%" PRIx64
+    return error_file (c->img, errno, "writing new clusters at 0x%" PRIx64
                        ": %s", s->host, strerror (errno));
   return 0;
 }
 
-/* ---- write ----------------------------------------------------------------- */
+/* ---- write -------------------------------------------------------------- */
 
 /* One step of a write at offset; *done is the bytes written (0: look
  * again). */
@@ -374,7 +446,7 @@ write_step (struct cow *c, const uint8_t *p, uint64_t count,
   switch (s.what) {
   case STEP_IN_PLACE:
     if (host_pwrite (c->img->fd, p, s.r.len, s.r.host) == -1)
-      return image_errf (c->img, errno, "writing offset %" PRIu64 ": %s",
+      return error_file (c->img, errno, "writing offset %" PRIu64 ": %s",
                          offset, strerror (errno));
     *done = s.r.len;
     return 0;
@@ -469,7 +541,7 @@ cow_write_zeros (struct cow *c, uint64_t len, uint64_t offset)
   return 0;
 }
 
-/* ---- zero and trim helpers -------------------------------------------------- */
+/* ---- zero and trim helpers ---------------------------------------------- */
 
 int
 cow_zero_in_place (struct cow *c, uint64_t host, uint64_t len,
@@ -477,16 +549,16 @@ cow_zero_in_place (struct cow *c, uint64_t host, uint64_t len,
 {
   int fd = c->img->fd;
 
-  image_host_may_have_holes (c->img);
+  host_may_have_holes (c->img);
   if ((flags & IMAGE_MAY_TRIM) && host_punch_hole (fd, len, host) == 0)
     return 0;
   if (host_write_zeroes_fast (fd, len, host) == 0)
     return 0;
   if (flags & IMAGE_FAST_ZERO)
-    return image_errf (c->img, ENOTSUP, "fast zero: the host file cannot "
+    return error_file (c->img, ENOTSUP, "fast zero: the host file cannot "
                        "zero quickly");
   if (host_write_zeroes (fd, len, host, false) == -1)
-    return image_err_sys (c->img, "write zeroes");
+    return error_syscall (c->img, "write zeroes");
   return 0;
 }
 
@@ -530,7 +602,7 @@ cow_change (struct cow *c, uint64_t offset, uint64_t len, cow_set_fn set,
   return 0;
 }
 
-/* ---- block status ----------------------------------------------------------- */
+/* ---- block status ------------------------------------------------------- */
 
 int
 cow_block_status (struct image *img, uint64_t offset, uint64_t count,

@@ -101,12 +101,33 @@ struct cow {
   unsigned cluster_bits;
   pthread_mutex_t *lock;        /* the format's main lock */
   pthread_cond_t *cond;         /* signalled when a change ends */
+  pthread_mutex_t *writeback_lock; /* the format's: one writeback or
+                                      structural change at a time */
+  pthread_mutex_t *header_lock; /* the format's: header writes */
   struct inflight **allocs;     /* changes in flight, under *lock */
 };
 
+/* The format's main lock.  In debug builds (no NDEBUG) an error-checking
+ * mutex, so that cow_assert_not_held can tell who holds it. */
+void cow_mutex_init (pthread_mutex_t *m);
+/* Debug builds: aborts if the calling thread holds *m.  Called before
+ * every fdatasync of a cluster format: none runs under the main lock,
+ * where it would stall every reader and writer of the image. */
+void cow_assert_not_held (pthread_mutex_t *m);
+
+/* host_sync of the image's file, asserting the main lock is not held. */
+int cow_sync (struct cow *c);
+
+/* Sets c up and initialises the format's locks (cluster_bits is set
+ * once the header is read); cow_destroy destroys them. */
 void cow_init (struct cow *c, struct image *img, const struct cow_ops *ops,
-               unsigned cluster_bits, pthread_mutex_t *lock,
-               pthread_cond_t *cond, struct inflight **allocs);
+               pthread_mutex_t *lock, pthread_cond_t *cond,
+               pthread_mutex_t *writeback_lock, pthread_mutex_t *header_lock,
+               struct inflight **allocs);
+void cow_destroy (struct cow *c);
+/* The automatic check of a read-write open of an image marked as needing
+ * one: repairs what can be repaired, or fails saying what is left. */
+int cow_repair_at_open (struct cow *c);
 
 /* The driver calls of a cluster format (img->priv starts with a struct
  * cow). */

@@ -61,7 +61,7 @@ struct check {
 };
 
 /* A finding, to the caller's report function. */
-#define say(c, ...) image_report ((c)->report, (c)->opaque, __VA_ARGS__)
+#define say(c, ...) check_report ((c)->report, (c)->opaque, __VA_ARGS__)
 
 /* Counts one reference to every cluster of [offset, offset + len). */
 static void
@@ -345,7 +345,7 @@ fix_refcount (struct check *c, uint64_t k, uint64_t value)
   if (qcow2_set_refcount (q, k, value) == -1)
     return -1;
   if (value == 0) {
-    image_host_may_have_holes (q->img);
+    host_may_have_holes (q->img);
     host_punch_hole (q->img->fd, q->cluster_size, k << q->cluster_bits);
   }
   return 0;
@@ -492,10 +492,12 @@ write_fixes (struct check *c)
   struct qcow2 *q = c->q;
 
   if (c->l1_changed || c->reft_changed) {
-    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
-    if (qcow2_write_table_pages (q, &q->l1) == -1 ||
-        qcow2_write_table_pages (q, &q->reftable) == -1 ||
-        qcow2_sync (q) == -1)
+    int r;
+    pthread_mutex_lock (&q->lock);
+    r = qcow2_write_table_pages (q, &q->l1) == -1 ||
+        qcow2_write_table_pages (q, &q->reftable) == -1 ? -1 : 0;
+    pthread_mutex_unlock (&q->lock);
+    if (r == -1 || qcow2_sync (q) == -1)
       return -1;
   }
   if (qcow2_writeback_wbl (q, true) == -1 ||
@@ -556,12 +558,12 @@ qcow2_check (struct image *img, unsigned flags,
       (qcow2_writeback (q, true) == -1 || qcow2_writeback (q, true) == -1))
     return -1;
   if (host_file_size (img->fd, &file_size) == -1)
-    return image_err_sys (img, "stat");
+    return error_syscall (img, "stat");
   c.file_end = MAX (q->file_end, ROUND_UP (file_size, q->cluster_size));
   c.nclusters = c.file_end >> q->cluster_bits;
   c.refs = calloc (c.nclusters ? c.nclusters : 1, sizeof *c.refs);
   if (c.refs == NULL)
-    return image_errf (img, ENOMEM, "out of memory for %" PRIu64
+    return error_file (img, ENOMEM, "out of memory for %" PRIu64
                        " reference counts", c.nclusters);
   {
     ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->writeback_lock);

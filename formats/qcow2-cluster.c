@@ -156,13 +156,13 @@ qcow2_invalid (void *fmt, const struct cow_run *r, uint64_t offset)
 {
   struct qcow2 *q = fmt;
 
-  return image_errf (q->img, EIO, "%s 0x%" PRIx64 " (for offset %" PRIu64
+  return error_file (q->img, EIO, "%s 0x%" PRIx64 " (for offset %" PRIu64
                      ") is invalid: %s: run cowbd-img check -r all",
                      r->bad_table ? "L1 entry" : "L2 entry", r->entry,
                      offset, r->why);
 }
 
-/* ---- readiness for a change ------------------------------------------------- */
+/* ---- readiness for a change --------------------------------------------- */
 
 enum { NEED_DIRTY = COW_NEED, NEED_L2, NEED_COW_L2, NEED_COVER };
 
@@ -172,10 +172,10 @@ qcow2_check_ready (void *fmt, const struct cow_run *r, uint64_t alloc_bytes)
   struct qcow2 *q = fmt;
 
   if (q->broken)
-    return image_errf (q->img, EIO, "an earlier metadata write failed; "
+    return error_file (q->img, EIO, "an earlier metadata write failed; "
                        "the image needs a check");
   if (__atomic_load_n (&q->corrupt, __ATOMIC_ACQUIRE))
-    return image_errf (q->img, EIO, "the image is marked corrupt: repair "
+    return error_file (q->img, EIO, "the image is marked corrupt: repair "
                        "it with cowbd-img check -r all");
   if (!__atomic_load_n (&q->dirty_on_disk, __ATOMIC_ACQUIRE))
     return NEED_DIRTY;
@@ -203,7 +203,7 @@ qcow2_make_ready (void *fmt, int need, const struct cow_run *r,
   abort ();
 }
 
-/* ---- allocation --------------------------------------------------------------- */
+/* ---- allocation --------------------------------------------------------- */
 
 static int64_t
 qcow2_reserve (void *fmt, uint64_t n)
@@ -279,7 +279,7 @@ const struct cow_ops qcow2_cow_ops = {
 static bool
 reads_zero_below (struct qcow2 *q, uint64_t offset, uint64_t len)
 {
-  return image_backing_is_zero (q->img, offset, len);
+  return chain_backing_is_zero (q->img, offset, len);
 }
 
 /* Whether zeroing part of a cluster in run r needs no copy on write. */
@@ -305,7 +305,7 @@ zero_partial (struct qcow2 *q, const struct cow_run *r, uint64_t len,
   if (partial_is_fast (q, r, len, offset))
     return 0;
   if (flags & IMAGE_FAST_ZERO)
-    return image_errf (q->img, ENOTSUP, "fast zero: part of a cluster "
+    return error_file (q->img, ENOTSUP, "fast zero: part of a cluster "
                        "needs a copy on write");
   return cow_write_zeros (&q->cow, len, offset);
 }
@@ -376,7 +376,7 @@ zero_whole (struct qcow2 *q, const struct cow_run *r, uint64_t offset,
   if (r->kind == Q_DATA && r->in_place)
     return cow_zero_in_place (&q->cow, r->host, len, flags);
   if (flags & IMAGE_FAST_ZERO)
-    return image_errf (q->img, ENOTSUP, "fast zero: version 2 images "
+    return error_file (q->img, ENOTSUP, "fast zero: version 2 images "
                        "have no zero clusters");
   return cow_write_zeros (&q->cow, len, offset);
 }
@@ -416,7 +416,7 @@ fast_zero_possible (struct qcow2 *q, uint64_t count, uint64_t offset)
                            offset + head + whole)) ||
         (whole && q->h.version < 3 && !(r.kind == Q_DATA && r.in_place) &&
          !reads_zero_below (q, offset + head, whole)))
-      return image_errf (q->img, ENOTSUP, "fast zero: part of the range "
+      return error_file (q->img, ENOTSUP, "fast zero: part of the range "
                          "needs a copy on write");
     offset += r.len;
     count -= r.len;
@@ -459,11 +459,11 @@ qcow2_zero (struct image *img, uint64_t count, uint64_t offset,
 static int
 trim_partial (struct qcow2 *q, const struct cow_run *r, uint64_t len)
 {
-  image_host_may_have_holes (q->img);
+  host_may_have_holes (q->img);
   if (r->kind == Q_DATA && r->in_place &&
       host_punch_hole (q->img->fd, len, r->host) == -1 &&
       errno != EOPNOTSUPP)
-    return image_err_sys (q->img, "punch hole");
+    return error_syscall (q->img, "punch hole");
   return 0;
 }
 

@@ -8,7 +8,7 @@
  * be written in place: there are no snapshots and no compression.
  *
  * New clusters go at file_end.  The file is grown past them beforehand
- * (image_grow_file, in steps; a clean close cuts it back to file_end), so
+ * (host_grow_file, in steps; a clean close cuts it back to file_end), so
  * that they lie inside it and read as zeros where cow.c leaves a hole -
  * qemu rounds a QED file's size down to a cluster and refuses entries
  * past it.
@@ -29,7 +29,7 @@
 #include "qed.h"
 #include "rounding.h"
 
-/* ---- runs ------------------------------------------------------------------ */
+/* ---- runs --------------------------------------------------------------- */
 
 /* The L2 table of a run, and the run's first entry. */
 static int
@@ -108,13 +108,13 @@ qed_invalid (void *fmt, const struct cow_run *r, uint64_t offset)
 {
   struct qed *q = fmt;
 
-  return image_errf (q->img, EIO, "%s at 0x%" PRIx64 " (for offset %"
+  return error_file (q->img, EIO, "%s at 0x%" PRIx64 " (for offset %"
                      PRIu64 ") is invalid: run cowbd-img check -r all",
                      r->bad_table ? "L2 table" : "cluster entry",
                      r->entry, offset);
 }
 
-/* ---- readiness for a change ------------------------------------------------- */
+/* ---- readiness for a change --------------------------------------------- */
 
 enum { NEED_L2 = COW_NEED, NEED_CHECK_BIT };
 
@@ -124,7 +124,7 @@ qed_check_ready (void *fmt, const struct cow_run *r, uint64_t alloc_bytes)
   struct qed *q = fmt;
 
   if (q->broken)
-    return image_errf (q->img, EIO, "an earlier metadata write failed; "
+    return error_file (q->img, EIO, "an earlier metadata write failed; "
                        "the image needs a check");
   if (r->l2 == NULL)
     return NEED_L2;
@@ -146,7 +146,7 @@ qed_make_ready (void *fmt, int need, const struct cow_run *r,
   return qed_set_need_check (q, true);
 }
 
-/* ---- allocation --------------------------------------------------------------- */
+/* ---- allocation --------------------------------------------------------- */
 
 static int64_t
 qed_reserve (void *fmt, uint64_t n)
@@ -154,8 +154,8 @@ qed_reserve (void *fmt, uint64_t n)
   struct qed *q = fmt;
   uint64_t host = q->file_end, bytes = n << q->cluster_bits;
 
-  if (image_grow_file (q->img, &q->file_length, host + bytes,
-                       q->cluster_size) == -1)
+  if (host_grow_file (q->img, &q->file_length, host + bytes,
+                      q->cluster_size) == -1)
     return -1;
   q->file_end += bytes;
   return (int64_t) host;
@@ -213,7 +213,7 @@ const struct cow_ops qed_cow_ops = {
   .writeback = qed_writeback_op,
 };
 
-/* ---- write zeroes -------------------------------------------------------------- */
+/* ---- write zeroes ------------------------------------------------------- */
 
 /* Writes zeros into part of a cluster that reads from the backing image:
  * an allocating write of zeros, unless the backing image reads as zeros
@@ -221,10 +221,10 @@ const struct cow_ops qed_cow_ops = {
 static int
 zero_partial (struct qed *q, uint64_t len, uint64_t offset, unsigned flags)
 {
-  if (image_backing_is_zero (q->img, offset, len))
+  if (chain_backing_is_zero (q->img, offset, len))
     return 0;
   if (flags & IMAGE_FAST_ZERO)
-    return image_errf (q->img, ENOTSUP, "fast zero: part of a cluster over "
+    return error_file (q->img, ENOTSUP, "fast zero: part of a cluster over "
                        "backing data needs a copy on write");
   return cow_write_zeros (&q->cow, len, offset);
 }
@@ -258,10 +258,10 @@ fast_zero_possible (struct qed *q, uint64_t count, uint64_t offset)
       head = MIN (r.len, ROUND_UP (offset, cs) - offset);
       tail = (offset + r.len) & (cs - 1);
       if ((head && head < cs && !IS_ALIGNED (offset, cs) &&
-           !image_backing_is_zero (q->img, offset, head)) ||
+           !chain_backing_is_zero (q->img, offset, head)) ||
           (tail && r.len > head &&
-           !image_backing_is_zero (q->img, offset + r.len - tail, tail)))
-        return image_errf (q->img, ENOTSUP, "fast zero: part of a cluster "
+           !chain_backing_is_zero (q->img, offset + r.len - tail, tail)))
+        return error_file (q->img, ENOTSUP, "fast zero: part of a cluster "
                            "over backing data needs a copy on write");
     }
     offset += r.len;
@@ -335,7 +335,7 @@ qed_zero (struct image *img, uint64_t count, uint64_t offset,
   return cow_finish_write (&q->cow, flags);
 }
 
-/* ---- trim ------------------------------------------------------------------- */
+/* ---- trim --------------------------------------------------------------- */
 
 int
 qed_trim (struct image *img, uint64_t count, uint64_t offset,
@@ -351,10 +351,10 @@ qed_trim (struct image *img, uint64_t count, uint64_t offset,
     /* Space goes back to the host; the cluster stays mapped, so nothing
      * is leaked and nothing freed can be reused. */
     if (r.kind == COW_DATA) {
-      image_host_may_have_holes (img);
+      host_may_have_holes (img);
       if (host_punch_hole (img->fd, r.len, r.host) == -1 &&
           errno != EOPNOTSUPP)
-        return image_err_sys (img, "punch hole");
+        return error_syscall (img, "punch hole");
     }
     offset += r.len;
     count -= r.len;

@@ -105,9 +105,9 @@ qed_get_l2 (struct qed *q, uint64_t l2_offset, struct mc_entry **ep)
   if (e == NULL) {
     e = mc_insert (q->l2_cache, l2_offset);
     if (e == NULL)
-      return image_errf (q->img, ENOMEM, "out of memory for an L2 table");
+      return error_file (q->img, ENOMEM, "out of memory for an L2 table");
     if (host_pread (q->img->fd, e->t.data, q->table_bytes, l2_offset) == -1) {
-      int r = image_errf (q->img, errno,
+      int r = error_file (q->img, errno,
                           "reading L2 table at 0x%" PRIx64 ": %s",
                           l2_offset, strerror (errno));
       mc_remove (q->l2_cache, e);
@@ -126,7 +126,7 @@ write_fn (void *opaque, const void *buf, size_t len, uint64_t offset)
   struct qed *q = opaque;
 
   if (host_pwrite (q->img->fd, buf, len, offset) == -1)
-    return image_errf (q->img, errno,
+    return error_file (q->img, errno,
                        "writing metadata at 0x%" PRIx64 ": %s", offset,
                        strerror (errno));
   return 0;
@@ -135,8 +135,9 @@ write_fn (void *opaque, const void *buf, size_t len, uint64_t offset)
 static int
 sync_file (struct qed *q)
 {
-  if (host_sync (q->img->fd) == -1)
-    return image_err_sys (q->img, "fdatasync");
+  cow_assert_not_held (&q->lock);
+  if (cow_sync (&q->cow) == -1)
+    return error_syscall (q->img, "fdatasync");
   return 0;
 }
 
@@ -149,17 +150,17 @@ writeback_locked (struct qed *q)
   int r;
 
   if (snap == NULL)
-    return image_errf (q->img, ENOMEM, "out of memory");
+    return error_file (q->img, ENOMEM, "out of memory");
   {
     ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
     if (q->broken) {
       mc_snapshot_free (snap);
-      return image_errf (q->img, EIO, "an earlier metadata write failed; "
+      return error_file (q->img, EIO, "an earlier metadata write failed; "
                          "the image needs a check");
     }
     if (mc_snapshot_cache (snap, q->l2_cache) == -1) {
       mc_snapshot_free (snap);
-      return image_errf (q->img, ENOMEM, "out of memory");
+      return error_file (q->img, ENOMEM, "out of memory");
     }
   }
 
@@ -228,8 +229,8 @@ reserve_table (struct qed *q, uint64_t *offset)
 
   uint64_t end = q->file_end;
 
-  if (image_grow_file (q->img, &q->file_length, end + q->table_bytes,
-                       q->cluster_size) == -1)
+  if (host_grow_file (q->img, &q->file_length, end + q->table_bytes,
+                      q->cluster_size) == -1)
     return -1;
   q->file_end += q->table_bytes;
   *offset = end;
@@ -244,10 +245,11 @@ table_durable (struct qed *q, uint64_t offset)
   CLEANUP_FREE uint8_t *zeros = calloc (1, q->table_bytes);
 
   if (zeros == NULL)
-    return image_errf (q->img, ENOMEM, "out of memory");
+    return error_file (q->img, ENOMEM, "out of memory");
+  cow_assert_not_held (&q->lock);
   if (host_pwrite (q->img->fd, zeros, q->table_bytes, offset) == -1 ||
-      host_sync (q->img->fd) == -1)
-    return image_errf (q->img, errno, "writing a new L2 table at 0x%"
+      cow_sync (&q->cow) == -1)
+    return error_file (q->img, errno, "writing a new L2 table at 0x%"
                        PRIx64 ": %s", offset, strerror (errno));
   return 0;
 }
@@ -268,7 +270,7 @@ link_table (struct qed *q, uint64_t l1_index, uint64_t offset, int r)
     if (s == NULL || mc_snapshot_add (s, &q->l1) == -1 ||
         mc_snapshot_write (s, write_fn, q) == -1) {
       if (s == NULL || errno == ENOMEM)
-        image_errf (q->img, ENOMEM, "out of memory");
+        error_file (q->img, ENOMEM, "out of memory");
       q->broken = true;
       r = -1;
     }

@@ -120,7 +120,7 @@ struct qed {
   struct metacache *l2_cache;
   uint64_t file_end;            /* where the next allocation goes */
   uint64_t file_length;         /* the host file's length, grown ahead of
-                                   file_end (image_grow_file) */
+                                   file_end (host_grow_file) */
   struct inflight *allocs;        /* allocations in flight */
   bool creating_table;          /* a new L2 table is being made: new
                                    allocations wait (cond) */
