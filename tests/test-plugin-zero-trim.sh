@@ -1,13 +1,12 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: BSD-3-Clause
-# Write zeroes, fast zero, trim, FUA and cache through the plugin on QED
-# and qcow2
-# overlays: a fast zero that would need a copy on write (part of a cluster
-# over backing data) fails with ENOTSUP and changes nothing, not even the
-# file; fast zeroes of whole clusters, or over backing holes, succeed;
-# zeroes with and without NO_HOLE read back as zeros; a trimmed range reads
-# as zeros or as what was written there, never as anything else; the
-# result survives a restart and qemu-img reads the same from the file.
+# Write zeroes, fast zero, trim, FUA and cache through the plugin on QED and
+# qcow2 overlays: a fast zero that would need a copy on write (part of a
+# cluster over backing data) fails with ENOTSUP and changes nothing, not even
+# the file; fast zeroes of whole clusters, or over backing holes, succeed;
+# zeroes with and without NO_HOLE read back as zeros; a trimmed range reads as
+# zeros or as what was written there, never as anything else; the result
+# survives a restart and qemu-img reads the same from the file.
 . "${srcdir:-.}/functions.sh"
 . "${srcdir:-.}/plugin-functions.sh"
 requires nbdsh --version
