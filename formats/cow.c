@@ -562,6 +562,25 @@ cow_zero_in_place (struct cow *c, uint64_t host, uint64_t len,
   return 0;
 }
 
+int
+cow_walk (struct cow *c, uint64_t count, uint64_t offset, unsigned flags,
+          cow_run_fn fn)
+{
+  while (count > 0) {
+    struct cow_run r;
+    uint64_t done;
+
+    if (cow_lookup (c, offset, count, &r) == -1)
+      return -1;
+    done = r.len;
+    if (fn (c, &r, offset, flags, &done) == -1)
+      return -1;
+    offset += done;
+    count -= done;
+  }
+  return 0;
+}
+
 /* One try of cow_change, under the lock. */
 static int
 change_step (struct cow *c, uint64_t offset, uint64_t len, cow_set_fn set,

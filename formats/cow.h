@@ -146,6 +146,14 @@ int cow_block_status (struct image *img, uint64_t offset, uint64_t count,
 /* Looks up the run at offset, taking and releasing the lock. */
 int cow_lookup (struct cow *c, uint64_t offset, uint64_t count,
                 struct cow_run *r);
+/* Walks [offset, offset + count) run by run: looks each run up (taking
+ * and releasing the lock), then calls fn without the lock, which handles
+ * *done bytes from offset (all of r->len, or less: the rest is looked up
+ * again).  Stops at the first failure. */
+typedef int (*cow_run_fn) (struct cow *c, const struct cow_run *r,
+                           uint64_t offset, unsigned flags, uint64_t *done);
+int cow_walk (struct cow *c, uint64_t count, uint64_t offset,
+              unsigned flags, cow_run_fn fn);
 /* Writes without FUA and without the writeback at the end (for zeros
  * written through the allocating path). */
 int cow_write_zeros (struct cow *c, uint64_t len, uint64_t offset);

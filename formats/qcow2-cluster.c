@@ -393,35 +393,44 @@ partial_len (struct qcow2 *q, const struct cow_run *r, uint64_t offset)
   return r->len < cs ? r->len : 0;
 }
 
-/* A fast zero must fail before it changes anything if any part of it
- * would need a copy on write. */
+/* cow_run_fn: a fast zero must fail before it changes anything if any
+ * part of it would need a copy on write. */
 static int
-fast_zero_possible (struct qcow2 *q, uint64_t count, uint64_t offset)
+fast_zero_run (struct cow *c, const struct cow_run *r, uint64_t offset,
+               unsigned flags, uint64_t *done)
 {
-  uint64_t cs = q->cluster_size;
+  struct qcow2 *q = (struct qcow2 *) c;
+  uint64_t cs = q->cluster_size, head, whole;
 
-  while (count > 0) {
-    struct cow_run r;
-    uint64_t head, whole;
-
-    if (cow_lookup (&q->cow, offset, count, &r) == -1)
-      return -1;
-    if (r.kind == Q_INVALID)
-      return qcow2_invalid (q, &r, offset);
-    head = IS_ALIGNED (offset, cs) ? 0 : MIN (r.len, cs - (offset & (cs - 1)));
-    whole = ROUND_DOWN (r.len - head, cs);
-    if ((head && !partial_is_fast (q, &r, head, offset)) ||
-        (r.len - head - whole &&
-         !partial_is_fast (q, &r, r.len - head - whole,
-                           offset + head + whole)) ||
-        (whole && q->h.version < 3 && !(r.kind == Q_DATA && r.in_place) &&
-         !reads_zero_below (q, offset + head, whole)))
-      return error_file (q->img, ENOTSUP, "fast zero: part of the range "
-                         "needs a copy on write");
-    offset += r.len;
-    count -= r.len;
-  }
+  if (r->kind == Q_INVALID)
+    return qcow2_invalid (q, r, offset);
+  head = IS_ALIGNED (offset, cs) ? 0 : MIN (r->len, cs - (offset & (cs - 1)));
+  whole = ROUND_DOWN (r->len - head, cs);
+  if ((head && !partial_is_fast (q, r, head, offset)) ||
+      (r->len - head - whole &&
+       !partial_is_fast (q, r, r->len - head - whole,
+                         offset + head + whole)) ||
+      (whole && q->h.version < 3 && !(r->kind == Q_DATA && r->in_place) &&
+       !reads_zero_below (q, offset + head, whole)))
+    return error_file (q->img, ENOTSUP, "fast zero: part of the range "
+                       "needs a copy on write");
   return 0;
+}
+
+/* cow_run_fn: zeros part of a cluster, or the whole clusters of run r. */
+static int
+zero_run (struct cow *c, const struct cow_run *r, uint64_t offset,
+          unsigned flags, uint64_t *done)
+{
+  struct qcow2 *q = (struct qcow2 *) c;
+
+  if (r->kind == Q_INVALID)
+    return qcow2_invalid (q, r, offset);
+  *done = partial_len (q, r, offset);
+  if (*done)
+    return zero_partial (q, r, *done, offset, flags);
+  return zero_whole (q, r, offset, ROUND_DOWN (r->len, q->cluster_size),
+                     flags, done);
 }
 
 int
@@ -430,28 +439,11 @@ qcow2_zero (struct image *img, uint64_t count, uint64_t offset,
 {
   struct qcow2 *q = img->priv;
 
-  if ((flags & IMAGE_FAST_ZERO) && fast_zero_possible (q, count, offset) == -1)
+  if ((flags & IMAGE_FAST_ZERO) &&
+      cow_walk (&q->cow, count, offset, flags, fast_zero_run) == -1)
     return -1;
-  while (count > 0) {
-    struct cow_run r;
-    uint64_t done;
-    int ret;
-
-    if (cow_lookup (&q->cow, offset, count, &r) == -1)
-      return -1;
-    if (r.kind == Q_INVALID)
-      return qcow2_invalid (q, &r, offset);
-    done = partial_len (q, &r, offset);
-    if (done)
-      ret = zero_partial (q, &r, done, offset, flags);
-    else
-      ret = zero_whole (q, &r, offset, ROUND_DOWN (r.len, q->cluster_size),
-                        flags, &done);
-    if (ret == -1)
-      return -1;
-    offset += done;
-    count -= done;
-  }
+  if (cow_walk (&q->cow, count, offset, flags, zero_run) == -1)
+    return -1;
   return cow_finish_write (&q->cow, flags);
 }
 
@@ -487,32 +479,31 @@ trim_whole (struct qcow2 *q, const struct cow_run *r, uint64_t offset,
   return trim_partial (q, r, len);
 }
 
+/* cow_run_fn: gives back part of a cluster, or the whole clusters of
+ * run r. */
+static int
+trim_run (struct cow *c, const struct cow_run *r, uint64_t offset,
+          unsigned flags, uint64_t *done)
+{
+  struct qcow2 *q = (struct qcow2 *) c;
+
+  if (r->kind == Q_INVALID)
+    return qcow2_invalid (q, r, offset);
+  *done = partial_len (q, r, offset);
+  if (*done)
+    return trim_partial (q, r, *done);
+  return trim_whole (q, r, offset, ROUND_DOWN (r->len, q->cluster_size),
+                     done);
+}
+
 int
 qcow2_trim (struct image *img, uint64_t count, uint64_t offset,
             unsigned flags)
 {
   struct qcow2 *q = img->priv;
 
-  while (count > 0) {
-    struct cow_run r;
-    uint64_t done;
-    int ret;
-
-    if (cow_lookup (&q->cow, offset, count, &r) == -1)
-      return -1;
-    if (r.kind == Q_INVALID)
-      return qcow2_invalid (q, &r, offset);
-    done = partial_len (q, &r, offset);
-    if (done)
-      ret = trim_partial (q, &r, done);
-    else
-      ret = trim_whole (q, &r, offset, ROUND_DOWN (r.len, q->cluster_size),
-                        &done);
-    if (ret == -1)
-      return -1;
-    offset += done;
-    count -= done;
-  }
+  if (cow_walk (&q->cow, count, offset, flags, trim_run) == -1)
+    return -1;
   return (flags & IMAGE_FUA) ? qcow2_writeback (q, false) : 0;
 }
 

@@ -241,32 +241,25 @@ partial_len (struct qed *q, const struct cow_run *r, uint64_t offset)
   return r->len < cs ? r->len : 0;
 }
 
-/* A fast zero must fail before it changes anything if any part of it
- * would need a copy on write. */
+/* cow_run_fn: a fast zero must fail before it changes anything if any
+ * part of it would need a copy on write. */
 static int
-fast_zero_possible (struct qed *q, uint64_t count, uint64_t offset)
+fast_zero_run (struct cow *c, const struct cow_run *r, uint64_t offset,
+               unsigned flags, uint64_t *done)
 {
-  uint64_t cs = q->cluster_size;
+  struct qed *q = (struct qed *) c;
+  uint64_t cs = q->cluster_size, head, tail;
 
-  while (count > 0) {
-    struct cow_run r;
-    uint64_t head, tail;
-
-    if (cow_lookup (&q->cow, offset, count, &r) == -1)
-      return -1;
-    if (r.kind == COW_UNALLOC && q->img->backing) {
-      head = MIN (r.len, ROUND_UP (offset, cs) - offset);
-      tail = (offset + r.len) & (cs - 1);
-      if ((head && head < cs && !IS_ALIGNED (offset, cs) &&
-           !chain_backing_is_zero (q->img, offset, head)) ||
-          (tail && r.len > head &&
-           !chain_backing_is_zero (q->img, offset + r.len - tail, tail)))
-        return error_file (q->img, ENOTSUP, "fast zero: part of a cluster "
-                           "over backing data needs a copy on write");
-    }
-    offset += r.len;
-    count -= r.len;
-  }
+  if (r->kind != COW_UNALLOC || q->img->backing == NULL)
+    return 0;
+  head = MIN (r->len, ROUND_UP (offset, cs) - offset);
+  tail = (offset + r->len) & (cs - 1);
+  if ((head && head < cs && !IS_ALIGNED (offset, cs) &&
+       !chain_backing_is_zero (q->img, offset, head)) ||
+      (tail && r->len > head &&
+       !chain_backing_is_zero (q->img, offset + r->len - tail, tail)))
+    return error_file (q->img, ENOTSUP, "fast zero: part of a cluster "
+                       "over backing data needs a copy on write");
   return 0;
 }
 
@@ -284,11 +277,12 @@ set_zero_clusters (void *fmt, const struct cow_run *r, uint64_t n,
   return 0;
 }
 
-/* Zeros the run r at offset; *done: the bytes handled (0: look again). */
+/* cow_run_fn: zeros the run r at offset. */
 static int
-zero_run (struct qed *q, const struct cow_run *r, uint64_t offset,
+zero_run (struct cow *c, const struct cow_run *r, uint64_t offset,
           unsigned flags, uint64_t *done)
 {
+  struct qed *q = (struct qed *) c;
   struct image *b = q->img->backing;
   uint64_t part;
 
@@ -320,22 +314,30 @@ qed_zero (struct image *img, uint64_t count, uint64_t offset,
 {
   struct qed *q = img->priv;
 
-  if ((flags & IMAGE_FAST_ZERO) && fast_zero_possible (q, count, offset) == -1)
+  if ((flags & IMAGE_FAST_ZERO) &&
+      cow_walk (&q->cow, count, offset, flags, fast_zero_run) == -1)
     return -1;
-  while (count > 0) {
-    struct cow_run r;
-    uint64_t done;
-
-    if (cow_lookup (&q->cow, offset, count, &r) == -1 ||
-        zero_run (q, &r, offset, flags, &done) == -1)
-      return -1;
-    offset += done;
-    count -= done;
-  }
+  if (cow_walk (&q->cow, count, offset, flags, zero_run) == -1)
+    return -1;
   return cow_finish_write (&q->cow, flags);
 }
 
 /* ---- trim --------------------------------------------------------------- */
+
+/* cow_run_fn: space goes back to the host; the cluster stays mapped, so
+ * nothing is leaked and nothing freed can be reused. */
+static int
+trim_run (struct cow *c, const struct cow_run *r, uint64_t offset,
+          unsigned flags, uint64_t *done)
+{
+  if (r->kind != COW_DATA)
+    return 0;
+  host_may_have_holes (c->img);
+  if (host_punch_hole (c->img->fd, r->len, r->host) == -1 &&
+      errno != EOPNOTSUPP)
+    return error_syscall (c->img, "punch hole");
+  return 0;
+}
 
 int
 qed_trim (struct image *img, uint64_t count, uint64_t offset,
@@ -343,21 +345,7 @@ qed_trim (struct image *img, uint64_t count, uint64_t offset,
 {
   struct qed *q = img->priv;
 
-  while (count > 0) {
-    struct cow_run r;
-
-    if (cow_lookup (&q->cow, offset, count, &r) == -1)
-      return -1;
-    /* Space goes back to the host; the cluster stays mapped, so nothing
-     * is leaked and nothing freed can be reused. */
-    if (r.kind == COW_DATA) {
-      host_may_have_holes (img);
-      if (host_punch_hole (img->fd, r.len, r.host) == -1 &&
-          errno != EOPNOTSUPP)
-        return error_syscall (img, "punch hole");
-    }
-    offset += r.len;
-    count -= r.len;
-  }
+  if (cow_walk (&q->cow, count, offset, flags, trim_run) == -1)
+    return -1;
   return (flags & IMAGE_FUA) ? qed_writeback (q) : 0;
 }
