@@ -581,6 +581,27 @@ cow_walk (struct cow *c, uint64_t count, uint64_t offset, unsigned flags,
   return 0;
 }
 
+int
+cow_zero (struct cow *c, uint64_t count, uint64_t offset, unsigned flags,
+          cow_run_fn fast_zero, cow_run_fn zero)
+{
+  if ((flags & IMAGE_FAST_ZERO) &&
+      cow_walk (c, count, offset, flags, fast_zero) == -1)
+    return -1;
+  if (cow_walk (c, count, offset, flags, zero) == -1)
+    return -1;
+  return cow_finish_write (c, flags);
+}
+
+int
+cow_trim (struct cow *c, uint64_t count, uint64_t offset, unsigned flags,
+          cow_run_fn trim)
+{
+  if (cow_walk (c, count, offset, flags, trim) == -1)
+    return -1;
+  return (flags & IMAGE_FUA) ? c->ops->writeback (c) : 0;
+}
+
 /* One try of cow_change, under the lock. */
 static int
 change_step (struct cow *c, uint64_t offset, uint64_t len, cow_set_fn set,

@@ -154,6 +154,13 @@ typedef int (*cow_run_fn) (struct cow *c, const struct cow_run *r,
                            uint64_t offset, unsigned flags, uint64_t *done);
 int cow_walk (struct cow *c, uint64_t count, uint64_t offset,
               unsigned flags, cow_run_fn fn);
+/* The driver's zero and trim, given what the format does with one run:
+ * fast_zero checks (with IMAGE_FAST_ZERO, before anything changes) that
+ * no run needs a copy on write; zero and trim change a run. */
+int cow_zero (struct cow *c, uint64_t count, uint64_t offset,
+              unsigned flags, cow_run_fn fast_zero, cow_run_fn zero);
+int cow_trim (struct cow *c, uint64_t count, uint64_t offset,
+              unsigned flags, cow_run_fn trim);
 /* Writes without FUA and without the writeback at the end (for zeros
  * written through the allocating path). */
 int cow_write_zeros (struct cow *c, uint64_t len, uint64_t offset);

@@ -437,14 +437,7 @@ int
 qcow2_zero (struct image *img, uint64_t count, uint64_t offset,
             unsigned flags)
 {
-  struct qcow2 *q = img->priv;
-
-  if ((flags & IMAGE_FAST_ZERO) &&
-      cow_walk (&q->cow, count, offset, flags, fast_zero_run) == -1)
-    return -1;
-  if (cow_walk (&q->cow, count, offset, flags, zero_run) == -1)
-    return -1;
-  return cow_finish_write (&q->cow, flags);
+  return cow_zero (img->priv, count, offset, flags, fast_zero_run, zero_run);
 }
 
 /* Gives back the space under our own data in part of a cluster. */
@@ -500,11 +493,7 @@ int
 qcow2_trim (struct image *img, uint64_t count, uint64_t offset,
             unsigned flags)
 {
-  struct qcow2 *q = img->priv;
-
-  if (cow_walk (&q->cow, count, offset, flags, trim_run) == -1)
-    return -1;
-  return (flags & IMAGE_FUA) ? qcow2_writeback (q, false) : 0;
+  return cow_trim (img->priv, count, offset, flags, trim_run);
 }
 
 /* ---- block status ---------------------------------------------------- */

@@ -312,14 +312,7 @@ int
 qed_zero (struct image *img, uint64_t count, uint64_t offset,
           unsigned flags)
 {
-  struct qed *q = img->priv;
-
-  if ((flags & IMAGE_FAST_ZERO) &&
-      cow_walk (&q->cow, count, offset, flags, fast_zero_run) == -1)
-    return -1;
-  if (cow_walk (&q->cow, count, offset, flags, zero_run) == -1)
-    return -1;
-  return cow_finish_write (&q->cow, flags);
+  return cow_zero (img->priv, count, offset, flags, fast_zero_run, zero_run);
 }
 
 /* ---- trim --------------------------------------------------------------- */
@@ -343,9 +336,5 @@ int
 qed_trim (struct image *img, uint64_t count, uint64_t offset,
           unsigned flags)
 {
-  struct qed *q = img->priv;
-
-  if (cow_walk (&q->cow, count, offset, flags, trim_run) == -1)
-    return -1;
-  return (flags & IMAGE_FUA) ? qed_writeback (q) : 0;
+  return cow_trim (img->priv, count, offset, flags, trim_run);
 }
