@@ -24,6 +24,7 @@
 #include "internal.h"
 #include "iszero.h"
 #include "minmax.h"
+#include "rounding.h"
 
 int
 host_pread (int fd, void *buf, size_t count, uint64_t offset)
@@ -397,3 +398,39 @@ host_pwrite_nowait (struct image *img, const void *buf, size_t count,
     return host_pwrite (img->fd, buf, count, offset);
   return nowait_io (img, true, (void *) buf, count, offset);
 }
+
+/* ---- the file's length ----------------------------------------------- */
+
+/* The file grows in steps of this much (or a cluster, if larger). */
+#define GROW_STEP (1ULL << 20)
+
+int
+host_grow_file (struct image *img, uint64_t *length, uint64_t end,
+                uint64_t cluster_size)
+{
+  uint64_t step = MAX (GROW_STEP, cluster_size), target;
+
+  if (end <= *length)
+    return 0;
+  if (!round_up_checked (end, step, &target) || target > INT64_MAX)
+    return error_file (img, EFBIG, "the file would grow past 2^63 bytes");
+  /* The new space is a hole until written (and parts of new clusters
+   * stay one). */
+  host_may_have_holes (img);
+  if (ftruncate (img->fd, (off_t) target) == -1)
+    return error_syscall (img, "growing the file");
+  *length = target;
+  return 0;
+}
+
+int
+host_trim_file (struct image *img, uint64_t *length, uint64_t end)
+{
+  if (*length <= end)
+    return 0;
+  if (ftruncate (img->fd, (off_t) end) == -1)
+    return error_syscall (img, "truncate");
+  *length = end;
+  return 0;
+}
+

@@ -315,4 +315,21 @@ const char *image_probe (const char *filename);
  * malloc'd string, or NULL with an error set. */
 char *image_resolve_backing (const char *overlay, const char *backing);
 
+/* ---- file identity ------------------------------------------------- */
+
+/* What makes two names one file: its device and inode.  The engine
+ * refuses backing chain loops by it, cowbd-img refuses to overwrite a
+ * source with it, and the front ends keep one engine image per file by
+ * it.  The calls return 0, or -1 with errno set (no image_error). */
+struct image_file_id {
+  uint64_t dev, ino;
+};
+int image_file_id_fd (int fd, struct image_file_id *id);
+int image_file_id_path (const char *path, struct image_file_id *id);
+bool image_file_id_equal (const struct image_file_id *a,
+                          const struct image_file_id *b);
+/* True if paths a and b name one file (false if either cannot be
+ * stat'd). */
+bool image_same_file (const char *a, const char *b);
+
 #endif /* COWBD_IMAGE_H */

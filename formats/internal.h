@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* What the format drivers share: the image object, the driver table and
- * the helpers of image.c and hostfile.c.  Not for use outside formats/.
+ * the helpers of errors.c, chain.c, extents.c, create.c and hostfile.c.
+ * Not for use outside formats/.
  *
  * Layering: image.c validates every request (range, read-only) before a
  * driver sees it, so drivers may assume offset + count <= size and a
  * writable image for writes.  Drivers read unallocated ranges through
- * image_read_backing and never touch the backing image's file directly.
+ * chain_read_backing and never touch the backing image's file directly.
  */
 #ifndef COWBD_FORMATS_INTERNAL_H
 #define COWBD_FORMATS_INTERNAL_H
@@ -35,7 +36,7 @@ struct drv_status {
    * must not refine DRV_DATA through SEEK_DATA again. */
   bool host_checked;
   /* In, set by the caller: only whether the run starts with data matters
-   * (image_backing_is_zero).  A driver may then answer DRV_DATA for the
+   * (chain_backing_is_zero).  A driver may then answer DRV_DATA for the
    * whole count without finding where the data ends, which on tmpfs costs
    * a walk over every page up to the next hole (SEEK_HOLE). */
   bool quick;
@@ -118,9 +119,9 @@ struct image {
   unsigned depth;               /* 0 for the top image of a chain */
 
   /* Whether the host file may have holes: unknown until first asked
-   * (image_host_dense: one SEEK_HOLE from data_start, which drivers set
+   * (host_dense: one SEEK_HOLE from data_start, which drivers set
    * in open to where the format's data begins); cleared by whoever
-   * punches or zeroes in place (image_host_may_have_holes).  While the
+   * punches or zeroes in place (host_may_have_holes).  While the
    * file is dense, hole queries (SEEK_HOLE walks every page on tmpfs)
    * are skipped. */
   uint64_t data_start;
@@ -141,13 +142,13 @@ struct image {
 
 /* A hole may exist in the host file now. */
 static inline void
-image_host_may_have_holes (struct image *img)
+host_may_have_holes (struct image *img)
 {
   __atomic_store_n (&img->host_dense, 0, __ATOMIC_RELAXED);
 }
 
 /* True if the host file is known to have no hole in its data area. */
-bool image_host_dense (struct image *img);
+bool host_dense (struct image *img);
 
 /* ---- changes in flight (shared by the drivers) --------------------------- */
 
@@ -188,34 +189,62 @@ inflight_remove (struct inflight **list, struct inflight *a)
   *list = a->next;
 }
 
-/* ---- errors (image.c) -------------------------------------------------- */
+/* ---- errors (errors.c) ------------------------------------------------- */
 
 /* Records errnum and a printf-style message for image_error(); returns -1
- * so that drivers can write `return image_err (...)`. */
-int image_err (int errnum, const char *fmt, ...)
+ * so that drivers can write `return error_set (...)`. */
+int error_set (int errnum, const char *fmt, ...)
   __attribute__ ((format (printf, 2, 3)));
 /* The same, prefixed with "<img->filename>: ". */
-int image_errf (struct image *img, int errnum, const char *fmt, ...)
+int error_file (struct image *img, int errnum, const char *fmt, ...)
   __attribute__ ((format (printf, 3, 4)));
 /* "<file>: <what>: <strerror (errno)>" from the current errno. */
-int image_err_sys (struct image *img, const char *what);
+int error_syscall (struct image *img, const char *what);
+/* Puts prefix before the current message (same errno); returns -1. */
+int error_prefix (const char *prefix);
+/* EAGAIN in errno and for image_errno (no message: the blocking call the
+ * caller falls back to says what went wrong); returns -1. */
+int error_again (void);
+/* The thread's error, kept across a cleanup that may fail too. */
+#define ERROR_MSG_SIZE 1024
+struct error_saved {
+  int errnum;
+  char msg[ERROR_MSG_SIZE];
+};
+void error_save (struct error_saved *e);
+void error_restore (const struct error_saved *e);
 /* A check's finding, formatted, to report (which may be NULL). */
-void image_report (image_report_fn report, void *opaque,
+void check_report (image_report_fn report, void *opaque,
                    const char *fmt, ...)
   __attribute__ ((format (printf, 3, 4)));
 
-/* ---- backing reads (image.c) ------------------------------------------- */
+/* ---- request validation (image.c) ------------------------------------- */
+
+/* Fails with errnum and a message naming op if [offset, offset + count)
+ * does not lie inside the image. */
+int request_in_range (struct image *img, uint64_t count, uint64_t offset,
+                      int errnum, const char *op);
+
+/* ---- backing reads (chain.c) ------------------------------------------- */
 
 /* Reads [offset, offset + count) of img's backing image into buf, zeros
  * where there is no backing image or past its end.  Never fails on a
  * range past the backing image's end. */
-int image_read_backing (struct image *img, void *buf, size_t count,
+int chain_read_backing (struct image *img, void *buf, size_t count,
                         uint64_t offset);
+
+/* The fill of part of a new cluster: [offset, offset + len) of img's
+ * backing chain into *buf (malloc'd, len bytes), or *buf NULL where all
+ * of it reads as zeros (no backing data, zero clusters, past the end).
+ * One walk down the chain per run: the status that says where the data
+ * is also says where it reads. */
+int chain_fill (struct image *img, uint64_t offset, uint64_t len,
+                uint8_t **buf);
 
 /* True if [offset, offset + count) of img's backing image is known to
  * read as zeros (no backing image, past its end, holes or zero clusters);
  * false if it may hold data.  Errors count as "may hold data". */
-bool image_backing_is_zero (struct image *img, uint64_t offset,
+bool chain_backing_is_zero (struct image *img, uint64_t offset,
                             uint64_t count);
 
 /* ---- the host file (hostfile.c) ---------------------------------------- */
@@ -257,8 +286,8 @@ int host_pread_nowait (struct image *img, void *buf, size_t count,
                        uint64_t offset);
 int host_pwrite_nowait (struct image *img, const void *buf, size_t count,
                         uint64_t offset);
-/* Reads img's backing image without blocking, as image_read_backing. */
-int image_read_backing_nowait (struct image *img, void *buf, size_t count,
+/* Reads img's backing image without blocking, as chain_read_backing. */
+int chain_read_backing_nowait (struct image *img, void *buf, size_t count,
                                uint64_t offset);
 
 /* Hole status at offset of the host file: sets *is_data and *len, the
@@ -288,35 +317,35 @@ int lock_image (struct image *img, unsigned open_flags);
  * create does: refused (EBUSY) while anyone reads or writes it. */
 int lock_for_create (int fd, const char *filename);
 
-/* ---- shared by the drivers (image.c) ------------------------------------ */
-
-/* ---- the file's length ahead of its allocations (image.c) -------------- */
+/* ---- the file's length ahead of its allocations (hostfile.c) ------------ */
 
 /* Drivers append clusters at the end of the file (file_end) and keep the
  * host file's length (*length) ahead of it, grown by ftruncate in steps
  * of at least 1 MiB: new clusters then lie inside the file and read as
  * zeros (a hole) where nothing is written, with one ftruncate per step
  * instead of a write per allocation.  Called with the driver's lock. */
-int image_grow_file (struct image *img, uint64_t *length, uint64_t end,
-                     uint64_t cluster_size);
-/* Cuts the file back to end where it was grown past it (a clean close),
- * synced.  Called with the driver's lock. */
-int image_trim_file (struct image *img, uint64_t *length, uint64_t end);
+int host_grow_file (struct image *img, uint64_t *length, uint64_t end,
+                    uint64_t cluster_size);
+/* Cuts the file back to end where it was grown past it (a clean close).
+ * Called with the driver's lock; the caller syncs after releasing it. */
+int host_trim_file (struct image *img, uint64_t *length, uint64_t end);
+
+/* ---- creating images (create.c) --------------------------------------- */
 
 /* Opens filename for a driver's create: O_CREAT|O_TRUNC|O_RDWR. */
-int image_create_file (const char *filename);
+int create_new_file (const char *filename);
 /* The end of every driver's create, once its metadata is written: the
  * file extended to `end`, [data, data + data_bytes) preallocated as
  * opts->prealloc asks (falloc, full, with progress), everything synced. */
-int image_create_finish (int fd, const char *filename, uint64_t end,
-                         uint64_t data, uint64_t data_bytes,
-                         const struct image_create_opts *opts);
+int create_finish (int fd, const char *filename, uint64_t end,
+                   uint64_t data, uint64_t data_bytes,
+                   const struct image_create_opts *opts);
 /* Opens the backing file a create names (resolved against filename's
  * directory, read-only, not its own backing chain) for its size and its
  * format's name (a static string).  Errors say "FILE: backing file: ...". */
-int image_inspect_backing (const char *filename,
-                           const struct image_create_opts *opts,
-                           uint64_t *size, const char **format);
+int create_inspect_backing (const char *filename,
+                            const struct image_create_opts *opts,
+                            uint64_t *size, const char **format);
 /* ---- probing safety (probe.c) ------------------------------------------ */
 
 /* Internal image_open flags, set by image.c on the backing images it
@@ -325,9 +354,12 @@ int image_inspect_backing (const char *filename,
                                            records no backing format */
 #define IMAGE_OPEN_QED_REFERRER   0x200 /* ... and it is QED */
 
+/* The driver of that name, or NULL.  (chain.c) */
+const struct driver *chain_driver (const char *name);
+
 /* The driver whose magic starts buf (len may be short): raw if none.
  * (image.c) */
-const struct driver *image_probe_buf (const uint8_t *buf, size_t len);
+const struct driver *chain_probe_buf (const uint8_t *buf, size_t len);
 
 /* After drv->open: a writable image whose format opts did not name and
  * which probed as raw gets its guard, and a warning.  */
@@ -354,7 +386,7 @@ int probe_check_backing (struct image *img, unsigned flags,
                          const char *referrer);
 
 /* Gives a warning through the front end's image_set_warn function. */
-void image_warn (const char *fmt, ...)
+void engine_warn (const char *fmt, ...)
   __attribute__ ((format (printf, 1, 2)));
 
 /* Default metadata cache size in bytes. */

@@ -139,7 +139,7 @@ locks_unsupported (int e)
 static int
 lock_sys_error (const char *filename, int e)
 {
-  return image_err (e, "%s: taking the image locks: %s", filename,
+  return error_set (e, "%s: taking the image locks: %s", filename,
                     strerror (e));
 }
 
@@ -148,7 +148,7 @@ lock_sys_error (const char *filename, int e)
 static int
 lock_in_use (const char *filename, bool held_by_other, int bit)
 {
-  return image_err (EBUSY, "%s: image is in use (locked by another "
+  return error_set (EBUSY, "%s: image is in use (locked by another "
                     "process); another process %s %s%s", filename,
                     held_by_other ? "has it open to" : "does not let others",
                     perm_verbs[bit], held_by_other ? "" : " it");

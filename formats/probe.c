@@ -78,7 +78,7 @@ image_set_warn (image_warn_fn fn)
 }
 
 void
-image_warn (const char *fmt, ...)
+engine_warn (const char *fmt, ...)
 {
   char msg[1024];
   va_list ap;
@@ -108,12 +108,12 @@ probe_guard_open (struct image *img, const struct image_open_opts *opts)
     return 0;
   img->guard = malloc (sizeof *img->guard);
   if (img->guard == NULL)
-    return image_errf (img, ENOMEM, "out of memory");
+    return error_file (img, ENOMEM, "out of memory");
   pthread_mutex_init (&img->guard->lock, NULL);
-  image_warn ("%s: no format given and probing guessed raw; probing raw "
-              "images is unsafe, so writes that would make its first "
-              "sector look like another format are refused (give the "
-              "format raw explicitly to lift this)", img->filename);
+  engine_warn ("%s: no format given and probing guessed raw; probing raw "
+               "images is unsafe, so writes that would make its first "
+               "sector look like another format are refused (give the "
+               "format raw explicitly to lift this)", img->filename);
   return 0;
 }
 
@@ -157,9 +157,9 @@ check_sector0 (struct image *img, enum probe_op op, const void *buf,
     memcpy (sector + offset, buf, len);
   else
     memset (sector + offset, 0, len);
-  drv = image_probe_buf (sector, n);
+  drv = chain_probe_buf (sector, n);
   if (drv != &raw_driver)
-    return image_errf (img, EPERM, "%s of %" PRIu64 " bytes at offset %"
+    return error_file (img, EPERM, "%s of %" PRIu64 " bytes at offset %"
                        PRIu64 " refused: the first sector would then probe "
                        "as %s, and this image's format was probed as raw "
                        "(give the format raw explicitly to allow it)",
@@ -208,7 +208,7 @@ probe_check_backing (struct image *img, unsigned flags, const char *referrer)
     return 0;
   if (qed_referrer && img->drv == &qed_driver)
     return 0;
-  return image_err (EINVAL, "%s: backing file %s probes as %s with a "
+  return error_set (EINVAL, "%s: backing file %s probes as %s with a "
                     "backing file of its own (%s), which is not followed "
                     "when the format is only probed; %s%s%s",
                     referrer, img->filename, img->drv->name,

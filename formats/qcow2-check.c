@@ -61,7 +61,7 @@ struct check {
 };
 
 /* A finding, to the caller's report function. */
-#define say(c, ...) image_report ((c)->report, (c)->opaque, __VA_ARGS__)
+#define say(c, ...) check_report ((c)->report, (c)->opaque, __VA_ARGS__)
 
 /* Counts one reference to every cluster of [offset, offset + len). */
 static void
@@ -102,7 +102,7 @@ fix_error (struct check *c, bool fixable)
 
 /* The subcluster bitmap of an extended entry must fit the entry. */
 static bool
-bitmap_ok (struct qcow2 *q, enum qcow2_kind k, uint64_t e, uint64_t bm)
+bitmap_ok (struct qcow2 *q, enum cow_kind k, uint64_t e, uint64_t bm)
 {
   uint32_t alloc = (uint32_t) bm, zero = (uint32_t) (bm >> 32);
 
@@ -128,7 +128,7 @@ check_entry (struct check *c, struct l2_walk *w, struct mc_entry *l2,
   uint64_t guest = ((w->l1_index << q->l2_bits) + j) << q->cluster_bits;
   bool fixable = w->active && w->exclusive;
   const char *why;
-  enum qcow2_kind k;
+  enum cow_kind k;
 
   if ((e & QCOW2_COMPRESSED) && (e & QCOW2_COPIED)) {
     say (c, "%s cluster at offset %" PRIu64 ": COPIED set on a "
@@ -345,7 +345,7 @@ fix_refcount (struct check *c, uint64_t k, uint64_t value)
   if (qcow2_set_refcount (q, k, value) == -1)
     return -1;
   if (value == 0) {
-    image_host_may_have_holes (q->img);
+    host_may_have_holes (q->img);
     host_punch_hole (q->img->fd, q->cluster_size, k << q->cluster_bits);
   }
   return 0;
@@ -451,7 +451,7 @@ check_copied_l2 (struct check *c, uint64_t l2_offset)
   for (j = 0; j < q->l2_entries; j++) {
     uint64_t e = qcow2_l2_get (q, l2, j), n;
     const char *why;
-    enum qcow2_kind k = qcow2_entry_kind (q, e, c->file_end, &why);
+    enum cow_kind k = qcow2_entry_kind (q, e, c->file_end, &why);
     if ((k != Q_DATA && k != Q_ZERO) || !(e & QCOW2_OFFSET_MASK))
       continue;
     n = check_copied (c, e, e & QCOW2_OFFSET_MASK, "data cluster: l2_entry",
@@ -492,10 +492,12 @@ write_fixes (struct check *c)
   struct qcow2 *q = c->q;
 
   if (c->l1_changed || c->reft_changed) {
-    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
-    if (qcow2_write_table_pages (q, &q->l1) == -1 ||
-        qcow2_write_table_pages (q, &q->reftable) == -1 ||
-        qcow2_sync (q) == -1)
+    int r;
+    pthread_mutex_lock (&q->lock);
+    r = qcow2_write_table_pages (q, &q->l1) == -1 ||
+        qcow2_write_table_pages (q, &q->reftable) == -1 ? -1 : 0;
+    pthread_mutex_unlock (&q->lock);
+    if (r == -1 || qcow2_sync (q) == -1)
       return -1;
   }
   if (qcow2_writeback_wbl (q, true) == -1 ||
@@ -556,12 +558,12 @@ qcow2_check (struct image *img, unsigned flags,
       (qcow2_writeback (q, true) == -1 || qcow2_writeback (q, true) == -1))
     return -1;
   if (host_file_size (img->fd, &file_size) == -1)
-    return image_err_sys (img, "stat");
+    return error_syscall (img, "stat");
   c.file_end = MAX (q->file_end, ROUND_UP (file_size, q->cluster_size));
   c.nclusters = c.file_end >> q->cluster_bits;
   c.refs = calloc (c.nclusters ? c.nclusters : 1, sizeof *c.refs);
   if (c.refs == NULL)
-    return image_errf (img, ENOMEM, "out of memory for %" PRIu64
+    return error_file (img, ENOMEM, "out of memory for %" PRIu64
                        " reference counts", c.nclusters);
   {
     ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->writeback_lock);

@@ -38,7 +38,7 @@ qcow2_zcache_init (struct qcow2 *q)
   /* Up to 2 * cluster_size bytes of sectors (csize_mask + 1 of them). */
   q->zc.in = malloc ((q->csize_mask + 1) * 512);
   if (q->zc.data == NULL || q->zc.in == NULL)
-    return image_errf (q->img, ENOMEM, "out of memory");
+    return error_file (q->img, ENOMEM, "out of memory");
   return 0;
 }
 
@@ -111,7 +111,7 @@ decompress (struct qcow2 *q, uint64_t entry, uint8_t *out)
 
   qcow2_compressed_range (q, entry, &off, &len);
   if (host_pread (q->img->fd, q->zc.in, len, off) == -1)
-    return image_errf (q->img, errno, "reading compressed cluster at 0x%"
+    return error_file (q->img, errno, "reading compressed cluster at 0x%"
                        PRIx64 ": %s", off, strerror (errno));
 #ifdef HAVE_ZSTD
   if (q->h.compression_type == QCOW2_COMPRESSION_ZSTD)
@@ -120,7 +120,7 @@ decompress (struct qcow2 *q, uint64_t entry, uint8_t *out)
 #endif
     r = inflate_zlib (q->zc.in, len, out, q->cluster_size);
   if (r == -1)
-    return image_errf (q->img, EIO, "compressed cluster at 0x%" PRIx64
+    return error_file (q->img, EIO, "compressed cluster at 0x%" PRIx64
                        " (%" PRIu64 " bytes) does not decompress to one "
                        "cluster: run cowbd-img check", off, len);
   return 0;

@@ -150,23 +150,23 @@ parse_options (const char *filename, const struct image_create_opts *o,
 
   if (!is_power_of_2 (cs) ||
       (msg = qcow2_geometry_error (log_2_bits (cs), 0)) != NULL)
-    return image_err (EINVAL, "%s: cluster_size must be a power of two "
+    return error_set (EINVAL, "%s: cluster_size must be a power of two "
                       "from 512 to 2097152", filename);
   if (strcmp (compat, "1.1") == 0 || strcmp (compat, "v3") == 0)
     v3 = true;
   else if (strcmp (compat, "0.10") == 0 || strcmp (compat, "v2") == 0)
     v3 = false;
   else
-    return image_err (EINVAL, "%s: compat must be 0.10 or 1.1, not '%s'",
+    return error_set (EINVAL, "%s: compat must be 0.10 or 1.1, not '%s'",
                       filename, compat);
   if (!is_power_of_2 (bits) || bits > 64)
-    return image_err (EINVAL, "%s: refcount_bits must be a power of two "
+    return error_set (EINVAL, "%s: refcount_bits must be a power of two "
                       "from 1 to 64", filename);
   if (!v3 && (bits != 16 || o->lazy_refcounts > 0))
-    return image_err (EINVAL, "%s: lazy_refcounts and refcount_bits other "
+    return error_set (EINVAL, "%s: lazy_refcounts and refcount_bits other "
                       "than 16 need compat=1.1", filename);
   if (o->table_size)
-    return image_err (EINVAL, "%s: format qcow2 has no table_size option",
+    return error_set (EINVAL, "%s: format qcow2 has no table_size option",
                       filename);
   p->cs = cs;
   p->h.magic = QCOW2_MAGIC;
@@ -188,13 +188,13 @@ inspect_backing (const char *filename, const struct image_create_opts *o,
 
   p->backing = o->backing_file;
   if (strlen (p->backing) > QCOW2_MAX_BACKING_NAME)
-    return image_err (EINVAL, "%s: backing file name longer than %d bytes",
+    return error_set (EINVAL, "%s: backing file name longer than %d bytes",
                       filename, QCOW2_MAX_BACKING_NAME);
   if (o->prealloc != IMAGE_PREALLOC_OFF)
-    return image_err (EINVAL, "%s: preallocation and a backing file cannot "
+    return error_set (EINVAL, "%s: preallocation and a backing file cannot "
                       "be combined (preallocated clusters would hide the "
                       "backing file)", filename);
-  if (image_inspect_backing (filename, o, &bsize, &p->backing_format) == -1)
+  if (create_inspect_backing (filename, o, &bsize, &p->backing_format) == -1)
     return -1;
   if (*size == 0)
     *size = bsize;
@@ -222,7 +222,7 @@ size_refcounts (const char *filename, struct plan *p, bool prealloc)
     if (rb == p->rb && rt == p->rt) {
       p->total = total;
       if (p->rt * p->cs > QCOW2_MAX_REFTABLE_BYTES)
-        return image_err (EINVAL, "%s: the image is too large for "
+        return error_set (EINVAL, "%s: the image is too large for "
                           "cluster_size %" PRIu64 " (its refcount table "
                           "would exceed 8 MiB)", filename, p->cs);
       return 0;
@@ -230,7 +230,7 @@ size_refcounts (const char *filename, struct plan *p, bool prealloc)
     p->rb = MAX (rb, (uint64_t) 1);
     p->rt = MAX (rt, (uint64_t) 1);
   }
-  return image_err (EINVAL, "%s: cannot size the refcount table", filename);
+  return error_set (EINVAL, "%s: cannot size the refcount table", filename);
 }
 
 static int
@@ -241,12 +241,12 @@ plan_layout (const char *filename, struct plan *p, uint64_t size,
 
   /* The guest size is kept in whole 512-byte sectors, as qemu-img does. */
   if (!round_up_checked (size, 512, &size) || size > INT64_MAX)
-    return image_err (EINVAL, "%s: size %" PRIu64 " is too large", filename,
+    return error_set (EINVAL, "%s: size %" PRIu64 " is too large", filename,
                       size);
   p->h.size = size;
   p->l1_entries = qcow2_l1_entries_for (size, p->h.cluster_bits, l2_bits);
   if (p->l1_entries * 8 > QCOW2_MAX_L1_BYTES)
-    return image_err (EINVAL, "%s: size %" PRIu64 " is too large for "
+    return error_set (EINVAL, "%s: size %" PRIu64 " is too large for "
                       "cluster_size %" PRIu64, filename, size, p->cs);
   p->l1_clusters = MAX (DIV_ROUND_UP (p->l1_entries * 8, p->cs),
                         (uint64_t) 1);
@@ -266,7 +266,7 @@ plan_layout (const char *filename, struct plan *p, uint64_t size,
 static int
 write_err (const char *filename, const char *what)
 {
-  return image_err (errno, "%s: writing the %s: %s", filename, what,
+  return error_set (errno, "%s: writing the %s: %s", filename, what,
                     strerror (errno));
 }
 
@@ -278,13 +278,13 @@ write_header (int fd, const char *filename, struct plan *p)
   size_t used = 0;
 
   if (b == NULL)
-    return image_err (ENOMEM, "%s: out of memory", filename);
+    return error_set (ENOMEM, "%s: out of memory", filename);
   if (hl + n < p->cs)
     used = qcow2_encode_extensions (b + hl, p->cs - hl - n,
                                     p->backing_format, NULL, 0,
                                     p->h.version >= 3);
   if (used == 0)
-    return image_err (EINVAL, "%s: the backing file name does not fit in "
+    return error_set (EINVAL, "%s: the backing file name does not fit in "
                       "the header cluster", filename);
   if (n) {
     p->h.backing_file_offset = hl + used;
@@ -308,7 +308,7 @@ write_refcounts (int fd, const char *filename, const struct plan *p)
   CLEANUP_FREE uint8_t *b = malloc (p->cs);
 
   if (b == NULL)
-    return image_err (ENOMEM, "%s: out of memory", filename);
+    return error_set (ENOMEM, "%s: out of memory", filename);
   for (k = 0; k < p->rb; k++) {
     memset (b, 0, p->cs);
     for (i = 0; i < per_block && k * per_block + i < p->total; i++) {
@@ -346,7 +346,7 @@ write_mapping (int fd, const char *filename, const struct plan *p,
   CLEANUP_FREE uint8_t *l2 = malloc (p->cs);
 
   if (l1 == NULL || l2 == NULL)
-    return image_err (ENOMEM, "%s: out of memory", filename);
+    return error_set (ENOMEM, "%s: out of memory", filename);
   for (t = 0; prealloc && t < p->l2_tables; t++) {
     uint64_t off = l2_start + t * p->cs;
     memset (l2, 0, p->cs);
@@ -374,8 +374,8 @@ write_image (int fd, const char *filename, struct plan *p,
       write_refcounts (fd, filename, p) == -1 ||
       write_mapping (fd, filename, p, prealloc, &data) == -1)
     return -1;
-  return image_create_finish (fd, filename, p->total * p->cs, data,
-                              data_bytes, o);
+  return create_finish (fd, filename, p->total * p->cs, data,
+                        data_bytes, o);
 }
 
 int
@@ -391,13 +391,13 @@ qcow2_create (const char *filename, const struct image_create_opts *opts)
       opts->no_backing_check) {
     /* qemu-img create -u: the backing file need not exist. */
     if (size == 0)
-      return image_err (EINVAL, "%s: a size is needed when the backing "
+      return error_set (EINVAL, "%s: a size is needed when the backing "
                         "file is not opened", filename);
     if (opts->prealloc != IMAGE_PREALLOC_OFF)
-      return image_err (EINVAL, "%s: preallocation and a backing file "
+      return error_set (EINVAL, "%s: preallocation and a backing file "
                         "cannot be combined", filename);
     if (strlen (opts->backing_file) > QCOW2_MAX_BACKING_NAME)
-      return image_err (EINVAL, "%s: backing file name longer than %d "
+      return error_set (EINVAL, "%s: backing file name longer than %d "
                         "bytes", filename, QCOW2_MAX_BACKING_NAME);
     p.backing = opts->backing_file;
   }
@@ -410,11 +410,11 @@ qcow2_create (const char *filename, const struct image_create_opts *opts)
                    opts->prealloc != IMAGE_PREALLOC_OFF) == -1)
     return -1;
 
-  fd = image_create_file (filename);
+  fd = create_new_file (filename);
   if (fd == -1)
     return -1;
   r = write_image (fd, filename, &p, opts);
   if (close (fd) == -1 && r == 0)
-    r = image_err (errno, "%s: close: %s", filename, strerror (errno));
+    r = error_set (errno, "%s: close: %s", filename, strerror (errno));
   return r;
 }

@@ -122,10 +122,10 @@ qcow2_get_rb (struct qcow2 *q, uint64_t offset, struct mc_entry **ep)
   if (e == NULL) {
     e = mc_insert (q->rb_cache, offset);
     if (e == NULL)
-      return image_errf (q->img, ENOMEM, "out of memory for a refcount "
+      return error_file (q->img, ENOMEM, "out of memory for a refcount "
                          "block");
     if (host_pread (q->img->fd, e->t.data, q->cluster_size, offset) == -1) {
-      int r = image_errf (q->img, errno, "reading refcount block at 0x%"
+      int r = error_file (q->img, errno, "reading refcount block at 0x%"
                           PRIx64 ": %s", offset, strerror (errno));
       mc_remove (q->rb_cache, e);
       return r;
@@ -153,7 +153,7 @@ block_of (struct qcow2 *q, uint64_t c, struct mc_entry **ep)
     return 0;
   why = qcow2_reft_entry_error (q, entry, q->file_end);
   if (why)
-    return image_errf (q->img, EIO, "refcount table entry %" PRIu64 " (0x%"
+    return error_file (q->img, EIO, "refcount table entry %" PRIu64 " (0x%"
                        PRIx64 ") is invalid: %s: run cowbd-img check -r all",
                        idx, entry, why);
   return qcow2_get_rb (q, entry & ~QCOW2_REFT_RESERVED, ep);
@@ -179,7 +179,7 @@ qcow2_set_refcount (struct qcow2 *q, uint64_t c, uint64_t value)
   if (block_of (q, c, &e) == -1)
     return -1;
   if (e == NULL)
-    return image_errf (q->img, EIO, "no refcount block covers cluster %"
+    return error_file (q->img, EIO, "no refcount block covers cluster %"
                        PRIu64, c);
   qcow2_rb_set (q, &e->t, c & ((1ULL << q->rb_bits) - 1), value);
   return 0;
@@ -206,7 +206,7 @@ qcow2_covered (struct qcow2 *q, uint64_t offset, uint64_t length)
 static int
 grow_file (struct qcow2 *q, uint64_t end)
 {
-  return image_grow_file (q->img, &q->file_length, end, q->cluster_size);
+  return host_grow_file (q->img, &q->file_length, end, q->cluster_size);
 }
 
 int64_t
@@ -226,8 +226,8 @@ qcow2_alloc_clusters (struct qcow2 *q, uint64_t n)
   return (int64_t) host;
 }
 
-int
-qcow2_truncate_free_tail (struct qcow2 *q)
+static int
+cut_free_tail (struct qcow2 *q)
 {
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
   uint64_t k = q->file_end >> q->cluster_bits, v = 0, end;
@@ -242,10 +242,21 @@ qcow2_truncate_free_tail (struct qcow2 *q)
   end = k << q->cluster_bits;
   if (end >= q->file_length && end >= q->file_end)
     return 0;
-  if (ftruncate (q->img->fd, (off_t) end) == -1 ||
-      host_sync (q->img->fd) == -1)
-    return image_err_sys (q->img, "truncating free clusters");
+  if (ftruncate (q->img->fd, (off_t) end) == -1)
+    return error_syscall (q->img, "truncating free clusters");
   q->file_end = q->file_length = end;
+  return 0;
+}
+
+/* The file cut after its last referenced cluster, synced without
+ * q->lock. */
+int
+qcow2_truncate_free_tail (struct qcow2 *q)
+{
+  if (cut_free_tail (q) == -1)
+    return -1;
+  if (cow_sync (&q->cow) == -1)
+    return error_syscall (q->img, "truncating free clusters");
   return 0;
 }
 
@@ -319,7 +330,7 @@ plan_growth (struct qcow2 *q, uint64_t lo, uint64_t len, uint64_t extra,
       uint64_t entries = MAX (last + 1, 2 * q->reftable_entries);
       nt = DIV_ROUND_UP (entries * 8, cs);
       if (nt * cs > QCOW2_MAX_REFTABLE_BYTES)
-        return image_errf (q->img, EFBIG, "the refcount table would grow "
+        return error_file (q->img, EFBIG, "the refcount table would grow "
                            "past 8 MiB: the image is too large for its "
                            "cluster size");
       g->table_entries = nt * cs / 8;
@@ -327,14 +338,14 @@ plan_growth (struct qcow2 *q, uint64_t lo, uint64_t len, uint64_t extra,
     if (nb == g->nb && nt == g->nt) {
       g->idx = calloc (nb ? nb : 1, sizeof *g->idx);
       if (g->idx == NULL)
-        return image_errf (q->img, ENOMEM, "out of memory");
+        return error_file (q->img, ENOMEM, "out of memory");
       uncovered (q, lo, len, g->a, end, g->idx);
       return 0;
     }
     g->nb = nb;
     g->nt = nt;
   }
-  return image_errf (q->img, EIO, "could not size a refcount table growth");
+  return error_file (q->img, EIO, "could not size a refcount table growth");
 }
 
 /* The index of the new block (0..nb-1) holding table index ti, or -1. */
@@ -376,11 +387,11 @@ write_area (struct qcow2 *q, const struct growth *g, const uint8_t *blocks,
   uint64_t cs = q->cluster_size;
 
   if (g->nb && host_pwrite (q->img->fd, blocks, g->nb * cs, g->a) == -1)
-    return image_errf (q->img, errno, "writing refcount blocks at 0x%"
+    return error_file (q->img, errno, "writing refcount blocks at 0x%"
                        PRIx64 ": %s", g->a, strerror (errno));
   if (g->nt && host_pwrite (q->img->fd, table, g->nt * cs,
                             g->a + g->nb * cs) == -1)
-    return image_errf (q->img, errno, "writing a refcount table at 0x%"
+    return error_file (q->img, errno, "writing a refcount table at 0x%"
                        PRIx64 ": %s", g->a + g->nb * cs, strerror (errno));
   return 0;
 }
@@ -411,7 +422,7 @@ link_area (struct qcow2 *q, const struct growth *g, uint8_t *table,
     struct mc_table nt = { 0 };
 
     if (mc_table_init (&nt, g->a + g->nb * cs, g->nt * cs) == -1)
-      return image_errf (q->img, ENOMEM, "out of memory");
+      return error_file (q->img, ENOMEM, "out of memory");
     memcpy (nt.data, table, g->nt * cs);
     {
       ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->header_lock);
@@ -486,7 +497,7 @@ grow (struct qcow2 *q, uint64_t lo, uint64_t len, uint64_t extra)
     table = calloc (g.nt ? g.nt : 1, cs);
     if (blocks == NULL || table == NULL) {
       free (g.idx);
-      return image_errf (q->img, ENOMEM, "out of memory");
+      return error_file (q->img, ENOMEM, "out of memory");
     }
     r = grow_file (q, g.a + (g.nb + g.nt) * cs);
     if (r == 0) {

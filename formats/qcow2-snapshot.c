@@ -50,7 +50,7 @@ qcow2_free_snapshots (struct qcow2 *q)
 static int
 bad_entry (struct qcow2 *q, uint32_t i, uint64_t pos, const char *what)
 {
-  return image_errf (q->img, EINVAL, "snapshot table: entry %" PRIu32
+  return error_file (q->img, EINVAL, "snapshot table: entry %" PRIu32
                      " at 0x%" PRIx64 ": %s", i, pos, what);
 }
 
@@ -68,7 +68,7 @@ read_entry (struct qcow2 *q, uint32_t i, uint64_t *pos, uint64_t limit,
   if (RANGE_OUTSIDE (*pos, (uint64_t) SNAPSHOT_ENTRY_BYTES, limit))
     return bad_entry (q, i, *pos, "lies past end of file or beyond 64 MiB");
   if (host_pread (q->img->fd, e, sizeof e, *pos) == -1)
-    return image_err_sys (q->img, "reading the snapshot table");
+    return error_syscall (q->img, "reading the snapshot table");
   sn->l1_table_offset = be64_load (e);
   sn->l1_size = be32_load (e + 8);
   id_len = be16_load (e + 12);
@@ -92,17 +92,17 @@ read_entry (struct qcow2 *q, uint32_t i, uint64_t *pos, uint64_t limit,
                       "end of file");
   strings = malloc ((size_t) id_len + name_len + 1);
   if (strings == NULL)
-    return image_errf (q->img, ENOMEM, "out of memory");
+    return error_file (q->img, ENOMEM, "out of memory");
   if (host_pread (q->img->fd, strings, (size_t) id_len + name_len,
                   *pos + SNAPSHOT_ENTRY_BYTES + extra) == -1) {
     free (strings);
-    return image_err_sys (q->img, "reading the snapshot table");
+    return error_syscall (q->img, "reading the snapshot table");
   }
   sn->id = strndup (strings, id_len);
   sn->name = strndup (strings + id_len, name_len);
   free (strings);
   if (sn->id == NULL || sn->name == NULL)
-    return image_errf (q->img, ENOMEM, "out of memory");
+    return error_file (q->img, ENOMEM, "out of memory");
   *pos += ROUND_UP (len, 8);
   return 0;
 }
@@ -116,18 +116,18 @@ qcow2_read_snapshots (struct qcow2 *q, uint64_t file_size)
   if (n == 0)
     return 0;
   if (n > QCOW2_MAX_SNAPSHOTS)
-    return image_errf (q->img, EINVAL, "snapshot table: %" PRIu32
+    return error_file (q->img, EINVAL, "snapshot table: %" PRIu32
                        " snapshots (at most %d)", n, QCOW2_MAX_SNAPSHOTS);
   if (!IS_ALIGNED (start, q->cluster_size) || start == 0 ||
       start >= file_size)
-    return image_errf (q->img, EINVAL, "snapshot table at 0x%" PRIx64
+    return error_file (q->img, EINVAL, "snapshot table at 0x%" PRIx64
                        " is misaligned or lies past end of file", start);
   limit = file_size;
   if (limit - start > QCOW2_MAX_SNAPSHOTS_BYTES)
     limit = start + QCOW2_MAX_SNAPSHOTS_BYTES;
   q->snapshots = calloc (n, sizeof *q->snapshots);
   if (q->snapshots == NULL)
-    return image_errf (q->img, ENOMEM, "out of memory");
+    return error_file (q->img, ENOMEM, "out of memory");
   for (i = 0; i < n; i++)
     if (read_entry (q, i, &pos, limit, file_size) == -1)
       return -1;

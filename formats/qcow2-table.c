@@ -58,7 +58,7 @@ qcow2_compressed_range (const struct qcow2 *q, uint64_t entry,
   *length = sectors * 512 - (coffset & 511);
 }
 
-static enum qcow2_kind
+static enum cow_kind
 compressed_kind (const struct qcow2 *q, uint64_t entry, uint64_t file_end,
                  const char **why)
 {
@@ -93,7 +93,7 @@ host_offset_error (const struct qcow2 *q, uint64_t off, uint64_t file_end)
   return NULL;
 }
 
-enum qcow2_kind
+enum cow_kind
 qcow2_entry_kind (const struct qcow2 *q, uint64_t entry, uint64_t file_end,
                   const char **why)
 {
@@ -182,10 +182,10 @@ qcow2_get_l2 (struct qcow2 *q, uint64_t l2_offset, struct mc_entry **ep)
   if (e == NULL) {
     e = mc_insert (q->l2_cache, l2_offset);
     if (e == NULL)
-      return image_errf (q->img, ENOMEM, "out of memory for an L2 table");
+      return error_file (q->img, ENOMEM, "out of memory for an L2 table");
     if (host_pread (q->img->fd, e->t.data, q->cluster_size, l2_offset)
         == -1) {
-      int r = image_errf (q->img, errno, "reading L2 table at 0x%" PRIx64
+      int r = error_file (q->img, errno, "reading L2 table at 0x%" PRIx64
                           ": %s", l2_offset, strerror (errno));
       mc_remove (q->l2_cache, e);
       return r;
@@ -205,7 +205,7 @@ qcow2_drop_ref (struct qcow2 *q, uint64_t offset, uint64_t length,
     size_t na = q->alloc_frees ? 2 * q->alloc_frees : 64;
     struct qcow2_free *n = realloc (q->frees, na * sizeof *n);
     if (n == NULL)
-      return image_errf (q->img, ENOMEM, "out of memory");
+      return error_file (q->img, ENOMEM, "out of memory");
     q->frees = n;
     q->alloc_frees = na;
   }
@@ -276,8 +276,9 @@ apply_frees (struct qcow2 *q, struct qcow2_free *f, size_t n,
 int
 qcow2_sync (struct qcow2 *q)
 {
-  if (host_sync (q->img->fd) == -1)
-    return image_err_sys (q->img, "fdatasync");
+  cow_assert_not_held (&q->lock);
+  if (cow_sync (&q->cow) == -1)
+    return error_syscall (q->img, "fdatasync");
   return 0;
 }
 
@@ -287,7 +288,7 @@ write_fn (void *opaque, const void *buf, size_t len, uint64_t offset)
   struct qcow2 *q = opaque;
 
   if (host_pwrite (q->img->fd, buf, len, offset) == -1)
-    return image_errf (q->img, errno, "writing metadata at 0x%" PRIx64
+    return error_file (q->img, errno, "writing metadata at 0x%" PRIx64
                        ": %s", offset, strerror (errno));
   return 0;
 }
@@ -299,7 +300,7 @@ snapshot_cache (struct qcow2 *q, struct mc_snapshot *snap,
                 struct metacache *mc)
 {
   if (mc_snapshot_cache (snap, mc) == -1)
-    return image_errf (q->img, ENOMEM, "out of memory");
+    return error_file (q->img, ENOMEM, "out of memory");
   return 0;
 }
 
@@ -310,7 +311,7 @@ qcow2_write_refblocks (struct qcow2 *q)
   int r;
 
   if (snap == NULL)
-    return image_errf (q->img, ENOMEM, "out of memory");
+    return error_file (q->img, ENOMEM, "out of memory");
   pthread_mutex_lock (&q->lock);
   r = snapshot_cache (q, snap, q->rb_cache);
   pthread_mutex_unlock (&q->lock);
@@ -334,7 +335,7 @@ qcow2_write_table_pages (struct qcow2 *q, struct mc_table *t)
   int r = -1;
 
   if (s == NULL || mc_snapshot_add (s, t) == -1)
-    image_errf (q->img, ENOMEM, "out of memory");
+    error_file (q->img, ENOMEM, "out of memory");
   else if (mc_snapshot_empty (s))
     r = 0;
   else if ((r = mc_snapshot_write (s, write_fn, q)) == -1)
@@ -357,7 +358,7 @@ wb_take (struct qcow2 *q, struct wb *w, bool force)
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
 
   if (q->broken)
-    return image_errf (q->img, EIO, "an earlier metadata write failed; "
+    return error_file (q->img, EIO, "an earlier metadata write failed; "
                        "the image needs a check");
   w->with_rb = force || !q->lazy || mc_over_budget (q->rb_cache);
   if (w->with_rb && snapshot_cache (q, w->rb, q->rb_cache) == -1)
@@ -408,7 +409,7 @@ qcow2_writeback_wbl (struct qcow2 *q, bool force)
   int r = -1;
 
   if (w.rb == NULL || w.l2 == NULL)
-    image_errf (q->img, ENOMEM, "out of memory");
+    error_file (q->img, ENOMEM, "out of memory");
   else if (wb_take (q, &w, force) == 0) {
     r = 0;
     if (w.with_rb && !mc_snapshot_empty (w.rb))
@@ -425,7 +426,7 @@ qcow2_writeback_wbl (struct qcow2 *q, bool force)
     wb_finish (q, &w, r, &punch, &npunch);
     /* Rule 6: the tables that dropped these clusters are durable. */
     if (npunch)
-      image_host_may_have_holes (q->img);
+      host_may_have_holes (q->img);
     for (i = 0; i < npunch; i++)
       host_punch_hole (q->img->fd, punch[i].length, punch[i].offset);
     free (punch);
@@ -529,7 +530,7 @@ copy_table (struct qcow2 *q, uint64_t old)
     return NULL;
   copy = malloc (q->cluster_size);
   if (copy == NULL) {
-    image_errf (q->img, ENOMEM, "out of memory");
+    error_file (q->img, ENOMEM, "out of memory");
     return NULL;
   }
   memcpy (copy, e->t.data, q->cluster_size);
@@ -563,7 +564,7 @@ qcow2_cow_l2 (struct qcow2 *q, uint64_t l1_index)
   if (t == -1)
     return -1;
   if (host_pwrite (q->img->fd, copy, q->cluster_size, (uint64_t) t) == -1)
-    return image_errf (q->img, errno, "writing a copy of L2 table 0x%"
+    return error_file (q->img, errno, "writing a copy of L2 table 0x%"
                        PRIx64 " at 0x%" PRIx64 ": %s", old, (uint64_t) t,
                        strerror (errno));
   if (table_durable (q) == -1)

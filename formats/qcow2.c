@@ -113,8 +113,8 @@ qcow2_write_header_fields (struct qcow2 *q, size_t start, size_t len)
   memcpy (b, q->header_raw, MIN ((size_t) q->h.header_length, sizeof b));
   qcow2_header_encode (&q->h, b);
   if (host_pwrite (q->img->fd, b + start, len, start) == -1 ||
-      host_sync (q->img->fd) == -1)
-    return image_err_sys (q->img, "writing the header");
+      cow_sync (&q->cow) == -1)
+    return error_syscall (q->img, "writing the header");
   memcpy (q->header_raw + start, b + start, len);
   return 0;
 }
@@ -127,7 +127,7 @@ qcow2_write_header (struct qcow2 *q, const char *backing,
   CLEANUP_FREE uint8_t *b = calloc (1, cs);
 
   if (b == NULL)
-    return image_errf (q->img, ENOMEM, "out of memory");
+    return error_file (q->img, ENOMEM, "out of memory");
   memcpy (b, q->header_raw, q->h.header_length);
   used = 0;
   if (n <= QCOW2_MAX_BACKING_NAME && q->h.header_length + n < cs)
@@ -136,7 +136,7 @@ qcow2_write_header (struct qcow2 *q, const char *backing,
                                     n ? backing_format : NULL, q->exts,
                                     q->nr_exts, q->h.version >= 3);
   if (used == 0)
-    return image_errf (q->img, EINVAL, "the backing file name and the "
+    return error_file (q->img, EINVAL, "the backing file name and the "
                        "header extensions do not fit in the header cluster "
                        "(%zu bytes)", cs);
   q->h.backing_file_offset = n ? q->h.header_length + used : 0;
@@ -145,8 +145,8 @@ qcow2_write_header (struct qcow2 *q, const char *backing,
     memcpy (b + q->h.header_length + used, backing, n);
   qcow2_header_encode (&q->h, b);
   if (host_pwrite (q->img->fd, b, cs, 0) == -1 ||
-      host_sync (q->img->fd) == -1)
-    return image_err_sys (q->img, "writing the header");
+      cow_sync (&q->cow) == -1)
+    return error_syscall (q->img, "writing the header");
   memcpy (q->header_raw, b, cs);
   return 0;
 }
@@ -237,32 +237,33 @@ validate_header (struct qcow2 *q, uint64_t file_size)
   const char *msg;
 
   if (h->magic != QCOW2_MAGIC)
-    return image_errf (img, EINVAL, "bad magic: not a qcow2 image");
+    return error_file (img, EINVAL, "bad magic: not a qcow2 image");
   if (h->version != 2 && h->version != 3)
-    return image_errf (img, ENOTSUP, "unsupported qcow2 version %" PRIu32,
+    return error_file (img, ENOTSUP, "unsupported qcow2 version %" PRIu32,
                        h->version);
   msg = qcow2_geometry_error (h->cluster_bits, h->refcount_order);
   if (msg)
-    return image_errf (img, EINVAL, "invalid header: %s (cluster_bits %"
+    return error_file (img, EINVAL, "invalid header: %s (cluster_bits %"
                        PRIu32 ", refcount_order %" PRIu32 ")", msg,
                        h->cluster_bits, h->refcount_order);
   q->cluster_bits = h->cluster_bits;
+  q->cow.cluster_bits = q->cluster_bits;
   q->cluster_size = 1ULL << h->cluster_bits;
   if (h->version >= 3 &&
       (h->header_length < QCOW2_V3_HEADER_BYTES || h->header_length % 8 ||
        h->header_length > q->cluster_size))
-    return image_errf (img, EINVAL, "invalid header: header_length %" PRIu32
+    return error_file (img, EINVAL, "invalid header: header_length %" PRIu32
                        " (a multiple of 8 from 104 to the cluster size)",
                        h->header_length);
   if (file_size < h->header_length)
-    return image_errf (img, EINVAL, "truncated header (%" PRIu64 " bytes; "
+    return error_file (img, EINVAL, "truncated header (%" PRIu64 " bytes; "
                        "the header has %" PRIu32 ")", file_size,
                        h->header_length);
   if (h->crypt_method != 0)
-    return image_errf (img, ENOTSUP, "encrypted images are not supported "
+    return error_file (img, ENOTSUP, "encrypted images are not supported "
                        "(crypt_method %" PRIu32 ")", h->crypt_method);
   if (h->size > INT64_MAX)
-    return image_errf (img, EINVAL, "invalid header: size %" PRIu64
+    return error_file (img, EINVAL, "invalid header: size %" PRIu64
                        " is too large", h->size);
   return 0;
 }
@@ -281,38 +282,38 @@ check_features (struct qcow2 *q, const struct image_open_opts *opts)
   if (unknown) {
     feature_name (q, (unsigned) __builtin_ctzll (unknown), name,
                   sizeof name);
-    return image_errf (img, ENOTSUP, "unsupported incompatible feature %s",
+    return error_file (img, ENOTSUP, "unsupported incompatible feature %s",
                        name);
   }
   if (inc & QCOW2_INCOMPAT_DATA_FILE)
-    return image_errf (img, ENOTSUP, "unsupported incompatible feature: "
+    return error_file (img, ENOTSUP, "unsupported incompatible feature: "
                        "external data file%s%s", q->data_file ? " " : "",
                        q->data_file ? q->data_file : "");
   if (!!(inc & QCOW2_INCOMPAT_COMPRESSION) != (q->h.compression_type != 0))
-    return image_errf (img, EINVAL, "invalid header: compression type bit "
+    return error_file (img, EINVAL, "invalid header: compression type bit "
                        "and compression_type %u disagree",
                        q->h.compression_type);
   if (q->h.compression_type > QCOW2_COMPRESSION_ZSTD)
-    return image_errf (img, ENOTSUP, "unsupported compression type %u",
+    return error_file (img, ENOTSUP, "unsupported compression type %u",
                        q->h.compression_type);
 #ifndef HAVE_ZSTD
   if (q->h.compression_type == QCOW2_COMPRESSION_ZSTD)
-    return image_errf (img, ENOTSUP, "compression type zstd: this program "
+    return error_file (img, ENOTSUP, "compression type zstd: this program "
                        "was built without libzstd");
 #endif
   if ((inc & QCOW2_INCOMPAT_EXTL2) && q->cluster_bits < 14)
-    return image_errf (img, EINVAL, "invalid header: extended L2 entries "
+    return error_file (img, EINVAL, "invalid header: extended L2 entries "
                        "need clusters of 16 KiB at least");
   if ((inc & QCOW2_INCOMPAT_EXTL2) && rw)
-    return image_errf (img, EROFS, "extended L2 entries (subclusters) are "
+    return error_file (img, EROFS, "extended L2 entries (subclusters) are "
                        "supported read-only: open the image read-only");
   if (q->has_bitmaps && rw)
-    return image_errf (img, EROFS, "persistent dirty bitmaps are supported "
+    return error_file (img, EROFS, "persistent dirty bitmaps are supported "
                        "read-only: open the image read-only, or remove "
                        "them with qemu-img bitmap --remove");
   if ((inc & QCOW2_INCOMPAT_CORRUPT) && rw &&
       !(opts->flags & IMAGE_OPEN_NO_REPAIR))
-    return image_errf (img, EROFS, "the image is marked corrupt: open it "
+    return error_file (img, EROFS, "the image is marked corrupt: open it "
                        "read-only, or repair it with cowbd-img check -r all");
   return 0;
 }
@@ -323,13 +324,13 @@ ext_string (struct qcow2 *q, const uint8_t *data, uint32_t len,
             const char *what, char **out)
 {
   if (len > QCOW2_MAX_EXTENSION_STRING || memchr (data, 0, len))
-    return image_errf (q->img, EINVAL, "invalid header: the %s extension "
+    return error_file (q->img, EINVAL, "invalid header: the %s extension "
                        "(%" PRIu32 " bytes) is too long or holds a NUL",
                        what, len);
   free (*out);
   *out = strndup ((const char *) data, len);
   if (*out == NULL)
-    return image_errf (q->img, ENOMEM, "out of memory");
+    return error_file (q->img, ENOMEM, "out of memory");
   return 0;
 }
 
@@ -339,13 +340,13 @@ keep_ext (struct qcow2 *q, uint32_t type, const uint8_t *data, uint32_t len)
   struct qcow2_ext *n = realloc (q->exts, (q->nr_exts + 1) * sizeof *n);
 
   if (n == NULL)
-    return image_errf (q->img, ENOMEM, "out of memory");
+    return error_file (q->img, ENOMEM, "out of memory");
   q->exts = n;
   n[q->nr_exts].type = type;
   n[q->nr_exts].len = len;
   n[q->nr_exts].data = malloc (len ? len : 1);
   if (n[q->nr_exts].data == NULL)
-    return image_errf (q->img, ENOMEM, "out of memory");
+    return error_file (q->img, ENOMEM, "out of memory");
   memcpy (n[q->nr_exts].data, data, len);
   q->nr_exts++;
   return 0;
@@ -362,7 +363,7 @@ one_extension (struct qcow2 *q, uint32_t type, const uint8_t *d,
     free (q->feature_table);
     q->feature_table = malloc (len ? len : 1);
     if (q->feature_table == NULL)
-      return image_errf (q->img, ENOMEM, "out of memory");
+      return error_file (q->img, ENOMEM, "out of memory");
     memcpy (q->feature_table, d, len);
     q->feature_table_len = len;
     return 0;
@@ -372,7 +373,7 @@ one_extension (struct qcow2 *q, uint32_t type, const uint8_t *d,
     break;
   case QCOW2_EXT_BITMAPS:
     if (len < 24)
-      return image_errf (q->img, EINVAL, "invalid header: bitmaps "
+      return error_file (q->img, EINVAL, "invalid header: bitmaps "
                          "extension of %" PRIu32 " bytes", len);
     q->has_bitmaps = true;
     q->nb_bitmaps = be32_load (d);
@@ -393,7 +394,7 @@ read_extensions (struct qcow2 *q, const uint8_t *b)
                                           : q->cluster_size;
 
   if (end > q->cluster_size || end < off)
-    return image_errf (q->img, EINVAL, "invalid header: backing file name "
+    return error_file (q->img, EINVAL, "invalid header: backing file name "
                        "offset %" PRIu64 " lies outside the header cluster "
                        "or inside the header", q->h.backing_file_offset);
   while (off + 8 <= end) {
@@ -404,7 +405,7 @@ read_extensions (struct qcow2 *q, const uint8_t *b)
       return 0;
     padded = ROUND_UP ((uint64_t) len, 8);
     if (padded > end - off - 8)
-      return image_errf (q->img, EINVAL, "header extension 0x%08" PRIx32
+      return error_file (q->img, EINVAL, "header extension 0x%08" PRIx32
                          " at offset %" PRIu64 ": its length %" PRIu32
                          " overflows the header", type, off, len);
     if (one_extension (q, type, b + off + 8, len) == -1)
@@ -424,16 +425,16 @@ read_backing_name (struct qcow2 *q, const uint8_t *b)
     return 0;
   if (n == 0 || n > QCOW2_MAX_BACKING_NAME ||
       RANGE_OUTSIDE (o, n, q->cluster_size))
-    return image_errf (img, EINVAL, "invalid header: backing file name (%"
+    return error_file (img, EINVAL, "invalid header: backing file name (%"
                        PRIu64 " bytes at offset %" PRIu64 ") is empty, "
                        "longer than 1023 bytes or outside the header",
                        n, o);
   if (memchr (b + o, 0, n))
-    return image_errf (img, EINVAL, "invalid header: backing file name "
+    return error_file (img, EINVAL, "invalid header: backing file name "
                        "contains a NUL byte");
   img->backing_filename = strndup ((const char *) b + o, n);
   if (img->backing_filename == NULL)
-    return image_errf (img, ENOMEM, "out of memory");
+    return error_file (img, ENOMEM, "out of memory");
   return 0;
 }
 
@@ -443,10 +444,10 @@ check_table (struct qcow2 *q, const char *what, uint64_t offset,
              uint64_t length, uint64_t file_size)
 {
   if (!IS_ALIGNED (offset, q->cluster_size) || offset == 0)
-    return image_errf (q->img, EINVAL, "%s at 0x%" PRIx64 " is not aligned "
+    return error_file (q->img, EINVAL, "%s at 0x%" PRIx64 " is not aligned "
                        "to a cluster, or overlaps the header", what, offset);
   if (RANGE_OUTSIDE (offset, length, file_size))
-    return image_errf (q->img, EINVAL, "%s at 0x%" PRIx64 " (%" PRIu64
+    return error_file (q->img, EINVAL, "%s at 0x%" PRIx64 " (%" PRIu64
                        " bytes) lies past end of file", what, offset,
                        length);
   return 0;
@@ -477,12 +478,12 @@ load_tables (struct qcow2 *q, uint64_t file_size)
             (h->compatible_features & QCOW2_COMPAT_LAZY_REFCOUNTS);
 
   if (l1_bytes > QCOW2_MAX_L1_BYTES)
-    return image_errf (img, EINVAL, "invalid header: l1_size %" PRIu32
+    return error_file (img, EINVAL, "invalid header: l1_size %" PRIu32
                        " is too large (at most %llu entries)", h->l1_size,
                        QCOW2_MAX_L1_BYTES / 8);
   need = qcow2_l1_entries_for (h->size, q->cluster_bits, q->l2_bits);
   if (need > h->l1_size)
-    return image_errf (img, EINVAL, "invalid header: l1_size %" PRIu32
+    return error_file (img, EINVAL, "invalid header: l1_size %" PRIu32
                        " is too small for size %" PRIu64 " (%" PRIu64
                        " entries needed)", h->l1_size, h->size, need);
   if (h->l1_size && check_table (q, "L1 table", h->l1_table_offset, l1_bytes,
@@ -490,7 +491,7 @@ load_tables (struct qcow2 *q, uint64_t file_size)
     return -1;
   rt_bytes = (uint64_t) h->refcount_table_clusters << q->cluster_bits;
   if (rt_bytes == 0 || rt_bytes > QCOW2_MAX_REFTABLE_BYTES)
-    return image_errf (img, EINVAL, "invalid header: refcount table of %"
+    return error_file (img, EINVAL, "invalid header: refcount table of %"
                        PRIu32 " clusters (1 to %llu bytes)",
                        h->refcount_table_clusters,
                        QCOW2_MAX_REFTABLE_BYTES);
@@ -501,14 +502,14 @@ load_tables (struct qcow2 *q, uint64_t file_size)
   if (mc_table_init (&q->l1, h->l1_table_offset,
                      MAX (l1_bytes, (uint64_t) 8)) == -1 ||
       mc_table_init (&q->reftable, h->refcount_table_offset, rt_bytes) == -1)
-    return image_errf (img, ENOMEM, "out of memory for the tables");
+    return error_file (img, ENOMEM, "out of memory for the tables");
   q->l1.bytes = l1_bytes;
   q->reftable_entries = rt_bytes / 8;
   if (host_pread (img->fd, q->l1.data, l1_bytes, h->l1_table_offset) == -1)
-    return image_err_sys (img, "reading the L1 table");
+    return error_syscall (img, "reading the L1 table");
   if (host_pread (img->fd, q->reftable.data, rt_bytes,
                   h->refcount_table_offset) == -1)
-    return image_err_sys (img, "reading the refcount table");
+    return error_syscall (img, "reading the refcount table");
   return 0;
 }
 
@@ -534,10 +535,7 @@ free_qcow2 (struct qcow2 *q)
   free (q->frees);
   qcow2_free_snapshots (q);
   qcow2_zcache_free (q);
-  pthread_mutex_destroy (&q->writeback_lock);
-  pthread_mutex_destroy (&q->header_lock);
-  pthread_mutex_destroy (&q->lock);
-  pthread_cond_destroy (&q->cond);
+  cow_destroy (&q->cow);
   free (q);
 }
 
@@ -549,34 +547,11 @@ alloc_qcow2 (struct image *img)
   if (q == NULL)
     return NULL;
   q->img = img;
-  pthread_mutex_init (&q->writeback_lock, NULL);
-  pthread_mutex_init (&q->header_lock, NULL);
-  pthread_mutex_init (&q->lock, NULL);
-  pthread_cond_init (&q->cond, NULL);
+  cow_init (&q->cow, img, &qcow2_cow_ops, &q->lock, &q->cond,
+            &q->writeback_lock, &q->header_lock, &q->allocs);
   pthread_mutex_init (&q->zc.lock, NULL);
   q->holes_read_zero = -1;
   return q;
-}
-
-/* The automatic check of a read-write open of a dirty image: rebuild the
- * refcounts, drop what cannot be trusted, mark the image clean. */
-static int
-repair_at_open (struct qcow2 *q)
-{
-  struct image_check_result r;
-
-  if (qcow2_check (q->img, IMAGE_CHECK_REPAIR_LEAKS |
-                   IMAGE_CHECK_REPAIR_ERRORS, &r, NULL, NULL) == -1)
-    return -1;
-  if (r.corruptions > 0 || r.check_errors > 0)
-    return image_errf (q->img, EIO, "the image needs a check and the "
-                       "automatic repair failed (%" PRIu64 " corruptions, %"
-                       PRIu64 " errors left): run cowbd-img check -r all",
-                       r.corruptions, r.check_errors);
-  image_warn ("%s: was not closed cleanly: repaired at open (%" PRIu64
-              " leaks and %" PRIu64 " corruptions fixed)",
-              q->img->filename, r.leaks_fixed, r.corruptions_fixed);
-  return 0;
 }
 
 /* Reads and validates cluster 0: header, extensions, backing name. */
@@ -588,23 +563,23 @@ read_header (struct qcow2 *q, uint64_t file_size)
   uint32_t cluster_bits;
 
   if (file_size < QCOW2_V2_HEADER_BYTES)
-    return image_errf (img, EINVAL, "truncated header (%" PRIu64 " bytes; "
+    return error_file (img, EINVAL, "truncated header (%" PRIu64 " bytes; "
                        "a qcow2 header has 72 at least)", file_size);
   if (host_pread (img->fd, first, sizeof first, 0) == -1)
-    return image_err_sys (img, "reading the header");
+    return error_syscall (img, "reading the header");
   if (be32_load (first) != QCOW2_MAGIC)
-    return image_errf (img, EINVAL, "bad magic: not a qcow2 image");
+    return error_file (img, EINVAL, "bad magic: not a qcow2 image");
   cluster_bits = be32_load (first + 20);
   if (cluster_bits < QCOW2_MIN_CLUSTER_BITS ||
       cluster_bits > QCOW2_MAX_CLUSTER_BITS)
-    return image_errf (img, EINVAL, "invalid header: cluster_bits %" PRIu32
+    return error_file (img, EINVAL, "invalid header: cluster_bits %" PRIu32
                        " (9 to 21)", cluster_bits);
   q->header_raw = calloc (1, (size_t) 1 << cluster_bits);
   if (q->header_raw == NULL)
-    return image_errf (img, ENOMEM, "out of memory");
+    return error_file (img, ENOMEM, "out of memory");
   if (host_pread (img->fd, q->header_raw, (size_t) 1 << cluster_bits, 0)
       == -1)
-    return image_err_sys (img, "reading the header");
+    return error_syscall (img, "reading the header");
   header_decode (q->header_raw, &q->h);
   if (validate_header (q, file_size) == -1 ||
       read_extensions (q, q->header_raw) == -1 ||
@@ -627,7 +602,7 @@ check_reftable (struct qcow2 *q, uint64_t file_size)
     uint64_t e = be64_load (q->reftable.data + i * 8);
     const char *why = e ? qcow2_reft_entry_error (q, e, end) : NULL;
     if (why)
-      return image_errf (q->img, EINVAL, "refcount table entry %" PRIu64
+      return error_file (q->img, EINVAL, "refcount table entry %" PRIu64
                          " (0x%" PRIx64 ") is invalid: %s: run cowbd-img "
                          "check -r all", i, e, why);
   }
@@ -651,7 +626,7 @@ open_for_writing (struct qcow2 *q, const struct image_open_opts *opts,
       return -1;
   }
   if (dirty && !(opts->flags & IMAGE_OPEN_NO_REPAIR))
-    return repair_at_open (q);
+    return cow_repair_at_open (&q->cow);
   return 0;
 }
 
@@ -663,10 +638,10 @@ qcow2_open (struct image *img, const struct image_open_opts *opts)
   struct qcow2 *q = alloc_qcow2 (img);
 
   if (q == NULL)
-    return image_errf (img, ENOMEM, "out of memory");
+    return error_file (img, ENOMEM, "out of memory");
   img->priv = q;
   if (host_file_size (img->fd, &file_size) == -1) {
-    image_err_sys (img, "stat");
+    error_syscall (img, "stat");
     goto err;
   }
   if (read_header (q, file_size) == -1 || check_features (q, opts) == -1 ||
@@ -682,11 +657,11 @@ qcow2_open (struct image *img, const struct image_open_opts *opts)
   q->l2_cache = mc_new (q->cluster_size, cache, 4);
   q->rb_cache = mc_new (q->cluster_size, cache / 4, 4);
   if (q->l2_cache == NULL || q->rb_cache == NULL) {
-    image_errf (img, ENOMEM, "out of memory");
+    error_file (img, ENOMEM, "out of memory");
     goto err;
   }
   if (!round_up_checked (file_size, q->cluster_size, &q->file_end)) {
-    image_errf (img, EINVAL, "file too large");
+    error_file (img, EINVAL, "file too large");
     goto err;
   }
   q->file_length = file_size;
@@ -706,10 +681,14 @@ qcow2_open (struct image *img, const struct image_open_opts *opts)
 static int
 write_back_all (struct qcow2 *q)
 {
+  int r;
+
   if (qcow2_writeback (q, true) == -1 || qcow2_writeback (q, true) == -1)
     return -1;
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
-  return image_trim_file (q->img, &q->file_length, q->file_end);
+  pthread_mutex_lock (&q->lock);
+  r = host_trim_file (q->img, &q->file_length, q->file_end);
+  pthread_mutex_unlock (&q->lock);
+  return r == -1 ? -1 : qcow2_sync (q);
 }
 
 static int
@@ -782,13 +761,43 @@ qcow2_set_backing (struct image *img, const char *backing_file,
   if (backing_file && backing_file[0] == '\0')
     backing_file = NULL;
   if (backing_file && strlen (backing_file) > QCOW2_MAX_BACKING_NAME)
-    return image_errf (img, EINVAL, "backing file name longer than %d "
+    return error_file (img, EINVAL, "backing file name longer than %d "
                        "bytes", QCOW2_MAX_BACKING_NAME);
   if (qcow2_write_header (q, backing_file, backing_format) == -1) {
     q->h = saved;
     return -1;
   }
   return 0;
+}
+
+/* Empties the L1 table of the active layer and drops the references its
+ * tables held; the L1 table is written, not yet synced. */
+static int
+drop_active_tables (struct qcow2 *q)
+{
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
+  uint64_t i, j;
+
+  assert (q->allocs == NULL);
+  for (i = 0; i < q->h.l1_size; i++) {
+    uint64_t l2off = qcow2_l1_get (q, i) & QCOW2_OFFSET_MASK;
+    struct mc_entry *l2;
+    if (l2off == 0)
+      continue;
+    if (qcow2_l1_entry_error (q, qcow2_l1_get (q, i), q->file_end) == NULL)
+    {
+      if (qcow2_get_l2 (q, l2off, &l2) == -1)
+        return -1;
+      for (j = 0; j < q->l2_entries; j++)
+        if (qcow2_drop_entry (q, qcow2_l2_get (q, l2, j), true) == -1)
+          return -1;
+      mc_remove (q->l2_cache, l2);
+      if (qcow2_drop_ref (q, l2off, q->cluster_size, true) == -1)
+        return -1;
+    }
+    qcow2_l1_set (q, i, 0);
+  }
+  return qcow2_write_table_pages (q, &q->l1);
 }
 
 /* Drops every L2 table of the active layer, so that the whole image reads
@@ -804,29 +813,7 @@ qcow2_make_empty (struct image *img)
     return -1;
   {
     ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->writeback_lock);
-    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
-    uint64_t i, j;
-
-    assert (q->allocs == NULL);
-    for (i = 0; i < q->h.l1_size; i++) {
-      uint64_t l2off = qcow2_l1_get (q, i) & QCOW2_OFFSET_MASK;
-      struct mc_entry *l2;
-      if (l2off == 0)
-        continue;
-      if (qcow2_l1_entry_error (q, qcow2_l1_get (q, i), q->file_end) == NULL)
-      {
-        if (qcow2_get_l2 (q, l2off, &l2) == -1)
-          return -1;
-        for (j = 0; j < q->l2_entries; j++)
-          if (qcow2_drop_entry (q, qcow2_l2_get (q, l2, j), true) == -1)
-            return -1;
-        mc_remove (q->l2_cache, l2);
-        if (qcow2_drop_ref (q, l2off, q->cluster_size, true) == -1)
-          return -1;
-      }
-      qcow2_l1_set (q, i, 0);
-    }
-    if (qcow2_write_table_pages (q, &q->l1) == -1 || qcow2_sync (q) == -1)
+    if (drop_active_tables (q) == -1 || qcow2_sync (q) == -1)
       return -1;
   }
   if (write_back_all (q) == -1)
@@ -844,14 +831,14 @@ const struct driver qcow2_driver = {
   .probe = qcow2_probe,
   .open = qcow2_open,
   .close = qcow2_close,
-  .pread = qcow2_pread,
-  .pwrite = qcow2_pwrite,
+  .pread = cow_pread,
+  .pwrite = cow_pwrite,
   .zero = qcow2_zero,
   .trim = qcow2_trim,
   .flush = qcow2_flush,
-  .pread_nowait = qcow2_pread_nowait,
-  .pwrite_nowait = qcow2_pwrite_nowait,
-  .block_status = qcow2_block_status,
+  .pread_nowait = cow_pread_nowait,
+  .pwrite_nowait = cow_pwrite_nowait,
+  .block_status = cow_block_status,
   .get_info = qcow2_get_info,
   .cache_stats = qcow2_cache_stats,
   .check = qcow2_check,

@@ -80,6 +80,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "cow.h"
 #include "internal.h"
 #include "metacache.h"
 
@@ -196,6 +197,7 @@ struct qcow2_zcache {
  * table and refcount block loads run with it held.
  */
 struct qcow2 {
+  struct cow cow;               /* first: the shared I/O paths (cow.c) */
   struct image *img;
   struct qcow2_header h;        /* as on disk, host byte order */
   uint8_t *header_raw;          /* the first cluster as read (unknown
@@ -287,16 +289,15 @@ int qcow2_read_snapshots (struct qcow2 *q, uint64_t file_size);
 void qcow2_free_snapshots (struct qcow2 *q);
 
 /* ---- qcow2-table.c: entries, tables, writeback -------------------------- */
-enum qcow2_kind {
-  Q_UNALLOC,                    /* read the backing file */
-  Q_ZERO,                       /* reads as zeros */
-  Q_DATA,                       /* a host cluster */
-  Q_COMPRESSED,                 /* compressed data */
-  Q_INVALID,                    /* reserved bits, bad offset: corruption */
-};
+/* The state of an entry: cow.c's kinds, under qcow2's names. */
+#define Q_UNALLOC COW_UNALLOC   /* read the backing file */
+#define Q_ZERO COW_ZERO         /* reads as zeros */
+#define Q_DATA COW_DATA         /* a host cluster */
+#define Q_COMPRESSED COW_COMPRESSED /* compressed data */
+#define Q_INVALID COW_INVALID   /* reserved bits, bad offset: corruption */
 /* Classifies a standard L2 entry; *why receives what is wrong with an
  * invalid one.  file_end bounds valid offsets. */
-enum qcow2_kind qcow2_entry_kind (const struct qcow2 *q, uint64_t entry,
+enum cow_kind qcow2_entry_kind (const struct qcow2 *q, uint64_t entry,
                                   uint64_t file_end, const char **why);
 /* A compressed descriptor's host byte range. */
 void qcow2_compressed_range (const struct qcow2 *q, uint64_t entry,
@@ -377,21 +378,12 @@ const char *qcow2_reft_entry_error (const struct qcow2 *q, uint64_t entry,
                                     uint64_t file_end);
 int qcow2_get_rb (struct qcow2 *q, uint64_t offset, struct mc_entry **e);
 
-/* ---- qcow2-cluster.c: the I/O paths ------------------------------------- */
-int qcow2_pread (struct image *img, void *buf, size_t count,
-                 uint64_t offset);
-int qcow2_pwrite (struct image *img, const void *buf, size_t count,
-                  uint64_t offset, unsigned flags);
-int qcow2_pread_nowait (struct image *img, void *buf, size_t count,
-                        uint64_t offset);
-int qcow2_pwrite_nowait (struct image *img, const void *buf, size_t count,
-                         uint64_t offset, unsigned flags);
+/* ---- qcow2-cluster.c: what cow.c asks of qcow2, zero and trim -------- */
+extern const struct cow_ops qcow2_cow_ops;
 int qcow2_zero (struct image *img, uint64_t count, uint64_t offset,
                 unsigned flags);
 int qcow2_trim (struct image *img, uint64_t count, uint64_t offset,
                 unsigned flags);
-int qcow2_block_status (struct image *img, uint64_t offset, uint64_t count,
-                        struct drv_status *st);
 
 /* ---- qcow2-compress.c --------------------------------------------------- */
 int qcow2_zcache_init (struct qcow2 *q);

@@ -69,7 +69,7 @@ clear_bit (uint64_t *map, uint64_t n)
 }
 
 /* A finding, to the caller's report function. */
-#define say(c, ...) image_report ((c)->report, (c)->opaque, __VA_ARGS__)
+#define say(c, ...) check_report ((c)->report, (c)->opaque, __VA_ARGS__)
 
 /* Marks n clusters from offset as referenced; false if any already was. */
 static bool
@@ -204,8 +204,8 @@ write_fixes (struct check *c)
   if (c->l1_changed) {
     if (host_pwrite (q->img->fd, q->l1.data, q->table_bytes,
                      q->h.l1_table_offset) == -1 ||
-        host_sync (q->img->fd) == -1)
-      return image_err_sys (q->img, "writing the L1 table");
+        cow_sync (&q->cow) == -1)
+      return error_syscall (q->img, "writing the L1 table");
     mc_table_clean (&q->l1);
   }
   return 0;
@@ -259,7 +259,7 @@ fill_holes (struct check *c)
   CLEANUP_FREE uint8_t *buf = malloc (cs);
 
   if (buf == NULL)
-    return image_errf (q->img, ENOMEM, "out of memory");
+    return error_file (q->img, ENOMEM, "out of memory");
   for (;;) {
     int r;
     while (hole < c->nclusters && test_bit (c->used, hole))
@@ -270,8 +270,8 @@ fill_holes (struct check *c)
     /* The copy is durable before the entry that points to it. */
     if (host_pread (q->img->fd, buf, cs, top * cs) == -1 ||
         host_pwrite (q->img->fd, buf, cs, hole * cs) == -1 ||
-        host_sync (q->img->fd) == -1)
-      return image_err_sys (q->img, "moving a cluster");
+        cow_sync (&q->cow) == -1)
+      return error_syscall (q->img, "moving a cluster");
     r = repoint (c, top * cs, hole * cs);
     if (r == -1)
       return -1;
@@ -302,7 +302,7 @@ repair_leaks (struct check *c)
   end = (last_used (c) + 1) << q->cluster_bits;
   if (end < c->file_size) {
     if (ftruncate (q->img->fd, (off_t) end) == -1 || fsync (q->img->fd) == -1)
-      return image_err_sys (q->img, "truncating leaked clusters");
+      return error_syscall (q->img, "truncating leaked clusters");
     c->file_size = end;
     c->nclusters = end >> q->cluster_bits;
     q->file_end = q->file_length = end;
@@ -330,13 +330,13 @@ qed_check (struct image *img, unsigned flags,
   if (!img->readonly && qed_writeback (q) == -1) /* check what is on disk */
     return -1;
   if (host_file_size (img->fd, &c.file_size) == -1)
-    return image_err_sys (img, "stat");
+    return error_syscall (img, "stat");
   c.nclusters = DIV_ROUND_UP (c.file_size, q->cluster_size);
   words = DIV_ROUND_UP (c.nclusters, (uint64_t) 64) + 1;
   c.used = calloc (words, sizeof *c.used);
   c.table = calloc (words, sizeof *c.table);
   if (c.used == NULL || c.table == NULL) {
-    r = image_errf (img, ENOMEM, "out of memory for the cluster bitmap");
+    r = error_file (img, ENOMEM, "out of memory for the cluster bitmap");
     goto out;
   }
   res->total_clusters = DIV_ROUND_UP (q->h.image_size, q->cluster_size);

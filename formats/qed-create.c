@@ -44,9 +44,9 @@ inspect_backing (const char *filename, const struct image_create_opts *opts,
 
   b->name = opts->backing_file;
   if (strlen (b->name) > QED_MAX_BACKING_NAME)
-    return image_err (EINVAL, "%s: backing file name longer than %d bytes",
+    return error_set (EINVAL, "%s: backing file name longer than %d bytes",
                       filename, QED_MAX_BACKING_NAME);
-  if (image_inspect_backing (filename, opts, &b->size, &format) == -1)
+  if (create_inspect_backing (filename, opts, &b->size, &format) == -1)
     return -1;
   b->raw = strcmp (format, "raw") == 0;
   return 0;
@@ -69,7 +69,7 @@ write_metadata (int fd, const char *filename, const struct qed_header *h,
   CLEANUP_FREE uint8_t *l2 = malloc (table_bytes);
 
   if (l1 == NULL || l2 == NULL)
-    return image_err (ENOMEM, "%s: out of memory", filename);
+    return error_set (ENOMEM, "%s: out of memory", filename);
   for (t = 0; t < ntables; t++) {
     uint64_t off = l2_start + t * table_bytes;
     memset (l2, 0, table_bytes);
@@ -77,11 +77,11 @@ write_metadata (int fd, const char *filename, const struct qed_header *h,
       le64_store (l2 + i * 8, data + (t * entries + i) * cs);
     le64_store (l1 + t * 8, off);
     if (host_pwrite (fd, l2, table_bytes, off) == -1)
-      return image_err (errno, "%s: writing L2 tables: %s", filename,
+      return error_set (errno, "%s: writing L2 tables: %s", filename,
                         strerror (errno));
   }
   if (host_pwrite (fd, l1, table_bytes, h->l1_table_offset) == -1)
-    return image_err (errno, "%s: writing the L1 table: %s", filename,
+    return error_set (errno, "%s: writing the L1 table: %s", filename,
                       strerror (errno));
   *data_start = data;
   return 0;
@@ -101,7 +101,7 @@ write_image (int fd, const char *filename, const struct qed_header *h,
   if (host_pwrite (fd, hdr, sizeof hdr, 0) == -1 ||
       (b->name && host_pwrite (fd, b->name, strlen (b->name),
                                QED_HEADER_BYTES) == -1))
-    return image_err (errno, "%s: writing the header: %s", filename,
+    return error_set (errno, "%s: writing the header: %s", filename,
                       strerror (errno));
   if (opts->prealloc != IMAGE_PREALLOC_OFF) {
     if (write_metadata (fd, filename, h, &data) == -1)
@@ -109,7 +109,7 @@ write_image (int fd, const char *filename, const struct qed_header *h,
     data_bytes = DIV_ROUND_UP (h->image_size, cs) * cs;
     end = data + data_bytes;
   }
-  return image_create_finish (fd, filename, end, data, data_bytes, opts);
+  return create_finish (fd, filename, end, data, data_bytes, opts);
 }
 
 int
@@ -130,18 +130,18 @@ qed_create (const char *filename, const struct image_create_opts *opts)
 
   msg = qed_geometry_error (h.cluster_size, h.table_size);
   if (msg)
-    return image_err (EINVAL, "%s: %s", filename, msg);
+    return error_set (EINVAL, "%s: %s", filename, msg);
   if (opts->compat || opts->lazy_refcounts > 0 || opts->refcount_bits)
-    return image_err (EINVAL, "%s: format qed has no compat, "
+    return error_set (EINVAL, "%s: format qed has no compat, "
                       "lazy_refcounts or refcount_bits options", filename);
   if (opts->backing_file && opts->backing_file[0]) {
     if (opts->prealloc != IMAGE_PREALLOC_OFF)
-      return image_err (EINVAL, "%s: preallocation and a backing file "
+      return error_set (EINVAL, "%s: preallocation and a backing file "
                         "cannot be combined (preallocated clusters would "
                         "hide the backing file)", filename);
     if (opts->no_backing_check) {
       if (size == 0)
-        return image_err (EINVAL, "%s: a size is needed when the backing "
+        return error_set (EINVAL, "%s: a size is needed when the backing "
                           "file is not opened", filename);
       b.name = opts->backing_file;
       b.raw = opts->backing_format &&
@@ -163,17 +163,17 @@ qed_create (const char *filename, const struct image_create_opts *opts)
   /* The guest size is kept in whole 512-byte sectors, as qemu-img does. */
   if (!round_up_checked (size, 512, &size) || size > INT64_MAX ||
       size > qed_max_image_size (h.cluster_size, h.table_size))
-    return image_err (EINVAL, "%s: size %" PRIu64 " is too large for "
+    return error_set (EINVAL, "%s: size %" PRIu64 " is too large for "
                       "cluster_size %" PRIu32 " and table_size %" PRIu32,
                       filename, opts->size, h.cluster_size, h.table_size);
   h.image_size = size;
   h.l1_table_offset = (uint64_t) h.header_size * h.cluster_size;
 
-  fd = image_create_file (filename);
+  fd = create_new_file (filename);
   if (fd == -1)
     return -1;
   r = write_image (fd, filename, &h, &b, opts);
   if (close (fd) == -1 && r == 0)
-    r = image_err (errno, "%s: close: %s", filename, strerror (errno));
+    r = error_set (errno, "%s: close: %s", filename, strerror (errno));
   return r;
 }

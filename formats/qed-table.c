@@ -105,9 +105,9 @@ qed_get_l2 (struct qed *q, uint64_t l2_offset, struct mc_entry **ep)
   if (e == NULL) {
     e = mc_insert (q->l2_cache, l2_offset);
     if (e == NULL)
-      return image_errf (q->img, ENOMEM, "out of memory for an L2 table");
+      return error_file (q->img, ENOMEM, "out of memory for an L2 table");
     if (host_pread (q->img->fd, e->t.data, q->table_bytes, l2_offset) == -1) {
-      int r = image_errf (q->img, errno,
+      int r = error_file (q->img, errno,
                           "reading L2 table at 0x%" PRIx64 ": %s",
                           l2_offset, strerror (errno));
       mc_remove (q->l2_cache, e);
@@ -126,7 +126,7 @@ write_fn (void *opaque, const void *buf, size_t len, uint64_t offset)
   struct qed *q = opaque;
 
   if (host_pwrite (q->img->fd, buf, len, offset) == -1)
-    return image_errf (q->img, errno,
+    return error_file (q->img, errno,
                        "writing metadata at 0x%" PRIx64 ": %s", offset,
                        strerror (errno));
   return 0;
@@ -135,8 +135,9 @@ write_fn (void *opaque, const void *buf, size_t len, uint64_t offset)
 static int
 sync_file (struct qed *q)
 {
-  if (host_sync (q->img->fd) == -1)
-    return image_err_sys (q->img, "fdatasync");
+  cow_assert_not_held (&q->lock);
+  if (cow_sync (&q->cow) == -1)
+    return error_syscall (q->img, "fdatasync");
   return 0;
 }
 
@@ -149,17 +150,17 @@ writeback_locked (struct qed *q)
   int r;
 
   if (snap == NULL)
-    return image_errf (q->img, ENOMEM, "out of memory");
+    return error_file (q->img, ENOMEM, "out of memory");
   {
     ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
     if (q->broken) {
       mc_snapshot_free (snap);
-      return image_errf (q->img, EIO, "an earlier metadata write failed; "
+      return error_file (q->img, EIO, "an earlier metadata write failed; "
                          "the image needs a check");
     }
     if (mc_snapshot_cache (snap, q->l2_cache) == -1) {
       mc_snapshot_free (snap);
-      return image_errf (q->img, ENOMEM, "out of memory");
+      return error_file (q->img, ENOMEM, "out of memory");
     }
   }
 
@@ -197,66 +198,86 @@ qed_writeback (struct qed *q)
 
 /* ---- creating an L2 table -------------------------------------------- */
 
-/* Gives guest L1 slot l1_index a new, empty L2 table at the end of the
- * file.  Called without q->lock; the caller holds no allocation in
- * flight. */
-int
-qed_create_l2 (struct qed *q, uint64_t l1_index)
-{
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->writeback_lock);
-  struct mc_entry *e;
-  uint64_t offset;
-  CLEANUP_FREE uint8_t *zeros = NULL;
-  int r;
+/* A new table, shaped as qcow2's (qcow2-table.c): reserved under q->lock,
+ * made durable without it, then linked under it.  New allocations wait
+ * (creating_table) while it is made. */
 
-  /* Drain: every allocation already reserved lands below the new table
-   * and is written back before the table exists. */
-  pthread_mutex_lock (&q->lock);
+/* Drains the allocations in flight: every cluster already reserved lands
+ * below the new table and is written back before the table exists.
+ * Returns 1 if slot l1_index still needs a table, else 0 (someone else
+ * made it; creating_table is clear again). */
+static int
+begin_table (struct qed *q, uint64_t l1_index)
+{
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
+
   q->creating_table = true;
   while (q->allocs)
     pthread_cond_wait (&q->cond, &q->lock);
-  if (qed_l1_get (q, l1_index) != 0) {  /* someone else made it */
-    q->creating_table = false;
-    pthread_cond_broadcast (&q->cond);
-    pthread_mutex_unlock (&q->lock);
-    return 0;
-  }
-  pthread_mutex_unlock (&q->lock);
+  if (qed_l1_get (q, l1_index) == 0)
+    return 1;
+  q->creating_table = false;
+  pthread_cond_broadcast (&q->cond);
+  return 0;
+}
 
-  r = writeback_locked (q);
-  if (r == 0)
-    r = qed_set_need_check (q, true);
-  zeros = calloc (1, q->table_bytes);
-  if (r == 0 && zeros == NULL)
-    r = image_errf (q->img, ENOMEM, "out of memory");
+/* Reserves table_bytes at the end of the file for the new table. */
+static int
+reserve_table (struct qed *q, uint64_t *offset)
+{
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
 
-  pthread_mutex_lock (&q->lock);
-  offset = q->file_end;
-  if (r == 0)
-    r = image_grow_file (q->img, &q->file_length, offset + q->table_bytes,
-                         q->cluster_size);
+  uint64_t end = q->file_end;
+
+  if (host_grow_file (q->img, &q->file_length, end + q->table_bytes,
+                      q->cluster_size) == -1)
+    return -1;
+  q->file_end += q->table_bytes;
+  *offset = end;
+  return 0;
+}
+
+/* Rule 2: the table is durable before the L1 entry that names it.  Called
+ * without q->lock: readers and writers of other tables go on. */
+static int
+table_durable (struct qed *q, uint64_t offset)
+{
+  CLEANUP_FREE uint8_t *zeros = calloc (1, q->table_bytes);
+
+  if (zeros == NULL)
+    return error_file (q->img, ENOMEM, "out of memory");
+  cow_assert_not_held (&q->lock);
+  if (host_pwrite (q->img->fd, zeros, q->table_bytes, offset) == -1 ||
+      cow_sync (&q->cow) == -1)
+    return error_file (q->img, errno, "writing a new L2 table at 0x%"
+                       PRIx64 ": %s", offset, strerror (errno));
+  return 0;
+}
+
+/* Points L1 slot l1_index at the table (r == 0) and writes the L1 table
+ * out; the next writeback's first sync makes it durable.  Ends the
+ * creation either way. */
+static int
+link_table (struct qed *q, uint64_t l1_index, uint64_t offset, int r)
+{
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
+  struct mc_snapshot *s = NULL;
+  struct mc_entry *e;
+
   if (r == 0) {
-    /* Rule 2: the table is durable before the L1 entry that names it. */
-    if (host_pwrite (q->img->fd, zeros, q->table_bytes, offset) == -1 ||
-        host_sync (q->img->fd) == -1)
-      r = image_errf (q->img, errno, "writing a new L2 table at 0x%"
-                      PRIx64 ": %s", offset, strerror (errno));
-  }
-  if (r == 0) {
-    q->file_end = offset + q->table_bytes;
     qed_l1_set (q, l1_index, offset);
-    {
-      struct mc_snapshot *s = mc_snapshot_new ();
-      if (s == NULL || mc_snapshot_add (s, &q->l1) == -1 ||
-          mc_snapshot_write (s, write_fn, q) == -1 || sync_file (q) == -1) {
-        if (s == NULL || errno == ENOMEM)
-          image_errf (q->img, ENOMEM, "out of memory");
-        q->broken = true;
-        r = -1;
-      }
-      mc_snapshot_free (s);
+    s = mc_snapshot_new ();
+    if (s == NULL || mc_snapshot_add (s, &q->l1) == -1 ||
+        mc_snapshot_write (s, write_fn, q) == -1) {
+      if (s == NULL || errno == ENOMEM)
+        error_file (q->img, ENOMEM, "out of memory");
+      q->broken = true;
+      r = -1;
     }
+    mc_snapshot_free (s);
   }
+  else if (offset != 0)
+    q->leaked = true;           /* the reserved space */
   if (r == 0) {
     /* The table is known to be all zeros: cache it, clean. */
     e = mc_find (q->l2_cache, offset);
@@ -265,6 +286,27 @@ qed_create_l2 (struct qed *q, uint64_t l1_index)
   }
   q->creating_table = false;
   pthread_cond_broadcast (&q->cond);
-  pthread_mutex_unlock (&q->lock);
   return r;
+}
+
+/* Gives guest L1 slot l1_index a new, empty L2 table at the end of the
+ * file.  Called without q->lock; the caller holds no allocation in
+ * flight. */
+int
+qed_create_l2 (struct qed *q, uint64_t l1_index)
+{
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->writeback_lock);
+  uint64_t offset = 0;
+  int r;
+
+  if (begin_table (q, l1_index) == 0)
+    return 0;
+  r = writeback_locked (q);
+  if (r == 0)
+    r = qed_set_need_check (q, true);
+  if (r == 0)
+    r = reserve_table (q, &offset);
+  if (r == 0)
+    r = table_durable (q, offset);
+  return link_table (q, l1_index, offset, r);
 }

@@ -72,8 +72,8 @@ qed_write_header (struct qed *q)
 
   qed_header_encode (&q->h, b);
   if (host_pwrite (q->img->fd, b, sizeof b, 0) == -1 ||
-      host_sync (q->img->fd) == -1)
-    return image_err_sys (q->img, "writing the header");
+      cow_sync (&q->cow) == -1)
+    return error_syscall (q->img, "writing the header");
   return 0;
 }
 
@@ -135,53 +135,54 @@ validate_header (struct qed *q, uint64_t file_size)
   uint64_t header_end, unknown;
 
   if (h->magic != QED_MAGIC)
-    return image_errf (img, EINVAL, "bad magic: not a QED image");
+    return error_file (img, EINVAL, "bad magic: not a QED image");
   msg = qed_geometry_error (h->cluster_size, h->table_size);
   if (msg)
-    return image_errf (img, EINVAL, "invalid header: %s (cluster_size %"
+    return error_file (img, EINVAL, "invalid header: %s (cluster_size %"
                        PRIu32 ", table_size %" PRIu32 ")", msg,
                        h->cluster_size, h->table_size);
   unknown = h->features & ~(uint64_t) QED_FEATURE_MASK;
   if (unknown)
-    return image_errf (img, ENOTSUP, "unknown incompatible feature bits "
+    return error_file (img, ENOTSUP, "unknown incompatible feature bits "
                        "0x%" PRIx64 " (this image needs a newer program)",
                        unknown);
   if (h->header_size == 0 ||
       MUL_OVERFLOW ((uint64_t) h->header_size, (uint64_t) h->cluster_size,
                     &header_end) || header_end > file_size)
-    return image_errf (img, EINVAL, "invalid header: header_size %" PRIu32
+    return error_file (img, EINVAL, "invalid header: header_size %" PRIu32
                        " clusters does not fit in the file", h->header_size);
   if (h->image_size % 512 != 0)
-    return image_errf (img, EINVAL, "invalid header: image_size %" PRIu64
+    return error_file (img, EINVAL, "invalid header: image_size %" PRIu64
                        " is not a multiple of 512", h->image_size);
   if (h->image_size > qed_max_image_size (h->cluster_size, h->table_size) ||
       h->image_size > INT64_MAX)
-    return image_errf (img, EINVAL, "invalid header: image_size %" PRIu64
+    return error_file (img, EINVAL, "invalid header: image_size %" PRIu64
                        " is larger than this geometry can address",
                        h->image_size);
 
   q->cluster_size = h->cluster_size;
   q->cluster_bits = log_2_bits (h->cluster_size);
+  q->cow.cluster_bits = q->cluster_bits;
   q->table_bytes = (uint64_t) h->table_size * h->cluster_size;
   q->table_entries = q->table_bytes / 8;
   q->table_bits = log_2_bits (q->table_entries);
   q->header_end = header_end;
 
   if (!IS_ALIGNED (h->l1_table_offset, q->cluster_size))
-    return image_errf (img, EINVAL, "L1 table at 0x%" PRIx64
+    return error_file (img, EINVAL, "L1 table at 0x%" PRIx64
                        " is not aligned to the cluster size",
                        h->l1_table_offset);
   if (h->l1_table_offset < header_end)
-    return image_errf (img, EINVAL, "L1 table at 0x%" PRIx64
+    return error_file (img, EINVAL, "L1 table at 0x%" PRIx64
                        " overlaps the header", h->l1_table_offset);
   if (RANGE_OUTSIDE (h->l1_table_offset, q->table_bytes, file_size))
-    return image_errf (img, EINVAL, "L1 table at 0x%" PRIx64
+    return error_file (img, EINVAL, "L1 table at 0x%" PRIx64
                        " lies past end of file", h->l1_table_offset);
 
   if (h->features & QED_F_BACKING_FILE) {
     uint64_t o = h->backing_filename_offset, n = h->backing_filename_size;
     if (n == 0 || n > QED_MAX_BACKING_NAME || RANGE_OUTSIDE (o, n, header_end))
-      return image_errf (img, EINVAL, "invalid header: backing file name (%"
+      return error_file (img, EINVAL, "invalid header: backing file name (%"
                          PRIu64 " bytes at offset %" PRIu64 ") is empty, too "
                          "long or outside the header", n, o);
   }
@@ -210,7 +211,7 @@ validate_l1 (struct qed *q, uint64_t file_size)
       why = "lies past end of file";
     else
       why = "overlaps the L1 table";
-    return image_errf (q->img, EINVAL, "L2 table at 0x%" PRIx64 " (L1 entry %"
+    return error_file (q->img, EINVAL, "L2 table at 0x%" PRIx64 " (L1 entry %"
                        PRIu64 ") %s", off, i, why);
   }
   return 0;
@@ -227,15 +228,15 @@ read_backing_name (struct qed *q)
     return 0;
   name = malloc (n + 1);
   if (name == NULL)
-    return image_errf (img, ENOMEM, "out of memory");
+    return error_file (img, ENOMEM, "out of memory");
   if (host_pread (img->fd, name, n, q->h.backing_filename_offset) == -1) {
     free (name);
-    return image_err_sys (img, "reading the backing file name");
+    return error_syscall (img, "reading the backing file name");
   }
   name[n] = '\0';
   if (strlen (name) != n) {
     free (name);
-    return image_errf (img, EINVAL, "invalid header: backing file name "
+    return error_file (img, EINVAL, "invalid header: backing file name "
                        "contains a NUL byte");
   }
   img->backing_filename = name;
@@ -243,7 +244,7 @@ read_backing_name (struct qed *q)
   if (q->h.features & QED_F_BACKING_FORMAT_NO_PROBE) {
     img->backing_format = strdup ("raw");
     if (img->backing_format == NULL)
-      return image_errf (img, ENOMEM, "out of memory");
+      return error_file (img, ENOMEM, "out of memory");
   }
   return 0;
 }
@@ -257,10 +258,7 @@ free_qed (struct qed *q)
     return;
   mc_free (q->l2_cache);
   mc_table_release (&q->l1);
-  pthread_mutex_destroy (&q->writeback_lock);
-  pthread_mutex_destroy (&q->header_lock);
-  pthread_mutex_destroy (&q->lock);
-  pthread_cond_destroy (&q->cond);
+  cow_destroy (&q->cow);
   free (q);
 }
 
@@ -272,32 +270,9 @@ alloc_qed (struct image *img)
   if (q == NULL)
     return NULL;
   q->img = img;
-  pthread_mutex_init (&q->writeback_lock, NULL);
-  pthread_mutex_init (&q->header_lock, NULL);
-  pthread_mutex_init (&q->lock, NULL);
-  pthread_cond_init (&q->cond, NULL);
+  cow_init (&q->cow, img, &qed_cow_ops, &q->lock, &q->cond,
+            &q->writeback_lock, &q->header_lock, &q->allocs);
   return q;
-}
-
-/* The automatic check of a read-write open of an image marked NEED_CHECK:
- * repair what can be repaired, then mark it clean. */
-static int
-repair_at_open (struct qed *q)
-{
-  struct image_check_result r;
-
-  if (qed_check (q->img, IMAGE_CHECK_REPAIR_LEAKS | IMAGE_CHECK_REPAIR_ERRORS,
-                 &r, NULL, NULL) == -1)
-    return -1;
-  if (r.corruptions > 0 || r.check_errors > 0)
-    return image_errf (q->img, EIO, "the image needs a check and the "
-                       "automatic repair failed (%" PRIu64 " corruptions, %"
-                       PRIu64 " errors left): run cowbd-img check -r all",
-                       r.corruptions, r.check_errors);
-  image_warn ("%s: was not closed cleanly: repaired at open (%" PRIu64
-              " leaks and %" PRIu64 " corruptions fixed)",
-              q->img->filename, r.leaks_fixed, r.corruptions_fixed);
-  return 0;
 }
 
 static int
@@ -310,22 +285,22 @@ qed_open (struct image *img, const struct image_open_opts *opts)
 
   q = alloc_qed (img);
   if (q == NULL)
-    return image_errf (img, ENOMEM, "out of memory");
+    return error_file (img, ENOMEM, "out of memory");
   img->priv = q;
 
   if (host_file_size (img->fd, &file_size) == -1) {
-    image_err_sys (img, "stat");
+    error_syscall (img, "stat");
     goto err;
   }
   do
     n = pread (img->fd, b, sizeof b, 0);
   while (n == -1 && errno == EINTR);
   if (n == -1) {
-    image_err_sys (img, "reading the header");
+    error_syscall (img, "reading the header");
     goto err;
   }
   if ((size_t) n < sizeof b) {
-    image_errf (img, EINVAL, "truncated header (%zd bytes; a QED header "
+    error_file (img, EINVAL, "truncated header (%zd bytes; a QED header "
                 "has %d)", n, QED_HEADER_BYTES);
     goto err;
   }
@@ -336,12 +311,12 @@ qed_open (struct image *img, const struct image_open_opts *opts)
   q->need_check_on_disk = q->h.features & QED_F_NEED_CHECK;
 
   if (mc_table_init (&q->l1, q->h.l1_table_offset, q->table_bytes) == -1) {
-    image_errf (img, ENOMEM, "out of memory for the L1 table");
+    error_file (img, ENOMEM, "out of memory for the L1 table");
     goto err;
   }
   if (host_pread_sparse (img->fd, q->l1.data, q->table_bytes,
                          q->h.l1_table_offset) == -1) {
-    image_err_sys (img, "reading the L1 table");
+    error_syscall (img, "reading the L1 table");
     goto err;
   }
   if (validate_l1 (q, file_size) == -1)
@@ -350,12 +325,12 @@ qed_open (struct image *img, const struct image_open_opts *opts)
                         opts->cache_size ? opts->cache_size
                                          : IMAGE_DEFAULT_CACHE_SIZE, 4);
   if (q->l2_cache == NULL) {
-    image_errf (img, ENOMEM, "out of memory");
+    error_file (img, ENOMEM, "out of memory");
     goto err;
   }
   q->file_length = file_size;
   if (!round_up_checked (file_size, q->cluster_size, &q->file_end)) {
-    image_errf (img, EINVAL, "file too large");
+    error_file (img, EINVAL, "file too large");
     goto err;
   }
 
@@ -367,7 +342,7 @@ qed_open (struct image *img, const struct image_open_opts *opts)
         goto err;
     }
     if (q->need_check_on_disk && !(opts->flags & IMAGE_OPEN_NO_REPAIR) &&
-        repair_at_open (q) == -1)
+        cow_repair_at_open (&q->cow) == -1)
       goto err;
   }
   return 0;
@@ -387,7 +362,9 @@ qed_close (struct image *img)
   if (!img->readonly) {
     r = qed_writeback (q);
     if (r == 0)
-      r = image_trim_file (img, &q->file_length, q->file_end);
+      r = host_trim_file (img, &q->file_length, q->file_end);
+    if (r == 0 && host_sync (img->fd) == -1)
+      r = error_syscall (img, "fdatasync");
     /* Clean only if everything reached the file. */
     if (r == 0 && !q->broken && !q->leaked)
       r = qed_set_need_check (q, false);
@@ -436,12 +413,12 @@ qed_set_backing (struct image *img, const char *backing_file,
 
   if (n > 0) {
     if (n > QED_MAX_BACKING_NAME || name_offset + n > q->header_end)
-      return image_errf (img, EINVAL, "backing file name '%s' does not fit "
+      return error_file (img, EINVAL, "backing file name '%s' does not fit "
                          "in the header (%" PRIu64 " bytes)", backing_file,
                          q->header_end - name_offset);
     if (host_pwrite (img->fd, backing_file, n, name_offset) == -1 ||
         host_sync (img->fd) == -1)
-      return image_err_sys (img, "writing the backing file name");
+      return error_syscall (img, "writing the backing file name");
     q->h.features |= QED_F_BACKING_FILE;
     q->h.backing_filename_offset = (uint32_t) name_offset;
     q->h.backing_filename_size = (uint32_t) n;
@@ -465,37 +442,53 @@ qed_set_backing (struct image *img, const char *backing_file,
  * itself (commit).  Order: the emptied L1 table is durable before the file
  * is truncated (rule 5: no cluster is freed before the table update that
  * freed it). */
+/* Empties the L1 table, in memory and in the file (not yet synced). */
+static int
+clear_l1 (struct qed *q)
+{
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
+  struct mc_entry *e;
+  uint64_t i;
+
+  assert (q->allocs == NULL);
+  for (i = 0; i < q->table_entries; i++)
+    if (qed_l1_get (q, i) != 0 &&
+        (e = mc_find (q->l2_cache, qed_l1_get (q, i))) != NULL)
+      mc_remove (q->l2_cache, e);
+  memset (q->l1.data, 0, q->table_bytes);
+  if (host_pwrite (q->img->fd, q->l1.data, q->table_bytes,
+                   q->h.l1_table_offset) == -1)
+    return error_syscall (q->img, "writing the L1 table");
+  mc_table_clean (&q->l1);
+  return 0;
+}
+
+/* Cuts the file after the L1 table. */
+static int
+cut_after_l1 (struct qed *q)
+{
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
+  uint64_t end = q->h.l1_table_offset + q->table_bytes;
+
+  if (end < q->header_end)
+    end = q->header_end;
+  if (ftruncate (q->img->fd, (off_t) end) == -1)
+    return error_syscall (q->img, "truncate");
+  q->file_end = q->file_length = end;
+  return 0;
+}
+
 static int
 qed_make_empty (struct image *img)
 {
   struct qed *q = img->priv;
-  uint64_t end = q->h.l1_table_offset + q->table_bytes;
 
-  if (qed_writeback (q) == -1 || qed_set_need_check (q, true) == -1)
+  if (qed_writeback (q) == -1 || qed_set_need_check (q, true) == -1 ||
+      clear_l1 (q) == -1)
     return -1;
-  {
-    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
-    struct mc_entry *e;
-    uint64_t i;
-
-    assert (q->allocs == NULL);
-    for (i = 0; i < q->table_entries; i++)
-      if (qed_l1_get (q, i) != 0 &&
-          (e = mc_find (q->l2_cache, qed_l1_get (q, i))) != NULL)
-        mc_remove (q->l2_cache, e);
-    memset (q->l1.data, 0, q->table_bytes);
-    if (host_pwrite (img->fd, q->l1.data, q->table_bytes,
-                     q->h.l1_table_offset) == -1 ||
-        host_sync (img->fd) == -1)
-      return image_err_sys (img, "writing the L1 table");
-    mc_table_clean (&q->l1);
-    if (end < q->header_end)
-      end = q->header_end;
-    if (ftruncate (img->fd, (off_t) end) == -1)
-      return image_err_sys (img, "truncate");
-    q->file_end = q->file_length = end;
-  }
-  return 0;
+  if (cow_sync (&q->cow) == -1)
+    return error_syscall (img, "writing the L1 table");
+  return cut_after_l1 (q);
 }
 
 const struct driver qed_driver = {
@@ -503,14 +496,14 @@ const struct driver qed_driver = {
   .probe = qed_probe,
   .open = qed_open,
   .close = qed_close,
-  .pread = qed_pread,
-  .pwrite = qed_pwrite,
+  .pread = cow_pread,
+  .pwrite = cow_pwrite,
   .zero = qed_zero,
   .trim = qed_trim,
   .flush = qed_flush,
-  .pread_nowait = qed_pread_nowait,
-  .pwrite_nowait = qed_pwrite_nowait,
-  .block_status = qed_block_status,
+  .pread_nowait = cow_pread_nowait,
+  .pwrite_nowait = cow_pwrite_nowait,
+  .block_status = cow_block_status,
   .get_info = qed_get_info,
   .cache_stats = qed_cache_stats,
   .check = qed_check,

@@ -46,6 +46,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "cow.h"
 #include "internal.h"
 #include "metacache.h"
 
@@ -96,6 +97,7 @@ struct qed_header {
  * cache miss briefly stalls other lookups, which profiling may revisit.
  */
 struct qed {
+  struct cow cow;               /* first: the shared I/O paths (cow.c) */
   struct image *img;
   struct qed_header h;          /* as on disk, host byte order */
   uint64_t cluster_size;
@@ -118,7 +120,7 @@ struct qed {
   struct metacache *l2_cache;
   uint64_t file_end;            /* where the next allocation goes */
   uint64_t file_length;         /* the host file's length, grown ahead of
-                                   file_end (image_grow_file) */
+                                   file_end (host_grow_file) */
   struct inflight *allocs;        /* allocations in flight */
   bool creating_table;          /* a new L2 table is being made: new
                                    allocations wait (cond) */
@@ -139,7 +141,12 @@ int qed_write_header (struct qed *q);
 int qed_set_need_check (struct qed *q, bool on);
 
 /* qed-table.c: lookup, table loads and writeback */
-enum qed_entry_kind { QED_E_UNALLOC, QED_E_ZERO, QED_E_DATA, QED_E_INVALID };
+enum qed_entry_kind {
+  QED_E_UNALLOC = COW_UNALLOC,
+  QED_E_ZERO = COW_ZERO,
+  QED_E_DATA = COW_DATA,
+  QED_E_INVALID = COW_INVALID,
+};
 enum qed_entry_kind qed_entry_kind (struct qed *q, uint64_t entry,
                                     uint64_t file_size);
 bool qed_table_offset_valid (struct qed *q, uint64_t offset,
@@ -171,22 +178,13 @@ qed_l2_index (const struct qed *q, uint64_t cluster)
   return cluster & (q->table_entries - 1);
 }
 
-/* qed-cluster.c: the I/O paths */
-int qed_pread (struct image *img, void *buf, size_t count, uint64_t offset);
-int qed_pwrite (struct image *img, const void *buf, size_t count,
-                uint64_t offset, unsigned flags);
-int qed_pread_nowait (struct image *img, void *buf, size_t count,
-                      uint64_t offset);
-int qed_pwrite_nowait (struct image *img, const void *buf, size_t count,
-                       uint64_t offset, unsigned flags);
+/* qed-cluster.c: what cow.c asks of QED, write zeroes and trim */
+extern const struct cow_ops qed_cow_ops;
 int qed_zero (struct image *img, uint64_t count, uint64_t offset,
               unsigned flags);
 int qed_trim (struct image *img, uint64_t count, uint64_t offset,
               unsigned flags);
-int qed_block_status (struct image *img, uint64_t offset, uint64_t count,
-                      struct drv_status *st);
 
-/* qed-check.c */
 int qed_check (struct image *img, unsigned flags,
                struct image_check_result *result,
                image_report_fn report, void *opaque);

@@ -14,7 +14,7 @@ static int
 raw_open (struct image *img, const struct image_open_opts *opts)
 {
   if (host_file_size (img->fd, &img->size) == -1)
-    return image_err_sys (img, "stat");
+    return error_syscall (img, "stat");
   return 0;
 }
 
@@ -22,7 +22,7 @@ static int
 raw_close (struct image *img)
 {
   if (!img->readonly && host_sync (img->fd) == -1)
-    return image_err_sys (img, "fdatasync");
+    return error_syscall (img, "fdatasync");
   return 0;
 }
 
@@ -30,7 +30,7 @@ static int
 raw_flush (struct image *img)
 {
   if (host_sync (img->fd) == -1)
-    return image_err_sys (img, "fdatasync");
+    return error_syscall (img, "fdatasync");
   return 0;
 }
 
@@ -38,7 +38,7 @@ static int
 raw_pread (struct image *img, void *buf, size_t count, uint64_t offset)
 {
   if (host_pread (img->fd, buf, count, offset) == -1)
-    return image_err_sys (img, "read");
+    return error_syscall (img, "read");
   return 0;
 }
 
@@ -47,7 +47,7 @@ raw_pwrite (struct image *img, const void *buf, size_t count,
             uint64_t offset, unsigned flags)
 {
   if (host_pwrite (img->fd, buf, count, offset) == -1)
-    return image_err_sys (img, "write");
+    return error_syscall (img, "write");
   return (flags & IMAGE_FUA) ? raw_flush (img) : 0;
 }
 
@@ -73,16 +73,16 @@ raw_zero (struct image *img, uint64_t count, uint64_t offset,
 {
   bool may_trim = flags & IMAGE_MAY_TRIM;
 
-  image_host_may_have_holes (img);
+  host_may_have_holes (img);
   if (flags & IMAGE_FAST_ZERO) {
     /* Only fallocate is fast; writing a zero buffer is not. */
     if (!(may_trim && host_punch_hole (img->fd, count, offset) == 0) &&
         host_write_zeroes_fast (img->fd, count, offset) == -1)
-      return image_errf (img, ENOTSUP,
+      return error_file (img, ENOTSUP,
                          "fast zero: the host file cannot zero quickly");
   }
   else if (host_write_zeroes (img->fd, count, offset, may_trim) == -1)
-    return image_err_sys (img, "write zeroes");
+    return error_syscall (img, "write zeroes");
   return (flags & IMAGE_FUA) ? raw_flush (img) : 0;
 }
 
@@ -91,10 +91,10 @@ raw_trim (struct image *img, uint64_t count, uint64_t offset,
           unsigned flags)
 {
   /* Trim is advisory: a filesystem that cannot punch keeps the data. */
-  image_host_may_have_holes (img);
+  host_may_have_holes (img);
   if (host_punch_hole (img->fd, count, offset) == -1 &&
       errno != EOPNOTSUPP)
-    return image_err_sys (img, "punch hole");
+    return error_syscall (img, "punch hole");
   return (flags & IMAGE_FUA) ? raw_flush (img) : 0;
 }
 
@@ -105,10 +105,10 @@ raw_block_status (struct image *img, uint64_t offset, uint64_t count,
   bool is_data = true;
 
   st->length = count;
-  if (!image_host_dense (img) &&
+  if (!host_dense (img) &&
       host_data_status (img->fd, offset, count, st->quick, &is_data,
                         &st->length) == -1)
-    return image_err_sys (img, "SEEK_DATA");
+    return error_syscall (img, "SEEK_DATA");
   st->kind = is_data ? DRV_DATA : DRV_ZERO;
   st->host_offset = (int64_t) offset;
   st->host_checked = true;
@@ -126,23 +126,23 @@ raw_create (const char *filename, const struct image_create_opts *opts)
   int fd, r;
 
   if (opts->backing_file)
-    return image_err (EINVAL, "%s: format raw cannot have a backing file",
+    return error_set (EINVAL, "%s: format raw cannot have a backing file",
                       filename);
   if (opts->prealloc == IMAGE_PREALLOC_METADATA)
-    return image_err (EINVAL, "%s: format raw has no metadata to "
+    return error_set (EINVAL, "%s: format raw has no metadata to "
                       "preallocate (use falloc or full)", filename);
   if (opts->cluster_size || opts->table_size || opts->compat ||
       opts->lazy_refcounts > 0 || opts->refcount_bits)
-    return image_err (EINVAL, "%s: format raw takes no cluster_size, "
+    return error_set (EINVAL, "%s: format raw takes no cluster_size, "
                       "table_size, compat, lazy_refcounts or refcount_bits",
                       filename);
 
-  fd = image_create_file (filename);
+  fd = create_new_file (filename);
   if (fd == -1)
     return -1;
-  r = image_create_finish (fd, filename, opts->size, 0, opts->size, opts);
+  r = create_finish (fd, filename, opts->size, 0, opts->size, opts);
   if (close (fd) == -1 && r == 0)
-    r = image_err (errno, "%s: close: %s", filename, strerror (errno));
+    r = error_set (errno, "%s: close: %s", filename, strerror (errno));
   return r;
 }
 

@@ -51,10 +51,14 @@ make_base ()
         "$file" >/dev/null
 }
 
-# make_clone OVERLAY BACKING BACKING-FORMAT: a fresh QED overlay.
+# The overlay formats the data tests run on (each over raw and qed bases).
+OVERLAYS="qed qcow2"
+
+# make_clone OVERLAY BACKING BACKING-FORMAT: a fresh overlay, of the
+# format OVERLAY's extension names (qed, qcow2).
 make_clone ()
 {
-    qemu-img create -q -f qed -b "$(basename "$2")" -F "$3" "$1"
+    qemu-img create -q -f "${1##*.}" -b "$(basename "$2")" -F "$3" "$1"
 }
 
 # need_check QED-FILE: true if the header's NEED_CHECK feature bit (0x02 of
@@ -64,6 +68,17 @@ need_check ()
     local b
     b=$(od -An -tu1 -j16 -N1 "$1" | tr -d ' ')
     [ $(( b & 2 )) -ne 0 ]
+}
+
+# left_clean OVERLAY: true if the overlay is not marked as needing a check
+# (QED NEED_CHECK, qcow2 dirty bit).
+left_clean ()
+{
+    case ${1##*.} in
+        qed) ! need_check "$1" ;;
+        qcow2) qemu-img info --output=json "$1" |
+                   grep -q '"dirty-flag": false' ;;
+    esac
 }
 
 # sum FILE: the file's SHA-256, to prove later that it did not change.

@@ -3,7 +3,8 @@
 # nbdcopy from the plugin to a raw file gives the same bytes as qemu-img
 # convert -O raw of the same overlay, and the copy stays sparse where the
 # image has holes: it takes no more disk space than qemu-img's copy, and
-# far less than its length.  Over a raw and over a QED backing file.
+# far less than its length.  QED and qcow2 overlays, each over a raw and
+# over a QED backing file.
 . "${srcdir:-.}/functions.sh"
 . "${srcdir:-.}/plugin-functions.sh"
 requires nbdcopy --version
@@ -11,26 +12,28 @@ requires qemu-io --version
 
 cd "$tmp"
 
-for b in raw qed; do
-    rm -f base.* clone.qed out.raw ref.raw
-    make_base base.$b $b
-    make_clone clone.qed base.$b $b
-    qemu-io -f qed -c 'write -P 0x55 200k 300k' -c 'write -z 8M 64k' \
-        -c 'write -P 0x66 30M 1M' -c 'write -P 0x77 4095k 2k' \
-        clone.qed > /dev/null
+for o in $OVERLAYS; do
+    for b in raw qed; do
+        rm -f base.* clone.$o out.raw ref.raw
+        make_base base.$b $b
+        make_clone clone.$o base.$b $b
+        qemu-io -f $o -c 'write -P 0x55 200k 300k' -c 'write -z 8M 64k' \
+            -c 'write -P 0x66 30M 1M' -c 'write -P 0x77 4095k 2k' \
+            clone.$o > /dev/null
 
-    serve -- "$tmp/clone.qed" --run "nbdcopy \"\$uri\" '$tmp/out.raw'" ||
-        fail "$b: nbdcopy failed"
-    qemu-img convert -O raw clone.qed ref.raw
-    cmp out.raw ref.raw || fail "$b: nbdcopy and qemu-img convert differ"
+        serve -- "$tmp/clone.$o" --run "nbdcopy \"\$uri\" '$tmp/out.raw'" ||
+            fail "$o/$b: nbdcopy failed"
+        qemu-img convert -O raw clone.$o ref.raw
+        cmp out.raw ref.raw || fail "$o/$b: nbdcopy and qemu-img convert differ"
 
-    size=$(stat -c %s out.raw)
-    used=$(du -k out.raw | cut -f1)
-    ref=$(du -k ref.raw | cut -f1)
-    echo "$b: nbdcopy's copy uses $used KiB, qemu-img's $ref KiB," \
-         "length $((size / 1024)) KiB"
-    [ "$used" -le $((ref + 256)) ] ||
-        fail "$b: nbdcopy's copy is less sparse than qemu-img's"
-    [ $((used * 8)) -lt $((size / 1024)) ] ||
-        fail "$b: nbdcopy's copy is not sparse"
+        size=$(stat -c %s out.raw)
+        used=$(du -k out.raw | cut -f1)
+        ref=$(du -k ref.raw | cut -f1)
+        echo "$o/$b: nbdcopy's copy uses $used KiB, qemu-img's $ref KiB," \
+             "length $((size / 1024)) KiB"
+        [ "$used" -le $((ref + 256)) ] ||
+            fail "$o/$b: nbdcopy's copy is less sparse than qemu-img's"
+        [ $((used * 8)) -lt $((size / 1024)) ] ||
+            fail "$o/$b: nbdcopy's copy is not sparse"
+    done
 done

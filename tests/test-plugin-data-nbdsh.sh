@@ -5,7 +5,8 @@
 # identically in the same run and after an nbdkit restart, qemu-img reads
 # the same from the overlay file, qemu-img check finds nothing wrong, the
 # backing file is byte-for-byte unchanged and the overlay is marked clean
-# after nbdkit exits.  Over a raw and over a QED backing file.
+# after nbdkit exits.  QED and qcow2 overlays, each over a raw and over a
+# QED backing file.
 . "${srcdir:-.}/functions.sh"
 . "${srcdir:-.}/plugin-functions.sh"
 requires nbdsh --version
@@ -71,25 +72,29 @@ if os.environ["MODE"] == "write":
 verify(h)
 PY
 
-for b in raw qed; do
-    rm -f base.* clone.qed expected.raw
-    make_base base.$b $b
-    make_clone clone.qed base.$b $b
-    base_sum=$(sum base.$b)
-    qemu-img convert -O raw clone.qed expected.raw
+for o in $OVERLAYS; do
+    for b in raw qed; do
+        rm -f base.* clone.$o expected.raw
+        make_base base.$b $b
+        make_clone clone.$o base.$b $b
+        base_sum=$(sum base.$b)
+        qemu-img convert -O raw clone.$o expected.raw
 
-    export EXPECTED="$tmp/expected.raw"
-    MODE=write serve -- "$tmp/clone.qed" \
-        --run 'nbdsh -u "$uri" -c "exec(open(\"'"$tmp"'/io.py\").read())"' ||
-        fail "$b: writing or reading back in the first run"
-    need_check clone.qed && fail "$b: overlay left marked NEED_CHECK"
+        export EXPECTED="$tmp/expected.raw"
+        MODE=write serve -- "$tmp/clone.$o" \
+            --run 'nbdsh -u "$uri" -c "exec(open(\"'"$tmp"'/io.py\").read())"' ||
+            fail "$o/$b: writing or reading back in the first run"
+        left_clean clone.$o ||
+            fail "$o/$b: overlay left marked as needing a check"
 
-    MODE=verify serve -- "$tmp/clone.qed" \
-        --run 'nbdsh -u "$uri" -c "exec(open(\"'"$tmp"'/io.py\").read())"' ||
-        fail "$b: data did not survive an nbdkit restart"
+        MODE=verify serve -- "$tmp/clone.$o" \
+            --run 'nbdsh -u "$uri" -c "exec(open(\"'"$tmp"'/io.py\").read())"' ||
+            fail "$o/$b: data did not survive an nbdkit restart"
 
-    qemu-img compare -q clone.qed expected.raw ||
-        fail "$b: qemu-img reads other data from the overlay"
-    qemu_check clone.qed
-    [ "$(sum base.$b)" = "$base_sum" ] || fail "$b: the backing file changed"
+        qemu-img compare -q clone.$o expected.raw ||
+            fail "$o/$b: qemu-img reads other data from the overlay"
+        qemu_check clone.$o
+        [ "$(sum base.$b)" = "$base_sum" ] ||
+            fail "$o/$b: the backing file changed"
+    done
 done

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: BSD-3-Clause
-# Write zeroes, fast zero, trim, FUA and cache through the plugin on QED
-# overlays: a fast zero that would need a copy on write (part of a cluster
-# over backing data) fails with ENOTSUP and changes nothing, not even the
-# file; fast zeroes of whole clusters, or over backing holes, succeed;
-# zeroes with and without NO_HOLE read back as zeros; a trimmed range reads
-# as zeros or as what was written there, never as anything else; the
-# result survives a restart and qemu-img reads the same from the file.
+# Write zeroes, fast zero, trim, FUA and cache through the plugin on QED and
+# qcow2 overlays: a fast zero that would need a copy on write (part of a
+# cluster over backing data) fails with ENOTSUP and changes nothing, not even
+# the file; fast zeroes of whole clusters, or over backing holes, succeed;
+# zeroes with and without NO_HOLE read back as zeros; a trimmed range reads as
+# zeros or as what was written there, never as anything else; the result
+# survives a restart and qemu-img reads the same from the file.
 . "${srcdir:-.}/functions.sh"
 . "${srcdir:-.}/plugin-functions.sh"
 requires nbdsh --version
@@ -76,20 +76,22 @@ else:
     check("after a restart")
 PY
 
-for b in raw qed; do
-    rm -f base.* clone.qed expected.raw
-    make_base base.$b $b
-    make_clone clone.qed base.$b $b
-    qemu-img convert -O raw clone.qed expected.raw
-    export EXPECTED="$tmp/expected.raw" OVERLAY="$tmp/clone.qed"
+for o in $OVERLAYS; do
+    for b in raw qed; do
+        rm -f base.* clone.$o expected.raw
+        make_base base.$b $b
+        make_clone clone.$o base.$b $b
+        qemu-img convert -O raw clone.$o expected.raw
+        export EXPECTED="$tmp/expected.raw" OVERLAY="$tmp/clone.$o"
 
-    MODE=ops serve -- "$tmp/clone.qed" \
-        --run 'nbdsh -u "$uri" -c "exec(open(\"'"$tmp"'/ops.py\").read())"' ||
-        fail "$b: zero, trim or fast zero"
-    MODE=verify serve -- "$tmp/clone.qed" \
-        --run 'nbdsh -u "$uri" -c "exec(open(\"'"$tmp"'/ops.py\").read())"' ||
-        fail "$b: after a restart"
-    qemu-img compare -q clone.qed expected.raw ||
-        fail "$b: qemu-img reads other data from the overlay"
-    qemu_check clone.qed
+        MODE=ops serve -- "$tmp/clone.$o" \
+            --run 'nbdsh -u "$uri" -c "exec(open(\"'"$tmp"'/ops.py\").read())"' ||
+            fail "$o/$b: zero, trim or fast zero"
+        MODE=verify serve -- "$tmp/clone.$o" \
+            --run 'nbdsh -u "$uri" -c "exec(open(\"'"$tmp"'/ops.py\").read())"' ||
+            fail "$o/$b: after a restart"
+        qemu-img compare -q clone.$o expected.raw ||
+            fail "$o/$b: qemu-img reads other data from the overlay"
+        qemu_check clone.$o
+    done
 done

@@ -3,7 +3,7 @@
 # helpers to make images and to run cowbd on a Unix socket in $tmp.
 #
 #   make_image FMT NAME   $tmp/NAME: a 16 MiB image with known content:
-#                         raw: the file itself; qed: an overlay of
+#                         raw: the file itself; qed, qcow2: an overlay of
 #                         $tmp/base-NAME.raw with some clusters of its own
 #   start_server ARGS...  cowbd -U $tmp/sock ARGS in the background,
 #                         $server_pid, stderr in $tmp/server.log
@@ -26,7 +26,7 @@ fi
 PYTHON=python3
 
 # The formats every server test runs on.
-FORMATS="raw qed"
+FORMATS="raw qed qcow2"
 
 make_image ()
 {
@@ -37,13 +37,13 @@ make_image ()
             qemu-io -f raw -c 'write -P 0x11 0 1M' -c 'write -P 0x22 4M 2M' \
                 -c 'write -P 0x33 15M 1M' "$tmp/$name" >/dev/null
             ;;
-        qed)
+        qed|qcow2)
             qemu-img create -q -f raw "$tmp/base-$name.raw" 16M
             qemu-io -f raw -c 'write -P 0x11 0 1M' -c 'write -P 0x22 4M 2M' \
                 "$tmp/base-$name.raw" >/dev/null
-            qemu-img create -q -f qed -b "base-$name.raw" -F raw "$tmp/$name"
-            qemu-io -f qed -c 'write -P 0x44 512K 1M' -c 'write -P 0x33 15M 1M' \
-                "$tmp/$name" >/dev/null
+            qemu-img create -q -f "$fmt" -b "base-$name.raw" -F raw "$tmp/$name"
+            qemu-io -f "$fmt" -c 'write -P 0x44 512K 1M' \
+                -c 'write -P 0x33 15M 1M' "$tmp/$name" >/dev/null
             ;;
         *) fail "make_image: unknown format $fmt" ;;
     esac

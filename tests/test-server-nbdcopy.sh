@@ -27,7 +27,7 @@ for fmt in $FORMATS; do
     else
         qemu-img create -q -f raw base-fresh.raw 16M
         qemu-io -f raw -c 'write -P 0x99 0 16M' base-fresh.raw >/dev/null
-        qemu-img create -q -f qed -b base-fresh.raw -F raw fresh.qed
+        qemu-img create -q -f $fmt -b base-fresh.raw -F raw fresh.$fmt
     fi
     start_server "$tmp/fresh.$fmt"
     nbdcopy --connections=4 --flush out.raw "$(uri)"

@@ -29,10 +29,15 @@ for fmt in $FORMATS; do
     [ $rc -eq 0 ] || fail "$fmt: server exited with $rc after SIGTERM"
     [ ! -e "$tmp/sock" ] || fail "$fmt: the socket was left behind"
 
-    if [ $fmt = qed ]; then
-        ! qed_needs_check "$tmp/img.qed" || fail "qed: left needing a check"
-        qemu-img check -q -f qed "$tmp/img.qed"
-    fi
+    case $fmt in
+        qed)
+            ! qed_needs_check "$tmp/img.qed" || fail "qed: left needing a check"
+            qemu-img check -q -f qed "$tmp/img.qed" ;;
+        qcow2)
+            qemu-img info --output=json "$tmp/img.qcow2" |
+                grep -q '"dirty-flag": false' || fail "qcow2: left dirty"
+            qemu-img check -q -f qcow2 "$tmp/img.qcow2" ;;
+    esac
     # Every flushed and every acknowledged slot holds its pattern.
     cmds=()
     for i in $(sed -n 's/^flushed //p; s/^acked //p' "$tmp/state"); do

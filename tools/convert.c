@@ -243,7 +243,7 @@ check_target (struct image *src, const char *dst)
   struct image *img;
 
   for (img = src; img; img = image_backing (img))
-    if (same_file (image_name (img), dst)) {
+    if (image_same_file (image_name (img), dst)) {
       error_msg ("%s: the target is %s, which the copy reads", dst,
                  img == src ? "the source" : "in the source's backing chain");
       return -1;

@@ -43,7 +43,7 @@ own_backing (const char *filename, const char *backing)
 {
   CLEANUP_FREE char *path = resolve_backing (filename, backing);
 
-  if (!same_file (path, filename))
+  if (!image_same_file (path, filename))
     return false;
   error_msg ("%s: an image cannot be its own backing file", filename);
   return true;

@@ -82,9 +82,6 @@ char *resolve_backing (const char *overlay, const char *backing);
 /* strdup, exiting on ENOMEM. */
 char *xstrdup (const char *s);
 
-/* True if paths a and b name the same existing file. */
-bool same_file (const char *a, const char *b);
-
 /* Parses a size ("10G"), printing a message naming what when it fails. */
 int parse_size (const char *what, const char *arg, uint64_t *size);
 

@@ -158,7 +158,7 @@ static int
 check_loop (struct image *img, struct image *chain, const char *backing)
 {
   for (; chain; chain = image_backing (chain))
-    if (same_file (image_name (chain), image_name (img))) {
+    if (image_same_file (image_name (chain), image_name (img))) {
       error_msg ("%s: rebasing onto %s would make a backing chain loop",
                  image_name (img), backing);
       return -1;
@@ -251,7 +251,7 @@ rebase_unsafe (struct image *img, const char *backing, const char *bfmt)
 
   if (backing) {
     path = resolve_backing (image_name (img), backing);
-    if (same_file (path, image_name (img))) {
+    if (image_same_file (path, image_name (img))) {
       error_msg ("%s: an image cannot be its own backing file",
                  image_name (img));
       return -1;

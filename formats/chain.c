@@ -1,0 +1,431 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* The backing chain: probing a file's format, opening an image and the
+ * chain below it (loops and depth refused, each backing image read-only
+ * unless IMAGE_OPEN_BACKING_RW), closing it, and reading through it.
+ *
+ * A backing chain is a list of images linked through img->backing, each
+ * owned by the image above it. */
+#include <config.h>
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "checked-overflow.h"
+#include "cleanup.h"
+#include "internal.h"
+#include "minmax.h"
+#include "rounding.h"
+
+/* ---- probing --------------------------------------------------------- */
+
+/* Probed in this order; raw, which has no magic, last. */
+static const struct driver *const drivers[] = {
+  &qed_driver,
+  &qcow2_driver,
+  &raw_driver,
+};
+
+const struct driver *
+chain_driver (const char *name)
+{
+  size_t i;
+
+  for (i = 0; i < sizeof drivers / sizeof drivers[0]; i++)
+    if (strcmp (drivers[i]->name, name) == 0)
+      return drivers[i];
+  return NULL;
+}
+
+const struct driver *
+chain_probe_buf (const uint8_t *buf, size_t len)
+{
+  size_t i;
+
+  for (i = 0; i < sizeof drivers / sizeof drivers[0]; i++)
+    if (drivers[i]->probe && drivers[i]->probe (buf, len))
+      return drivers[i];
+  return &raw_driver;
+}
+
+/* Probes an open file from its first sector (what probe.c guards). */
+static const struct driver *
+probe_fd (int fd)
+{
+  uint8_t buf[512];
+  ssize_t n;
+
+  do
+    n = pread (fd, buf, sizeof buf, 0);
+  while (n == -1 && errno == EINTR);
+  if (n == -1)
+    return NULL;
+  return chain_probe_buf (buf, (size_t) n);
+}
+
+const char *
+image_probe (const char *filename)
+{
+  CLEANUP_CLOSE int fd = open (filename, O_RDONLY | O_CLOEXEC);
+  const struct driver *drv;
+
+  if (fd == -1)
+    return error_set (errno, "%s: %s", filename, strerror (errno)), NULL;
+  drv = probe_fd (fd);
+  if (drv == NULL)
+    return error_set (errno, "%s: reading the header: %s", filename,
+                      strerror (errno)), NULL;
+  return drv->name;
+}
+
+/* ---- open and close --------------------------------------------------- */
+
+char *
+image_resolve_backing (const char *overlay, const char *backing)
+{
+  char *r;
+
+  if (backing[0] == '/' || strchr (overlay, '/') == NULL)
+    r = strdup (backing);
+  else {
+    const char *slash = strrchr (overlay, '/');
+    int dirlen = (int) (slash - overlay);
+    if (asprintf (&r, "%.*s/%s", dirlen, overlay, backing) == -1)
+      r = NULL;
+  }
+  if (r == NULL)
+    error_set (ENOMEM, "%s: out of memory", overlay);
+  return r;
+}
+
+/* One (device, inode) per image of the chain being opened, to refuse
+ * loops. */
+struct chain_seen {
+  struct image_file_id id[IMAGE_MAX_CHAIN + 1];
+};
+
+static void chain_free (struct image *img);
+static struct image *chain_open (const char *filename,
+                                 const struct image_open_opts *opts,
+                                 unsigned depth, struct chain_seen *seen,
+                                 const char *referrer);
+
+static const struct driver *
+choose_driver (struct image *img, const char *format)
+{
+  const struct driver *drv;
+
+  if (format == NULL || strcmp (format, "auto") == 0) {
+    drv = probe_fd (img->fd);
+    if (drv == NULL)
+      error_syscall (img, "reading the header");
+    return drv;
+  }
+  drv = chain_driver (format);
+  if (drv == NULL)
+    error_file (img, EINVAL, "unknown format '%s' (known: %s)", format,
+                IMAGE_FORMATS);
+  return drv;
+}
+
+/* Refuses a file already seen in this chain. */
+static int
+check_loop (struct image *img, unsigned depth, struct chain_seen *seen)
+{
+  unsigned i;
+
+  if (image_file_id_fd (img->fd, &seen->id[depth]) == -1)
+    return error_syscall (img, "stat");
+  for (i = 0; i < depth; i++)
+    if (image_file_id_equal (&seen->id[i], &seen->id[depth]))
+      return error_file (img, ELOOP,
+                         "backing chain loop: this file is its own backing "
+                         "file (through %u image(s))", depth - i);
+  return 0;
+}
+
+/* Opens img's backing image, if it names one. */
+static int
+open_backing (struct image *img, const struct image_open_opts *opts,
+              struct chain_seen *seen)
+{
+  struct image_open_opts bopts = *opts;
+
+  if (img->backing_filename == NULL)
+    return 0;
+  img->full_backing_filename =
+    image_resolve_backing (img->filename, img->backing_filename);
+  if (img->full_backing_filename == NULL)
+    return -1;
+  if (opts->flags & IMAGE_OPEN_NO_BACKING)
+    return 0;
+  if (img->depth + 1 > IMAGE_MAX_CHAIN)
+    return error_file (img, ELOOP, "backing chain deeper than %d images",
+                       IMAGE_MAX_CHAIN);
+
+  bopts.format = img->backing_format;
+  bopts.flags = IMAGE_OPEN_READONLY | (opts->flags & IMAGE_OPEN_FORCE_SHARE);
+  if (img->depth == 0 && (opts->flags & IMAGE_OPEN_BACKING_RW))
+    bopts.flags = 0;
+  if (bopts.format == NULL)     /* probed: see probe.c, rule 2 */
+    bopts.flags |= IMAGE_OPEN_PROBED_BACKING |
+      (img->drv == &qed_driver ? IMAGE_OPEN_QED_REFERRER : 0);
+  img->backing = chain_open (img->full_backing_filename, &bopts,
+                             img->depth + 1, seen, img->filename);
+  if (img->backing == NULL)
+    return -1;
+  if (img->backing_format == NULL) {
+    img->backing_format = strdup (img->backing->drv->name);
+    if (img->backing_format == NULL)
+      return error_file (img, ENOMEM, "out of memory");
+  }
+  return 0;
+}
+
+static struct image *
+chain_open (const char *filename, const struct image_open_opts *opts,
+            unsigned depth, struct chain_seen *seen, const char *referrer)
+{
+  struct image *img;
+  int flags;
+
+  img = calloc (1, sizeof *img);
+  if (img == NULL) {
+    error_set (ENOMEM, "%s: out of memory", filename);
+    return NULL;
+  }
+  img->fd = -1;
+  img->depth = depth;
+  img->host_dense = -1;
+  img->readonly = opts->flags & IMAGE_OPEN_READONLY;
+  img->filename = strdup (filename);
+  if (img->filename == NULL) {
+    error_set (ENOMEM, "%s: out of memory", filename);
+    goto err;
+  }
+
+  flags = (img->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC;
+  img->fd = open (filename, flags);
+  if (img->fd == -1) {
+    if (referrer)
+      error_set (errno, "%s: backing file %s: %s", referrer, filename,
+                 strerror (errno));
+    else
+      error_set (errno, "%s: %s", filename, strerror (errno));
+    goto err;
+  }
+  if (lock_image (img, opts->flags) == -1) {
+    if (referrer) {
+      char prefix[PATH_MAX + 32];
+      snprintf (prefix, sizeof prefix, "%s: backing file ", referrer);
+      error_prefix (prefix);
+    }
+    goto err;
+  }
+  if (check_loop (img, depth, seen) == -1)
+    goto err;
+  host_nowait_init (img);
+
+  img->drv = choose_driver (img, opts->format);
+  if (img->drv == NULL)
+    goto err;
+  if (img->drv->open (img, opts) == -1) {
+    img->drv = NULL;            /* the driver freed its state */
+    goto err;
+  }
+  if (probe_guard_open (img, opts) == -1 ||
+      probe_check_backing (img, opts->flags, referrer) == -1)
+    goto err;
+  if (open_backing (img, opts, seen) == -1)
+    goto err;
+  img->chain_in_memory = img->host_in_memory &&
+    (img->backing == NULL || img->backing->chain_in_memory);
+  return img;
+
+ err:
+  chain_free (img);
+  return NULL;
+}
+
+struct image *
+image_open (const char *filename, const struct image_open_opts *opts)
+{
+  static const struct image_open_opts defaults;
+  struct chain_seen seen;
+
+  if (opts && (opts->flags & IMAGE_OPEN_FORCE_SHARE) &&
+      (opts->flags & (IMAGE_OPEN_READONLY | IMAGE_OPEN_BACKING_RW)) !=
+      IMAGE_OPEN_READONLY) {
+    error_set (EINVAL, "%s: force-share can only be used with read-only "
+               "opens", filename);
+    return NULL;
+  }
+  return chain_open (filename, opts ? opts : &defaults, 0, &seen, NULL);
+}
+
+/* Closes the driver (if opened), the backing chain and the file. */
+static int
+chain_close (struct image *img)
+{
+  int r = 0;
+
+  if (img->drv && img->drv->close (img) == -1)
+    r = -1;
+  if (img->backing && chain_close (img->backing) == -1 && r == 0)
+    r = -1;
+  if (img->fd >= 0 && close (img->fd) == -1 && r == 0)
+    r = error_syscall (img, "close");
+  probe_guard_free (img);
+  free (img->filename);
+  free (img->backing_filename);
+  free (img->backing_format);
+  free (img->full_backing_filename);
+  free (img);
+  return r;
+}
+
+static void
+chain_free (struct image *img)
+{
+  struct error_saved e;
+
+  /* Keep the error that made the open fail, not a cleanup's. */
+  error_save (&e);
+  chain_close (img);
+  error_restore (&e);
+}
+
+int
+image_close (struct image *img)
+{
+  if (img == NULL)
+    return 0;
+  return chain_close (img);
+}
+
+/* ---- backing reads ------------------------------------------------------ */
+
+int
+chain_read_backing (struct image *img, void *buf, size_t count,
+                    uint64_t offset)
+{
+  struct image *b = img->backing;
+  size_t n = 0;
+
+  if (b && offset < b->size) {
+    n = (size_t) MIN ((uint64_t) count, b->size - offset);
+    if (b->drv->pread (b, buf, n, offset) == -1)
+      return -1;
+    __atomic_fetch_add (&img->backing_read_bytes, n, __ATOMIC_RELAXED);
+  }
+  if (n < count)
+    memset ((char *) buf + n, 0, count - n);
+  return 0;
+}
+
+int
+chain_read_backing_nowait (struct image *img, void *buf, size_t count,
+                           uint64_t offset)
+{
+  struct image *b = img->backing;
+  size_t n = 0;
+
+  if (b && offset < b->size) {
+    n = (size_t) MIN ((uint64_t) count, b->size - offset);
+    if (b->drv->pread_nowait == NULL ||
+        b->drv->pread_nowait (b, buf, n, offset) == -1)
+      return error_again ();
+    __atomic_fetch_add (&img->backing_read_bytes, n, __ATOMIC_RELAXED);
+  }
+  if (n < count)
+    memset ((char *) buf + n, 0, count - n);
+  return 0;
+}
+
+/* The run at offset of the chain below img: the image that answers (NULL:
+ * none, the range reads as zeros) and its status. */
+static int
+backing_status (struct image *img, uint64_t offset, uint64_t count,
+                struct image **owner, struct drv_status *st)
+{
+  struct image *b = img->backing;
+
+  for (;;) {
+    if (b == NULL || offset >= b->size) {
+      *owner = NULL;
+      st->kind = DRV_ZERO;
+      st->length = count;
+      return 0;
+    }
+    count = MIN (count, b->size - offset);
+    *st = (struct drv_status) { .host_offset = -1, .quick = true };
+    if (b->drv->block_status (b, offset, count, st) == -1)
+      return -1;
+    assert (st->length > 0 && st->length <= count);
+    count = st->length;
+    *owner = b;
+    if (st->kind != DRV_UNALLOCATED)
+      return 0;
+    b = b->backing;
+  }
+}
+
+/* Reads one run of owner's data into buf. */
+static int
+backing_read_run (struct image *owner, const struct drv_status *st,
+                  uint8_t *buf, uint64_t offset)
+{
+  if (st->compressed || st->host_offset < 0)
+    return owner->drv->pread (owner, buf, st->length, offset);
+  if (host_pread (owner->fd, buf, st->length, (uint64_t) st->host_offset)
+      == -1)
+    return error_file (owner, errno, "reading offset %" PRIu64 ": %s",
+                       offset, strerror (errno));
+  return 0;
+}
+
+int
+chain_fill (struct image *img, uint64_t offset, uint64_t len,
+            uint8_t **buf)
+{
+  uint64_t done = 0;
+
+  *buf = NULL;
+  while (done < len) {
+    struct image *owner;
+    struct drv_status st;
+
+    if (backing_status (img, offset + done, len - done, &owner, &st) == -1)
+      goto fail;
+    if (st.kind == DRV_DATA && *buf == NULL) {
+      if ((*buf = malloc (len)) == NULL) {
+        error_file (img, ENOMEM, "out of memory");
+        goto fail;
+      }
+      memset (*buf, 0, done);
+    }
+    if (st.kind == DRV_DATA) {
+      if (backing_read_run (owner, &st, *buf + done, offset + done) == -1)
+        goto fail;
+    }
+    else if (*buf)
+      memset (*buf + done, 0, st.length);
+    done += st.length;
+  }
+  return 0;
+
+ fail:
+  free (*buf);
+  *buf = NULL;
+  return -1;
+}
+

@@ -1,0 +1,685 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* The I/O paths of the cluster formats, written once for QED and qcow2.
+ *
+ * Every path walks the request as runs (struct cow_run): consecutive
+ * guest clusters of one L2 table in the same state.  The lookup of a run
+ * holds the format's lock; the data I/O does not.
+ *
+ * A write goes in place into a run the format says may be written in
+ * place (QED: any data cluster; qcow2: a data cluster with COPIED in a
+ * table of ours).  Everything else is an allocating write of a run of n
+ * clusters, in three steps, each a function of its own:
+ *
+ *   plan_step (lock held inside): the metadata is ready (else the format
+ *     makes it ready without the lock, and the run is looked up again: a
+ *     new L2 table, the dirty bit or NEED_CHECK durable, a refcount
+ *     structure grown); no other change covers these clusters (else wait
+ *     on the format's cond); n clusters reserved at the end of the file;
+ *     the change recorded in *c->allocs and the L2 table pinned;
+ *   write_new_clusters (no lock): one pwritev of the guest data and,
+ *     around it, the rest of the first and last cluster: the backing
+ *     chain's data (read in one walk that also says where it reads as
+ *     zeros), the old cluster's (qcow2: shared or compressed), or nothing
+ *     where that reads as zeros: the file was grown past the new clusters
+ *     beforehand (host_grow_file), so a part not written is a hole;
+ *   end_alloc (lock held inside): the L2 entries point at the new
+ *     clusters (the table is dirty in the cache; writeback makes the data
+ *     durable before the entries, rule 1 - see qed-table.c and
+ *     qcow2-table.c), or the clusters are given back; the change ends and
+ *     waiters wake.
+ *
+ * The non-blocking calls (cow_pread_nowait, cow_pwrite_nowait) take the
+ * same paths, but only try the lock, need tables in the cache, and answer
+ * EAGAIN wherever they would wait for another thread or for the format
+ * to make its metadata ready.
+ */
+#include <config.h>
+
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+
+#include "cleanup.h"
+#include "cow.h"
+#include "metacache.h"
+#include "minmax.h"
+#include "rounding.h"
+
+void
+cow_mutex_init (pthread_mutex_t *m)
+{
+#ifndef NDEBUG
+  pthread_mutexattr_t a;
+
+  pthread_mutexattr_init (&a);
+  pthread_mutexattr_settype (&a, PTHREAD_MUTEX_ERRORCHECK);
+  pthread_mutex_init (m, &a);
+  pthread_mutexattr_destroy (&a);
+#else
+  pthread_mutex_init (m, NULL);
+#endif
+}
+
+void
+cow_assert_not_held (pthread_mutex_t *m)
+{
+#ifndef NDEBUG
+  int e = pthread_mutex_trylock (m);
+
+  if (e == 0) {
+    pthread_mutex_unlock (m);
+    return;
+  }
+  /* Held.  An error-checking mutex refuses (EPERM) an unlock by a thread
+   * that does not own it; by its owner, the unlock succeeds - and we
+   * abort anyway. */
+  e = pthread_mutex_unlock (m);
+  assert (e == EPERM && "fdatasync with the image's main lock held");
+#endif
+}
+
+int
+cow_sync (struct cow *c)
+{
+  cow_assert_not_held (c->lock);
+  return host_sync (c->img->fd);
+}
+
+void
+cow_init (struct cow *c, struct image *img, const struct cow_ops *ops,
+          pthread_mutex_t *lock, pthread_cond_t *cond,
+          pthread_mutex_t *writeback_lock, pthread_mutex_t *header_lock,
+          struct inflight **allocs)
+{
+  *c = (struct cow) {
+    .img = img, .ops = ops, .lock = lock, .cond = cond,
+    .writeback_lock = writeback_lock, .header_lock = header_lock,
+    .allocs = allocs,
+  };
+  pthread_mutex_init (writeback_lock, NULL);
+  pthread_mutex_init (header_lock, NULL);
+  cow_mutex_init (lock);
+  pthread_cond_init (cond, NULL);
+}
+
+void
+cow_destroy (struct cow *c)
+{
+  pthread_mutex_destroy (c->writeback_lock);
+  pthread_mutex_destroy (c->header_lock);
+  pthread_mutex_destroy (c->lock);
+  pthread_cond_destroy (c->cond);
+}
+
+int
+cow_repair_at_open (struct cow *c)
+{
+  struct image *img = c->img;
+  struct image_check_result r;
+
+  if (img->drv->check (img, IMAGE_CHECK_REPAIR_LEAKS |
+                       IMAGE_CHECK_REPAIR_ERRORS, &r, NULL, NULL) == -1)
+    return -1;
+  if (r.corruptions > 0 || r.check_errors > 0)
+    return error_file (img, EIO, "the image needs a check and the "
+                       "automatic repair failed (%" PRIu64 " corruptions, %"
+                       PRIu64 " errors left): run cowbd-img check -r all",
+                       r.corruptions, r.check_errors);
+  engine_warn ("%s: was not closed cleanly: repaired at open (%" PRIu64
+              " leaks and %" PRIu64 " corruptions fixed)",
+              img->filename, r.leaks_fixed, r.corruptions_fixed);
+  return 0;
+}
+
+static int
+must_wait (void)
+{
+  errno = EAGAIN;
+  return -1;
+}
+
+int
+cow_lookup (struct cow *c, uint64_t offset, uint64_t count,
+            struct cow_run *r)
+{
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (c->lock);
+  return c->ops->lookup (c, offset, count, false, r);
+}
+
+/* Looks the run up without waiting: a contended lock or a table not in
+ * the cache is EAGAIN. */
+static int
+lookup_nowait (struct cow *c, uint64_t offset, uint64_t count,
+               struct cow_run *r)
+{
+  int ret;
+
+  if (pthread_mutex_trylock (c->lock) != 0)
+    return must_wait ();
+  ret = c->ops->lookup (c, offset, count, true, r);
+  pthread_mutex_unlock (c->lock);
+  return ret;
+}
+
+/* ---- read --------------------------------------------------------------- */
+
+static int
+read_compressed (struct cow *c, const struct cow_run *r, uint8_t *p,
+                 uint64_t offset)
+{
+  uint64_t cs = 1ULL << c->cluster_bits;
+  CLEANUP_FREE uint8_t *tmp = malloc (cs);
+
+  if (tmp == NULL)
+    return error_file (c->img, ENOMEM, "out of memory");
+  if (c->ops->read_compressed (c, r->entry, tmp) == -1)
+    return -1;
+  memcpy (p, tmp + (offset & (cs - 1)), r->len);
+  return 0;
+}
+
+static int
+read_run (struct cow *c, const struct cow_run *r, uint8_t *p,
+          uint64_t offset)
+{
+  struct image *img = c->img;
+
+  switch (r->kind) {
+  case COW_DATA:
+    if (host_pread (img->fd, p, r->len, r->host) == -1)
+      return error_file (img, errno, "reading offset %" PRIu64 ": %s",
+                         offset, strerror (errno));
+    return 0;
+  case COW_ZERO:
+    memset (p, 0, r->len);
+    return 0;
+  case COW_UNALLOC:
+    return chain_read_backing (img, p, r->len, offset);
+  case COW_COMPRESSED:
+    return read_compressed (c, r, p, offset);
+  case COW_INVALID:
+    return c->ops->invalid (c, r, offset);
+  }
+  abort ();
+}
+
+int
+cow_pread (struct image *img, void *buf, size_t count, uint64_t offset)
+{
+  struct cow *c = img->priv;
+  uint8_t *p = buf;
+
+  while (count > 0) {
+    struct cow_run r;
+
+    if (cow_lookup (c, offset, count, &r) == -1 ||
+        read_run (c, &r, p, offset) == -1)
+      return -1;
+    p += r.len;
+    offset += r.len;
+    count -= r.len;
+  }
+  return 0;
+}
+
+/* Compressed and invalid clusters go to the blocking path (which
+ * decompresses, or says what is wrong). */
+static int
+read_run_nowait (struct cow *c, const struct cow_run *r, uint8_t *p,
+                 uint64_t offset)
+{
+  switch (r->kind) {
+  case COW_DATA:
+    return host_pread_nowait (c->img, p, r->len, r->host);
+  case COW_ZERO:
+    memset (p, 0, r->len);
+    return 0;
+  case COW_UNALLOC:
+    return chain_read_backing_nowait (c->img, p, r->len, offset);
+  default:
+    return must_wait ();
+  }
+}
+
+int
+cow_pread_nowait (struct image *img, void *buf, size_t count,
+                  uint64_t offset)
+{
+  struct cow *c = img->priv;
+  uint8_t *p = buf;
+
+  while (count > 0) {
+    struct cow_run r;
+
+    if (lookup_nowait (c, offset, count, &r) == -1 ||
+        read_run_nowait (c, &r, p, offset) == -1)
+      return -1;
+    p += r.len;
+    offset += r.len;
+    count -= r.len;
+  }
+  return 0;
+}
+
+/* ---- allocating writes -------------------------------------------------- */
+
+/* What one step of a write does, decided under the lock by plan_step. */
+struct cow_step {
+  enum { STEP_IN_PLACE, STEP_AGAIN, STEP_PREPARE, STEP_ALLOC } what;
+  struct cow_run r;
+  int need;                     /* STEP_PREPARE: for make_ready */
+  uint64_t first, n;            /* STEP_ALLOC: guest clusters */
+  uint64_t len;                 /* STEP_ALLOC: guest bytes written */
+  uint64_t host;                /* STEP_ALLOC: the new clusters */
+  struct inflight a;            /* STEP_ALLOC: in *c->allocs */
+};
+
+/* Whether the clusters of s may change now (lock held): shortens s->n to
+ * stop before a change in flight that starts later, waits for one that
+ * covers the first cluster, and asks the format.  0 ready, 1 not (s->what
+ * says why), -1 error. */
+static int
+ready_for_change (struct cow *c, struct cow_step *s, bool alloc,
+                  bool nowait)
+{
+  struct inflight *a = inflight_find (*c->allocs, s->first, s->n);
+  int ret;
+
+  if (a && a->first <= s->first) {
+    if (nowait)
+      return must_wait ();
+    pthread_cond_wait (c->cond, c->lock);
+    s->what = STEP_AGAIN;
+    return 1;
+  }
+  if (a)
+    s->n = a->first - s->first;
+  ret = c->ops->check_ready (c, &s->r, alloc ? s->n << c->cluster_bits : 0);
+  if (ret <= 0)
+    return ret;
+  if (nowait)
+    return must_wait ();
+  if (ret == COW_WAIT) {
+    pthread_cond_wait (c->cond, c->lock);
+    s->what = STEP_AGAIN;
+    return 1;
+  }
+  s->what = STEP_PREPARE;
+  s->need = ret;
+  return 1;
+}
+
+/* Looks up the run at offset and decides what to do with it; for an
+ * allocation, reserves the clusters and records the change (end_alloc
+ * ends it). */
+static int
+plan_step (struct cow *c, uint64_t offset, uint64_t count, bool nowait,
+           struct cow_step *s)
+{
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (c->lock);
+  uint64_t cs = 1ULL << c->cluster_bits, in = offset & (cs - 1);
+  int64_t host;
+  int ret;
+
+  if (c->ops->lookup (c, offset, count, false, &s->r) == -1)
+    return -1;
+  if (s->r.kind == COW_INVALID)
+    return c->ops->invalid (c, &s->r, offset);
+  if (s->r.kind == COW_DATA && s->r.in_place) {
+    s->what = STEP_IN_PLACE;
+    return 0;
+  }
+  s->first = offset >> c->cluster_bits;
+  s->n = DIV_ROUND_UP (in + s->r.len, cs);
+  ret = ready_for_change (c, s, true, nowait);
+  if (ret != 0)
+    return ret == 1 ? 0 : -1;
+  host = c->ops->reserve (c, s->n);
+  if (host == -1)
+    return -1;
+  s->what = STEP_ALLOC;
+  s->host = (uint64_t) host;
+  s->len = MIN (s->r.len, s->n * cs - in);
+  inflight_add (c->allocs, &s->a, s->first, s->n);
+  s->r.l2->pins++;
+  return 0;
+}
+
+/* Links the new clusters (ret == 0) or gives them back, and ends the
+ * change plan_step recorded. */
+static int
+end_alloc (struct cow *c, struct cow_step *s, int ret)
+{
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (c->lock);
+
+  if (ret == 0)
+    ret = c->ops->link (c, &s->r, s->n, s->host);
+  else
+    c->ops->give_back (c, s->host, s->n);
+  s->r.l2->pins--;
+  inflight_remove (c->allocs, &s->a);
+  pthread_cond_broadcast (c->cond);
+  return ret;
+}
+
+/* Fills [guest, guest + len) of a new run into *buf (malloc'd), or leaves
+ * *buf NULL where it reads as zeros (the new cluster stays a hole there).
+ * old: the old run's data in the file (qcow2 shared data) or in memory
+ * (a decompressed cluster), at guest offset old_guest. */
+static int
+fill_part (struct cow *c, const struct cow_step *s, const uint8_t *cluster,
+           uint64_t old_guest, uint64_t guest, uint64_t len, uint8_t **buf)
+{
+  *buf = NULL;
+  if (len == 0 || s->r.kind == COW_ZERO)
+    return 0;
+  if (s->r.kind == COW_UNALLOC)
+    return chain_fill (c->img, guest, len, buf);
+  *buf = malloc (len);
+  if (*buf == NULL)
+    return error_file (c->img, ENOMEM, "out of memory");
+  if (s->r.kind == COW_COMPRESSED) {
+    memcpy (*buf, cluster + (guest - old_guest), len);
+    return 0;
+  }
+  assert (s->r.kind == COW_DATA);
+  if (host_pread (c->img->fd, *buf, len,
+                  s->r.host - (s->r.host & ((1ULL << c->cluster_bits) - 1))
+                  + (guest - old_guest)) == -1)
+    return error_file (c->img, errno, "reading a cluster to copy: %s",
+                       strerror (errno));
+  return 0;
+}
+
+/* Writes the new run of s: the guest data at offset and the fills
+ * around it.  Called without the lock. */
+static int
+write_new_clusters (struct cow *c, const struct cow_step *s,
+                    const uint8_t *buf, uint64_t offset)
+{
+  uint64_t cs = 1ULL << c->cluster_bits, first = s->first * cs;
+  uint64_t head = offset - first, tail = s->n * cs - head - s->len;
+  uint64_t start = s->host + head;
+  CLEANUP_FREE uint8_t *cluster = NULL;
+  CLEANUP_FREE uint8_t *hb = NULL;
+  CLEANUP_FREE uint8_t *tb = NULL;
+  struct iovec iov[3];
+  int iovcnt = 0;
+
+  if (s->r.kind == COW_COMPRESSED && (head || tail)) {
+    cluster = malloc (cs);
+    if (cluster == NULL)
+      return error_file (c->img, ENOMEM, "out of memory");
+    if (c->ops->read_compressed (c, s->r.entry, cluster) == -1)
+      return -1;
+  }
+  if (fill_part (c, s, cluster, first, first, head, &hb) == -1 ||
+      fill_part (c, s, cluster, first, offset + s->len, tail, &tb) == -1)
+    return -1;
+  if (hb) {
+    iov[iovcnt++] = (struct iovec) { hb, head };
+    start = s->host;
+  }
+  iov[iovcnt++] = (struct iovec) { (void *) buf, s->len };
+  if (tb)
+    iov[iovcnt++] = (struct iovec) { tb, tail };
+  if (host_pwritev (c->img->fd, iov, iovcnt, start) == -1)
+    return error_file (c->img, errno, "writing new clusters at 0x%" PRIx64
+                       ": %s", s->host, strerror (errno));
+  return 0;
+}
+
+/* ---- write -------------------------------------------------------------- */
+
+/* One step of a write at offset; *done is the bytes written (0: look
+ * again). */
+static int
+write_step (struct cow *c, const uint8_t *p, uint64_t count,
+            uint64_t offset, bool nowait, uint64_t *done)
+{
+  struct cow_step s;
+  int ret;
+
+  *done = 0;
+  if (plan_step (c, offset, count, nowait, &s) == -1)
+    return -1;
+  switch (s.what) {
+  case STEP_IN_PLACE:
+    if (host_pwrite (c->img->fd, p, s.r.len, s.r.host) == -1)
+      return error_file (c->img, errno, "writing offset %" PRIu64 ": %s",
+                         offset, strerror (errno));
+    *done = s.r.len;
+    return 0;
+  case STEP_AGAIN:
+    return 0;
+  case STEP_PREPARE:
+    return c->ops->make_ready (c, s.need, &s.r,
+                               s.n << c->cluster_bits) == -1 ? -1 : 0;
+  case STEP_ALLOC:
+    ret = write_new_clusters (c, &s, p, offset);
+    if (end_alloc (c, &s, ret) == -1)
+      return -1;
+    *done = s.len;
+    return 0;
+  }
+  abort ();
+}
+
+static int
+write_runs (struct cow *c, const uint8_t *p, uint64_t count,
+            uint64_t offset, bool nowait)
+{
+  while (count > 0) {
+    uint64_t done;
+
+    if (write_step (c, p, count, offset, nowait, &done) == -1)
+      return -1;
+    p += done;
+    offset += done;
+    count -= done;
+  }
+  return 0;
+}
+
+int
+cow_finish_write (struct cow *c, unsigned flags)
+{
+  bool over;
+
+  if (flags & IMAGE_FUA)
+    return c->ops->writeback (c);
+  pthread_mutex_lock (c->lock);
+  over = c->ops->over_budget (c);
+  pthread_mutex_unlock (c->lock);
+  return over ? c->ops->writeback (c) : 0;
+}
+
+int
+cow_pwrite (struct image *img, const void *buf, size_t count,
+            uint64_t offset, unsigned flags)
+{
+  struct cow *c = img->priv;
+
+  if (write_runs (c, buf, count, offset, false) == -1)
+    return -1;
+  return cow_finish_write (c, flags);
+}
+
+/* With the whole chain in memory nothing waits for I/O: the write runs
+ * as usual, refusing only what would wait for another thread.  Otherwise
+ * only an overwrite in place of one contiguous run, in one RWF_NOWAIT
+ * call. */
+int
+cow_pwrite_nowait (struct image *img, const void *buf, size_t count,
+                   uint64_t offset, unsigned flags)
+{
+  struct cow *c = img->priv;
+  struct cow_run r;
+
+  if (img->chain_in_memory) {
+    if (write_runs (c, buf, count, offset, true) == -1)
+      return -1;
+    return cow_finish_write (c, flags);
+  }
+  if (lookup_nowait (c, offset, count, &r) == -1)
+    return -1;
+  if (r.kind != COW_DATA || !r.in_place || r.len != count)
+    return must_wait ();
+  return host_pwrite_nowait (img, buf, count, r.host);
+}
+
+int
+cow_write_zeros (struct cow *c, uint64_t len, uint64_t offset)
+{
+  while (len > 0) {
+    uint64_t m = MIN (len, (uint64_t) HOST_ZEROS_SIZE);
+    if (write_runs (c, host_zeros, m, offset, false) == -1)
+      return -1;
+    offset += m;
+    len -= m;
+  }
+  return 0;
+}
+
+/* ---- zero and trim helpers ---------------------------------------------- */
+
+int
+cow_zero_in_place (struct cow *c, uint64_t host, uint64_t len,
+                   unsigned flags)
+{
+  int fd = c->img->fd;
+
+  host_may_have_holes (c->img);
+  if ((flags & IMAGE_MAY_TRIM) && host_punch_hole (fd, len, host) == 0)
+    return 0;
+  if (host_write_zeroes_fast (fd, len, host) == 0)
+    return 0;
+  if (flags & IMAGE_FAST_ZERO)
+    return error_file (c->img, ENOTSUP, "fast zero: the host file cannot "
+                       "zero quickly");
+  if (host_write_zeroes (fd, len, host, false) == -1)
+    return error_syscall (c->img, "write zeroes");
+  return 0;
+}
+
+int
+cow_walk (struct cow *c, uint64_t count, uint64_t offset, unsigned flags,
+          cow_run_fn fn)
+{
+  while (count > 0) {
+    struct cow_run r;
+    uint64_t done;
+
+    if (cow_lookup (c, offset, count, &r) == -1)
+      return -1;
+    done = r.len;
+    if (fn (c, &r, offset, flags, &done) == -1)
+      return -1;
+    offset += done;
+    count -= done;
+  }
+  return 0;
+}
+
+int
+cow_zero (struct cow *c, uint64_t count, uint64_t offset, unsigned flags,
+          cow_run_fn fast_zero, cow_run_fn zero)
+{
+  if ((flags & IMAGE_FAST_ZERO) &&
+      cow_walk (c, count, offset, flags, fast_zero) == -1)
+    return -1;
+  if (cow_walk (c, count, offset, flags, zero) == -1)
+    return -1;
+  return cow_finish_write (c, flags);
+}
+
+int
+cow_trim (struct cow *c, uint64_t count, uint64_t offset, unsigned flags,
+          cow_run_fn trim)
+{
+  if (cow_walk (c, count, offset, flags, trim) == -1)
+    return -1;
+  return (flags & IMAGE_FUA) ? c->ops->writeback (c) : 0;
+}
+
+/* One try of cow_change, under the lock. */
+static int
+change_step (struct cow *c, uint64_t offset, uint64_t len, cow_set_fn set,
+             void *arg, struct cow_step *s, uint64_t *done)
+{
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (c->lock);
+  int ret;
+
+  *done = 0;
+  if (c->ops->lookup (c, offset, len, false, &s->r) == -1)
+    return -1;
+  if (s->r.kind == COW_INVALID)
+    return c->ops->invalid (c, &s->r, offset);
+  s->what = STEP_ALLOC;
+  s->first = offset >> c->cluster_bits;
+  s->n = s->r.len >> c->cluster_bits;
+  if (s->n == 0)
+    return 0;
+  ret = ready_for_change (c, s, false, false);
+  if (ret != 0)
+    return ret;
+  ret = set (c, &s->r, s->n, arg);
+  if (ret == 0)
+    *done = s->n << c->cluster_bits;
+  return ret == -1 ? -1 : 0;
+}
+
+int
+cow_change (struct cow *c, uint64_t offset, uint64_t len, cow_set_fn set,
+            void *arg, uint64_t *done)
+{
+  struct cow_step s;
+
+  if (change_step (c, offset, len, set, arg, &s, done) == -1)
+    return -1;
+  if (*done == 0 && s.what == STEP_PREPARE)
+    return c->ops->make_ready (c, s.need, &s.r, 0);
+  return 0;
+}
+
+/* ---- block status ------------------------------------------------------- */
+
+int
+cow_block_status (struct image *img, uint64_t offset, uint64_t count,
+                  struct drv_status *st)
+{
+  struct cow *c = img->priv;
+  struct cow_run r;
+
+  {
+    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (c->lock);
+    if (c->ops->lookup (c, offset, count, false, &r) == -1)
+      return -1;
+    if (c->ops->host_checked)
+      st->host_checked = c->ops->host_checked (c);
+  }
+  st->length = r.len;
+  st->host_offset = -1;
+  switch (r.kind) {
+  case COW_DATA:
+    st->kind = DRV_DATA;
+    st->host_offset = (int64_t) r.host;
+    return 0;
+  case COW_COMPRESSED:
+    st->kind = DRV_DATA;
+    st->compressed = true;
+    return 0;
+  case COW_ZERO:
+    st->kind = DRV_ZERO;
+    return 0;
+  case COW_UNALLOC:
+    st->kind = DRV_UNALLOCATED;
+    return 0;
+  case COW_INVALID:
+    return c->ops->invalid (c, &r, offset);
+  }
+  abort ();
+}

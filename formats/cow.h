@@ -1,0 +1,184 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* The I/O paths both cluster formats share (cow.c): reads, the
+ * copy-on-write write path, zeroing in place, block status.  Not for use
+ * outside formats/.
+ *
+ * A cluster format (qed.c, qcow2*.c) puts a struct cow first in its state
+ * (img->priv points at both) and answers a few questions through struct
+ * cow_ops: what a run of guest clusters is (lookup), whether the metadata
+ * is ready for a change (check_ready / make_ready), where new clusters go
+ * (reserve), and how table entries point at them (link).  Everything
+ * else - walking a request as runs, waiting for allocations in flight,
+ * filling the rest of new clusters from the backing chain, giving the
+ * lock back - is written once, here.
+ *
+ * Locks: *c->lock is the format's main lock (q->lock).  Every function of
+ * cow.c that takes it releases it before it returns.  The ops are called
+ * with it held, except make_ready and writeback, which are called without
+ * it and may take it themselves.  No fdatasync runs with it held.
+ */
+#ifndef COWBD_FORMATS_COW_H
+#define COWBD_FORMATS_COW_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "internal.h"
+
+struct mc_entry;
+
+/* The state of a run of guest clusters. */
+enum cow_kind {
+  COW_UNALLOC,                  /* reads through to the backing image */
+  COW_ZERO,                     /* allocated, reads as zeros */
+  COW_DATA,                     /* a host cluster run */
+  COW_COMPRESSED,               /* qcow2: one compressed cluster */
+  COW_INVALID,                  /* corrupt entry or table */
+};
+
+/* One run, as lookup describes it: consecutive clusters of one L2 table
+ * in the same state (and, for data, contiguous in the file). */
+struct cow_run {
+  enum cow_kind kind;
+  uint64_t len;                 /* bytes from the request's offset */
+  uint64_t host;                /* COW_DATA: file offset of that byte */
+  uint64_t entry;               /* the first cluster's entry, for errors */
+  bool in_place;                /* COW_DATA that may be written in place */
+  struct mc_entry *l2;          /* NULL: no L2 table (or a bad one) */
+  bool l2_shared;               /* qcow2: the L1 entry lacks COPIED */
+  uint64_t l1_index, l2_index;  /* of the first cluster */
+  const char *why;              /* COW_INVALID: what is wrong, or NULL */
+  bool bad_table;               /* COW_INVALID: the L1 entry is bad */
+};
+
+/* What check_ready answers besides 0 (ready) and -1 (error, set). */
+#define COW_WAIT 1              /* wait on *c->cond, then look again */
+/* Values >= COW_NEED are the format's own: make_ready does the work. */
+#define COW_NEED 2
+
+struct cow_ops {
+  /* Describes the run at offset, at most count bytes (> 0).  Lock held;
+   * a table missing from the cache is read under it, or with cached_only
+   * the call fails with EAGAIN. */
+  int (*lookup) (void *fmt, uint64_t offset, uint64_t count,
+                 bool cached_only, struct cow_run *r);
+  /* The error for a COW_INVALID run at offset; returns -1. */
+  int (*invalid) (void *fmt, const struct cow_run *r, uint64_t offset);
+  /* Whether the entries of r may change now, and (alloc_bytes > 0) that
+   * many new bytes be allocated: 0, -1, COW_WAIT or a need >= COW_NEED.
+   * Lock held. */
+  int (*check_ready) (void *fmt, const struct cow_run *r,
+                      uint64_t alloc_bytes);
+  /* Does what check_ready asked for.  Called without the lock. */
+  int (*make_ready) (void *fmt, int need, const struct cow_run *r,
+                     uint64_t alloc_bytes);
+  /* Reserves n clusters at the end of the file: their host offset, or
+   * -1.  Lock held. */
+  int64_t (*reserve) (void *fmt, uint64_t n);
+  /* Points the n entries of r at new clusters at host.  Lock held. */
+  int (*link) (void *fmt, const struct cow_run *r, uint64_t n,
+               uint64_t host);
+  /* A failed allocation's clusters at host: give them back if the format
+   * can, else remember the leak.  Lock held. */
+  void (*give_back) (void *fmt, uint64_t host, uint64_t n);
+  /* Optional (qcow2): decompresses the cluster of entry into out. */
+  int (*read_compressed) (void *fmt, uint64_t entry, uint8_t *out);
+  /* Whether a cache grew past its bound.  Lock held. */
+  bool (*over_budget) (void *fmt);
+  /* Writes back every dirty table (flush without the final sync is not
+   * enough: this is the whole writeback).  Called without the lock. */
+  int (*writeback) (void *fmt);
+  /* Optional: block status finds holes under data clusters itself
+   * (drv_status.host_checked).  Lock held. */
+  bool (*host_checked) (void *fmt);
+};
+
+/* The shared part of a cluster format's state; the first member of it. */
+struct cow {
+  struct image *img;
+  const struct cow_ops *ops;
+  unsigned cluster_bits;
+  pthread_mutex_t *lock;        /* the format's main lock */
+  pthread_cond_t *cond;         /* signalled when a change ends */
+  pthread_mutex_t *writeback_lock; /* the format's: one writeback or
+                                      structural change at a time */
+  pthread_mutex_t *header_lock; /* the format's: header writes */
+  struct inflight **allocs;     /* changes in flight, under *lock */
+};
+
+/* The format's main lock.  In debug builds (no NDEBUG) an error-checking
+ * mutex, so that cow_assert_not_held can tell who holds it. */
+void cow_mutex_init (pthread_mutex_t *m);
+/* Debug builds: aborts if the calling thread holds *m.  Called before
+ * every fdatasync of a cluster format: none runs under the main lock,
+ * where it would stall every reader and writer of the image. */
+void cow_assert_not_held (pthread_mutex_t *m);
+
+/* host_sync of the image's file, asserting the main lock is not held. */
+int cow_sync (struct cow *c);
+
+/* Sets c up and initialises the format's locks (cluster_bits is set
+ * once the header is read); cow_destroy destroys them. */
+void cow_init (struct cow *c, struct image *img, const struct cow_ops *ops,
+               pthread_mutex_t *lock, pthread_cond_t *cond,
+               pthread_mutex_t *writeback_lock, pthread_mutex_t *header_lock,
+               struct inflight **allocs);
+void cow_destroy (struct cow *c);
+/* The automatic check of a read-write open of an image marked as needing
+ * one: repairs what can be repaired, or fails saying what is left. */
+int cow_repair_at_open (struct cow *c);
+
+/* The driver calls of a cluster format (img->priv starts with a struct
+ * cow). */
+int cow_pread (struct image *img, void *buf, size_t count, uint64_t offset);
+int cow_pread_nowait (struct image *img, void *buf, size_t count,
+                      uint64_t offset);
+int cow_pwrite (struct image *img, const void *buf, size_t count,
+                uint64_t offset, unsigned flags);
+int cow_pwrite_nowait (struct image *img, const void *buf, size_t count,
+                       uint64_t offset, unsigned flags);
+int cow_block_status (struct image *img, uint64_t offset, uint64_t count,
+                      struct drv_status *st);
+
+/* For the formats' zero and trim paths. */
+
+/* Looks up the run at offset, taking and releasing the lock. */
+int cow_lookup (struct cow *c, uint64_t offset, uint64_t count,
+                struct cow_run *r);
+/* Walks [offset, offset + count) run by run: looks each run up (taking
+ * and releasing the lock), then calls fn without the lock, which handles
+ * *done bytes from offset (all of r->len, or less: the rest is looked up
+ * again).  Stops at the first failure. */
+typedef int (*cow_run_fn) (struct cow *c, const struct cow_run *r,
+                           uint64_t offset, unsigned flags, uint64_t *done);
+int cow_walk (struct cow *c, uint64_t count, uint64_t offset,
+              unsigned flags, cow_run_fn fn);
+/* The driver's zero and trim, given what the format does with one run:
+ * fast_zero checks (with IMAGE_FAST_ZERO, before anything changes) that
+ * no run needs a copy on write; zero and trim change a run. */
+int cow_zero (struct cow *c, uint64_t count, uint64_t offset,
+              unsigned flags, cow_run_fn fast_zero, cow_run_fn zero);
+int cow_trim (struct cow *c, uint64_t count, uint64_t offset,
+              unsigned flags, cow_run_fn trim);
+/* Writes without FUA and without the writeback at the end (for zeros
+ * written through the allocating path). */
+int cow_write_zeros (struct cow *c, uint64_t len, uint64_t offset);
+/* Zeros an allocated range of our own in place: a hole where the flags
+ * allow, else zeros written by fallocate (or, unless fast, by writes). */
+int cow_zero_in_place (struct cow *c, uint64_t host, uint64_t len,
+                       unsigned flags);
+/* Changes the entries of the whole clusters [offset, offset + len) once
+ * they are ready (as for an allocating write, without allocation):
+ * set (fmt, r, n, arg) runs with the lock held on the run r as it is
+ * then, n clusters, and returns 0, -1, or 1 when r is no longer what the
+ * caller meant (nothing done).  *done: bytes changed (0: look again). */
+typedef int (*cow_set_fn) (void *fmt, const struct cow_run *r, uint64_t n,
+                           void *arg);
+int cow_change (struct cow *c, uint64_t offset, uint64_t len,
+                cow_set_fn set, void *arg, uint64_t *done);
+/* After a write or zero: writes back if FUA asks for it or a cache grew
+ * past its bound. */
+int cow_finish_write (struct cow *c, unsigned flags);
+
+#endif /* COWBD_FORMATS_COW_H */

@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* File identity: (device, inode), the one test of "the same file" that
+ * the engine (backing chain loops), cowbd-img and the front ends share. */
+#include <config.h>
+
+#include <sys/stat.h>
+
+#include "image.h"
+
+static void
+id_of (const struct stat *st, struct image_file_id *id)
+{
+  id->dev = (uint64_t) st->st_dev;
+  id->ino = (uint64_t) st->st_ino;
+}
+
+int
+image_file_id_fd (int fd, struct image_file_id *id)
+{
+  struct stat st;
+
+  if (fstat (fd, &st) == -1)
+    return -1;
+  id_of (&st, id);
+  return 0;
+}
+
+int
+image_file_id_path (const char *path, struct image_file_id *id)
+{
+  struct stat st;
+
+  if (stat (path, &st) == -1)
+    return -1;
+  id_of (&st, id);
+  return 0;
+}
+
+bool
+image_file_id_equal (const struct image_file_id *a,
+                     const struct image_file_id *b)
+{
+  return a->dev == b->dev && a->ino == b->ino;
+}
+
+bool
+image_same_file (const char *a, const char *b)
+{
+  struct image_file_id ia, ib;
+
+  return image_file_id_path (a, &ia) == 0 &&
+         image_file_id_path (b, &ib) == 0 && image_file_id_equal (&ia, &ib);
+}
