@@ -187,7 +187,7 @@ open_file (struct registry *r, const char *path, const struct file_id *id,
   f->next = r->files;
   r->files = f;
   pthread_mutex_unlock (&r->lock);
-  reg_debug (r, "opened %s%s", path,
+  reg_debug (r, "file %s is open%s", path,
              image_is_readonly (f->img) ? " read-only" : "");
   return f;
 }

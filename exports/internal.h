@@ -58,6 +58,7 @@ struct registry_export {
   int64_t mtime_ns;             /* with id and fsize: did it change? */
   int64_t fsize;
   uint64_t size;
+  uint32_t cluster_size;
   char *desc;                   /* without ", read-only" */
   /* In use. */
   unsigned refs;                /* lock */

@@ -342,6 +342,42 @@ registry_exists (struct registry *r, const char *name, size_t len)
   return lookup (r, name, len) != NULL;
 }
 
+int
+registry_info (struct registry *r, const char *name, size_t len,
+               struct registry_info *info)
+{
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&r->lock);
+  struct registry_export *e = lookup (r, name, len);
+  char buf[REG_MAX_NAME + 16];
+
+  memset (info, 0, sizeof *info);
+  if (e == NULL) {
+    image_set_error (ENOENT, "no export named '%.*s'",
+                     (int) (len > 256 ? 256 : len), name);
+    return -1;
+  }
+  info->size = e->file ? image_size (e->file->img) : e->size;
+  info->cluster_size = e->cluster_size;
+  info->readonly = e->file ? e->readonly
+    : r->cfg.readonly || reg_is_known_backing (r, &e->id);
+  info->name = strdup (e->name);
+  info->description = strdup (list_description (r, e, buf, sizeof buf));
+  if (info->name == NULL || info->description == NULL) {
+    registry_info_free (info);
+    image_set_error (ENOMEM, "out of memory");
+    return -1;
+  }
+  return 0;
+}
+
+void
+registry_info_free (struct registry_info *info)
+{
+  free (info->name);
+  free (info->description);
+  info->name = info->description = NULL;
+}
+
 /* ---- references ------------------------------------------------------------ */
 
 /* "qcow2, 1 GiB, read-only" of an opened export (lock held). */
@@ -375,7 +411,8 @@ export_open (struct registry *r, struct registry_export *e, bool readonly)
   e->readonly = image_is_readonly (f->img);
   describe_open (r, e);
   pthread_mutex_unlock (&r->lock);
-  reg_debug (r, "export '%s': %s", e->name, e->path);
+  reg_debug (r, "export '%s': opened %s%s", e->name, e->path,
+             e->readonly ? " read-only" : "");
   return 0;
 }
 

@@ -121,6 +121,21 @@ char *registry_default (struct registry *r);
  * exists, without opening it. */
 bool registry_exists (struct registry *r, const char *name, size_t len);
 
+/* What NBD_OPT_INFO tells of an export, without opening it (from its
+ * header, or from its open image).  readonly is what registry_get would
+ * give a read-write client unless the open itself falls back. */
+struct registry_info {
+  char *name;                   /* malloc'd: the export's own name */
+  char *description;            /* malloc'd */
+  uint64_t size;
+  uint32_t cluster_size;        /* 0 for raw */
+  bool readonly;
+};
+/* -1 after image_set_error (ENOENT: no such export). */
+int registry_info (struct registry *r, const char *name, size_t len,
+                   struct registry_info *info);
+void registry_info_free (struct registry_info *info);
+
 /* ---- connections ------------------------------------------------------- */
 
 /* Takes a reference to export name (len bytes; "" the default), opening

@@ -181,6 +181,7 @@ scan_peek (struct registry *r, struct registry_export *e)
     return -1;
   image_get_info (img, &info);
   e->size = info.virtual_size;
+  e->cluster_size = info.cluster_size;
   free (e->desc);
   e->desc = describe (&info);
   backing_identity (e, &info);

@@ -282,6 +282,14 @@ exports_default_name (void)
   return nargs && args[0].name ? args[0].name : "";
 }
 
+static uint32_t
+preferred_block (uint32_t cluster_size)
+{
+  /* A cluster is the natural unit of I/O on an overlay; clamp it to
+   * what the protocol allows a preferred size to be. */
+  return MIN (MAX (cluster_size, 4096u), 2u << 20);
+}
+
 /* ---- lookups (worker threads) ----------------------------------------------- */
 
 struct export *
@@ -305,10 +313,28 @@ export_get (const char *name, size_t len)
   e->size = image_size (e->img);
   e->readonly = registry_export_readonly (e->ref);
   image_get_info (e->img, &info);
-  /* A cluster is the natural unit of I/O on an overlay; clamp it to
-   * what the protocol allows a preferred size to be. */
-  e->preferred_block = MAX (info.cluster_size, 4096u);
-  e->preferred_block = MIN (e->preferred_block, 2u << 20);
+  e->preferred_block = preferred_block (info.cluster_size);
+  return e;
+}
+
+struct export *
+export_info (const char *name, size_t len)
+{
+  struct export *e = calloc (1, sizeof *e);
+
+  if (e == NULL) {
+    image_set_error (ENOMEM, "out of memory");
+    return NULL;
+  }
+  if (registry_info (registry, name, len, &e->info) == -1) {
+    free (e);
+    return NULL;
+  }
+  e->name = e->info.name;
+  e->description = e->info.description;
+  e->size = e->info.size;
+  e->readonly = e->info.readonly;
+  e->preferred_block = preferred_block (e->info.cluster_size);
   return e;
 }
 
@@ -316,7 +342,9 @@ void
 export_release (struct export *e)
 {
   if (e) {
-    registry_put (e->ref);
+    if (e->ref)
+      registry_put (e->ref);
+    registry_info_free (&e->info);
     free (e);
   }
 }

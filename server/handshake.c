@@ -180,6 +180,9 @@ lookup_run (struct job *j)
   case NBD_OPT_SET_META_CONTEXT:
     l->exists = export_exists (l->name, l->namelen);
     return;
+  case NBD_OPT_INFO:             /* told from the header: not opened */
+    l->exp = export_info (l->name, l->namelen);
+    break;
   default:
     l->exp = export_get (l->name, l->namelen);
     break;

@@ -87,7 +87,9 @@ void log_verbose (const char *fmt, ...)
 /* One connection's view of its export: a registry reference (which
  * keeps the image open) and what the handshake and the requests read. */
 struct export {
-  struct registry_export *ref;
+  struct registry_export *ref;  /* NULL: an INFO answer (no image) */
+  struct registry_info info;    /* for INFO: what name and description
+                                   point to */
   const char *name;             /* NAME=, the file's base name, or the
                                    file name in dir= */
   const char *description;      /* "qed, 10 GiB, backing base.raw" */
@@ -111,6 +113,9 @@ const char *exports_default_name (void);
  * after image_set_error.  export_exists and exports_list (which
  * rescans dir=) likewise. */
 struct export *export_get (const char *name, size_t len);
+/* For NBD_OPT_INFO: the export as export_get would give it, without
+ * opening it (img is NULL). */
+struct export *export_info (const char *name, size_t len);
 void export_release (struct export *exp);
 bool export_exists (const char *name, size_t len);
 int exports_list (registry_list_fn fn, void *opaque);
