@@ -68,6 +68,17 @@ image_err (int errnum, const char *fmt, ...)
   return -1;
 }
 
+void
+image_set_error (int errnum, const char *fmt, ...)
+{
+  va_list ap;
+
+  va_start (ap, fmt);
+  set_error_v (errnum, NULL, fmt, ap);
+  va_end (ap);
+  errno = errnum;
+}
+
 int
 image_errf (struct image *img, int errnum, const char *fmt, ...)
 {
@@ -232,6 +243,36 @@ check_loop (struct image *img, unsigned depth, struct chain_seen *seen)
   return 0;
 }
 
+/* Takes img's backing image from the cache (see image.h) and checks
+ * that it is what img needs. */
+static int
+get_shared_backing (struct image *img, const struct image_open_opts *bopts)
+{
+  const struct image_backing_cache *bc = bopts->backing_cache;
+  struct image_open_opts o = *bopts;
+  struct image *b;
+
+  o.flags &= ~(unsigned) (IMAGE_OPEN_PROBED_BACKING |
+                          IMAGE_OPEN_QED_REFERRER);
+  b = bc->get (bc->opaque, img->full_backing_filename, &o);
+  if (b == NULL) {
+    char why[sizeof error_msg];
+    snprintf (why, sizeof why, "%s", error_msg);
+    return image_err (error_errno, "%s: backing file %s", img->filename,
+                      why);
+  }
+  img->backing = b;
+  img->backing_cache = bc;      /* close_image gives it back */
+  if (!b->readonly)
+    return image_errf (img, EBUSY, "backing file %s: image is in use "
+                       "(open for writing in this process)", b->filename);
+  if (bopts->format && strcmp (bopts->format, b->drv->name) != 0)
+    return image_errf (img, EINVAL, "backing file %s is open as %s, but "
+                       "this image names it %s", b->filename,
+                       b->drv->name, bopts->format);
+  return probe_check_backing (b, bopts->flags, img->filename);
+}
+
 /* Opens img's backing image, if it names one. */
 static int
 open_backing (struct image *img, const struct image_open_opts *opts,
@@ -258,10 +299,18 @@ open_backing (struct image *img, const struct image_open_opts *opts,
   if (bopts.format == NULL)     /* probed: see probe.c, rule 2 */
     bopts.flags |= IMAGE_OPEN_PROBED_BACKING |
       (img->drv == &qed_driver ? IMAGE_OPEN_QED_REFERRER : 0);
-  img->backing = open_chain (img->full_backing_filename, &bopts,
-                             img->depth + 1, seen, img->filename);
-  if (img->backing == NULL)
-    return -1;
+  if (opts->backing_cache && (bopts.flags & IMAGE_OPEN_READONLY) &&
+      !(bopts.flags & IMAGE_OPEN_FORCE_SHARE)) {
+    if (get_shared_backing (img, &bopts) == -1)
+      return -1;
+  }
+  else {
+    bopts.backing_cache = NULL;
+    img->backing = open_chain (img->full_backing_filename, &bopts,
+                               img->depth + 1, seen, img->filename);
+    if (img->backing == NULL)
+      return -1;
+  }
   if (img->backing_format == NULL) {
     img->backing_format = strdup (img->backing->drv->name);
     if (img->backing_format == NULL)
@@ -359,7 +408,9 @@ close_image (struct image *img)
 
   if (img->drv && img->drv->close (img) == -1)
     r = -1;
-  if (img->backing && close_image (img->backing) == -1 && r == 0)
+  if (img->backing && img->backing_cache)
+    img->backing_cache->put (img->backing_cache->opaque, img->backing);
+  else if (img->backing && close_image (img->backing) == -1 && r == 0)
     r = -1;
   if (img->fd >= 0 && close (img->fd) == -1 && r == 0)
     r = image_err_sys (img, "close");
