@@ -153,6 +153,35 @@ check_loop (struct image *img, unsigned depth, struct chain_seen *seen)
   return 0;
 }
 
+/* Takes img's backing image from the cache (see image.h) and checks
+ * that it is what img needs. */
+static int
+get_shared_backing (struct image *img, const struct image_open_opts *bopts)
+{
+  const struct image_backing_cache *bc = bopts->backing_cache;
+  struct image_open_opts o = *bopts;
+  char prefix[PATH_MAX + 64];
+  struct image *b;
+
+  o.flags &= ~(unsigned) (IMAGE_OPEN_PROBED_BACKING |
+                          IMAGE_OPEN_QED_REFERRER);
+  b = bc->get (bc->opaque, img->full_backing_filename, &o);
+  if (b == NULL) {
+    snprintf (prefix, sizeof prefix, "%s: backing file ", img->filename);
+    return error_prefix (prefix);
+  }
+  img->backing = b;
+  img->backing_cache = bc;      /* chain_close gives it back */
+  if (!b->readonly)
+    return error_file (img, EBUSY, "backing file %s: image is in use "
+                       "(open for writing in this process)", b->filename);
+  if (bopts->format && strcmp (bopts->format, b->drv->name) != 0)
+    return error_file (img, EINVAL, "backing file %s is open as %s, but "
+                       "this image names it %s", b->filename,
+                       b->drv->name, bopts->format);
+  return probe_check_backing (b, bopts->flags, img->filename);
+}
+
 /* Opens img's backing image, if it names one. */
 static int
 open_backing (struct image *img, const struct image_open_opts *opts,
@@ -179,10 +208,18 @@ open_backing (struct image *img, const struct image_open_opts *opts,
   if (bopts.format == NULL)     /* probed: see probe.c, rule 2 */
     bopts.flags |= IMAGE_OPEN_PROBED_BACKING |
       (img->drv == &qed_driver ? IMAGE_OPEN_QED_REFERRER : 0);
-  img->backing = chain_open (img->full_backing_filename, &bopts,
-                             img->depth + 1, seen, img->filename);
-  if (img->backing == NULL)
-    return -1;
+  if (opts->backing_cache && (bopts.flags & IMAGE_OPEN_READONLY) &&
+      !(bopts.flags & IMAGE_OPEN_FORCE_SHARE)) {
+    if (get_shared_backing (img, &bopts) == -1)
+      return -1;
+  }
+  else {
+    bopts.backing_cache = NULL;
+    img->backing = chain_open (img->full_backing_filename, &bopts,
+                               img->depth + 1, seen, img->filename);
+    if (img->backing == NULL)
+      return -1;
+  }
   if (img->backing_format == NULL) {
     img->backing_format = strdup (img->backing->drv->name);
     if (img->backing_format == NULL)
@@ -280,7 +317,9 @@ chain_close (struct image *img)
 
   if (img->drv && img->drv->close (img) == -1)
     r = -1;
-  if (img->backing && chain_close (img->backing) == -1 && r == 0)
+  if (img->backing && img->backing_cache)
+    img->backing_cache->put (img->backing_cache->opaque, img->backing);
+  else if (img->backing && chain_close (img->backing) == -1 && r == 0)
     r = -1;
   if (img->fd >= 0 && close (img->fd) == -1 && r == 0)
     r = error_syscall (img, "close");

@@ -63,6 +63,17 @@ error_set (int errnum, const char *fmt, ...)
   return -1;
 }
 
+void
+image_set_error (int errnum, const char *fmt, ...)
+{
+  va_list ap;
+
+  va_start (ap, fmt);
+  set_error_v (errnum, NULL, fmt, ap);
+  va_end (ap);
+  errno = errnum;
+}
+
 int
 error_file (struct image *img, int errnum, const char *fmt, ...)
 {

@@ -73,12 +73,51 @@ void image_set_warn (image_warn_fn fn);
  * it probes as a format with a backing file of its own (except a QED
  * image named by a QED image: QED records no backing format but raw).
  * Details in probe.c and cowbd-formats(5). */
+struct image_backing_cache;
 struct image_open_opts {
   const char *format;           /* "raw", "qed", "qcow2"; NULL or "auto"
                                    probes the file's magic */
   unsigned flags;               /* IMAGE_OPEN_* */
   uint64_t cache_size;          /* metadata cache in bytes; 0: default */
+  /* NULL: every image opens its own backing chain.  Else read-only
+   * backing images come from this cache (see below). */
+  const struct image_backing_cache *backing_cache;
 };
+
+/* Shared backing images.  A program serving many overlays of one base
+ * (the export registry) wants the base opened once: one descriptor, one
+ * lock, one metadata cache.  With opts->backing_cache set, an image
+ * whose backing file is to be opened read-only asks get for it instead
+ * of opening the file itself:
+ *
+ *   get (opaque, path, opts)   path as resolved against the overlay,
+ *                              opts the backing open the engine would do
+ *                              (format named by the overlay or NULL,
+ *                              IMAGE_OPEN_READONLY, cache_size, and this
+ *                              cache again).  Returns an image that stays
+ *                              valid until put, or NULL after
+ *                              image_set_error (or a failed image_open).
+ *                              It must refuse loops and over-deep chains
+ *                              itself (the engine cannot see across).
+ *   put (opaque, image)        the overlay is closed and no longer reads
+ *                              it.
+ *
+ * The engine checks what it gets: the format the overlay names, and that
+ * the image is read-only (a writable base would change under the
+ * overlay: refused with EBUSY).  The cache must outlive every image
+ * opened with it.  Image calls on the shared image come from every
+ * overlay's threads (the engine is thread-safe). */
+struct image_backing_cache {
+  struct image *(*get) (void *opaque, const char *path,
+                        const struct image_open_opts *opts);
+  void (*put) (void *opaque, struct image *backing);
+  void *opaque;
+};
+
+/* Sets the calling thread's image_error and image_errno (for a
+ * backing cache's get). */
+void image_set_error (int errnum, const char *fmt, ...)
+  __attribute__ ((format (printf, 2, 3)));
 
 /* Opens filename (and, unless IMAGE_OPEN_NO_BACKING, its backing chain,
  * refusing loops and chains deeper than IMAGE_MAX_CHAIN).  A read-write

@@ -116,6 +116,9 @@ struct image {
   char *backing_format;         /* stored or probed; NULL before probe */
   char *full_backing_filename;  /* resolved against our directory */
   struct image *backing;        /* NULL: none, or IMAGE_OPEN_NO_BACKING */
+  /* Where backing came from: NULL if this image opened it (and closes
+   * it), else the cache it goes back to (put) at close. */
+  const struct image_backing_cache *backing_cache;
   unsigned depth;               /* 0 for the top image of a chain */
 
   /* Whether the host file may have holes: unknown until first asked

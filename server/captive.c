@@ -113,8 +113,7 @@ make_uri (const char *name, const char *user)
 char *
 captive_uri (void)
 {
-  const struct export *def = exports_at (0);
-  char *name = uri_encode (def ? def->name : ""), *user = tls_user ();
+  char *name = uri_encode (exports_default_name ()), *user = tls_user ();
   char *uri = name && user ? make_uri (name, user) : NULL;
 
   free (name);
@@ -151,11 +150,10 @@ setenv_or_unset (const char *var, const char *value)
 static void
 run_child (const char *uri)
 {
-  const struct export *def = exports_at (0);
   sigset_t none;
 
   setenv ("uri", uri, 1);
-  setenv ("exportname", def ? def->name : "", 1);
+  setenv ("exportname", exports_default_name (), 1);
   setenv_or_unset ("unixsocket", listen_unix ());
   setenv_or_unset ("port", listen_unix () ? NULL : listen_port ());
   setenv_or_unset ("tls", cfg.tls == TLS_REQUIRE ? "2" :

@@ -301,6 +301,13 @@ pause_input (struct conn *c)
 }
 
 void
+conn_pause_input (struct conn *c)
+{
+  if (!c->dead)
+    pause_input (c);
+}
+
+void
 conn_resume_input (struct conn *c)
 {
   if (!c->read_paused || c->dead || c->draining)
@@ -479,6 +486,14 @@ conn_send (struct conn *c, const void *data, size_t len)
     c->woff = c->wlen = 0;
   if (c->wlen - c->woff + len > MAX_HANDSHAKE_OUT)
     return -1;
+  return conn_send_unbounded (c, data, len);
+}
+
+int
+conn_send_unbounded (struct conn *c, const void *data, size_t len)
+{
+  if (c->woff == c->wlen)
+    c->woff = c->wlen = 0;
   if (c->wlen + len > c->wcap) {
     size_t cap = MAX (c->wcap * 2, c->wlen + len);
     char *p = realloc (c->wbuf, MAX (cap, (size_t) 4096));
@@ -627,6 +642,7 @@ conns_reap (void)
 
   while ((c = zombies) != NULL) {
     zombies = c->next;
+    export_release (c->exp);    /* the export may now go idle */
     reqpool_free (c);
     free (c);
     notify_changed ();
@@ -705,7 +721,8 @@ conn_close (struct conn *c, const char *why)
   free (c->ibuf);
   free (c->wbuf);
   free (c->optbuf);
-  c->ibuf = c->wbuf = c->optbuf = NULL;
+  free (c->meta_name);
+  c->ibuf = c->wbuf = c->optbuf = c->meta_name = NULL;
   /* Replies nobody will read, and a write whose payload never came. */
   while ((r = c->outq_head) != NULL) {
     c->outq_head = r->next;

@@ -1,17 +1,22 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* The export table: which names the server answers to and the engine
- * image behind each.
+/* The server's side of the export registry (exports/registry.h).
  *
- * `cowbd [NAME=]IMAGE...`: each argument is an export, named NAME or,
- * without NAME=, after its file's base name.  The first is also the
- * default export: the empty name is an alias of it (it is listed once,
- * under its own name).  Each
- * image is opened once, here, and shared by every connection (the engine
- * is thread-safe), which is what makes NBD_FLAG_CAN_MULTI_CONN true.
+ * `cowbd [NAME=]IMAGE... [dir=DIR]`: each IMAGE argument is an export,
+ * named NAME or, without NAME=, after its file's base name; dir=DIR
+ * serves every image of DIR by its file name (as the plugin's dir=).
+ * The first export is also the default: the empty name is an alias of
+ * it (listed once, under its own name).
  *
- * Clients find exports through export_lookup at each handshake, never
- * through a pointer kept from start-up, so that the table can later
- * change while the server runs.  Loop thread only.
+ * The registry shares one engine image per host file (aliases, backing
+ * files), opens an export's image for its first connection and closes
+ * it a little after the last one: clients find exports through
+ * export_get at each handshake, which may open an image and so runs on
+ * a worker thread, never on the loop (handshake.c).  A connection holds
+ * its export (a registry reference) until it is freed.
+ *
+ * At start-up every command-line image is opened once as it will be
+ * served, in a registry of its own that is gone before the server forks
+ * or serves, so that a bad image stops the server with its message.
  */
 #include <config.h>
 
@@ -20,34 +25,56 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "internal.h"
 #include "minmax.h"
 #include "nbd-protocol.h"
-#include "size.h"
 
-static struct export *exports;
-static size_t nr_exports;
+/* The command line's exports, in order. */
+struct arg {
+  char *name;                   /* NULL for dir= */
+  char *path;
+};
+static struct arg *args;
+static size_t nargs;
+static bool have_dir;
+
+static struct registry *registry;
+
+/* The stats table: loop thread only. */
+struct export_entry {
+  struct export view;           /* name (owned) and stats, for metrics.c */
+  unsigned conns;               /* connections serving it now */
+  struct image *img;            /* held by one of them, NULL if none */
+  struct image_stats last;      /* figures when the last one left */
+};
+static struct export_entry **entries;
+static size_t nentries;
 
 static bool
 name_taken (const char *name)
 {
   size_t i;
 
-  for (i = 0; i < nr_exports; i++)
-    if (strcmp (exports[i].name, name) == 0)
+  for (i = 0; i < nargs; i++)
+    if (args[i].name && strcmp (args[i].name, name) == 0)
       return true;
   return false;
 }
 
-/* Splits "NAME=IMAGE"; a prefix holding a '/' is part of a file name. */
+/* Splits "NAME=IMAGE"; a prefix holding a '/' is part of a file name.
+ * "dir=DIR" gives *name NULL. */
 static int
 split_arg (const char *arg, char **name, char **filename)
 {
   const char *eq = strchr (arg, '=');
   const char *base;
 
-  if (eq && eq > arg && memchr (arg, '/', (size_t) (eq - arg)) == NULL) {
+  *name = NULL;
+  if (strncmp (arg, "dir=", 4) == 0)
+    *filename = strdup (arg + 4);
+  else if (eq && eq > arg && memchr (arg, '/', (size_t) (eq - arg)) == NULL) {
     *name = strndup (arg, (size_t) (eq - arg));
     *filename = strdup (eq + 1);
   }
@@ -56,7 +83,7 @@ split_arg (const char *arg, char **name, char **filename)
     *name = strdup (base ? base + 1 : arg);
     *filename = strdup (arg);
   }
-  if (*name == NULL || *filename == NULL) {
+  if ((*name == NULL && strncmp (arg, "dir=", 4) != 0) || *filename == NULL) {
     free (*name);
     free (*filename);
     log_error ("out of memory");
@@ -65,62 +92,62 @@ split_arg (const char *arg, char **name, char **filename)
   return 0;
 }
 
+static const char *
+arg_problem (const char *name, const char *filename)
+{
+  if (filename[0] == '\0')
+    return name ? "no image file named" : "no directory named";
+  if (name == NULL)
+    return have_dir ? "dir= given twice" : NULL;
+  if (name[0] == '\0')
+    return "no export name (name it: NAME=IMAGE)";
+  if (name_taken (name))
+    return "export name used twice (name the exports: NAME=IMAGE)";
+  if (strlen (name) > NBD_MAX_STRING)
+    return "export name longer than 4096 bytes";
+  return NULL;
+}
+
 int
 exports_add (const char *arg)
 {
-  struct export *e;
+  struct arg *a;
+  const char *why;
   char *name, *filename;
 
   if (split_arg (arg, &name, &filename) == -1)
     return -1;
-  if (filename[0] == '\0' || name[0] == '\0' ||
-      strlen (name) > NBD_MAX_STRING || name_taken (name)) {
-    log_error ("%s: %s", arg,
-               filename[0] == '\0' ? "no image file named" :
-               name[0] == '\0' ? "no export name (name it: NAME=IMAGE)" :
-               name_taken (name) ? "export name used twice (name the "
-               "exports: NAME=IMAGE)" :
-               "export name longer than 4096 bytes");
+  if ((why = arg_problem (name, filename)) != NULL) {
+    log_error ("%s: %s", arg, why);
     free (name);
     free (filename);
     return -1;
   }
-  e = realloc (exports, (nr_exports + 1) * sizeof *exports);
-  if (e == NULL) {
+  a = realloc (args, (nargs + 1) * sizeof *args);
+  if (a == NULL) {
     free (name);
     free (filename);
     log_error ("out of memory");
     return -1;
   }
-  exports = e;
-  exports[nr_exports++] = (struct export) { .name = name,
-                                            .filename = filename };
+  args = a;
+  args[nargs++] = (struct arg) { .name = name, .path = filename };
+  have_dir |= name == NULL;
   return 0;
 }
 
-/* "qed, 10 GiB, backing base.raw, read-only" for LIST and INFO. */
-static char *
-describe (const struct image_info *info, bool readonly)
-{
-  char size[32], *d;
-  const char *backing = info->backing_filename;
-
-  size_format (info->virtual_size, size, sizeof size);
-  if (asprintf (&d, "%s, %s%s%s%s", info->format, size,
-                backing ? ", backing " : "", backing ? backing : "",
-                readonly ? ", read-only" : "") == -1)
-    return NULL;
-  return d;
-}
+/* ---- start-up ------------------------------------------------------------ */
 
 /* An image that opens read-only but not for writing (permissions, a
  * read-only file system, a feature the engine only reads) is an error
  * without -r: serving it read-only behind the user's back would make
  * every guest write fail.  Says which and how to serve it anyway. */
 static void
-report_open_error (struct export *e, const struct image_open_opts *opts)
+report_open_error (const char *path)
 {
-  struct image_open_opts ro = *opts;
+  struct image_open_opts ro = {
+    .format = cfg.format, .flags = IMAGE_OPEN_READONLY,
+  };
   char *rw_error;
   int err = image_errno ();
   struct image *img;
@@ -130,57 +157,214 @@ report_open_error (struct export *e, const struct image_open_opts *opts)
     return;
   }
   rw_error = strdup (image_error ());
-  ro.flags |= IMAGE_OPEN_READONLY;
-  img = image_open (e->filename, &ro);
+  img = image_open (path, &ro);
   if (img == NULL)
     log_error ("%s", image_error ());
   else {
     log_error ("%s (cannot open it for writing: add -r to serve it "
-               "read-only)", rw_error ? rw_error : e->filename);
+               "read-only)", rw_error ? rw_error : path);
     image_close (img);
   }
   free (rw_error);
 }
 
-static int
-export_open (struct export *e)
+static void
+debug (const char *msg)
 {
-  struct image_open_opts opts = {
-    .format = cfg.format,
-    .flags = cfg.readonly ? IMAGE_OPEN_READONLY : 0,
-    .cache_size = cfg.cache_size,
-  };
-  struct image_info info;
+  log_verbose ("%s", msg);
+}
 
-  e->stats = metrics_export_new ();
-  if (e->stats == NULL) {
-    log_error ("out of memory");
+/* Puts one command-line argument into r; with_dir false: dir= is only
+ * checked to be a directory. */
+static int
+add_arg (struct registry *r, const struct arg *a, bool with_dir)
+{
+  struct stat st;
+
+  if (a->name)
+    return registry_add (r, a->name, a->path);
+  if (with_dir)
+    return registry_set_dir (r, a->path);
+  if (stat (a->path, &st) == -1) {
+    image_set_error (errno, "dir=%s: %s", a->path, strerror (errno));
     return -1;
   }
-  e->img = image_open (e->filename, &opts);
-  if (e->img == NULL) {
-    report_open_error (e, &opts);
+  if (!S_ISDIR (st.st_mode)) {
+    image_set_error (ENOTDIR, "dir=%s: not a directory", a->path);
     return -1;
   }
-  image_get_info (e->img, &info);
-  e->size = image_size (e->img);
-  e->readonly = image_is_readonly (e->img);
-  /* A cluster is the natural unit of I/O on an overlay; clamp it to
-   * what the protocol allows a preferred size to be. */
-  e->preferred_block = MAX (info.cluster_size, 4096u);
-  e->preferred_block = MIN (e->preferred_block, 2u << 20);
-  e->description = describe (&info, e->readonly);
-  if (e->description == NULL) {
-    log_error ("out of memory");
-    return -1;
-  }
-  if (e->size > INT64_MAX) {
-    log_error ("%s: image size %" PRIu64 " is too large for NBD",
-               e->filename, e->size);
-    return -1;
-  }
-  log_verbose ("export '%s': %s (%s)", e->name, e->filename, e->description);
   return 0;
+}
+
+/* A registry holding every command-line export (with_dir: and the
+ * directory's); NULL after saying why. */
+static struct registry *
+build (bool with_dir)
+{
+  struct registry_config rc = {
+    .format = cfg.format,
+    .cache_size = cfg.cache_size,
+    .readonly = cfg.readonly,
+    .describe_readonly = true,
+    .debug = debug,
+  };
+  struct registry *r = registry_new (&rc);
+  size_t i;
+
+  if (r == NULL) {
+    log_error ("%s", image_error ());
+    return NULL;
+  }
+  for (i = 0; i < nargs; i++)
+    if (add_arg (r, &args[i], with_dir) == -1) {
+      log_error ("%s", image_error ());
+      registry_free (r);
+      return NULL;
+    }
+  return r;
+}
+
+/* Opens every command-line image as it will be served. */
+static int
+validate (void)
+{
+  struct registry *r = build (false);
+  size_t i;
+  int ret = 0;
+
+  if (r == NULL)
+    return -1;
+  for (i = 0; i < nargs && ret == 0; i++) {
+    struct registry_export *e;
+    if (args[i].name == NULL)
+      continue;
+    e = registry_get (r, args[i].name, strlen (args[i].name), false);
+    if (e == NULL) {
+      report_open_error (args[i].path);
+      ret = -1;
+    }
+    else if (registry_export_size (e) > INT64_MAX) {
+      log_error ("%s: image size %" PRIu64 " is too large for NBD",
+                 args[i].path, registry_export_size (e));
+      ret = -1;
+    }
+    if (e)
+      registry_put (e);
+  }
+  if (registry_free (r) == -1) {
+    log_error ("%s", image_error ());
+    ret = -1;
+  }
+  return ret;
+}
+
+/* ---- the stats table (loop thread) ---------------------------------------- */
+
+static struct export_entry *
+entry_find (const char *name)
+{
+  size_t i;
+
+  for (i = 0; i < nentries; i++)
+    if (strcmp (entries[i]->view.name, name) == 0)
+      return entries[i];
+  return NULL;
+}
+
+/* Finds or creates the entry of name; NULL on ENOMEM. */
+static struct export_entry *
+entry_get (const char *name)
+{
+  struct export_entry *en = entry_find (name), **a;
+
+  if (en)
+    return en;
+  a = realloc (entries, (nentries + 1) * sizeof *entries);
+  if (a == NULL)
+    return NULL;
+  entries = a;
+  en = calloc (1, sizeof *en);
+  if (en == NULL)
+    return NULL;
+  en->view.name = strdup (name);
+  en->view.stats = metrics_export_new ();
+  if (en->view.name == NULL || en->view.stats == NULL) {
+    free ((char *) en->view.name);
+    metrics_export_free (en->view.stats);
+    free (en);
+    return NULL;
+  }
+  entries[nentries++] = en;
+  notify_changed ();
+  return en;
+}
+
+static void
+entries_free (void)
+{
+  size_t i;
+
+  for (i = 0; i < nentries; i++) {
+    free ((char *) entries[i]->view.name);
+    metrics_export_free (entries[i]->view.stats);
+    free (entries[i]);
+  }
+  free (entries);
+  entries = NULL;
+  nentries = 0;
+}
+
+int
+export_stats_attach (struct export *exp)
+{
+  struct export_entry *en = entry_get (exp->name);
+
+  if (en == NULL) {
+    image_set_error (ENOMEM, "out of memory");
+    return -1;
+  }
+  exp->entry = en;
+  exp->stats = en->view.stats;
+  return 0;
+}
+
+void
+export_stats_conn (const struct export *exp, int delta)
+{
+  struct export_entry *en = exp->entry;
+
+  if (delta > 0) {
+    en->conns++;
+    en->img = exp->img;
+  }
+  else if (--en->conns == 0) {
+    /* The connection still holds the image until it is freed. */
+    image_get_stats (en->img, &en->last);
+    en->img = NULL;
+  }
+}
+
+size_t
+exports_count (void)
+{
+  return nentries;
+}
+
+const struct export *
+exports_at (size_t i)
+{
+  return &entries[i]->view;
+}
+
+void
+exports_engine_stats (size_t i, struct image_stats *st)
+{
+  struct export_entry *en = entries[i];
+
+  if (en->img)
+    image_get_stats (en->img, st);
+  else
+    *st = en->last;
 }
 
 int
@@ -188,9 +372,16 @@ exports_open (void)
 {
   size_t i;
 
-  for (i = 0; i < nr_exports; i++)
-    if (export_open (&exports[i]) == -1)
+  if (validate () == -1)
+    return -1;
+  registry = build (true);
+  if (registry == NULL)
+    return -1;
+  for (i = 0; i < nargs; i++)
+    if (args[i].name && entry_get (args[i].name) == NULL) {
+      log_error ("out of memory");
       return -1;
+    }
   return 0;
 }
 
@@ -198,50 +389,105 @@ int
 exports_close (void)
 {
   size_t i;
-  int r = 0;
+  int r = registry_free (registry);
 
-  for (i = 0; i < nr_exports; i++) {
-    struct export *e = &exports[i];
-
-    if (e->img && image_close (e->img) == -1) {
-      log_error ("closing %s: %s", e->filename, image_error ());
-      r = -1;
-    }
-    free (e->name);
-    free (e->filename);
-    free (e->description);
-    metrics_export_free (e->stats);
+  if (r == -1)
+    log_error ("closing: %s", image_error ());
+  registry = NULL;
+  entries_free ();
+  for (i = 0; i < nargs; i++) {
+    free (args[i].name);
+    free (args[i].path);
   }
-  free (exports);
-  exports = NULL;
-  nr_exports = 0;
+  free (args);
+  args = NULL;
+  nargs = 0;
   return r;
 }
 
-size_t
-exports_count (void)
+const char *
+exports_default_name (void)
 {
-  return nr_exports;
+  return nargs && args[0].name ? args[0].name : "";
 }
 
-const struct export *
-exports_at (size_t i)
+static uint32_t
+preferred_block (uint32_t cluster_size)
 {
-  return i < nr_exports ? &exports[i] : NULL;
+  /* A cluster is the natural unit of I/O on an overlay; clamp it to
+   * what the protocol allows a preferred size to be. */
+  return MIN (MAX (cluster_size, 4096u), 2u << 20);
 }
 
-const struct export *
-export_lookup (const char *name, size_t len)
-{
-  size_t i;
+/* ---- lookups (worker threads) ----------------------------------------------- */
 
-  if (len == 0)
-    return nr_exports ? &exports[0] : NULL;
-  for (i = 0; i < nr_exports; i++)
-    if (strlen (exports[i].name) == len &&
-        memcmp (exports[i].name, name, len) == 0)
-      return &exports[i];
-  return NULL;
+struct export *
+export_get (const char *name, size_t len)
+{
+  struct export *e = calloc (1, sizeof *e);
+  struct image_info info;
+
+  if (e == NULL) {
+    image_set_error (ENOMEM, "out of memory");
+    return NULL;
+  }
+  e->ref = registry_get (registry, name, len, cfg.readonly);
+  if (e->ref == NULL) {
+    free (e);
+    return NULL;
+  }
+  e->name = registry_export_name (e->ref);
+  e->description = registry_export_description (e->ref);
+  e->img = registry_export_image (e->ref);
+  e->size = image_size (e->img);
+  e->readonly = registry_export_readonly (e->ref);
+  image_get_info (e->img, &info);
+  e->preferred_block = preferred_block (info.cluster_size);
+  return e;
+}
+
+struct export *
+export_info (const char *name, size_t len)
+{
+  struct export *e = calloc (1, sizeof *e);
+
+  if (e == NULL) {
+    image_set_error (ENOMEM, "out of memory");
+    return NULL;
+  }
+  if (registry_info (registry, name, len, &e->info) == -1) {
+    free (e);
+    return NULL;
+  }
+  e->name = e->info.name;
+  e->description = e->info.description;
+  e->size = e->info.size;
+  e->readonly = e->info.readonly;
+  e->preferred_block = preferred_block (e->info.cluster_size);
+  return e;
+}
+
+void
+export_release (struct export *e)
+{
+  if (e) {
+    if (e->ref)
+      registry_put (e->ref);
+    registry_info_free (&e->info);
+    free (e);
+  }
+}
+
+bool
+export_exists (const char *name, size_t len)
+{
+  return registry_exists (registry, name, len);
+}
+
+int
+exports_list (registry_list_fn fn, void *opaque)
+{
+  return registry_list (registry, fn, opaque);
 }
 
 uint16_t

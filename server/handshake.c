@@ -41,6 +41,9 @@
 static int client_flags (struct conn *c, const char *data);
 static int option_header (struct conn *c, const char *data);
 
+/* dispatch's answer when the option went to a worker. */
+#define LOOKUP_PENDING 1
+
 void
 handshake_start (struct conn *c)
 {
@@ -91,21 +94,192 @@ handshake_reply (struct conn *c, uint32_t reply, const void *payload,
   return 0;
 }
 
+/* ---- lookups, on a worker ------------------------------------------------
+ *
+ * GO, INFO, EXPORT_NAME, LIST and the meta context options need the
+ * registry, which may open an image or rescan dir= (I/O that can take
+ * long): the option goes to a worker as a lookup job, the connection
+ * stops reading (its input handler paused) and in_flight keeps it
+ * alive; when the job is done the loop answers the option and reads on.
+ *
+ *   option_payload --dispatch--> lookup_submit --> [worker] lookup_run
+ *                                                        |
+ *   read on <-- the option's answer <-- lookup_done <----+  (loop)
+ */
+
+struct lookup {
+  struct job job;
+  struct conn *c;
+  uint32_t opt;
+  char *name;                   /* the export asked for (a copy) */
+  uint32_t namelen;
+  struct export *exp;           /* GO, INFO, EXPORT_NAME: the result */
+  bool exists;                  /* meta contexts: the result */
+  char *list;                   /* LIST: the replies, ACK included */
+  size_t list_len, list_cap;
+  bool list_failed;
+  char *error;                  /* why the lookup failed */
+};
+
+static int answer (struct conn *c, struct lookup *l);
+
+/* Appends one option reply to l->list. */
+static int
+list_append (struct lookup *l, uint32_t reply, const void *payload,
+             uint32_t len)
+{
+  struct nbd_option_reply h = {
+    .magic = htobe64 (NBD_REP_MAGIC),
+    .option = htobe32 (NBD_OPT_LIST),
+    .reply = htobe32 (reply),
+    .length = htobe32 (len),
+  };
+  size_t need = l->list_len + sizeof h + len;
+
+  if (need > l->list_cap) {
+    size_t cap = need > 2 * l->list_cap ? need : 2 * l->list_cap;
+    char *p = realloc (l->list, cap);
+    if (p == NULL)
+      return -1;
+    l->list = p;
+    l->list_cap = cap;
+  }
+  memcpy (l->list + l->list_len, &h, sizeof h);
+  if (len)
+    memcpy (l->list + l->list_len + sizeof h, payload, len);
+  l->list_len = need;
+  return 0;
+}
+
+static int
+list_one (void *opaque, const char *name, const char *description)
+{
+  size_t nlen = strlen (name), dlen = strlen (description);
+  char buf[4 + 2 * NBD_MAX_STRING];
+  uint32_t be = htobe32 ((uint32_t) nlen);
+
+  if (dlen > NBD_MAX_STRING)
+    dlen = NBD_MAX_STRING;
+  memcpy (buf, &be, 4);
+  memcpy (buf + 4, name, nlen);
+  memcpy (buf + 4 + nlen, description, dlen);
+  return list_append (opaque, NBD_REP_SERVER, buf,
+                      (uint32_t) (4 + nlen + dlen));
+}
+
+static void
+lookup_run (struct job *j)
+{
+  struct lookup *l = (struct lookup *) j;
+
+  switch (l->opt) {
+  case NBD_OPT_LIST:
+    l->list_failed = exports_list (list_one, l) != 0 ||
+      list_append (l, NBD_REP_ACK, NULL, 0) == -1;
+    break;
+  case NBD_OPT_LIST_META_CONTEXT:
+  case NBD_OPT_SET_META_CONTEXT:
+    l->exists = export_exists (l->name, l->namelen);
+    return;
+  case NBD_OPT_INFO:             /* told from the header: not opened */
+    l->exp = export_info (l->name, l->namelen);
+    break;
+  default:
+    l->exp = export_get (l->name, l->namelen);
+    break;
+  }
+  if ((l->exp == NULL && l->opt != NBD_OPT_LIST) || l->list_failed)
+    l->error = strdup (image_error ());
+}
+
+static void
+lookup_free (struct lookup *l)
+{
+  export_release (l->exp);
+  free (l->name);
+  free (l->list);
+  free (l->error);
+  free (l);
+}
+
+/* The export was found but cannot be served (no memory for its stats). */
+static void
+lookup_lost (struct lookup *l)
+{
+  export_release (l->exp);
+  l->exp = NULL;
+  free (l->error);
+  l->error = strdup ("out of memory");
+}
+
+static void
+lookup_done (struct job *j)
+{
+  struct lookup *l = (struct lookup *) j;
+  struct conn *c = l->c;
+  int r = 0;
+
+  c->in_flight--;
+  c->looking_up = false;
+  if (!c->dead && l->exp && l->exp->ref && export_stats_attach (l->exp) == -1)
+    lookup_lost (l);
+  if (!c->dead)
+    r = answer (c, l);
+  lookup_free (l);
+  free (c->optbuf);
+  c->optbuf = NULL;
+  if (c->dead) {
+    conn_req_returned (c);      /* frees it if nothing else is out */
+    return;
+  }
+  if (r == -1) {
+    conn_close (c, "protocol error");
+    return;
+  }
+  if (c->exp == NULL && !c->draining)
+    conn_expect (c, sizeof (struct nbd_option), option_header);
+  conn_kick_output (c);
+  conn_resume_input (c);
+}
+
+/* Hands the option to a worker; name (namelen bytes) is the export. */
+static int
+lookup_submit (struct conn *c, const char *name, uint32_t namelen)
+{
+  struct lookup *l = calloc (1, sizeof *l);
+
+  if (l == NULL || (l->name = malloc (namelen + 1)) == NULL) {
+    free (l);
+    log_error ("out of memory");
+    return -1;
+  }
+  memcpy (l->name, name, namelen);
+  l->name[namelen] = '\0';
+  l->namelen = namelen;
+  l->opt = c->opt;
+  l->c = c;
+  l->job.run = lookup_run;
+  l->job.done = lookup_done;
+  c->in_flight++;
+  c->looking_up = true;
+  workers_submit_job (&l->job);
+  return LOOKUP_PENDING;
+}
+
 /* ---- the options ------------------------------------------------------- */
 
 static int
-opt_export_name (struct conn *c)
+opt_export_name (struct conn *c, struct lookup *l)
 {
-  const struct export *exp = export_lookup (c->optbuf, c->optlen);
   struct nbd_export_name_reply r;
   static const char zeroes[NBD_EXPORT_NAME_ZEROES];
+  struct export *exp = l->exp;
 
   if (exp == NULL) {
     /* This option cannot carry an error: the client is just dropped. */
     c->hs_outcome = HS_UNKNOWN_EXPORT;
-    log_conn (c, LOG_NOTICE, "%s: unknown export '%.*s'",
-              name_option (c->opt),
-              (int) (c->optlen > 256 ? 256 : c->optlen), c->optbuf);
+    log_conn (c, LOG_NOTICE, "%s: %s", name_option (c->opt),
+              l->error ? l->error : "unknown export");
     return -1;
   }
   r.size = htobe64 (exp->size);
@@ -113,7 +287,8 @@ opt_export_name (struct conn *c)
   if (conn_send (c, &r, sizeof r) == -1 ||
       (!c->no_zeroes && conn_send (c, zeroes, sizeof zeroes) == -1))
     return -1;
-  transmission_start (c, exp);
+  l->exp = NULL;                /* the connection holds it now */
+  transmission_start (c, exp, l->name, l->namelen);
   return 0;
 }
 
@@ -166,10 +341,10 @@ info_replies (struct conn *c, const struct export *exp, const char *req,
   return 0;
 }
 
+/* GO and INFO, before the lookup: checks the framing. */
 static int
-opt_info_go (struct conn *c, bool go)
+opt_info_go (struct conn *c)
 {
-  const struct export *exp;
   uint32_t namelen;
   uint16_t nreq;
   const char *p = c->optbuf;
@@ -185,45 +360,80 @@ opt_info_go (struct conn *c, bool go)
   nreq = be16toh (nreq);
   if (c->optlen != 6 + namelen + 2 * (uint32_t) nreq)
     return handshake_reply (c, NBD_REP_ERR_INVALID, NULL, 0);
+  return lookup_submit (c, p + 4, namelen);
+}
 
-  exp = export_lookup (p + 4, namelen);
+/* GO and INFO, after the lookup. */
+static int
+opt_info_go_found (struct conn *c, struct lookup *l)
+{
+  const char *req = c->optbuf + 6 + l->namelen;
+  uint16_t nreq = (uint16_t) ((c->optlen - 6 - l->namelen) / 2);
+  struct export *exp = l->exp;
+
   if (exp == NULL) {
     c->hs_outcome = HS_UNKNOWN_EXPORT;
-    log_conn (c, LOG_NOTICE, "%s: unknown export '%.*s'",
-              name_option (c->opt),
-              (int) (namelen > 256 ? 256 : namelen), p + 4);
+    log_conn (c, LOG_NOTICE, "%s: %s", name_option (c->opt),
+              l->error ? l->error : "unknown export");
     return handshake_reply (c, NBD_REP_ERR_UNKNOWN, NULL, 0);
   }
-  if (info_replies (c, exp, p + 6 + namelen, nreq) == -1 ||
+  if (info_replies (c, exp, req, nreq) == -1 ||
       handshake_reply (c, NBD_REP_ACK, NULL, 0) == -1)
     return -1;
-  if (go)
-    transmission_start (c, exp);
+  if (c->opt == NBD_OPT_GO) {
+    l->exp = NULL;              /* the connection holds it now */
+    transmission_start (c, exp, l->name, l->namelen);
+  }
   return 0;
 }
 
 static int
 opt_list (struct conn *c)
 {
-  size_t i;
-
   if (c->optlen != 0)
     return handshake_reply (c, NBD_REP_ERR_INVALID, NULL, 0);
-  for (i = 0; i < exports_count (); i++) {
-    const struct export *e = exports_at (i);
-    size_t nlen = strlen (e->name), dlen = strlen (e->description);
-    char buf[4 + 2 * NBD_MAX_STRING];
-    uint32_t l = htobe32 ((uint32_t) nlen);
+  return lookup_submit (c, "", 0);
+}
 
-    if (dlen > NBD_MAX_STRING)
-      dlen = NBD_MAX_STRING;
-    memcpy (buf, &l, 4);
-    memcpy (buf + 4, e->name, nlen);
-    memcpy (buf + 4 + nlen, e->description, dlen);
-    if (handshake_reply (c, NBD_REP_SERVER, buf, 4 + nlen + dlen) == -1)
-      return -1;
+static int
+opt_list_found (struct conn *c, struct lookup *l)
+{
+  if (l->list_failed) {
+    log_error ("connection %lu: LIST: %s", c->id,
+               l->error ? l->error : "out of memory");
+    return handshake_reply (c, NBD_REP_ERR_PLATFORM, NULL, 0);
   }
-  return handshake_reply (c, NBD_REP_ACK, NULL, 0);
+  return conn_send_unbounded (c, l->list, l->list_len);
+}
+
+static int
+opt_meta (struct conn *c)
+{
+  const char *name;
+  uint32_t len;
+
+  if (!meta_context_name (c, &name, &len))
+    return meta_context_option (c, c->opt == NBD_OPT_SET_META_CONTEXT,
+                                false);
+  return lookup_submit (c, name, len);
+}
+
+/* The loop's answer to an option whose lookup is done. */
+static int
+answer (struct conn *c, struct lookup *l)
+{
+  switch (l->opt) {
+  case NBD_OPT_EXPORT_NAME:
+    return opt_export_name (c, l);
+  case NBD_OPT_LIST:
+    return opt_list_found (c, l);
+  case NBD_OPT_LIST_META_CONTEXT:
+  case NBD_OPT_SET_META_CONTEXT:
+    return meta_context_option (c, l->opt == NBD_OPT_SET_META_CONTEXT,
+                                l->exists);
+  default:
+    return opt_info_go_found (c, l);
+  }
 }
 
 static int
@@ -254,7 +464,8 @@ void
 handshake_tls_done (struct conn *c)
 {
   c->structured = false;
-  c->meta_exp = NULL;
+  free (c->meta_name);
+  c->meta_name = NULL;
   c->meta_base = c->meta_depth = false;
 }
 
@@ -288,10 +499,10 @@ dispatch (struct conn *c)
   }
   switch (c->opt) {
   case NBD_OPT_EXPORT_NAME:
-    return opt_export_name (c);
+    return lookup_submit (c, c->optbuf ? c->optbuf : "", c->optlen);
   case NBD_OPT_INFO:
   case NBD_OPT_GO:
-    return opt_info_go (c, c->opt == NBD_OPT_GO);
+    return opt_info_go (c);
   case NBD_OPT_LIST:
     return opt_list (c);
   case NBD_OPT_ABORT:
@@ -307,7 +518,7 @@ dispatch (struct conn *c)
     return opt_no_data (c);
   case NBD_OPT_LIST_META_CONTEXT:
   case NBD_OPT_SET_META_CONTEXT:
-    return meta_context_option (c, c->opt == NBD_OPT_SET_META_CONTEXT);
+    return opt_meta (c);
   default:
     return handshake_reply (c, NBD_REP_ERR_UNSUP, NULL, 0);
   }
@@ -320,6 +531,10 @@ option_payload (struct conn *c, const char *data)
 {
   int r = dispatch (c);
 
+  if (r == LOOKUP_PENDING) {
+    conn_pause_input (c);       /* lookup_done answers and reads on */
+    return INPUT_OK;
+  }
   free (c->optbuf);
   c->optbuf = NULL;
   if (r == -1)

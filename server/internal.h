@@ -27,6 +27,7 @@
 #include <ev.h>
 
 #include "image.h"
+#include "registry.h"
 #include "transport.h"
 
 /* ---- limits ------------------------------------------------------------ */
@@ -170,30 +171,56 @@ const char *metrics_where (void);
 
 /* ---- exports.c: the export table ---------------------------------------- */
 
-/* One export: a name and an engine image shared by all its connections.
- * Exports live from start-up to exit today; a table that changes at run
- * time will need a reference count here (lookups hand out pointers). */
+/* One connection's view of its export: a registry reference (which
+ * keeps the image open) and what the handshake and the requests read. */
 struct export {
-  char *name;                   /* NAME=, or the base name of the file */
-  char *filename;
-  char *description;            /* "qed, 10 GiB, backing base.raw" */
-  struct image *img;
+  struct registry_export *ref;  /* NULL: an INFO answer (no image) */
+  struct registry_info info;    /* for INFO: what name and description
+                                   point to */
+  const char *name;             /* NAME=, the file's base name, or the
+                                   file name in dir= */
+  const char *description;      /* "qed, 10 GiB, backing base.raw" */
+  struct image *img;            /* shared by every connection */
   uint64_t size;
   bool readonly;
   uint32_t preferred_block;     /* NBD_INFO_BLOCK_SIZE preferred */
-  struct export_stats *stats;   /* metrics.c */
+  struct export_stats *stats;   /* its name's entry in the stats table */
+  struct export_entry *entry;   /* that entry (loop thread) */
 };
 
-/* Adds "[NAME=]IMAGE" from the command line (not yet opened). */
+/* Adds "[NAME=]IMAGE" or "dir=DIR" from the command line. */
 int exports_add (const char *arg);
-/* Opens every image; -1 (after saying why) if any fails. */
+/* Opens every image once (then closes it again) to refuse bad ones and
+ * builds the registry; -1 (after saying why) if any fails. */
 int exports_open (void);
 /* Flushes and closes every image; -1 if any close failed. */
 int exports_close (void);
+/* The default export's name ("" in dir= mode), for --run. */
+const char *exports_default_name (void);
+/* Worker threads only (they may open images): the export a client asks
+ * for by name ("" is the default), held until export_release; NULL
+ * after image_set_error.  export_exists and exports_list (which
+ * rescans dir=) likewise. */
+struct export *export_get (const char *name, size_t len);
+/* For NBD_OPT_INFO: the export as export_get would give it, without
+ * opening it (img is NULL). */
+struct export *export_info (const char *name, size_t len);
+void export_release (struct export *exp);
+bool export_exists (const char *name, size_t len);
+int exports_list (registry_list_fn fn, void *opaque);
+/* The stats table (loop thread only): one entry per export name that
+ * has been served, and every command-line export from the start.
+ * export_stats_attach gives a looked-up export its entry's stats (-1 on
+ * ENOMEM); export_stats_conn counts a connection in or out of it, and
+ * the entry points to the image only while a connection holds it. */
+int export_stats_attach (struct export *exp);
+void export_stats_conn (const struct export *exp, int delta);
 size_t exports_count (void);
+/* name and stats of entry i (img is never set: see exports_engine_stats). */
 const struct export *exports_at (size_t i);
-/* The export a client asks for by name ("" is the default), or NULL. */
-const struct export *export_lookup (const char *name, size_t len);
+/* Engine figures of entry i: the open image's, else the last seen when
+ * its last connection left (zeros if none). */
+void exports_engine_stats (size_t i, struct image_stats *st);
 /* Transmission flags of an export for a connection (DF only with
  * structured replies). */
 uint16_t export_eflags (const struct export *exp, bool structured);
@@ -263,11 +290,14 @@ struct conn {
   bool structured;              /* NBD_OPT_STRUCTURED_REPLY acknowledged */
   uint32_t opt, optlen;         /* the option being read */
   char *optbuf;
-  const struct export *meta_exp; /* export of the last SET_META_CONTEXT */
+  char *meta_name;              /* export of the last SET_META_CONTEXT */
+  uint32_t meta_namelen;
   bool meta_base, meta_depth;   /* contexts it selected */
+  bool looking_up;              /* a lookup job is with the workers */
 
-  /* Transmission state (transmission.c). */
-  const struct export *exp;
+  /* Transmission state (transmission.c): the export, held until the
+   * connection is freed. */
+  struct export *exp;
   uint16_t eflags;
   bool ctx_base, ctx_depth;     /* block status contexts in use */
   struct req *cur_req;          /* the write whose payload is read */
@@ -290,10 +320,17 @@ void conn_handshake_done (struct conn *c);
 void conn_expect (struct conn *c, size_t n, input_fn fn);
 void conn_expect_sink (struct conn *c, void *dst, size_t n, input_fn fn);
 void conn_expect_discard (struct conn *c, uint64_t n, input_fn fn);
-/* Resumes reading after an INPUT_PAUSE. */
+/* Stops reading until conn_resume_input (the handler consumed its
+ * input but waits for something, e.g. a lookup on a worker). */
+void conn_pause_input (struct conn *c);
+/* Resumes reading after an INPUT_PAUSE (or conn_pause_input). */
 void conn_resume_input (struct conn *c);
 /* Appends handshake bytes to the output (-1: too much is waiting). */
 int conn_send (struct conn *c, const void *data, size_t len);
+/* The same without the limit, for a reply the server builds in one go
+ * (LIST of every export; option_header reads no further option until
+ * the output is below half the limit). */
+int conn_send_unbounded (struct conn *c, const void *data, size_t len);
 /* Queues a request's reply (req->iov) and starts writing. */
 void conn_queue_reply (struct conn *c, struct req *r);
 /* Writes what can be written now. */
@@ -378,16 +415,22 @@ void handshake_tls_done (struct conn *c);
 /* Appends an option reply (header + payload). */
 int handshake_reply (struct conn *c, uint32_t reply, const void *payload,
                      size_t len);
-/* The meta context options on c->optbuf. */
-int meta_context_option (struct conn *c, bool set);
+/* The meta context options on c->optbuf; exists: whether the export
+ * they name exists (looked up on a worker). */
+int meta_context_option (struct conn *c, bool set, bool exists);
+/* The export name of a meta context option, or false if malformed. */
+bool meta_context_name (const struct conn *c, const char **name,
+                        uint32_t *len);
 /* Context ids we hand out. */
 #define META_ID_BASE_ALLOCATION  1
 #define META_ID_ALLOCATION_DEPTH 2
 
 /* ---- transmission.c ---------------------------------------------------- */
 
-/* Enters the transmission phase on export exp. */
-void transmission_start (struct conn *c, const struct export *exp);
+/* Enters the transmission phase on export exp (the connection now
+ * holds it), asked for by name (namelen bytes). */
+void transmission_start (struct conn *c, struct export *exp,
+                         const char *name, uint32_t namelen);
 /* A worker finished r (runs on the loop thread). */
 void transmission_complete (struct req *r);
 /* Engine errno -> NBD error: nbd_errno in nbd-errno.h. */
@@ -420,6 +463,13 @@ int workers_start (struct ev_loop *loop, unsigned n);
 void workers_submit (struct req *r);
 /* Requests waiting for a worker (a relaxed read, for the metrics). */
 unsigned workers_queue_depth (void);
+/* Work other than requests: run on a worker, then done on the loop. */
+struct job {
+  struct job *next;
+  void (*run) (struct job *j);
+  void (*done) (struct job *j);
+};
+void workers_submit_job (struct job *j);
 /* Waits for the workers to finish the queue and stops them. */
 void workers_stop (void);
 

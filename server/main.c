@@ -49,9 +49,9 @@ static void
 usage (FILE *f)
 {
   fprintf (f,
-"Usage: cowbd [OPTIONS] [NAME=]IMAGE...\n"
+"Usage: cowbd [OPTIONS] [NAME=]IMAGE... [dir=DIR]\n"
 "Serve disk images (raw, qed, qcow2) over NBD; the first is the default\n"
-"export.\n"
+"export.  dir=DIR serves every image in DIR by its file name.\n"
 "\n"
 "  -p, --port=PORT        TCP port (default 10809)\n"
 "  -i, --ipaddr=ADDR      listen on this address only\n"

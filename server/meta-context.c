@@ -16,6 +16,7 @@
 #include <config.h>
 
 #include <endian.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
@@ -52,9 +53,20 @@ load32 (const char *p)
 
 /* Parses c->optbuf: the export and the contexts the queries select.
  * Returns 0, or the NBD_REP_ERR to answer. */
+bool
+meta_context_name (const struct conn *c, const char **name, uint32_t *len)
+{
+  if (c->optlen < 8)
+    return false;
+  *len = load32 (c->optbuf);
+  if (*len > c->optlen - 8)
+    return false;
+  *name = c->optbuf + 4;
+  return true;
+}
+
 static uint32_t
-parse (struct conn *c, bool list, const struct export **exp, bool *base,
-       bool *depth)
+parse (struct conn *c, bool list, bool exists, bool *base, bool *depth)
 {
   const char *p, *end;
   uint32_t namelen, nq, qlen, i;
@@ -67,7 +79,6 @@ parse (struct conn *c, bool list, const struct export **exp, bool *base,
   namelen = load32 (p);
   if (namelen > c->optlen - 8)
     return NBD_REP_ERR_INVALID;
-  *exp = export_lookup (p + 4, namelen);
   p += 4 + namelen;
   nq = load32 (p);
   p += 4;
@@ -83,7 +94,7 @@ parse (struct conn *c, bool list, const struct export **exp, bool *base,
   }
   if (p != end)
     return NBD_REP_ERR_INVALID;
-  if (*exp == NULL)
+  if (!exists)
     return NBD_REP_ERR_UNKNOWN;
   if (nq == 0 && list)
     *base = *depth = true;
@@ -102,21 +113,37 @@ context_reply (struct conn *c, uint32_t id, const char *name)
   return handshake_reply (c, NBD_REP_META_CONTEXT, buf, 4 + len);
 }
 
-int
-meta_context_option (struct conn *c, bool set)
+/* Remembers the export of a SET (its name as the client wrote it). */
+static int
+set_meta_name (struct conn *c)
 {
-  const struct export *exp = NULL;
+  const char *name;
+  uint32_t len;
+
+  if (!meta_context_name (c, &name, &len) ||
+      (c->meta_name = malloc (len + 1)) == NULL)
+    return -1;
+  memcpy (c->meta_name, name, len);
+  c->meta_name[len] = '\0';
+  c->meta_namelen = len;
+  return 0;
+}
+
+int
+meta_context_option (struct conn *c, bool set, bool exists)
+{
   bool base = false, depth = false;
   uint32_t err;
 
   if (set) {
     /* SET replaces the selection, even when it fails. */
-    c->meta_exp = NULL;
+    free (c->meta_name);
+    c->meta_name = NULL;
     c->meta_base = c->meta_depth = false;
     if (!c->structured)
       return handshake_reply (c, NBD_REP_ERR_INVALID, NULL, 0);
   }
-  err = parse (c, !set, &exp, &base, &depth);
+  err = parse (c, !set, exists, &base, &depth);
   if (err)
     return handshake_reply (c, err, NULL, 0);
   if (base && context_reply (c, set ? META_ID_BASE_ALLOCATION : 0,
@@ -126,7 +153,8 @@ meta_context_option (struct conn *c, bool set)
                               CTX_DEPTH) == -1)
     return -1;
   if (set) {
-    c->meta_exp = exp;
+    if (set_meta_name (c) == -1)
+      return -1;
     c->meta_base = base;
     c->meta_depth = depth;
   }

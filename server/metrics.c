@@ -191,6 +191,7 @@ void
 metrics_export_conn (const struct export *exp, int delta)
 {
   STAT_ADD (&exp->stats->connections, (uint64_t) (int64_t) delta);
+  export_stats_conn (exp, delta);
 }
 
 /* ---- the exposition ------------------------------------------------------ */
@@ -523,7 +524,7 @@ format_exports (struct out *o)
     return;
   }
   for (i = 0; i < n; i++)
-    image_get_stats (exports_at (i)->img, &st[i]);
+    exports_engine_stats (i, &st[i]);
   family (o, "cowbd_export_connections", "gauge",
           "Connections serving the export.");
   for (i = 0; i < n; i++)

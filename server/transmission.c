@@ -27,14 +27,16 @@
 static int request_header (struct conn *c, const char *data);
 
 void
-transmission_start (struct conn *c, const struct export *exp)
+transmission_start (struct conn *c, struct export *exp, const char *name,
+                    uint32_t namelen)
 {
   conn_handshake_done (c);
   c->exp = exp;
   metrics_handshake (HS_OK);
   metrics_export_conn (exp, 1);
   c->eflags = export_eflags (exp, c->structured);
-  if (c->meta_exp == exp) {
+  if (c->meta_name && c->meta_namelen == namelen &&
+      memcmp (c->meta_name, name, namelen) == 0) {
     c->ctx_base = c->meta_base;
     c->ctx_depth = c->meta_depth;
   }

@@ -5,7 +5,8 @@
  *   loop <--ev_async-- [done list] <-------------+
  *
  * Both lists are FIFOs of struct req linked through r->next, each under
- * its own mutex.  A worker touches only the request it holds (and the
+ * its own mutex; beside them run jobs (handshake lookups, which may open
+ * an image), after the requests waiting.  A worker touches only the request it holds (and the
  * thread-safe engine); the loop drains the done list in async_cb and
  * hands each request to transmission_complete.  Workers block every
  * signal: signals are the loop's business (ev_signal).
@@ -23,12 +24,14 @@
 static pthread_mutex_t queue_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t queue_cond = PTHREAD_COND_INITIALIZER;
 static struct req *queue_head, *queue_tail;  /* queue_lock held */
+static struct job *jobs_head, *jobs_tail;    /* queue_lock held */
 static bool stopping;                        /* queue_lock held */
 static unsigned queue_len;                   /* written with queue_lock
                                                 held, read without */
 
 static pthread_mutex_t done_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct req *done_head, *done_tail;    /* done_lock held */
+static struct job *jobs_done_head, *jobs_done_tail; /* done_lock held */
 
 static pthread_t *threads;
 static unsigned nthreads;
@@ -46,13 +49,26 @@ push (struct req **head, struct req **tail, struct req *r)
   *tail = r;
 }
 
-static struct req *
-next_job (void)
+static void
+push_job (struct job **head, struct job **tail, struct job *j)
+{
+  j->next = NULL;
+  if (*tail)
+    (*tail)->next = j;
+  else
+    *head = j;
+  *tail = j;
+}
+
+/* The next request or (if none) job; both NULL when stopping. */
+static void
+next_work (struct req **rp, struct job **jp)
 {
   struct req *r;
+  struct job *j = NULL;
 
   pthread_mutex_lock (&queue_lock);
-  while (queue_head == NULL && !stopping)
+  while (queue_head == NULL && jobs_head == NULL && !stopping)
     pthread_cond_wait (&queue_cond, &queue_lock);
   r = queue_head;
   if (r) {
@@ -61,19 +77,35 @@ next_job (void)
       queue_tail = NULL;
     __atomic_store_n (&queue_len, queue_len - 1, __ATOMIC_RELAXED);
   }
+  else if ((j = jobs_head) != NULL) {
+    jobs_head = j->next;
+    if (jobs_head == NULL)
+      jobs_tail = NULL;
+  }
   pthread_mutex_unlock (&queue_lock);
-  return r;
+  *rp = r;
+  *jp = j;
 }
 
 static void *
 worker (void *arg)
 {
   struct req *r;
+  struct job *j;
 
-  while ((r = next_job ()) != NULL) {
-    command_run (r);
+  for (;;) {
+    next_work (&r, &j);
+    if (r == NULL && j == NULL)
+      break;
+    if (r)
+      command_run (r);
+    else
+      j->run (j);
     pthread_mutex_lock (&done_lock);
-    push (&done_head, &done_tail, r);
+    if (r)
+      push (&done_head, &done_tail, r);
+    else
+      push_job (&jobs_done_head, &jobs_done_tail, j);
     pthread_mutex_unlock (&done_lock);
     ev_async_send (loop, &done_async);
   }
@@ -84,14 +116,21 @@ static void
 async_cb (struct ev_loop *l, ev_async *w, int revents)
 {
   struct req *r, *next;
+  struct job *j, *jnext;
 
   pthread_mutex_lock (&done_lock);
   r = done_head;
   done_head = done_tail = NULL;
+  j = jobs_done_head;
+  jobs_done_head = jobs_done_tail = NULL;
   pthread_mutex_unlock (&done_lock);
   for (; r; r = next) {
     next = r->next;
     transmission_complete (r);
+  }
+  for (; j; j = jnext) {
+    jnext = j->next;
+    j->done (j);
   }
 }
 
@@ -139,6 +178,15 @@ unsigned
 workers_queue_depth (void)
 {
   return __atomic_load_n (&queue_len, __ATOMIC_RELAXED);
+}
+
+void
+workers_submit_job (struct job *j)
+{
+  pthread_mutex_lock (&queue_lock);
+  push_job (&jobs_head, &jobs_tail, j);
+  pthread_cond_signal (&queue_cond);
+  pthread_mutex_unlock (&queue_lock);
 }
 
 void

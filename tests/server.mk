@@ -1,6 +1,10 @@
 # SPDX-License-Identifier: BSD-3-Clause
 # Tests of the server; included from tests/Makefile.am.
 SERVER_TESTS = \
+	test-registry-aliases.sh \
+	test-registry-dir.sh \
+	test-registry-golden.sh \
+	test-registry-scale.sh \
 	test-server-aio.sh \
 	test-server-captive.sh \
 	test-server-io.sh \

@@ -39,6 +39,7 @@ for fmt in qcow2 qed; do
     sum_ov2=$(sha256sum < ov2.$fmt)
 
     start_server "$tmp/ov.$fmt"
+    hold_connection "$(uri)"    # an idle export holds no lock
 
     # Without -U: refused, with a hint.
     for cmd in info map check; do
@@ -80,6 +81,7 @@ for fmt in qcow2 qed; do
     [ "$(sha256sum < base.raw)" = "$sum_base" ] || fail "$fmt: base changed"
     [ "$(sha256sum < ov2.$fmt)" = "$sum_ov2" ] || fail "$fmt: ov2 changed"
 
+    release_connection
     stop_server
     [ "$(sha256sum < base.raw)" = "$sum_base" ] || fail "$fmt: base changed"
     # The server is gone: no -U needed, and the overlay is sound.

@@ -57,6 +57,7 @@ for fmt in qcow2 qed; do
     # cowbd serves ov read-write.
     start_server "$tmp/ov.$fmt"
     nbdsh -u "$(uri)" -c 'h.pwrite(b"\x33" * 4096, 0); h.flush()'
+    hold_connection "$(uri)"    # an idle export holds no lock
 
     expect_qemu_lock_error qemu-img info ov.$fmt
     qemu-img info -U ov.$fmt | grep -q "^file format: $fmt" ||
@@ -76,6 +77,7 @@ for fmt in qcow2 qed; do
     expect_in_use "ov.$fmt" cowbd -r -U "$tmp/sock2" "$tmp/ov.$fmt"
     [ ! -S "$tmp/sock2" ] || fail "a second cowbd started"
 
+    release_connection
     stop_server
     # Locks go with the server: everything works again.
     qemu-img info ov.$fmt > /dev/null
@@ -138,8 +140,10 @@ wait $qpid || true
 
 # Readers share: two cowbd -r, and qemu-img info beside them.
 start_server -r "$tmp/ov.qcow2"
+hold_connection "$(uri)"
 timeout 60 cowbd -r -U - "$tmp/ov.qcow2" \
       --run 'qemu-img info ov.qcow2 > /dev/null' ||
     fail "a second reader beside cowbd -r"
 expect_qemu_lock_error qemu-io -f qcow2 -c 'write 0 4k' ov.qcow2
+release_connection
 stop_server

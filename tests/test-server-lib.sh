@@ -86,3 +86,34 @@ uri ()
 {
     echo "nbd+unix:///${1:-}?socket=$tmp/sock"
 }
+
+# An idle export holds no descriptor (and so no lock): hold_connection
+# URI keeps one client connected to it (nbdsh, in the background) until
+# release_connection.
+hold_connection ()
+{
+    local i
+    rm -f "$tmp/held"
+    touch "$tmp/hold"
+    HOLD_DIR=$tmp nbdsh -u "$1" -c '
+import os, time
+d = os.environ["HOLD_DIR"]
+open(d + "/held", "w").close()
+while os.path.exists(d + "/hold"):
+    time.sleep(0.05)' &
+    hold_pid=$!
+    cleanup_fn "rm -f '$tmp/hold'; kill \$hold_pid 2>/dev/null"
+    for i in $(seq 200); do
+        [ -e "$tmp/held" ] && return 0
+        [ -d /proc/$hold_pid ] || fail "hold_connection: nbdsh exited"
+        sleep 0.05
+    done
+    fail "hold_connection: no connection after 10 s"
+}
+
+release_connection ()
+{
+    rm -f "$tmp/hold"
+    [ -z "$hold_pid" ] || wait "$hold_pid"
+    hold_pid=
+}

@@ -192,7 +192,7 @@ cowbd_dump_plugin (void)
 
 struct handle {
   struct image *img;
-  const struct export *exp;
+  struct registry_export *exp;  /* a reference, given back at close */
   bool readonly;                /* this connection may not write */
 };
 
@@ -212,31 +212,36 @@ static void *
 cowbd_open (int readonly)
 {
   const char *name = nbdkit_export_name ();
-  struct export *exp;
+  struct registry_export *exp;
   struct handle *h;
 
   if (name == NULL)
-    return NULL;
-  exp = exports_get (name, readonly);
-  if (exp == NULL)
     return NULL;
   h = malloc (sizeof *h);
   if (h == NULL) {
     nbdkit_error ("malloc: %m");
     return NULL;
   }
-  h->img = exp->img;
+  exp = exports_get (name, readonly);
+  if (exp == NULL) {
+    free (h);
+    return NULL;
+  }
+  h->img = registry_export_image (exp);
   h->exp = exp;
-  h->readonly = readonly || image_is_readonly (exp->img);
+  h->readonly = readonly || registry_export_readonly (exp);
   if (!readonly && h->readonly)
-    nbdkit_debug ("export '%s' is read-only", exp->name);
+    nbdkit_debug ("export '%s' is read-only", registry_export_name (exp));
   return h;
 }
 
 static void
 cowbd_close (void *handle)
 {
-  free (handle);                /* the image stays open for the others */
+  struct handle *h = handle;
+
+  exports_put (h->exp);         /* the image stays open for the others */
+  free (h);
 }
 
 static const char *
@@ -244,7 +249,7 @@ cowbd_export_description (void *handle)
 {
   struct handle *h = handle;
 
-  return h->exp->description;
+  return registry_export_description (h->exp);
 }
 
 static int64_t

@@ -1,18 +1,18 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* The plugin's export table: which engine image serves which export name.
+/* The plugin's side of the export registry (exports/registry.h), which
+ * decides which engine image serves which export name.
  *
  * file= mode has one export, the empty name (any name the client asks for
  * gets it, as with nbdkit's file plugin).  dir= mode has one export per
  * regular file of the directory that the engine can open, named by the
  * file name.
  *
- * Each export's image is opened once, lazily, by the first connection
- * that asks for it, and is then shared by every connection until nbdkit
- * stops (cleanup closes it: flush, mark clean).  Lazily, because only
- * .open learns whether nbdkit runs with -r: a read-only server must never
- * write the file, not even the automatic repair of an image left needing a
- * check.  get_ready opens a file= image read-only once, only to refuse bad
- * input at start-up.
+ * Each export's image is opened by the first connection that asks for
+ * it (lazily, because only .open learns whether nbdkit runs with -r: a
+ * read-only server must never write the file, not even the automatic
+ * repair of an image left needing a check), shared by every connection,
+ * and closed a little after the last one leaves.  get_ready opens a
+ * file= image read-only once, only to refuse bad input at start-up.
  */
 #ifndef COWBD_PLUGIN_EXPORTS_H
 #define COWBD_PLUGIN_EXPORTS_H
@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "image.h"
+#include "registry.h"
 
 struct nbdkit_exports;
 
@@ -33,22 +34,17 @@ struct exports_config {
   uint64_t cache_size;          /* 0: the engine's default */
 };
 
-/* One served export. */
-struct export {
-  char *name;                   /* "" in file= mode, else the file name */
-  struct image *img;            /* shared by every connection */
-  char *description;            /* "qed, 10 GiB, backing base.qed" or NULL */
-};
-
 /* get_ready: records cfg and checks it (file= mode: the image opens;
  * dir= mode: DIR is a readable directory).  -1 after nbdkit_error. */
 int exports_init (const struct exports_config *cfg);
 
-/* .open: the export called name, opened if this is its first use
- * (read-only if readonly, else read-write, falling back to read-only when
- * the file cannot be written).  NULL after nbdkit_error and
- * nbdkit_set_error. */
-struct export *exports_get (const char *name, bool readonly);
+/* .open: a reference to the export called name, opened if no connection
+ * has it open (read-only if readonly, else read-write, falling back to
+ * read-only when the file cannot be written or is a backing file).
+ * NULL after nbdkit_error and nbdkit_set_error. */
+struct registry_export *exports_get (const char *name, bool readonly);
+/* .close: gives the reference back. */
+void exports_put (struct registry_export *exp);
 
 /* .list_exports: adds every export with its description.  -1 after
  * nbdkit_error. */

@@ -1,0 +1,142 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* The registry's private structures, one section per file.
+ *
+ * Locks: r->open_lock serialises opens (taken first, never while holding
+ * r->lock); r->lock guards both tables and every field marked "lock".
+ * No image call that may take long runs with r->lock held, except the
+ * header peeks of a directory scan.
+ */
+#ifndef COWBD_EXPORTS_INTERNAL_H
+#define COWBD_EXPORTS_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "registry.h"
+
+/* The NBD protocol's limit on names and descriptions. */
+#define REG_MAX_NAME 4096
+
+/* A host file's identity. */
+struct file_id {
+  dev_t dev;
+  ino_t ino;
+};
+
+static inline bool
+file_id_eq (const struct file_id *a, const struct file_id *b)
+{
+  return a->dev == b->dev && a->ino == b->ino;
+}
+
+/* One open host file (files.c). */
+struct reg_file {
+  struct file_id id;
+  struct image *img;
+  unsigned refs;                /* lock: exports holding it + images
+                                   reading it as their backing file */
+  unsigned backing_refs;        /* lock: of refs, the images */
+  bool closing;                 /* lock: the reaper is closing it */
+  uint64_t idle_deadline;       /* lock: ms (monotonic), when refs == 0 */
+  struct reg_file *next;
+};
+
+struct registry_export {
+  struct registry *reg;
+  char *name;
+  char *path;
+  bool from_dir;                /* made by a scan of the directory */
+  bool removed;                 /* lock: out of the table */
+  bool bad;                     /* dir: its header could not be read */
+  bool seen;                    /* dir: found by the scan in progress */
+  /* From the header (scan.c). */
+  struct file_id id;
+  bool has_backing;
+  struct file_id backing_id;
+  int64_t mtime_ns;             /* with id and fsize: did it change? */
+  int64_t fsize;
+  uint64_t size;
+  uint32_t cluster_size;
+  char *desc;                   /* without ", read-only" */
+  /* In use. */
+  unsigned refs;                /* lock */
+  struct reg_file *file;        /* lock: while refs > 0 */
+  bool readonly;
+  char *desc_full;              /* with ", read-only" where it applies */
+  struct registry_export *hnext; /* name hash chain */
+};
+
+struct name_table {
+  struct registry_export **b;
+  size_t nb, n;
+};
+
+struct registry {
+  struct registry_config cfg;
+  pthread_mutex_t lock;
+  pthread_mutex_t open_lock;
+  pthread_cond_t cond;          /* a file closed; the reaper's wake-up */
+  struct image_backing_cache cache;
+
+  struct name_table names;      /* lock: every export in the table */
+  struct registry_export **fixed; /* lock: registry_add order */
+  size_t nfixed, cap_fixed;
+  struct registry_export **dirv; /* lock: the directory's, by name */
+  size_t ndir, cap_dir;
+  char *dir;
+  int64_t dir_mtime_ns;         /* lock: as of the last scan */
+
+  struct reg_file *files;       /* lock */
+  pthread_t reaper;
+  bool reaper_running, stopping; /* lock */
+};
+
+/* ---- registry.c ---------------------------------------------------------- */
+
+void reg_debug (struct registry *r, const char *fmt, ...)
+  __attribute__ ((format (printf, 2, 3)));
+void reg_export_free (struct registry_export *e);
+/* Takes e out of the table (lock held); frees it if no one holds it. */
+void reg_export_unlink (struct registry *r, struct registry_export *e);
+/* True if some export of the table names id as its backing file. */
+bool reg_is_known_backing (struct registry *r, const struct file_id *id);
+
+/* ---- scan.c -------------------------------------------------------------- */
+
+struct registry_export *names_find (struct name_table *t, const char *name,
+                                    size_t len);
+int names_insert (struct name_table *t, struct registry_export *e);
+void names_remove (struct name_table *t, struct registry_export *e);
+/* Reads e->path's header: size, description, identities.  -1 after
+ * image_set_error.  force_share: the file may be open here already. */
+int scan_peek (struct registry *r, struct registry_export *e);
+/* Directory mode (lock held): rescans (always, or only if the
+ * directory's modification time changed). */
+int scan_dir (struct registry *r, bool always);
+/* The directory's export name (lock held), added if the file exists
+ * and has not been scanned yet; NULL if none. */
+struct registry_export *scan_dir_lookup (struct registry *r,
+                                         const char *name, size_t len);
+
+/* ---- files.c -------------------------------------------------------------- */
+
+/* The open file at path, opened if needed (read-only if readonly, or
+ * if it is a known backing file).  Called with open_lock held and
+ * lock not held.  NULL after image_set_error. */
+struct reg_file *files_acquire (struct registry *r, const char *path,
+                                bool readonly, const char *format,
+                                bool as_backing);
+/* Drops a reference (lock held). */
+void files_release (struct registry *r, struct reg_file *f,
+                    bool as_backing);
+/* The engine's backing cache callbacks. */
+struct image *files_cache_get (void *opaque, const char *path,
+                               const struct image_open_opts *opts);
+void files_cache_put (void *opaque, struct image *img);
+/* Stops the reaper and closes every file (nothing may hold one).  -1 if
+ * a close failed. */
+int files_close_all (struct registry *r);
+
+#endif /* COWBD_EXPORTS_INTERNAL_H */
