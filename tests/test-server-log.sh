@@ -27,7 +27,9 @@ start_server "$tmp/r.qed"
 grep -Eq "^$ts cowbd: warning: .*r\.qed: .*repaired at open" \
     "$tmp/server.log" || fail "the repair at open was not logged"
 
-# A lock conflict, without -v: a second server on the same image.
+# A lock conflict, without -v: a second server on the same image, while
+# a client holds it open on the first (an idle export holds no lock).
+hold_connection "$(uri)"
 : > "$tmp/conflict.log"
 expect_fail cowbd -U "$tmp/sock2" "$tmp/r.qed" 2>"$tmp/conflict.log"
 grep -Eq "^$ts cowbd: .*r\.qed: .*in use" "$tmp/conflict.log" ||
