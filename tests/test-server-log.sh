@@ -31,7 +31,8 @@ grep -Eq "^$ts cowbd: warning: .*r\.qed: .*repaired at open" \
 # a client holds it open on the first (an idle export holds no lock).
 hold_connection "$(uri)"
 : > "$tmp/conflict.log"
-expect_fail cowbd -U "$tmp/sock2" "$tmp/r.qed" 2>"$tmp/conflict.log"
+# (Bounded: a server that wrongly starts must not hang the test.)
+expect_fail timeout 60 cowbd -U "$tmp/sock2" "$tmp/r.qed" 2>"$tmp/conflict.log"
 grep -Eq "^$ts cowbd: .*r\.qed: .*in use" "$tmp/conflict.log" ||
     fail "the lock conflict was not logged with a timestamp"
 
@@ -39,7 +40,7 @@ grep -Eq "^$ts cowbd: .*r\.qed: .*in use" "$tmp/conflict.log" ||
 : > "$tmp/journal.log"
 rc=0
 JOURNAL_STREAM=$(stat -c '%d:%i' "$tmp/journal.log") \
-    cowbd -U "$tmp/sock2" "$tmp/r.qed" 2>>"$tmp/journal.log" || rc=$?
+    timeout 60 cowbd -U "$tmp/sock2" "$tmp/r.qed" 2>>"$tmp/journal.log" || rc=$?
 [ $rc -ne 0 ] || fail "second server on a locked image started"
 grep -Eq '^<3>cowbd: .*r\.qed: .*in use' "$tmp/journal.log" ||
     fail "no <3> prefix for the journal"
@@ -48,7 +49,7 @@ grep -Eq '^<3>cowbd: .*r\.qed: .*in use' "$tmp/journal.log" ||
 : > "$tmp/other.log"
 rc=0
 JOURNAL_STREAM=$(stat -c '%d:%i' "$tmp/journal.log") \
-    cowbd -U "$tmp/sock2" "$tmp/r.qed" 2>>"$tmp/other.log" || rc=$?
+    timeout 60 cowbd -U "$tmp/sock2" "$tmp/r.qed" 2>>"$tmp/other.log" || rc=$?
 grep -Eq "^$ts cowbd: " "$tmp/other.log" ||
     fail "JOURNAL_STREAM of another file changed the format"
 stop_server
