@@ -112,3 +112,21 @@ nbdkit_env ()
     done
     env LD_PRELOAD="$preload" ASAN_OPTIONS="detect_leaks=0" "${args[@]}"
 }
+
+# probe_fixtures: in the current folder, secret.txt (1 MiB: a host file
+# a guest would like to read) and hdr.qcow2, hdr.qed (image headers that
+# name it as their backing file: what a guest would write over sector 0).
+# new_disk then makes disk.raw (1 MiB of 0x5a) and its copy orig.raw.
+probe_fixtures ()
+{
+    printf 'TOP SECRET %.0s' $(seq 1000) > secret.txt
+    truncate -s 1M secret.txt
+    qemu-img create -q -f qcow2 -b "$PWD/secret.txt" -F raw hdr.qcow2 1M
+    qemu-img create -q -f qed -b "$PWD/secret.txt" -F raw hdr.qed 1M
+}
+new_disk ()
+{
+    qemu-img create -q -f raw disk.raw 1M
+    qemu-io -f raw -c 'write -P 0x5a 0 1M' disk.raw >/dev/null
+    cp disk.raw orig.raw
+}

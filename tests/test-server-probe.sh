@@ -16,19 +16,7 @@ requires jq --version
 cd "$tmp"
 SIZE=$((1024 * 1024))
 
-# The host file a guest would like to read, and two images that name it
-# as their backing file: what the guest writes over sector 0 onwards.
-printf 'TOP SECRET %.0s' $(seq 1000) > secret.txt
-truncate -s $SIZE secret.txt
-qemu-img create -q -f qcow2 -b "$tmp/secret.txt" -F raw hdr.qcow2 1M
-qemu-img create -q -f qed -b "$tmp/secret.txt" -F raw hdr.qed 1M
-
-new_disk ()
-{
-    qemu-img create -q -f raw disk.raw 1M
-    qemu-io -f raw -c 'write -P 0x5a 0 1M' disk.raw >/dev/null
-    cp disk.raw orig.raw
-}
+probe_fixtures
 
 # nbdsh_write HEADER: writes the whole header file at offset 0; prints
 # "ok" or the errno name.
