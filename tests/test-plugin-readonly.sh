@@ -38,18 +38,18 @@ serve -r -- "$tmp/clone.qed" \
 [ "$(sum clone.qed)" = "$clone_sum" ] || fail "-r: the overlay changed"
 
 # A file this process cannot write: chmod is enough for an ordinary user;
-# root writes anyway, so nbdkit then drops to nobody (-u), which can read
-# the files but not write them.
+# root writes anyway unless nbdkit runs without CAP_DAC_OVERRIDE.
 chmod a-w clone.qed
 cleanup_fn "chmod u+w '$tmp/clone.qed'"
-user=()
+drop=()
 if [ "$(id -u)" -eq 0 ]; then
-    requires id nobody
-    requires setpriv --reuid=nobody --regid=nogroup --clear-groups \
-        cat "$tmp/clone.qed" "$tmp/base.raw"
-    user=(-u nobody)
+    requires setpriv --help
+    drop=(setpriv --bounding-set=-dac_override,-dac_read_search --)
+    "${drop[@]}" sh -c 'echo x >> clone.qed' 2>/dev/null &&
+        fail "setpriv did not take away root's write permission"
 fi
-serve -v "${user[@]}" -- "$tmp/clone.qed" \
+nbdkit_env "${drop[@]}" timeout -k 10 120 nbdkit -v -U - "$COWBD_PLUGIN" \
+    "$tmp/clone.qed" \
     --run 'nbdsh -u "$uri" -c "exec(open(\"'"$tmp"'/ro.py\").read())"' \
     2> nbdkit.log || { tail -20 nbdkit.log; fail "unwritable file"; }
 grep -q 'clone.qed: Permission denied; serving it read-only' nbdkit.log ||
