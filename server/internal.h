@@ -155,9 +155,10 @@ void metrics_handshake (enum hs_outcome o);
 void metrics_tls_handshake (bool ok);
 /* A connection starts or stops using an export. */
 void metrics_export_conn (const struct export *exp, int delta);
-/* The exposition in the Prometheus text format (version 0.0.4), into a
- * malloc'd buffer; NULL on ENOMEM.  Loop thread. */
-char *metrics_format (size_t *len);
+/* The exposition in the Prometheus text format (version 0.0.4) or in
+ * OpenMetrics 1.0.0, into a malloc'd buffer; NULL on ENOMEM.  Loop
+ * thread. */
+char *metrics_format (bool openmetrics, size_t *len);
 
 /* ---- metrics-http.c: --metrics=[ADDR:]PORT | unix:PATH ---------------- */
 

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -34,6 +35,8 @@
 #define METRICS_MAX_CLIENTS 32
 #define METRICS_TIMEOUT     10          /* seconds */
 #define CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
+#define CONTENT_TYPE_OM \
+  "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
 static int listen_fd = -1;
 static char *unix_path;                 /* unlinked at exit */
@@ -174,6 +177,66 @@ reply_text (struct MHD_Connection *conn, unsigned status, const char *text)
   return r;
 }
 
+/* The quality (0 to 1000) an Accept header gives one media range:
+ * "TYPE[;version=V][;q=Q]".  Version v of OpenMetrics is acceptable only
+ * if it is 1.0.0 or absent. */
+static unsigned
+range_quality (const char *r, size_t n, bool *openmetrics, bool *text)
+{
+  const char *semi = memchr (r, ';', n);
+  size_t tn = semi ? (size_t) (semi - r) : n;
+  unsigned q = 1000;
+  char params[256];
+
+  while (tn && (r[tn - 1] == ' ' || r[tn - 1] == '\t'))
+    tn--;
+  *openmetrics = tn == 28 && strncasecmp (r, "application/openmetrics-text",
+                                          28) == 0;
+  *text = (tn == 10 && strncasecmp (r, "text/plain", 10) == 0) ||
+    (tn == 3 && strncmp (r, "*/*", 3) == 0) ||
+    (tn == 6 && strncasecmp (r, "text/*", 6) == 0);
+  if (semi == NULL)
+    return q;
+  n -= (size_t) (semi - r);
+  if (n >= sizeof params)
+    return 0;
+  memcpy (params, semi, n);
+  params[n] = '\0';
+  for (char *sv, *p = strtok_r (params, ";", &sv); p;
+       p = strtok_r (NULL, ";", &sv)) {
+    p += strspn (p, " \t");
+    if (strncasecmp (p, "q=", 2) == 0)
+      q = (unsigned) (strtod (p + 2, NULL) * 1000 + 0.5);
+    else if (*openmetrics && strncasecmp (p, "version=", 8) == 0 &&
+             strncmp (p + 8, "1.0.0", 5) != 0)
+      *openmetrics = false;
+  }
+  return q > 1000 ? 1000 : q;
+}
+
+/* Whether the client prefers OpenMetrics to the text format, as
+ * Prometheus's default Accept header does. */
+static bool
+wants_openmetrics (const char *accept)
+{
+  unsigned om = 0, text = 0;
+
+  while (accept && *accept) {
+    size_t n = strcspn (accept, ",");
+    bool is_om, is_text;
+    unsigned q = range_quality (accept + strspn (accept, " \t"),
+                                n - strspn (accept, " \t"), &is_om,
+                                &is_text);
+
+    if (is_om && q > om)
+      om = q;
+    if (is_text && q > text)
+      text = q;
+    accept += n + (accept[n] == ',');
+  }
+  return om > 0 && om >= text;
+}
+
 static enum MHD_Result
 handle (void *cls, struct MHD_Connection *conn, const char *url,
         const char *method, const char *version, const char *upload,
@@ -183,13 +246,17 @@ handle (void *cls, struct MHD_Connection *conn, const char *url,
   enum MHD_Result r;
   size_t len;
   char *body;
+  bool om;
 
   if (strcmp (method, "GET") != 0 && strcmp (method, "HEAD") != 0)
     return reply_text (conn, MHD_HTTP_METHOD_NOT_ALLOWED,
                        "only GET /metrics\n");
   if (strcmp (url, "/metrics") != 0)
     return reply_text (conn, MHD_HTTP_NOT_FOUND, "only GET /metrics\n");
-  body = metrics_format (&len);
+  om = wants_openmetrics (MHD_lookup_connection_value (conn,
+                                                      MHD_HEADER_KIND,
+                                                      "Accept"));
+  body = metrics_format (om, &len);
   if (body == NULL)
     return reply_text (conn, MHD_HTTP_INTERNAL_SERVER_ERROR,
                        "out of memory\n");
@@ -198,7 +265,8 @@ handle (void *cls, struct MHD_Connection *conn, const char *url,
     free (body);
     return MHD_NO;
   }
-  MHD_add_response_header (resp, "Content-Type", CONTENT_TYPE);
+  MHD_add_response_header (resp, "Content-Type",
+                           om ? CONTENT_TYPE_OM : CONTENT_TYPE);
   r = MHD_queue_response (conn, MHD_HTTP_OK, resp);
   MHD_destroy_response (resp);
   return r;

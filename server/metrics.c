@@ -200,6 +200,7 @@ struct out {
   char *p;
   size_t len, cap;
   bool oom;
+  bool om;                      /* OpenMetrics rather than text 0.0.4 */
 };
 
 static bool
@@ -295,15 +296,22 @@ put_label (struct out *o, const char *v)
   }
 }
 
+/* In OpenMetrics a counter's family is named without the "_total" its
+ * samples carry. */
 static void
 family (struct out *o, const char *name, const char *type, const char *help)
 {
+  size_t n = strlen (name);
+
+  if (o->om && strcmp (type, "counter") == 0 && n > 6 &&
+      strcmp (name + n - 6, "_total") == 0)
+    n -= 6;
   puts_ (o, "# HELP ");
-  puts_ (o, name);
+  put (o, name, n);
   put (o, " ", 1);
   puts_ (o, help);
   puts_ (o, "\n# TYPE ");
-  puts_ (o, name);
+  put (o, name, n);
   put (o, " ", 1);
   puts_ (o, type);
   put (o, "\n", 1);
@@ -543,12 +551,14 @@ format_exports (struct out *o)
 }
 
 char *
-metrics_format (size_t *len)
+metrics_format (bool openmetrics, size_t *len)
 {
-  struct out o = { 0 };
+  struct out o = { .om = openmetrics };
 
   format_process (&o);
   format_exports (&o);
+  if (openmetrics)
+    puts_ (&o, "# EOF\n");
   if (o.oom) {
     free (o.p);
     return NULL;

@@ -24,14 +24,24 @@ start_metrics_server ()
     fail "the server never said where its metrics are"
 }
 
+# scrape FILE [openmetrics]: GET /metrics into FILE, in the text format
+# or, asked with the Accept header Prometheus sends, in OpenMetrics.
 scrape ()
 {
-    $PYTHON - "$metrics_url" "$1" <<'PY'
+    $PYTHON - "$metrics_url" "$1" "${2:-text}" <<'PY'
 import sys, urllib.request
-with urllib.request.urlopen(sys.argv[1], timeout=30) as r:
+om = sys.argv[3] == "openmetrics"
+req = urllib.request.Request(sys.argv[1])
+if om:
+    req.add_header("Accept", "application/openmetrics-text;version=1.0.0,"
+                   "application/openmetrics-text;version=0.0.1;q=0.75,"
+                   "text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
+with urllib.request.urlopen(req, timeout=30) as r:
     ctype = r.headers["Content-Type"]
     body = r.read()
-assert ctype.startswith("text/plain; version=0.0.4"), ctype
+want = ("application/openmetrics-text; version=1.0.0" if om
+        else "text/plain; version=0.0.4")
+assert ctype.startswith(want), ctype
 open(sys.argv[2], "wb").write(body)
 PY
 }

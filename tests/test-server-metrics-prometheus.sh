@@ -2,8 +2,9 @@
 # SPDX-License-Identifier: BSD-3-Clause
 # A real Prometheus scrapes cowbd's --metrics endpoint: after a known
 # workload (N writes to export A, M reads from export B, one request
-# refused with EINVAL), the figures Prometheus stored equal it, and
-# promtool finds nothing wrong with the exposition.
+# refused with EINVAL), the figures Prometheus stored equal it (it
+# negotiates OpenMetrics), and promtool finds nothing wrong with the
+# text-format exposition.
 . "${srcdir:-.}/metrics-functions.sh"
 requires prometheus --version
 requires promtool --version
@@ -99,5 +100,13 @@ one('cowbd_handshakes_total{outcome="ok"}', 2)
 one('cowbd_exports', 2)
 one('cowbd_export_connections{export="A"}', 0)
 one('up{job="cowbd"}', 1)
+
+# Prometheus asks for OpenMetrics first: then a counter's family is
+# named without "_total" in the metadata it kept.
+url = "http://%s/api/v1/metadata?metric=cowbd_export_requests" % base
+with urllib.request.urlopen(url, timeout=10) as r:
+    meta = json.load(r)["data"]
+if [x["type"] for x in meta.get("cowbd_export_requests", [])] != ["counter"]:
+    sys.exit("not scraped as OpenMetrics: metadata %s" % meta)
 PY
 stop_server

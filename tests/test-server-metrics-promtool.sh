@@ -53,4 +53,16 @@ scrape "$tmp/odd.txt"
 promtool check metrics < "$tmp/odd.txt" || fail "after traffic: promtool"
 grep -qF 'cowbd_export_requests_total{export="q\"uo\\te\nnl",op="read"} 1' \
     "$tmp/odd.txt" || fail "odd export's read not counted under its name"
+
+# OpenMetrics, when asked for: the same samples; counter families named
+# without "_total"; "# EOF" last.
+scrape "$tmp/odd.om" openmetrics
+diff <(grep -v '^#' "$tmp/odd.txt") <(grep -v '^#' "$tmp/odd.om") ||
+    fail "OpenMetrics and text format differ in their samples"
+[ "$(tail -n 1 "$tmp/odd.om")" = "# EOF" ] || fail "OpenMetrics: no # EOF"
+[ "$(grep -c '^# EOF' "$tmp/odd.om")" = 1 ] || fail "OpenMetrics: # EOF twice"
+grep -q '^# TYPE cowbd_export_requests counter$' "$tmp/odd.om" ||
+    fail "OpenMetrics: counter family named with _total"
+! grep -E '^# (TYPE|HELP) [a-z_]+_total ' "$tmp/odd.om" ||
+    fail "OpenMetrics: a family named with _total"
 stop_server
