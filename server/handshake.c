@@ -268,6 +268,19 @@ lookup_submit (struct conn *c, const char *name, uint32_t namelen)
 
 /* ---- the options ------------------------------------------------------- */
 
+/* A client may ask for names that do not exist as fast as it likes: the
+ * lines saying so are budgeted (loop thread only). */
+static void
+log_unknown_export (struct conn *c, struct lookup *l)
+{
+  static struct log_budget budget = { .burst = 20, .per_sec = 5 };
+
+  c->hs_outcome = HS_UNKNOWN_EXPORT;
+  if (log_allow (&budget, "unknown exports"))
+    log_conn (c, LOG_NOTICE, "%s: %s", name_option (c->opt),
+              l->error ? l->error : "unknown export");
+}
+
 static int
 opt_export_name (struct conn *c, struct lookup *l)
 {
@@ -277,9 +290,7 @@ opt_export_name (struct conn *c, struct lookup *l)
 
   if (exp == NULL) {
     /* This option cannot carry an error: the client is just dropped. */
-    c->hs_outcome = HS_UNKNOWN_EXPORT;
-    log_conn (c, LOG_NOTICE, "%s: %s", name_option (c->opt),
-              l->error ? l->error : "unknown export");
+    log_unknown_export (c, l);
     return -1;
   }
   r.size = htobe64 (exp->size);
@@ -372,9 +383,7 @@ opt_info_go_found (struct conn *c, struct lookup *l)
   struct export *exp = l->exp;
 
   if (exp == NULL) {
-    c->hs_outcome = HS_UNKNOWN_EXPORT;
-    log_conn (c, LOG_NOTICE, "%s: %s", name_option (c->opt),
-              l->error ? l->error : "unknown export");
+    log_unknown_export (c, l);
     return handshake_reply (c, NBD_REP_ERR_UNKNOWN, NULL, 0);
   }
   if (info_replies (c, exp, req, nreq) == -1 ||

@@ -98,6 +98,17 @@ void log_conn (const struct conn *c, int prio, const char *fmt, ...)
   __attribute__ ((format (printf, 3, 4)));
 /* For image_set_warn. */
 void log_engine_warning (const char *msg);
+/* A budget for a kind of line that clients can cause at will (unknown
+ * export names): at most burst lines, refilled at per_sec a second.
+ * log_allow says whether one more line may be written now; when it
+ * may after some were held back, it first logs how many. */
+struct log_budget {
+  double burst, per_sec;
+  double tokens;
+  uint64_t last_ns;
+  unsigned long held_back;
+};
+bool log_allow (struct log_budget *b, const char *what);
 #define log_error(...)   log_msg (LOG_ERR, __VA_ARGS__)
 #define log_notice(...)  log_msg (LOG_NOTICE, __VA_ARGS__)
 #define log_verbose(...) log_msg (LOG_INFO, __VA_ARGS__)

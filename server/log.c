@@ -195,3 +195,31 @@ log_engine_warning (const char *msg)
 {
   log_msg (LOG_WARNING, "warning: %s", msg);
 }
+
+bool
+log_allow (struct log_budget *b, const char *what)
+{
+  struct timespec ts;
+  uint64_t now;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  now = (uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec;
+  if (b->last_ns == 0)
+    b->tokens = b->burst;
+  else
+    b->tokens += (double) (now - b->last_ns) / 1e9 * b->per_sec;
+  if (b->tokens > b->burst)
+    b->tokens = b->burst;
+  b->last_ns = now;
+  if (b->tokens < 1) {
+    b->held_back++;
+    return false;
+  }
+  b->tokens -= 1;
+  if (b->held_back) {
+    log_notice ("%lu more lines about %s were not logged", b->held_back,
+                what);
+    b->held_back = 0;
+  }
+  return true;
+}

@@ -5,7 +5,7 @@
 # --log=syslog reaches a syslog socket (the same datagrams logger(1)
 # sends); a repair at open and a lock conflict are logged without -v;
 # -v lines about a connection carry its id and peer, -vv names every
-# request's command.
+# request's command; lines about unknown export names are budgeted.
 . "${srcdir:-.}/test-server-lib.sh"
 requires nbdsh --version
 requires logger --version
@@ -66,6 +66,35 @@ grep -Eq "connection 1 \(unix socket\): write flags 0x0 offset 0 length 512" \
     "$tmp/server.log" || fail "-vv: the write was not logged by name"
 grep -Eq "connection 1 \(unix socket\): flush" "$tmp/server.log" ||
     fail "-vv: the flush was not logged by name"
+
+# Unknown export names, asked for as fast as a client can: a budget of
+# lines, then one line saying how many were held back.
+start_server "$tmp/r.qed"
+nbdsh --opt-mode -u "$(uri)" -c '
+for i in range(300):
+    h.set_export_name("nosuch%d" % i)
+    try:
+        h.opt_info()
+        raise SystemExit("nosuch%d was found" % i)
+    except nbd.Error:
+        pass
+'
+n=$(grep -c "no export named 'nosuch" "$tmp/server.log" || true)
+[ "$n" -ge 20 ] && [ "$n" -le 40 ] ||
+    fail "300 unknown names made $n log lines (expected 20 to 40)"
+sleep 1
+nbdsh --opt-mode -u "$(uri)" -c '
+h.set_export_name("nosuch-last")
+try:
+    h.opt_info()
+except nbd.Error:
+    pass
+'
+grep -Eq "^$ts cowbd: [0-9]+ more lines about unknown exports were not logged" \
+    "$tmp/server.log" || fail "no line counting the unknown names not logged"
+grep -q "nosuch-last" "$tmp/server.log" ||
+    fail "an unknown name after a pause was not logged"
+stop_server
 
 # --log=syslog: datagrams to a socket of ours, as logger sends them.
 $PYTHON - "$tmp/syslog.sock" "$tmp/syslog.out" <<'PY' &
