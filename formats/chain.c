@@ -455,6 +455,8 @@ chain_fill (struct image *img, uint64_t offset, uint64_t len,
     if (st.kind == DRV_DATA) {
       if (backing_read_run (owner, &st, *buf + done, offset + done) == -1)
         goto fail;
+      __atomic_fetch_add (&img->backing_read_bytes, st.length,
+                          __ATOMIC_RELAXED);
     }
     else if (*buf)
       memset (*buf + done, 0, st.length);

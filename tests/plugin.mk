@@ -18,6 +18,7 @@ PLUGIN_TESTS = \
 	test-plugin-readonly.sh \
 	test-plugin-probe.sh \
 	test-plugin-lock.sh \
+	test-plugin-stats.sh \
 	test-plugin-install.sh
 TESTS += $(PLUGIN_TESTS)
 EXTRA_DIST += $(PLUGIN_TESTS) plugin-functions.sh

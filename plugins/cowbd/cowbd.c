@@ -39,6 +39,7 @@
 #include "image.h"
 #include "minmax.h"
 #include "size.h"
+#include "stats.h"
 
 #define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
 
@@ -168,6 +169,7 @@ cowbd_cleanup (void)
 static void
 cowbd_unload (void)
 {
+  stats_unload ();
   exports_close_all ();         /* if cleanup was never reached */
   free (file);
   free (dir);
@@ -194,6 +196,7 @@ struct handle {
   struct image *img;
   struct registry_export *exp;  /* a reference, given back at close */
   bool readonly;                /* this connection may not write */
+  struct conn_stats st;         /* with -D cowbd.stats=1 */
 };
 
 static int
@@ -217,7 +220,7 @@ cowbd_open (int readonly)
 
   if (name == NULL)
     return NULL;
-  h = malloc (sizeof *h);
+  h = calloc (1, sizeof *h);
   if (h == NULL) {
     nbdkit_error ("malloc: %m");
     return NULL;
@@ -240,6 +243,7 @@ cowbd_close (void *handle)
 {
   struct handle *h = handle;
 
+  stats_close (registry_export_name (h->exp), &h->st, h->img);
   exports_put (h->exp);         /* the image stays open for the others */
   free (h);
 }
@@ -311,7 +315,9 @@ cowbd_pread (void *handle, void *buf, uint32_t count, uint64_t offset,
 {
   struct handle *h = handle;
 
-  return image_pread (h->img, buf, count, offset) == -1 ? engine_error () : 0;
+  return stats_count (&h->st, ST_READ, count,
+                      image_pread (h->img, buf, count, offset) == -1 ?
+                      engine_error () : 0);
 }
 
 static unsigned
@@ -327,8 +333,8 @@ cowbd_pwrite (void *handle, const void *buf, uint32_t count, uint64_t offset,
   struct handle *h = handle;
 
   if (image_pwrite (h->img, buf, count, offset, fua_flag (flags)) == -1)
-    return engine_error ();
-  return 0;
+    return stats_count (&h->st, ST_WRITE, count, engine_error ());
+  return stats_count (&h->st, ST_WRITE, count, 0);
 }
 
 static int
@@ -342,13 +348,13 @@ cowbd_zero (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
   if (flags & NBDKIT_FLAG_FAST_ZERO)
     f |= IMAGE_FAST_ZERO;
   if (image_zero (h->img, count, offset, f) == 0)
-    return 0;
+    return stats_count (&h->st, ST_ZERO, count, 0);
   if ((f & IMAGE_FAST_ZERO) && image_errno () == ENOTSUP) {
     nbdkit_debug ("%s", image_error ());
     nbdkit_set_error (ENOTSUP);
-    return -1;
+    return stats_count (&h->st, ST_ZERO, count, -1);
   }
-  return engine_error ();
+  return stats_count (&h->st, ST_ZERO, count, engine_error ());
 }
 
 static int
@@ -357,8 +363,8 @@ cowbd_trim (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
   struct handle *h = handle;
 
   if (image_trim (h->img, count, offset, fua_flag (flags)) == -1)
-    return engine_error ();
-  return 0;
+    return stats_count (&h->st, ST_TRIM, count, engine_error ());
+  return stats_count (&h->st, ST_TRIM, count, 0);
 }
 
 static int
@@ -366,7 +372,8 @@ cowbd_flush (void *handle, uint32_t flags)
 {
   struct handle *h = handle;
 
-  return image_flush (h->img) == -1 ? engine_error () : 0;
+  return stats_count (&h->st, ST_FLUSH, 0,
+                      image_flush (h->img) == -1 ? engine_error () : 0);
 }
 
 static int
@@ -379,7 +386,9 @@ cowbd_cache (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
     nbdkit_set_error (EINVAL);
     return -1;
   }
-  return image_cache (h->img, count, offset) == -1 ? engine_error () : 0;
+  return stats_count (&h->st, ST_CACHE, count,
+                      image_cache (h->img, count, offset) == -1 ?
+                      engine_error () : 0);
 }
 
 /* ---- extents ------------------------------------------------------------- */
@@ -426,11 +435,11 @@ cowbd_extents (void *handle, uint32_t count, uint64_t offset, uint32_t flags,
   if (image_extents (h->img, count, offset, f, add_extent, &ctx) == -1) {
     if (ctx.err) {              /* nbdkit_add_extent said why */
       nbdkit_set_error (ctx.err);
-      return -1;
+      return stats_count (&h->st, ST_EXTENTS, count, -1);
     }
-    return engine_error ();
+    return stats_count (&h->st, ST_EXTENTS, count, engine_error ());
   }
-  return 0;
+  return stats_count (&h->st, ST_EXTENTS, count, 0);
 }
 
 /* ---- registration ---------------------------------------------------------- */
