@@ -43,7 +43,7 @@ usage (FILE *f)
 {
   fprintf (f,
 "Usage: cowbdctl [-s PATH] [--output=human|json] COMMAND [ARGS]\n"
-"Control a running cowbd through its --control socket.\n"
+"Control a running cowbd through the control socket it was given.\n"
 "\n"
 "Commands:\n"
 "  export-add NAME FILE [--format=FMT] [--read-only]\n"
@@ -52,7 +52,7 @@ usage (FILE *f)
 "  clone-create NAME BASE [--format=qcow2|qed]\n"
 "  status\n"
 "\n"
-"  -s, --socket=PATH      the server's --control socket (default\n"
+"  -s, --socket=PATH      the server's control socket (default\n"
 "                         $COWBD_CONTROL)\n"
 "      --output=human|json  how to print the answer (default human)\n"
 "  -f, --format=FMT       image format (export-add, clone-create)\n"
