@@ -15,6 +15,7 @@
 #include <getopt.h>
 #include <stdarg.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -356,6 +357,8 @@ main (int argc, char *argv[])
   char *line;
   int fd, status;
 
+  /* A server that hangs up on us is exit 3, not a death by SIGPIPE. */
+  signal (SIGPIPE, SIG_IGN);
   parse_options (argc, argv);
   if (optind >= argc)
     bad_usage ("%s", "no command");
