@@ -245,7 +245,8 @@ clone_add (struct registry *r, const char *name, const char *dir,
     return -1;
   ret = exists ? 0 : overlay_make (dir, file, format, b);
   if (ret == 0) {
-    ret = reg_add (r, name, path, NULL, true);
+    struct registry_add_opts o = { .format = format };
+    ret = reg_add (r, name, path, &o, true);
     if (ret == -1 && image_errno () == EEXIST && !must_be_new)
       ret = 0;
     if (ret == 0)
@@ -397,6 +398,56 @@ remove_temporaries (struct registry *r, const char *dir)
   return 0;
 }
 
+/* The overlay file name of an export name's leaf, if it is one:
+ * LEAF.qcow2 or LEAF.qed; the format, or NULL. */
+static const char *
+overlay_format (const char *file, size_t *leaflen)
+{
+  static const char *const exts[] = { "qcow2", "qed" };
+  size_t len = strlen (file), i;
+
+  for (i = 0; i < 2; i++) {
+    size_t e = strlen (exts[i]) + 1;
+    if (len > e && file[len - e] == '.' &&
+        strcmp (file + len - e + 1, exts[i]) == 0 &&
+        component_ok (file, len - e)) {
+      *leaflen = len - e;
+      return exts[i];
+    }
+  }
+  return NULL;
+}
+
+/* Adds the overlays a previous run made in dir (tmpl's, or the default
+ * base's), so that they are listed and counted under max_exports. */
+static int
+adopt_overlays (struct registry *r, const char *dir, const char *tmpl)
+{
+  DIR *d = opendir (dir);
+  struct dirent *de;
+
+  if (d == NULL) {
+    image_set_error (errno, "clone folder %s: %s", dir, strerror (errno));
+    return -1;
+  }
+  while ((de = readdir (d)) != NULL) {
+    CLEANUP_FREE char *name = NULL, *path = NULL;
+    size_t leaf;
+    struct registry_add_opts o = { .format = overlay_format (de->d_name,
+                                                             &leaf) };
+    if (o.format == NULL ||
+        (tmpl ? asprintf (&name, "%s/%.*s", tmpl, (int) leaf, de->d_name)
+         : asprintf (&name, "%.*s", (int) leaf, de->d_name)) == -1 ||
+        asprintf (&path, "%s/%s", dir, de->d_name) == -1)
+      continue;
+    if (strlen (name) <= REGISTRY_CLONE_NAME_MAX &&
+        reg_add (r, name, path, &o, true) == -1 && image_errno () != EEXIST)
+      reg_debug (r, "clone folder: not serving %s", image_error ());
+  }
+  closedir (d);
+  return 0;
+}
+
 /* dir/tmpl made if needed, and cleaned. */
 static int
 template_dir (struct registry *r, const char *tmpl)
@@ -412,7 +463,9 @@ template_dir (struct registry *r, const char *tmpl)
     image_set_error (errno, "%s: %s", sub, strerror (errno));
     return -1;
   }
-  return remove_temporaries (r, sub);
+  if (remove_temporaries (r, sub) == -1)
+    return -1;
+  return adopt_overlays (r, sub, tmpl);
 }
 
 int
@@ -431,7 +484,8 @@ registry_clone_dir (struct registry *r, const char *dir)
     image_set_error (ENOTDIR, "clone folder %s: not a directory", dir);
     return -1;
   }
-  if (remove_temporaries (r, r->clone_dir) == -1)
+  if (remove_temporaries (r, r->clone_dir) == -1 ||
+      adopt_overlays (r, r->clone_dir, NULL) == -1)
     return -1;
   for (i = 0; i < r->nbases; i++)
     if (r->bases[i].tmpl && template_dir (r, r->bases[i].tmpl) == -1)

@@ -184,7 +184,9 @@ void registry_entries_free (struct registry_entry *v, size_t n);
 int registry_clone_base (struct registry *r, const char *tmpl,
                          const char *base);
 /* The folder of the overlays (after every base): makes each template's
- * folder and removes temporaries a crash left. */
+ * folder, removes temporaries a crash left, and adds the overlays
+ * (NAME.qcow2, NAME.qed, TEMPLATE/NAME.qcow2...) a previous run made, so
+ * that they are listed and count under max_exports from the start. */
 int registry_clone_dir (struct registry *r, const char *dir);
 /* clone-create: a new overlay DIR/NAME.FORMAT over base (a file; NULL
  * format: qcow2), added as export name.  EEXIST if the name or the file
