@@ -20,7 +20,7 @@ packages=(
     nbdkit nbdkit-plugin-dev qemu-utils zlib1g-dev libzstd-dev
     fio nbd-server util-linux procps
     jq iproute2 systemd bash-completion man-db
-    libmicrohttpd-dev libsystemd-dev prometheus
+    libmicrohttpd-dev libsystemd-dev prometheus libjson-c-dev
 )
 
 deps ()

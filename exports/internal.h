@@ -51,6 +51,9 @@ struct registry_export {
   bool removed;                 /* lock: out of the table */
   bool bad;                     /* dir: its header could not be read */
   bool seen;                    /* dir: found by the scan in progress */
+  bool clone;                   /* an overlay of clone.c (not a default) */
+  char *format;                 /* its own format, NULL: cfg.format */
+  bool force_ro;                /* added read-only (registry_add_with) */
   /* From the header (scan.c). */
   struct file_id id;
   bool has_backing;
@@ -60,6 +63,8 @@ struct registry_export {
   uint64_t size;
   uint32_t cluster_size;
   char *desc;                   /* without ", read-only" */
+  char *fmt_name;               /* the header's format */
+  char *backing_path;           /* resolved backing file, or NULL */
   /* In use. */
   unsigned refs;                /* lock */
   struct reg_file *file;        /* lock: while refs > 0 */
@@ -88,9 +93,25 @@ struct registry {
   char *dir;
   int64_t dir_mtime_ns;         /* lock: as of the last scan */
 
+  /* Clones on demand (clone.c): set up before serving, then fixed. */
+  struct clone_base *bases;
+  size_t nbases;
+  char *clone_dir;
+  size_t pending_clones;        /* lock: being created, counted in the cap */
+
   struct reg_file *files;       /* lock */
   pthread_t reaper;
   bool reaper_running, stopping; /* lock */
+};
+
+/* A base of clones on demand: names "TEMPLATE/NAME" (or plain "NAME"
+ * for the base without a template) get an overlay of it. */
+struct clone_base {
+  char *tmpl;                   /* NULL: the default base */
+  char *path;                   /* absolute */
+  char *format;
+  uint64_t size;
+  struct file_id id;
 };
 
 /* ---- registry.c ---------------------------------------------------------- */
@@ -102,6 +123,21 @@ void reg_export_free (struct registry_export *e);
 void reg_export_unlink (struct registry *r, struct registry_export *e);
 /* True if some export of the table names id as its backing file. */
 bool reg_is_known_backing (struct registry *r, const struct file_id *id);
+/* registry_add_with; clone: a clone's (counted in pending_clones). */
+int reg_add (struct registry *r, const char *name, const char *path,
+             const struct registry_add_opts *o, bool clone);
+/* Whether a lookup of name finds an export (takes the lock). */
+bool reg_known (struct registry *r, const char *name, size_t len);
+
+/* ---- clone.c ------------------------------------------------------------- */
+
+/* If clones are configured and name is unknown, makes it an export over
+ * its overlay (found, or created atomically).  0 if there is nothing to
+ * do or it is done; -1 after image_set_error (a bad name, a failed
+ * create, --max-exports reached). */
+int clone_ensure (struct registry *r, const char *name, size_t len);
+bool clone_is_base (struct registry *r, const struct file_id *id);
+void clone_free_all (struct registry *r);
 
 /* ---- scan.c -------------------------------------------------------------- */
 

@@ -43,6 +43,9 @@ reg_export_free (struct registry_export *e)
   free (e->path);
   free (e->desc);
   free (e->desc_full);
+  free (e->format);
+  free (e->fmt_name);
+  free (e->backing_path);
   free (e);
 }
 
@@ -83,6 +86,8 @@ reg_is_known_backing (struct registry *r, const struct file_id *id)
 {
   size_t i;
 
+  if (clone_is_base (r, id))
+    return true;
   for (i = 0; i < r->nfixed; i++)
     if (names_backing (r->fixed[i], id))
       return true;
@@ -150,6 +155,7 @@ registry_free (struct registry *r)
   free (r->fixed);
   free (r->dirv);
   free (r->dir);
+  clone_free_all (r);
   pthread_cond_destroy (&r->cond);
   pthread_mutex_destroy (&r->lock);
   pthread_mutex_destroy (&r->open_lock);
@@ -176,31 +182,50 @@ fixed_push (struct registry *r, struct registry_export *e)
   return 0;
 }
 
-int
-registry_add (struct registry *r, const char *name, const char *path)
+/* The exports --max-exports counts (lock held). */
+static size_t
+count_locked (struct registry *r)
 {
-  struct registry_export *e;
+  size_t n = r->nfixed + r->pending_clones, i;
 
-  if (strlen (name) > REG_MAX_NAME) {
-    image_set_error (ENAMETOOLONG, "export name longer than %d bytes",
-                     REG_MAX_NAME);
-    return -1;
-  }
-  e = calloc (1, sizeof *e);
+  for (i = 0; i < r->ndir; i++)
+    n += !r->dirv[i]->bad;
+  return n;
+}
+
+static struct registry_export *
+export_new (struct registry *r, const char *name, const char *path,
+            const struct registry_add_opts *o, bool clone)
+{
+  struct registry_export *e = calloc (1, sizeof *e);
+
   if (e == NULL || (e->name = strdup (name)) == NULL ||
-      (e->path = strdup (path)) == NULL) {
+      (e->path = strdup (path)) == NULL ||
+      (o && o->format && (e->format = strdup (o->format)) == NULL)) {
     reg_export_free (e);
     image_set_error (ENOMEM, "out of memory");
-    return -1;
+    return NULL;
   }
   e->reg = r;
-  if (scan_peek (r, e) == -1) {
+  e->clone = clone;
+  e->force_ro = o && o->readonly;
+  return e;
+}
+
+/* Puts e into the table (lock held); frees it on failure. */
+static int
+insert (struct registry *r, struct registry_export *e, bool clone)
+{
+  if (names_find (&r->names, e->name, strlen (e->name))) {
+    image_set_error (EEXIST, "export name '%s' is taken", e->name);
     reg_export_free (e);
     return -1;
   }
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&r->lock);
-  if (names_find (&r->names, name, strlen (name))) {
-    image_set_error (EEXIST, "export name '%s' is taken", name);
+  /* A clone's place was reserved when its creation started. */
+  if (!clone && r->cfg.max_exports &&
+      count_locked (r) >= r->cfg.max_exports) {
+    image_set_error (ENOSPC, "export '%s': the limit of %zu exports "
+                     "is reached", e->name, r->cfg.max_exports);
     reg_export_free (e);
     return -1;
   }
@@ -210,6 +235,41 @@ registry_add (struct registry *r, const char *name, const char *path)
     return -1;
   }
   return 0;
+}
+
+int
+reg_add (struct registry *r, const char *name, const char *path,
+         const struct registry_add_opts *o, bool clone)
+{
+  struct registry_export *e;
+
+  if (strlen (name) > REG_MAX_NAME) {
+    image_set_error (ENAMETOOLONG, "export name longer than %d bytes",
+                     REG_MAX_NAME);
+    return -1;
+  }
+  e = export_new (r, name, path, o, clone);
+  if (e == NULL)
+    return -1;
+  if (scan_peek (r, e) == -1) {
+    reg_export_free (e);
+    return -1;
+  }
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&r->lock);
+  return insert (r, e, clone);
+}
+
+int
+registry_add_with (struct registry *r, const char *name, const char *path,
+                   const struct registry_add_opts *o)
+{
+  return reg_add (r, name, path, o, false);
+}
+
+int
+registry_add (struct registry *r, const char *name, const char *path)
+{
+  return reg_add (r, name, path, NULL, false);
 }
 
 int
@@ -251,11 +311,8 @@ size_t
 registry_count (struct registry *r)
 {
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&r->lock);
-  size_t n = r->nfixed, i;
 
-  for (i = 0; i < r->ndir; i++)
-    n += !r->dirv[i]->bad;
-  return n;
+  return count_locked (r) - r->pending_clones;
 }
 
 /* The description LIST shows (lock held), in buf. */
@@ -268,7 +325,7 @@ list_description (struct registry *r, struct registry_export *e,
   if (e->desc == NULL)
     return "";
   ro = e->file ? e->readonly
-       : r->cfg.readonly || reg_is_known_backing (r, &e->id);
+       : r->cfg.readonly || e->force_ro || reg_is_known_backing (r, &e->id);
   if (!r->cfg.describe_readonly || !ro)
     return e->desc;
   snprintf (buf, len, "%s, read-only", e->desc);
@@ -305,8 +362,10 @@ lookup (struct registry *r, const char *name, size_t len)
   if (e && !e->bad)
     return e;
   if (len == 0) {
-    if (r->nfixed)
-      return r->fixed[0];
+    /* The first export that is not a clone made on demand. */
+    for (i = 0; i < r->nfixed; i++)
+      if (!r->fixed[i]->clone)
+        return r->fixed[i];
     if (r->dir)
       scan_dir (r, false);
     for (i = 0; i < r->ndir; i++)
@@ -335,22 +394,33 @@ registry_default (struct registry *r)
 }
 
 bool
-registry_exists (struct registry *r, const char *name, size_t len)
+reg_known (struct registry *r, const char *name, size_t len)
 {
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&r->lock);
 
   return lookup (r, name, len) != NULL;
 }
 
+bool
+registry_exists (struct registry *r, const char *name, size_t len)
+{
+  if (clone_ensure (r, name, len) == -1)
+    return false;
+  return reg_known (r, name, len);
+}
+
 int
 registry_info (struct registry *r, const char *name, size_t len,
                struct registry_info *info)
 {
+  memset (info, 0, sizeof *info);
+  if (clone_ensure (r, name, len) == -1)
+    return -1;
+
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&r->lock);
   struct registry_export *e = lookup (r, name, len);
   char buf[REG_MAX_NAME + 16];
 
-  memset (info, 0, sizeof *info);
   if (e == NULL) {
     image_set_error (ENOENT, "no export named '%.*s'",
                      (int) (len > 256 ? 256 : len), name);
@@ -359,7 +429,7 @@ registry_info (struct registry *r, const char *name, size_t len,
   info->size = e->file ? image_size (e->file->img) : e->size;
   info->cluster_size = e->cluster_size;
   info->readonly = e->file ? e->readonly
-    : r->cfg.readonly || reg_is_known_backing (r, &e->id);
+    : r->cfg.readonly || e->force_ro || reg_is_known_backing (r, &e->id);
   info->name = strdup (e->name);
   info->description = strdup (list_description (r, e, buf, sizeof buf));
   if (info->name == NULL || info->description == NULL) {
@@ -402,8 +472,8 @@ export_open (struct registry *r, struct registry_export *e, bool readonly)
   pthread_mutex_unlock (&r->lock);
   if (f)
     return 0;
-  f = files_acquire (r, e->path, readonly || r->cfg.readonly,
-                     r->cfg.format, false);
+  f = files_acquire (r, e->path, readonly || r->cfg.readonly || e->force_ro,
+                     e->format ? e->format : r->cfg.format, false);
   if (f == NULL)
     return -1;
   pthread_mutex_lock (&r->lock);
@@ -423,6 +493,8 @@ registry_get (struct registry *r, const char *name, size_t len,
   struct registry_export *e;
   bool open;
 
+  if (clone_ensure (r, name, len) == -1)
+    return NULL;
   pthread_mutex_lock (&r->lock);
   e = lookup (r, name, len);
   if (e == NULL) {
@@ -499,4 +571,115 @@ bool
 registry_export_removed (const struct registry_export *e)
 {
   return __atomic_load_n (&e->removed, __ATOMIC_RELAXED);
+}
+
+/* ---- what a control socket shows ---------------------------------------- */
+
+static int
+entry_fill (struct registry *r, struct registry_entry *x,
+            struct registry_export *e)
+{
+  x->name = strdup (e->name);
+  x->path = strdup (e->path);
+  x->format = e->fmt_name ? strdup (e->fmt_name) : NULL;
+  x->backing = e->backing_path ? strdup (e->backing_path) : NULL;
+  x->size = e->file ? image_size (e->file->img) : e->size;
+  x->connections = e->refs;
+  x->readonly = e->file ? e->readonly
+    : r->cfg.readonly || e->force_ro || reg_is_known_backing (r, &e->id);
+  if (x->name == NULL || x->path == NULL ||
+      (e->fmt_name && x->format == NULL) ||
+      (e->backing_path && x->backing == NULL))
+    return -1;
+  return 0;
+}
+
+/* The names of the exports of v[0..n) whose backing file is e's. */
+static int
+entry_dependents (struct registry_entry *x, struct registry_export *e,
+                  struct registry_export **v, size_t n)
+{
+  size_t i;
+
+  for (i = 0; i < n; i++) {
+    char **d;
+    if (!v[i]->has_backing || !file_id_eq (&v[i]->backing_id, &e->id))
+      continue;
+    d = realloc (x->dependents, (x->ndependents + 1) * sizeof *d);
+    if (d == NULL)
+      return -1;
+    x->dependents = d;
+    if ((d[x->ndependents] = strdup (v[i]->name)) == NULL)
+      return -1;
+    x->ndependents++;
+  }
+  return 0;
+}
+
+/* Every export of the table in list order (lock held), malloc'd. */
+static struct registry_export **
+all_exports (struct registry *r, size_t *n)
+{
+  struct registry_export **v;
+  size_t i;
+
+  *n = 0;
+  v = malloc ((r->nfixed + r->ndir + 1) * sizeof *v);
+  if (v == NULL)
+    return NULL;
+  for (i = 0; i < r->nfixed; i++)
+    v[(*n)++] = r->fixed[i];
+  for (i = 0; i < r->ndir; i++)
+    if (!r->dirv[i]->bad)
+      v[(*n)++] = r->dirv[i];
+  return v;
+}
+
+int
+registry_entries (struct registry *r, struct registry_entry **out,
+                  size_t *nout)
+{
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&r->lock);
+  CLEANUP_FREE struct registry_export **v = NULL;
+  struct registry_entry *x;
+  size_t n, i;
+
+  *out = NULL;
+  *nout = 0;
+  if (r->dir && scan_dir (r, true) == -1)
+    return -1;
+  v = all_exports (r, &n);
+  x = calloc (n + 1, sizeof *x);
+  if (v == NULL || x == NULL) {
+    free (x);
+    image_set_error (ENOMEM, "out of memory");
+    return -1;
+  }
+  for (i = 0; i < n; i++)
+    if (entry_fill (r, &x[i], v[i]) == -1 ||
+        entry_dependents (&x[i], v[i], v, n) == -1) {
+      registry_entries_free (x, i + 1);
+      image_set_error (ENOMEM, "out of memory");
+      return -1;
+    }
+  *out = x;
+  *nout = n;
+  return 0;
+}
+
+void
+registry_entries_free (struct registry_entry *v, size_t n)
+{
+  size_t i, j;
+
+  for (i = 0; i < n; i++) {
+    free (v[i].name);
+    free (v[i].path);
+    free (v[i].format);
+    free (v[i].backing);
+    for (j = 0; j < v[i].ndependents; j++)
+      free (v[i].dependents[j]);
+    free (v[i].dependents);
+  }
+  free (v);
 }

@@ -67,6 +67,7 @@ struct registry_config {
   /* true: descriptions of read-only exports end in ", read-only". */
   bool describe_readonly;
   unsigned idle_ms;             /* close after idle; 0: REGISTRY_IDLE_MS */
+  size_t max_exports;           /* cap on registry_add and clones; 0: none */
   void (*debug) (const char *msg); /* what happens, for -v; may be NULL */
 };
 #define REGISTRY_IDLE_MS 2000
@@ -86,6 +87,15 @@ int registry_free (struct registry *r);
  * (the default export).  EEXIST if the name is taken, ENAMETOOLONG past
  * 4096 bytes, or the engine's error if the header cannot be read. */
 int registry_add (struct registry *r, const char *name, const char *path);
+
+/* registry_add with an export's own format (NULL: the registry's) and
+ * read-only flag.  ENOSPC past max_exports. */
+struct registry_add_opts {
+  const char *format;
+  bool readonly;
+};
+int registry_add_with (struct registry *r, const char *name,
+                       const char *path, const struct registry_add_opts *o);
 
 /* Directory mode: every regular file of dir that the engine can open is
  * an export named by its file name (after the exports registry_add
@@ -135,6 +145,54 @@ struct registry_info {
 int registry_info (struct registry *r, const char *name, size_t len,
                    struct registry_info *info);
 void registry_info_free (struct registry_info *info);
+
+/* Every export of the table with what a control socket shows, after
+ * rescanning the directory: -1 after image_set_error. */
+struct registry_entry {
+  char *name, *path;
+  char *format;                 /* the header's; NULL if unreadable */
+  char *backing;                /* resolved backing file, or NULL */
+  uint64_t size;
+  unsigned connections;
+  bool readonly;                /* as a read-write client would get it */
+  char **dependents;            /* exports whose backing file this is */
+  size_t ndependents;
+};
+int registry_entries (struct registry *r, struct registry_entry **v,
+                      size_t *n);
+void registry_entries_free (struct registry_entry *v, size_t n);
+
+/* ---- clones (clone.c) ----------------------------------------------------
+ *
+ * Clones on demand: a client asking for an unknown export NAME (or
+ * TEMPLATE/NAME) gets a new persistent qcow2 overlay DIR/NAME.qcow2 (or
+ * DIR/TEMPLATE/NAME.qcow2) over the base given for it, created in
+ * constant time (the base's header is read once, at set-up) and added
+ * to the table; a later lookup, in this process or after a restart,
+ * finds the same overlay.  Creation is atomic: a temporary file
+ * ".NAME.qcow2.tmp-XXXXXX" in the same folder, synced, renamed without
+ * replacing (the loser of a race for one name removes its temporary and
+ * serves the winner's), then the folder synced.  Names: 1 to
+ * REGISTRY_CLONE_NAME_MAX bytes of [A-Za-z0-9._-], no leading dot, one
+ * '/' only after a known template; anything else is ENOENT with a
+ * message naming it, and touches no file.
+ */
+#define REGISTRY_CLONE_NAME_MAX 200
+
+/* Adds a base: tmpl NULL for names without a template.  Its header is
+ * read now (size, format).  EEXIST for a template given twice. */
+int registry_clone_base (struct registry *r, const char *tmpl,
+                         const char *base);
+/* The folder of the overlays (after every base): makes each template's
+ * folder, removes temporaries a crash left, and adds the overlays
+ * (NAME.qcow2, NAME.qed, TEMPLATE/NAME.qcow2...) a previous run made, so
+ * that they are listed and count under max_exports from the start. */
+int registry_clone_dir (struct registry *r, const char *dir);
+/* clone-create: a new overlay DIR/NAME.FORMAT over base (a file; NULL
+ * format: qcow2), added as export name.  EEXIST if the name or the file
+ * is taken; EINVAL without registry_clone_dir. */
+int registry_clone (struct registry *r, const char *name, const char *base,
+                    const char *format);
 
 /* ---- connections ------------------------------------------------------- */
 

@@ -163,7 +163,7 @@ int
 scan_peek (struct registry *r, struct registry_export *e)
 {
   struct image_open_opts o = {
-    .format = r->cfg.format,
+    .format = e->format ? e->format : r->cfg.format,
     .flags = IMAGE_OPEN_READONLY | IMAGE_OPEN_NO_BACKING |
              IMAGE_OPEN_FORCE_SHARE,
   };
@@ -184,6 +184,11 @@ scan_peek (struct registry *r, struct registry_export *e)
   e->cluster_size = info.cluster_size;
   free (e->desc);
   e->desc = describe (&info);
+  free (e->fmt_name);
+  e->fmt_name = strdup (info.format);
+  free (e->backing_path);
+  e->backing_path = info.full_backing_filename ?
+    strdup (info.full_backing_filename) : NULL;
   backing_identity (e, &info);
   image_close (img);
   return 0;

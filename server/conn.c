@@ -774,6 +774,22 @@ conns_drain_all (void)
 }
 
 void
+conns_drain_removed (void)
+{
+  struct conn *c, *next;
+
+  for (c = conns; c; c = next) {
+    next = c->next;
+    if (c->dead || c->draining || c->exp == NULL || c->exp->ref == NULL ||
+        !registry_export_removed (c->exp->ref))
+      continue;
+    log_conn (c, LOG_INFO, "export '%s' was removed: dropping the client "
+              "once its requests are answered", c->exp->name);
+    conn_drain (c);
+  }
+}
+
+void
 conns_close_all (void)
 {
   struct conn *c, *next;

@@ -42,6 +42,16 @@ static bool have_dir;
 
 static struct registry *registry;
 
+/* --clone-from, --clone-dir, --max-exports. */
+struct clone_arg {
+  char *tmpl;                   /* NULL: the default base */
+  char *base;
+};
+static struct clone_arg *clones;
+static size_t nclones;
+static const char *clone_dir;
+static size_t max_exports;
+
 /* The stats table: loop thread only. */
 struct export_entry {
   struct export view;           /* name (owned) and stats, for metrics.c */
@@ -136,6 +146,71 @@ exports_add (const char *arg)
   return 0;
 }
 
+int
+exports_clone_from (const char *arg)
+{
+  const char *eq = strchr (arg, '=');
+  struct clone_arg *v = NULL, a = { NULL, NULL };
+  /* TEMPLATE=BASE; a '=' after a '/' is part of the file name. */
+  bool named = eq && eq > arg &&
+    memchr (arg, '/', (size_t) (eq - arg)) == NULL;
+
+  if (named) {
+    a.tmpl = strndup (arg, (size_t) (eq - arg));
+    a.base = strdup (eq + 1);
+  }
+  else
+    a.base = strdup (arg);
+  if (a.base == NULL || (named && a.tmpl == NULL) ||
+      (v = realloc (clones, (nclones + 1) * sizeof *v)) == NULL) {
+    free (a.tmpl);
+    free (a.base);
+    log_error ("out of memory");
+    return -1;
+  }
+  clones = v;
+  clones[nclones++] = a;
+  return 0;
+}
+
+void
+exports_clone_dir (const char *dir)
+{
+  clone_dir = dir;
+}
+
+void
+exports_max (size_t n)
+{
+  max_exports = n;
+}
+
+size_t
+exports_nclones (void)
+{
+  return nclones;
+}
+
+struct registry *
+exports_registry (void)
+{
+  return registry;
+}
+
+/* The clone bases and folder into r. */
+static int
+add_clones (struct registry *r)
+{
+  size_t i;
+
+  for (i = 0; i < nclones; i++)
+    if (registry_clone_base (r, clones[i].tmpl, clones[i].base) == -1)
+      return -1;
+  if (clone_dir && registry_clone_dir (r, clone_dir) == -1)
+    return -1;
+  return 0;
+}
+
 /* ---- start-up ------------------------------------------------------------ */
 
 /* An image that opens read-only but not for writing (permissions, a
@@ -207,6 +282,7 @@ build (bool with_dir)
     .readonly = cfg.readonly,
     .describe_readonly = true,
     .debug = debug,
+    .max_exports = max_exports,
   };
   struct registry *r = registry_new (&rc);
   size_t i;
@@ -221,6 +297,11 @@ build (bool with_dir)
       registry_free (r);
       return NULL;
     }
+  if (with_dir && add_clones (r) == -1) {
+    log_error ("%s", image_error ());
+    registry_free (r);
+    return NULL;
+  }
   return r;
 }
 
@@ -402,6 +483,13 @@ exports_close (void)
   free (args);
   args = NULL;
   nargs = 0;
+  for (i = 0; i < nclones; i++) {
+    free (clones[i].tmpl);
+    free (clones[i].base);
+  }
+  free (clones);
+  clones = NULL;
+  nclones = 0;
   return r;
 }
 

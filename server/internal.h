@@ -207,6 +207,14 @@ int exports_add (const char *arg);
 int exports_open (void);
 /* Flushes and closes every image; -1 if any close failed. */
 int exports_close (void);
+/* --clone-from=[TEMPLATE=]BASE (-1 after saying why), --clone-dir,
+ * --max-exports (0: no cap); set before exports_open. */
+int exports_clone_from (const char *arg);
+void exports_clone_dir (const char *dir);
+void exports_max (size_t n);
+size_t exports_nclones (void);
+/* The registry (control-cmds.c calls it on workers). */
+struct registry *exports_registry (void);
 /* The default export's name ("" in dir= mode), for --run. */
 const char *exports_default_name (void);
 /* Worker threads only (they may open images): the export a client asks
@@ -367,6 +375,8 @@ void conn_starttls (struct conn *c, const struct transport *tr,
  * draining took too long). */
 void conns_drain_all (void);
 void conns_close_all (void);
+/* Drains the connections whose export was removed (hard mode). */
+void conns_drain_removed (void);
 /* Frees closed connections now (at exit, when the loop no longer runs). */
 void conns_reap (void);
 unsigned conns_count (void);
@@ -484,6 +494,30 @@ struct job {
 void workers_submit_job (struct job *j);
 /* Waits for the workers to finish the queue and stops them. */
 void workers_stop (void);
+
+/* ---- control.c and control-cmds.c: the --control socket ---------------- */
+
+/* Longest request line (a longer one gets an error reply and is
+ * skipped up to its newline). */
+#define CTL_MAX_LINE (64u << 10)
+/* Binds --control=PATH (mode 0600); -1 after saying why. */
+int control_open (const char *path);
+/* Starts accepting on the loop. */
+void control_start (struct ev_loop *loop);
+/* Closes every control connection and the socket, removing its file. */
+void control_stop (void);
+
+/* A command's outcome: ret (a json_object) or a one-line error. */
+struct ctl_result {
+  void *ret;                    /* json_object *, owned */
+  char *error;                  /* malloc'd, NULL on success */
+  bool cut;                     /* hard removal: drop its clients */
+  bool status;                  /* query-status: the loop adds numbers */
+};
+/* Whether name is a command. */
+bool control_known (const char *name);
+/* Runs command name with args (a json_object or NULL) on a worker. */
+void control_run (const char *name, void *args, struct ctl_result *res);
 
 /* ---- listen.c ----------------------------------------------------------- */
 

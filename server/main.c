@@ -38,6 +38,8 @@ struct config cfg = {
 static const char *pidfile;
 static const char *metrics_spec;        /* --metrics */
 static const char *log_spec;            /* --log */
+static const char *control_path;        /* --control */
+static const char *clone_dir;           /* --clone-dir */
 static bool do_fork;
 static struct ev_loop *loop;
 static bool shutting_down;
@@ -81,6 +83,16 @@ usage (FILE *f)
 "                         handshake by then (default 10, 0: no limit)\n"
 "      --max-connections=N  refuse clients past N open connections\n"
 "                         (default 1000, 0: no limit)\n"
+"      --control=PATH     a Unix socket (mode 0600) taking JSON commands,\n"
+"                         one a line: export-add, export-remove,\n"
+"                         export-list, clone-create, query-status\n"
+"                         (cowbdctl(1) is its client)\n"
+"      --clone-from=[TEMPLATE=]BASE  an unknown export NAME (or\n"
+"                         TEMPLATE/NAME) becomes a new qcow2 overlay of\n"
+"                         BASE in --clone-dir (repeatable)\n"
+"      --clone-dir=DIR    where overlays made on demand or by\n"
+"                         clone-create live (DIR/NAME.qcow2)\n"
+"      --max-exports=N    cap on exports, clones included (0: none)\n"
 "  -h, --help             show this help\n"
 "  -V, --version          show the version\n"
 "\n"
@@ -90,7 +102,8 @@ usage (FILE *f)
 
 enum { OPT_RUN = 256, OPT_CACHE_SIZE, OPT_FORK, OPT_TLS, OPT_TLS_CERTS,
        OPT_TLS_PSK, OPT_TLS_VERIFY, OPT_TLS_PRIORITY,
-       OPT_HANDSHAKE_LIMIT, OPT_MAX_CONNECTIONS, OPT_METRICS, OPT_LOG };
+       OPT_HANDSHAKE_LIMIT, OPT_MAX_CONNECTIONS, OPT_METRICS, OPT_LOG,
+       OPT_CONTROL, OPT_CLONE_FROM, OPT_CLONE_DIR, OPT_MAX_EXPORTS };
 
 static const struct option long_options[] = {
   { "port", required_argument, NULL, 'p' },
@@ -117,6 +130,10 @@ static const struct option long_options[] = {
   { "max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS },
   { "metrics", required_argument, NULL, OPT_METRICS },
   { "log", required_argument, NULL, OPT_LOG },
+  { "control", required_argument, NULL, OPT_CONTROL },
+  { "clone-from", required_argument, NULL, OPT_CLONE_FROM },
+  { "clone-dir", required_argument, NULL, OPT_CLONE_DIR },
+  { "max-exports", required_argument, NULL, OPT_MAX_EXPORTS },
   { NULL, 0, NULL, 0 },
 };
 
@@ -212,6 +229,15 @@ parse_options (int argc, char *argv[])
     case 'v': cfg.verbose++; break;
     case OPT_METRICS: metrics_spec = optarg; break;
     case OPT_LOG: log_spec = optarg; break;
+    case OPT_CONTROL: control_path = optarg; break;
+    case OPT_CLONE_FROM:
+      if (exports_clone_from (optarg) == -1)
+        exit (EXIT_FAILURE);
+      break;
+    case OPT_CLONE_DIR: clone_dir = optarg; exports_clone_dir (optarg); break;
+    case OPT_MAX_EXPORTS:
+      exports_max (parse_limit ("max-exports", optarg, 10000000));
+      break;
     case OPT_TLS: parse_tls (optarg); break;
     case OPT_TLS_CERTS: cfg.tls_certificates = optarg; break;
     case OPT_TLS_PSK: cfg.tls_psk = optarg; break;
@@ -270,8 +296,16 @@ check_options (int nimages)
 {
   bool net = cfg.port || cfg.ipaddr || cfg.unix_path;
 
-  if (nimages == 0)
+  /* A server that makes its exports (clones, --control) may start with
+   * none. */
+  if (nimages == 0 && exports_nclones () == 0 && control_path == NULL)
     bad_usage ("%s", "no image to serve");
+  if (exports_nclones () && clone_dir == NULL)
+    bad_usage ("%s", "--clone-from needs --clone-dir");
+#ifndef HAVE_JSON_C
+  if (control_path)
+    bad_usage ("%s", "this cowbd was built without --control (json-c)");
+#endif
   if (cfg.single && (net || cfg.run || do_fork))
     bad_usage ("%s", "-s cannot be combined with -p, -i, -U, --run or "
                "--fork");
@@ -316,6 +350,7 @@ server_shutdown (int status)
    * the child and one to its group) must not kill a server that is
    * closing its images; the grace timer bounds the wait instead. */
   listen_stop (loop);
+  control_stop ();
   if (conns_count () == 0) {
     ev_break (loop, EVBREAK_ALL);
     return;
@@ -339,7 +374,8 @@ static int
 start (void)
 {
   if (tls_init () == -1 || exports_open () == -1 || listen_open () == -1 ||
-      (metrics_spec && metrics_listen (metrics_spec) == -1))
+      (metrics_spec && metrics_listen (metrics_spec) == -1) ||
+      (control_path && control_open (control_path) == -1))
     return -1;
   if (do_fork && daemon_fork () == -1)
     return -1;
@@ -362,6 +398,8 @@ start (void)
   if (workers_start (loop, cfg.threads) == -1 || metrics_start (loop) == -1)
     return -1;
   listen_start (loop);
+  if (control_path)
+    control_start (loop);
   if (cfg.single && conn_new (loop, STDIN_FILENO, STDOUT_FILENO,
                               "stdin/stdout") == NULL)
     return -1;
@@ -399,6 +437,7 @@ main (int argc, char *argv[])
   else
     exit_status = EXIT_FAILURE;
   listen_stop (loop);
+  control_stop ();
   if (loop)
     workers_stop ();
   conns_close_all ();

@@ -193,6 +193,13 @@ request_header (struct conn *c, const char *data)
     conn_drain (c);
     return INPUT_OK;
   }
+  /* Removed in hard mode (control.c) after this connection was swept:
+   * what is in flight finishes, nothing new starts. */
+  if (c->exp->ref && registry_export_removed (c->exp->ref)) {
+    log_conn (c, LOG_INFO, "export '%s' was removed", c->exp->name);
+    conn_drain (c);
+    return INPUT_OK;
+  }
 
   /* A refused write's payload is read and dropped, but not without end:
    * past twice the largest request the server takes, it closes instead,

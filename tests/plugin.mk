@@ -12,6 +12,7 @@ PLUGIN_TESTS = \
 	test-plugin-multi-conn.sh \
 	test-plugin-extents.sh \
 	test-plugin-dir.sh \
+	test-plugin-clone.sh \
 	test-plugin-bad-input.sh \
 	test-plugin-zero-trim.sh \
 	test-plugin-crash.sh \

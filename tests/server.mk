@@ -2,6 +2,8 @@
 # Tests of the server; included from tests/Makefile.am.
 SERVER_TESTS = \
 	test-registry-aliases.sh \
+	test-registry-clone.sh \
+	test-registry-control.sh \
 	test-registry-dir.sh \
 	test-registry-golden.sh \
 	test-registry-scale.sh \
@@ -37,6 +39,7 @@ EXTRA_DIST += \
 	test-server-io.py \
 	test-server-limits.py \
 	nbdraw.py \
+	clone-connect.py \
 	test-server-malformed.py \
 	test-server-sighup.py \
 	test-server-sigterm.py \

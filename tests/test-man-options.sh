@@ -50,6 +50,9 @@ commands=$(cowbd-img --help | awk '/^Commands:/ { on = 1; next }
 check_options cowbd-img.1.pod cowbd-img < <(
     { cowbd-img --help; for c in $commands; do cowbd-img "$c" --help; done; } |
     long_options)
+if command -v cowbdctl >/dev/null; then
+    check_options cowbdctl.1.pod cowbdctl < <(cowbdctl --help | long_options)
+fi
 check_options nbdkit-cowbd-plugin.1.pod nbdkit-cowbd-plugin < <(
     nbdkit_env nbdkit "$plugin" --help | sed -n '/^plugin: cowbd/,$p' |
     grep -oE '^(\[file=\]|[a-z][a-z-]*=)' | sed 's/^\[file=\]/file=/')

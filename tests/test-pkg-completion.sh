@@ -9,6 +9,7 @@
 . "${srcdir:-.}/pkg-functions.sh"
 requires cowbd --version
 requires cowbd-img --version
+requires cowbdctl --version
 requires /usr/bin/python3 -c 'import pty'
 bash_completion=/usr/share/bash-completion/bash_completion
 requires test -f "$bash_completion"
@@ -16,6 +17,7 @@ requires test -f "$bash_completion"
 pkg_install
 compdir=$(dirname "$(find "$dest" -path '*/bash-completion/completions/cowbd-img')")
 [ -f "$compdir/cowbd" ] || fail "no completion for cowbd in $compdir"
+[ -f "$compdir/cowbdctl" ] || fail "no completion for cowbdctl in $compdir"
 
 # The user's shell: bash-completion, which finds ours in XDG_DATA_DIRS.
 # Each completion function is wrapped to write what it offered to $dump.
@@ -24,7 +26,7 @@ cat > "$tmp/rc" <<EOT
 PS1='$ '
 export XDG_DATA_DIRS='${compdir%/bash-completion/completions}'
 . '$bash_completion'
-for c in cowbd cowbd-img; do
+for c in cowbd cowbd-img cowbdctl; do
     _completion_loader "\$c"
     f=\$(complete -p "\$c" | sed -n 's/.* -F \([^ ]*\) .*/\1/p')
     [ -n "\$f" ] || { echo "no completion for \$c"; exit 1; }
@@ -53,6 +55,9 @@ mkdir "$tmp/files/sub"
     'cowbd --tls-c' \
     'cowbd vm1=cl' \
     'cowbd -f ' \
+    'cowbdctl export-r' \
+    'cowbdctl --output=' \
+    'cowbdctl export-add vm1 gol' \
     > "$tmp/got" || { cat "$tmp/got"; fail "completion-pty.py"; }
 cat "$tmp/got"
 
@@ -78,6 +83,9 @@ expect 'cowbd --vers' '--version'
 expect 'cowbd --tls-c' '--tls-certificates='
 expect 'cowbd vm1=cl' 'clone.qed'
 expect 'cowbd -f ' 'qcow2 qed raw'
+expect 'cowbdctl export-r' 'export-remove'
+expect 'cowbdctl --output=' 'human json'
+expect 'cowbdctl export-add vm1 gol' 'golden.qcow2'
 # The options of create, as its usage line names them.
 opts=$(awk -F '\t' '$1 == "cowbd-img create -" { print $2 }' "$tmp/got")
 for o in -f -b -F -o -p -q -u --help; do

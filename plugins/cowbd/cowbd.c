@@ -60,6 +60,38 @@ static char *file;              /* absolute path */
 static char *dir;               /* absolute path */
 static const char *format;      /* NULL: probe */
 static uint64_t cache_size;     /* 0: the engine's default */
+/* clone-from=[TEMPLATE=]BASE (repeatable), clone-dir=, max-exports= */
+static char **clone_tmpl, **clone_base;
+static size_t nclones;
+static char *clone_dir;
+static uint64_t max_exports;
+
+/* clone-from=[TEMPLATE=]BASE: a '=' after a '/' is part of the file. */
+static int
+add_clone_from (const char *value)
+{
+  const char *eq = strchr (value, '=');
+  bool named = eq && eq > value &&
+    memchr (value, '/', (size_t) (eq - value)) == NULL;
+  char *tmpl = named ? strndup (value, (size_t) (eq - value)) : NULL;
+  char *base = nbdkit_absolute_path (named ? eq + 1 : value);
+  char **t = realloc (clone_tmpl, (nclones + 1) * sizeof *t);
+  char **b = t ? realloc (clone_base, (nclones + 1) * sizeof *b) : NULL;
+
+  if (t)
+    clone_tmpl = t;
+  if (b)
+    clone_base = b;
+  if ((named && tmpl == NULL) || base == NULL || t == NULL || b == NULL) {
+    free (tmpl);
+    free (base);
+    nbdkit_error ("clone-from=%s: out of memory", value);
+    return -1;
+  }
+  clone_tmpl[nclones] = tmpl;
+  clone_base[nclones++] = base;
+  return 0;
+}
 
 /* True if name is "auto" or one of the engine's IMAGE_FORMATS. */
 static int
@@ -106,6 +138,15 @@ cowbd_config (const char *key, const char *value)
     return set_path (&file, key, value);
   if (strcmp (key, "dir") == 0)
     return set_path (&dir, key, value);
+  if (strcmp (key, "clone-dir") == 0)
+    return set_path (&clone_dir, key, value);
+  if (strcmp (key, "clone-from") == 0)
+    return add_clone_from (value);
+  if (strcmp (key, "max-exports") == 0) {
+    if (nbdkit_parse_uint64_t ("max-exports", value, &max_exports) == -1)
+      return -1;
+    return 0;
+  }
   if (strcmp (key, "format") == 0) {
     if (!known_format (value)) {
       nbdkit_error ("format=%s: unknown format (expected auto, %s)", value,
@@ -133,9 +174,18 @@ cowbd_config_complete (void)
     nbdkit_error ("file= and dir= cannot be used together");
     return -1;
   }
-  if (!file && !dir) {
-    nbdkit_error ("an image (file=IMAGE) or a directory (dir=DIR) is "
-                  "required");
+  if (!file && !dir && nclones == 0) {
+    nbdkit_error ("an image (file=IMAGE), a directory (dir=DIR) or a "
+                  "base of clones (clone-from=BASE) is required");
+    return -1;
+  }
+  if (nclones && file) {
+    nbdkit_error ("clone-from= cannot be used with file= (which serves "
+                  "one image under every name): use dir= or neither");
+    return -1;
+  }
+  if (nclones && clone_dir == NULL) {
+    nbdkit_error ("clone-from= needs clone-dir=DIR");
     return -1;
   }
   return 0;
@@ -154,6 +204,10 @@ cowbd_get_ready (void)
 {
   struct exports_config c = {
     .file = file, .dir = dir, .format = format, .cache_size = cache_size,
+    .clone_tmpl = (const char *const *) clone_tmpl,
+    .clone_base = (const char *const *) clone_base,
+    .nclones = nclones, .clone_dir = clone_dir,
+    .max_exports = (size_t) max_exports,
   };
 
   image_set_warn (engine_warning);
@@ -169,10 +223,19 @@ cowbd_cleanup (void)
 static void
 cowbd_unload (void)
 {
+  size_t i;
+
   stats_unload ();
   exports_close_all ();         /* if cleanup was never reached */
   free (file);
   free (dir);
+  free (clone_dir);
+  for (i = 0; i < nclones; i++) {
+    free (clone_tmpl[i]);
+    free (clone_base[i]);
+  }
+  free (clone_tmpl);
+  free (clone_base);
 }
 
 static void
@@ -188,7 +251,12 @@ cowbd_dump_plugin (void)
   "format=auto|raw|qed|qcow2\n" \
   "                      The image format (default: probe the file;\n" \
   "                      a probed raw image refuses header writes).\n" \
-  "cache-size=SIZE       Metadata cache per image (default: 32M)."
+  "cache-size=SIZE       Metadata cache per image (default: 32M).\n" \
+  "clone-from=[TEMPLATE=]BASE\n" \
+  "                      An unknown export NAME (or TEMPLATE/NAME) becomes\n" \
+  "                      a new qcow2 overlay of BASE (repeatable).\n" \
+  "clone-dir=DIR         Where those overlays live (DIR/NAME.qcow2).\n" \
+  "max-exports=N         Cap on exports, clones included (default: none)."
 
 /* ---- exports and connections --------------------------------------------- */
 

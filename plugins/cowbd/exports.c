@@ -70,6 +70,20 @@ check_dir (const char *dir)
   return 0;
 }
 
+/* clone-from= and clone-dir= into the registry. */
+static int
+add_clones (const struct exports_config *c)
+{
+  size_t i;
+
+  for (i = 0; i < c->nclones; i++)
+    if (registry_clone_base (reg, c->clone_tmpl[i], c->clone_base[i]) == -1)
+      return -1;
+  if (c->clone_dir && registry_clone_dir (reg, c->clone_dir) == -1)
+    return -1;
+  return 0;
+}
+
 int
 exports_init (const struct exports_config *c)
 {
@@ -78,9 +92,11 @@ exports_init (const struct exports_config *c)
     .cache_size = c->cache_size,
     .rw_fallback = true,
     .debug = registry_debug,
+    .max_exports = c->max_exports,
   };
 
-  if (c->dir ? check_dir (c->dir) == -1 : check_file (c) == -1)
+  if (c->dir ? check_dir (c->dir) == -1
+      : c->file ? check_file (c) == -1 : 0)
     return -1;
   exports_close_all ();
   reg = registry_new (&rc);
@@ -88,7 +104,9 @@ exports_init (const struct exports_config *c)
     return engine_error ();
   file_mode = c->file != NULL;
   if (file_mode ? registry_add (reg, "", c->file) == -1
-      : registry_set_dir (reg, c->dir) == -1)
+      : c->dir && registry_set_dir (reg, c->dir) == -1)
+    return engine_error ();
+  if (add_clones (c) == -1)
     return engine_error ();
   return 0;
 }

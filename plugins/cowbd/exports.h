@@ -5,7 +5,8 @@
  * file= mode has one export, the empty name (any name the client asks for
  * gets it, as with nbdkit's file plugin).  dir= mode has one export per
  * regular file of the directory that the engine can open, named by the
- * file name.
+ * file name.  With clone-from= (alone or with dir=), an unknown name
+ * becomes a new overlay in clone-dir= (registry.h, "clones").
  *
  * Each export's image is opened by the first connection that asks for
  * it (lazily, because only .open learns whether nbdkit runs with -r: a
@@ -32,6 +33,12 @@ struct exports_config {
   const char *dir;              /* absolute path, or NULL */
   const char *format;           /* "raw", "qed"...; NULL probes */
   uint64_t cache_size;          /* 0: the engine's default */
+  /* clone-from=[TEMPLATE=]BASE (bases absolute), clone-dir=, max-exports= */
+  const char *const *clone_tmpl; /* NULL entries: the default base */
+  const char *const *clone_base;
+  size_t nclones;
+  const char *clone_dir;
+  size_t max_exports;
 };
 
 /* get_ready: records cfg and checks it (file= mode: the image opens;
