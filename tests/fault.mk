@@ -1,0 +1,15 @@
+# SPDX-License-Identifier: BSD-3-Clause
+# Faults: failing syncs and writes injected by faultshim.so (preloaded
+# into cowbd or nbdkit), a full disk, images whose tables point at their
+# own metadata, and the power-loss simulator.  Included from
+# tests/Makefile.am.
+check_LTLIBRARIES += faultshim.la
+faultshim_la_SOURCES = faultshim.c
+faultshim_la_LDFLAGS = -module -avoid-version -shared -rpath $(abs_builddir)
+faultshim_la_LIBADD = -ldl $(PTHREAD_LIBS)
+
+FAULT_TESTS = \
+	test-fault-flush.sh
+TESTS += $(FAULT_TESTS)
+EXTRA_DIST += $(FAULT_TESTS) fault-functions.sh \
+	test-fault-flush.py
