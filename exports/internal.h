@@ -89,6 +89,8 @@ struct registry {
   int64_t dir_mtime_ns;         /* lock: as of the last scan */
 
   struct reg_file *files;       /* lock */
+  char *close_error;            /* lock: the first failed close (an idle
+                                   one's too), for registry_free */
   pthread_t reaper;
   bool reaper_running, stopping; /* lock */
 };
