@@ -9,8 +9,9 @@
 #   fault_nbdkit ENV... -- PLUGIN-ARGS... the same with nbdkit and the
 #                          plugin
 #   fault_stop             SIGTERM, wait; $server_rc is the exit status
-#   fault_image KIND FILE  raw, qed, qcow2-lazy, qcow2 (lazy off): a
-#                          32 MiB image (overlays over a raw base with data)
+#   fault_image KIND FILE [SIZE]  raw, qed, qcow2-lazy, qcow2 (lazy
+#                          off): an image of SIZE (32M), its first MiB
+#                          0x11 (overlays: in a raw base, FILE.base)
 
 requires test -f "$FAULTSHIM"
 requires cowbd --version
@@ -99,15 +100,15 @@ fault_stop ()
 
 fault_image ()
 {
-    local kind=$1 file=$2
+    local kind=$1 file=$2 size=${3:-32M}
     rm -f "$file" "$file.base"
     case $kind in
         raw)
-            qemu-img create -q -f raw "$file" 32M
-            qemu-io -f raw -c 'write -P 0x11 0 4M' "$file" >/dev/null ;;
+            qemu-img create -q -f raw "$file" $size
+            qemu-io -f raw -c 'write -P 0x11 0 1M' "$file" >/dev/null ;;
         qed|qcow2|qcow2-lazy)
-            qemu-img create -q -f raw "$file.base" 32M
-            qemu-io -f raw -c 'write -P 0x11 0 4M' "$file.base" >/dev/null
+            qemu-img create -q -f raw "$file.base" $size
+            qemu-io -f raw -c 'write -P 0x11 0 1M' "$file.base" >/dev/null
             local f=${kind%-lazy} o=
             [ $f = qcow2 ] && o="-o lazy_refcounts=$([ $kind = qcow2-lazy ] && echo on || echo off)"
             qemu-img create -q -f $f $o -b "$file.base" -F raw "$file" ;;

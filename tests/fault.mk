@@ -9,7 +9,17 @@ faultshim_la_LDFLAGS = -module -avoid-version -shared -rpath $(abs_builddir)
 faultshim_la_LIBADD = -ldl $(PTHREAD_LIBS)
 
 FAULT_TESTS = \
-	test-fault-flush.sh
+	test-fault-flush.sh \
+	test-fault-powercut.sh
 TESTS += $(FAULT_TESTS)
 EXTRA_DIST += $(FAULT_TESTS) fault-functions.sh \
-	test-fault-flush.py
+	test-fault-flush.py \
+	test-fault-powercut.py \
+	powercut.py
+
+# The power-loss simulator, longer: more requests, more cuts, another
+# seed.
+check-powercut:
+	$(MAKE) check TESTS=test-fault-powercut.sh \
+	  POWERCUT_OPS=600 POWERCUT_CUTS=3000 POWERCUT_SEED=$${POWERCUT_SEED:-7}
+.PHONY: check-powercut
