@@ -704,7 +704,7 @@ qcow2_close (struct image *img)
   if (!img->readonly) {
     r = write_back_all (q);
     /* Clean only if everything reached the file. */
-    if (r == 0 && !q->broken && !sticky_failed (img))
+    if (r == 0 && !q->broken && !q->leaked && !sticky_failed (img))
       r = qcow2_set_dirty (q, false);
   }
   free_qcow2 (q);

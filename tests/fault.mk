@@ -9,10 +9,12 @@ faultshim_la_LDFLAGS = -module -avoid-version -shared -rpath $(abs_builddir)
 faultshim_la_LIBADD = -ldl $(PTHREAD_LIBS)
 
 FAULT_TESTS = \
+	test-fault-enospc.sh \
 	test-fault-flush.sh \
 	test-fault-powercut.sh
 TESTS += $(FAULT_TESTS)
 EXTRA_DIST += $(FAULT_TESTS) fault-functions.sh \
+	test-fault-enospc.py \
 	test-fault-flush.py \
 	test-fault-powercut.py \
 	powercut.py
