@@ -268,6 +268,10 @@ close_file (struct registry *r, struct reg_file *f)
   if (ret == -1)
     reg_debug (r, "closing: %s", image_error ());
   pthread_mutex_lock (&r->lock);
+  /* A close that fails (a sync: data may be lost) is the process's
+   * failure, even when the reaper closed an idle file long before. */
+  if (ret == -1 && r->close_error == NULL)
+    r->close_error = strdup (image_error ());
   unlink_file (r, f);
   free (f);
   pthread_cond_broadcast (&r->cond);

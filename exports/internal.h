@@ -100,6 +100,8 @@ struct registry {
   size_t pending_clones;        /* lock: being created, counted in the cap */
 
   struct reg_file *files;       /* lock */
+  char *close_error;            /* lock: the first failed close (an idle
+                                   one's too), for registry_free */
   pthread_t reaper;
   bool reaper_running, stopping; /* lock */
 };

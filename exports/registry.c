@@ -144,6 +144,11 @@ registry_free (struct registry *r)
   }
   pthread_mutex_unlock (&r->lock);
   ret = files_close_all (r);
+  if (r->close_error) {
+    image_set_error (EIO, "%s", r->close_error);
+    free (r->close_error);
+    ret = -1;
+  }
   for (i = 0; i < r->names.nb; i++) {
     struct registry_export *e, *next;
     for (e = r->names.b[i]; e; e = next) {

@@ -317,6 +317,9 @@ chain_close (struct image *img)
 
   if (img->drv && img->drv->close (img) == -1)
     r = -1;
+  /* Whatever the close wrote, it cannot vouch for what was lost. */
+  if (img->drv && !img->readonly && sticky_failed (img))
+    r = sticky_check (img);
   if (img->backing && img->backing_cache)
     img->backing_cache->put (img->backing_cache->opaque, img->backing);
   else if (img->backing && chain_close (img->backing) == -1 && r == 0)

@@ -85,7 +85,7 @@ int
 cow_sync (struct cow *c)
 {
   cow_assert_not_held (c->lock);
-  return host_sync (c->img->fd);
+  return host_sync_image (c->img);
 }
 
 void

@@ -181,6 +181,15 @@ host_sync (int fd)
 }
 
 int
+host_sync_image (struct image *img)
+{
+  if (host_sync (img->fd) == 0)
+    return 0;
+  sticky_set (img);
+  return -1;
+}
+
+int
 host_file_size (int fd, uint64_t *size)
 {
   struct stat st;

@@ -61,6 +61,45 @@ request_in_range (struct image *img, uint64_t count, uint64_t offset,
   return 0;
 }
 
+/* ---- the sticky error ------------------------------------------------- */
+
+/* Since Linux 4.13 a failed fdatasync may drop the dirty pages it could
+ * not write and report it once: a later sync then succeeds over lost
+ * data.  So after any failed sync (or failed metadata write) no flush of
+ * this open image may claim durability again; only a reopen, whose
+ * automatic check starts from what the file really holds, can. */
+void
+sticky_set (struct image *img)
+{
+  int saved = errno;
+
+  if (__atomic_exchange_n (&img->io_failed, 1, __ATOMIC_ACQ_REL) == 0)
+    engine_warn ("%s: a sync or metadata write failed: every later flush "
+                 "and FUA write fails until the image is reopened",
+                 img->filename);
+  errno = saved;
+}
+
+int
+sticky_check (struct image *img)
+{
+  if (sticky_failed (img))
+    return error_file (img, EIO, "an earlier sync or metadata write "
+                       "failed: data written before it may be lost (until "
+                       "the image is reopened)");
+  return 0;
+}
+
+/* A request with FUA (or a flush) ends honestly: EIO if the image's
+ * error became sticky, even while this request ran. */
+static int
+end_durable (struct image *img, unsigned flags, int r)
+{
+  if (r == 0 && (flags & IMAGE_FUA))
+    return sticky_check (img);
+  return r;
+}
+
 static int
 check_writable (struct image *img, const char *op)
 {
@@ -86,11 +125,16 @@ image_pwrite (struct image *img, const void *buf, size_t count,
   if (check_writable (img, "write") == -1 ||
       request_in_range (img, count, offset, ENOSPC, "write") == -1)
     return -1;
+  if ((flags & IMAGE_FUA) && sticky_check (img) == -1)
+    return -1;
   if (count == 0)
-    return (flags & IMAGE_FUA) ? img->drv->flush (img) : 0;
+    return (flags & IMAGE_FUA) ? image_flush (img) : 0;
   if (probe_guarded (img, offset))
-    return probe_guarded_op (img, PROBE_OP_WRITE, buf, count, offset, flags);
-  return img->drv->pwrite (img, buf, count, offset, flags);
+    return end_durable (img, flags,
+                        probe_guarded_op (img, PROBE_OP_WRITE, buf, count,
+                                          offset, flags));
+  return end_durable (img, flags,
+                      img->drv->pwrite (img, buf, count, offset, flags));
 }
 
 int
@@ -100,11 +144,16 @@ image_zero (struct image *img, uint64_t count, uint64_t offset,
   if (check_writable (img, "write zeroes") == -1 ||
       request_in_range (img, count, offset, ENOSPC, "write zeroes") == -1)
     return -1;
+  if ((flags & IMAGE_FUA) && sticky_check (img) == -1)
+    return -1;
   if (count == 0)
-    return (flags & IMAGE_FUA) ? img->drv->flush (img) : 0;
+    return (flags & IMAGE_FUA) ? image_flush (img) : 0;
   if (probe_guarded (img, offset))
-    return probe_guarded_op (img, PROBE_OP_ZERO, NULL, count, offset, flags);
-  return img->drv->zero (img, count, offset, flags);
+    return end_durable (img, flags,
+                        probe_guarded_op (img, PROBE_OP_ZERO, NULL, count,
+                                          offset, flags));
+  return end_durable (img, flags,
+                      img->drv->zero (img, count, offset, flags));
 }
 
 int
@@ -114,11 +163,16 @@ image_trim (struct image *img, uint64_t count, uint64_t offset,
   if (check_writable (img, "trim") == -1 ||
       request_in_range (img, count, offset, ENOSPC, "trim") == -1)
     return -1;
+  if ((flags & IMAGE_FUA) && sticky_check (img) == -1)
+    return -1;
   if (count == 0)
-    return (flags & IMAGE_FUA) ? img->drv->flush (img) : 0;
+    return (flags & IMAGE_FUA) ? image_flush (img) : 0;
   if (probe_guarded (img, offset))
-    return probe_guarded_op (img, PROBE_OP_TRIM, NULL, count, offset, flags);
-  return img->drv->trim (img, count, offset, flags);
+    return end_durable (img, flags,
+                        probe_guarded_op (img, PROBE_OP_TRIM, NULL, count,
+                                          offset, flags));
+  return end_durable (img, flags,
+                      img->drv->trim (img, count, offset, flags));
 }
 
 int
@@ -126,7 +180,9 @@ image_flush (struct image *img)
 {
   if (img->readonly)
     return 0;
-  return img->drv->flush (img);
+  if (sticky_check (img) == -1)
+    return -1;
+  return end_durable (img, IMAGE_FUA, img->drv->flush (img));
 }
 
 int
@@ -144,7 +200,8 @@ int
 image_pwrite_nowait (struct image *img, const void *buf, size_t count,
                      uint64_t offset, unsigned flags)
 {
-  if (img->readonly || ((flags & IMAGE_FUA) && !img->host_in_memory) ||
+  if (img->readonly ||
+      ((flags & IMAGE_FUA) && (!img->host_in_memory || sticky_failed (img))) ||
       RANGE_OUTSIDE (offset, count, img->size) || count == 0 ||
       probe_guarded (img, offset) ||
       img->drv->pwrite_nowait == NULL ||
@@ -160,9 +217,10 @@ image_flush_nowait (struct image *img)
 {
   if (img->readonly)
     return 0;
-  if (!img->host_in_memory || img->drv->flush (img) == -1)
+  if (!img->host_in_memory || sticky_failed (img) ||
+      img->drv->flush (img) == -1)
     return error_again ();
-  return 0;
+  return sticky_failed (img) ? error_again () : 0;
 }
 
 /* ---- information, check, create, header changes ------------------------- */

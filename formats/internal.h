@@ -137,6 +137,12 @@ struct image {
   bool host_read_nowait;        /* RWF_NOWAIT reads work (until EOPNOTSUPP) */
   bool host_write_nowait;       /* RWF_NOWAIT writes work */
 
+  /* A sync, or a write whose failure the error path cannot undo, failed
+   * (sticky_set): the kernel may have dropped dirty pages, so no later
+   * FLUSH or FUA may claim durability until the image is reopened.
+   * __atomic; never cleared. */
+  int io_failed;
+
   /* Set for a writable image whose format was probed and found raw:
    * writes that would change what the probe finds are refused
    * (probe.c). */
@@ -223,6 +229,17 @@ void check_report (image_report_fn report, void *opaque,
 
 /* ---- request validation (image.c) ------------------------------------- */
 
+/* The sticky error (img->io_failed): drivers call sticky_set where a sync
+ * or a metadata write fails; image.c refuses every later flush and FUA
+ * request with sticky_check (EIO).  Reads go on. */
+void sticky_set (struct image *img);
+int sticky_check (struct image *img);
+static inline bool
+sticky_failed (struct image *img)
+{
+  return __atomic_load_n (&img->io_failed, __ATOMIC_ACQUIRE) != 0;
+}
+
 /* Fails with errnum and a message naming op if [offset, offset + count)
  * does not lie inside the image. */
 int request_in_range (struct image *img, uint64_t count, uint64_t offset,
@@ -280,6 +297,8 @@ int host_write_zeroes_fast (int fd, uint64_t count, uint64_t offset);
 int host_punch_hole (int fd, uint64_t count, uint64_t offset);
 /* fdatasync, retrying EINTR. */
 int host_sync (int fd);
+/* host_sync of img's file; a failure makes the image's error sticky. */
+int host_sync_image (struct image *img);
 /* Host file size (or block device size). */
 int host_file_size (int fd, uint64_t *size);
 /* Non-blocking I/O on img's host file: EAGAIN (and nothing done, or for

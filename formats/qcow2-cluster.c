@@ -33,6 +33,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 #include "cleanup.h"
 #include "minmax.h"
@@ -231,11 +232,28 @@ qcow2_link (void *fmt, const struct cow_run *r, uint64_t n, uint64_t host)
   return 0;
 }
 
-/* On failure the clusters stay counted and unreferenced: a leak that the
- * dirty bit gets repaired at the next open. */
+/* A failed allocating write (ENOSPC, EIO): no table names its clusters.
+ * Their counts go back to 0 (the next writeback writes them, so a clean
+ * close leaves no leak), and if they are still the last clusters the
+ * file is cut before them, which also drops whatever part of the write
+ * reached them (a later allocation there must find holes).  Elsewhere
+ * they stay free for good: allocation only appends.  If a count cannot
+ * be changed, the leak is remembered and the dirty bit stays. */
 static void
 qcow2_give_back (void *fmt, uint64_t host, uint64_t n)
 {
+  struct qcow2 *q = fmt;
+  uint64_t i, c0 = host >> q->cluster_bits, end = host + n * q->cluster_size;
+
+  for (i = 0; i < n; i++)
+    if (qcow2_set_refcount (q, c0 + i, 0) == -1) {
+      q->leaked = true;
+      return;
+    }
+  if (q->file_end == end && ftruncate (q->img->fd, (off_t) host) == 0)
+    q->file_end = q->file_length = host;
+  else
+    host_punch_hole (q->img->fd, end - host, host);  /* space, if it can */
 }
 
 static int

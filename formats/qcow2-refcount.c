@@ -438,6 +438,7 @@ link_area (struct qcow2 *q, const struct growth *g, uint8_t *table,
     if (r == -1) {
       mc_table_release (&nt);
       q->broken = true;
+      sticky_set (q->img);
       return -1;
     }
     mc_table_release (&q->reftable);
@@ -452,8 +453,10 @@ link_area (struct qcow2 *q, const struct growth *g, uint8_t *table,
       mc_table_mark (&q->reftable, g->idx[k] * 8, 8);
     }
     r = qcow2_write_table_pages (q, &q->reftable);
-    if (r == -1)
+    if (r == -1) {
       q->broken = true;
+      sticky_set (q->img);
+    }
   }
   /* The new blocks are known: cache them, clean. */
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);

@@ -321,6 +321,7 @@ qcow2_write_refblocks (struct qcow2 *q)
   if (r == -1) {
     mc_snapshot_redirty (snap);
     q->broken = true;
+    sticky_set (q->img);
   }
   mc_snapshot_unpin (snap);
   pthread_mutex_unlock (&q->lock);
@@ -391,6 +392,7 @@ wb_finish (struct qcow2 *q, struct wb *w, int r, struct qcow2_free **punch,
     mc_snapshot_redirty (w->rb);
     mc_snapshot_redirty (w->l2);
     q->broken = true;
+    sticky_set (q->img);
   }
   mc_snapshot_unpin (w->rb);
   mc_snapshot_unpin (w->l2);
@@ -480,6 +482,7 @@ link_table (struct qcow2 *q, uint64_t i, uint64_t t, const uint8_t *content)
   qcow2_l1_set (q, i, t | QCOW2_COPIED);
   if (qcow2_write_table_pages (q, &q->l1) == -1) {
     q->broken = true;
+    sticky_set (q->img);
     return -1;
   }
   return 0;

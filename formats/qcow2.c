@@ -113,8 +113,10 @@ qcow2_write_header_fields (struct qcow2 *q, size_t start, size_t len)
   memcpy (b, q->header_raw, MIN ((size_t) q->h.header_length, sizeof b));
   qcow2_header_encode (&q->h, b);
   if (host_pwrite (q->img->fd, b + start, len, start) == -1 ||
-      cow_sync (&q->cow) == -1)
+      cow_sync (&q->cow) == -1) {
+    sticky_set (q->img);
     return error_syscall (q->img, "writing the header");
+  }
   memcpy (q->header_raw + start, b + start, len);
   return 0;
 }
@@ -145,8 +147,10 @@ qcow2_write_header (struct qcow2 *q, const char *backing,
     memcpy (b + q->h.header_length + used, backing, n);
   qcow2_header_encode (&q->h, b);
   if (host_pwrite (q->img->fd, b, cs, 0) == -1 ||
-      cow_sync (&q->cow) == -1)
+      cow_sync (&q->cow) == -1) {
+    sticky_set (q->img);
     return error_syscall (q->img, "writing the header");
+  }
   memcpy (q->header_raw, b, cs);
   return 0;
 }
@@ -700,7 +704,7 @@ qcow2_close (struct image *img)
   if (!img->readonly) {
     r = write_back_all (q);
     /* Clean only if everything reached the file. */
-    if (r == 0 && !q->broken)
+    if (r == 0 && !q->broken && !q->leaked && !sticky_failed (img))
       r = qcow2_set_dirty (q, false);
   }
   free_qcow2 (q);

@@ -259,6 +259,8 @@ struct qcow2 {
                                    writeback snapshot */
   size_t nr_frees, alloc_frees;
   bool broken;                  /* a metadata write failed: refuse writes */
+  bool leaked;                  /* clusters a failed write reserved are
+                                   still counted: the dirty bit stays */
   int holes_read_zero;          /* -1 not known yet, 0/1: whether extents
                                    look for holes under data clusters
                                    (qcow2_block_status) */

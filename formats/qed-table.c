@@ -181,6 +181,7 @@ writeback_locked (struct qed *q)
        * and memory may now disagree.  NEED_CHECK stays set. */
       mc_snapshot_redirty (snap);
       q->broken = true;
+      sticky_set (q->img);
     }
     mc_snapshot_unpin (snap);
     mc_shrink (q->l2_cache);
@@ -272,6 +273,7 @@ link_table (struct qed *q, uint64_t l1_index, uint64_t offset, int r)
       if (s == NULL || errno == ENOMEM)
         error_file (q->img, ENOMEM, "out of memory");
       q->broken = true;
+      sticky_set (q->img);
       r = -1;
     }
     mc_snapshot_free (s);

@@ -363,10 +363,10 @@ qed_close (struct image *img)
     r = qed_writeback (q);
     if (r == 0)
       r = host_trim_file (img, &q->file_length, q->file_end);
-    if (r == 0 && host_sync (img->fd) == -1)
+    if (r == 0 && host_sync_image (img) == -1)
       r = error_syscall (img, "fdatasync");
     /* Clean only if everything reached the file. */
-    if (r == 0 && !q->broken && !q->leaked)
+    if (r == 0 && !q->broken && !q->leaked && !sticky_failed (img))
       r = qed_set_need_check (q, false);
   }
   free_qed (q);
@@ -417,7 +417,7 @@ qed_set_backing (struct image *img, const char *backing_file,
                          "in the header (%" PRIu64 " bytes)", backing_file,
                          q->header_end - name_offset);
     if (host_pwrite (img->fd, backing_file, n, name_offset) == -1 ||
-        host_sync (img->fd) == -1)
+        host_sync_image (img) == -1)
       return error_syscall (img, "writing the backing file name");
     q->h.features |= QED_F_BACKING_FILE;
     q->h.backing_filename_offset = (uint32_t) name_offset;

@@ -21,7 +21,7 @@ raw_open (struct image *img, const struct image_open_opts *opts)
 static int
 raw_close (struct image *img)
 {
-  if (!img->readonly && host_sync (img->fd) == -1)
+  if (!img->readonly && host_sync_image (img) == -1)
     return error_syscall (img, "fdatasync");
   return 0;
 }
@@ -29,7 +29,7 @@ raw_close (struct image *img)
 static int
 raw_flush (struct image *img)
 {
-  if (host_sync (img->fd) == -1)
+  if (host_sync_image (img) == -1)
     return error_syscall (img, "fdatasync");
   return 0;
 }
