@@ -87,6 +87,8 @@ struct registry {
   size_t ndir, cap_dir;
   char *dir;
   int64_t dir_mtime_ns;         /* lock: as of the last scan */
+  const char *dir_only[2];      /* { dir, NULL }: the directory's exports'
+                                   default confinement */
 
   struct reg_file *files;       /* lock */
   pthread_t reaper;
@@ -102,6 +104,9 @@ void reg_export_free (struct registry_export *e);
 void reg_export_unlink (struct registry *r, struct registry_export *e);
 /* True if some export of the table names id as its backing file. */
 bool reg_is_known_backing (struct registry *r, const struct file_id *id);
+/* Where e's backing files may come from (image.h, backing_dirs). */
+const char *const *reg_backing_dirs (const struct registry *r,
+                                     const struct registry_export *e);
 
 /* ---- scan.c -------------------------------------------------------------- */
 
@@ -123,11 +128,13 @@ struct registry_export *scan_dir_lookup (struct registry *r,
 /* ---- files.c -------------------------------------------------------------- */
 
 /* The open file at path, opened if needed (read-only if readonly, or
- * if it is a known backing file).  Called with open_lock held and
- * lock not held.  NULL after image_set_error. */
+ * if it is a known backing file), its chain confined to backing_dirs
+ * (NULL: trusted).  Called with open_lock held and lock not held.  NULL
+ * after image_set_error. */
 struct reg_file *files_acquire (struct registry *r, const char *path,
                                 bool readonly, const char *format,
-                                bool as_backing);
+                                bool as_backing,
+                                const char *const *backing_dirs);
 /* Drops a reference (lock held). */
 void files_release (struct registry *r, struct reg_file *f,
                     bool as_backing);

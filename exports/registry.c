@@ -119,6 +119,14 @@ registry_new (const struct registry_config *cfg)
   return r;
 }
 
+const char *const *
+reg_backing_dirs (const struct registry *r, const struct registry_export *e)
+{
+  if (r->cfg.backing_dirs)
+    return r->cfg.backing_dirs;
+  return e->from_dir ? r->dir_only : NULL;
+}
+
 int
 registry_free (struct registry *r)
 {
@@ -219,6 +227,7 @@ registry_set_dir (struct registry *r, const char *dir)
 
   free (r->dir);
   r->dir = strdup (dir);
+  r->dir_only[0] = r->dir;
   if (r->dir == NULL) {
     image_set_error (ENOMEM, "out of memory");
     return -1;
@@ -403,7 +412,7 @@ export_open (struct registry *r, struct registry_export *e, bool readonly)
   if (f)
     return 0;
   f = files_acquire (r, e->path, readonly || r->cfg.readonly,
-                     r->cfg.format, false);
+                     r->cfg.format, false, reg_backing_dirs (r, e));
   if (f == NULL)
     return -1;
   pthread_mutex_lock (&r->lock);

@@ -67,6 +67,13 @@ struct registry_config {
   /* true: descriptions of read-only exports end in ", read-only". */
   bool describe_readonly;
   unsigned idle_ms;             /* close after idle; 0: REGISTRY_IDLE_MS */
+  /* Backing file confinement (image.h, backing_dirs): a NULL-terminated
+   * list of directories inside which every backing file of every export
+   * must resolve, else the export is refused (a directory's is not
+   * listed).  NULL: an export of the directory (registry_set_dir) is
+   * confined to the directory; one registry_add made is trusted (the
+   * user named it).  Must outlive the registry. */
+  const char *const *backing_dirs;
   void (*debug) (const char *msg); /* what happens, for -v; may be NULL */
 };
 #define REGISTRY_IDLE_MS 2000

@@ -192,6 +192,13 @@ inflight_remove (struct inflight **list, struct inflight *a)
   *list = a->next;
 }
 
+/* ---- backing file confinement (confine.c) ------------------------------- */
+
+/* 0 if dirs is NULL or path (image's backing file, named asked in its
+ * header) resolves inside one of dirs; else -1 after error_set. */
+int confine_check (const char *image, const char *asked, const char *path,
+                   const char *const *dirs);
+
 /* ---- errors (errors.c) ------------------------------------------------- */
 
 /* Records errnum and a printf-style message for image_error(); returns -1

@@ -147,6 +147,7 @@ report_open_error (const char *path)
 {
   struct image_open_opts ro = {
     .format = cfg.format, .flags = IMAGE_OPEN_READONLY,
+    .backing_dirs = cfg.backing_dirs,
   };
   char *rw_error;
   int err = image_errno ();
@@ -207,6 +208,7 @@ build (bool with_dir)
     .readonly = cfg.readonly,
     .describe_readonly = true,
     .debug = debug,
+    .backing_dirs = cfg.backing_dirs,
   };
   struct registry *r = registry_new (&rc);
   size_t i;

@@ -70,7 +70,12 @@ struct config {
   /* Limits on clients (conn.c) */
   unsigned handshake_limit;     /* --handshake-limit seconds, 0: none */
   unsigned max_connections;     /* --max-connections, 0: unlimited */
+  uint64_t max_inflight;        /* --max-inflight bytes, all connections */
+  /* --backing-dir (repeatable), NULL-terminated; NULL if none given:
+   * see registry_config.backing_dirs */
+  const char **backing_dirs;
 };
+#define DEFAULT_MAX_INFLIGHT (256u << 20)
 #define DEFAULT_HANDSHAKE_LIMIT 10  /* as qemu-nbd since 9.1 */
 #define DEFAULT_MAX_CONNECTIONS 1000
 extern struct config cfg;

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -33,6 +34,7 @@ struct config cfg = {
   .threads = 16,
   .handshake_limit = DEFAULT_HANDSHAKE_LIMIT,
   .max_connections = DEFAULT_MAX_CONNECTIONS,
+  .max_inflight = DEFAULT_MAX_INFLIGHT,
 };
 
 static const char *pidfile;
@@ -81,6 +83,12 @@ usage (FILE *f)
 "                         handshake by then (default 10, 0: no limit)\n"
 "      --max-connections=N  refuse clients past N open connections\n"
 "                         (default 1000, 0: no limit)\n"
+"      --max-inflight=SIZE  bytes of request buffers all clients together\n"
+"                         may hold before the server stops reading\n"
+"                         requests (default 256M)\n"
+"      --backing-dir=DIR  backing files must resolve inside DIR (may be\n"
+"                         repeated; default: dir= confines its images to\n"
+"                         DIR, images named here are trusted)\n"
 "  -h, --help             show this help\n"
 "  -V, --version          show the version\n"
 "\n"
@@ -90,7 +98,8 @@ usage (FILE *f)
 
 enum { OPT_RUN = 256, OPT_CACHE_SIZE, OPT_FORK, OPT_TLS, OPT_TLS_CERTS,
        OPT_TLS_PSK, OPT_TLS_VERIFY, OPT_TLS_PRIORITY,
-       OPT_HANDSHAKE_LIMIT, OPT_MAX_CONNECTIONS, OPT_METRICS, OPT_LOG };
+       OPT_HANDSHAKE_LIMIT, OPT_MAX_CONNECTIONS, OPT_METRICS, OPT_LOG,
+       OPT_MAX_INFLIGHT, OPT_BACKING_DIR };
 
 static const struct option long_options[] = {
   { "port", required_argument, NULL, 'p' },
@@ -115,6 +124,8 @@ static const struct option long_options[] = {
   { "tls-priority", required_argument, NULL, OPT_TLS_PRIORITY },
   { "handshake-limit", required_argument, NULL, OPT_HANDSHAKE_LIMIT },
   { "max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS },
+  { "max-inflight", required_argument, NULL, OPT_MAX_INFLIGHT },
+  { "backing-dir", required_argument, NULL, OPT_BACKING_DIR },
   { "metrics", required_argument, NULL, OPT_METRICS },
   { "log", required_argument, NULL, OPT_LOG },
   { NULL, 0, NULL, 0 },
@@ -187,6 +198,37 @@ parse_tls (const char *s)
     bad_usage ("--tls=%s: expected off, on or require", s);
 }
 
+/* --max-inflight: at least one request of the largest size, so that a
+ * client sending one is always served in the end. */
+static void
+parse_max_inflight (const char *s)
+{
+  if (size_parse (s, &cfg.max_inflight) == -1 ||
+      cfg.max_inflight < MAX_PAYLOAD)
+    bad_usage ("--max-inflight=%s: expected a size of at least 32M", s);
+}
+
+/* --backing-dir, repeatable: appended to the NULL-terminated list. */
+static void
+add_backing_dir (const char *dir)
+{
+  static size_t n;
+  struct stat st;
+  const char **v = realloc (cfg.backing_dirs, (n + 2) * sizeof *v);
+
+  if (v == NULL)
+    bad_usage ("%s", "out of memory");
+  v[n] = NULL;
+  cfg.backing_dirs = v;
+  if (stat (dir, &st) == -1)
+    bad_usage ("--backing-dir=%s: %s", dir, strerror (errno));
+  if (!S_ISDIR (st.st_mode))
+    bad_usage ("--backing-dir=%s: not a directory", dir);
+  v[n++] = dir;
+  v[n] = NULL;
+  cfg.backing_dirs = v;
+}
+
 static void
 parse_options (int argc, char *argv[])
 {
@@ -210,6 +252,8 @@ parse_options (int argc, char *argv[])
     case OPT_FORK: do_fork = true; break;
     case 'P': pidfile = optarg; break;
     case 'v': cfg.verbose++; break;
+    case OPT_MAX_INFLIGHT: parse_max_inflight (optarg); break;
+    case OPT_BACKING_DIR: add_backing_dir (optarg); break;
     case OPT_METRICS: metrics_spec = optarg; break;
     case OPT_LOG: log_spec = optarg; break;
     case OPT_TLS: parse_tls (optarg); break;
@@ -409,5 +453,6 @@ main (int argc, char *argv[])
   if (loop)
     ev_loop_destroy (loop);
   tls_free ();
+  free (cfg.backing_dirs);
   return exit_status;
 }

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: BSD-3-Clause
 # Tests of the server; included from tests/Makefile.am.
 SERVER_TESTS = \
+	test-backing-confine.sh \
 	test-registry-aliases.sh \
 	test-registry-dir.sh \
 	test-registry-golden.sh \

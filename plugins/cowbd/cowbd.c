@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-plugin.h>
@@ -59,6 +60,8 @@ static char *file;              /* absolute path */
 static char *dir;               /* absolute path */
 static const char *format;      /* NULL: probe */
 static uint64_t cache_size;     /* 0: the engine's default */
+static char **backing_dirs;     /* backing-dir=, NULL-terminated */
+static size_t nbacking_dirs;
 
 /* True if name is "auto" or one of the engine's IMAGE_FORMATS. */
 static int
@@ -98,6 +101,39 @@ set_path (char **dst, const char *key, const char *value)
   return *dst ? 0 : -1;
 }
 
+/* backing-dir=DIR, repeatable: made absolute, checked to be a
+ * directory. */
+static int
+add_backing_dir (const char *value)
+{
+  char **v = realloc (backing_dirs, (nbacking_dirs + 2) * sizeof *v);
+  struct stat st;
+
+  if (v == NULL) {
+    nbdkit_error ("backing-dir=%s: %m", value);
+    return -1;
+  }
+  backing_dirs = v;
+  v[nbacking_dirs] = NULL;
+  if (value[0] == '\0') {
+    nbdkit_error ("backing-dir=: empty path");
+    return -1;
+  }
+  if (stat (value, &st) == -1) {
+    nbdkit_error ("backing-dir=%s: %m", value);
+    return -1;
+  }
+  if (!S_ISDIR (st.st_mode)) {
+    nbdkit_error ("backing-dir=%s: not a directory", value);
+    return -1;
+  }
+  v[nbacking_dirs] = nbdkit_absolute_path (value);
+  if (v[nbacking_dirs] == NULL)
+    return -1;
+  v[++nbacking_dirs] = NULL;
+  return 0;
+}
+
 static int
 cowbd_config (const char *key, const char *value)
 {
@@ -114,6 +150,8 @@ cowbd_config (const char *key, const char *value)
     format = strcmp (value, "auto") == 0 ? NULL : value;
     return 0;
   }
+  if (strcmp (key, "backing-dir") == 0)
+    return add_backing_dir (value);
   if (strcmp (key, "cache-size") == 0) {
     if (size_parse (value, &cache_size) == -1) {
       nbdkit_error ("cache-size=%s: not a size (e.g. 64M)", value);
@@ -153,6 +191,7 @@ cowbd_get_ready (void)
 {
   struct exports_config c = {
     .file = file, .dir = dir, .format = format, .cache_size = cache_size,
+    .backing_dirs = (const char *const *) backing_dirs,
   };
 
   image_set_warn (engine_warning);
@@ -171,6 +210,9 @@ cowbd_unload (void)
   exports_close_all ();         /* if cleanup was never reached */
   free (file);
   free (dir);
+  for (size_t i = 0; i < nbacking_dirs; i++)
+    free (backing_dirs[i]);
+  free (backing_dirs);
 }
 
 static void
@@ -186,7 +228,10 @@ cowbd_dump_plugin (void)
   "format=auto|raw|qed|qcow2\n" \
   "                      The image format (default: probe the file;\n" \
   "                      a probed raw image refuses header writes).\n" \
-  "cache-size=SIZE       Metadata cache per image (default: 32M)."
+  "cache-size=SIZE       Metadata cache per image (default: 32M).\n" \
+  "backing-dir=DIR       Backing files must resolve inside DIR (may be\n" \
+  "                      repeated; default: dir= confines its images'\n" \
+  "                      backing files to DIR, file= is trusted)."
 
 /* ---- exports and connections --------------------------------------------- */
 

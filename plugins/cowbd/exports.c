@@ -45,6 +45,7 @@ check_file (const struct exports_config *c)
     .format = c->format,
     .cache_size = c->cache_size,
     .flags = IMAGE_OPEN_READONLY,
+    .backing_dirs = c->backing_dirs,
   };
   struct image *img = image_open (c->file, &o);
 
@@ -78,6 +79,7 @@ exports_init (const struct exports_config *c)
     .cache_size = c->cache_size,
     .rw_fallback = true,
     .debug = registry_debug,
+    .backing_dirs = c->backing_dirs,
   };
 
   if (c->dir ? check_dir (c->dir) == -1 : check_file (c) == -1)
