@@ -312,6 +312,7 @@ struct conn {
   unsigned nreqs;               /* allocated */
   unsigned in_flight;           /* handed out by req_get, not yet put */
   size_t buf_bytes;             /* capacity of all buffers we hold */
+  bool wait_global;             /* paused for --max-inflight (reqpool.c) */
 };
 
 /* Takes ownership of the descriptors and starts the handshake (and its
@@ -363,6 +364,8 @@ void conns_close_all (void);
 /* Frees closed connections now (at exit, when the loop no longer runs). */
 void conns_reap (void);
 unsigned conns_count (void);
+/* The list of connections not yet closed and freed (c->next). */
+struct conn *conns_first (void);
 /* Called by conn.c when a freed connection was the last one. */
 void server_conns_gone (void);
 
@@ -407,6 +410,8 @@ struct req *req_get (struct conn *c, size_t size);
 void req_put (struct req *r);
 /* Frees the pool of a connection being freed. */
 void reqpool_free (struct conn *c);
+/* Bytes charged to --max-inflight now (for tests and metrics). */
+uint64_t reqpool_charged (void);
 /* req_put's news for the connection (conn.c): a request came back. */
 void conn_req_returned (struct conn *c);
 

@@ -13,6 +13,7 @@ SERVER_TESTS = \
 	test-server-limits.sh \
 	test-server-listen.sh \
 	test-server-malformed.sh \
+	test-server-max-inflight.sh \
 	test-server-metrics-prometheus.sh \
 	test-server-metrics-promtool.sh \
 	test-server-log.sh \
@@ -39,6 +40,7 @@ EXTRA_DIST += \
 	test-server-limits.py \
 	nbdraw.py \
 	test-server-malformed.py \
+	test-server-max-inflight.py \
 	test-server-sighup.py \
 	test-server-sigterm.py \
 	test-server-tls-reqd.py \
