@@ -8,6 +8,7 @@ SERVER_TESTS = \
 	test-registry-scale.sh \
 	test-server-aio.sh \
 	test-server-captive.sh \
+	test-server-emfile.sh \
 	test-server-io.sh \
 	test-lock-qemu.sh \
 	test-server-limits.sh \
