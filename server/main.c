@@ -11,6 +11,14 @@
  * requests it has in flight and send their replies (for at most
  * SHUTDOWN_GRACE seconds), stops the workers, then flushes and closes
  * every image so that none is left needing a check.
+ *
+ * Signals that stop the server are blocked from the start until the
+ * loop's watchers are installed, so one that comes while images are
+ * being opened (a repair may take long) stops the server gracefully
+ * once it runs, not by the default action in the middle of a write.
+ * Once shutting down, further ones are ignored (and logged): timeout(1)
+ * sends two, and an impatient user more; the grace timer bounds the
+ * wait for clients, and the images are always closed cleanly.
  */
 #include <config.h>
 
@@ -372,12 +380,30 @@ server_shutdown (int status)
 static void
 signal_cb (struct ev_loop *l, ev_signal *w, int revents)
 {
+  if (shutting_down) {
+    log_notice ("signal %d: already shutting down (ignored: images are "
+                "being closed cleanly)", w->signum);
+    return;
+  }
   log_verbose ("signal %d: shutting down", w->signum);
   /* As qemu-nbd and nbdkit do, a signal is a normal way to stop. */
   server_shutdown (0);
 }
 
 /* ---- main -------------------------------------------------------------- */
+
+/* SIG_BLOCK or SIG_UNBLOCK the signals that stop the server. */
+static void
+mask_stop_signals (int how)
+{
+  sigset_t s;
+
+  sigemptyset (&s);
+  sigaddset (&s, SIGTERM);
+  sigaddset (&s, SIGINT);
+  sigaddset (&s, SIGHUP);
+  sigprocmask (how, &s, NULL);
+}
 
 static int
 start (void)
@@ -403,6 +429,7 @@ start (void)
    * the same graceful way. */
   ev_signal_init (&sig_hup, signal_cb, SIGHUP);
   ev_signal_start (loop, &sig_hup);
+  mask_stop_signals (SIG_UNBLOCK);
   if (workers_start (loop, cfg.threads) == -1 || metrics_start (loop) == -1)
     return -1;
   listen_start (loop);
@@ -428,6 +455,7 @@ main (int argc, char *argv[])
   int i, r;
 
   signal (SIGPIPE, SIG_IGN);
+  mask_stop_signals (SIG_BLOCK);
   parse_options (argc, argv);
   if (log_setup (log_spec) == -1)
     exit (EXIT_FAILURE);
