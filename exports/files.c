@@ -125,7 +125,7 @@ open_image (struct registry *r, const char *path, bool readonly,
 
   if (img == NULL && !readonly && r->cfg.rw_fallback &&
       is_permission_error (image_errno ())) {
-    reg_debug (r, "%s; serving it read-only", image_error ());
+    reg_warn (r, "%s; serving it read-only", image_error ());
     o.flags = IMAGE_OPEN_READONLY;
     img = image_open (path, &o);
   }

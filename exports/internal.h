@@ -99,6 +99,9 @@ struct registry {
 
 void reg_debug (struct registry *r, const char *fmt, ...)
   __attribute__ ((format (printf, 2, 3)));
+/* What the operator must see (cfg.warn, else cfg.debug). */
+void reg_warn (struct registry *r, const char *fmt, ...)
+  __attribute__ ((format (printf, 2, 3)));
 void reg_export_free (struct registry_export *e);
 /* Takes e out of the table (lock held); frees it if no one holds it. */
 void reg_export_unlink (struct registry *r, struct registry_export *e);

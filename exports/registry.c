@@ -35,6 +35,21 @@ reg_debug (struct registry *r, const char *fmt, ...)
 }
 
 void
+reg_warn (struct registry *r, const char *fmt, ...)
+{
+  void (*fn) (const char *) = r->cfg.warn ? r->cfg.warn : r->cfg.debug;
+  char msg[1024];
+  va_list ap;
+
+  if (fn == NULL)
+    return;
+  va_start (ap, fmt);
+  vsnprintf (msg, sizeof msg, fmt, ap);
+  va_end (ap);
+  fn (msg);
+}
+
+void
 reg_export_free (struct registry_export *e)
 {
   if (e == NULL)

@@ -75,6 +75,10 @@ struct registry_config {
    * user named it).  Must outlive the registry. */
   const char *const *backing_dirs;
   void (*debug) (const char *msg); /* what happens, for -v; may be NULL */
+  /* What the operator must see at the default log level (an export
+   * served read-only because its file cannot be opened for writing, and
+   * why); NULL: debug. */
+  void (*warn) (const char *msg);
 };
 #define REGISTRY_IDLE_MS 2000
 

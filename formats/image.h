@@ -42,6 +42,14 @@ int image_errno (void);
 typedef void (*image_warn_fn) (const char *msg);
 void image_set_warn (image_warn_fn fn);
 
+/* Alerts: events an operator must see at a program's default log level,
+ * not only in its debug output: an image repaired at open (and what was
+ * repaired), an image marked corrupt or refusing writes, a write refused
+ * because it would land on metadata.  They go to fn, else where warnings
+ * go.  (The plugin logs warnings as debug messages and alerts as
+ * errors, nbdkit having no level between.) */
+void image_set_alert (image_warn_fn fn);
+
 /* ---- open and close ------------------------------------------------ */
 
 /* Flags of image_open. */

@@ -398,6 +398,9 @@ int probe_check_backing (struct image *img, unsigned flags,
 /* Gives a warning through the front end's image_set_warn function. */
 void engine_warn (const char *fmt, ...)
   __attribute__ ((format (printf, 1, 2)));
+/* The same for an alert (image_set_alert): what the operator must see. */
+void engine_alert (const char *fmt, ...)
+  __attribute__ ((format (printf, 1, 2)));
 
 /* Default metadata cache size in bytes. */
 #define IMAGE_DEFAULT_CACHE_SIZE (32ULL << 20)

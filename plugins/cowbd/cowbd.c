@@ -186,6 +186,14 @@ engine_warning (const char *msg)
   nbdkit_debug ("warning: %s", msg);
 }
 
+/* The engine's alerts (a repair at open, an image marked corrupt) must
+ * be seen without -v: nbdkit has no level between debug and error. */
+static void
+engine_alert (const char *msg)
+{
+  nbdkit_error ("warning: %s", msg);
+}
+
 static int
 cowbd_get_ready (void)
 {
@@ -195,6 +203,7 @@ cowbd_get_ready (void)
   };
 
   image_set_warn (engine_warning);
+  image_set_alert (engine_alert);
   return exports_init (&c);
 }
 

@@ -35,6 +35,13 @@ registry_debug (const char *msg)
   nbdkit_debug ("%s", msg);
 }
 
+/* nbdkit has no level between debug and error. */
+static void
+registry_warn (const char *msg)
+{
+  nbdkit_error ("warning: %s", msg);
+}
+
 /* file= mode: refuse a bad image (or one another process writes: this
  * open takes the locks of a reader) now, while nbdkit can still exit with
  * the message; the serving open comes with the first connection. */
@@ -79,6 +86,7 @@ exports_init (const struct exports_config *c)
     .cache_size = c->cache_size,
     .rw_fallback = true,
     .debug = registry_debug,
+    .warn = registry_warn,
     .backing_dirs = c->backing_dirs,
   };
 
