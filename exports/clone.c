@@ -245,7 +245,9 @@ clone_add (struct registry *r, const char *name, const char *dir,
     return -1;
   ret = exists ? 0 : overlay_make (dir, file, format, b);
   if (ret == 0) {
-    struct registry_add_opts o = { .format = format };
+    /* Clones on demand and those found in the folder are confined to
+     * it and the bases' folders; clone-create names its base itself. */
+    struct registry_add_opts o = { .format = format, .trusted = must_be_new };
     ret = reg_add (r, name, path, &o, true);
     if (ret == -1 && image_errno () == EEXIST && !must_be_new)
       ret = 0;
@@ -302,6 +304,17 @@ base_clear (struct clone_base *b)
   free (b->format);
 }
 
+static void
+confine_free (struct registry *r)
+{
+  size_t i;
+
+  for (i = 0; r->clone_confine && r->clone_confine[i]; i++)
+    free (r->clone_confine[i]);
+  free (r->clone_confine);
+  r->clone_confine = NULL;
+}
+
 void
 clone_free_all (struct registry *r)
 {
@@ -311,9 +324,43 @@ clone_free_all (struct registry *r)
     base_clear (&r->bases[i]);
   free (r->bases);
   free (r->clone_dir);
+  confine_free (r);
   r->bases = NULL;
   r->clone_dir = NULL;
   r->nbases = 0;
+}
+
+/* r->clone_confine anew from the clone directory and the bases (set up
+ * before serving). */
+static int
+confine_rebuild (struct registry *r)
+{
+  size_t i, n = 0;
+  char **v = calloc (r->nbases + 2, sizeof *v);
+
+  if (v == NULL)
+    goto oom;
+  if (r->clone_dir && (v[n++] = strdup (r->clone_dir)) == NULL)
+    goto oom;
+  for (i = 0; i < r->nbases; i++) {
+    char *slash;
+    if ((v[n] = strdup (r->bases[i].path)) == NULL)
+      goto oom;
+    slash = strrchr (v[n], '/');
+    if (slash)
+      slash[slash == v[n]] = '\0';       /* "/x" keeps "/" */
+    n++;
+  }
+  confine_free (r);
+  r->clone_confine = v;
+  return 0;
+
+ oom:
+  for (i = 0; v && v[i]; i++)
+    free (v[i]);
+  free (v);
+  image_set_error (ENOMEM, "out of memory");
+  return -1;
 }
 
 /* Reads base's header into b (path made absolute). */
@@ -375,7 +422,7 @@ registry_clone_base (struct registry *r, const char *tmpl, const char *base)
   }
   r->bases = v;
   r->bases[r->nbases++] = b;
-  return 0;
+  return confine_rebuild (r);
 }
 
 /* Removes the temporaries a crash left in dir. */
@@ -484,6 +531,8 @@ registry_clone_dir (struct registry *r, const char *dir)
     image_set_error (ENOTDIR, "clone folder %s: not a directory", dir);
     return -1;
   }
+  if (confine_rebuild (r) == -1)
+    return -1;
   if (remove_temporaries (r, r->clone_dir) == -1 ||
       adopt_overlays (r, r->clone_dir, NULL) == -1)
     return -1;

@@ -112,19 +112,20 @@ is_permission_error (int e)
  * with rw_fallback, read-only when the file cannot be written. */
 static struct image *
 open_image (struct registry *r, const char *path, bool readonly,
-            const char *format)
+            const char *format, const char *const *backing_dirs)
 {
   struct image_open_opts o = {
     .format = format,
     .cache_size = r->cfg.cache_size,
     .flags = readonly ? IMAGE_OPEN_READONLY : 0,
     .backing_cache = &r->cache,
+    .backing_dirs = backing_dirs,
   };
   struct image *img = image_open (path, &o);
 
   if (img == NULL && !readonly && r->cfg.rw_fallback &&
       is_permission_error (image_errno ())) {
-    reg_debug (r, "%s; serving it read-only", image_error ());
+    reg_warn (r, "%s; serving it read-only", image_error ());
     o.flags = IMAGE_OPEN_READONLY;
     img = image_open (path, &o);
   }
@@ -132,11 +133,14 @@ open_image (struct registry *r, const char *path, bool readonly,
 }
 
 /* Takes a reference to f (lock held), refusing to hand a writable
- * image to an overlay. */
+ * image to an overlay, or one whose chain lies outside backing_dirs
+ * (an open under another policy made it). */
 static struct reg_file *
 take (struct registry *r, struct reg_file *f, const char *path,
-      bool as_backing)
+      bool as_backing, const char *const *backing_dirs)
 {
+  if (image_check_confined (f->img, backing_dirs) == -1)
+    return NULL;
   if (as_backing && !image_is_readonly (f->img)) {
     image_set_error (EBUSY, "%s: image is in use (served writable by this "
                      "process)", path);
@@ -162,7 +166,8 @@ find_settled (struct registry *r, const struct file_id *id)
 /* Opens path as a new entry (open_lock held, lock not held). */
 static struct reg_file *
 open_file (struct registry *r, const char *path, const struct file_id *id,
-           bool readonly, const char *format, bool as_backing)
+           bool readonly, const char *format, bool as_backing,
+           const char *const *backing_dirs)
 {
   struct reg_file *f = calloc (1, sizeof *f);
 
@@ -174,7 +179,7 @@ open_file (struct registry *r, const char *path, const struct file_id *id,
     free (f);
     return NULL;
   }
-  f->img = open_image (r, path, readonly, format);
+  f->img = open_image (r, path, readonly, format, backing_dirs);
   nopening--;
   if (f->img == NULL) {
     free (f);
@@ -194,7 +199,8 @@ open_file (struct registry *r, const char *path, const struct file_id *id,
 
 struct reg_file *
 files_acquire (struct registry *r, const char *path, bool readonly,
-               const char *format, bool as_backing)
+               const char *format, bool as_backing,
+               const char *const *backing_dirs)
 {
   struct file_id id;
   struct reg_file *f;
@@ -209,7 +215,7 @@ files_acquire (struct registry *r, const char *path, bool readonly,
   pthread_mutex_lock (&r->lock);
   f = find_settled (r, &id);
   if (f) {
-    f = take (r, f, path, as_backing);
+    f = take (r, f, path, as_backing, backing_dirs);
     pthread_mutex_unlock (&r->lock);
     return f;
   }
@@ -222,7 +228,7 @@ files_acquire (struct registry *r, const char *path, bool readonly,
   }
   pthread_mutex_unlock (&r->lock);
   return open_file (r, path, &id, readonly || as_backing, format,
-                    as_backing);
+                    as_backing, backing_dirs);
 }
 
 /* ---- closing --------------------------------------------------------------- */
@@ -339,7 +345,8 @@ files_cache_get (void *opaque, const char *path,
                  const struct image_open_opts *opts)
 {
   struct registry *r = opaque;
-  struct reg_file *f = files_acquire (r, path, true, opts->format, true);
+  struct reg_file *f = files_acquire (r, path, true, opts->format, true,
+                                      opts->backing_dirs);
 
   return f ? f->img : NULL;
 }

@@ -54,6 +54,7 @@ struct registry_export {
   bool clone;                   /* an overlay of clone.c (not a default) */
   char *format;                 /* its own format, NULL: cfg.format */
   bool force_ro;                /* added read-only (registry_add_with) */
+  bool trusted;                 /* a clone of a base the operator named */
   /* From the header (scan.c). */
   struct file_id id;
   bool has_backing;
@@ -92,11 +93,16 @@ struct registry {
   size_t ndir, cap_dir;
   char *dir;
   int64_t dir_mtime_ns;         /* lock: as of the last scan */
+  const char *dir_only[2];      /* { dir, NULL }: the directory's exports'
+                                   default confinement */
 
   /* Clones on demand (clone.c): set up before serving, then fixed. */
   struct clone_base *bases;
   size_t nbases;
   char *clone_dir;
+  char **clone_confine;         /* { clone_dir, each base's directory,
+                                   NULL }: where a clone's backing files
+                                   may be (reg_backing_dirs) */
   size_t pending_clones;        /* lock: being created, counted in the cap */
 
   struct reg_file *files;       /* lock */
@@ -120,6 +126,9 @@ struct clone_base {
 
 void reg_debug (struct registry *r, const char *fmt, ...)
   __attribute__ ((format (printf, 2, 3)));
+/* What the operator must see (cfg.warn, else cfg.debug). */
+void reg_warn (struct registry *r, const char *fmt, ...)
+  __attribute__ ((format (printf, 2, 3)));
 void reg_export_free (struct registry_export *e);
 /* Takes e out of the table (lock held); frees it if no one holds it. */
 void reg_export_unlink (struct registry *r, struct registry_export *e);
@@ -140,6 +149,9 @@ bool reg_known (struct registry *r, const char *name, size_t len);
 int clone_ensure (struct registry *r, const char *name, size_t len);
 bool clone_is_base (struct registry *r, const struct file_id *id);
 void clone_free_all (struct registry *r);
+/* Where e's backing files may come from (image.h, backing_dirs). */
+const char *const *reg_backing_dirs (const struct registry *r,
+                                     const struct registry_export *e);
 
 /* ---- scan.c -------------------------------------------------------------- */
 
@@ -161,11 +173,13 @@ struct registry_export *scan_dir_lookup (struct registry *r,
 /* ---- files.c -------------------------------------------------------------- */
 
 /* The open file at path, opened if needed (read-only if readonly, or
- * if it is a known backing file).  Called with open_lock held and
- * lock not held.  NULL after image_set_error. */
+ * if it is a known backing file), its chain confined to backing_dirs
+ * (NULL: trusted).  Called with open_lock held and lock not held.  NULL
+ * after image_set_error. */
 struct reg_file *files_acquire (struct registry *r, const char *path,
                                 bool readonly, const char *format,
-                                bool as_backing);
+                                bool as_backing,
+                                const char *const *backing_dirs);
 /* Drops a reference (lock held). */
 void files_release (struct registry *r, struct reg_file *f,
                     bool as_backing);

@@ -35,6 +35,21 @@ reg_debug (struct registry *r, const char *fmt, ...)
 }
 
 void
+reg_warn (struct registry *r, const char *fmt, ...)
+{
+  void (*fn) (const char *) = r->cfg.warn ? r->cfg.warn : r->cfg.debug;
+  char msg[1024];
+  va_list ap;
+
+  if (fn == NULL)
+    return;
+  va_start (ap, fmt);
+  vsnprintf (msg, sizeof msg, fmt, ap);
+  va_end (ap);
+  fn (msg);
+}
+
+void
 reg_export_free (struct registry_export *e)
 {
   if (e == NULL)
@@ -122,6 +137,16 @@ registry_new (const struct registry_config *cfg)
   r->cache.put = files_cache_put;
   r->cache.opaque = r;
   return r;
+}
+
+const char *const *
+reg_backing_dirs (const struct registry *r, const struct registry_export *e)
+{
+  if (r->cfg.backing_dirs)
+    return r->cfg.backing_dirs;
+  if (e->clone && !e->trusted)
+    return (const char *const *) r->clone_confine;
+  return e->from_dir ? r->dir_only : NULL;
 }
 
 int
@@ -214,6 +239,7 @@ export_new (struct registry *r, const char *name, const char *path,
   e->reg = r;
   e->clone = clone;
   e->force_ro = o && o->readonly;
+  e->trusted = o && o->trusted;
   return e;
 }
 
@@ -284,6 +310,7 @@ registry_set_dir (struct registry *r, const char *dir)
 
   free (r->dir);
   r->dir = strdup (dir);
+  r->dir_only[0] = r->dir;
   if (r->dir == NULL) {
     image_set_error (ENOMEM, "out of memory");
     return -1;
@@ -478,7 +505,8 @@ export_open (struct registry *r, struct registry_export *e, bool readonly)
   if (f)
     return 0;
   f = files_acquire (r, e->path, readonly || r->cfg.readonly || e->force_ro,
-                     e->format ? e->format : r->cfg.format, false);
+                     e->format ? e->format : r->cfg.format, false,
+                     reg_backing_dirs (r, e));
   if (f == NULL)
     return -1;
   pthread_mutex_lock (&r->lock);

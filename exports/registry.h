@@ -68,7 +68,18 @@ struct registry_config {
   bool describe_readonly;
   unsigned idle_ms;             /* close after idle; 0: REGISTRY_IDLE_MS */
   size_t max_exports;           /* cap on registry_add and clones; 0: none */
+  /* Backing file confinement (image.h, backing_dirs): a NULL-terminated
+   * list of directories inside which every backing file of every export
+   * must resolve, else the export is refused (a directory's is not
+   * listed).  NULL: an export of the directory (registry_set_dir) is
+   * confined to the directory; one registry_add made is trusted (the
+   * user named it).  Must outlive the registry. */
+  const char *const *backing_dirs;
   void (*debug) (const char *msg); /* what happens, for -v; may be NULL */
+  /* What the operator must see at the default log level (an export
+   * served read-only because its file cannot be opened for writing, and
+   * why); NULL: debug. */
+  void (*warn) (const char *msg);
 };
 #define REGISTRY_IDLE_MS 2000
 
@@ -93,6 +104,9 @@ int registry_add (struct registry *r, const char *name, const char *path);
 struct registry_add_opts {
   const char *format;
   bool readonly;
+  /* A clone whose base the operator named (the control socket's
+   * clone-create): not confined like clones made on demand. */
+  bool trusted;
 };
 int registry_add_with (struct registry *r, const char *name,
                        const char *path, const struct registry_add_opts *o);

@@ -159,6 +159,14 @@ backing_identity (struct registry_export *e, const struct image_info *info)
   }
 }
 
+/* Where a directory's entries may lead (a symbolic link out of it):
+ * the directory, or the backing directories the user allowed. */
+static const char *const *
+dir_or_policy (struct registry *r)
+{
+  return r->cfg.backing_dirs ? r->cfg.backing_dirs : r->dir_only;
+}
+
 int
 scan_peek (struct registry *r, struct registry_export *e)
 {
@@ -166,6 +174,7 @@ scan_peek (struct registry *r, struct registry_export *e)
     .format = e->format ? e->format : r->cfg.format,
     .flags = IMAGE_OPEN_READONLY | IMAGE_OPEN_NO_BACKING |
              IMAGE_OPEN_FORCE_SHARE,
+    .backing_dirs = reg_backing_dirs (r, e),
   };
   struct image_info info;
   struct image *img;
@@ -176,6 +185,9 @@ scan_peek (struct registry *r, struct registry_export *e)
     return -1;
   }
   set_signature (e, &st);
+  if (e->from_dir && image_check_path_confined (e->path, dir_or_policy (r))
+      == -1)
+    return -1;
   img = image_open (e->path, &o);
   if (img == NULL)
     return -1;

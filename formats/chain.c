@@ -72,14 +72,63 @@ probe_fd (int fd)
   return chain_probe_buf (buf, (size_t) n);
 }
 
+/* What a host file that is neither a regular file nor a block device
+ * is, for the refusal; NULL if it is one of those (or cannot be
+ * stat'ed: the open's own error then says why). */
+static const char *
+bad_file_type (const char *filename)
+{
+  struct stat st;
+
+  if (stat (filename, &st) == -1 || S_ISREG (st.st_mode) ||
+      S_ISBLK (st.st_mode))
+    return NULL;
+  if (S_ISDIR (st.st_mode))
+    return "a directory, not a regular file or block device";
+  if (S_ISFIFO (st.st_mode))
+    return "a FIFO, not a regular file or block device";
+  if (S_ISSOCK (st.st_mode))
+    return "a socket, not a regular file or block device";
+  if (S_ISCHR (st.st_mode))
+    return "a character device, not a regular file or block device";
+  return "not a regular file or block device";
+}
+
+/* Opens a host file of an image.  Only regular files and block devices
+ * are images: open(2) of a FIFO would block until a writer came (an
+ * image naming a FIFO as its backing file would hang whoever opens it),
+ * so the open does not block and the type is checked before any read.
+ * -1 with errno set and *why the reason (a type, or strerror). */
+static int
+host_open (const char *filename, int flags, const char **why)
+{
+  int fd = open (filename, flags | O_NONBLOCK), fl;
+  struct stat st;
+
+  *why = NULL;
+  if (fd >= 0 && fstat (fd, &st) == 0 &&
+      (S_ISREG (st.st_mode) || S_ISBLK (st.st_mode)) &&
+      (fl = fcntl (fd, F_GETFL)) != -1 &&
+      fcntl (fd, F_SETFL, fl & ~O_NONBLOCK) != -1)
+    return fd;
+  if (fd >= 0)
+    close (fd);
+  if ((*why = bad_file_type (filename)) != NULL)
+    errno = EINVAL;
+  else
+    *why = strerror (errno ? errno : EIO);
+  return -1;
+}
+
 const char *
 image_probe (const char *filename)
 {
-  CLEANUP_CLOSE int fd = open (filename, O_RDONLY | O_CLOEXEC);
+  const char *why;
+  CLEANUP_CLOSE int fd = host_open (filename, O_RDONLY | O_CLOEXEC, &why);
   const struct driver *drv;
 
   if (fd == -1)
-    return error_set (errno, "%s: %s", filename, strerror (errno)), NULL;
+    return error_set (errno, "%s: %s", filename, why), NULL;
   drv = probe_fd (fd);
   if (drv == NULL)
     return error_set (errno, "%s: reading the header: %s", filename,
@@ -172,6 +221,8 @@ get_shared_backing (struct image *img, const struct image_open_opts *bopts)
   }
   img->backing = b;
   img->backing_cache = bc;      /* chain_close gives it back */
+  if (image_check_confined (b, bopts->backing_dirs) == -1)
+    return -1;
   if (!b->readonly)
     return error_file (img, EBUSY, "backing file %s: image is in use "
                        "(open for writing in this process)", b->filename);
@@ -193,7 +244,9 @@ open_backing (struct image *img, const struct image_open_opts *opts,
     return 0;
   img->full_backing_filename =
     image_resolve_backing (img->filename, img->backing_filename);
-  if (img->full_backing_filename == NULL)
+  if (img->full_backing_filename == NULL ||
+      confine_check (img->filename, img->backing_filename,
+                     img->full_backing_filename, opts->backing_dirs) == -1)
     return -1;
   if (opts->flags & IMAGE_OPEN_NO_BACKING)
     return 0;
@@ -233,6 +286,7 @@ chain_open (const char *filename, const struct image_open_opts *opts,
             unsigned depth, struct chain_seen *seen, const char *referrer)
 {
   struct image *img;
+  const char *why;
   int flags;
 
   img = calloc (1, sizeof *img);
@@ -251,13 +305,12 @@ chain_open (const char *filename, const struct image_open_opts *opts,
   }
 
   flags = (img->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC;
-  img->fd = open (filename, flags);
+  img->fd = host_open (filename, flags, &why);
   if (img->fd == -1) {
     if (referrer)
-      error_set (errno, "%s: backing file %s: %s", referrer, filename,
-                 strerror (errno));
+      error_set (errno, "%s: backing file %s: %s", referrer, filename, why);
     else
-      error_set (errno, "%s: %s", filename, strerror (errno));
+      error_set (errno, "%s: %s", filename, why);
     goto err;
   }
   if (lock_image (img, opts->flags) == -1) {

@@ -128,9 +128,12 @@ cow_repair_at_open (struct cow *c)
                        "automatic repair failed (%" PRIu64 " corruptions, %"
                        PRIu64 " errors left): run cowbd-img check -r all",
                        r.corruptions, r.check_errors);
-  engine_warn ("%s: was not closed cleanly: repaired at open (%" PRIu64
-              " leaks and %" PRIu64 " corruptions fixed)",
-              img->filename, r.leaks_fixed, r.corruptions_fixed);
+  engine_alert ("%s: was not closed cleanly (%s): repaired at open: %"
+                PRIu64 " leaked cluster(s) freed, %" PRIu64 " corrupt "
+                "entr%s fixed", img->filename,
+                img->drv == &qed_driver ? "QED NEED_CHECK set"
+                : "qcow2 dirty bit set", r.leaks_fixed, r.corruptions_fixed,
+                r.corruptions_fixed == 1 ? "y" : "ies");
   return 0;
 }
 

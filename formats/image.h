@@ -42,6 +42,14 @@ int image_errno (void);
 typedef void (*image_warn_fn) (const char *msg);
 void image_set_warn (image_warn_fn fn);
 
+/* Alerts: events an operator must see at a program's default log level,
+ * not only in its debug output: an image repaired at open (and what was
+ * repaired), an image marked corrupt or refusing writes, a write refused
+ * because it would land on metadata.  They go to fn, else where warnings
+ * go.  (The plugin logs warnings as debug messages and alerts as
+ * errors, nbdkit having no level between.) */
+void image_set_alert (image_warn_fn fn);
+
 /* ---- open and close ------------------------------------------------ */
 
 /* Flags of image_open. */
@@ -82,7 +90,25 @@ struct image_open_opts {
   /* NULL: every image opens its own backing chain.  Else read-only
    * backing images come from this cache (see below). */
   const struct image_backing_cache *backing_cache;
+  /* Backing file confinement (see confine.c): NULL trusts every backing
+   * file.  Else a NULL-terminated list of directories: each backing file
+   * of the chain must resolve (after symbolic links) inside one of
+   * them, else the open fails with EINVAL and a line naming the image
+   * and the path it asked for.  Checked even with IMAGE_OPEN_NO_BACKING
+   * (a header peek refuses what a full open would).  The list must
+   * outlive the open. */
+  const char *const *backing_dirs;
 };
+
+/* The same check on an open image's chain (an image a backing cache
+ * hands out may have been opened under another policy): -1 after
+ * image_set_error if some backing file lies outside dirs; 0 if dirs is
+ * NULL. */
+int image_check_confined (struct image *img, const char *const *dirs);
+/* 0 if dirs is NULL or path resolves inside one of them (a served
+ * directory's entry that is a symbolic link out of it); else -1 after
+ * image_set_error. */
+int image_check_path_confined (const char *path, const char *const *dirs);
 
 /* Shared backing images.  A program serving many overlays of one base
  * (the export registry) wants the base opened once: one descriptor, one

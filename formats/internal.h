@@ -198,6 +198,13 @@ inflight_remove (struct inflight **list, struct inflight *a)
   *list = a->next;
 }
 
+/* ---- backing file confinement (confine.c) ------------------------------- */
+
+/* 0 if dirs is NULL or path (image's backing file, named asked in its
+ * header) resolves inside one of dirs; else -1 after error_set. */
+int confine_check (const char *image, const char *asked, const char *path,
+                   const char *const *dirs);
+
 /* ---- errors (errors.c) ------------------------------------------------- */
 
 /* Records errnum and a printf-style message for image_error(); returns -1
@@ -409,6 +416,9 @@ int probe_check_backing (struct image *img, unsigned flags,
 
 /* Gives a warning through the front end's image_set_warn function. */
 void engine_warn (const char *fmt, ...)
+  __attribute__ ((format (printf, 1, 2)));
+/* The same for an alert (image_set_alert): what the operator must see. */
+void engine_alert (const char *fmt, ...)
   __attribute__ ((format (printf, 1, 2)));
 
 /* Default metadata cache size in bytes. */

@@ -70,6 +70,7 @@ struct probe_guard {
 /* ---- warnings --------------------------------------------------------- */
 
 static image_warn_fn warn_fn;   /* NULL: stderr */
+static image_warn_fn alert_fn;  /* NULL: as warnings */
 
 void
 image_set_warn (image_warn_fn fn)
@@ -78,19 +79,42 @@ image_set_warn (image_warn_fn fn)
 }
 
 void
-engine_warn (const char *fmt, ...)
+image_set_alert (image_warn_fn fn)
+{
+  alert_fn = fn;
+}
+
+static void
+emit (image_warn_fn fn, const char *fmt, va_list ap)
 {
   char msg[1024];
-  va_list ap;
 
-  va_start (ap, fmt);
   vsnprintf (msg, sizeof msg, fmt, ap);
-  va_end (ap);
-  if (warn_fn)
-    warn_fn (msg);
+  if (fn)
+    fn (msg);
   else
     fprintf (stderr, "%s: warning: %s\n", program_invocation_short_name,
              msg);
+}
+
+void
+engine_warn (const char *fmt, ...)
+{
+  va_list ap;
+
+  va_start (ap, fmt);
+  emit (warn_fn, fmt, ap);
+  va_end (ap);
+}
+
+void
+engine_alert (const char *fmt, ...)
+{
+  va_list ap;
+
+  va_start (ap, fmt);
+  emit (alert_fn ? alert_fn : warn_fn, fmt, ap);
+  va_end (ap);
 }
 
 /* ---- rule 1: the guard of a probed raw image ---------------------------- */

@@ -800,6 +800,12 @@ conns_close_all (void)
   }
 }
 
+struct conn *
+conns_first (void)
+{
+  return conns;
+}
+
 unsigned
 conns_count (void)
 {

@@ -222,6 +222,7 @@ report_open_error (const char *path)
 {
   struct image_open_opts ro = {
     .format = cfg.format, .flags = IMAGE_OPEN_READONLY,
+    .backing_dirs = cfg.backing_dirs,
   };
   char *rw_error;
   int err = image_errno ();
@@ -283,6 +284,7 @@ build (bool with_dir)
     .describe_readonly = true,
     .debug = debug,
     .max_exports = max_exports,
+    .backing_dirs = cfg.backing_dirs,
   };
   struct registry *r = registry_new (&rc);
   size_t i;

@@ -70,7 +70,12 @@ struct config {
   /* Limits on clients (conn.c) */
   unsigned handshake_limit;     /* --handshake-limit seconds, 0: none */
   unsigned max_connections;     /* --max-connections, 0: unlimited */
+  uint64_t max_inflight;        /* --max-inflight bytes, all connections */
+  /* --backing-dir (repeatable), NULL-terminated; NULL if none given:
+   * see registry_config.backing_dirs */
+  const char **backing_dirs;
 };
+#define DEFAULT_MAX_INFLIGHT (256u << 20)
 #define DEFAULT_HANDSHAKE_LIMIT 10  /* as qemu-nbd since 9.1 */
 #define DEFAULT_MAX_CONNECTIONS 1000
 extern struct config cfg;
@@ -327,6 +332,7 @@ struct conn {
   unsigned nreqs;               /* allocated */
   unsigned in_flight;           /* handed out by req_get, not yet put */
   size_t buf_bytes;             /* capacity of all buffers we hold */
+  bool wait_global;             /* paused for --max-inflight (reqpool.c) */
 };
 
 /* Takes ownership of the descriptors and starts the handshake (and its
@@ -380,6 +386,8 @@ void conns_drain_removed (void);
 /* Frees closed connections now (at exit, when the loop no longer runs). */
 void conns_reap (void);
 unsigned conns_count (void);
+/* The list of connections not yet closed and freed (c->next). */
+struct conn *conns_first (void);
 /* Called by conn.c when a freed connection was the last one. */
 void server_conns_gone (void);
 
@@ -424,6 +432,8 @@ struct req *req_get (struct conn *c, size_t size);
 void req_put (struct req *r);
 /* Frees the pool of a connection being freed. */
 void reqpool_free (struct conn *c);
+/* Bytes charged to --max-inflight now (for tests and metrics). */
+uint64_t reqpool_charged (void);
 /* req_put's news for the connection (conn.c): a request came back. */
 void conn_req_returned (struct conn *c);
 

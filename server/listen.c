@@ -17,6 +17,14 @@
  * read back from the sockets, so that -p 0 and socket activation give
  * the real one.  Every listening socket is non-blocking; accept runs on
  * the loop and each accepted socket becomes a struct conn.
+ *
+ * Out of descriptors (EMFILE, ENFILE) or memory (ENOBUFS, ENOMEM),
+ * accept fails while the connection stays queued, so the socket stays
+ * readable and a level-triggered loop would call accept again at once,
+ * forever: every listener is stopped for ACCEPT_BACKOFF seconds instead,
+ * and the failure is logged once per ACCEPT_LOG_INTERVAL with a count.
+ * Clients wait in the listen queue meanwhile and are taken as
+ * descriptors come free.
  */
 #include <config.h>
 
@@ -37,6 +45,8 @@
 
 #define MAX_LISTENERS 16
 #define ACCEPTS_PER_EVENT 64
+#define ACCEPT_BACKOFF 0.1
+#define ACCEPT_LOG_INTERVAL 10.
 /* -p 0 on several addresses: tries to find a port free on all of them. */
 #define PORT0_TRIES 10
 
@@ -444,6 +454,58 @@ peer_name (const struct sockaddr_storage *ss, char *buf, size_t len)
             host, serv);
 }
 
+static ev_timer backoff_timer;
+
+static void
+backoff_cb (struct ev_loop *loop, ev_timer *w, int revents)
+{
+  size_t i;
+
+  for (i = 0; i < nlisteners; i++)
+    ev_io_start (loop, &listeners[i].w);
+}
+
+/* Logs an accept failure at most once per interval. */
+static void
+log_accept_failure (struct ev_loop *loop, int err)
+{
+  static ev_tstamp last;
+  static unsigned long unreported;
+
+  if (last && ev_now (loop) - last < ACCEPT_LOG_INTERVAL) {
+    unreported++;
+    return;
+  }
+  if (unreported)
+    log_error ("accept: %s: not accepting for %g s (%lu more times in the "
+               "last %.0f s)", strerror (err), ACCEPT_BACKOFF, unreported,
+               ev_now (loop) - last);
+  else
+    log_error ("accept: %s: not accepting for %g s", strerror (err),
+               ACCEPT_BACKOFF);
+  last = ev_now (loop);
+  unreported = 0;
+}
+
+/* Stops every listener for a while (see above). */
+static void
+accept_backoff (struct ev_loop *loop, int err)
+{
+  size_t i;
+
+  log_accept_failure (loop, err);
+  for (i = 0; i < nlisteners; i++)
+    ev_io_stop (loop, &listeners[i].w);
+  ev_timer_init (&backoff_timer, backoff_cb, ACCEPT_BACKOFF, 0.);
+  ev_timer_start (loop, &backoff_timer);
+}
+
+static bool
+is_resource_error (int err)
+{
+  return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
+}
+
 static void
 accept_cb (struct ev_loop *loop, ev_io *w, int revents)
 {
@@ -459,8 +521,10 @@ accept_cb (struct ev_loop *loop, ev_io *w, int revents)
     fd = accept4 (l->fd, (struct sockaddr *) &ss, &len,
                   SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd == -1) {
-      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
-          errno != ECONNABORTED)
+      if (is_resource_error (errno))
+        accept_backoff (loop, errno);
+      else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
+               errno != ECONNABORTED)
         log_error ("accept: %m");
       return;
     }
@@ -488,6 +552,8 @@ listen_stop (struct ev_loop *loop)
 {
   size_t i;
 
+  if (loop)
+    ev_timer_stop (loop, &backoff_timer);
   for (i = 0; i < nlisteners; i++) {
     if (loop)
       ev_io_stop (loop, &listeners[i].w);

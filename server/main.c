@@ -11,6 +11,14 @@
  * requests it has in flight and send their replies (for at most
  * SHUTDOWN_GRACE seconds), stops the workers, then flushes and closes
  * every image so that none is left needing a check.
+ *
+ * Signals that stop the server are blocked from the start until the
+ * loop's watchers are installed, so one that comes while images are
+ * being opened (a repair may take long) stops the server gracefully
+ * once it runs, not by the default action in the middle of a write.
+ * Once shutting down, further ones are ignored (and logged): timeout(1)
+ * sends two, and an impatient user more; the grace timer bounds the
+ * wait for clients, and the images are always closed cleanly.
  */
 #include <config.h>
 
@@ -21,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -33,6 +42,7 @@ struct config cfg = {
   .threads = 16,
   .handshake_limit = DEFAULT_HANDSHAKE_LIMIT,
   .max_connections = DEFAULT_MAX_CONNECTIONS,
+  .max_inflight = DEFAULT_MAX_INFLIGHT,
 };
 
 static const char *pidfile;
@@ -93,6 +103,12 @@ usage (FILE *f)
 "      --clone-dir=DIR    where overlays made on demand or by\n"
 "                         clone-create live (DIR/NAME.qcow2)\n"
 "      --max-exports=N    cap on exports, clones included (0: none)\n"
+"      --max-inflight=SIZE  bytes of request buffers all clients together\n"
+"                         may hold before the server stops reading\n"
+"                         requests (default 256M)\n"
+"      --backing-dir=DIR  backing files must resolve inside DIR (may be\n"
+"                         repeated; default: dir= confines its images to\n"
+"                         DIR, images named here are trusted)\n"
 "  -h, --help             show this help\n"
 "  -V, --version          show the version\n"
 "\n"
@@ -103,7 +119,8 @@ usage (FILE *f)
 enum { OPT_RUN = 256, OPT_CACHE_SIZE, OPT_FORK, OPT_TLS, OPT_TLS_CERTS,
        OPT_TLS_PSK, OPT_TLS_VERIFY, OPT_TLS_PRIORITY,
        OPT_HANDSHAKE_LIMIT, OPT_MAX_CONNECTIONS, OPT_METRICS, OPT_LOG,
-       OPT_CONTROL, OPT_CLONE_FROM, OPT_CLONE_DIR, OPT_MAX_EXPORTS };
+       OPT_CONTROL, OPT_CLONE_FROM, OPT_CLONE_DIR, OPT_MAX_EXPORTS,
+       OPT_MAX_INFLIGHT, OPT_BACKING_DIR };
 
 static const struct option long_options[] = {
   { "port", required_argument, NULL, 'p' },
@@ -128,6 +145,8 @@ static const struct option long_options[] = {
   { "tls-priority", required_argument, NULL, OPT_TLS_PRIORITY },
   { "handshake-limit", required_argument, NULL, OPT_HANDSHAKE_LIMIT },
   { "max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS },
+  { "max-inflight", required_argument, NULL, OPT_MAX_INFLIGHT },
+  { "backing-dir", required_argument, NULL, OPT_BACKING_DIR },
   { "metrics", required_argument, NULL, OPT_METRICS },
   { "log", required_argument, NULL, OPT_LOG },
   { "control", required_argument, NULL, OPT_CONTROL },
@@ -204,6 +223,37 @@ parse_tls (const char *s)
     bad_usage ("--tls=%s: expected off, on or require", s);
 }
 
+/* --max-inflight: at least one request of the largest size, so that a
+ * client sending one is always served in the end. */
+static void
+parse_max_inflight (const char *s)
+{
+  if (size_parse (s, &cfg.max_inflight) == -1 ||
+      cfg.max_inflight < MAX_PAYLOAD)
+    bad_usage ("--max-inflight=%s: expected a size of at least 32M", s);
+}
+
+/* --backing-dir, repeatable: appended to the NULL-terminated list. */
+static void
+add_backing_dir (const char *dir)
+{
+  static size_t n;
+  struct stat st;
+  const char **v = realloc (cfg.backing_dirs, (n + 2) * sizeof *v);
+
+  if (v == NULL)
+    bad_usage ("%s", "out of memory");
+  v[n] = NULL;
+  cfg.backing_dirs = v;
+  if (stat (dir, &st) == -1)
+    bad_usage ("--backing-dir=%s: %s", dir, strerror (errno));
+  if (!S_ISDIR (st.st_mode))
+    bad_usage ("--backing-dir=%s: not a directory", dir);
+  v[n++] = dir;
+  v[n] = NULL;
+  cfg.backing_dirs = v;
+}
+
 static void
 parse_options (int argc, char *argv[])
 {
@@ -227,6 +277,8 @@ parse_options (int argc, char *argv[])
     case OPT_FORK: do_fork = true; break;
     case 'P': pidfile = optarg; break;
     case 'v': cfg.verbose++; break;
+    case OPT_MAX_INFLIGHT: parse_max_inflight (optarg); break;
+    case OPT_BACKING_DIR: add_backing_dir (optarg); break;
     case OPT_METRICS: metrics_spec = optarg; break;
     case OPT_LOG: log_spec = optarg; break;
     case OPT_CONTROL: control_path = optarg; break;
@@ -363,12 +415,30 @@ server_shutdown (int status)
 static void
 signal_cb (struct ev_loop *l, ev_signal *w, int revents)
 {
+  if (shutting_down) {
+    log_notice ("signal %d: already shutting down (ignored: images are "
+                "being closed cleanly)", w->signum);
+    return;
+  }
   log_verbose ("signal %d: shutting down", w->signum);
   /* As qemu-nbd and nbdkit do, a signal is a normal way to stop. */
   server_shutdown (0);
 }
 
 /* ---- main -------------------------------------------------------------- */
+
+/* SIG_BLOCK or SIG_UNBLOCK the signals that stop the server. */
+static void
+mask_stop_signals (int how)
+{
+  sigset_t s;
+
+  sigemptyset (&s);
+  sigaddset (&s, SIGTERM);
+  sigaddset (&s, SIGINT);
+  sigaddset (&s, SIGHUP);
+  sigprocmask (how, &s, NULL);
+}
 
 static int
 start (void)
@@ -395,6 +465,7 @@ start (void)
    * the same graceful way. */
   ev_signal_init (&sig_hup, signal_cb, SIGHUP);
   ev_signal_start (loop, &sig_hup);
+  mask_stop_signals (SIG_UNBLOCK);
   if (workers_start (loop, cfg.threads) == -1 || metrics_start (loop) == -1)
     return -1;
   listen_start (loop);
@@ -422,6 +493,7 @@ main (int argc, char *argv[])
   int i, r;
 
   signal (SIGPIPE, SIG_IGN);
+  mask_stop_signals (SIG_BLOCK);
   parse_options (argc, argv);
   if (log_setup (log_spec) == -1)
     exit (EXIT_FAILURE);
@@ -448,5 +520,6 @@ main (int argc, char *argv[])
   if (loop)
     ev_loop_destroy (loop);
   tls_free ();
+  free (cfg.backing_dirs);
   return exit_status;
 }

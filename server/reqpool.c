@@ -13,6 +13,20 @@
  * reading the socket; idle buffers are freed first to make room.
  * Buffer capacities are powers of two (at least 4 KiB) so that they fit
  * many request sizes.  Loop thread only.
+ *
+ * Bound for the process (--max-inflight): the bytes every connection
+ * holds past its first CONN_FREE_BYTES are charged to one budget.
+ *
+ *   charged = sum over connections of max (0, buf_bytes - CONN_FREE_BYTES)
+ *
+ * A request that would take charged past cfg.max_inflight first frees
+ * the idle buffers of every connection; if that is not enough, req_get
+ * returns NULL as for the per-connection bound, the connection stops
+ * reading (its payload stays in the socket: the client blocks) and is
+ * marked waiting.  Every request given back (req_put) and every pool
+ * freed wakes the waiting connections, which try again.  The free
+ * allowance keeps small requests (a read of a few KiB) served while
+ * large writes wait, at a cost bounded by the number of connections.
  */
 #include <config.h>
 
@@ -20,6 +34,33 @@
 
 #include "internal.h"
 #include "rounding.h"
+
+/* Bytes of buffers a connection holds outside the global budget. */
+#define CONN_FREE_BYTES (1u << 20)
+
+static uint64_t charged;        /* see above */
+static unsigned nwaiting;       /* connections with wait_global set */
+
+static uint64_t
+charge_of (size_t held)
+{
+  return held > CONN_FREE_BYTES ? held - CONN_FREE_BYTES : 0;
+}
+
+/* Every change of c->buf_bytes goes through here. */
+static void
+set_held (struct conn *c, size_t held)
+{
+  charged -= charge_of (c->buf_bytes);
+  c->buf_bytes = held;
+  charged += charge_of (held);
+}
+
+uint64_t
+reqpool_charged (void)
+{
+  return charged;
+}
 
 static size_t
 buffer_size_for (size_t size)
@@ -51,7 +92,7 @@ static void
 drop_buffer (struct conn *c, struct req *r)
 {
   free (r->buf);
-  c->buf_bytes -= r->cap;
+  set_held (c, c->buf_bytes - r->cap);
   r->buf = NULL;
   r->cap = 0;
 }
@@ -69,6 +110,59 @@ make_room (struct conn *c, size_t need)
   return c->buf_bytes + need <= MAX_CONN_BUFFERS;
 }
 
+/* Frees the idle buffers of c. */
+static void
+drop_idle (struct conn *c)
+{
+  struct req *r;
+
+  for (r = c->free_reqs; r; r = r->next)
+    if (r->cap)
+      drop_buffer (c, r);
+}
+
+static bool
+fits_global (struct conn *c, size_t cap)
+{
+  return charged - charge_of (c->buf_bytes) +
+    charge_of (c->buf_bytes + cap) <= cfg.max_inflight;
+}
+
+/* Makes room for cap more bytes of c in the global budget, freeing idle
+ * buffers everywhere if needed; false (c marked waiting) if there is
+ * none. */
+static bool
+make_global_room (struct conn *c, size_t cap)
+{
+  struct conn *o;
+
+  if (fits_global (c, cap))
+    return true;
+  for (o = conns_first (); o && !fits_global (c, cap); o = o->next)
+    drop_idle (o);
+  if (fits_global (c, cap))
+    return true;
+  if (!c->wait_global) {
+    c->wait_global = true;
+    nwaiting++;
+  }
+  return false;
+}
+
+/* Lets the waiting connections try again. */
+static void
+wake_waiting (void)
+{
+  struct conn *c;
+
+  for (c = conns_first (); c && nwaiting; c = c->next)
+    if (c->wait_global) {
+      c->wait_global = false;
+      nwaiting--;
+      conn_resume_input (c);
+    }
+}
+
 /* A request whose buffer is too small (or a new one) given a buffer of
  * cap bytes. */
 static struct req *
@@ -76,7 +170,7 @@ grow_one (struct conn *c, size_t cap)
 {
   struct req *r;
 
-  if (!make_room (c, cap))
+  if (!make_room (c, cap) || !make_global_room (c, cap))
     return NULL;
   r = c->free_reqs;
   if (r)
@@ -97,7 +191,7 @@ grow_one (struct conn *c, size_t cap)
       return NULL;
     }
     r->cap = cap;
-    c->buf_bytes += cap;
+    set_held (c, c->buf_bytes + cap);
   }
   return r;
 }
@@ -136,6 +230,8 @@ req_put (struct req *r)
   c->free_reqs = r;
   c->in_flight--;
   conn_req_returned (c);
+  if (nwaiting)
+    wake_waiting ();
 }
 
 void
@@ -143,9 +239,16 @@ reqpool_free (struct conn *c)
 {
   struct req *r;
 
+  if (c->wait_global) {
+    c->wait_global = false;
+    nwaiting--;
+  }
   while ((r = c->free_reqs) != NULL) {
     c->free_reqs = r->next;
-    free (r->buf);
+    if (r->cap)
+      drop_buffer (c, r);
     free (r);
   }
+  if (nwaiting)
+    wake_waiting ();
 }

@@ -10,6 +10,7 @@ IMG_TESTS = \
 	test-img-check.sh \
 	test-img-bad-input.sh \
 	test-img-bad-l2.sh \
+	test-backing-type.sh \
 	test-img-create-progress.sh \
 	test-img-convert.sh \
 	test-img-compare.sh \

@@ -6,6 +6,7 @@
 PLUGIN_TESTS = \
 	test-plugin-help.sh \
 	test-plugin-info.sh \
+	test-plugin-corrupt-bit.sh \
 	test-plugin-data-nbdsh.sh \
 	test-plugin-data-qemu-io.sh \
 	test-plugin-copy.sh \

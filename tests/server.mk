@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: BSD-3-Clause
 # Tests of the server; included from tests/Makefile.am.
 SERVER_TESTS = \
+	test-backing-confine.sh \
 	test-registry-aliases.sh \
 	test-registry-clone.sh \
 	test-registry-control.sh \
@@ -9,11 +10,13 @@ SERVER_TESTS = \
 	test-registry-scale.sh \
 	test-server-aio.sh \
 	test-server-captive.sh \
+	test-server-emfile.sh \
 	test-server-io.sh \
 	test-lock-qemu.sh \
 	test-server-limits.sh \
 	test-server-listen.sh \
 	test-server-malformed.sh \
+	test-server-max-inflight.sh \
 	test-server-metrics-prometheus.sh \
 	test-server-metrics-promtool.sh \
 	test-server-log.sh \
@@ -41,6 +44,7 @@ EXTRA_DIST += \
 	nbdraw.py \
 	clone-connect.py \
 	test-server-malformed.py \
+	test-server-max-inflight.py \
 	test-server-sighup.py \
 	test-server-sigterm.py \
 	test-server-tls-reqd.py \

@@ -3,7 +3,8 @@
 # An unclean stop: nbdkit is killed (SIGKILL) after a flushed write and
 # during unflushed ones.  The overlay is left marked NEED_CHECK; served
 # with -r it is read as it is and not a byte of it changes; the next
-# read-write serve repairs it (the engine's automatic check), the flushed
+# read-write serve repairs it (the engine's automatic check, logged at
+# nbdkit's default level), the flushed
 # data is intact, the unflushed range holds old or new bytes only, and
 # after a clean stop qemu-img check finds nothing wrong and the overlay is
 # marked clean.  Over a raw and over a QED backing file.
@@ -64,10 +65,12 @@ for b in raw qed; do
     [ "$(sum clone.qed)" = "$crashed_sum" ] ||
         fail "$b: serving with -r changed the crashed overlay"
 
-    # Read-write: repaired at open.
+    # Read-write: repaired at open, which nbdkit says without -v.
     OLD="$tmp/old.raw" serve -- "$tmp/clone.qed" \
-        --run 'nbdsh -u "$uri" -c "exec(open(\"'"$tmp"'/check.py\").read())"' ||
-        fail "$b: after the repair"
+        --run 'nbdsh -u "$uri" -c "exec(open(\"'"$tmp"'/check.py\").read())"' \
+        2> repair.err || { cat repair.err; fail "$b: after the repair"; }
+    grep -q "clone.qed: was not closed cleanly (QED NEED_CHECK set): repaired at open" \
+        repair.err || { cat repair.err; fail "$b: the repair was not logged"; }
     need_check clone.qed && fail "$b: still marked NEED_CHECK"
     qemu_check clone.qed
     [ "$(sum base.$b)" = "$base_sum" ] || fail "$b: the backing file changed"

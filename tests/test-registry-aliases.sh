@@ -67,7 +67,8 @@ for i in range(4):
 stop_server
 
 # Through the plugin: a directory with the file and a link to it; the
-# link and the file are aliases.
+# link and the file are aliases.  The golden image lies outside the
+# directory, so backing-dir= allows its folder.
 mkdir dir
 qemu-img create -q -f qcow2 golden2.qcow2 16M
 qemu-io -f qcow2 -c 'write -P 0x11 0 16M' golden2.qcow2 > /dev/null
@@ -76,6 +77,7 @@ ln -s c1.qcow2 dir/link.qcow2
 ln -s ./c1.qcow2 dir/dot.qcow2
 if [ -f "${COWBD_PLUGIN:-}" ] && nbdkit --version > /dev/null 2>&1; then
     nbdkit_env timeout -k 10 120 nbdkit -U - "$COWBD_PLUGIN" dir="$tmp/dir" \
+        backing-dir="$tmp" \
         --run "/usr/bin/python3 '$tmp/aliases.py' \"\$unixsocket\" \
                c1.qcow2 link.qcow2 dot.qcow2 link.qcow2" ||
         fail "plugin aliases"

@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-plugin.h>
@@ -92,6 +93,8 @@ add_clone_from (const char *value)
   clone_base[nclones++] = base;
   return 0;
 }
+static char **backing_dirs;     /* backing-dir=, NULL-terminated */
+static size_t nbacking_dirs;
 
 /* True if name is "auto" or one of the engine's IMAGE_FORMATS. */
 static int
@@ -131,6 +134,39 @@ set_path (char **dst, const char *key, const char *value)
   return *dst ? 0 : -1;
 }
 
+/* backing-dir=DIR, repeatable: made absolute, checked to be a
+ * directory. */
+static int
+add_backing_dir (const char *value)
+{
+  char **v = realloc (backing_dirs, (nbacking_dirs + 2) * sizeof *v);
+  struct stat st;
+
+  if (v == NULL) {
+    nbdkit_error ("backing-dir=%s: %m", value);
+    return -1;
+  }
+  backing_dirs = v;
+  v[nbacking_dirs] = NULL;
+  if (value[0] == '\0') {
+    nbdkit_error ("backing-dir=: empty path");
+    return -1;
+  }
+  if (stat (value, &st) == -1) {
+    nbdkit_error ("backing-dir=%s: %m", value);
+    return -1;
+  }
+  if (!S_ISDIR (st.st_mode)) {
+    nbdkit_error ("backing-dir=%s: not a directory", value);
+    return -1;
+  }
+  v[nbacking_dirs] = nbdkit_absolute_path (value);
+  if (v[nbacking_dirs] == NULL)
+    return -1;
+  v[++nbacking_dirs] = NULL;
+  return 0;
+}
+
 static int
 cowbd_config (const char *key, const char *value)
 {
@@ -156,6 +192,8 @@ cowbd_config (const char *key, const char *value)
     format = strcmp (value, "auto") == 0 ? NULL : value;
     return 0;
   }
+  if (strcmp (key, "backing-dir") == 0)
+    return add_backing_dir (value);
   if (strcmp (key, "cache-size") == 0) {
     if (size_parse (value, &cache_size) == -1) {
       nbdkit_error ("cache-size=%s: not a size (e.g. 64M)", value);
@@ -199,6 +237,14 @@ engine_warning (const char *msg)
   nbdkit_debug ("warning: %s", msg);
 }
 
+/* The engine's alerts (a repair at open, an image marked corrupt) must
+ * be seen without -v: nbdkit has no level between debug and error. */
+static void
+engine_alert (const char *msg)
+{
+  nbdkit_error ("warning: %s", msg);
+}
+
 static int
 cowbd_get_ready (void)
 {
@@ -208,9 +254,11 @@ cowbd_get_ready (void)
     .clone_base = (const char *const *) clone_base,
     .nclones = nclones, .clone_dir = clone_dir,
     .max_exports = (size_t) max_exports,
+    .backing_dirs = (const char *const *) backing_dirs,
   };
 
   image_set_warn (engine_warning);
+  image_set_alert (engine_alert);
   return exports_init (&c);
 }
 
@@ -236,6 +284,9 @@ cowbd_unload (void)
   }
   free (clone_tmpl);
   free (clone_base);
+  for (size_t i = 0; i < nbacking_dirs; i++)
+    free (backing_dirs[i]);
+  free (backing_dirs);
 }
 
 static void
@@ -257,6 +308,9 @@ cowbd_dump_plugin (void)
   "                      a new qcow2 overlay of BASE (repeatable).\n" \
   "clone-dir=DIR         Where those overlays live (DIR/NAME.qcow2).\n" \
   "max-exports=N         Cap on exports, clones included (default: none)."
+  "backing-dir=DIR       Backing files must resolve inside DIR (may be\n" \
+  "                      repeated; default: dir= confines its images'\n" \
+  "                      backing files to DIR, file= is trusted)."
 
 /* ---- exports and connections --------------------------------------------- */
 

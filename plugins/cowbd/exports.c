@@ -35,6 +35,13 @@ registry_debug (const char *msg)
   nbdkit_debug ("%s", msg);
 }
 
+/* nbdkit has no level between debug and error. */
+static void
+registry_warn (const char *msg)
+{
+  nbdkit_error ("warning: %s", msg);
+}
+
 /* file= mode: refuse a bad image (or one another process writes: this
  * open takes the locks of a reader) now, while nbdkit can still exit with
  * the message; the serving open comes with the first connection. */
@@ -45,6 +52,7 @@ check_file (const struct exports_config *c)
     .format = c->format,
     .cache_size = c->cache_size,
     .flags = IMAGE_OPEN_READONLY,
+    .backing_dirs = c->backing_dirs,
   };
   struct image *img = image_open (c->file, &o);
 
@@ -93,6 +101,8 @@ exports_init (const struct exports_config *c)
     .rw_fallback = true,
     .debug = registry_debug,
     .max_exports = c->max_exports,
+    .warn = registry_warn,
+    .backing_dirs = c->backing_dirs,
   };
 
   if (c->dir ? check_dir (c->dir) == -1

@@ -39,6 +39,7 @@ struct exports_config {
   size_t nclones;
   const char *clone_dir;
   size_t max_exports;
+  const char *const *backing_dirs; /* backing-dir=, NULL if none */
 };
 
 /* get_ready: records cfg and checks it (file= mode: the image opens;
