@@ -284,7 +284,7 @@ cowbd_unload (void)
   }
   free (clone_tmpl);
   free (clone_base);
-  for (size_t i = 0; i < nbacking_dirs; i++)
+  for (i = 0; i < nbacking_dirs; i++)
     free (backing_dirs[i]);
   free (backing_dirs);
 }
@@ -307,7 +307,7 @@ cowbd_dump_plugin (void)
   "                      An unknown export NAME (or TEMPLATE/NAME) becomes\n" \
   "                      a new qcow2 overlay of BASE (repeatable).\n" \
   "clone-dir=DIR         Where those overlays live (DIR/NAME.qcow2).\n" \
-  "max-exports=N         Cap on exports, clones included (default: none)."
+  "max-exports=N         Cap on exports, clones included (default: none).\n" \
   "backing-dir=DIR       Backing files must resolve inside DIR (may be\n" \
   "                      repeated; default: dir= confines its images'\n" \
   "                      backing files to DIR, file= is trusted)."
