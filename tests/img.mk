@@ -17,6 +17,7 @@ IMG_TESTS = \
 	test-img-rebase.sh \
 	test-img-probe.sh \
 	test-img-interrupt.sh \
-	test-img-lock.sh
+	test-img-lock.sh \
+	test-img-resize.sh
 TESTS += $(IMG_TESTS)
 EXTRA_DIST += $(IMG_TESTS) img-functions.sh

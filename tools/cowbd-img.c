@@ -113,6 +113,13 @@ static const struct command commands[] = {
     "  -u              unsafe: rewrite the header only, copy nothing\n"
     "  -p              show progress (on a terminal)\n"
     "  -q              quiet\n" },
+  { "resize", cmd_resize,
+    "resize [-q] [-f FMT] [--shrink] [--preallocation=MODE] FILE [+|-]SIZE",
+    "change an image's virtual size (+SIZE, -SIZE: relative to it)",
+    "  -f FMT               format (default: probed)\n"
+    "  --shrink             allow a smaller size (data past it is lost)\n"
+    "  --preallocation=MODE off (default); falloc or full (raw only)\n"
+    "  -q                   quiet\n" },
 };
 
 #define NR_COMMANDS (sizeof commands / sizeof commands[0])
