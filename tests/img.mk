@@ -18,6 +18,7 @@ IMG_TESTS = \
 	test-img-probe.sh \
 	test-img-interrupt.sh \
 	test-img-lock.sh \
-	test-img-resize.sh
+	test-img-resize.sh \
+	test-img-resize-crash.sh
 TESTS += $(IMG_TESTS)
 EXTRA_DIST += $(IMG_TESTS) img-functions.sh
