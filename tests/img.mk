@@ -19,6 +19,7 @@ IMG_TESTS = \
 	test-img-interrupt.sh \
 	test-img-lock.sh \
 	test-img-resize.sh \
-	test-img-resize-crash.sh
+	test-img-resize-crash.sh \
+	test-img-measure.sh
 TESTS += $(IMG_TESTS)
 EXTRA_DIST += $(IMG_TESTS) img-functions.sh

@@ -120,6 +120,17 @@ static const struct command commands[] = {
     "  --shrink             allow a smaller size (data past it is lost)\n"
     "  --preallocation=MODE off (default); falloc or full (raw only)\n"
     "  -q                   quiet\n" },
+  { "measure", cmd_measure,
+    "measure [--output=human|json] [-O OUTPUT_FMT] [-o OPTIONS] "
+    "(--size SIZE | [-f FMT] [-U] FILE)",
+    "the file size a new image needs: for FILE's data, and fully allocated",
+    "  --size SIZE        measure an empty image of SIZE\n"
+    "  -f FMT             format of FILE (default: probed)\n"
+    "  -O OUTPUT_FMT      format of the new image (default raw)\n"
+    "  -o OPTIONS         its creation options, as create's -o\n"
+    "  --output=FORMAT    human (default) or json\n"
+    "  -U, --force-share  open FILE even in use (lock nothing against "
+    "writers)\n" },
 };
 
 #define NR_COMMANDS (sizeof commands / sizeof commands[0])

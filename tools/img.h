@@ -30,6 +30,7 @@ int cmd_compare (int argc, char **argv);
 int cmd_commit (int argc, char **argv);
 int cmd_rebase (int argc, char **argv);
 int cmd_resize (int argc, char **argv);
+int cmd_measure (int argc, char **argv);
 
 /* Prints the usage of command name (its synopsis and options) to fp. */
 void usage_command (FILE *fp, const char *name);
