@@ -20,6 +20,7 @@ IMG_TESTS = \
 	test-img-lock.sh \
 	test-img-resize.sh \
 	test-img-resize-crash.sh \
-	test-img-measure.sh
+	test-img-measure.sh \
+	test-img-info-chain.sh
 TESTS += $(IMG_TESTS)
 EXTRA_DIST += $(IMG_TESTS) img-functions.sh
