@@ -64,9 +64,13 @@ static const struct command commands[] = {
     "Exit status: 0 clean, 1 the check could not run, 2 corruptions,\n"
     "3 leaked clusters only, 63 the format has no check.\n" },
   { "map", cmd_map,
-    "map [-f FMT] [-U] [--output=human|json] FILE",
+    "map [-f FMT] [-U] [--output=human|json] [--start-offset=OFFSET] "
+    "[--max-length=LENGTH] FILE",
     "show where each range of an image's data lives in the backing chain",
     "  -f FMT             format (default: probed)\n"
+    "  --start-offset=OFFSET  map from OFFSET (default 0)\n"
+    "  --max-length=LENGTH    map at most LENGTH bytes (default: to the "
+    "end)\n"
     "  --output=FORMAT    human (default: allocated data only) or json\n"
     "  -U, --force-share  open it even in use (lock nothing against "
     "writers)\n" },
