@@ -163,6 +163,24 @@ struct chain_seen {
 };
 
 static void chain_free (struct image *img);
+/* Images are regular files or block devices (shared/DESIGN.md): a
+ * directory, FIFO or character device is refused, as qemu's file driver
+ * refuses it, not read as an empty or endless raw image. */
+static int
+check_file_type (struct image *img, const char *referrer)
+{
+  struct stat st;
+
+  if (fstat (img->fd, &st) == -1)
+    return error_syscall (img, "stat");
+  if (S_ISREG (st.st_mode) || S_ISBLK (st.st_mode))
+    return 0;
+  if (referrer)
+    return error_set (EINVAL, "%s: backing file %s: not a regular file or "
+                      "block device", referrer, img->filename);
+  return error_file (img, EINVAL, "not a regular file or block device");
+}
+
 static struct image *chain_open (const char *filename,
                                  const struct image_open_opts *opts,
                                  unsigned depth, struct chain_seen *seen,
@@ -313,6 +331,8 @@ chain_open (const char *filename, const struct image_open_opts *opts,
       error_set (errno, "%s: %s", filename, why);
     goto err;
   }
+  if (check_file_type (img, referrer) == -1)
+    goto err;
   if (lock_image (img, opts->flags) == -1) {
     if (referrer) {
       char prefix[PATH_MAX + 32];

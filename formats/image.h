@@ -371,6 +371,21 @@ int image_set_backing (struct image *img, const char *backing_file,
  * of it reads from the backing image again. */
 int image_make_empty (struct image *img);
 
+/* Changes the virtual size (qemu-img resize).  Growing keeps every byte
+ * and reads zeros in the new part: where a backing image would show
+ * through it (it is longer than the old size) the new part is written as
+ * zero clusters first (qcow2 v3, QED; a qcow2 v2 image is refused, as
+ * qemu refuses it).  Shrinking needs IMAGE_RESIZE_SHRINK: raw is cut,
+ * qcow2 drops the clusters past the new end (as qemu-img does), QED
+ * refuses while it allocates a cluster past the new end.  prealloc: the
+ * new part of a raw image (falloc, full); qcow2 and QED take only off.
+ * The size changes in one header write: a crash leaves the old size or
+ * the new (and, in between, at most clusters a check finds leaked).  The
+ * caller has the image to itself (cowbd-img). */
+#define IMAGE_RESIZE_SHRINK 0x01
+int image_resize (struct image *img, uint64_t size,
+                  enum image_prealloc prealloc, unsigned flags);
+
 /* Probes a file's format without opening it as an image: "raw", "qed" or
  * "qcow2", or NULL with an error set. */
 const char *image_probe (const char *filename);

@@ -92,6 +92,11 @@ struct driver {
   int (*set_backing) (struct image *img, const char *backing_file,
                       const char *backing_format);
   int (*make_empty) (struct image *img);
+  /* Optional: sets the virtual size (image_resize has validated it,
+   * shrinking allowed).  zero_new: the new part must be written as zeros
+   * (a backing image would show through).  */
+  int (*resize) (struct image *img, uint64_t size,
+                 enum image_prealloc prealloc, bool zero_new);
 };
 
 extern const struct driver raw_driver;
@@ -375,6 +380,17 @@ int create_finish (int fd, const char *filename, uint64_t end,
 int create_inspect_backing (const char *filename,
                             const struct image_create_opts *opts,
                             uint64_t *size, const char **format);
+/* ---- resize (resize.c) ---------------------------------------------- */
+
+/* Writes [old_size, img->size) as zeros through the driver and makes it
+ * durable (the new part of a grown image over a longer backing image).
+ * The caller has already set img->size to the new size. */
+int resize_zero_new (struct image *img, uint64_t old_size);
+/* For crash tests: sleeps COWBD_TEST_PAUSE microseconds (if that is set
+ * in the environment) between two steps of a header-changing operation
+ * (resize, snapshot), so that a SIGKILL can land between them. */
+void crash_test_pause (void);
+
 /* ---- probing safety (probe.c) ------------------------------------------ */
 
 /* Internal image_open flags, set by image.c on the backing images it

@@ -849,4 +849,5 @@ const struct driver qcow2_driver = {
   .create = qcow2_create,
   .set_backing = qcow2_set_backing,
   .make_empty = qcow2_make_empty,
+  .resize = qcow2_resize,
 };

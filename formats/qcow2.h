@@ -399,6 +399,10 @@ int qcow2_check (struct image *img, unsigned flags,
                  struct image_check_result *result,
                  image_report_fn report, void *opaque);
 
+/* ---- qcow2-resize.c ---------------------------------------------------- */
+int qcow2_resize (struct image *img, uint64_t size,
+                  enum image_prealloc prealloc, bool zero_new);
+
 /* ---- qcow2-create.c ----------------------------------------------------- */
 int qcow2_create (const char *filename, const struct image_create_opts *opts);
 /* Encodes the header extensions of a header we write: backing format,

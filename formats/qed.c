@@ -510,4 +510,5 @@ const struct driver qed_driver = {
   .create = qed_create,
   .set_backing = qed_set_backing,
   .make_empty = qed_make_empty,
+  .resize = qed_resize,
 };

@@ -189,6 +189,10 @@ int qed_check (struct image *img, unsigned flags,
                struct image_check_result *result,
                image_report_fn report, void *opaque);
 
+/* qed-resize.c */
+int qed_resize (struct image *img, uint64_t size,
+                enum image_prealloc prealloc, bool zero_new);
+
 /* qed-create.c */
 int qed_create (const char *filename, const struct image_create_opts *opts);
 

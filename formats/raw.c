@@ -146,6 +146,29 @@ raw_create (const char *filename, const struct image_create_opts *opts)
   return r;
 }
 
+/* The file's length is the size: one ftruncate, which a crash leaves
+ * done or not.  Preallocation fills the new part afterwards (it reads as
+ * zeros either way). */
+static int
+raw_resize (struct image *img, uint64_t size, enum image_prealloc prealloc,
+            bool zero_new)
+{
+  uint64_t old = img->size;
+
+  if (prealloc == IMAGE_PREALLOC_METADATA)
+    return error_file (img, EINVAL, "format raw has no metadata to "
+                       "preallocate (use falloc or full)");
+  if (ftruncate (img->fd, (off_t) size) == -1)
+    return error_syscall (img, "ftruncate");
+  img->size = size;
+  host_may_have_holes (img);
+  if (prealloc != IMAGE_PREALLOC_OFF &&
+      host_preallocate (img->fd, old, size - old,
+                        prealloc == IMAGE_PREALLOC_FULL, NULL, NULL) == -1)
+    return error_syscall (img, "preallocating the new part");
+  return raw_flush (img);
+}
+
 const struct driver raw_driver = {
   .name = "raw",
   .open = raw_open,
@@ -160,4 +183,5 @@ const struct driver raw_driver = {
   .block_status = raw_block_status,
   .get_info = raw_get_info,
   .create = raw_create,
+  .resize = raw_resize,
 };

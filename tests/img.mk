@@ -18,6 +18,10 @@ IMG_TESTS = \
 	test-img-rebase.sh \
 	test-img-probe.sh \
 	test-img-interrupt.sh \
-	test-img-lock.sh
+	test-img-lock.sh \
+	test-img-resize.sh \
+	test-img-resize-crash.sh \
+	test-img-measure.sh \
+	test-img-info-chain.sh
 TESTS += $(IMG_TESTS)
 EXTRA_DIST += $(IMG_TESTS) img-functions.sh

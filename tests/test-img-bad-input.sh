@@ -37,10 +37,11 @@ PY
 # expression); the file is unchanged.
 refused ()
 {
-    local f=$1.qed fault=$2 cmd rc sum; shift 2
+    local f=$1.qed fault=$2 cmd rc sum IFS=,; shift 2
     sum=$(sha256sum < "$f")
-    for cmd in info check map; do
+    for cmd in ${REFUSED_BY:-info,check,map}; do
         rc=0
+        IFS=' '
         cowbd-img $cmd "$@" "$f" > out.txt 2> err.txt || rc=$?
         [ "$rc" -eq 1 ] || { cat err.txt >&2; fail "$cmd $f: exit $rc, not 1"; }
         [ ! -s out.txt ] || fail "$cmd $f: printed $(cat out.txt)"
@@ -101,13 +102,24 @@ refused name 'backing file name'
 qemu-img create -q -f qed b.qed 16M
 qemu-img create -q -f qed -b b.qed -F qed a.qed
 qemu-img rebase -u -b a.qed -F qed b.qed
-refused a 'loop'
-refused b 'loop'
+# info shows such an image's own fields with a warning, exit 0 (as
+# qemu-img info, which does not open the chain, shows them); info
+# --backing-chain refuses it.
+chain_refused ()
+{
+    REFUSED_BY='info --backing-chain,check,map' refused "$@"
+    cowbd-img info "$1.qed" > out.txt 2> err.txt ||
+        fail "info $1.qed: exit $?, not 0"
+    grep -q "^image: $1.qed" out.txt || fail "info $1.qed: no image shown"
+    grep -Eq "warning: .*$2" err.txt || fail "info $1.qed: no warning"
+}
+chain_refused a 'loop'
+chain_refused b 'loop'
 qemu-img create -q -f qed self.qed 16M
 qemu-img rebase -u -b self.qed -F qed self.qed
-refused self 'loop'
+chain_refused self 'loop'
 qemu-img create -q -f qed -u -b no-such-base.qed -F qed missing.qed 16M
-refused missing 'no-such-base.qed: No such file or directory'
+chain_refused missing 'no-such-base.qed: No such file or directory'
 
 # L1 entries (L2 table offsets) past the end of the file, misaligned, in
 # the header (an image with a two-cluster header) or on the L1 table.

@@ -83,3 +83,26 @@ rc=0; cowbd-img compare -f qed a.raw a.qed 2> err.txt || rc=$?
 one_line_error err.txt
 rc=0; cowbd-img compare a.raw 2>/dev/null || rc=$?
 [ "$rc" -eq 2 ] || fail "one file: exit $rc"
+
+# Strict mode on allocation: an overlay against its flat copy and its
+# base, an empty image against one with a zero cluster or written zeros
+# (qemu-img reports the first run whose status differs, which for runs
+# reaching the end of one image is where they start), and a raw hole.
+qemu-img create -q -f qcow2 base.qcow2 4M
+qemu-io -c 'write -P 1 0 2M' base.qcow2 > /dev/null
+qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 ov.qcow2
+qemu-io -c 'write -P 1 1M 64k' ov.qcow2 > /dev/null
+qemu-img convert -O qcow2 ov.qcow2 flat.qcow2
+qemu-img create -q -f qcow2 e1.qcow2 4M
+qemu-img create -q -f qcow2 e2.qcow2 4M
+qemu-io -c 'write -z 1M 64k' e2.qcow2 > /dev/null
+qemu-img create -q -f qcow2 e3.qcow2 4M
+qemu-io -c 'write -P 0 1M 64k' e3.qcow2 > /dev/null
+truncate -s 4M e.raw
+for pair in "ov.qcow2 flat.qcow2" "flat.qcow2 ov.qcow2" "e1.qcow2 e2.qcow2" \
+            "e1.qcow2 e3.qcow2" "e2.qcow2 e3.qcow2" "e3.qcow2 e2.qcow2" \
+            "e1.qcow2 e.raw" "e3.qcow2 e.raw" "ov.qcow2 base.qcow2" \
+            "e2.qcow2 e2.qcow2"; do
+    same_answer -s $pair
+    same_answer $pair
+done

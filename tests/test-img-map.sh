@@ -4,7 +4,8 @@
 # zero, depth, present of every entry, after both merge) and human output,
 # on images mixing allocated data, zero clusters, ranges unallocated over
 # a backing file, and ranges past the end of a smaller backing file, in
-# chains of one to three images of raw and qed.
+# chains of one to three images of raw and qed; and parts of them
+# (--start-offset, --max-length).
 . "${srcdir:-.}/functions.sh"
 . "${srcdir:-.}/img-functions.sh"
 
@@ -75,3 +76,17 @@ cowbd-img create -q -f qed -o preallocation=metadata pre.qed 1M
 map_all pre.qed
 cowbd-img create -q -f qed -o preallocation=full full.qed 1M
 map_all full.qed
+
+# --start-offset and --max-length: inside a run, across runs, unaligned,
+# past the end and empty (qemu-img then prints one entry of length 0).
+for range in "--start-offset=1M" "--start-offset=1500k --max-length=1M" \
+             "--start-offset=100" "--max-length=1536k" "--max-length=0" \
+             "--start-offset=20M" "--start-offset=4M" \
+             "--start-offset=1M --max-length=100T"; do
+    for f in base.qed o1.qed; do
+        MAP_OPTS="$range" map_same "$f"
+        cowbd-img map $range "$f" > ours.txt
+        qemu-img map $range "$f" > theirs.txt
+        diff -u theirs.txt ours.txt || fail "human map $range of $f differs"
+    done
+done

@@ -47,13 +47,18 @@ cmp -n $n base.raw hdr.qcow2 || fail "commit did not write the header bytes"
 # base.raw now carries a real qcow2 header naming the secret.  An overlay
 # that records no format for it does not follow it.
 cowbd-img create -q -f qcow2 -u -b base.raw top.qcow2 1M
-expect_fail cowbd-img info top.qcow2
+# (info shows the overlay itself with the refusal as a warning; with
+# --backing-chain it fails.)
+expect_fail cowbd-img info --backing-chain top.qcow2
 grep -q "backing file .*base.raw probes as qcow2 with a backing file of its own" \
     "$tmp/stderr" || fail "info: no reason given"
 [ "$(grep -c . "$tmp/stderr")" -eq 1 ] || fail "info: more than one line"
+cowbd-img info top.qcow2 2> err.txt > out.txt || fail "info top.qcow2"
+grep -q "warning: .*base.raw probes as qcow2" err.txt || fail "info: no warning"
+grep -q secret out.txt && fail "info shows the secret's name"
 # A QED overlay (which can record raw only) is refused the same way.
 cowbd-img create -q -f qed -u -b base.raw top.qed 1M
-expect_fail cowbd-img info top.qed
+expect_fail cowbd-img info --backing-chain top.qed
 
 # -f raw reads the file as the bytes it is.
 cowbd-img info -f raw --output=json base.raw > info.json

@@ -154,15 +154,18 @@ compare_range (struct compare *cmp, unsigned fa, unsigned fb,
   return compare_data (cmp, offset, *n);
 }
 
-/* What -s compares, as qemu-img compares block status: the flags, and
+/* What -s compares, as qemu-img compares block status: the flags,
  * whether the range has a host offset (a hole of a raw file has one, a
- * zero cluster has none). */
+ * zero cluster has none), and whether the run reaches the end of its
+ * image (qemu's BDRV_BLOCK_EOF: an empty image against one with a zero
+ * cluster in the middle differs at offset 0, not at the cluster). */
 static unsigned
-strict_status (const struct image_extent *e)
+strict_status (const struct image_extent *e, uint64_t size)
 {
   return (e->flags & (IMAGE_EXTENT_DATA | IMAGE_EXTENT_ZERO |
                       IMAGE_EXTENT_PRESENT)) |
-    (e->host_offset >= 0 ? 0x100u : 0);
+    (e->host_offset >= 0 ? 0x100u : 0) |
+    (e->offset + e->length >= size ? 0x200u : 0);
 }
 
 /* Compares the common part [0, min size).  Returns a CMP_* status. */
@@ -181,7 +184,8 @@ compare_common (struct compare *cmp)
       return CMP_STATUS_ERROR;
     n = MIN (ea.length, eb.length);
     n = MIN (n, end - offset);
-    if (cmp->strict && strict_status (&ea) != strict_status (&eb)) {
+    if (cmp->strict && strict_status (&ea, cmp->a.size) !=
+        strict_status (&eb, cmp->b.size)) {
       progress_end (cmp->progress);
       if (!cmp->quiet)
         printf ("Strict mode: Offset %" PRIu64 " block status mismatch!\n",

@@ -64,9 +64,13 @@ static const struct command commands[] = {
     "Exit status: 0 clean, 1 the check could not run, 2 corruptions,\n"
     "3 leaked clusters only, 63 the format has no check.\n" },
   { "map", cmd_map,
-    "map [-f FMT] [-U] [--output=human|json] FILE",
+    "map [-f FMT] [-U] [--output=human|json] [--start-offset=OFFSET] "
+    "[--max-length=LENGTH] FILE",
     "show where each range of an image's data lives in the backing chain",
     "  -f FMT             format (default: probed)\n"
+    "  --start-offset=OFFSET  map from OFFSET (default 0)\n"
+    "  --max-length=LENGTH    map at most LENGTH bytes (default: to the "
+    "end)\n"
     "  --output=FORMAT    human (default: allocated data only) or json\n"
     "  -U, --force-share  open it even in use (lock nothing against "
     "writers)\n" },
@@ -113,6 +117,24 @@ static const struct command commands[] = {
     "  -u              unsafe: rewrite the header only, copy nothing\n"
     "  -p              show progress (on a terminal)\n"
     "  -q              quiet\n" },
+  { "resize", cmd_resize,
+    "resize [-q] [-f FMT] [--shrink] [--preallocation=MODE] FILE [+|-]SIZE",
+    "change an image's virtual size (+SIZE, -SIZE: relative to it)",
+    "  -f FMT               format (default: probed)\n"
+    "  --shrink             allow a smaller size (data past it is lost)\n"
+    "  --preallocation=MODE off (default); falloc or full (raw only)\n"
+    "  -q                   quiet\n" },
+  { "measure", cmd_measure,
+    "measure [--output=human|json] [-O OUTPUT_FMT] [-o OPTIONS] "
+    "(--size SIZE | [-f FMT] [-U] FILE)",
+    "the file size a new image needs: for FILE's data, and fully allocated",
+    "  --size SIZE        measure an empty image of SIZE\n"
+    "  -f FMT             format of FILE (default: probed)\n"
+    "  -O OUTPUT_FMT      format of the new image (default raw)\n"
+    "  -o OPTIONS         its creation options, as create's -o\n"
+    "  --output=FORMAT    human (default) or json\n"
+    "  -U, --force-share  open FILE even in use (lock nothing against "
+    "writers)\n" },
 };
 
 #define NR_COMMANDS (sizeof commands / sizeof commands[0])

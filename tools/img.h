@@ -29,6 +29,8 @@ int cmd_convert (int argc, char **argv);
 int cmd_compare (int argc, char **argv);
 int cmd_commit (int argc, char **argv);
 int cmd_rebase (int argc, char **argv);
+int cmd_resize (int argc, char **argv);
+int cmd_measure (int argc, char **argv);
 
 /* Prints the usage of command name (its synopsis and options) to fp. */
 void usage_command (FILE *fp, const char *name);

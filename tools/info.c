@@ -3,10 +3,15 @@
  *
  * Shows what image_get_info says, laid out as qemu-img info lays it out
  * (human lines, or JSON with qemu-img's member order).  The image is
- * opened read-only with its whole backing chain: a missing backing file or
- * a chain loop is an error (exit 1), where qemu-img info, which does not
- * open the chain, would say nothing.  With --backing-chain every image of
- * the chain is shown, top first (JSON: a list).
+ * opened read-only with its whole backing chain (the backing format
+ * shown may be a probed one).  When only the chain fails to open (a
+ * backing file missing, unreadable, corrupt, a loop), the image itself
+ * is shown all the same, as qemu-img info (which does not open the
+ * chain) shows it, with exit status 0, and the backing problem is given
+ * as a warning on stderr, so that the user sees what to fix.  With
+ * --backing-chain every image of the chain is shown, top first (JSON: a
+ * list), and a chain that does not open is an error (exit 1), as it is
+ * for qemu-img.
  *
  * Format-specific information (qemu-img's "Format specific information"
  * and "format-specific") comes from the table `specifics` below: a format
@@ -14,9 +19,11 @@
  */
 #include <config.h>
 
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "img.h"
@@ -185,6 +192,31 @@ show (struct image *img, enum output_format output, bool chain)
   }
 }
 
+/* Opens the image with its chain or, if only the chain fails, without
+ * it (a warning says why).  NULL with the message printed. */
+static struct image *
+open_alone (const char *filename, const char *format, unsigned share)
+{
+  struct image_open_opts opts = {
+    .format = format, .flags = IMAGE_OPEN_READONLY | share,
+  };
+  struct image *img = image_open (filename, &opts);
+  char *why;
+
+  if (img != NULL || image_errno () == EBUSY)
+    return img ? img : open_image (filename, format, opts.flags);
+  why = xstrdup (image_error ());
+  opts.flags |= IMAGE_OPEN_NO_BACKING;
+  img = image_open (filename, &opts);
+  if (img == NULL)
+    error_msg ("%s", why);      /* the image itself: the first error */
+  else
+    error_msg ("warning: %s (the image is shown without its backing "
+               "chain)", why);
+  free (why);
+  return img;
+}
+
 int
 cmd_info (int argc, char **argv)
 {
@@ -218,7 +250,8 @@ cmd_info (int argc, char **argv)
   if (argc - optind != 1)
     return usage_error ("info", 1, "expecting one image file name");
 
-  img = open_image (argv[optind], format, IMAGE_OPEN_READONLY | share);
+  img = chain ? open_image (argv[optind], format, IMAGE_OPEN_READONLY | share)
+              : open_alone (argv[optind], format, share);
   if (img == NULL)
     return 1;
   show (img, output, chain);

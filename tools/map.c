@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* cowbd-img map [-f FMT] [--output=human|json] FILE
+/* cowbd-img map [-f FMT] [-U] [--output=human|json] [--start-offset=OFF]
+ *               [--max-length=LEN] FILE
  *
- * Walks image_extents over the whole image (through the backing chain)
+ * Walks image_extents over the image (through the backing chain), or
+ * over [OFF, OFF + LEN) of it,
  * and prints qemu-img map's two layouts:
  *
  *   json   one entry per run:
@@ -25,6 +27,7 @@
 #include <string.h>
 
 #include "img.h"
+#include "minmax.h"
 
 struct map_entry {
   uint64_t start, length;
@@ -121,18 +124,26 @@ on_extent (void *opaque, const struct image_extent *e)
   return 0;
 }
 
+/* Maps [start, start + max) clipped to the image.  An empty range still
+ * prints one entry of length 0 at start, as qemu-img map does. */
 static int
-map (struct image *img, enum output_format output)
+map (struct image *img, enum output_format output, uint64_t start,
+     uint64_t max)
 {
-  struct map_state s = { .output = output, .first = true };
-  int r;
+  struct map_state s = { .output = output, .first = true,
+                         .curr = { .start = start } };
+  uint64_t size = image_size (img);
+  uint64_t end = max > size - MIN (start, size) ? size : start + max;
+  int r = 0;
 
-  r = image_extents (img, image_size (img), 0, 0, on_extent, &s);
+  if (start < end)
+    r = image_extents (img, end - start, start, 0, on_extent, &s);
   if (r == -1)
     error_image ();
   if (r != 0)
     return 1;
-  if (s.curr.length > 0 && print_entry (&s, &s.curr, NULL) == -1)
+  if ((s.curr.length > 0 || s.first) &&
+      print_entry (&s, &s.curr, NULL) == -1)
     return 1;
   if (output == OUTPUT_JSON)
     printf ("%s]\n", s.first ? "[" : "");
@@ -141,6 +152,8 @@ map (struct image *img, enum output_format output)
   return 0;
 }
 
+enum { OPT_START = 0x200, OPT_MAX_LENGTH };
+
 int
 cmd_map (int argc, char **argv)
 {
@@ -148,9 +161,12 @@ cmd_map (int argc, char **argv)
     { "help", no_argument, NULL, OPT_HELP },
     { "force-share", no_argument, NULL, 'U' },
     { "output", required_argument, NULL, OPT_OUTPUT },
+    { "start-offset", required_argument, NULL, OPT_START },
+    { "max-length", required_argument, NULL, OPT_MAX_LENGTH },
     { NULL },
   };
   enum output_format output = OUTPUT_HUMAN;
+  uint64_t start = 0, max = UINT64_MAX;
   const char *format = NULL;
   unsigned share = 0;
   struct image *img;
@@ -165,6 +181,14 @@ cmd_map (int argc, char **argv)
         return usage_hint ("map", 1);
       break;
     case 'f': format = optarg; break;
+    case OPT_START:
+      if (parse_size ("start offset", optarg, &start) == -1)
+        return 1;
+      break;
+    case OPT_MAX_LENGTH:
+      if (parse_size ("max length", optarg, &max) == -1)
+        return 1;
+      break;
     default: return usage_hint ("map", 1);
     }
   }
@@ -174,7 +198,7 @@ cmd_map (int argc, char **argv)
   img = open_image (argv[optind], format, IMAGE_OPEN_READONLY | share);
   if (img == NULL)
     return 1;
-  status = map (img, output);
+  status = map (img, output, start, max);
   image_close (img);
   return status;
 }
