@@ -1,7 +1,9 @@
 # SPDX-License-Identifier: BSD-3-Clause
 # Tests of the format engine; included from tests/Makefile.am.
 ENGINE_TESTS = \
-	test-engine-cow \
+	test-engine-cow-qed \
+	test-engine-cow-qcow2 \
+	test-engine-cow-raw \
 	test-engine-threads \
 	test-engine-evict \
 	test-engine-crash \
@@ -14,9 +16,20 @@ TESTS += $(ENGINE_TESTS)
 check_PROGRAMS += $(ENGINE_TESTS)
 EXTRA_DIST += engine-test.h
 
-test_engine_cow_SOURCES = test-engine-cow.c engine-test.h
-test_engine_cow_CFLAGS = $(TEST_CFLAGS)
-test_engine_cow_LDADD = $(ENGINE_LIBS)
+# A test built per format: one source, -DTEST_FORMAT naming the format.
+QED = -DTEST_FORMAT='"qed"'
+QCOW2 = -DTEST_FORMAT='"qcow2"'
+RAW = -DTEST_FORMAT='"raw"'
+
+test_engine_cow_qed_SOURCES = test-engine-cow.c engine-test.h
+test_engine_cow_qed_CFLAGS = $(TEST_CFLAGS) $(QED)
+test_engine_cow_qed_LDADD = $(ENGINE_LIBS)
+test_engine_cow_qcow2_SOURCES = test-engine-cow.c engine-test.h
+test_engine_cow_qcow2_CFLAGS = $(TEST_CFLAGS) $(QCOW2)
+test_engine_cow_qcow2_LDADD = $(ENGINE_LIBS)
+test_engine_cow_raw_SOURCES = test-engine-cow.c engine-test.h
+test_engine_cow_raw_CFLAGS = $(TEST_CFLAGS) $(RAW)
+test_engine_cow_raw_LDADD = $(ENGINE_LIBS)
 test_engine_threads_SOURCES = test-engine-threads.c engine-test.h
 test_engine_threads_CFLAGS = $(TEST_CFLAGS)
 test_engine_threads_LDADD = $(ENGINE_LIBS)

@@ -1,7 +1,6 @@
 # SPDX-License-Identifier: BSD-3-Clause
 # Tests of the qcow2 driver; included from tests/Makefile.am.
 QCOW2_C_TESTS = \
-	test-qcow2-cow \
 	test-qcow2-evict \
 	test-qcow2-threads \
 	test-qcow2-repair \
@@ -19,9 +18,6 @@ TESTS += $(QCOW2_C_TESTS) $(QCOW2_SH_TESTS)
 check_PROGRAMS += $(QCOW2_C_TESTS)
 EXTRA_DIST += $(QCOW2_SH_TESTS) test-qcow2-serve-lib.sh
 
-test_qcow2_cow_SOURCES = test-qcow2-cow.c engine-test.h
-test_qcow2_cow_CFLAGS = $(TEST_CFLAGS)
-test_qcow2_cow_LDADD = $(ENGINE_LIBS)
 test_qcow2_evict_SOURCES = test-qcow2-evict.c engine-test.h
 test_qcow2_evict_CFLAGS = $(TEST_CFLAGS)
 test_qcow2_evict_LDADD = $(ENGINE_LIBS)
