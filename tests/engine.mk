@@ -4,7 +4,9 @@ ENGINE_TESTS = \
 	test-engine-cow-qed \
 	test-engine-cow-qcow2 \
 	test-engine-cow-raw \
-	test-engine-threads \
+	test-engine-threads-qed \
+	test-engine-threads-qcow2 \
+	test-engine-threads-raw \
 	test-engine-evict \
 	test-engine-crash \
 	test-engine-repair \
@@ -30,9 +32,15 @@ test_engine_cow_qcow2_LDADD = $(ENGINE_LIBS)
 test_engine_cow_raw_SOURCES = test-engine-cow.c engine-test.h
 test_engine_cow_raw_CFLAGS = $(TEST_CFLAGS) $(RAW)
 test_engine_cow_raw_LDADD = $(ENGINE_LIBS)
-test_engine_threads_SOURCES = test-engine-threads.c engine-test.h
-test_engine_threads_CFLAGS = $(TEST_CFLAGS)
-test_engine_threads_LDADD = $(ENGINE_LIBS)
+test_engine_threads_qed_SOURCES = test-engine-threads.c engine-test.h
+test_engine_threads_qed_CFLAGS = $(TEST_CFLAGS) $(QED)
+test_engine_threads_qed_LDADD = $(ENGINE_LIBS)
+test_engine_threads_qcow2_SOURCES = test-engine-threads.c engine-test.h
+test_engine_threads_qcow2_CFLAGS = $(TEST_CFLAGS) $(QCOW2)
+test_engine_threads_qcow2_LDADD = $(ENGINE_LIBS)
+test_engine_threads_raw_SOURCES = test-engine-threads.c engine-test.h
+test_engine_threads_raw_CFLAGS = $(TEST_CFLAGS) $(RAW)
+test_engine_threads_raw_LDADD = $(ENGINE_LIBS)
 test_engine_evict_SOURCES = test-engine-evict.c engine-test.h
 test_engine_evict_CFLAGS = $(TEST_CFLAGS)
 test_engine_evict_LDADD = $(ENGINE_LIBS)

@@ -2,7 +2,6 @@
 # Tests of the qcow2 driver; included from tests/Makefile.am.
 QCOW2_C_TESTS = \
 	test-qcow2-evict \
-	test-qcow2-threads \
 	test-qcow2-repair \
 	test-qcow2-interop \
 	test-qcow2-bad \
@@ -30,9 +29,6 @@ test_qcow2_crash_nolazy_SOURCES = test-engine-crash.c engine-test.h
 test_qcow2_crash_nolazy_CFLAGS = $(TEST_CFLAGS) \
 	-DCRASH_FORMAT_DEFAULT='"qcow2"' -DCRASH_LAZY=0
 test_qcow2_crash_nolazy_LDADD = $(ENGINE_LIBS)
-test_qcow2_threads_SOURCES = test-qcow2-threads.c engine-test.h
-test_qcow2_threads_CFLAGS = $(TEST_CFLAGS)
-test_qcow2_threads_LDADD = $(ENGINE_LIBS)
 test_qcow2_repair_SOURCES = test-qcow2-repair.c engine-test.h
 test_qcow2_repair_CFLAGS = $(TEST_CFLAGS)
 test_qcow2_repair_LDADD = $(ENGINE_LIBS)
