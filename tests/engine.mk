@@ -7,7 +7,8 @@ ENGINE_TESTS = \
 	test-engine-threads-qed \
 	test-engine-threads-qcow2 \
 	test-engine-threads-raw \
-	test-engine-evict \
+	test-engine-evict-qed \
+	test-engine-evict-qcow2 \
 	test-engine-crash \
 	test-engine-repair \
 	test-engine-nowait \
@@ -41,9 +42,12 @@ test_engine_threads_qcow2_LDADD = $(ENGINE_LIBS)
 test_engine_threads_raw_SOURCES = test-engine-threads.c engine-test.h
 test_engine_threads_raw_CFLAGS = $(TEST_CFLAGS) $(RAW)
 test_engine_threads_raw_LDADD = $(ENGINE_LIBS)
-test_engine_evict_SOURCES = test-engine-evict.c engine-test.h
-test_engine_evict_CFLAGS = $(TEST_CFLAGS)
-test_engine_evict_LDADD = $(ENGINE_LIBS)
+test_engine_evict_qed_SOURCES = test-engine-evict.c engine-test.h
+test_engine_evict_qed_CFLAGS = $(TEST_CFLAGS) $(QED)
+test_engine_evict_qed_LDADD = $(ENGINE_LIBS)
+test_engine_evict_qcow2_SOURCES = test-engine-evict.c engine-test.h
+test_engine_evict_qcow2_CFLAGS = $(TEST_CFLAGS) $(QCOW2)
+test_engine_evict_qcow2_LDADD = $(ENGINE_LIBS)
 test_engine_crash_SOURCES = test-engine-crash.c engine-test.h
 test_engine_crash_CFLAGS = $(TEST_CFLAGS)
 test_engine_crash_LDADD = $(ENGINE_LIBS)

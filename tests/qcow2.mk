@@ -1,7 +1,6 @@
 # SPDX-License-Identifier: BSD-3-Clause
 # Tests of the qcow2 driver; included from tests/Makefile.am.
 QCOW2_C_TESTS = \
-	test-qcow2-evict \
 	test-qcow2-repair \
 	test-qcow2-interop \
 	test-qcow2-bad \
@@ -17,9 +16,6 @@ TESTS += $(QCOW2_C_TESTS) $(QCOW2_SH_TESTS)
 check_PROGRAMS += $(QCOW2_C_TESTS)
 EXTRA_DIST += $(QCOW2_SH_TESTS) test-qcow2-serve-lib.sh
 
-test_qcow2_evict_SOURCES = test-qcow2-evict.c engine-test.h
-test_qcow2_evict_CFLAGS = $(TEST_CFLAGS)
-test_qcow2_evict_LDADD = $(ENGINE_LIBS)
 # The engine's crash test, on qcow2 with lazy refcounts on and off.
 test_qcow2_crash_lazy_SOURCES = test-engine-crash.c engine-test.h
 test_qcow2_crash_lazy_CFLAGS = $(TEST_CFLAGS) \
