@@ -11,7 +11,9 @@ ENGINE_TESTS = \
 	test-engine-evict-qcow2 \
 	test-engine-crash \
 	test-engine-repair \
-	test-engine-nowait \
+	test-engine-nowait-qed \
+	test-engine-nowait-qcow2 \
+	test-engine-nowait-raw \
 	test-engine-spec-vs-qemu \
 	test-engine-probe \
 	test-unit-metacache
@@ -57,9 +59,15 @@ test_engine_repair_LDADD = $(ENGINE_LIBS)
 test_engine_spec_vs_qemu_SOURCES = test-engine-spec-vs-qemu.c engine-test.h
 test_engine_spec_vs_qemu_CFLAGS = $(TEST_CFLAGS)
 test_engine_spec_vs_qemu_LDADD = $(ENGINE_LIBS)
-test_engine_nowait_SOURCES = test-engine-nowait.c engine-test.h
-test_engine_nowait_CFLAGS = $(TEST_CFLAGS)
-test_engine_nowait_LDADD = $(ENGINE_LIBS)
+test_engine_nowait_qed_SOURCES = test-engine-nowait.c engine-test.h
+test_engine_nowait_qed_CFLAGS = $(TEST_CFLAGS) $(QED)
+test_engine_nowait_qed_LDADD = $(ENGINE_LIBS)
+test_engine_nowait_qcow2_SOURCES = test-engine-nowait.c engine-test.h
+test_engine_nowait_qcow2_CFLAGS = $(TEST_CFLAGS) $(QCOW2)
+test_engine_nowait_qcow2_LDADD = $(ENGINE_LIBS)
+test_engine_nowait_raw_SOURCES = test-engine-nowait.c engine-test.h
+test_engine_nowait_raw_CFLAGS = $(TEST_CFLAGS) $(RAW)
+test_engine_nowait_raw_LDADD = $(ENGINE_LIBS)
 test_unit_metacache_SOURCES = test-unit-metacache.c
 test_unit_metacache_CFLAGS = $(TEST_CFLAGS)
 test_unit_metacache_LDADD = $(ENGINE_LIBS)

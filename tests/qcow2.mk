@@ -5,7 +5,6 @@ QCOW2_C_TESTS = \
 	test-qcow2-interop \
 	test-qcow2-bad \
 	test-qcow2-create \
-	test-qcow2-nowait \
 	test-qcow2-crash-lazy \
 	test-qcow2-crash-nolazy
 QCOW2_SH_TESTS = \
@@ -37,6 +36,3 @@ test_qcow2_bad_LDADD = $(ENGINE_LIBS)
 test_qcow2_create_SOURCES = test-qcow2-create.c engine-test.h
 test_qcow2_create_CFLAGS = $(TEST_CFLAGS)
 test_qcow2_create_LDADD = $(ENGINE_LIBS)
-test_qcow2_nowait_SOURCES = test-qcow2-nowait.c engine-test.h
-test_qcow2_nowait_CFLAGS = $(TEST_CFLAGS)
-test_qcow2_nowait_LDADD = $(ENGINE_LIBS)
