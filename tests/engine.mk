@@ -10,7 +10,8 @@ ENGINE_TESTS = \
 	test-engine-evict-qed \
 	test-engine-evict-qcow2 \
 	test-engine-crash \
-	test-engine-repair \
+	test-engine-repair-qed \
+	test-engine-repair-qcow2 \
 	test-engine-nowait-qed \
 	test-engine-nowait-qcow2 \
 	test-engine-nowait-raw \
@@ -53,9 +54,12 @@ test_engine_evict_qcow2_LDADD = $(ENGINE_LIBS)
 test_engine_crash_SOURCES = test-engine-crash.c engine-test.h
 test_engine_crash_CFLAGS = $(TEST_CFLAGS)
 test_engine_crash_LDADD = $(ENGINE_LIBS)
-test_engine_repair_SOURCES = test-engine-repair.c engine-test.h
-test_engine_repair_CFLAGS = $(TEST_CFLAGS)
-test_engine_repair_LDADD = $(ENGINE_LIBS)
+test_engine_repair_qed_SOURCES = test-engine-repair.c engine-test.h
+test_engine_repair_qed_CFLAGS = $(TEST_CFLAGS) $(QED)
+test_engine_repair_qed_LDADD = $(ENGINE_LIBS)
+test_engine_repair_qcow2_SOURCES = test-engine-repair.c engine-test.h
+test_engine_repair_qcow2_CFLAGS = $(TEST_CFLAGS) $(QCOW2)
+test_engine_repair_qcow2_LDADD = $(ENGINE_LIBS)
 test_engine_spec_vs_qemu_SOURCES = test-engine-spec-vs-qemu.c engine-test.h
 test_engine_spec_vs_qemu_CFLAGS = $(TEST_CFLAGS)
 test_engine_spec_vs_qemu_LDADD = $(ENGINE_LIBS)

@@ -1,7 +1,6 @@
 # SPDX-License-Identifier: BSD-3-Clause
 # Tests of the qcow2 driver; included from tests/Makefile.am.
 QCOW2_C_TESTS = \
-	test-qcow2-repair \
 	test-qcow2-interop \
 	test-qcow2-bad \
 	test-qcow2-create \
@@ -24,9 +23,6 @@ test_qcow2_crash_nolazy_SOURCES = test-engine-crash.c engine-test.h
 test_qcow2_crash_nolazy_CFLAGS = $(TEST_CFLAGS) \
 	-DCRASH_FORMAT_DEFAULT='"qcow2"' -DCRASH_LAZY=0
 test_qcow2_crash_nolazy_LDADD = $(ENGINE_LIBS)
-test_qcow2_repair_SOURCES = test-qcow2-repair.c engine-test.h
-test_qcow2_repair_CFLAGS = $(TEST_CFLAGS)
-test_qcow2_repair_LDADD = $(ENGINE_LIBS)
 test_qcow2_interop_SOURCES = test-qcow2-interop.c engine-test.h
 test_qcow2_interop_CFLAGS = $(TEST_CFLAGS)
 test_qcow2_interop_LDADD = $(ENGINE_LIBS)
