@@ -9,7 +9,9 @@ ENGINE_TESTS = \
 	test-engine-threads-raw \
 	test-engine-evict-qed \
 	test-engine-evict-qcow2 \
-	test-engine-crash \
+	test-engine-crash-qed \
+	test-engine-crash-qcow2-lazy \
+	test-engine-crash-qcow2-nolazy \
 	test-engine-repair-qed \
 	test-engine-repair-qcow2 \
 	test-engine-nowait-qed \
@@ -51,9 +53,15 @@ test_engine_evict_qed_LDADD = $(ENGINE_LIBS)
 test_engine_evict_qcow2_SOURCES = test-engine-evict.c engine-test.h
 test_engine_evict_qcow2_CFLAGS = $(TEST_CFLAGS) $(QCOW2)
 test_engine_evict_qcow2_LDADD = $(ENGINE_LIBS)
-test_engine_crash_SOURCES = test-engine-crash.c engine-test.h
-test_engine_crash_CFLAGS = $(TEST_CFLAGS)
-test_engine_crash_LDADD = $(ENGINE_LIBS)
+test_engine_crash_qed_SOURCES = test-engine-crash.c engine-test.h
+test_engine_crash_qed_CFLAGS = $(TEST_CFLAGS) $(QED)
+test_engine_crash_qed_LDADD = $(ENGINE_LIBS)
+test_engine_crash_qcow2_lazy_SOURCES = test-engine-crash.c engine-test.h
+test_engine_crash_qcow2_lazy_CFLAGS = $(TEST_CFLAGS) $(QCOW2) -DTEST_LAZY=1
+test_engine_crash_qcow2_lazy_LDADD = $(ENGINE_LIBS)
+test_engine_crash_qcow2_nolazy_SOURCES = test-engine-crash.c engine-test.h
+test_engine_crash_qcow2_nolazy_CFLAGS = $(TEST_CFLAGS) $(QCOW2) -DTEST_LAZY=0
+test_engine_crash_qcow2_nolazy_LDADD = $(ENGINE_LIBS)
 test_engine_repair_qed_SOURCES = test-engine-repair.c engine-test.h
 test_engine_repair_qed_CFLAGS = $(TEST_CFLAGS) $(QED)
 test_engine_repair_qed_LDADD = $(ENGINE_LIBS)
