@@ -10,6 +10,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -198,6 +199,25 @@ qemu_img_check_clean (const char *file)
        "expected from qemu's rounding)", file, r, phantom);
 }
 
+static void
+write_file (const char *file, const uint8_t *buf, uint64_t len)
+{
+  FILE *fp = fopen (file, "w");
+
+  if (fp == NULL || fwrite (buf, 1, len, fp) != len || fclose (fp) != 0)
+    die ("writing %s", file);
+}
+
+static uint64_t
+file_size (const char *file)
+{
+  struct stat st;
+
+  if (stat (file, &st) == -1)
+    die ("stat %s", file);
+  return (uint64_t) st.st_size;
+}
+
 /* A byte that depends on the position and a seed, never zero. */
 static inline uint8_t
 pattern_byte (uint64_t offset, unsigned seed)
@@ -272,5 +292,120 @@ rng_seed (void)
   printf ("SEED=%" PRIu64 "\n", rng_state);
   fflush (stdout);
 }
+
+/* ---- the format under test ------------------------------------------
+ * An engine test is one source built once per format: tests/engine.mk
+ * compiles test-engine-X.c into test-engine-X-qed, -qcow2 (and -raw where
+ * it makes sense) with -DTEST_FORMAT='"qed"' and so on, and qcow2's crash
+ * test with -DTEST_LAZY=0/1.  What differs between formats (geometry,
+ * header bytes, table layout) sits in the helpers below or in a table of
+ * struct fmt_case in the test, whose rows name the format they run in.
+ */
+#ifdef TEST_FORMAT
+#ifndef TEST_LAZY
+#define TEST_LAZY -1
+#endif
+
+static const char test_format[] = TEST_FORMAT;
+
+static bool
+fmt_is (const char *format)
+{
+  return strcmp (test_format, format) == 0;
+}
+
+/* One way to make an image of the format under test; a row of a test's
+ * table.  Zero means the default; raw ignores everything but the size. */
+struct fmt_case {
+  const char *format;           /* the build this row runs in */
+  uint32_t cs;                  /* cluster size */
+  uint32_t qed_tables;          /* QED table size, in clusters */
+  int lazy;                     /* qcow2 lazy refcounts, -1 default */
+  const char *compat;           /* qcow2 "0.10" / "1.1" */
+  unsigned refcount_bits;       /* qcow2 */
+};
+
+/* The next row of table for this format after *i (start with 0); NULL
+ * at the end. */
+static const struct fmt_case *
+fmt_next (const struct fmt_case *table, size_t n, size_t *i)
+{
+  for (; *i < n; (*i)++)
+    if (fmt_is (table[*i].format))
+      return &table[(*i)++];
+  return NULL;
+}
+
+#define FOR_EACH_FMT_CASE(c, table)                                     \
+  for (size_t c##_i = 0;                                                \
+       ((c) = fmt_next ((table), sizeof (table) / sizeof (table)[0],   \
+                        &c##_i)) != NULL; )
+
+static uint32_t
+fmt_cluster_size (const struct fmt_case *c)
+{
+  if (c->cs)
+    return c->cs;
+  return fmt_is ("qed") ? 64 << 10 : fmt_is ("qcow2") ? 64 << 10 : 4096;
+}
+
+/* Guest bytes one L2 table maps (raw: a nominal table of 8-byte
+ * entries, so that offsets derived from it stay in the same places). */
+static uint64_t
+fmt_l2_coverage (const struct fmt_case *c)
+{
+  uint64_t cs = fmt_cluster_size (c);
+  uint64_t tables = fmt_is ("qed") ? (c->qed_tables ? c->qed_tables : 4) : 1;
+
+  return tables * cs / 8 * cs;
+}
+
+/* Opens file in the format under test, named (raw is never probed). */
+static struct image *
+open_fmt (const char *file, unsigned flags, uint64_t cache_size)
+{
+  struct image_open_opts o = {
+    .format = test_format, .flags = flags, .cache_size = cache_size,
+  };
+  struct image *img = image_open (file, &o);
+
+  if (img == NULL)
+    die ("open %s: %s", file, image_error ());
+  return img;
+}
+
+static void
+create_fmt (const char *file, uint64_t size, const char *backing,
+            const struct fmt_case *c)
+{
+  if (fmt_is ("qcow2"))
+    create_qcow2 (file, size, backing, c->cs, c->lazy, c->compat,
+                  c->refcount_bits);
+  else if (fmt_is ("raw"))
+    create_image (file, "raw", size, NULL, 0, 0);
+  else
+    create_image (file, test_format, size, backing, c->cs, c->qed_tables);
+}
+
+/* The image is marked clean (qemu-img info's dirty-flag false).  raw and
+ * qcow2 version 2 have no such flag: nothing to check. */
+static void
+fmt_expect_clean_flag (const char *file, const struct fmt_case *c)
+{
+  if (fmt_is ("raw") || (c->compat && strcmp (c->compat, "0.10") == 0))
+    return;
+  if (run ("qemu-img info --output=json '%s' | grep -q '\"dirty-flag\": "
+           "false'", file) != 0)
+    die ("%s is still marked dirty after a clean close", file);
+}
+
+/* qemu-img check finds nothing (raw: qemu cannot check it). */
+static void
+fmt_check_clean (const char *file)
+{
+  if (!fmt_is ("raw"))
+    qemu_img_check_clean (file);
+}
+#endif /* TEST_FORMAT */
 
 #endif /* COWBD_ENGINE_TEST_H */

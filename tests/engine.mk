@@ -1,12 +1,22 @@
 # SPDX-License-Identifier: BSD-3-Clause
 # Tests of the format engine; included from tests/Makefile.am.
 ENGINE_TESTS = \
-	test-engine-cow \
-	test-engine-threads \
-	test-engine-evict \
-	test-engine-crash \
-	test-engine-repair \
-	test-engine-nowait \
+	test-engine-cow-qed \
+	test-engine-cow-qcow2 \
+	test-engine-cow-raw \
+	test-engine-threads-qed \
+	test-engine-threads-qcow2 \
+	test-engine-threads-raw \
+	test-engine-evict-qed \
+	test-engine-evict-qcow2 \
+	test-engine-crash-qed \
+	test-engine-crash-qcow2-lazy \
+	test-engine-crash-qcow2-nolazy \
+	test-engine-repair-qed \
+	test-engine-repair-qcow2 \
+	test-engine-nowait-qed \
+	test-engine-nowait-qcow2 \
+	test-engine-nowait-raw \
 	test-engine-spec-vs-qemu \
 	test-engine-probe \
 	test-unit-metacache
@@ -14,27 +24,62 @@ TESTS += $(ENGINE_TESTS)
 check_PROGRAMS += $(ENGINE_TESTS)
 EXTRA_DIST += engine-test.h
 
-test_engine_cow_SOURCES = test-engine-cow.c engine-test.h
-test_engine_cow_CFLAGS = $(TEST_CFLAGS)
-test_engine_cow_LDADD = $(ENGINE_LIBS)
-test_engine_threads_SOURCES = test-engine-threads.c engine-test.h
-test_engine_threads_CFLAGS = $(TEST_CFLAGS)
-test_engine_threads_LDADD = $(ENGINE_LIBS)
-test_engine_evict_SOURCES = test-engine-evict.c engine-test.h
-test_engine_evict_CFLAGS = $(TEST_CFLAGS)
-test_engine_evict_LDADD = $(ENGINE_LIBS)
-test_engine_crash_SOURCES = test-engine-crash.c engine-test.h
-test_engine_crash_CFLAGS = $(TEST_CFLAGS)
-test_engine_crash_LDADD = $(ENGINE_LIBS)
-test_engine_repair_SOURCES = test-engine-repair.c engine-test.h
-test_engine_repair_CFLAGS = $(TEST_CFLAGS)
-test_engine_repair_LDADD = $(ENGINE_LIBS)
+# A test built per format: one source, -DTEST_FORMAT naming the format.
+QED = -DTEST_FORMAT='"qed"'
+QCOW2 = -DTEST_FORMAT='"qcow2"'
+RAW = -DTEST_FORMAT='"raw"'
+
+test_engine_cow_qed_SOURCES = test-engine-cow.c engine-test.h
+test_engine_cow_qed_CFLAGS = $(TEST_CFLAGS) $(QED)
+test_engine_cow_qed_LDADD = $(ENGINE_LIBS)
+test_engine_cow_qcow2_SOURCES = test-engine-cow.c engine-test.h
+test_engine_cow_qcow2_CFLAGS = $(TEST_CFLAGS) $(QCOW2)
+test_engine_cow_qcow2_LDADD = $(ENGINE_LIBS)
+test_engine_cow_raw_SOURCES = test-engine-cow.c engine-test.h
+test_engine_cow_raw_CFLAGS = $(TEST_CFLAGS) $(RAW)
+test_engine_cow_raw_LDADD = $(ENGINE_LIBS)
+test_engine_threads_qed_SOURCES = test-engine-threads.c engine-test.h
+test_engine_threads_qed_CFLAGS = $(TEST_CFLAGS) $(QED)
+test_engine_threads_qed_LDADD = $(ENGINE_LIBS)
+test_engine_threads_qcow2_SOURCES = test-engine-threads.c engine-test.h
+test_engine_threads_qcow2_CFLAGS = $(TEST_CFLAGS) $(QCOW2)
+test_engine_threads_qcow2_LDADD = $(ENGINE_LIBS)
+test_engine_threads_raw_SOURCES = test-engine-threads.c engine-test.h
+test_engine_threads_raw_CFLAGS = $(TEST_CFLAGS) $(RAW)
+test_engine_threads_raw_LDADD = $(ENGINE_LIBS)
+test_engine_evict_qed_SOURCES = test-engine-evict.c engine-test.h
+test_engine_evict_qed_CFLAGS = $(TEST_CFLAGS) $(QED)
+test_engine_evict_qed_LDADD = $(ENGINE_LIBS)
+test_engine_evict_qcow2_SOURCES = test-engine-evict.c engine-test.h
+test_engine_evict_qcow2_CFLAGS = $(TEST_CFLAGS) $(QCOW2)
+test_engine_evict_qcow2_LDADD = $(ENGINE_LIBS)
+test_engine_crash_qed_SOURCES = test-engine-crash.c engine-test.h
+test_engine_crash_qed_CFLAGS = $(TEST_CFLAGS) $(QED)
+test_engine_crash_qed_LDADD = $(ENGINE_LIBS)
+test_engine_crash_qcow2_lazy_SOURCES = test-engine-crash.c engine-test.h
+test_engine_crash_qcow2_lazy_CFLAGS = $(TEST_CFLAGS) $(QCOW2) -DTEST_LAZY=1
+test_engine_crash_qcow2_lazy_LDADD = $(ENGINE_LIBS)
+test_engine_crash_qcow2_nolazy_SOURCES = test-engine-crash.c engine-test.h
+test_engine_crash_qcow2_nolazy_CFLAGS = $(TEST_CFLAGS) $(QCOW2) -DTEST_LAZY=0
+test_engine_crash_qcow2_nolazy_LDADD = $(ENGINE_LIBS)
+test_engine_repair_qed_SOURCES = test-engine-repair.c engine-test.h
+test_engine_repair_qed_CFLAGS = $(TEST_CFLAGS) $(QED)
+test_engine_repair_qed_LDADD = $(ENGINE_LIBS)
+test_engine_repair_qcow2_SOURCES = test-engine-repair.c engine-test.h
+test_engine_repair_qcow2_CFLAGS = $(TEST_CFLAGS) $(QCOW2)
+test_engine_repair_qcow2_LDADD = $(ENGINE_LIBS)
 test_engine_spec_vs_qemu_SOURCES = test-engine-spec-vs-qemu.c engine-test.h
 test_engine_spec_vs_qemu_CFLAGS = $(TEST_CFLAGS)
 test_engine_spec_vs_qemu_LDADD = $(ENGINE_LIBS)
-test_engine_nowait_SOURCES = test-engine-nowait.c engine-test.h
-test_engine_nowait_CFLAGS = $(TEST_CFLAGS)
-test_engine_nowait_LDADD = $(ENGINE_LIBS)
+test_engine_nowait_qed_SOURCES = test-engine-nowait.c engine-test.h
+test_engine_nowait_qed_CFLAGS = $(TEST_CFLAGS) $(QED)
+test_engine_nowait_qed_LDADD = $(ENGINE_LIBS)
+test_engine_nowait_qcow2_SOURCES = test-engine-nowait.c engine-test.h
+test_engine_nowait_qcow2_CFLAGS = $(TEST_CFLAGS) $(QCOW2)
+test_engine_nowait_qcow2_LDADD = $(ENGINE_LIBS)
+test_engine_nowait_raw_SOURCES = test-engine-nowait.c engine-test.h
+test_engine_nowait_raw_CFLAGS = $(TEST_CFLAGS) $(RAW)
+test_engine_nowait_raw_LDADD = $(ENGINE_LIBS)
 test_unit_metacache_SOURCES = test-unit-metacache.c
 test_unit_metacache_CFLAGS = $(TEST_CFLAGS)
 test_unit_metacache_LDADD = $(ENGINE_LIBS)

@@ -1,16 +1,9 @@
 # SPDX-License-Identifier: BSD-3-Clause
 # Tests of the qcow2 driver; included from tests/Makefile.am.
 QCOW2_C_TESTS = \
-	test-qcow2-cow \
-	test-qcow2-evict \
-	test-qcow2-threads \
-	test-qcow2-repair \
 	test-qcow2-interop \
 	test-qcow2-bad \
-	test-qcow2-create \
-	test-qcow2-nowait \
-	test-qcow2-crash-lazy \
-	test-qcow2-crash-nolazy
+	test-qcow2-create
 QCOW2_SH_TESTS = \
 	test-qcow2-img.sh \
 	test-qcow2-plugin.sh \
@@ -19,27 +12,6 @@ TESTS += $(QCOW2_C_TESTS) $(QCOW2_SH_TESTS)
 check_PROGRAMS += $(QCOW2_C_TESTS)
 EXTRA_DIST += $(QCOW2_SH_TESTS) test-qcow2-serve-lib.sh
 
-test_qcow2_cow_SOURCES = test-qcow2-cow.c engine-test.h
-test_qcow2_cow_CFLAGS = $(TEST_CFLAGS)
-test_qcow2_cow_LDADD = $(ENGINE_LIBS)
-test_qcow2_evict_SOURCES = test-qcow2-evict.c engine-test.h
-test_qcow2_evict_CFLAGS = $(TEST_CFLAGS)
-test_qcow2_evict_LDADD = $(ENGINE_LIBS)
-# The engine's crash test, on qcow2 with lazy refcounts on and off.
-test_qcow2_crash_lazy_SOURCES = test-engine-crash.c engine-test.h
-test_qcow2_crash_lazy_CFLAGS = $(TEST_CFLAGS) \
-	-DCRASH_FORMAT_DEFAULT='"qcow2"' -DCRASH_LAZY=1
-test_qcow2_crash_lazy_LDADD = $(ENGINE_LIBS)
-test_qcow2_crash_nolazy_SOURCES = test-engine-crash.c engine-test.h
-test_qcow2_crash_nolazy_CFLAGS = $(TEST_CFLAGS) \
-	-DCRASH_FORMAT_DEFAULT='"qcow2"' -DCRASH_LAZY=0
-test_qcow2_crash_nolazy_LDADD = $(ENGINE_LIBS)
-test_qcow2_threads_SOURCES = test-qcow2-threads.c engine-test.h
-test_qcow2_threads_CFLAGS = $(TEST_CFLAGS)
-test_qcow2_threads_LDADD = $(ENGINE_LIBS)
-test_qcow2_repair_SOURCES = test-qcow2-repair.c engine-test.h
-test_qcow2_repair_CFLAGS = $(TEST_CFLAGS)
-test_qcow2_repair_LDADD = $(ENGINE_LIBS)
 test_qcow2_interop_SOURCES = test-qcow2-interop.c engine-test.h
 test_qcow2_interop_CFLAGS = $(TEST_CFLAGS)
 test_qcow2_interop_LDADD = $(ENGINE_LIBS)
@@ -49,6 +21,3 @@ test_qcow2_bad_LDADD = $(ENGINE_LIBS)
 test_qcow2_create_SOURCES = test-qcow2-create.c engine-test.h
 test_qcow2_create_CFLAGS = $(TEST_CFLAGS)
 test_qcow2_create_LDADD = $(ENGINE_LIBS)
-test_qcow2_nowait_SOURCES = test-qcow2-nowait.c engine-test.h
-test_qcow2_nowait_CFLAGS = $(TEST_CFLAGS)
-test_qcow2_nowait_LDADD = $(ENGINE_LIBS)

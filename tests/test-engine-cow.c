@@ -1,26 +1,51 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* Copy on write in the QED driver, against a model of the guest's view:
- * partial writes fill both ends of a new cluster from the backing image,
- * writes straddle clusters, L2 tables and the backing image's end, zero
- * clusters hide backing data (and a write into one fills with zeros, as
- * the QED specification says), trim, close and reopen.  The result must
- * read back identically through qemu-img and pass qemu-img check.
+/* Copy on write, against a model of the guest's view, built once per
+ * format (test-engine-cow-qed, -qcow2, -raw) and run over that format's
+ * kinds of image: QED with 4 KiB clusters and 2-cluster tables (an L2
+ * table maps 4 MiB); qcow2 version 3 with lazy refcounts on and off,
+ * version 2, refcount widths 1, 8, 16 and 64, clusters from 512 bytes to
+ * 8 KiB (small clusters make small L2 tables, so that writes straddle
+ * them, and make the refcount structure grow: new refcount blocks and a
+ * refcount table moved to the end of the file).  (QED tables of one
+ * cluster, which the specification allows, are avoided: qemu 7.2 cannot
+ * open them, see test-engine-spec-vs-qemu.)
  *
- * Geometry: 4 KiB clusters and 2-cluster tables, so an L2 table covers
- * 4 MiB and the 8 MiB image spans two of them; the raw backing file is
- * 6 MiB, so the last 2 MiB read past its end.  (Tables of one cluster,
- * which the specification allows, are avoided: qemu 7.2 cannot open
- * them, see test-engine-spec-vs-qemu.sh.)
+ * Each case, over a raw backing file that ends before the image does:
+ * partial writes fill both ends of a new cluster from the backing image;
+ * writes straddle clusters, L2 tables and the backing image's end; zero
+ * clusters hide backing data; a write into a zero cluster fills with
+ * zeros (as the QED specification says; qemu 7.2 fills from the backing
+ * file, see test-engine-spec-vs-qemu); trim and zero with and without
+ * may-trim; bounds, sharing and read-only errors; close and reopen.
+ * Then an image without a backing file (the only case raw has), where
+ * trim and zero may unmap.  The result must read back identically
+ * through qemu-img compare, pass qemu-img check with nothing to report,
+ * and be marked clean.
  */
 #include <config.h>
 
 #include "engine-test.h"
 
-#define CS 4096ULL
-#define SIZE (8ULL << 20)
-#define BACKING_SIZE (6ULL << 20)
+static const struct fmt_case cases[] = {
+  { .format = "qed", .cs = 4096, .qed_tables = 2, .lazy = -1 },
+  { .format = "qcow2", .cs = 4096, .lazy = 1, .compat = "1.1",
+    .refcount_bits = 16 },
+  { .format = "qcow2", .cs = 4096, .lazy = 0, .compat = "1.1",
+    .refcount_bits = 16 },
+  { .format = "qcow2", .cs = 4096, .lazy = 0, .compat = "0.10",
+    .refcount_bits = 16 },
+  { .format = "qcow2", .cs = 512, .lazy = 1, .compat = "1.1",
+    .refcount_bits = 1 },
+  { .format = "qcow2", .cs = 1024, .lazy = 0, .compat = "1.1",
+    .refcount_bits = 8 },
+  { .format = "qcow2", .cs = 8192, .lazy = 1, .compat = "1.1",
+    .refcount_bits = 64 },
+  { .format = "raw", .cs = 4096, .lazy = -1 },
+};
 
-static uint8_t model[SIZE];
+static const struct fmt_case *cf;
+static uint64_t cs, size, bsize, l2cov;
+static uint8_t *model;
 static struct image *img;
 
 static void
@@ -32,7 +57,7 @@ do_write (uint64_t offset, uint64_t len, unsigned seed, const char *what)
   CHECK (image_pwrite (img, buf, len, offset, 0));
   memcpy (model + offset, buf, len);
   free (buf);
-  verify_image (img, model, SIZE, what);
+  verify_image (img, model, size, what);
 }
 
 static void
@@ -40,7 +65,7 @@ do_zero (uint64_t offset, uint64_t len, unsigned flags, const char *what)
 {
   CHECK (image_zero (img, len, offset, flags));
   memset (model + offset, 0, len);
-  verify_image (img, model, SIZE, what);
+  verify_image (img, model, size, what);
 }
 
 /* Trim leaves each byte as it was or zero; the model takes what is read. */
@@ -57,7 +82,7 @@ do_trim (uint64_t offset, uint64_t len)
       die ("trim: byte %" PRIu64 " became 0x%02x", offset + i, buf[i]);
   memcpy (model + offset, buf, len);
   free (buf);
-  verify_image (img, model, SIZE, "after trim");
+  verify_image (img, model, size, "after trim");
 }
 
 static int
@@ -67,115 +92,188 @@ first_extent (void *opaque, const struct image_extent *e)
   return 0;
 }
 
+/* The cluster at offset is described whole by one extent like this. */
 static void
-expect_extent (uint64_t offset, unsigned flags, unsigned depth,
-               uint64_t min_len)
+expect_extent (uint64_t offset, unsigned flags, unsigned depth)
 {
   struct image_extent e;
 
-  CHECK (image_extents (img, CS, offset, IMAGE_EXTENTS_ONE, first_extent,
+  CHECK (image_extents (img, cs, offset, IMAGE_EXTENTS_ONE, first_extent,
                         &e));
-  if (e.flags != flags || e.depth != depth || e.length < MIN (min_len, CS))
+  if (e.flags != flags || e.depth != depth || e.length < cs)
     die ("extent at %" PRIu64 ": flags %u depth %u length %" PRIu64
-         ", expected flags %u depth %u", offset, e.flags, e.depth, e.length,
-         flags, depth);
+         ", expected flags %u depth %u length %" PRIu64, offset, e.flags,
+         e.depth, e.length, flags, depth, cs);
+}
+
+/* What a trimmed cluster of an image without a backing file is: qcow2
+ * unmaps it; QED keeps it mapped over a punched host range (it has no
+ * free space map to give the cluster back to); raw is a hole of the
+ * host file. */
+static unsigned
+trimmed_flags (void)
+{
+  if (fmt_is ("qcow2"))
+    return IMAGE_EXTENT_ZERO;
+  if (fmt_is ("qed"))
+    return IMAGE_EXTENT_DATA | IMAGE_EXTENT_PRESENT;
+  return IMAGE_EXTENT_ZERO | IMAGE_EXTENT_PRESENT;
+}
+
+/* Zero clusters: all but qcow2 version 2 have them. */
+static bool
+has_zero_clusters (void)
+{
+  return !(cf->compat && strcmp (cf->compat, "0.10") == 0);
 }
 
 static void
-write_raw (const char *file, const uint8_t *buf, uint64_t len)
+bounds_and_readonly (const char *file)
 {
-  FILE *fp = fopen (file, "w");
-
-  if (fp == NULL || fwrite (buf, 1, len, fp) != len || fclose (fp) != 0)
-    die ("writing %s", file);
-}
-
-static void
-bounds_and_readonly (void)
-{
+  struct image_open_opts o = {
+    .format = test_format, .flags = IMAGE_OPEN_READONLY,
+  };
   uint8_t b[512];
   struct image *ro;
 
-  if (image_pread (img, b, 512, SIZE - 511) != -1 || image_errno () != EINVAL)
+  if (image_pread (img, b, 512, size - 511) != -1 || image_errno () != EINVAL)
     die ("read past the end: expected EINVAL");
-  if (image_pwrite (img, b, 1, SIZE, 0) != -1 || image_errno () != ENOSPC)
+  if (image_pwrite (img, b, 1, size, 0) != -1 || image_errno () != ENOSPC)
     die ("write past the end: expected ENOSPC");
   if (image_zero (img, 2, UINT64_MAX, 0) != -1 || image_errno () != ENOSPC)
     die ("zero with an overflowing range: expected ENOSPC");
-  CHECK (image_pread (img, b, 0, SIZE));  /* empty read at the end */
+  CHECK (image_pread (img, b, 0, size));  /* empty read at the end */
 
-  /* img holds ov.qed open for writing: a second open, even in this
+  /* img holds the file open for writing: a second open, even in this
    * process, is refused unless it shares (as qemu-img -U). */
-  {
-    struct image_open_opts o = { .flags = IMAGE_OPEN_READONLY };
-    if (image_open (path ("ov.qed"), &o) != NULL || image_errno () != EBUSY)
-      die ("read-only open of an image open for writing: expected EBUSY");
-  }
-  ro = open_image (path ("ov.qed"),
-                   IMAGE_OPEN_READONLY | IMAGE_OPEN_FORCE_SHARE, 0);
+  if (image_open (file, &o) != NULL || image_errno () != EBUSY)
+    die ("read-only open of an image open for writing: expected EBUSY");
+  ro = open_fmt (file, IMAGE_OPEN_READONLY | IMAGE_OPEN_FORCE_SHARE, 0);
   if (image_pwrite (ro, b, 1, 0, 0) != -1 || image_errno () != EROFS)
     die ("write to a read-only image: expected EROFS");
   CHECK (image_close (ro));
 }
 
+/* The image must equal the model through qemu, pass its check without a
+ * word, and be clean. */
+static void
+qemu_agrees (const char *file)
+{
+  fmt_check_clean (file);
+  write_file (path ("model.raw"), model, size);
+  if (run ("qemu-img compare -q -f %s -F raw '%s' '%s'", test_format, file,
+           path ("model.raw")) != 0)
+    die ("qemu-img compare: %s differs from the model", file);
+  fmt_expect_clean_flag (file, cf);
+}
+
+static void
+overlay_writes (void)
+{
+  do_write (3 * cs + cs / 4, 100, 2, "COW at both ends of a cluster");
+  expect_extent (3 * cs, IMAGE_EXTENT_DATA | IMAGE_EXTENT_PRESENT, 0);
+  do_write (5 * cs - 10, 20, 3, "write straddling two clusters");
+  do_write (l2cov - 6000, 12000, 4, "write straddling two L2 tables");
+  do_write (bsize - 3000, 6000, 5, "write across the backing end");
+  do_write (40 * cs + 123, 65536, 6, "64 KiB unaligned write");
+  do_write (40 * cs + 500, 3000, 7, "overwrite of allocated clusters");
+}
+
+static void
+overlay_zeroes (void)
+{
+  do_zero (16 * cs, 3 * cs, 0, "zero clusters over backing data");
+  if (has_zero_clusters ())
+    expect_extent (16 * cs, IMAGE_EXTENT_ZERO | IMAGE_EXTENT_PRESENT, 0);
+  do_zero (20 * cs + 100, 200, 0, "partial zero over backing data");
+  do_zero (bsize + 4 * cs, cs, 0, "zero past the backing end");
+  /* The QED specification: a write into a zero cluster fills the rest of
+   * the new cluster with zeros. */
+  do_zero (24 * cs, cs, 0, "zero cluster");
+  do_write (24 * cs + cs / 8, 10, 8, "write into a zero cluster");
+
+  do_trim (3 * cs, 2 * cs);
+  do_trim (7 * cs + 17, 100);
+  do_trim (40 * cs, 4 * cs);
+  do_zero (44 * cs, 2 * cs, IMAGE_MAY_TRIM, "zero with may-trim in place");
+  do_zero (46 * cs, cs, 0, "zero without may-trim in place");
+  do_write (46 * cs + 7, 33, 9, "write into a kept zero cluster");
+  do_zero (2 * l2cov + 3, 5 * cs, IMAGE_MAY_TRIM, "unaligned zero, may trim");
+}
+
+static void
+overlay_case (void)
+{
+  const char *ov = path ("ov.img");
+  uint8_t *base = malloc (bsize);
+
+  fill_pattern (base, bsize, 0, 1);
+  write_file (path ("base.raw"), base, bsize);
+  memset (model, 0, size);
+  memcpy (model, base, bsize);           /* the rest reads as zeros */
+  free (base);
+
+  create_fmt (ov, size, "base.raw", cf);
+  img = open_fmt (ov, 0, 0);
+  verify_image (img, model, size, "fresh overlay");
+  expect_extent (0, IMAGE_EXTENT_DATA | IMAGE_EXTENT_PRESENT, 1);
+  expect_extent (bsize, IMAGE_EXTENT_ZERO, 0);
+  overlay_writes ();
+  overlay_zeroes ();
+
+  bounds_and_readonly (ov);
+  CHECK (image_flush (img));
+  CHECK (image_close (img));
+  img = open_fmt (ov, 0, 0);
+  verify_image (img, model, size, "after close and reopen");
+  do_write (size - 5000, 5000, 10, "write at the end after reopen");
+  CHECK (image_close (img));
+  qemu_agrees (ov);
+}
+
+/* No backing file: trim and zero may unmap clusters outright. */
+static void
+standalone_case (void)
+{
+  const char *st = path ("st.img");
+
+  memset (model, 0, size);
+  create_fmt (st, size, NULL, cf);
+  img = open_fmt (st, 0, 0);
+  do_write (0, 10 * cs, 11, "first clusters");
+  do_write (l2cov - cs, 2 * cs + 1, 12, "across an L2 table");
+  do_trim (2 * cs, 3 * cs);
+  expect_extent (2 * cs, trimmed_flags (), 0);
+  do_zero (6 * cs, 2 * cs, IMAGE_MAY_TRIM, "zero with may-trim, no backing");
+  do_zero (8 * cs + 1, cs, 0, "partial zero, no backing");
+  do_write (3 * cs + 5, 10, 13, "write into a trimmed cluster");
+  bounds_and_readonly (st);
+  CHECK (image_close (img));
+  qemu_agrees (st);
+}
+
 int
 main (int argc, char *argv[])
 {
-  static uint8_t base[BACKING_SIZE];
-
   test_init (argv[0]);
-  fill_pattern (base, BACKING_SIZE, 0, 1);
-  write_raw (path ("base.raw"), base, BACKING_SIZE);
-  memcpy (model, base, BACKING_SIZE);   /* the rest reads as zeros */
-
-  create_image (path ("ov.qed"), "qed", SIZE, "base.raw", CS, 2);
-  img = open_image (path ("ov.qed"), 0, 0);
-  verify_image (img, model, SIZE, "fresh overlay");
-  expect_extent (0, IMAGE_EXTENT_DATA | IMAGE_EXTENT_PRESENT, 1, CS);
-  expect_extent (BACKING_SIZE, IMAGE_EXTENT_ZERO, 0, CS);
-
-  do_write (3 * CS + 1000, 100, 2, "COW at both ends of a cluster");
-  expect_extent (3 * CS, IMAGE_EXTENT_DATA | IMAGE_EXTENT_PRESENT, 0, CS);
-  do_write (5 * CS - 10, 20, 3, "write straddling two clusters");
-  do_write ((4 << 20) - 6000, 12000, 4, "write straddling two L2 tables");
-  do_write (BACKING_SIZE - 3000, 6000, 5, "write across the backing end");
-  do_write (40 * CS + 123, 65536, 6, "64 KiB unaligned write");
-  do_write (40 * CS + 5000, 3000, 7, "overwrite of allocated clusters");
-
-  do_zero (16 * CS, 3 * CS, 0, "zero clusters over backing data");
-  expect_extent (16 * CS, IMAGE_EXTENT_ZERO | IMAGE_EXTENT_PRESENT, 0, CS);
-  do_zero (20 * CS + 100, 200, 0, "partial zero over backing data");
-  do_zero (BACKING_SIZE + 4 * CS, CS, 0, "zero past the backing end");
-
-  /* The QED specification: a write into a zero cluster fills the rest of
-   * the new cluster with zeros.  (qemu 7.2 fills it from the backing file
-   * instead; see test-engine-spec-vs-qemu.sh.) */
-  do_zero (24 * CS, CS, 0, "zero cluster");
-  do_write (24 * CS + 500, 10, 8, "write into a zero cluster");
-
-  do_trim (3 * CS, 2 * CS);
-  do_trim (7 * CS + 17, 100);
-  do_zero (40 * CS, 2 * CS, IMAGE_MAY_TRIM, "zero with may-trim in place");
-  do_zero (42 * CS, CS, 0, "zero without may-trim in place");
-
-  bounds_and_readonly ();
-
-  CHECK (image_flush (img));
-  CHECK (image_close (img));
-  img = open_image (path ("ov.qed"), 0, 0);
-  verify_image (img, model, SIZE, "after close and reopen");
-  CHECK (image_close (img));
-
-  qemu_img_check_clean (path ("ov.qed"));
-  write_raw (path ("model.raw"), model, SIZE);
-  if (run ("qemu-img compare -q -f qed -F raw '%s' '%s'", path ("ov.qed"),
-           path ("model.raw")) != 0)
-    die ("qemu-img compare: the image differs from the model");
-  if (run ("qemu-img info --output=json '%s' | grep -q '\"dirty-flag\": false'",
-           path ("ov.qed")) != 0)
-    die ("the image is still marked dirty after a clean close");
-
+  FOR_EACH_FMT_CASE (cf, cases) {
+    cs = fmt_cluster_size (cf);
+    l2cov = fmt_l2_coverage (cf);
+    size = MAX ((uint64_t) 8 << 20, 2 * l2cov + (1 << 20));
+    bsize = size / 4 * 3;
+    model = malloc (size);
+    if (model == NULL)
+      die ("out of memory");
+    printf ("%s cluster_size=%" PRIu64 " compat=%s lazy_refcounts=%d "
+            "refcount_bits=%u\n", test_format, cs,
+            cf->compat ? cf->compat : "-", cf->lazy, cf->refcount_bits);
+    fflush (stdout);
+    if (!fmt_is ("raw"))
+      overlay_case ();
+    standalone_case ();
+    free (model);
+  }
   test_cleanup ();
-  printf ("engine copy on write: ok\n");
+  printf ("%s copy on write: ok\n", test_format);
   return 0;
 }

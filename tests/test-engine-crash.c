@@ -18,10 +18,10 @@
  * pattern of (offset, id), so a block that landed at the wrong offset is
  * caught too.  Id 0 is the initial content, id 1 is zeros.
  *
- * The format is QED, or $CRASH_FORMAT; $ROUNDS overrides the number of
- * rounds (at least 50 by default) and $SEED reproduces a run.  Built with
- * -DCRASH_FORMAT_DEFAULT='"qcow2"' -DCRASH_LAZY=0/1 it runs on qcow2 with
- * lazy refcounts off or on (test-qcow2-crash-*).  With lazy refcounts
+ * Built once per format: test-engine-crash-qed, and on qcow2 with lazy
+ * refcounts on and off, test-engine-crash-qcow2-lazy and -nolazy
+ * (-DTEST_LAZY=1/0).  $ROUNDS overrides the number of rounds (at least
+ * 50 by default) and $SEED reproduces a run.  With lazy refcounts
  * the image as the crash left it may hold refcounts that lag behind the
  * tables (that is what lazy means: the dirty bit tells every reader to
  * rebuild them), so in step 1 qemu-img check may report those and only
@@ -49,15 +49,10 @@ struct shared {
   uint32_t cand[NBLK][MAXC];
 };
 
-#ifndef CRASH_FORMAT_DEFAULT
-#define CRASH_FORMAT_DEFAULT "qed"
-#endif
-#ifndef CRASH_LAZY
-#define CRASH_LAZY -1
-#endif
-
 static struct shared *sh;
-static const char *format = CRASH_FORMAT_DEFAULT;
+static const struct fmt_case crash_case = {
+  .format = TEST_FORMAT, .cs = CS, .qed_tables = 2, .lazy = TEST_LAZY,
+};
 
 static uint8_t
 content (uint64_t off, uint32_t id)
@@ -113,7 +108,7 @@ record (struct image *img, uint64_t b0, uint64_t n, uint32_t id)
 static void __attribute__ ((noreturn))
 child (void)
 {
-  struct image *img = open_image (path ("ov.img"), 0, 0);
+  struct image *img = open_fmt (path ("ov.img"), 0, 0);
   static uint8_t buf[32 * BLK];
 
   for (;;) {
@@ -187,7 +182,7 @@ kill_after (pid_t pid, uint64_t us)
 static void __attribute__ ((noreturn))
 repairer (void)
 {
-  struct image *img = open_image (path ("ov.img"), 0, 0);
+  struct image *img = open_fmt (path ("ov.img"), 0, 0);
 
   image_close (img);
   for (;;)                      /* wait to be killed, like the writer */
@@ -208,8 +203,8 @@ only_lagging_refcounts (void)
   if (run ("qemu-img info --output=json '%s' | grep -q '\"dirty-flag\": "
            "true'", path ("ov.img")) != 0)
     return false;
-  snprintf (line, sizeof line, "qemu-img check -f %s '%s' 2>&1", format,
-            path ("ov.img"));
+  snprintf (line, sizeof line, "qemu-img check -f %s '%s' 2>&1",
+            test_format, path ("ov.img"));
   fp = popen (line, "r");
   if (fp == NULL)
     die ("popen");
@@ -260,7 +255,7 @@ verify_block (uint64_t b, const uint8_t *buf, unsigned round)
 static void
 verify (unsigned round)
 {
-  struct image *img = open_image (path ("ov.img"), 0, 0);
+  struct image *img = open_fmt (path ("ov.img"), 0, 0);
   static uint8_t buf[SIZE];
   uint64_t b;
 
@@ -280,8 +275,6 @@ main (int argc, char *argv[])
 
   test_init (argv[0]);
   rng_seed ();
-  if (getenv ("CRASH_FORMAT"))
-    format = getenv ("CRASH_FORMAT");
   if (getenv ("ROUNDS"))
     rounds = (unsigned) atoi (getenv ("ROUNDS"));
 
@@ -296,22 +289,18 @@ main (int argc, char *argv[])
   if (fp == NULL || fwrite (base, 1, BACKING_SIZE, fp) != BACKING_SIZE ||
       fclose (fp) != 0)
     die ("writing base.raw");
-  if (strcmp (format, "qcow2") == 0)
-    create_qcow2 (path ("ov.img"), SIZE, "base.raw", CS, CRASH_LAZY, NULL, 0);
-  else
-    create_image (path ("ov.img"), format, SIZE, "base.raw", CS,
-                  strcmp (format, "qed") == 0 ? 2 : 0);
+  create_fmt (path ("ov.img"), SIZE, "base.raw", &crash_case);
 
   for (round = 0; round < rounds; round++) {
     kill_after (spawn (child), 2000 + rnd_below (120000));
 
     /* As the crash left it: leaks are fine, corruption is not. */
-    r = run ("qemu-img check -q -f %s '%s' >/dev/null 2>&1", format,
+    r = run ("qemu-img check -q -f %s '%s' >/dev/null 2>&1", test_format,
              path ("ov.img"));
-    if (r == 2 && CRASH_LAZY == 1 && only_lagging_refcounts ())
+    if (r == 2 && TEST_LAZY == 1 && only_lagging_refcounts ())
       r = 0;
     if (r != 0 && r != 3) {
-      run ("qemu-img check -f %s '%s' >&2", format, path ("ov.img"));
+      run ("qemu-img check -f %s '%s' >&2", test_format, path ("ov.img"));
       die ("round %u: qemu-img check after the crash: exit %d", round, r);
     }
     if (rnd_below (4) == 0)
@@ -322,6 +311,6 @@ main (int argc, char *argv[])
   }
 
   test_cleanup ();
-  printf ("engine crash: ok (%u rounds)\n", rounds);
+  printf ("%s engine crash: ok (%u rounds)\n", test_format, rounds);
   return 0;
 }

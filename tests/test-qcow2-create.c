@@ -23,16 +23,6 @@
 #include "engine-test.h"
 
 static uint64_t
-file_size (const char *file)
-{
-  struct stat st;
-
-  if (stat (file, &st) == -1)
-    die ("stat %s", file);
-  return (uint64_t) st.st_size;
-}
-
-static uint64_t
 disk_usage (const char *file)
 {
   struct stat st;

@@ -38,15 +38,6 @@ read_file (const char *file, uint64_t *len)
 }
 
 static void
-write_file (const char *file, const uint8_t *buf, uint64_t len)
-{
-  FILE *fp = fopen (file, "w");
-
-  if (fp == NULL || fwrite (buf, 1, len, fp) != len || fclose (fp) != 0)
-    die ("writing %s", file);
-}
-
-static void
 sh (const char *what, const char *cmd)
 {
   if (run ("cd '%s' && (%s) >/dev/null", test_dir, cmd) != 0)
