@@ -82,7 +82,12 @@ struct image_open_opts {
   /* NULL: every image opens its own backing chain.  Else read-only
    * backing images come from this cache (see below). */
   const struct image_backing_cache *backing_cache;
+  /* Remote images (an NBD URI as file or backing file name): a request
+   * that gets no answer fails with EIO after this many milliseconds.
+   * 0: IMAGE_DEFAULT_REMOTE_TIMEOUT_MS. */
+  unsigned remote_timeout_ms;
 };
+#define IMAGE_DEFAULT_REMOTE_TIMEOUT_MS 10000
 
 /* Shared backing images.  A program serving many overlays of one base
  * (the export registry) wants the base opened once: one descriptor, one
@@ -359,7 +364,8 @@ char *image_resolve_backing (const char *overlay, const char *backing);
 /* What makes two names one file: its device and inode.  The engine
  * refuses backing chain loops by it, cowbd-img refuses to overwrite a
  * source with it, and the front ends keep one engine image per file by
- * it.  The calls return 0, or -1 with errno set (no image_error). */
+ * it.  A remote image's (an NBD URI's) identity is the URI's text.
+ * The calls return 0, or -1 with errno set (no image_error). */
 struct image_file_id {
   uint64_t dev, ino;
 };

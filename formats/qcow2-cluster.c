@@ -513,7 +513,7 @@ holes_read_zero (struct qcow2 *q)
   if (q->holes_read_zero >= 0)
     return q->holes_read_zero;
   q->holes_read_zero = 0;
-  if (fstat (q->img->fd, &st) == -1 || host_file_size (q->img->fd, &length))
+  if (fstat (q->img->fd, &st) == -1 || source_size (q->img->src, &length))
     return false;
   allocated = (uint64_t) st.st_blocks * 512;
   real = allocated >> q->cluster_bits;
