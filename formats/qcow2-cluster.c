@@ -231,11 +231,21 @@ qcow2_link (void *fmt, const struct cow_run *r, uint64_t n, uint64_t host)
   return 0;
 }
 
-/* On failure the clusters stay counted and unreferenced: a leak that the
- * dirty bit gets repaired at the next open. */
+/* A failed allocation (e.g. its copy-on-write data could not be read from
+ * a lost remote backing image): no table entry ever pointed at the
+ * clusters, so their counts go back to 0 (free, never reused: allocation
+ * appends).  Should that fail they stay counted and unreferenced: a leak
+ * that the dirty bit gets repaired at the next open.  Called with
+ * q->lock held. */
 static void
 qcow2_give_back (void *fmt, uint64_t host, uint64_t n)
 {
+  struct qcow2 *q = fmt;
+  uint64_t c0 = host >> q->cluster_bits, i;
+
+  for (i = 0; i < n; i++)
+    if (qcow2_set_refcount (q, c0 + i, 0) == -1)
+      return;
 }
 
 static int
