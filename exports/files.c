@@ -117,6 +117,7 @@ open_image (struct registry *r, const char *path, bool readonly,
   struct image_open_opts o = {
     .format = format,
     .cache_size = r->cfg.cache_size,
+    .remote_timeout_ms = r->cfg.remote_timeout_ms,
     .flags = readonly ? IMAGE_OPEN_READONLY : 0,
     .backing_cache = &r->cache,
   };
@@ -197,15 +198,16 @@ files_acquire (struct registry *r, const char *path, bool readonly,
                const char *format, bool as_backing)
 {
   struct file_id id;
+  struct image_file_id iid;
   struct reg_file *f;
-  struct stat st;
 
-  if (stat (path, &st) == -1) {
+  /* A remote base (an NBD URI) is identified by its URI. */
+  if (image_file_id_path (path, &iid) == -1) {
     image_set_error (errno, "%s: %s", path, strerror (errno));
     return NULL;
   }
-  id.dev = st.st_dev;
-  id.ino = st.st_ino;
+  id.dev = (dev_t) iid.dev;
+  id.ino = (ino_t) iid.ino;
   pthread_mutex_lock (&r->lock);
   f = find_settled (r, &id);
   if (f) {

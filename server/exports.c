@@ -204,6 +204,7 @@ build (bool with_dir)
   struct registry_config rc = {
     .format = cfg.format,
     .cache_size = cfg.cache_size,
+    .remote_timeout_ms = cfg.remote_timeout_ms,
     .readonly = cfg.readonly,
     .describe_readonly = true,
     .debug = debug,

@@ -56,6 +56,7 @@ struct config {
   bool single;                  /* -s: one connection on stdin/stdout */
   unsigned threads;             /* -t */
   uint64_t cache_size;          /* --cache-size, 0: the engine's default */
+  unsigned remote_timeout_ms;   /* --remote-timeout, 0: the engine's */
   const char *format;           /* -f, NULL: probe */
   const char *port;             /* -p */
   const char *ipaddr;           /* -i */

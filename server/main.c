@@ -62,6 +62,8 @@ usage (FILE *f)
 "  -f, --format=FMT       image format (default: probe)\n"
 "  -t, --threads=N        worker threads (default 16)\n"
 "      --cache-size=SIZE  metadata cache per image (e.g. 32M)\n"
+"      --remote-timeout=SECONDS  a read of a remote (nbd://) backing image\n"
+"                         fails with EIO after this long (default 10)\n"
 "      --fork             run in the background once listening\n"
 "  -P, --pidfile=FILE     write the server's pid to FILE\n"
 "  -v, --verbose          log connections too (-vv: every request)\n"
@@ -90,7 +92,8 @@ usage (FILE *f)
 
 enum { OPT_RUN = 256, OPT_CACHE_SIZE, OPT_FORK, OPT_TLS, OPT_TLS_CERTS,
        OPT_TLS_PSK, OPT_TLS_VERIFY, OPT_TLS_PRIORITY,
-       OPT_HANDSHAKE_LIMIT, OPT_MAX_CONNECTIONS, OPT_METRICS, OPT_LOG };
+       OPT_HANDSHAKE_LIMIT, OPT_MAX_CONNECTIONS, OPT_METRICS, OPT_LOG,
+       OPT_REMOTE_TIMEOUT };
 
 static const struct option long_options[] = {
   { "port", required_argument, NULL, 'p' },
@@ -103,6 +106,7 @@ static const struct option long_options[] = {
   { "format", required_argument, NULL, 'f' },
   { "threads", required_argument, NULL, 't' },
   { "cache-size", required_argument, NULL, OPT_CACHE_SIZE },
+  { "remote-timeout", required_argument, NULL, OPT_REMOTE_TIMEOUT },
   { "fork", no_argument, NULL, OPT_FORK },
   { "pidfile", required_argument, NULL, 'P' },
   { "verbose", no_argument, NULL, 'v' },
@@ -206,6 +210,13 @@ parse_options (int argc, char *argv[])
     case OPT_CACHE_SIZE:
       if (size_parse (optarg, &cfg.cache_size) == -1)
         bad_usage ("--cache-size %s: not a size", optarg);
+      break;
+    case OPT_REMOTE_TIMEOUT:
+      cfg.remote_timeout_ms = 1000 *
+        parse_limit ("remote-timeout", optarg, 3600);
+      if (cfg.remote_timeout_ms == 0)
+        bad_usage ("--remote-timeout=%s: expected 1 to 3600 seconds",
+                   optarg);
       break;
     case OPT_FORK: do_fork = true; break;
     case 'P': pidfile = optarg; break;

@@ -59,6 +59,7 @@ static char *file;              /* absolute path */
 static char *dir;               /* absolute path */
 static const char *format;      /* NULL: probe */
 static uint64_t cache_size;     /* 0: the engine's default */
+static unsigned remote_timeout_ms; /* 0: the engine's default */
 
 /* True if name is "auto" or one of the engine's IMAGE_FORMATS. */
 static int
@@ -98,6 +99,23 @@ set_path (char **dst, const char *key, const char *value)
   return *dst ? 0 : -1;
 }
 
+/* remote-timeout=SECONDS: 1 to 3600. */
+static int
+parse_remote_timeout (const char *value)
+{
+  char *end;
+  long n;
+
+  errno = 0;
+  n = strtol (value, &end, 10);
+  if (errno || end == value || *end || n < 1 || n > 3600) {
+    nbdkit_error ("remote-timeout=%s: expected 1 to 3600 seconds", value);
+    return -1;
+  }
+  remote_timeout_ms = (unsigned) n * 1000;
+  return 0;
+}
+
 static int
 cowbd_config (const char *key, const char *value)
 {
@@ -121,6 +139,8 @@ cowbd_config (const char *key, const char *value)
     }
     return 0;
   }
+  if (strcmp (key, "remote-timeout") == 0)
+    return parse_remote_timeout (value);
   nbdkit_error ("unknown parameter '%s' (see nbdkit cowbd --help)", key);
   return -1;
 }
@@ -153,6 +173,7 @@ cowbd_get_ready (void)
 {
   struct exports_config c = {
     .file = file, .dir = dir, .format = format, .cache_size = cache_size,
+    .remote_timeout_ms = remote_timeout_ms,
   };
 
   image_set_warn (engine_warning);
@@ -186,7 +207,10 @@ cowbd_dump_plugin (void)
   "format=auto|raw|qed|qcow2\n" \
   "                      The image format (default: probe the file;\n" \
   "                      a probed raw image refuses header writes).\n" \
-  "cache-size=SIZE       Metadata cache per image (default: 32M)."
+  "cache-size=SIZE       Metadata cache per image (default: 32M).\n" \
+  "remote-timeout=SECONDS\n" \
+  "                      A read of a remote (nbd://) backing image fails\n" \
+  "                      with EIO after this long (default: 10)."
 
 /* ---- exports and connections --------------------------------------------- */
 

@@ -44,6 +44,7 @@ check_file (const struct exports_config *c)
   struct image_open_opts o = {
     .format = c->format,
     .cache_size = c->cache_size,
+    .remote_timeout_ms = c->remote_timeout_ms,
     .flags = IMAGE_OPEN_READONLY,
   };
   struct image *img = image_open (c->file, &o);
@@ -76,6 +77,7 @@ exports_init (const struct exports_config *c)
   struct registry_config rc = {
     .format = c->format,
     .cache_size = c->cache_size,
+    .remote_timeout_ms = c->remote_timeout_ms,
     .rw_fallback = true,
     .debug = registry_debug,
   };

@@ -32,6 +32,7 @@ struct exports_config {
   const char *dir;              /* absolute path, or NULL */
   const char *format;           /* "raw", "qed"...; NULL probes */
   uint64_t cache_size;          /* 0: the engine's default */
+  unsigned remote_timeout_ms;   /* 0: the engine's default */
 };
 
 /* get_ready: records cfg and checks it (file= mode: the image opens;
