@@ -977,7 +977,10 @@ basecache_get_stats (struct basecache *bc, struct basecache_stats *st)
 
   if (sh)
     pthread_mutex_lock (&sh->lock);
-  *st = *src;
+  memset (st, 0, sizeof *st);
+  st->evicted_bytes = src->evicted_bytes;
+  st->fingerprint_bytes = src->fingerprint_bytes;
+  st->uncached = src->uncached;
   st->hits = bc_load (&src->hits);
   st->misses = bc_load (&src->misses);
   st->fetched_bytes = bc_load (&src->fetched_bytes);
