@@ -118,6 +118,8 @@ open_image (struct registry *r, const char *path, bool readonly,
     .format = format,
     .cache_size = r->cfg.cache_size,
     .remote_timeout_ms = r->cfg.remote_timeout_ms,
+    .base_cache_dir = r->cfg.base_cache_dir,
+    .base_cache_size = r->cfg.base_cache_size,
     .flags = readonly ? IMAGE_OPEN_READONLY : 0,
     .backing_cache = &r->cache,
   };

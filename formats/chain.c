@@ -241,7 +241,11 @@ static int
 open_source (struct image *img, const struct image_open_opts *opts,
              const char *referrer)
 {
-  struct source_opts sopts = { .timeout_ms = opts->remote_timeout_ms };
+  struct source_opts sopts = {
+    .timeout_ms = opts->remote_timeout_ms,
+    .base_cache_dir = opts->base_cache_dir,
+    .base_cache_size = opts->base_cache_size,
+  };
   char prefix[PATH_MAX + 32];
 
   img->src = source_open (img->filename, img->readonly, &sopts);

@@ -86,6 +86,12 @@ struct image_open_opts {
    * that gets no answer fails with EIO after this many milliseconds.
    * 0: IMAGE_DEFAULT_REMOTE_TIMEOUT_MS. */
   unsigned remote_timeout_ms;
+  /* Remote images: NULL, or a folder where each remote base's data is
+   * cached on this host (basecache.h), shared by every image of the
+   * process that reads it and kept across restarts; bounded to
+   * base_cache_size bytes (0: no bound). */
+  const char *base_cache_dir;
+  uint64_t base_cache_size;
 };
 #define IMAGE_DEFAULT_REMOTE_TIMEOUT_MS 10000
 

@@ -22,6 +22,10 @@
  * lost remote costs each read at most one timeout and service resumes
  * on its own when the remote is back.
  *
+ * With a base cache (--base-cache, basecache.h), reads go through it and
+ * it calls remote_fetch for what it lacks: each range crosses the network
+ * once per host.
+ *
  * Lock: r->lock guards conns[].busy and .h of idle slots, and the
  * backoff; a busy slot's handle belongs to the request that took it.
  * remotes_lock guards the list of remotes and refs.
@@ -39,6 +43,7 @@
 
 #include <libnbd.h>
 
+#include "basecache.h"
 #include "internal.h"
 #include "minmax.h"
 #include "rounding.h"
@@ -70,6 +75,7 @@ struct remote {
   struct conn conns[POOL_MAX];
   uint64_t retry_at_ms;                 /* no connect before this */
   unsigned backoff_ms;
+  struct basecache *bc;                 /* NULL: no base cache */
 };
 
 static pthread_mutex_t remotes_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -311,18 +317,15 @@ read_aligned (struct remote *r, uint8_t *buf, size_t count, uint64_t offset)
   return ret;
 }
 
+/* Reads [offset, offset + n) of the export (basecache_fetch_fn). */
 static int
-remote_pread (struct source *s, void *buf, size_t count, uint64_t offset)
+remote_fetch (void *opaque, void *buf, size_t n, uint64_t offset)
 {
-  struct remote *r = (struct remote *) s;
-  uint64_t start, end, n;
+  struct remote *r = opaque;
+  uint64_t start, end;
   uint8_t *bounce;
   int ret;
 
-  n = offset < r->size ? MIN ((uint64_t) count, r->size - offset) : 0;
-  memset ((uint8_t *) buf + n, 0, count - n);   /* past the end */
-  if (n == 0)
-    return 0;
   start = ROUND_DOWN (offset, r->min_block);
   end = MIN (ROUND_UP (offset + n, r->min_block), r->size);
   if (start == offset && end == offset + n)
@@ -337,6 +340,21 @@ remote_pread (struct source *s, void *buf, size_t count, uint64_t offset)
   free (bounce);
   errno = EIO;
   return ret;
+}
+
+static int
+remote_pread (struct source *s, void *buf, size_t count, uint64_t offset)
+{
+  struct remote *r = (struct remote *) s;
+  uint64_t n;
+
+  n = offset < r->size ? MIN ((uint64_t) count, r->size - offset) : 0;
+  memset ((uint8_t *) buf + n, 0, count - n);   /* past the end */
+  if (n == 0)
+    return 0;
+  if (r->bc)
+    return basecache_read (r->bc, buf, n, offset);
+  return remote_fetch (r, buf, n, offset);
 }
 
 struct status_answer {
@@ -395,6 +413,8 @@ remote_data_status (struct source *s, uint64_t offset, uint64_t count,
   if (cookie == -1 || wait_cookies (c->h, &cookie, 1, deadline) == -1)
     ret = -1;
   conn_put (r, c, ret == -1);
+  if (ret == -1 && r->bc)
+    return 0;                   /* call it data: the cache may hold it */
   if (ret == -1) {
     errno = EIO;
     return -1;
@@ -436,6 +456,8 @@ remote_free (struct remote *r)
 {
   unsigned i;
 
+  if (r->bc)
+    basecache_close (r->bc);
   for (i = 0; i < POOL_MAX; i++)
     if (r->conns[i].h) {
       nbd_shutdown (r->conns[i].h, 0);
@@ -511,6 +533,28 @@ remote_new (const char *uri, unsigned timeout_ms)
   return r;
 }
 
+/* Puts the base cache of opts (if any) under r. */
+static int
+remote_open_cache (struct remote *r, const struct source_opts *opts)
+{
+  struct basecache_opts bo = {
+    .dir = opts->base_cache_dir, .max_bytes = opts->base_cache_size,
+  };
+  char *msg = NULL;
+
+  r->bc = basecache_open (&bo, r->uri, r->size, remote_fetch, r, &msg);
+  if (r->bc == NULL) {
+    error_set (errno, "%s: base cache in %s: %s", r->uri, bo.dir,
+               msg ? msg : strerror (errno));
+    free (msg);
+    return -1;
+  }
+  if (msg)
+    engine_warn ("%s", msg);
+  free (msg);
+  return 0;
+}
+
 struct source *
 source_nbd_open (const char *uri, const struct source_opts *opts)
 {
@@ -527,8 +571,14 @@ source_nbd_open (const char *uri, const struct source_opts *opts)
       break;
     }
   if (r == NULL && (r = remote_new (uri, timeout)) != NULL) {
-    r->next = remotes;
-    remotes = r;
+    if (opts && opts->base_cache_dir && remote_open_cache (r, opts) == -1) {
+      remote_free (r);
+      r = NULL;
+    }
+    else {
+      r->next = remotes;
+      remotes = r;
+    }
   }
   pthread_mutex_unlock (&remotes_lock);
   return r ? &r->src : NULL;

@@ -53,6 +53,9 @@ struct source {
 struct source_opts {
   unsigned timeout_ms;          /* a remote request fails with EIO after
                                    this long; 0: the default */
+  const char *base_cache_dir;   /* NULL, or where basecache.c keeps
+                                   remote data (--base-cache) */
+  uint64_t base_cache_size;     /* its bound; 0: none */
 };
 
 /* True if name is a URI naming a remote source (nbd://, nbd+unix://,

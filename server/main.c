@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -64,6 +65,9 @@ usage (FILE *f)
 "      --cache-size=SIZE  metadata cache per image (e.g. 32M)\n"
 "      --remote-timeout=SECONDS  a read of a remote (nbd://) backing image\n"
 "                         fails with EIO after this long (default 10)\n"
+"      --base-cache=DIR   keep what is read of remote backing images in\n"
+"                         DIR, fetched once per host, kept across restarts\n"
+"      --base-cache-size=SIZE  bound on that cache (default: none)\n"
 "      --fork             run in the background once listening\n"
 "  -P, --pidfile=FILE     write the server's pid to FILE\n"
 "  -v, --verbose          log connections too (-vv: every request)\n"
@@ -93,7 +97,7 @@ usage (FILE *f)
 enum { OPT_RUN = 256, OPT_CACHE_SIZE, OPT_FORK, OPT_TLS, OPT_TLS_CERTS,
        OPT_TLS_PSK, OPT_TLS_VERIFY, OPT_TLS_PRIORITY,
        OPT_HANDSHAKE_LIMIT, OPT_MAX_CONNECTIONS, OPT_METRICS, OPT_LOG,
-       OPT_REMOTE_TIMEOUT };
+       OPT_REMOTE_TIMEOUT, OPT_BASE_CACHE, OPT_BASE_CACHE_SIZE };
 
 static const struct option long_options[] = {
   { "port", required_argument, NULL, 'p' },
@@ -107,6 +111,8 @@ static const struct option long_options[] = {
   { "threads", required_argument, NULL, 't' },
   { "cache-size", required_argument, NULL, OPT_CACHE_SIZE },
   { "remote-timeout", required_argument, NULL, OPT_REMOTE_TIMEOUT },
+  { "base-cache", required_argument, NULL, OPT_BASE_CACHE },
+  { "base-cache-size", required_argument, NULL, OPT_BASE_CACHE_SIZE },
   { "fork", no_argument, NULL, OPT_FORK },
   { "pidfile", required_argument, NULL, 'P' },
   { "verbose", no_argument, NULL, 'v' },
@@ -191,6 +197,24 @@ parse_tls (const char *s)
     bad_usage ("--tls=%s: expected off, on or require", s);
 }
 
+/* --base-cache=DIR: an existing folder (made absolute: --fork changes
+ * directory). */
+static void
+parse_base_cache (const char *s)
+{
+  struct stat st;
+  char *abs;
+
+  if (stat (s, &st) == -1)
+    bad_usage ("--base-cache=%s: %s", s, strerror (errno));
+  if (!S_ISDIR (st.st_mode))
+    bad_usage ("--base-cache=%s: not a directory", s);
+  abs = realpath (s, NULL);
+  if (abs == NULL)
+    bad_usage ("--base-cache=%s: %s", s, strerror (errno));
+  cfg.base_cache_dir = abs;
+}
+
 static void
 parse_options (int argc, char *argv[])
 {
@@ -217,6 +241,11 @@ parse_options (int argc, char *argv[])
       if (cfg.remote_timeout_ms == 0)
         bad_usage ("--remote-timeout=%s: expected 1 to 3600 seconds",
                    optarg);
+      break;
+    case OPT_BASE_CACHE: parse_base_cache (optarg); break;
+    case OPT_BASE_CACHE_SIZE:
+      if (size_parse (optarg, &cfg.base_cache_size) == -1)
+        bad_usage ("--base-cache-size %s: not a size", optarg);
       break;
     case OPT_FORK: do_fork = true; break;
     case 'P': pidfile = optarg; break;

@@ -60,6 +60,8 @@ static char *dir;               /* absolute path */
 static const char *format;      /* NULL: probe */
 static uint64_t cache_size;     /* 0: the engine's default */
 static unsigned remote_timeout_ms; /* 0: the engine's default */
+static char *base_cache_dir;    /* base-cache=, absolute */
+static uint64_t base_cache_size;
 
 /* True if name is "auto" or one of the engine's IMAGE_FORMATS. */
 static int
@@ -141,6 +143,15 @@ cowbd_config (const char *key, const char *value)
   }
   if (strcmp (key, "remote-timeout") == 0)
     return parse_remote_timeout (value);
+  if (strcmp (key, "base-cache") == 0)
+    return set_path (&base_cache_dir, key, value);
+  if (strcmp (key, "base-cache-size") == 0) {
+    if (size_parse (value, &base_cache_size) == -1) {
+      nbdkit_error ("base-cache-size=%s: not a size (e.g. 4G)", value);
+      return -1;
+    }
+    return 0;
+  }
   nbdkit_error ("unknown parameter '%s' (see nbdkit cowbd --help)", key);
   return -1;
 }
@@ -174,6 +185,7 @@ cowbd_get_ready (void)
   struct exports_config c = {
     .file = file, .dir = dir, .format = format, .cache_size = cache_size,
     .remote_timeout_ms = remote_timeout_ms,
+    .base_cache_dir = base_cache_dir, .base_cache_size = base_cache_size,
   };
 
   image_set_warn (engine_warning);
@@ -192,6 +204,7 @@ cowbd_unload (void)
   exports_close_all ();         /* if cleanup was never reached */
   free (file);
   free (dir);
+  free (base_cache_dir);
 }
 
 static void
@@ -210,7 +223,9 @@ cowbd_dump_plugin (void)
   "cache-size=SIZE       Metadata cache per image (default: 32M).\n" \
   "remote-timeout=SECONDS\n" \
   "                      A read of a remote (nbd://) backing image fails\n" \
-  "                      with EIO after this long (default: 10)."
+  "                      with EIO after this long (default: 10).\n" \
+  "base-cache=DIR        Keep what is read of remote backing images in DIR.\n" \
+  "base-cache-size=SIZE  Bound on that cache (default: none)."
 
 /* ---- exports and connections --------------------------------------------- */
 

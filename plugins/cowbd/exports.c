@@ -45,6 +45,8 @@ check_file (const struct exports_config *c)
     .format = c->format,
     .cache_size = c->cache_size,
     .remote_timeout_ms = c->remote_timeout_ms,
+    .base_cache_dir = c->base_cache_dir,
+    .base_cache_size = c->base_cache_size,
     .flags = IMAGE_OPEN_READONLY,
   };
   struct image *img = image_open (c->file, &o);
@@ -78,6 +80,8 @@ exports_init (const struct exports_config *c)
     .format = c->format,
     .cache_size = c->cache_size,
     .remote_timeout_ms = c->remote_timeout_ms,
+    .base_cache_dir = c->base_cache_dir,
+    .base_cache_size = c->base_cache_size,
     .rw_fallback = true,
     .debug = registry_debug,
   };

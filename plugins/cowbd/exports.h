@@ -33,6 +33,8 @@ struct exports_config {
   const char *format;           /* "raw", "qed"...; NULL probes */
   uint64_t cache_size;          /* 0: the engine's default */
   unsigned remote_timeout_ms;   /* 0: the engine's default */
+  const char *base_cache_dir;   /* base-cache=, or NULL */
+  uint64_t base_cache_size;     /* base-cache-size=, 0: no bound */
 };
 
 /* get_ready: records cfg and checks it (file= mode: the image opens;
