@@ -117,6 +117,9 @@ open_image (struct registry *r, const char *path, bool readonly,
   struct image_open_opts o = {
     .format = format,
     .cache_size = r->cfg.cache_size,
+    .remote_timeout_ms = r->cfg.remote_timeout_ms,
+    .base_cache_dir = r->cfg.base_cache_dir,
+    .base_cache_size = r->cfg.base_cache_size,
     .flags = readonly ? IMAGE_OPEN_READONLY : 0,
     .backing_cache = &r->cache,
     .backing_dirs = backing_dirs,
@@ -203,15 +206,16 @@ files_acquire (struct registry *r, const char *path, bool readonly,
                const char *const *backing_dirs)
 {
   struct file_id id;
+  struct image_file_id iid;
   struct reg_file *f;
-  struct stat st;
 
-  if (stat (path, &st) == -1) {
+  /* A remote base (an NBD URI) is identified by its URI. */
+  if (image_file_id_path (path, &iid) == -1) {
     image_set_error (errno, "%s: %s", path, strerror (errno));
     return NULL;
   }
-  id.dev = st.st_dev;
-  id.ino = st.st_ino;
+  id.dev = (dev_t) iid.dev;
+  id.ino = (ino_t) iid.ino;
   pthread_mutex_lock (&r->lock);
   f = find_settled (r, &id);
   if (f) {

@@ -59,6 +59,9 @@ struct registry_export;
 struct registry_config {
   const char *format;           /* "raw", "qed", "qcow2"; NULL probes */
   uint64_t cache_size;          /* metadata cache per image; 0: default */
+  unsigned remote_timeout_ms;   /* remote backing images; 0: default */
+  const char *base_cache_dir;   /* their cache on this host, or NULL */
+  uint64_t base_cache_size;     /* its bound; 0: none */
   bool readonly;                /* open every export read-only */
   /* true: an export whose file cannot be opened for writing (permissions,
    * read-only file system) is served read-only; false: that is an

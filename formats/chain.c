@@ -57,19 +57,20 @@ chain_probe_buf (const uint8_t *buf, size_t len)
   return &raw_driver;
 }
 
-/* Probes an open file from its first sector (what probe.c guards). */
+/* Probes an open source from its first sector (what probe.c guards). */
 static const struct driver *
-probe_fd (int fd)
+probe_source (struct source *src)
 {
   uint8_t buf[512];
-  ssize_t n;
+  uint64_t size;
+  size_t n;
 
-  do
-    n = pread (fd, buf, sizeof buf, 0);
-  while (n == -1 && errno == EINTR);
-  if (n == -1)
+  if (source_size (src, &size) == -1)
     return NULL;
-  return chain_probe_buf (buf, (size_t) n);
+  n = (size_t) MIN (size, (uint64_t) sizeof buf);
+  if (source_pread (src, buf, n, 0) == -1)
+    return NULL;
+  return chain_probe_buf (buf, n);
 }
 
 /* What a host file that is neither a regular file nor a block device
@@ -120,20 +121,48 @@ host_open (const char *filename, int flags, const char **why)
   return -1;
 }
 
+/* A source for name: a URI through source_open (which says what
+ * failed), a local file through host_open (its type checked first; *why
+ * says what failed). */
+static struct source *
+open_any (const char *name, bool readonly, const struct source_opts *o,
+          const char **why)
+{
+  struct source *s;
+  int fd;
+
+  if (source_is_uri (name))
+    return source_open (name, readonly, o);
+  fd = host_open (name, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC, why);
+  if (fd == -1)
+    return NULL;
+  s = source_file_from_fd (fd);
+  if (s == NULL) {
+    close (fd);
+    errno = ENOMEM;
+    *why = strerror (ENOMEM);
+  }
+  return s;
+}
+
 const char *
 image_probe (const char *filename)
 {
-  const char *why;
-  CLEANUP_CLOSE int fd = host_open (filename, O_RDONLY | O_CLOEXEC, &why);
+  const char *why = NULL;
+  struct source *src = open_any (filename, true, NULL, &why);
   const struct driver *drv;
 
-  if (fd == -1)
-    return error_set (errno, "%s: %s", filename, why), NULL;
-  drv = probe_fd (fd);
+  if (src == NULL) {
+    if (!source_is_uri (filename))
+      error_set (errno, "%s: %s", filename, why);
+    return NULL;
+  }
+  drv = probe_source (src);
   if (drv == NULL)
-    return error_set (errno, "%s: reading the header: %s", filename,
-                      strerror (errno)), NULL;
-  return drv->name;
+    error_set (errno, "%s: reading the header: %s", filename,
+               strerror (errno));
+  source_close (src);
+  return drv ? drv->name : NULL;
 }
 
 /* ---- open and close --------------------------------------------------- */
@@ -143,7 +172,9 @@ image_resolve_backing (const char *overlay, const char *backing)
 {
   char *r;
 
-  if (backing[0] == '/' || strchr (overlay, '/') == NULL)
+  /* A URI is never relative, and nothing is relative to one. */
+  if (backing[0] == '/' || strchr (overlay, '/') == NULL ||
+      source_is_uri (backing) || source_is_uri (overlay))
     r = strdup (backing);
   else {
     const char *slash = strrchr (overlay, '/');
@@ -192,7 +223,7 @@ choose_driver (struct image *img, const char *format)
   const struct driver *drv;
 
   if (format == NULL || strcmp (format, "auto") == 0) {
-    drv = probe_fd (img->fd);
+    drv = probe_source (img->src);
     if (drv == NULL)
       error_syscall (img, "reading the header");
     return drv;
@@ -210,7 +241,8 @@ check_loop (struct image *img, unsigned depth, struct chain_seen *seen)
 {
   unsigned i;
 
-  if (image_file_id_fd (img->fd, &seen->id[depth]) == -1)
+  if ((img->fd >= 0 ? image_file_id_fd (img->fd, &seen->id[depth])
+       : image_file_id_path (img->filename, &seen->id[depth])) == -1)
     return error_syscall (img, "stat");
   for (i = 0; i < depth; i++)
     if (image_file_id_equal (&seen->id[i], &seen->id[depth]))
@@ -299,13 +331,42 @@ open_backing (struct image *img, const struct image_open_opts *opts,
   return 0;
 }
 
+/* Opens img's host file or remote export. */
+static int
+open_source (struct image *img, const struct image_open_opts *opts,
+             const char *referrer)
+{
+  struct source_opts sopts = {
+    .timeout_ms = opts->remote_timeout_ms,
+    .base_cache_dir = opts->base_cache_dir,
+    .base_cache_size = opts->base_cache_size,
+  };
+  char prefix[PATH_MAX + 32];
+  const char *why = NULL;
+
+  img->src = open_any (img->filename, img->readonly, &sopts, &why);
+  if (img->src) {
+    img->fd = img->src->fd;
+    return 0;
+  }
+  if (!source_is_uri (img->filename))
+    return referrer
+      ? error_set (errno, "%s: backing file %s: %s", referrer,
+                   img->filename, why)
+      : error_set (errno, "%s: %s", img->filename, why);
+  /* source_open said what failed, naming the URI */
+  if (referrer) {
+    snprintf (prefix, sizeof prefix, "%s: backing file ", referrer);
+    error_prefix (prefix);
+  }
+  return -1;
+}
+
 static struct image *
 chain_open (const char *filename, const struct image_open_opts *opts,
             unsigned depth, struct chain_seen *seen, const char *referrer)
 {
   struct image *img;
-  const char *why;
-  int flags;
 
   img = calloc (1, sizeof *img);
   if (img == NULL) {
@@ -322,18 +383,11 @@ chain_open (const char *filename, const struct image_open_opts *opts,
     goto err;
   }
 
-  flags = (img->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC;
-  img->fd = host_open (filename, flags, &why);
-  if (img->fd == -1) {
-    if (referrer)
-      error_set (errno, "%s: backing file %s: %s", referrer, filename, why);
-    else
-      error_set (errno, "%s: %s", filename, why);
+  if (open_source (img, opts, referrer) == -1)
     goto err;
-  }
-  if (check_file_type (img, referrer) == -1)
+  if (img->fd >= 0 && check_file_type (img, referrer) == -1)
     goto err;
-  if (lock_image (img, opts->flags) == -1) {
+  if (img->fd >= 0 && lock_image (img, opts->flags) == -1) {
     if (referrer) {
       char prefix[PATH_MAX + 32];
       snprintf (prefix, sizeof prefix, "%s: backing file ", referrer);
@@ -397,7 +451,7 @@ chain_close (struct image *img)
     img->backing_cache->put (img->backing_cache->opaque, img->backing);
   else if (img->backing && chain_close (img->backing) == -1 && r == 0)
     r = -1;
-  if (img->fd >= 0 && close (img->fd) == -1 && r == 0)
+  if (source_close (img->src) == -1 && r == 0)
     r = error_syscall (img, "close");
   probe_guard_free (img);
   free (img->filename);
@@ -501,7 +555,7 @@ backing_read_run (struct image *owner, const struct drv_status *st,
 {
   if (st->compressed || st->host_offset < 0)
     return owner->drv->pread (owner, buf, st->length, offset);
-  if (host_pread (owner->fd, buf, st->length, (uint64_t) st->host_offset)
+  if (source_pread (owner->src, buf, st->length, (uint64_t) st->host_offset)
       == -1)
     return error_file (owner, errno, "reading offset %" PRIu64 ": %s",
                        offset, strerror (errno));

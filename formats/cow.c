@@ -192,7 +192,7 @@ read_run (struct cow *c, const struct cow_run *r, uint8_t *p,
 
   switch (r->kind) {
   case COW_DATA:
-    if (host_pread (img->fd, p, r->len, r->host) == -1)
+    if (source_pread (img->src, p, r->len, r->host) == -1)
       return error_file (img, errno, "reading offset %" PRIu64 ": %s",
                          offset, strerror (errno));
     return 0;
@@ -389,7 +389,7 @@ fill_part (struct cow *c, const struct cow_step *s, const uint8_t *cluster,
     return 0;
   }
   assert (s->r.kind == COW_DATA);
-  if (host_pread (c->img->fd, *buf, len,
+  if (source_pread (c->img->src, *buf, len,
                   s->r.host - (s->r.host & ((1ULL << c->cluster_bits) - 1))
                   + (guest - old_guest)) == -1)
     return error_file (c->img, errno, "reading a cluster to copy: %s",
@@ -451,7 +451,7 @@ write_step (struct cow *c, const uint8_t *p, uint64_t count,
     return -1;
   switch (s.what) {
   case STEP_IN_PLACE:
-    if (host_pwrite (c->img->fd, p, s.r.len, s.r.host) == -1)
+    if (source_pwrite (c->img->src, p, s.r.len, s.r.host) == -1)
       return error_file (c->img, errno, "writing offset %" PRIu64 ": %s",
                          offset, strerror (errno));
     *done = s.r.len;

@@ -10,6 +10,7 @@
 #include <inttypes.h>
 #include <libgen.h>
 #include <stdarg.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,13 +100,16 @@ create_inspect_backing (const char *filename,
   CLEANUP_FREE char *path = image_resolve_backing (filename,
                                                     opts->backing_file);
   struct image *bimg;
+  char prefix[PATH_MAX + 32];
 
   if (path == NULL)
     return -1;
   bimg = image_open (path, &bopts);
-  if (bimg == NULL)
-    return error_set (image_errno (), "%s: backing file: %s", filename,
-                      image_error ());
+  if (bimg == NULL) {
+    /* image_error () is the buffer error_set writes: not an argument */
+    snprintf (prefix, sizeof prefix, "%s: backing file: ", filename);
+    return error_prefix (prefix);
+  }
   *size = bimg->size;
   *format = bimg->drv->name;
   image_close (bimg);

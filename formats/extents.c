@@ -33,7 +33,7 @@ host_dense (struct image *img)
     /* Racing first callers may both look: the answer is the same.  A
      * punch in between stores 0 after, or our 1 lands first and the punch
      * overwrites it: never a stale 1 after a punch returned. */
-    d = host_is_dense (img->fd, img->data_start);
+    d = img->fd < 0 || host_is_dense (img->fd, img->data_start);
     __atomic_compare_exchange_n (&img->host_dense, &(int) { -1 }, d, false,
                                  __ATOMIC_RELAXED, __ATOMIC_RELAXED);
     d = __atomic_load_n (&img->host_dense, __ATOMIC_RELAXED);
@@ -71,7 +71,7 @@ chain_status (struct image *img, uint64_t offset, uint64_t count,
        * and split the run where the host file changes. */
       bool is_data;
       uint64_t len;
-      if (host_data_status (img->fd, (uint64_t) st.host_offset, st.length,
+      if (source_data_status (img->src, (uint64_t) st.host_offset, st.length,
                             quick, &is_data, &len) == -1)
         return error_syscall (img, "SEEK_DATA");
       e->length = len;
@@ -159,8 +159,9 @@ image_cache (struct image *img, uint64_t count, uint64_t offset)
       unsigned i;
       for (i = 0; i < e.depth; i++)
         owner = owner->backing;
-      posix_fadvise (owner->fd, e.host_offset, (off_t) e.length,
-                     POSIX_FADV_WILLNEED);
+      if (owner->fd >= 0)       /* a remote owner has no page cache */
+        posix_fadvise (owner->fd, e.host_offset, (off_t) e.length,
+                       POSIX_FADV_WILLNEED);
     }
     offset += e.length;
     count -= e.length;

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include "image.h"
+#include "source.h"
 
 static void
 id_of (const struct stat *st, struct image_file_id *id)
@@ -25,11 +26,28 @@ image_file_id_fd (int fd, struct image_file_id *id)
   return 0;
 }
 
+/* A remote image (a URI) has no inode: its identity is the URI's text,
+ * hashed (FNV-1a) into ino under a device number no file has. */
+static void
+id_of_uri (const char *uri, struct image_file_id *id)
+{
+  uint64_t h = 0xcbf29ce484222325ULL;
+
+  for (; *uri; uri++)
+    h = (h ^ (uint8_t) *uri) * 0x100000001b3ULL;
+  id->dev = UINT64_MAX;
+  id->ino = h;
+}
+
 int
 image_file_id_path (const char *path, struct image_file_id *id)
 {
   struct stat st;
 
+  if (source_is_uri (path)) {
+    id_of_uri (path, id);
+    return 0;
+  }
   if (stat (path, &st) == -1)
     return -1;
   id_of (&st, id);

@@ -22,6 +22,7 @@
 #endif
 
 #include "internal.h"
+#include "source.h"
 #include "iszero.h"
 #include "minmax.h"
 #include "rounding.h"
@@ -65,36 +66,6 @@ host_pwrite (int fd, const void *buf, size_t count, uint64_t offset)
     count -= (size_t) r;
     offset += (uint64_t) r;
   }
-  return 0;
-}
-
-int
-host_pread_sparse (int fd, void *buf, size_t count, uint64_t offset)
-{
-  enum { CHUNK = 64 << 10, PAGE = 4096 };
-  uint8_t *tmp = malloc (CHUNK);
-  size_t done = 0, i;
-
-  if (tmp == NULL)
-    return -1;
-  /* Through a small buffer: only the pages that are not all zero are
-   * copied in, so the others of buf are never touched. */
-  while (done < count) {
-    size_t n = MIN (count - done, (size_t) CHUNK);
-    if (host_pread (fd, tmp, n, offset + done) == -1) {
-      int e = errno;
-      free (tmp);
-      errno = e;
-      return -1;
-    }
-    for (i = 0; i < n; i += PAGE) {
-      size_t m = MIN (n - i, (size_t) PAGE);
-      if (!is_zero (tmp + i, m))
-        memcpy ((char *) buf + done + i, tmp + i, m);
-    }
-    done += n;
-  }
-  free (tmp);
   return 0;
 }
 
@@ -183,7 +154,7 @@ host_sync (int fd)
 int
 host_sync_image (struct image *img)
 {
-  if (host_sync (img->fd) == 0)
+  if (source_sync (img->src) == 0)
     return 0;
   sticky_set (img);
   return -1;
@@ -354,12 +325,12 @@ host_nowait_init (struct image *img)
 {
   struct statfs sf;
 
-  img->host_in_memory = fstatfs (img->fd, &sf) == 0 &&
+  img->host_in_memory = img->fd >= 0 && fstatfs (img->fd, &sf) == 0 &&
     ((unsigned long) sf.f_type == TMPFS_MAGIC_ ||
      (unsigned long) sf.f_type == RAMFS_MAGIC_);
 #ifdef RWF_NOWAIT
-  img->host_read_nowait = !img->host_in_memory;
-  img->host_write_nowait = !img->host_in_memory && !img->readonly;
+  img->host_read_nowait = img->fd >= 0 && !img->host_in_memory;
+  img->host_write_nowait = img->host_read_nowait && !img->readonly;
 #endif
 }
 
@@ -443,3 +414,68 @@ host_trim_file (struct image *img, uint64_t *length, uint64_t end)
   return 0;
 }
 
+
+/* ---- the local file as a source (source.h) ------------------------------ */
+
+static int
+file_pread (struct source *s, void *buf, size_t count, uint64_t offset)
+{
+  return host_pread (s->fd, buf, count, offset);
+}
+
+static int
+file_pwrite (struct source *s, const void *buf, size_t count,
+             uint64_t offset)
+{
+  return host_pwrite (s->fd, buf, count, offset);
+}
+
+static int
+file_sync (struct source *s)
+{
+  return host_sync (s->fd);
+}
+
+static int
+file_size (struct source *s, uint64_t *size)
+{
+  return host_file_size (s->fd, size);
+}
+
+static int
+file_data_status (struct source *s, uint64_t offset, uint64_t count,
+                  bool quick, bool *is_data, uint64_t *len)
+{
+  return host_data_status (s->fd, offset, count, quick, is_data, len);
+}
+
+static int
+file_close (struct source *s)
+{
+  int r = close (s->fd);
+
+  free (s);
+  return r;
+}
+
+static const struct source_ops file_ops = {
+  .name = "file",
+  .pread = file_pread,
+  .pwrite = file_pwrite,
+  .sync = file_sync,
+  .size = file_size,
+  .data_status = file_data_status,
+  .close = file_close,
+};
+
+struct source *
+source_file_from_fd (int fd)
+{
+  struct source *s = malloc (sizeof *s);
+
+  if (s == NULL)
+    return NULL;
+  s->ops = &file_ops;
+  s->fd = fd;
+  return s;
+}

@@ -235,7 +235,9 @@ image_get_info (struct image *img, struct image_info *info)
   info->format = img->drv->name;
   info->virtual_size = img->size;
   info->readonly = img->readonly;
-  if (fstat (img->fd, &st) == 0) {
+  if (img->fd < 0)               /* a remote image */
+    info->actual_size = info->file_size = img->size;
+  else if (fstat (img->fd, &st) == 0) {
     info->actual_size = (uint64_t) st.st_blocks * 512;
     info->file_size = (uint64_t) st.st_size;
   }
@@ -253,7 +255,7 @@ image_get_stats (struct image *img, struct image_stats *st)
   memset (st, 0, sizeof *st);
   st->backing_read_bytes = __atomic_load_n (&img->backing_read_bytes,
                                             __ATOMIC_RELAXED);
-  if (fstat (img->fd, &s) == 0)
+  if (img->fd >= 0 && fstat (img->fd, &s) == 0)
     st->allocated_bytes = (uint64_t) s.st_blocks * 512;
   if (img->drv->cache_stats)
     img->drv->cache_stats (img, st);

@@ -98,7 +98,18 @@ struct image_open_opts {
    * (a header peek refuses what a full open would).  The list must
    * outlive the open. */
   const char *const *backing_dirs;
+  /* Remote images (an NBD URI as file or backing file name): a request
+   * that gets no answer fails with EIO after this many milliseconds.
+   * 0: IMAGE_DEFAULT_REMOTE_TIMEOUT_MS. */
+  unsigned remote_timeout_ms;
+  /* Remote images: NULL, or a folder where each remote base's data is
+   * cached on this host (basecache.h), shared by every image of the
+   * process that reads it and kept across restarts; bounded to
+   * base_cache_size bytes (0: no bound). */
+  const char *base_cache_dir;
+  uint64_t base_cache_size;
 };
+#define IMAGE_DEFAULT_REMOTE_TIMEOUT_MS 10000
 
 /* The same check on an open image's chain (an image a backing cache
  * hands out may have been opened under another policy): -1 after
@@ -400,7 +411,8 @@ char *image_resolve_backing (const char *overlay, const char *backing);
 /* What makes two names one file: its device and inode.  The engine
  * refuses backing chain loops by it, cowbd-img refuses to overwrite a
  * source with it, and the front ends keep one engine image per file by
- * it.  The calls return 0, or -1 with errno set (no image_error). */
+ * it.  A remote image's (an NBD URI's) identity is the URI's text.
+ * The calls return 0, or -1 with errno set (no image_error). */
 struct image_file_id {
   uint64_t dev, ino;
 };

@@ -17,6 +17,7 @@
 #include <sys/types.h>
 
 #include "image.h"
+#include "source.h"
 
 /* ---- the driver table ------------------------------------------------ */
 
@@ -110,7 +111,9 @@ struct image {
   void *priv;                   /* the driver's state */
 
   char *filename;               /* as the user named it */
-  int fd;                       /* the host file */
+  struct source *src;           /* the host file, or a remote export */
+  int fd;                       /* src's local descriptor, or -1: for the
+                                   fast paths only a local file has */
   bool readonly;
   uint64_t size;                /* virtual size, set by drv->open */
   uint64_t backing_read_bytes;  /* image_get_stats; __atomic, relaxed */
@@ -286,10 +289,6 @@ bool chain_backing_is_zero (struct image *img, uint64_t offset,
  * errno set (no message: callers say what they were doing). */
 int host_pread (int fd, void *buf, size_t count, uint64_t offset);
 int host_pwrite (int fd, const void *buf, size_t count, uint64_t offset);
-/* As host_pread into a buffer already zeroed (calloc), but writes only
- * the pages that are not all zeros: the others stay untouched and cost no
- * memory (a fresh clone's empty L1 table: 256 KiB by default). */
-int host_pread_sparse (int fd, void *buf, size_t count, uint64_t offset);
 /* Writes every buffer of iov (which it modifies). */
 struct iovec;
 int host_pwritev (int fd, struct iovec *iov, int iovcnt, uint64_t offset);

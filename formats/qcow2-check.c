@@ -239,7 +239,7 @@ check_snapshots (struct check *c)
     CLEANUP_FREE uint8_t *l1 = malloc (MAX ((uint64_t) sn->l1_size * 8,
                                             (uint64_t) 8));
     if (l1 == NULL ||
-        host_pread (q->img->fd, l1, (uint64_t) sn->l1_size * 8,
+        source_pread (q->img->src, l1, (uint64_t) sn->l1_size * 8,
                     sn->l1_table_offset) == -1) {
       say (c, "ERROR reading the L1 table of snapshot %s", sn->id);
       c->res->check_errors++;
@@ -290,7 +290,7 @@ check_bitmap_table (struct check *c, uint64_t offset, uint32_t size)
   if (!IS_ALIGNED (offset, q->cluster_size) ||
       RANGE_OUTSIDE (offset, bytes, c->file_end) ||
       (t = malloc (bytes ? bytes : 1)) == NULL ||
-      host_pread (q->img->fd, t, bytes, offset) == -1) {
+      source_pread (q->img->src, t, bytes, offset) == -1) {
     say (c, "ERROR bitmap table at 0x%" PRIx64 " is invalid", offset);
     c->res->corruptions++;
     return;
@@ -317,7 +317,7 @@ check_bitmaps (struct check *c)
   if (size > QCOW2_MAX_SNAPSHOTS_BYTES ||
       RANGE_OUTSIDE (q->bitmap_dir_offset, size, c->file_end) ||
       (dir = malloc (size ? size : 1)) == NULL ||
-      host_pread (q->img->fd, dir, size, q->bitmap_dir_offset) == -1) {
+      source_pread (q->img->src, dir, size, q->bitmap_dir_offset) == -1) {
     say (c, "ERROR the bitmap directory is invalid");
     c->res->corruptions++;
     return;
@@ -557,7 +557,7 @@ qcow2_check (struct image *img, unsigned flags,
   if (!img->readonly &&
       (qcow2_writeback (q, true) == -1 || qcow2_writeback (q, true) == -1))
     return -1;
-  if (host_file_size (img->fd, &file_size) == -1)
+  if (source_size (img->src, &file_size) == -1)
     return error_syscall (img, "stat");
   c.file_end = MAX (q->file_end, ROUND_UP (file_size, q->cluster_size));
   c.nclusters = c.file_end >> q->cluster_bits;

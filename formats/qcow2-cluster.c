@@ -238,7 +238,9 @@ qcow2_link (void *fmt, const struct cow_run *r, uint64_t n, uint64_t host)
  * file is cut before them, which also drops whatever part of the write
  * reached them (a later allocation there must find holes).  Elsewhere
  * they stay free for good: allocation only appends.  If a count cannot
- * be changed, the leak is remembered and the dirty bit stays. */
+ * be changed, the leak is remembered and the dirty bit stays.  Also for a
+ * fill that failed (a lost remote backing image).  Called with q->lock
+ * held. */
 static void
 qcow2_give_back (void *fmt, uint64_t host, uint64_t n)
 {
@@ -531,7 +533,7 @@ holes_read_zero (struct qcow2 *q)
   if (q->holes_read_zero >= 0)
     return q->holes_read_zero;
   q->holes_read_zero = 0;
-  if (fstat (q->img->fd, &st) == -1 || host_file_size (q->img->fd, &length))
+  if (fstat (q->img->fd, &st) == -1 || source_size (q->img->src, &length))
     return false;
   allocated = (uint64_t) st.st_blocks * 512;
   real = allocated >> q->cluster_bits;

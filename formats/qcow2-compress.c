@@ -110,7 +110,7 @@ decompress (struct qcow2 *q, uint64_t entry, uint8_t *out)
   int r;
 
   qcow2_compressed_range (q, entry, &off, &len);
-  if (host_pread (q->img->fd, q->zc.in, len, off) == -1)
+  if (source_pread (q->img->src, q->zc.in, len, off) == -1)
     return error_file (q->img, errno, "reading compressed cluster at 0x%"
                        PRIx64 ": %s", off, strerror (errno));
 #ifdef HAVE_ZSTD

@@ -124,7 +124,7 @@ qcow2_get_rb (struct qcow2 *q, uint64_t offset, struct mc_entry **ep)
     if (e == NULL)
       return error_file (q->img, ENOMEM, "out of memory for a refcount "
                          "block");
-    if (host_pread (q->img->fd, e->t.data, q->cluster_size, offset) == -1) {
+    if (source_pread (q->img->src, e->t.data, q->cluster_size, offset) == -1) {
       int r = error_file (q->img, errno, "reading refcount block at 0x%"
                           PRIx64 ": %s", offset, strerror (errno));
       mc_remove (q->rb_cache, e);
@@ -386,10 +386,10 @@ write_area (struct qcow2 *q, const struct growth *g, const uint8_t *blocks,
 {
   uint64_t cs = q->cluster_size;
 
-  if (g->nb && host_pwrite (q->img->fd, blocks, g->nb * cs, g->a) == -1)
+  if (g->nb && source_pwrite (q->img->src, blocks, g->nb * cs, g->a) == -1)
     return error_file (q->img, errno, "writing refcount blocks at 0x%"
                        PRIx64 ": %s", g->a, strerror (errno));
-  if (g->nt && host_pwrite (q->img->fd, table, g->nt * cs,
+  if (g->nt && source_pwrite (q->img->src, table, g->nt * cs,
                             g->a + g->nb * cs) == -1)
     return error_file (q->img, errno, "writing a refcount table at 0x%"
                        PRIx64 ": %s", g->a + g->nb * cs, strerror (errno));

@@ -67,7 +67,7 @@ read_entry (struct qcow2 *q, uint32_t i, uint64_t *pos, uint64_t limit,
 
   if (RANGE_OUTSIDE (*pos, (uint64_t) SNAPSHOT_ENTRY_BYTES, limit))
     return bad_entry (q, i, *pos, "lies past end of file or beyond 64 MiB");
-  if (host_pread (q->img->fd, e, sizeof e, *pos) == -1)
+  if (source_pread (q->img->src, e, sizeof e, *pos) == -1)
     return error_syscall (q->img, "reading the snapshot table");
   sn->l1_table_offset = be64_load (e);
   sn->l1_size = be32_load (e + 8);
@@ -93,7 +93,7 @@ read_entry (struct qcow2 *q, uint32_t i, uint64_t *pos, uint64_t limit,
   strings = malloc ((size_t) id_len + name_len + 1);
   if (strings == NULL)
     return error_file (q->img, ENOMEM, "out of memory");
-  if (host_pread (q->img->fd, strings, (size_t) id_len + name_len,
+  if (source_pread (q->img->src, strings, (size_t) id_len + name_len,
                   *pos + SNAPSHOT_ENTRY_BYTES + extra) == -1) {
     free (strings);
     return error_syscall (q->img, "reading the snapshot table");

@@ -183,7 +183,7 @@ qcow2_get_l2 (struct qcow2 *q, uint64_t l2_offset, struct mc_entry **ep)
     e = mc_insert (q->l2_cache, l2_offset);
     if (e == NULL)
       return error_file (q->img, ENOMEM, "out of memory for an L2 table");
-    if (host_pread (q->img->fd, e->t.data, q->cluster_size, l2_offset)
+    if (source_pread (q->img->src, e->t.data, q->cluster_size, l2_offset)
         == -1) {
       int r = error_file (q->img, errno, "reading L2 table at 0x%" PRIx64
                           ": %s", l2_offset, strerror (errno));
@@ -287,7 +287,7 @@ write_fn (void *opaque, const void *buf, size_t len, uint64_t offset)
 {
   struct qcow2 *q = opaque;
 
-  if (host_pwrite (q->img->fd, buf, len, offset) == -1)
+  if (source_pwrite (q->img->src, buf, len, offset) == -1)
     return error_file (q->img, errno, "writing metadata at 0x%" PRIx64
                        ": %s", offset, strerror (errno));
   return 0;
@@ -566,7 +566,7 @@ qcow2_cow_l2 (struct qcow2 *q, uint64_t l1_index)
   pthread_mutex_unlock (&q->lock);
   if (t == -1)
     return -1;
-  if (host_pwrite (q->img->fd, copy, q->cluster_size, (uint64_t) t) == -1)
+  if (source_pwrite (q->img->src, copy, q->cluster_size, (uint64_t) t) == -1)
     return error_file (q->img, errno, "writing a copy of L2 table 0x%"
                        PRIx64 " at 0x%" PRIx64 ": %s", old, (uint64_t) t,
                        strerror (errno));

@@ -112,7 +112,7 @@ qcow2_write_header_fields (struct qcow2 *q, size_t start, size_t len)
   assert (start + len <= sizeof b);
   memcpy (b, q->header_raw, MIN ((size_t) q->h.header_length, sizeof b));
   qcow2_header_encode (&q->h, b);
-  if (host_pwrite (q->img->fd, b + start, len, start) == -1 ||
+  if (source_pwrite (q->img->src, b + start, len, start) == -1 ||
       cow_sync (&q->cow) == -1) {
     sticky_set (q->img);
     return error_syscall (q->img, "writing the header");
@@ -146,7 +146,7 @@ qcow2_write_header (struct qcow2 *q, const char *backing,
   if (n)
     memcpy (b + q->h.header_length + used, backing, n);
   qcow2_header_encode (&q->h, b);
-  if (host_pwrite (q->img->fd, b, cs, 0) == -1 ||
+  if (source_pwrite (q->img->src, b, cs, 0) == -1 ||
       cow_sync (&q->cow) == -1) {
     sticky_set (q->img);
     return error_syscall (q->img, "writing the header");
@@ -509,9 +509,9 @@ load_tables (struct qcow2 *q, uint64_t file_size)
     return error_file (img, ENOMEM, "out of memory for the tables");
   q->l1.bytes = l1_bytes;
   q->reftable_entries = rt_bytes / 8;
-  if (host_pread (img->fd, q->l1.data, l1_bytes, h->l1_table_offset) == -1)
+  if (source_pread (img->src, q->l1.data, l1_bytes, h->l1_table_offset) == -1)
     return error_syscall (img, "reading the L1 table");
-  if (host_pread (img->fd, q->reftable.data, rt_bytes,
+  if (source_pread (img->src, q->reftable.data, rt_bytes,
                   h->refcount_table_offset) == -1)
     return error_syscall (img, "reading the refcount table");
   return 0;
@@ -569,7 +569,7 @@ read_header (struct qcow2 *q, uint64_t file_size)
   if (file_size < QCOW2_V2_HEADER_BYTES)
     return error_file (img, EINVAL, "truncated header (%" PRIu64 " bytes; "
                        "a qcow2 header has 72 at least)", file_size);
-  if (host_pread (img->fd, first, sizeof first, 0) == -1)
+  if (source_pread (img->src, first, sizeof first, 0) == -1)
     return error_syscall (img, "reading the header");
   if (be32_load (first) != QCOW2_MAGIC)
     return error_file (img, EINVAL, "bad magic: not a qcow2 image");
@@ -581,7 +581,7 @@ read_header (struct qcow2 *q, uint64_t file_size)
   q->header_raw = calloc (1, (size_t) 1 << cluster_bits);
   if (q->header_raw == NULL)
     return error_file (img, ENOMEM, "out of memory");
-  if (host_pread (img->fd, q->header_raw, (size_t) 1 << cluster_bits, 0)
+  if (source_pread (img->src, q->header_raw, (size_t) 1 << cluster_bits, 0)
       == -1)
     return error_syscall (img, "reading the header");
   header_decode (q->header_raw, &q->h);
@@ -644,7 +644,7 @@ qcow2_open (struct image *img, const struct image_open_opts *opts)
   if (q == NULL)
     return error_file (img, ENOMEM, "out of memory");
   img->priv = q;
-  if (host_file_size (img->fd, &file_size) == -1) {
+  if (source_size (img->src, &file_size) == -1) {
     error_syscall (img, "stat");
     goto err;
   }

@@ -202,7 +202,7 @@ write_fixes (struct check *c)
   if (qed_writeback (q) == -1)
     return -1;
   if (c->l1_changed) {
-    if (host_pwrite (q->img->fd, q->l1.data, q->table_bytes,
+    if (source_pwrite (q->img->src, q->l1.data, q->table_bytes,
                      q->h.l1_table_offset) == -1 ||
         cow_sync (&q->cow) == -1)
       return error_syscall (q->img, "writing the L1 table");
@@ -268,8 +268,8 @@ fill_holes (struct check *c)
     if (hole >= top || test_bit (c->table, top))
       break;
     /* The copy is durable before the entry that points to it. */
-    if (host_pread (q->img->fd, buf, cs, top * cs) == -1 ||
-        host_pwrite (q->img->fd, buf, cs, hole * cs) == -1 ||
+    if (source_pread (q->img->src, buf, cs, top * cs) == -1 ||
+        source_pwrite (q->img->src, buf, cs, hole * cs) == -1 ||
         cow_sync (&q->cow) == -1)
       return error_syscall (q->img, "moving a cluster");
     r = repoint (c, top * cs, hole * cs);
@@ -329,7 +329,7 @@ qed_check (struct image *img, unsigned flags,
   memset (res, 0, sizeof *res);
   if (!img->readonly && qed_writeback (q) == -1) /* check what is on disk */
     return -1;
-  if (host_file_size (img->fd, &c.file_size) == -1)
+  if (source_size (img->src, &c.file_size) == -1)
     return error_syscall (img, "stat");
   c.nclusters = DIV_ROUND_UP (c.file_size, q->cluster_size);
   words = DIV_ROUND_UP (c.nclusters, (uint64_t) 64) + 1;

@@ -106,7 +106,7 @@ qed_get_l2 (struct qed *q, uint64_t l2_offset, struct mc_entry **ep)
     e = mc_insert (q->l2_cache, l2_offset);
     if (e == NULL)
       return error_file (q->img, ENOMEM, "out of memory for an L2 table");
-    if (host_pread (q->img->fd, e->t.data, q->table_bytes, l2_offset) == -1) {
+    if (source_pread (q->img->src, e->t.data, q->table_bytes, l2_offset) == -1) {
       int r = error_file (q->img, errno,
                           "reading L2 table at 0x%" PRIx64 ": %s",
                           l2_offset, strerror (errno));
@@ -125,7 +125,7 @@ write_fn (void *opaque, const void *buf, size_t len, uint64_t offset)
 {
   struct qed *q = opaque;
 
-  if (host_pwrite (q->img->fd, buf, len, offset) == -1)
+  if (source_pwrite (q->img->src, buf, len, offset) == -1)
     return error_file (q->img, errno,
                        "writing metadata at 0x%" PRIx64 ": %s", offset,
                        strerror (errno));
@@ -248,7 +248,7 @@ table_durable (struct qed *q, uint64_t offset)
   if (zeros == NULL)
     return error_file (q->img, ENOMEM, "out of memory");
   cow_assert_not_held (&q->lock);
-  if (host_pwrite (q->img->fd, zeros, q->table_bytes, offset) == -1 ||
+  if (source_pwrite (q->img->src, zeros, q->table_bytes, offset) == -1 ||
       cow_sync (&q->cow) == -1)
     return error_file (q->img, errno, "writing a new L2 table at 0x%"
                        PRIx64 ": %s", offset, strerror (errno));

@@ -22,6 +22,7 @@
 #include "byte-swapping.h"
 #include "checked-overflow.h"
 #include "cleanup.h"
+#include "minmax.h"
 #include "qed.h"
 #include "rounding.h"
 
@@ -71,7 +72,7 @@ qed_write_header (struct qed *q)
   uint8_t b[QED_HEADER_BYTES];
 
   qed_header_encode (&q->h, b);
-  if (host_pwrite (q->img->fd, b, sizeof b, 0) == -1 ||
+  if (source_pwrite (q->img->src, b, sizeof b, 0) == -1 ||
       cow_sync (&q->cow) == -1)
     return error_syscall (q->img, "writing the header");
   return 0;
@@ -229,7 +230,7 @@ read_backing_name (struct qed *q)
   name = malloc (n + 1);
   if (name == NULL)
     return error_file (img, ENOMEM, "out of memory");
-  if (host_pread (img->fd, name, n, q->h.backing_filename_offset) == -1) {
+  if (source_pread (img->src, name, n, q->h.backing_filename_offset) == -1) {
     free (name);
     return error_syscall (img, "reading the backing file name");
   }
@@ -288,14 +289,12 @@ qed_open (struct image *img, const struct image_open_opts *opts)
     return error_file (img, ENOMEM, "out of memory");
   img->priv = q;
 
-  if (host_file_size (img->fd, &file_size) == -1) {
+  if (source_size (img->src, &file_size) == -1) {
     error_syscall (img, "stat");
     goto err;
   }
-  do
-    n = pread (img->fd, b, sizeof b, 0);
-  while (n == -1 && errno == EINTR);
-  if (n == -1) {
+  n = (ssize_t) MIN (file_size, (uint64_t) sizeof b);
+  if (source_pread (img->src, b, (size_t) n, 0) == -1) {
     error_syscall (img, "reading the header");
     goto err;
   }
@@ -314,7 +313,7 @@ qed_open (struct image *img, const struct image_open_opts *opts)
     error_file (img, ENOMEM, "out of memory for the L1 table");
     goto err;
   }
-  if (host_pread_sparse (img->fd, q->l1.data, q->table_bytes,
+  if (source_pread_sparse (img->src, q->l1.data, q->table_bytes,
                          q->h.l1_table_offset) == -1) {
     error_syscall (img, "reading the L1 table");
     goto err;
@@ -416,7 +415,7 @@ qed_set_backing (struct image *img, const char *backing_file,
       return error_file (img, EINVAL, "backing file name '%s' does not fit "
                          "in the header (%" PRIu64 " bytes)", backing_file,
                          q->header_end - name_offset);
-    if (host_pwrite (img->fd, backing_file, n, name_offset) == -1 ||
+    if (source_pwrite (img->src, backing_file, n, name_offset) == -1 ||
         host_sync_image (img) == -1)
       return error_syscall (img, "writing the backing file name");
     q->h.features |= QED_F_BACKING_FILE;
@@ -456,7 +455,7 @@ clear_l1 (struct qed *q)
         (e = mc_find (q->l2_cache, qed_l1_get (q, i))) != NULL)
       mc_remove (q->l2_cache, e);
   memset (q->l1.data, 0, q->table_bytes);
-  if (host_pwrite (q->img->fd, q->l1.data, q->table_bytes,
+  if (source_pwrite (q->img->src, q->l1.data, q->table_bytes,
                    q->h.l1_table_offset) == -1)
     return error_syscall (q->img, "writing the L1 table");
   mc_table_clean (&q->l1);

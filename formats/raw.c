@@ -13,7 +13,7 @@
 static int
 raw_open (struct image *img, const struct image_open_opts *opts)
 {
-  if (host_file_size (img->fd, &img->size) == -1)
+  if (source_size (img->src, &img->size) == -1)
     return error_syscall (img, "stat");
   return 0;
 }
@@ -37,7 +37,7 @@ raw_flush (struct image *img)
 static int
 raw_pread (struct image *img, void *buf, size_t count, uint64_t offset)
 {
-  if (host_pread (img->fd, buf, count, offset) == -1)
+  if (source_pread (img->src, buf, count, offset) == -1)
     return error_syscall (img, "read");
   return 0;
 }
@@ -46,7 +46,7 @@ static int
 raw_pwrite (struct image *img, const void *buf, size_t count,
             uint64_t offset, unsigned flags)
 {
-  if (host_pwrite (img->fd, buf, count, offset) == -1)
+  if (source_pwrite (img->src, buf, count, offset) == -1)
     return error_syscall (img, "write");
   return (flags & IMAGE_FUA) ? raw_flush (img) : 0;
 }
@@ -106,7 +106,7 @@ raw_block_status (struct image *img, uint64_t offset, uint64_t count,
 
   st->length = count;
   if (!host_dense (img) &&
-      host_data_status (img->fd, offset, count, st->quick, &is_data,
+      source_data_status (img->src, offset, count, st->quick, &is_data,
                         &st->length) == -1)
     return error_syscall (img, "SEEK_DATA");
   st->kind = is_data ? DRV_DATA : DRV_ZERO;

@@ -280,6 +280,9 @@ build (bool with_dir)
   struct registry_config rc = {
     .format = cfg.format,
     .cache_size = cfg.cache_size,
+    .remote_timeout_ms = cfg.remote_timeout_ms,
+    .base_cache_dir = cfg.base_cache_dir,
+    .base_cache_size = cfg.base_cache_size,
     .readonly = cfg.readonly,
     .describe_readonly = true,
     .debug = debug,

@@ -56,6 +56,9 @@ struct config {
   bool single;                  /* -s: one connection on stdin/stdout */
   unsigned threads;             /* -t */
   uint64_t cache_size;          /* --cache-size, 0: the engine's default */
+  unsigned remote_timeout_ms;   /* --remote-timeout, 0: the engine's */
+  const char *base_cache_dir;   /* --base-cache, or NULL */
+  uint64_t base_cache_size;     /* --base-cache-size, 0: no bound */
   const char *format;           /* -f, NULL: probe */
   const char *port;             /* -p */
   const char *ipaddr;           /* -i */

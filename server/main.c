@@ -74,6 +74,11 @@ usage (FILE *f)
 "  -f, --format=FMT       image format (default: probe)\n"
 "  -t, --threads=N        worker threads (default 16)\n"
 "      --cache-size=SIZE  metadata cache per image (e.g. 32M)\n"
+"      --remote-timeout=SECONDS  a read of a remote (nbd://) backing image\n"
+"                         fails with EIO after this long (default 10)\n"
+"      --base-cache=DIR   keep what is read of remote backing images in\n"
+"                         DIR, fetched once per host, kept across restarts\n"
+"      --base-cache-size=SIZE  bound on that cache (default: none)\n"
 "      --fork             run in the background once listening\n"
 "  -P, --pidfile=FILE     write the server's pid to FILE\n"
 "  -v, --verbose          log connections too (-vv: every request)\n"
@@ -120,7 +125,8 @@ enum { OPT_RUN = 256, OPT_CACHE_SIZE, OPT_FORK, OPT_TLS, OPT_TLS_CERTS,
        OPT_TLS_PSK, OPT_TLS_VERIFY, OPT_TLS_PRIORITY,
        OPT_HANDSHAKE_LIMIT, OPT_MAX_CONNECTIONS, OPT_METRICS, OPT_LOG,
        OPT_CONTROL, OPT_CLONE_FROM, OPT_CLONE_DIR, OPT_MAX_EXPORTS,
-       OPT_MAX_INFLIGHT, OPT_BACKING_DIR };
+       OPT_MAX_INFLIGHT, OPT_BACKING_DIR,
+       OPT_REMOTE_TIMEOUT, OPT_BASE_CACHE, OPT_BASE_CACHE_SIZE };
 
 static const struct option long_options[] = {
   { "port", required_argument, NULL, 'p' },
@@ -133,6 +139,9 @@ static const struct option long_options[] = {
   { "format", required_argument, NULL, 'f' },
   { "threads", required_argument, NULL, 't' },
   { "cache-size", required_argument, NULL, OPT_CACHE_SIZE },
+  { "remote-timeout", required_argument, NULL, OPT_REMOTE_TIMEOUT },
+  { "base-cache", required_argument, NULL, OPT_BASE_CACHE },
+  { "base-cache-size", required_argument, NULL, OPT_BASE_CACHE_SIZE },
   { "fork", no_argument, NULL, OPT_FORK },
   { "pidfile", required_argument, NULL, 'P' },
   { "verbose", no_argument, NULL, 'v' },
@@ -233,13 +242,15 @@ parse_max_inflight (const char *s)
     bad_usage ("--max-inflight=%s: expected a size of at least 32M", s);
 }
 
-/* --backing-dir, repeatable: appended to the NULL-terminated list. */
+/* --backing-dir, repeatable: appended to the NULL-terminated list, made
+ * absolute (--fork changes directory). */
 static void
 add_backing_dir (const char *dir)
 {
   static size_t n;
   struct stat st;
   const char **v = realloc (cfg.backing_dirs, (n + 2) * sizeof *v);
+  char *abs;
 
   if (v == NULL)
     bad_usage ("%s", "out of memory");
@@ -249,9 +260,29 @@ add_backing_dir (const char *dir)
     bad_usage ("--backing-dir=%s: %s", dir, strerror (errno));
   if (!S_ISDIR (st.st_mode))
     bad_usage ("--backing-dir=%s: not a directory", dir);
-  v[n++] = dir;
+  if ((abs = realpath (dir, NULL)) == NULL)
+    bad_usage ("--backing-dir=%s: %s", dir, strerror (errno));
+  v[n++] = abs;
   v[n] = NULL;
   cfg.backing_dirs = v;
+}
+
+/* --base-cache=DIR: an existing folder (made absolute: --fork changes
+ * directory). */
+static void
+parse_base_cache (const char *s)
+{
+  struct stat st;
+  char *abs;
+
+  if (stat (s, &st) == -1)
+    bad_usage ("--base-cache=%s: %s", s, strerror (errno));
+  if (!S_ISDIR (st.st_mode))
+    bad_usage ("--base-cache=%s: not a directory", s);
+  abs = realpath (s, NULL);
+  if (abs == NULL)
+    bad_usage ("--base-cache=%s: %s", s, strerror (errno));
+  cfg.base_cache_dir = abs;
 }
 
 static void
@@ -273,6 +304,18 @@ parse_options (int argc, char *argv[])
     case OPT_CACHE_SIZE:
       if (size_parse (optarg, &cfg.cache_size) == -1)
         bad_usage ("--cache-size %s: not a size", optarg);
+      break;
+    case OPT_REMOTE_TIMEOUT:
+      cfg.remote_timeout_ms = 1000 *
+        parse_limit ("remote-timeout", optarg, 3600);
+      if (cfg.remote_timeout_ms == 0)
+        bad_usage ("--remote-timeout=%s: expected 1 to 3600 seconds",
+                   optarg);
+      break;
+    case OPT_BASE_CACHE: parse_base_cache (optarg); break;
+    case OPT_BASE_CACHE_SIZE:
+      if (size_parse (optarg, &cfg.base_cache_size) == -1)
+        bad_usage ("--base-cache-size %s: not a size", optarg);
       break;
     case OPT_FORK: do_fork = true; break;
     case 'P': pidfile = optarg; break;

@@ -19,10 +19,12 @@ ENGINE_TESTS = \
 	test-engine-nowait-raw \
 	test-engine-spec-vs-qemu \
 	test-engine-probe \
+	test-engine-basecache \
+	test-engine-basecache-crash \
 	test-unit-metacache
 TESTS += $(ENGINE_TESTS)
 check_PROGRAMS += $(ENGINE_TESTS)
-EXTRA_DIST += engine-test.h
+EXTRA_DIST += engine-test.h basecache-test.h
 
 # A test built per format: one source, -DTEST_FORMAT naming the format.
 QED = -DTEST_FORMAT='"qed"'
@@ -86,3 +88,11 @@ test_unit_metacache_LDADD = $(ENGINE_LIBS)
 test_engine_probe_SOURCES = test-engine-probe.c engine-test.h
 test_engine_probe_CFLAGS = $(TEST_CFLAGS)
 test_engine_probe_LDADD = $(ENGINE_LIBS)
+test_engine_basecache_SOURCES = test-engine-basecache.c basecache-test.h \
+	engine-test.h
+test_engine_basecache_CFLAGS = $(TEST_CFLAGS)
+test_engine_basecache_LDADD = $(ENGINE_LIBS)
+test_engine_basecache_crash_SOURCES = test-engine-basecache-crash.c \
+	basecache-test.h engine-test.h
+test_engine_basecache_crash_CFLAGS = $(TEST_CFLAGS)
+test_engine_basecache_crash_LDADD = $(ENGINE_LIBS)

@@ -95,6 +95,9 @@ add_clone_from (const char *value)
 }
 static char **backing_dirs;     /* backing-dir=, NULL-terminated */
 static size_t nbacking_dirs;
+static unsigned remote_timeout_ms; /* 0: the engine's default */
+static char *base_cache_dir;    /* base-cache=, absolute */
+static uint64_t base_cache_size;
 
 /* True if name is "auto" or one of the engine's IMAGE_FORMATS. */
 static int
@@ -167,6 +170,23 @@ add_backing_dir (const char *value)
   return 0;
 }
 
+/* remote-timeout=SECONDS: 1 to 3600. */
+static int
+parse_remote_timeout (const char *value)
+{
+  char *end;
+  long n;
+
+  errno = 0;
+  n = strtol (value, &end, 10);
+  if (errno || end == value || *end || n < 1 || n > 3600) {
+    nbdkit_error ("remote-timeout=%s: expected 1 to 3600 seconds", value);
+    return -1;
+  }
+  remote_timeout_ms = (unsigned) n * 1000;
+  return 0;
+}
+
 static int
 cowbd_config (const char *key, const char *value)
 {
@@ -197,6 +217,17 @@ cowbd_config (const char *key, const char *value)
   if (strcmp (key, "cache-size") == 0) {
     if (size_parse (value, &cache_size) == -1) {
       nbdkit_error ("cache-size=%s: not a size (e.g. 64M)", value);
+      return -1;
+    }
+    return 0;
+  }
+  if (strcmp (key, "remote-timeout") == 0)
+    return parse_remote_timeout (value);
+  if (strcmp (key, "base-cache") == 0)
+    return set_path (&base_cache_dir, key, value);
+  if (strcmp (key, "base-cache-size") == 0) {
+    if (size_parse (value, &base_cache_size) == -1) {
+      nbdkit_error ("base-cache-size=%s: not a size (e.g. 4G)", value);
       return -1;
     }
     return 0;
@@ -255,6 +286,8 @@ cowbd_get_ready (void)
     .nclones = nclones, .clone_dir = clone_dir,
     .max_exports = (size_t) max_exports,
     .backing_dirs = (const char *const *) backing_dirs,
+    .remote_timeout_ms = remote_timeout_ms,
+    .base_cache_dir = base_cache_dir, .base_cache_size = base_cache_size,
   };
 
   image_set_warn (engine_warning);
@@ -287,6 +320,7 @@ cowbd_unload (void)
   for (i = 0; i < nbacking_dirs; i++)
     free (backing_dirs[i]);
   free (backing_dirs);
+  free (base_cache_dir);
 }
 
 static void
@@ -310,7 +344,12 @@ cowbd_dump_plugin (void)
   "max-exports=N         Cap on exports, clones included (default: none).\n" \
   "backing-dir=DIR       Backing files must resolve inside DIR (may be\n" \
   "                      repeated; default: dir= confines its images'\n" \
-  "                      backing files to DIR, file= is trusted)."
+  "                      backing files to DIR, file= is trusted).\n" \
+  "remote-timeout=SECONDS\n" \
+  "                      A read of a remote (nbd://) backing image fails\n" \
+  "                      with EIO after this long (default: 10).\n" \
+  "base-cache=DIR        Keep what is read of remote backing images in DIR.\n" \
+  "base-cache-size=SIZE  Bound on that cache (default: none)."
 
 /* ---- exports and connections --------------------------------------------- */
 

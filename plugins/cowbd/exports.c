@@ -51,6 +51,9 @@ check_file (const struct exports_config *c)
   struct image_open_opts o = {
     .format = c->format,
     .cache_size = c->cache_size,
+    .remote_timeout_ms = c->remote_timeout_ms,
+    .base_cache_dir = c->base_cache_dir,
+    .base_cache_size = c->base_cache_size,
     .flags = IMAGE_OPEN_READONLY,
     .backing_dirs = c->backing_dirs,
   };
@@ -98,6 +101,9 @@ exports_init (const struct exports_config *c)
   struct registry_config rc = {
     .format = c->format,
     .cache_size = c->cache_size,
+    .remote_timeout_ms = c->remote_timeout_ms,
+    .base_cache_dir = c->base_cache_dir,
+    .base_cache_size = c->base_cache_size,
     .rw_fallback = true,
     .debug = registry_debug,
     .max_exports = c->max_exports,

@@ -40,6 +40,9 @@ struct exports_config {
   const char *clone_dir;
   size_t max_exports;
   const char *const *backing_dirs; /* backing-dir=, NULL if none */
+  unsigned remote_timeout_ms;   /* 0: the engine's default */
+  const char *base_cache_dir;   /* base-cache=, or NULL */
+  uint64_t base_cache_size;     /* base-cache-size=, 0: no bound */
 };
 
 /* get_ready: records cfg and checks it (file= mode: the image opens;

@@ -1,0 +1,585 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* A remote NBD export as a read-only source (source.h), through libnbd.
+ *
+ * One `struct remote` per URI per process, shared (refcounted) by every
+ * image that reads it: 100 overlays of one remote base open one pool of
+ * connections, not 100.
+ *
+ *   remote (URI, size, block-size limits, can block status)
+ *     conns[0 .. max_conns)   a connection is used by one request at a
+ *                             time (conn_get / conn_put); max_conns is
+ *                             1, or POOL_MAX when the remote advertises
+ *                             multi-conn
+ *
+ * A request takes a connection, sends its commands with libnbd's
+ * asynchronous calls (a large read as several commands in flight), and
+ * polls that connection until they are all answered or the deadline
+ * (timeout_ms) passes.  On any failure the connection is closed (which
+ * also drops commands still in flight, so nothing writes into the
+ * caller's buffer afterwards) and the request fails with EIO.  The next
+ * request connects again; failed connects are retried no sooner than a
+ * backoff (100 ms doubling to 5 s) allows, failing fast meanwhile, so a
+ * lost remote costs each read at most one timeout and service resumes
+ * on its own when the remote is back.
+ *
+ * With a base cache (--base-cache, basecache.h), reads go through it and
+ * it calls remote_fetch for what it lacks: each range crosses the network
+ * once per host.
+ *
+ * Lock: r->lock guards conns[].busy and .h of idle slots, and the
+ * backoff; a busy slot's handle belongs to the request that took it.
+ * remotes_lock guards the list of remotes and refs.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <libnbd.h>
+
+#include "basecache.h"
+#include "internal.h"
+#include "minmax.h"
+#include "rounding.h"
+#include "source.h"
+
+#define POOL_MAX 4                      /* connections with multi-conn */
+#define CHUNK (256U << 10)              /* a large read's commands */
+#define MAX_IN_FLIGHT 16                /* per request */
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+
+struct conn {
+  struct nbd_handle *h;                 /* NULL: not connected */
+  bool busy;
+};
+
+struct remote {
+  struct source src;                    /* first: src.fd == -1 */
+  char *uri;
+  unsigned refs;                        /* remotes_lock */
+  struct remote *next;                  /* remotes_lock */
+  unsigned timeout_ms;
+  uint64_t size;
+  uint32_t min_block, max_block;        /* max_block: our command size */
+  bool can_status;                      /* base:allocation */
+  unsigned max_conns;
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  struct conn conns[POOL_MAX];
+  uint64_t retry_at_ms;                 /* no connect before this */
+  unsigned backoff_ms;
+  struct basecache *bc;                 /* NULL: no base cache */
+};
+
+static pthread_mutex_t remotes_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct remote *remotes;
+
+static uint64_t
+now_ms (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
+}
+
+/* Milliseconds left until deadline, at least 0. */
+static int
+left_ms (uint64_t deadline)
+{
+  uint64_t now = now_ms ();
+
+  return now >= deadline ? 0 : (int) MIN (deadline - now, (uint64_t) INT_MAX);
+}
+
+/* ---- connecting ---------------------------------------------------------- */
+
+/* Polls h until it is no longer connecting or the deadline passes. */
+static int
+wait_connected (struct nbd_handle *h, uint64_t deadline)
+{
+  while (nbd_aio_is_connecting (h)) {
+    int ms = left_ms (deadline);
+    if (ms == 0) {
+      errno = ETIMEDOUT;
+      return -1;
+    }
+    if (nbd_poll (h, ms) == -1)
+      return -1;
+  }
+  if (!nbd_aio_is_ready (h)) {
+    errno = nbd_get_errno () ? nbd_get_errno () : ECONNREFUSED;
+    return -1;
+  }
+  return 0;
+}
+
+/* A new connection to uri, or NULL with *why (static or libnbd's) set. */
+static struct nbd_handle *
+connect_uri (const char *uri, unsigned timeout_ms, const char **why)
+{
+  struct nbd_handle *h = nbd_create ();
+
+  if (h == NULL) {
+    *why = nbd_get_error ();
+    return NULL;
+  }
+  /* tls-psk-file= and the like name local files: allowed, as qemu
+   * allows them in its own nbd URIs. */
+  if (nbd_set_uri_allow_local_file (h, true) == -1 ||
+      nbd_add_meta_context (h, LIBNBD_CONTEXT_BASE_ALLOCATION) == -1 ||
+      nbd_aio_connect_uri (h, uri) == -1 ||
+      wait_connected (h, now_ms () + timeout_ms) == -1) {
+    *why = errno == ETIMEDOUT ? "timed out"
+      : nbd_get_error () ? nbd_get_error () : strerror (errno);
+    /* nbd_close may overwrite libnbd's message: keep it */
+    static _Thread_local char msg[512];
+    snprintf (msg, sizeof msg, "%s", *why);
+    *why = msg;
+    nbd_close (h);
+    return NULL;
+  }
+  return h;
+}
+
+/* Learns the remote's size and limits from its first connection. */
+static int
+remote_learn (struct remote *r, struct nbd_handle *h)
+{
+  int64_t size = nbd_get_size (h);
+  int64_t minb = nbd_get_block_size (h, LIBNBD_SIZE_MINIMUM);
+  int64_t maxb = nbd_get_block_size (h, LIBNBD_SIZE_MAXIMUM);
+
+  if (size < 0)
+    return error_set (EIO, "%s: %s", r->uri, nbd_get_error ());
+  r->size = (uint64_t) size;
+  r->min_block = minb > 0 && minb <= 65536 ? (uint32_t) minb : 1;
+  r->max_block = CHUNK;
+  if (maxb > 0 && (uint64_t) maxb < CHUNK)
+    r->max_block = (uint32_t) ROUND_DOWN ((uint64_t) maxb, r->min_block);
+  if (r->max_block < r->min_block)
+    r->max_block = r->min_block;
+  r->can_status = nbd_can_meta_context (h, LIBNBD_CONTEXT_BASE_ALLOCATION)
+    == 1;
+  r->max_conns = nbd_can_multi_conn (h) == 1 ? POOL_MAX : 1;
+  return 0;
+}
+
+/* Connects an idle slot (not under r->lock), honouring the backoff. */
+static int
+conn_connect (struct remote *r, struct conn *c)
+{
+  const char *why;
+  uint64_t now = now_ms ();
+
+  pthread_mutex_lock (&r->lock);
+  if (now < r->retry_at_ms) {
+    pthread_mutex_unlock (&r->lock);
+    errno = EIO;
+    return -1;
+  }
+  pthread_mutex_unlock (&r->lock);
+  c->h = connect_uri (r->uri, r->timeout_ms, &why);
+  if (c->h && nbd_get_size (c->h) != (int64_t) r->size) {
+    engine_warn ("%s: the remote's size changed: refusing it", r->uri);
+    nbd_close (c->h);
+    c->h = NULL;
+  }
+  pthread_mutex_lock (&r->lock);
+  if (c->h == NULL) {
+    r->backoff_ms = MIN (MAX (r->backoff_ms * 2, (unsigned) BACKOFF_MIN_MS),
+                         (unsigned) BACKOFF_MAX_MS);
+    r->retry_at_ms = now_ms () + r->backoff_ms;
+  }
+  else
+    r->backoff_ms = 0;
+  pthread_mutex_unlock (&r->lock);
+  errno = EIO;
+  return c->h ? 0 : -1;
+}
+
+/* Takes a connection for one request, waiting at most until deadline. */
+static struct conn *
+conn_get (struct remote *r, uint64_t deadline)
+{
+  struct conn *c = NULL;
+  struct timespec ts = {
+    .tv_sec = (time_t) (deadline / 1000),
+    .tv_nsec = (long) (deadline % 1000) * 1000000,
+  };
+  unsigned i;
+
+  pthread_mutex_lock (&r->lock);
+  while (c == NULL) {
+    for (i = 0; i < r->max_conns && c == NULL; i++)
+      if (!r->conns[i].busy && r->conns[i].h)
+        c = &r->conns[i];
+    for (i = 0; i < r->max_conns && c == NULL; i++)
+      if (!r->conns[i].busy)
+        c = &r->conns[i];
+    if (c == NULL &&
+        pthread_cond_timedwait (&r->cond, &r->lock, &ts) == ETIMEDOUT)
+      break;
+  }
+  if (c)
+    c->busy = true;
+  pthread_mutex_unlock (&r->lock);
+  if (c && c->h == NULL && conn_connect (r, c) == -1) {
+    pthread_mutex_lock (&r->lock);
+    c->busy = false;
+    pthread_cond_signal (&r->cond);
+    pthread_mutex_unlock (&r->lock);
+    c = NULL;
+  }
+  if (c == NULL)
+    errno = EIO;
+  return c;
+}
+
+/* Gives c back; broken: close it (and whatever it has in flight). */
+static void
+conn_put (struct remote *r, struct conn *c, bool broken)
+{
+  if (broken) {
+    nbd_close (c->h);
+    c->h = NULL;
+  }
+  pthread_mutex_lock (&r->lock);
+  c->busy = false;
+  pthread_cond_signal (&r->cond);
+  pthread_mutex_unlock (&r->lock);
+}
+
+/* ---- requests ------------------------------------------------------------ */
+
+/* Polls c until every cookie is answered; -1 (EIO) on a failed command,
+ * a dead connection or the deadline. */
+static int
+wait_cookies (struct nbd_handle *h, int64_t *cookies, unsigned n,
+              uint64_t deadline)
+{
+  unsigned i, done;
+  int ms;
+
+  for (;;) {
+    for (i = done = 0; i < n; i++) {
+      int r = cookies[i] < 0 ? 1 : nbd_aio_command_completed (h, (uint64_t)
+                                                              cookies[i]);
+      if (r == -1)
+        return -1;
+      if (r == 1)
+        cookies[i] = -1, done++;
+    }
+    if (done == n)
+      return 0;
+    ms = left_ms (deadline);
+    if (ms == 0 || nbd_poll (h, ms) == -1)
+      return -1;
+  }
+}
+
+/* Reads [offset, offset + count), aligned to min_block and inside the
+ * export, on one connection with up to MAX_IN_FLIGHT commands out. */
+static int
+read_aligned (struct remote *r, uint8_t *buf, size_t count, uint64_t offset)
+{
+  uint64_t deadline = now_ms () + r->timeout_ms;
+  struct conn *c = conn_get (r, deadline);
+  int64_t cookies[MAX_IN_FLIGHT];
+  size_t done = 0;
+  int ret = 0;
+
+  if (c == NULL)
+    return -1;
+  while (ret == 0 && done < count) {
+    unsigned n = 0;
+    for (; n < MAX_IN_FLIGHT && done < count; n++) {
+      size_t len = MIN (count - done, (size_t) r->max_block);
+      cookies[n] = nbd_aio_pread (c->h, buf + done, len, offset + done,
+                                  NBD_NULL_COMPLETION, 0);
+      if (cookies[n] == -1)
+        break;
+      done += len;
+    }
+    /* n == 0: the connection cannot take a command (dead) */
+    if (n == 0 || wait_cookies (c->h, cookies, n, deadline) == -1)
+      ret = -1;
+  }
+  conn_put (r, c, ret == -1);
+  errno = EIO;
+  return ret;
+}
+
+/* Reads [offset, offset + n) of the export (basecache_fetch_fn). */
+static int
+remote_fetch (void *opaque, void *buf, size_t n, uint64_t offset)
+{
+  struct remote *r = opaque;
+  uint64_t start, end;
+  uint8_t *bounce;
+  int ret;
+
+  start = ROUND_DOWN (offset, r->min_block);
+  end = MIN (ROUND_UP (offset + n, r->min_block), r->size);
+  if (start == offset && end == offset + n)
+    return read_aligned (r, buf, n, offset);
+  /* The remote refuses unaligned requests: read the blocks around. */
+  bounce = malloc (end - start);
+  if (bounce == NULL)
+    return -1;
+  ret = read_aligned (r, bounce, end - start, start);
+  if (ret == 0)
+    memcpy (buf, bounce + (offset - start), n);
+  free (bounce);
+  errno = EIO;
+  return ret;
+}
+
+static int
+remote_pread (struct source *s, void *buf, size_t count, uint64_t offset)
+{
+  struct remote *r = (struct remote *) s;
+  uint64_t n;
+
+  n = offset < r->size ? MIN ((uint64_t) count, r->size - offset) : 0;
+  memset ((uint8_t *) buf + n, 0, count - n);   /* past the end */
+  if (n == 0)
+    return 0;
+  if (r->bc)
+    return basecache_read (r->bc, buf, n, offset);
+  return remote_fetch (r, buf, n, offset);
+}
+
+struct status_answer {
+  uint64_t length;
+  bool is_data;
+  bool seen;
+};
+
+static int
+status_extent (void *opaque, const char *context, uint64_t offset,
+               uint32_t *entries, size_t nr_entries, int *error)
+{
+  struct status_answer *a = opaque;
+
+  (void) offset;
+  if (strcmp (context, LIBNBD_CONTEXT_BASE_ALLOCATION) == 0 &&
+      nr_entries >= 2 && !a->seen) {
+    a->length = entries[0];
+    a->is_data = !(entries[1] & LIBNBD_STATE_ZERO);
+    a->seen = true;
+  }
+  (void) error;
+  return 0;
+}
+
+/* The remote's base:allocation at offset: data, or reads as zeros. */
+static int
+remote_data_status (struct source *s, uint64_t offset, uint64_t count,
+                    bool quick, bool *is_data, uint64_t *len)
+{
+  struct remote *r = (struct remote *) s;
+  struct status_answer a = { .seen = false };
+  uint64_t deadline = now_ms () + r->timeout_ms, start, n;
+  int64_t cookie;
+  struct conn *c;
+  int ret = 0;
+
+  (void) quick;
+  *is_data = true;
+  *len = count;
+  if (offset >= r->size) {
+    *is_data = false;
+    return 0;
+  }
+  if (!r->can_status)
+    return 0;
+  start = ROUND_DOWN (offset, r->min_block);
+  n = ROUND_UP (MIN (count, r->size - offset) + (offset - start),
+                r->min_block);
+  n = MIN (MIN (n, r->size - start), (uint64_t) 1 << 30);
+  if ((c = conn_get (r, deadline)) == NULL)
+    return -1;
+  cookie = nbd_aio_block_status (c->h, n, start, (nbd_extent_callback) {
+      .callback = status_extent, .user_data = &a },
+    NBD_NULL_COMPLETION, LIBNBD_CMD_FLAG_REQ_ONE);
+  if (cookie == -1 || wait_cookies (c->h, &cookie, 1, deadline) == -1)
+    ret = -1;
+  conn_put (r, c, ret == -1);
+  if (ret == -1 && r->bc)
+    return 0;                   /* call it data: the cache may hold it */
+  if (ret == -1) {
+    errno = EIO;
+    return -1;
+  }
+  if (a.seen && a.length > offset - start) {
+    *is_data = a.is_data;
+    *len = MIN (count, a.length - (offset - start));
+  }
+  return 0;
+}
+
+static int
+remote_pwrite (struct source *s, const void *buf, size_t count,
+               uint64_t offset)
+{
+  (void) s, (void) buf, (void) count, (void) offset;
+  errno = EROFS;
+  return -1;
+}
+
+static int
+remote_sync (struct source *s)
+{
+  (void) s;
+  return 0;
+}
+
+static int
+remote_size (struct source *s, uint64_t *size)
+{
+  *size = ((struct remote *) s)->size;
+  return 0;
+}
+
+/* ---- the shared remotes ------------------------------------------------- */
+
+static void
+remote_free (struct remote *r)
+{
+  unsigned i;
+
+  if (r->bc)
+    basecache_close (r->bc);
+  for (i = 0; i < POOL_MAX; i++)
+    if (r->conns[i].h) {
+      nbd_shutdown (r->conns[i].h, 0);
+      nbd_close (r->conns[i].h);
+    }
+  pthread_mutex_destroy (&r->lock);
+  pthread_cond_destroy (&r->cond);
+  free (r->uri);
+  free (r);
+}
+
+static int
+remote_close (struct source *s)
+{
+  struct remote *r = (struct remote *) s, **p;
+  bool last;
+
+  pthread_mutex_lock (&remotes_lock);
+  last = --r->refs == 0;
+  if (last)
+    for (p = &remotes; *p; p = &(*p)->next)
+      if (*p == r) {
+        *p = r->next;
+        break;
+      }
+  pthread_mutex_unlock (&remotes_lock);
+  if (last)
+    remote_free (r);
+  return 0;
+}
+
+static const struct source_ops nbd_ops = {
+  .name = "nbd",
+  .pread = remote_pread,
+  .pwrite = remote_pwrite,
+  .sync = remote_sync,
+  .size = remote_size,
+  .data_status = remote_data_status,
+  .close = remote_close,
+};
+
+/* A new remote for uri, with its first connection made (the open fails
+ * at once, naming the URI, if the remote is unreachable). */
+static struct remote *
+remote_new (const char *uri, unsigned timeout_ms)
+{
+  struct remote *r = calloc (1, sizeof *r);
+  pthread_condattr_t ca;
+  const char *why;
+
+  if (r == NULL || (r->uri = strdup (uri)) == NULL) {
+    free (r);
+    return error_set (ENOMEM, "%s: out of memory", uri), NULL;
+  }
+  r->src = (struct source) { .ops = &nbd_ops, .fd = -1 };
+  r->timeout_ms = timeout_ms;
+  r->refs = 1;
+  pthread_mutex_init (&r->lock, NULL);
+  pthread_condattr_init (&ca);
+  pthread_condattr_setclock (&ca, CLOCK_MONOTONIC);
+  pthread_cond_init (&r->cond, &ca);
+  pthread_condattr_destroy (&ca);
+  r->conns[0].h = connect_uri (uri, timeout_ms, &why);
+  if (r->conns[0].h == NULL) {
+    error_set (EIO, "%s: cannot connect: %s", uri, why);
+    remote_free (r);
+    return NULL;
+  }
+  if (remote_learn (r, r->conns[0].h) == -1) {
+    remote_free (r);
+    return NULL;
+  }
+  return r;
+}
+
+/* Puts the base cache of opts (if any) under r. */
+static int
+remote_open_cache (struct remote *r, const struct source_opts *opts)
+{
+  struct basecache_opts bo = {
+    .dir = opts->base_cache_dir, .max_bytes = opts->base_cache_size,
+  };
+  char *msg = NULL;
+
+  r->bc = basecache_open (&bo, r->uri, r->size, remote_fetch, r, &msg);
+  if (r->bc == NULL) {
+    error_set (errno, "%s: base cache in %s: %s", r->uri, bo.dir,
+               msg ? msg : strerror (errno));
+    free (msg);
+    return -1;
+  }
+  if (msg)
+    engine_warn ("%s", msg);
+  free (msg);
+  return 0;
+}
+
+struct source *
+source_nbd_open (const char *uri, const struct source_opts *opts)
+{
+  unsigned timeout = opts && opts->timeout_ms ? opts->timeout_ms
+    : IMAGE_DEFAULT_REMOTE_TIMEOUT_MS;
+  struct remote *r;
+
+  /* One remote per URI: held while connecting, so that two overlays
+   * opening together do not make two pools. */
+  pthread_mutex_lock (&remotes_lock);
+  for (r = remotes; r; r = r->next)
+    if (strcmp (r->uri, uri) == 0) {
+      r->refs++;
+      break;
+    }
+  if (r == NULL && (r = remote_new (uri, timeout)) != NULL) {
+    if (opts && opts->base_cache_dir && remote_open_cache (r, opts) == -1) {
+      remote_free (r);
+      r = NULL;
+    }
+    else {
+      r->next = remotes;
+      remotes = r;
+    }
+  }
+  pthread_mutex_unlock (&remotes_lock);
+  return r ? &r->src : NULL;
+}

@@ -1,0 +1,8 @@
+# SPDX-License-Identifier: BSD-3-Clause
+# Tests of remote backing images (NBD); included from tests/Makefile.am.
+REMOTE_TESTS = \
+	test-remote-cache.sh \
+	test-remote-failure.sh \
+	test-remote-interop.sh
+TESTS += $(REMOTE_TESTS)
+EXTRA_DIST += $(REMOTE_TESTS)

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# cowbd --base-cache: two clones of one remote base read the same data,
+# which the remote (nbdkit, every read logged by its log filter) serves
+# once; after a restart of cowbd nothing but the cache's fingerprint
+# blocks is fetched again; what the clones read is the remote's data.
+. "${srcdir:-.}/test-server-lib.sh"
+requires nbdkit --filter=log null --version
+requires nbdcopy --version
+cd "$tmp"
+
+qemu-img create -q -f raw golden.raw 8M
+qemu-io -f raw -c 'write -P 0x11 0 3M' -c 'write -P 0x22 3M 5M' \
+    golden.raw > /dev/null
+rm -f gsock remote.log
+nbdkit -f -r -U "$tmp/gsock" -e golden --filter=log file \
+    "$tmp/golden.raw" logfile="$tmp/remote.log" 2> nbdkit.err &
+remote_pid=$!
+cleanup_fn "kill \$remote_pid 2>/dev/null"
+wait_for_socket "$tmp/gsock"
+for c in c1 c2; do
+    qemu-img create -q -f qcow2 -b "nbd+unix:///golden?socket=$tmp/gsock" \
+        -F raw $c.qcow2
+done
+mkdir cache
+
+# Bytes the remote has sent so far.
+remote_read_bytes ()
+{
+    local sum=0 n
+    for n in $(sed -n 's/.* Read id=[0-9]* offset=0x[0-9a-f]* count=\(0x[0-9a-f]*\).*/\1/p' \
+                   remote.log); do
+        sum=$((sum + n))
+    done
+    echo $sum
+}
+
+read_clones ()
+{
+    local c
+    for c in c1 c2; do
+        rm -f out-$c.raw
+        nbdcopy "$(uri $c)" out-$c.raw || fail "reading $c"
+        cmp out-$c.raw golden.raw || fail "$c differs from the remote"
+    done
+}
+
+start_server --base-cache="$tmp/cache" c1=c1.qcow2 c2=c2.qcow2
+read_clones
+stop_server
+first=$(remote_read_bytes)
+# One copy of the 8 MiB, plus the fingerprint blocks (at most 32 KiB).
+[ "$first" -ge $((8 << 20)) ] && [ "$first" -le $(( (8 << 20) + (64 << 10) )) ] ||
+    fail "two clones: the remote sent $first bytes, not 8 MiB once"
+ls cache/*.basecache > /dev/null || fail "no cache file"
+
+start_server --base-cache="$tmp/cache" c1=c1.qcow2 c2=c2.qcow2
+read_clones
+stop_server
+again=$(( $(remote_read_bytes) - first ))
+[ "$again" -le $((64 << 10)) ] ||
+    fail "after a restart the remote sent $again bytes again"
+
+# Without the cache each clone reads the remote itself: the test can fail.
+start_server c1=c1.qcow2 c2=c2.qcow2
+read_clones
+stop_server
+nocache=$(( $(remote_read_bytes) - first - again ))
+[ "$nocache" -ge $((16 << 20)) ] ||
+    fail "without the cache the remote sent only $nocache bytes"
+exit 0
