@@ -9,6 +9,7 @@
 # qemu-img reads them, and cowbd-img info, map, check, compare, convert
 # and rebase work on them.  Once with TLS-PSK to the remote.
 . "${srcdir:-.}/test-server-lib.sh"
+. "${srcdir:-.}/tls-functions.sh"
 requires nbdkit --version
 requires qemu-nbd --version
 requires cowbd-img --version
@@ -160,7 +161,6 @@ cowbd-img info gone.qcow2 2> err.txt || :
 
 # TLS-PSK to the remote (qemu-img cannot name a PSK file in a URI: the
 # overlay is cowbd-img's and cowbd reads it).
-. "${srcdir:-.}/tls-functions.sh"
 make_psk "$tmp/keys.psk" alice
 rm -f gsock
 cowbd -r --tls=require --tls-psk="$tmp/keys.psk" -U "$tmp/gsock" \
