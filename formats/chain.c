@@ -300,6 +300,10 @@ open_backing (struct image *img, const struct image_open_opts *opts,
     return -1;
   if (opts->flags & IMAGE_OPEN_NO_BACKING)
     return 0;
+  /* Whoever serves a remote image does not choose our local files. */
+  if (img->fd < 0 && !source_is_uri (img->backing_filename))
+    return error_file (img, EPERM, "a remote image cannot name a local "
+                       "backing file (%s)", img->backing_filename);
   if (img->depth + 1 > IMAGE_MAX_CHAIN)
     return error_file (img, ELOOP, "backing chain deeper than %d images",
                        IMAGE_MAX_CHAIN);

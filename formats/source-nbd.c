@@ -131,8 +131,9 @@ connect_uri (const char *uri, unsigned timeout_ms, const char **why)
     *why = nbd_get_error ();
     return NULL;
   }
-  /* tls-psk-file= and the like name local files: allowed, as qemu
-   * allows them in its own nbd URIs. */
+  /* libnbd's tls-psk-file= and tls-certificates= name local files:
+   * allowed (whoever made the overlay chose them; see the registry's
+   * rules for overlays found in a served directory). */
   if (nbd_set_uri_allow_local_file (h, true) == -1 ||
       nbd_add_meta_context (h, LIBNBD_CONTEXT_BASE_ALLOCATION) == -1 ||
       nbd_aio_connect_uri (h, uri) == -1 ||
@@ -460,7 +461,8 @@ remote_free (struct remote *r)
     basecache_close (r->bc);
   for (i = 0; i < POOL_MAX; i++)
     if (r->conns[i].h) {
-      nbd_shutdown (r->conns[i].h, 0);
+      /* queued, never waited for: the remote may be gone or hung */
+      nbd_aio_disconnect (r->conns[i].h, 0);
       nbd_close (r->conns[i].h);
     }
   pthread_mutex_destroy (&r->lock);

@@ -9,6 +9,7 @@
 # qemu-img reads them, and cowbd-img info, map, check, compare, convert
 # and rebase work on them.  Once with TLS-PSK to the remote.
 . "${srcdir:-.}/test-server-lib.sh"
+. "${srcdir:-.}/tls-functions.sh"
 requires nbdkit --version
 requires qemu-nbd --version
 requires cowbd-img --version
@@ -61,6 +62,15 @@ for kind in cowbd nbdkit qemu-nbd; do
     cmp export.raw chain.raw ||
         fail "$kind: cowbd's export differs from qemu-img's reading"
     stop_server
+    # The nbdkit plugin reads the same (one engine, one registry).
+    if [ -f "${COWBD_PLUGIN:-}" ]; then
+        rm -f plugin.raw
+        nbdkit_env timeout -k 10 120 nbdkit -r -U - "$COWBD_PLUGIN" \
+            c.qcow2 remote-timeout=5 \
+            --run 'qemu-img convert -f raw -O raw "$uri" plugin.raw' ||
+            fail "$kind: the plugin cannot read the overlay"
+        cmp plugin.raw chain.raw || fail "$kind: the plugin reads otherwise"
+    fi
     stop_remote
 done
 
@@ -108,6 +118,30 @@ cowbd -r -i 127.0.0.1 -p 0 golden="$tmp/golden.raw" \
     --run "bash -x $tmp/tcp.sh" 2> tcp.log ||
     { cat tcp.log; fail "cowbd-img overlays of nbd://127.0.0.1"; }
 
+# The remote's own format read through the engine: a qcow2 golden image
+# served as it is on disk (nbdkit's file plugin), backing format qcow2.
+# A remote image that names a local backing file is refused.
+qemu-img convert -f raw -O qcow2 golden.raw golden.qcow2
+qemu-img create -q -f qcow2 -b "$tmp/golden.raw" -F raw evil.qcow2
+rm -f gsock
+nbdkit -f -r -U "$tmp/gsock" file dir="$tmp" 2> remote.log &
+remote_pid=$!
+wait_for_socket "$tmp/gsock"
+rm -f q.qcow2 e.qcow2
+cowbd-img create -q -f qcow2 -b "nbd+unix:///golden.qcow2?socket=$tmp/gsock" \
+    -F qcow2 q.qcow2 || fail "overlay of a remote qcow2 image"
+cowbd-img compare q.qcow2 golden.raw > /dev/null ||
+    fail "remote qcow2 read through the engine differs"
+qemu-img compare -f qcow2 -F raw q.qcow2 golden.raw > /dev/null ||
+    fail "qemu-img reads the remote qcow2 overlay differently"
+cowbd-img create -q -u -f qcow2 -F qcow2 \
+    -b "nbd+unix:///evil.qcow2?socket=$tmp/gsock" e.qcow2 16M
+expect_fail cowbd-img compare e.qcow2 golden.raw
+cowbd-img compare e.qcow2 golden.raw 2> err.txt || :
+grep -q "cannot name a local backing file" err.txt ||
+    { cat err.txt; fail "a remote image named a local backing file"; }
+stop_remote
+
 # A remote that is not there: one line naming the URI, non-zero exit.
 rm -f gone.qcow2
 expect_fail cowbd-img create -q -f qcow2 -F raw \
@@ -127,7 +161,6 @@ cowbd-img info gone.qcow2 2> err.txt || :
 
 # TLS-PSK to the remote (qemu-img cannot name a PSK file in a URI: the
 # overlay is cowbd-img's and cowbd reads it).
-. "${srcdir:-.}/tls-functions.sh"
 make_psk "$tmp/keys.psk" alice
 rm -f gsock
 cowbd -r --tls=require --tls-psk="$tmp/keys.psk" -U "$tmp/gsock" \
