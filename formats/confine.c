@@ -16,7 +16,8 @@
  * open may have made under another policy).  A symbolic link swapped in
  * between the check and the open could still lead out: whoever can do
  * that can also write the image itself, so directories of files from
- * untrusted writers should not hold links they may replace.
+ * untrusted writers should not hold links they may replace.  A remote
+ * backing image (an NBD URI) is always refused under a policy.
  */
 #include <config.h>
 
@@ -27,6 +28,7 @@
 
 #include "cleanup.h"
 #include "internal.h"
+#include "source.h"
 
 /* True if path (resolved) lies strictly inside dir (resolved). */
 static bool
@@ -64,6 +66,12 @@ confine_check (const char *image, const char *asked, const char *path,
 
   if (dirs == NULL)
     return 0;
+  /* A URI would make the server connect wherever the image says (and
+   * libnbd read a PSK file it names): never under a policy. */
+  if (source_is_uri (path))
+    return error_set (EPERM, "%s: backing file %s is a remote image, not "
+                      "allowed where backing files are confined to "
+                      "directories: refused", image, asked);
   resolved = realpath (path, NULL);
   if (resolved == NULL)
     return error_set (errno, "%s: backing file %s: %s", image, asked,

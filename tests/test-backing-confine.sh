@@ -10,7 +10,8 @@
 # --backing-dir (backing-dir=) the same images named on the command
 # line are refused at start-up; named without a policy they are served
 # (the user named them), and a wider --backing-dir lets the directory's
-# images through.
+# images through.  An image whose backing file is an NBD URI is refused
+# wherever a policy applies, before any connection.
 . "${srcdir:-.}/test-server-lib.sh"
 requires nbdinfo --version
 requires nbdsh --version
@@ -27,6 +28,9 @@ qemu-img create -q -f qcow2 -b ../secret.txt -F raw d/dotdot.qcow2
 ln -s ../secret.txt d/link.raw
 qemu-img create -q -f qcow2 -b link.raw -F raw d/sym.qcow2
 cp hdr.qed d/probed.img
+# A remote backing image: the server would connect where the file says.
+qemu-img create -q -f qcow2 -u -b "nbd+unix:///x?socket=$tmp/remote.sock" \
+    -F raw d/remote.qcow2 1M
 BAD="abs.qcow2 dotdot.qcow2 sym.qcow2 probed.img"
 
 # The directory as served: only base.raw and good.qcow2, no description
@@ -67,6 +71,8 @@ for name in $BAD; do
 done
 grep -q "link.raw resolves to $tmp/secret.txt" server.log ||
     fail "cowbd dir=: no line about link.raw"
+grep -q "remote.qcow2: backing file nbd+unix:///x?socket=$tmp/remote.sock is a remote image, not allowed" \
+    server.log || fail "cowbd dir=: no line refusing remote.qcow2"
 
 # Server, command line with --backing-dir: refused at start-up, one line
 # naming the image and the path.
@@ -80,6 +86,12 @@ for name in $BAD; do
         grep -q "d/$name: backing file .*outside" err.txt ||
         { cat err.txt; fail "--backing-dir: d/$name: not one line naming it"; }
 done
+rc=0
+timeout -k 1 30 cowbd --backing-dir="$tmp/d" -U "$tmp/sock" d/remote.qcow2 \
+    2> err.txt || rc=$?
+[ $rc -eq 1 ] && [ "$(wc -l < err.txt)" -eq 1 ] &&
+    grep -q "d/remote.qcow2: backing file nbd+unix:.* is a remote image" \
+        err.txt || { cat err.txt; fail "--backing-dir: d/remote.qcow2"; }
 start_server --backing-dir="$tmp/d" d/good.qcow2
 nbdsh -u "$(uri good.qcow2)" -c 'assert h.pread(512, 0) == b"\x77" * 512' ||
     fail "--backing-dir: good.qcow2 refused"
@@ -119,6 +131,10 @@ if [ -f "${COWBD_PLUGIN:-}" ] && nbdkit --version > /dev/null 2>&1; then
         grep -q "d/$name: backing file .*outside" err.txt ||
             { cat err.txt; fail "plugin backing-dir=: no line naming $name"; }
     done
+    ! plugin file=d/remote.qcow2 backing-dir="$tmp/d" --run true 2> err.txt ||
+        fail "plugin backing-dir=: remote.qcow2 not refused"
+    grep -q "d/remote.qcow2: backing file nbd+unix:.* is a remote image" \
+        err.txt || { cat err.txt; fail "plugin backing-dir=: remote.qcow2"; }
     plugin -r file=d/abs.qcow2 --run 'nbdsh -u "$uri" -c "assert b\"TOP SECRET\" in h.pread(4096, 0)"' ||
         fail "plugin, no policy: abs.qcow2 is not served as named"
 fi
