@@ -104,6 +104,8 @@ struct bc_shared {
   size_t npending, pending_cap;
   bool closing;
   bool sync_failed;             /* then no record is written again */
+  uint64_t fail_seq;            /* fills that failed so far */
+  int fail_errno;               /* and the errno of the last one */
   struct basecache_stats stats; /* hits, misses, fetched_bytes: atomic */
 };
 
@@ -123,6 +125,7 @@ struct seg {
   unsigned n;
   uint8_t act[SEG_CHUNKS];
   bool stored[SEG_CHUNKS];      /* ACT_FILL of a STORED chunk: verify */
+  uint64_t fail_seq;            /* sh->fail_seq when the read began */
   uint8_t *buf;                 /* n chunks: the data of ACT_DONE ones */
 };
 
@@ -427,10 +430,13 @@ bc_claim (struct bc_shared *sh, struct seg *s, unsigned i)
 
 /* Waits for the chunks other readers were busy with and claims them, up
  * to the first that is now this read's to fill, which the read fills
- * before it waits for any other.  A reader never waits
- * while it holds a claim it has not filled, so two readers never wait
- * for each other.  Called with sh->lock held. */
-static void
+ * before it waits for any other.  A reader never waits while it holds a
+ * claim it has not filled, so two readers never wait for each other.
+ * A chunk whose fill failed while this read waited fails the read with
+ * the same error: when the remote is gone, each waiter gets the error
+ * in the time of one fetch, instead of retrying one after another.
+ * Called with sh->lock held. */
+static int
 bc_claim_waited (struct bc_shared *sh, struct seg *s)
 {
   unsigned i;
@@ -440,10 +446,16 @@ bc_claim_waited (struct bc_shared *sh, struct seg *s)
       continue;
     while (sh->chunks[s->first + i].state == CH_BUSY)
       pthread_cond_wait (&sh->changed, &sh->lock);
+    if (sh->chunks[s->first + i].state == CH_ABSENT &&
+        sh->fail_seq != s->fail_seq) {
+      errno = sh->fail_errno;
+      return -1;
+    }
     bc_claim (sh, s, i);
     if (s->act[i] == ACT_FILL)
-      return;
+      break;
   }
+  return 0;
 }
 
 static bool
@@ -589,9 +601,9 @@ bc_copy_out (struct bc_shared *sh, const struct seg *s, uint8_t *dst,
 }
 
 /* Gives back what s holds: pins (touching the LRU list), and on failure
- * the chunks it claimed.  Called with sh->lock held. */
+ * (errno e) the chunks it claimed.  Called with sh->lock held. */
 static void
-bc_seg_release (struct bc_shared *sh, struct seg *s)
+bc_seg_release (struct bc_shared *sh, struct seg *s, int e)
 {
   unsigned i;
 
@@ -606,6 +618,8 @@ bc_seg_release (struct bc_shared *sh, struct seg *s)
     else if (s->act[i] == ACT_FILL) {
       ch->state = CH_ABSENT;
       sh->cached_bytes -= chunk_len (sh, c);
+      sh->fail_seq++;
+      sh->fail_errno = e;
       pthread_cond_broadcast (&sh->changed);
     }
   }
@@ -618,8 +632,10 @@ bc_gather (struct basecache *bc, struct seg *s, bool *fetched)
 {
   struct bc_shared *sh = bc->sh;
   unsigned i;
+  int r;
 
   pthread_mutex_lock (&sh->lock);
+  s->fail_seq = sh->fail_seq;
   for (i = 0; i < s->n; i++)
     bc_claim (sh, s, i);
   pthread_mutex_unlock (&sh->lock);
@@ -632,8 +648,10 @@ bc_gather (struct basecache *bc, struct seg *s, bool *fetched)
     if (!bc_seg_has (s, ACT_WAIT))
       break;
     pthread_mutex_lock (&sh->lock);
-    bc_claim_waited (sh, s);
+    r = bc_claim_waited (sh, s);
     pthread_mutex_unlock (&sh->lock);
+    if (r == -1)
+      return -1;
   }
   return 0;
 }
@@ -651,7 +669,7 @@ bc_read_seg (struct basecache *bc, uint32_t first, unsigned n, uint8_t *dst,
     r = bc_copy_out (sh, &s, dst, off, len);
   e = errno;
   pthread_mutex_lock (&sh->lock);
-  bc_seg_release (sh, &s);
+  bc_seg_release (sh, &s, e);
   pthread_mutex_unlock (&sh->lock);
   free (s.buf);
   errno = e;

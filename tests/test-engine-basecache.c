@@ -11,7 +11,9 @@
  *            right, the file's allocated blocks stay within the bound,
  *            also after a reopen with a smaller bound;
  *  eio       a failing fetch gives EIO, a later read retries and works;
- *            a remote that fails at open gives a message naming it;
+ *            readers waiting for a chunk whose fetch fails get EIO from
+ *            that one fetch; a remote that fails at open gives a message
+ *            naming it;
  *  threads   8 threads read overlapping random ranges of a slow remote:
  *            right bytes, each chunk fetched once; then under a bound of
  *            1 MiB with one fetch in 7 failing: right bytes, no hang;
@@ -262,6 +264,49 @@ test_evict (void)
 
 /* ---- errors ---------------------------------------------------------- */
 
+struct eio_reader {
+  struct basecache *bc;
+  int r, e;
+};
+
+static void *
+eio_read (void *arg)
+{
+  struct eio_reader *x = arg;
+  uint8_t buf[100];
+
+  x->r = basecache_read (x->bc, buf, sizeof buf, 5 * CS + 10);
+  x->e = errno;
+  return NULL;
+}
+
+/* Two readers of one chunk of a slow remote that fails: one fetch, two
+ * EIO. */
+static void
+eio_waiters (struct basecache *bc, struct remote *r)
+{
+  struct eio_reader x[2] = { { .bc = bc }, { .bc = bc } };
+  pthread_t t[2];
+  unsigned i;
+
+  r->fail = 1;
+  r->delay_us = 1000000;
+  __atomic_store_n (&r->attempts, 0, __ATOMIC_SEQ_CST);
+  for (i = 0; i < 2; i++)
+    if (pthread_create (&t[i], NULL, eio_read, &x[i]) != 0)
+      die ("pthread_create");
+  for (i = 0; i < 2; i++)
+    pthread_join (t[i], NULL);
+  for (i = 0; i < 2; i++)
+    if (x[i].r != -1 || x[i].e != EIO)
+      die ("waiter %u: %d, %s", i, x[i].r, strerror (x[i].e));
+  if (r->attempts != 1)
+    die ("a failing chunk was fetched %u times by two readers",
+         r->attempts);
+  r->fail = 0;
+  r->delay_us = 0;
+}
+
 static void
 test_eio (void)
 {
@@ -289,6 +334,7 @@ test_eio (void)
   if (basecache_read (bc, buf, sizeof buf, CS + 17) != -1 || errno != EIO)
     die ("read from a failing remote: not EIO (%m)");
   r.fail = 0;
+  eio_waiters (bc, &r);
   remote_reset (&r);
   cache_check (bc, buf, CS + 17, sizeof buf, 4);
   if (remote_bytes (&r) != 4 * CS)
