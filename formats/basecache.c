@@ -78,9 +78,11 @@ struct pending {                /* a record waiting for its data's sync */
 };
 
 struct bc_shared {
-  /* Set at open, then constant; next and refs under bc_registry_lock. */
+  /* Set at open, then constant; next, refs and opening under
+   * bc_registry_lock. */
   struct bc_shared *next;
   unsigned refs;
+  bool opening;                 /* the first opener is still at work */
   dev_t dir_dev;
   ino_t dir_ino;
   char *uri;
@@ -130,6 +132,7 @@ struct seg {
 };
 
 static pthread_mutex_t bc_registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t bc_registry_cond = PTHREAD_COND_INITIALIZER;
 static struct bc_shared *bc_registry;
 
 static void
@@ -849,40 +852,29 @@ bc_file_key (struct bc_shared *sh, basecache_fetch_fn fetch, void *opaque,
   return 0;
 }
 
-/* Opens the cache file of (uri, size) in dir.  NULL with errno 0 and
- * *uncached set when another process holds it.  Called with
- * bc_registry_lock held. */
-static struct bc_shared *
-bc_shared_open (const struct basecache_opts *opts, const struct stat *dir,
-                const char *uri, uint64_t size, basecache_fetch_fn fetch,
-                void *opaque, char **msg, bool *uncached)
+/* Opens sh's file, keys it and starts its flusher: 0; -1 with errno, or
+ * 1 when another process holds the file.  Called without locks: opens
+ * of other bases go on while this one fetches its fingerprint. */
+static int
+bc_shared_setup (struct bc_shared *sh, basecache_fetch_fn fetch,
+                 void *opaque, char **msg)
 {
-  struct bc_shared *sh = bc_shared_new (opts, dir, uri, size);
-  int r, e;
-  bool busy;
+  int r = bc_file_open (sh, msg);
 
-  if (sh == NULL) {
-    bc_msg (msg, "%s: cache: %m", uri);
-    return NULL;
-  }
-  r = bc_file_open (sh, msg);
-  busy = r == 1;
-  if (r == 0 && bc_file_key (sh, fetch, opaque, msg) == 0) {
-    r = pthread_create (&sh->flusher, NULL, bc_flusher, sh);
-    if (r == 0) {
-      bc_make_room (sh);
-      return sh;
-    }
+  if (r != 0 || bc_file_key (sh, fetch, opaque, msg) == -1)
+    return r == 1 ? 1 : -1;
+  r = pthread_create (&sh->flusher, NULL, bc_flusher, sh);
+  if (r != 0) {
     errno = r;
     bc_msg (msg, "%s: starting the cache's flusher: %m", sh->path);
+    return -1;
   }
-  *uncached = busy;
-  e = busy ? 0 : errno;
-  bc_shared_free (sh);
-  errno = e;
-  return NULL;
+  bc_make_room (sh);
+  return 0;
 }
 
+/* The registry's entry for (dir, uri, size), or NULL.  Called with
+ * bc_registry_lock held. */
 static struct bc_shared *
 bc_registry_find (const struct stat *dir, const char *uri, uint64_t size)
 {
@@ -895,32 +887,71 @@ bc_registry_find (const struct stat *dir, const char *uri, uint64_t size)
   return NULL;
 }
 
+/* Called with bc_registry_lock held. */
+static void
+bc_registry_remove (struct bc_shared *sh)
+{
+  struct bc_shared **p;
+
+  for (p = &bc_registry; *p != sh; p = &(*p)->next)
+    ;
+  *p = sh->next;
+}
+
+/* Takes a reference to the entry of (dir, uri, size), waiting while
+ * another thread opens it; NULL when there is none.  Called with
+ * bc_registry_lock held. */
+static struct bc_shared *
+bc_registry_ref (const struct stat *dir, const char *uri, uint64_t size)
+{
+  struct bc_shared *sh;
+
+  while ((sh = bc_registry_find (dir, uri, size)) != NULL && sh->opening)
+    pthread_cond_wait (&bc_registry_cond, &bc_registry_lock);
+  if (sh)
+    sh->refs++;
+  return sh;
+}
+
 /* Finds or opens the shared cache; NULL with errno, or with errno 0 when
- * the handle is to run uncached. */
+ * the handle is to run uncached.  An entry being opened is in the
+ * registry (opening set) so that concurrent opens of the same base wait
+ * for it rather than open the file twice; if it fails they try again. */
 static struct bc_shared *
 bc_registry_get (const struct basecache_opts *opts, const struct stat *dir,
                  const char *uri, uint64_t size, basecache_fetch_fn fetch,
                  void *opaque, char **msg)
 {
   struct bc_shared *sh;
-  bool uncached = false;
+  int r, e;
 
   pthread_mutex_lock (&bc_registry_lock);
-  sh = bc_registry_find (dir, uri, size);
-  if (sh)
-    sh->refs++;
-  else {
-    sh = bc_shared_open (opts, dir, uri, size, fetch, opaque, msg,
-                         &uncached);
-    if (sh) {
-      sh->next = bc_registry;
-      bc_registry = sh;
-    }
+  sh = bc_registry_ref (dir, uri, size);
+  if (sh == NULL && (sh = bc_shared_new (opts, dir, uri, size)) != NULL) {
+    sh->opening = true;
+    sh->next = bc_registry;
+    bc_registry = sh;
   }
   pthread_mutex_unlock (&bc_registry_lock);
-  if (uncached)
-    errno = 0;
-  return sh;
+  if (sh == NULL) {
+    bc_msg (msg, "%s: cache: %m", uri);
+    return NULL;
+  }
+  if (!sh->opening)
+    return sh;
+  r = bc_shared_setup (sh, fetch, opaque, msg);
+  e = r == 1 ? 0 : errno;
+  pthread_mutex_lock (&bc_registry_lock);
+  sh->opening = false;
+  if (r != 0)
+    bc_registry_remove (sh);
+  pthread_cond_broadcast (&bc_registry_cond);
+  pthread_mutex_unlock (&bc_registry_lock);
+  if (r == 0)
+    return sh;
+  bc_shared_free (sh);
+  errno = e;
+  return NULL;
 }
 
 static int
@@ -1026,15 +1057,13 @@ bc_shared_close (struct bc_shared *sh)
 void
 basecache_close (struct basecache *bc)
 {
-  struct bc_shared *sh = bc ? bc->sh : NULL, **p;
+  struct bc_shared *sh = bc ? bc->sh : NULL;
   bool last = false;
 
   if (sh) {
     pthread_mutex_lock (&bc_registry_lock);
     if (--sh->refs == 0) {
-      for (p = &bc_registry; *p != sh; p = &(*p)->next)
-        ;
-      *p = sh->next;
+      bc_registry_remove (sh);
       last = true;
     }
     pthread_mutex_unlock (&bc_registry_lock);

@@ -24,6 +24,8 @@ struct remote {
   unsigned fail_one_in;         /* and one fetch in this many fails */
   unsigned nfetch;              /* fetches so far (atomic) */
   unsigned attempts;            /* calls, failed ones too (atomic) */
+  int gate;                     /* fetches wait (up to 20 s) while set */
+  int gate_timeout;             /* set if one waited that long */
   unsigned delay_us;            /* each fetch sleeps this long */
 };
 
@@ -94,6 +96,13 @@ remote_fetch (void *opaque, void *buf, size_t count, uint64_t offset)
   ssize_t n;
 
   __atomic_add_fetch (&r->attempts, 1, __ATOMIC_SEQ_CST);
+  for (c = 0; __atomic_load_n (&r->gate, __ATOMIC_SEQ_CST); c++) {
+    if (c == 20000) {
+      __atomic_store_n (&r->gate_timeout, 1, __ATOMIC_SEQ_CST);
+      break;
+    }
+    usleep (1000);
+  }
   if (r->delay_us)
     usleep (r->delay_us);
   if (__atomic_load_n (&r->fail, __ATOMIC_SEQ_CST) ||

@@ -20,6 +20,9 @@
  *  corrupt   garbage records, data that no longer matches its record,
  *            records at the wrong places, a cut file, a damaged header:
  *            never a wrong byte, and what was damaged is fetched again;
+ *  opens     concurrent opens of one base share one cache and fetch
+ *            its fingerprint once; an open of another base goes on while
+ *            the first one's remote is stuck;
  *  lock      another process opening the same cache runs uncached (and
  *            says so) while this one holds it, and reads right;
  *  args      a missing folder: one line naming it.
@@ -526,6 +529,78 @@ test_corrupt (void)
   printf ("corrupt: ok\n");
 }
 
+/* ---- concurrent opens ------------------------------------------------- */
+
+struct opener {
+  const char *dir;
+  struct remote *r;
+  struct basecache *bc;
+};
+
+static void *
+open_one (void *arg)
+{
+  struct opener *o = arg;
+  char *msg;
+
+  o->bc = cache_open (o->dir, "nbd://golden/opens", o->r, 0, &msg);
+  expect_msg (msg, NULL);
+  return NULL;
+}
+
+static void
+test_opens (void)
+{
+  const char *dir = path ("opens"), *file = path ("opens.remote");
+  uint64_t size = 2 * MiB;
+  struct opener o[4];
+  struct basecache_stats st;
+  struct basecache *other;
+  struct remote slow, fast;
+  pthread_t t[4];
+  unsigned i;
+  char *msg;
+
+  make_dir (dir);
+  remote_write (file, size, 8);
+  remote_open (&slow, file, size);
+  remote_open (&fast, file, size);
+  slow.gate = 1;
+  for (i = 0; i < 4; i++) {
+    o[i] = (struct opener) { .dir = dir, .r = &slow };
+    if (pthread_create (&t[i], NULL, open_one, &o[i]) != 0)
+      die ("pthread_create");
+  }
+  while (__atomic_load_n (&slow.attempts, __ATOMIC_SEQ_CST) == 0)
+    usleep (1000);
+  /* The first opener is stuck in its remote: another base opens. */
+  other = cache_open (dir, "nbd://golden/other", &fast, 0, &msg);
+  expect_msg (msg, NULL);
+  __atomic_store_n (&slow.gate, 0, __ATOMIC_SEQ_CST);
+  for (i = 0; i < 4; i++)
+    pthread_join (t[i], NULL);
+  if (slow.gate_timeout)
+    die ("an open of another base waited for a stuck remote");
+  basecache_get_stats (o[0].bc, &st);
+  if (slow.attempts * BC_SAMPLE_SIZE != st.fingerprint_bytes)
+    die ("4 concurrent opens fetched %u blocks, one fingerprint is %"
+         PRIu64 " bytes", slow.attempts, st.fingerprint_bytes);
+  for (i = 0; i < 4; i++) {
+    basecache_get_stats (o[i].bc, &st);
+    if (st.uncached)
+      die ("concurrent open %u runs uncached", i);
+    cache_check_all (o[i].bc, size, MiB, 8);
+  }
+  if (remote_bytes (&slow) != st.fingerprint_bytes + size)
+    die ("4 handles fetched %" PRIu64 " bytes", remote_bytes (&slow));
+  for (i = 0; i < 4; i++)
+    basecache_close (o[i].bc);
+  basecache_close (other);
+  remote_close (&slow);
+  remote_close (&fast);
+  printf ("opens: ok\n");
+}
+
 /* ---- another process -------------------------------------------------- */
 
 /* In a child: opens the cache another process holds, reads it all. */
@@ -601,6 +676,7 @@ main (int argc, char *argv[])
   test_args ();
   test_threads ();
   test_corrupt ();
+  test_opens ();
   test_lock ();
   test_cleanup ();
   return 0;
