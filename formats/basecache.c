@@ -78,9 +78,11 @@ struct pending {                /* a record waiting for its data's sync */
 };
 
 struct bc_shared {
-  /* Set at open, then constant; next and refs under bc_registry_lock. */
+  /* Set at open, then constant; next, refs and opening under
+   * bc_registry_lock. */
   struct bc_shared *next;
   unsigned refs;
+  bool opening;                 /* the first opener is still at work */
   dev_t dir_dev;
   ino_t dir_ino;
   char *uri;
@@ -104,6 +106,8 @@ struct bc_shared {
   size_t npending, pending_cap;
   bool closing;
   bool sync_failed;             /* then no record is written again */
+  uint64_t fail_seq;            /* fills that failed so far */
+  int fail_errno;               /* and the errno of the last one */
   struct basecache_stats stats; /* hits, misses, fetched_bytes: atomic */
 };
 
@@ -123,10 +127,12 @@ struct seg {
   unsigned n;
   uint8_t act[SEG_CHUNKS];
   bool stored[SEG_CHUNKS];      /* ACT_FILL of a STORED chunk: verify */
+  uint64_t fail_seq;            /* sh->fail_seq when the read began */
   uint8_t *buf;                 /* n chunks: the data of ACT_DONE ones */
 };
 
 static pthread_mutex_t bc_registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t bc_registry_cond = PTHREAD_COND_INITIALIZER;
 static struct bc_shared *bc_registry;
 
 static void
@@ -427,10 +433,13 @@ bc_claim (struct bc_shared *sh, struct seg *s, unsigned i)
 
 /* Waits for the chunks other readers were busy with and claims them, up
  * to the first that is now this read's to fill, which the read fills
- * before it waits for any other.  A reader never waits
- * while it holds a claim it has not filled, so two readers never wait
- * for each other.  Called with sh->lock held. */
-static void
+ * before it waits for any other.  A reader never waits while it holds a
+ * claim it has not filled, so two readers never wait for each other.
+ * A chunk whose fill failed while this read waited fails the read with
+ * the same error: when the remote is gone, each waiter gets the error
+ * in the time of one fetch, instead of retrying one after another.
+ * Called with sh->lock held. */
+static int
 bc_claim_waited (struct bc_shared *sh, struct seg *s)
 {
   unsigned i;
@@ -440,10 +449,16 @@ bc_claim_waited (struct bc_shared *sh, struct seg *s)
       continue;
     while (sh->chunks[s->first + i].state == CH_BUSY)
       pthread_cond_wait (&sh->changed, &sh->lock);
+    if (sh->chunks[s->first + i].state == CH_ABSENT &&
+        sh->fail_seq != s->fail_seq) {
+      errno = sh->fail_errno;
+      return -1;
+    }
     bc_claim (sh, s, i);
     if (s->act[i] == ACT_FILL)
-      return;
+      break;
   }
+  return 0;
 }
 
 static bool
@@ -589,9 +604,9 @@ bc_copy_out (struct bc_shared *sh, const struct seg *s, uint8_t *dst,
 }
 
 /* Gives back what s holds: pins (touching the LRU list), and on failure
- * the chunks it claimed.  Called with sh->lock held. */
+ * (errno e) the chunks it claimed.  Called with sh->lock held. */
 static void
-bc_seg_release (struct bc_shared *sh, struct seg *s)
+bc_seg_release (struct bc_shared *sh, struct seg *s, int e)
 {
   unsigned i;
 
@@ -606,6 +621,8 @@ bc_seg_release (struct bc_shared *sh, struct seg *s)
     else if (s->act[i] == ACT_FILL) {
       ch->state = CH_ABSENT;
       sh->cached_bytes -= chunk_len (sh, c);
+      sh->fail_seq++;
+      sh->fail_errno = e;
       pthread_cond_broadcast (&sh->changed);
     }
   }
@@ -618,8 +635,10 @@ bc_gather (struct basecache *bc, struct seg *s, bool *fetched)
 {
   struct bc_shared *sh = bc->sh;
   unsigned i;
+  int r;
 
   pthread_mutex_lock (&sh->lock);
+  s->fail_seq = sh->fail_seq;
   for (i = 0; i < s->n; i++)
     bc_claim (sh, s, i);
   pthread_mutex_unlock (&sh->lock);
@@ -632,8 +651,10 @@ bc_gather (struct basecache *bc, struct seg *s, bool *fetched)
     if (!bc_seg_has (s, ACT_WAIT))
       break;
     pthread_mutex_lock (&sh->lock);
-    bc_claim_waited (sh, s);
+    r = bc_claim_waited (sh, s);
     pthread_mutex_unlock (&sh->lock);
+    if (r == -1)
+      return -1;
   }
   return 0;
 }
@@ -651,7 +672,7 @@ bc_read_seg (struct basecache *bc, uint32_t first, unsigned n, uint8_t *dst,
     r = bc_copy_out (sh, &s, dst, off, len);
   e = errno;
   pthread_mutex_lock (&sh->lock);
-  bc_seg_release (sh, &s);
+  bc_seg_release (sh, &s, e);
   pthread_mutex_unlock (&sh->lock);
   free (s.buf);
   errno = e;
@@ -831,40 +852,29 @@ bc_file_key (struct bc_shared *sh, basecache_fetch_fn fetch, void *opaque,
   return 0;
 }
 
-/* Opens the cache file of (uri, size) in dir.  NULL with errno 0 and
- * *uncached set when another process holds it.  Called with
- * bc_registry_lock held. */
-static struct bc_shared *
-bc_shared_open (const struct basecache_opts *opts, const struct stat *dir,
-                const char *uri, uint64_t size, basecache_fetch_fn fetch,
-                void *opaque, char **msg, bool *uncached)
+/* Opens sh's file, keys it and starts its flusher: 0; -1 with errno, or
+ * 1 when another process holds the file.  Called without locks: opens
+ * of other bases go on while this one fetches its fingerprint. */
+static int
+bc_shared_setup (struct bc_shared *sh, basecache_fetch_fn fetch,
+                 void *opaque, char **msg)
 {
-  struct bc_shared *sh = bc_shared_new (opts, dir, uri, size);
-  int r, e;
-  bool busy;
+  int r = bc_file_open (sh, msg);
 
-  if (sh == NULL) {
-    bc_msg (msg, "%s: cache: %m", uri);
-    return NULL;
-  }
-  r = bc_file_open (sh, msg);
-  busy = r == 1;
-  if (r == 0 && bc_file_key (sh, fetch, opaque, msg) == 0) {
-    r = pthread_create (&sh->flusher, NULL, bc_flusher, sh);
-    if (r == 0) {
-      bc_make_room (sh);
-      return sh;
-    }
+  if (r != 0 || bc_file_key (sh, fetch, opaque, msg) == -1)
+    return r == 1 ? 1 : -1;
+  r = pthread_create (&sh->flusher, NULL, bc_flusher, sh);
+  if (r != 0) {
     errno = r;
     bc_msg (msg, "%s: starting the cache's flusher: %m", sh->path);
+    return -1;
   }
-  *uncached = busy;
-  e = busy ? 0 : errno;
-  bc_shared_free (sh);
-  errno = e;
-  return NULL;
+  bc_make_room (sh);
+  return 0;
 }
 
+/* The registry's entry for (dir, uri, size), or NULL.  Called with
+ * bc_registry_lock held. */
 static struct bc_shared *
 bc_registry_find (const struct stat *dir, const char *uri, uint64_t size)
 {
@@ -877,32 +887,71 @@ bc_registry_find (const struct stat *dir, const char *uri, uint64_t size)
   return NULL;
 }
 
+/* Called with bc_registry_lock held. */
+static void
+bc_registry_remove (struct bc_shared *sh)
+{
+  struct bc_shared **p;
+
+  for (p = &bc_registry; *p != sh; p = &(*p)->next)
+    ;
+  *p = sh->next;
+}
+
+/* Takes a reference to the entry of (dir, uri, size), waiting while
+ * another thread opens it; NULL when there is none.  Called with
+ * bc_registry_lock held. */
+static struct bc_shared *
+bc_registry_ref (const struct stat *dir, const char *uri, uint64_t size)
+{
+  struct bc_shared *sh;
+
+  while ((sh = bc_registry_find (dir, uri, size)) != NULL && sh->opening)
+    pthread_cond_wait (&bc_registry_cond, &bc_registry_lock);
+  if (sh)
+    sh->refs++;
+  return sh;
+}
+
 /* Finds or opens the shared cache; NULL with errno, or with errno 0 when
- * the handle is to run uncached. */
+ * the handle is to run uncached.  An entry being opened is in the
+ * registry (opening set) so that concurrent opens of the same base wait
+ * for it rather than open the file twice; if it fails they try again. */
 static struct bc_shared *
 bc_registry_get (const struct basecache_opts *opts, const struct stat *dir,
                  const char *uri, uint64_t size, basecache_fetch_fn fetch,
                  void *opaque, char **msg)
 {
   struct bc_shared *sh;
-  bool uncached = false;
+  int r, e;
 
   pthread_mutex_lock (&bc_registry_lock);
-  sh = bc_registry_find (dir, uri, size);
-  if (sh)
-    sh->refs++;
-  else {
-    sh = bc_shared_open (opts, dir, uri, size, fetch, opaque, msg,
-                         &uncached);
-    if (sh) {
-      sh->next = bc_registry;
-      bc_registry = sh;
-    }
+  sh = bc_registry_ref (dir, uri, size);
+  if (sh == NULL && (sh = bc_shared_new (opts, dir, uri, size)) != NULL) {
+    sh->opening = true;
+    sh->next = bc_registry;
+    bc_registry = sh;
   }
   pthread_mutex_unlock (&bc_registry_lock);
-  if (uncached)
-    errno = 0;
-  return sh;
+  if (sh == NULL) {
+    bc_msg (msg, "%s: cache: %m", uri);
+    return NULL;
+  }
+  if (!sh->opening)
+    return sh;
+  r = bc_shared_setup (sh, fetch, opaque, msg);
+  e = r == 1 ? 0 : errno;
+  pthread_mutex_lock (&bc_registry_lock);
+  sh->opening = false;
+  if (r != 0)
+    bc_registry_remove (sh);
+  pthread_cond_broadcast (&bc_registry_cond);
+  pthread_mutex_unlock (&bc_registry_lock);
+  if (r == 0)
+    return sh;
+  bc_shared_free (sh);
+  errno = e;
+  return NULL;
 }
 
 static int
@@ -1008,15 +1057,13 @@ bc_shared_close (struct bc_shared *sh)
 void
 basecache_close (struct basecache *bc)
 {
-  struct bc_shared *sh = bc ? bc->sh : NULL, **p;
+  struct bc_shared *sh = bc ? bc->sh : NULL;
   bool last = false;
 
   if (sh) {
     pthread_mutex_lock (&bc_registry_lock);
     if (--sh->refs == 0) {
-      for (p = &bc_registry; *p != sh; p = &(*p)->next)
-        ;
-      *p = sh->next;
+      bc_registry_remove (sh);
       last = true;
     }
     pthread_mutex_unlock (&bc_registry_lock);

@@ -14,7 +14,13 @@
 #include <stdint.h>
 
 /* Reads count bytes at offset of the remote into buf: 0, or -1 with
- * errno.  Called from any thread, never with a cache lock held. */
+ * errno.  Called from any thread, several at once, never with a cache
+ * lock held.  What it is asked for: to fill the cache, runs of whole
+ * 64 KiB chunks (up to 1 MiB, 64 KiB-aligned; the last chunk of the base
+ * may be short); at the first open of a base, up to eight 4 KiB-aligned
+ * blocks of 4 KiB (the fingerprint); from an uncached handle, exactly
+ * the caller's reads.  Its errno reaches the reads that needed it (also
+ * those that waited for the same chunk); nothing is retried inside. */
 typedef int (*basecache_fetch_fn) (void *opaque, void *buf, size_t count,
                                    uint64_t offset);
 

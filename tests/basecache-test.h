@@ -23,6 +23,9 @@ struct remote {
   int fail;                     /* fetches fail with EIO while set */
   unsigned fail_one_in;         /* and one fetch in this many fails */
   unsigned nfetch;              /* fetches so far (atomic) */
+  unsigned attempts;            /* calls, failed ones too (atomic) */
+  int gate;                     /* fetches wait (up to 20 s) while set */
+  int gate_timeout;             /* set if one waited that long */
   unsigned delay_us;            /* each fetch sleeps this long */
 };
 
@@ -92,6 +95,16 @@ remote_fetch (void *opaque, void *buf, size_t count, uint64_t offset)
   uint64_t c;
   ssize_t n;
 
+  __atomic_add_fetch (&r->attempts, 1, __ATOMIC_SEQ_CST);
+  for (c = 0; __atomic_load_n (&r->gate, __ATOMIC_SEQ_CST); c++) {
+    if (c == 20000) {
+      __atomic_store_n (&r->gate_timeout, 1, __ATOMIC_SEQ_CST);
+      break;
+    }
+    usleep (1000);
+  }
+  if (r->delay_us)
+    usleep (r->delay_us);
   if (__atomic_load_n (&r->fail, __ATOMIC_SEQ_CST) ||
       (r->fail_one_in &&
        __atomic_add_fetch (&r->nfetch, 1, __ATOMIC_SEQ_CST) % r->fail_one_in
@@ -99,8 +112,6 @@ remote_fetch (void *opaque, void *buf, size_t count, uint64_t offset)
     errno = EIO;
     return -1;
   }
-  if (r->delay_us)
-    usleep (r->delay_us);
   if (offset > r->size || count > r->size - offset)
     die ("fetch past the remote's end: %zu at %" PRIu64, count, offset);
   n = pread (r->fd, buf, count, (off_t) offset);

@@ -11,13 +11,18 @@
  *            right, the file's allocated blocks stay within the bound,
  *            also after a reopen with a smaller bound;
  *  eio       a failing fetch gives EIO, a later read retries and works;
- *            a remote that fails at open gives a message naming it;
+ *            readers waiting for a chunk whose fetch fails get EIO from
+ *            that one fetch; a remote that fails at open gives a message
+ *            naming it;
  *  threads   8 threads read overlapping random ranges of a slow remote:
  *            right bytes, each chunk fetched once; then under a bound of
  *            1 MiB with one fetch in 7 failing: right bytes, no hang;
  *  corrupt   garbage records, data that no longer matches its record,
  *            records at the wrong places, a cut file, a damaged header:
  *            never a wrong byte, and what was damaged is fetched again;
+ *  opens     concurrent opens of one base share one cache and fetch
+ *            its fingerprint once; an open of another base goes on while
+ *            the first one's remote is stuck;
  *  lock      another process opening the same cache runs uncached (and
  *            says so) while this one holds it, and reads right;
  *  args      a missing folder: one line naming it.
@@ -262,6 +267,49 @@ test_evict (void)
 
 /* ---- errors ---------------------------------------------------------- */
 
+struct eio_reader {
+  struct basecache *bc;
+  int r, e;
+};
+
+static void *
+eio_read (void *arg)
+{
+  struct eio_reader *x = arg;
+  uint8_t buf[100];
+
+  x->r = basecache_read (x->bc, buf, sizeof buf, 5 * CS + 10);
+  x->e = errno;
+  return NULL;
+}
+
+/* Two readers of one chunk of a slow remote that fails: one fetch, two
+ * EIO. */
+static void
+eio_waiters (struct basecache *bc, struct remote *r)
+{
+  struct eio_reader x[2] = { { .bc = bc }, { .bc = bc } };
+  pthread_t t[2];
+  unsigned i;
+
+  r->fail = 1;
+  r->delay_us = 1000000;
+  __atomic_store_n (&r->attempts, 0, __ATOMIC_SEQ_CST);
+  for (i = 0; i < 2; i++)
+    if (pthread_create (&t[i], NULL, eio_read, &x[i]) != 0)
+      die ("pthread_create");
+  for (i = 0; i < 2; i++)
+    pthread_join (t[i], NULL);
+  for (i = 0; i < 2; i++)
+    if (x[i].r != -1 || x[i].e != EIO)
+      die ("waiter %u: %d, %s", i, x[i].r, strerror (x[i].e));
+  if (r->attempts != 1)
+    die ("a failing chunk was fetched %u times by two readers",
+         r->attempts);
+  r->fail = 0;
+  r->delay_us = 0;
+}
+
 static void
 test_eio (void)
 {
@@ -289,6 +337,7 @@ test_eio (void)
   if (basecache_read (bc, buf, sizeof buf, CS + 17) != -1 || errno != EIO)
     die ("read from a failing remote: not EIO (%m)");
   r.fail = 0;
+  eio_waiters (bc, &r);
   remote_reset (&r);
   cache_check (bc, buf, CS + 17, sizeof buf, 4);
   if (remote_bytes (&r) != 4 * CS)
@@ -480,6 +529,78 @@ test_corrupt (void)
   printf ("corrupt: ok\n");
 }
 
+/* ---- concurrent opens ------------------------------------------------- */
+
+struct opener {
+  const char *dir;
+  struct remote *r;
+  struct basecache *bc;
+};
+
+static void *
+open_one (void *arg)
+{
+  struct opener *o = arg;
+  char *msg;
+
+  o->bc = cache_open (o->dir, "nbd://golden/opens", o->r, 0, &msg);
+  expect_msg (msg, NULL);
+  return NULL;
+}
+
+static void
+test_opens (void)
+{
+  const char *dir = path ("opens"), *file = path ("opens.remote");
+  uint64_t size = 2 * MiB;
+  struct opener o[4];
+  struct basecache_stats st;
+  struct basecache *other;
+  struct remote slow, fast;
+  pthread_t t[4];
+  unsigned i;
+  char *msg;
+
+  make_dir (dir);
+  remote_write (file, size, 8);
+  remote_open (&slow, file, size);
+  remote_open (&fast, file, size);
+  slow.gate = 1;
+  for (i = 0; i < 4; i++) {
+    o[i] = (struct opener) { .dir = dir, .r = &slow };
+    if (pthread_create (&t[i], NULL, open_one, &o[i]) != 0)
+      die ("pthread_create");
+  }
+  while (__atomic_load_n (&slow.attempts, __ATOMIC_SEQ_CST) == 0)
+    usleep (1000);
+  /* The first opener is stuck in its remote: another base opens. */
+  other = cache_open (dir, "nbd://golden/other", &fast, 0, &msg);
+  expect_msg (msg, NULL);
+  __atomic_store_n (&slow.gate, 0, __ATOMIC_SEQ_CST);
+  for (i = 0; i < 4; i++)
+    pthread_join (t[i], NULL);
+  if (slow.gate_timeout)
+    die ("an open of another base waited for a stuck remote");
+  basecache_get_stats (o[0].bc, &st);
+  if (slow.attempts * BC_SAMPLE_SIZE != st.fingerprint_bytes)
+    die ("4 concurrent opens fetched %u blocks, one fingerprint is %"
+         PRIu64 " bytes", slow.attempts, st.fingerprint_bytes);
+  for (i = 0; i < 4; i++) {
+    basecache_get_stats (o[i].bc, &st);
+    if (st.uncached)
+      die ("concurrent open %u runs uncached", i);
+    cache_check_all (o[i].bc, size, MiB, 8);
+  }
+  if (remote_bytes (&slow) != st.fingerprint_bytes + size)
+    die ("4 handles fetched %" PRIu64 " bytes", remote_bytes (&slow));
+  for (i = 0; i < 4; i++)
+    basecache_close (o[i].bc);
+  basecache_close (other);
+  remote_close (&slow);
+  remote_close (&fast);
+  printf ("opens: ok\n");
+}
+
 /* ---- another process -------------------------------------------------- */
 
 /* In a child: opens the cache another process holds, reads it all. */
@@ -555,6 +676,7 @@ main (int argc, char *argv[])
   test_args ();
   test_threads ();
   test_corrupt ();
+  test_opens ();
   test_lock ();
   test_cleanup ();
   return 0;
