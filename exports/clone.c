@@ -418,6 +418,33 @@ overlay_format (const char *file, size_t *leaflen)
   return NULL;
 }
 
+/* Adds dir/file as an export if it is an overlay's name. */
+static void
+adopt_one (struct registry *r, const char *dir, const char *tmpl,
+           const char *file)
+{
+  size_t leaf;
+  struct registry_add_opts o = { .format = overlay_format (file, &leaf) };
+  char *name, *path;
+  int n;
+
+  if (o.format == NULL)
+    return;
+  n = tmpl ? asprintf (&name, "%s/%.*s", tmpl, (int) leaf, file)
+    : asprintf (&name, "%.*s", (int) leaf, file);
+  if (n == -1)
+    return;
+  if (asprintf (&path, "%s/%s", dir, file) == -1) {
+    free (name);
+    return;
+  }
+  if (strlen (name) <= REGISTRY_CLONE_NAME_MAX &&
+      reg_add (r, name, path, &o, true) == -1 && image_errno () != EEXIST)
+    reg_debug (r, "clone folder: not serving %s", image_error ());
+  free (name);
+  free (path);
+}
+
 /* Adds the overlays a previous run made in dir (tmpl's, or the default
  * base's), so that they are listed and counted under max_exports. */
 static int
@@ -430,20 +457,8 @@ adopt_overlays (struct registry *r, const char *dir, const char *tmpl)
     image_set_error (errno, "clone folder %s: %s", dir, strerror (errno));
     return -1;
   }
-  while ((de = readdir (d)) != NULL) {
-    CLEANUP_FREE char *name = NULL, *path = NULL;
-    size_t leaf;
-    struct registry_add_opts o = { .format = overlay_format (de->d_name,
-                                                             &leaf) };
-    if (o.format == NULL ||
-        (tmpl ? asprintf (&name, "%s/%.*s", tmpl, (int) leaf, de->d_name)
-         : asprintf (&name, "%.*s", (int) leaf, de->d_name)) == -1 ||
-        asprintf (&path, "%s/%s", dir, de->d_name) == -1)
-      continue;
-    if (strlen (name) <= REGISTRY_CLONE_NAME_MAX &&
-        reg_add (r, name, path, &o, true) == -1 && image_errno () != EEXIST)
-      reg_debug (r, "clone folder: not serving %s", image_error ());
-  }
+  while ((de = readdir (d)) != NULL)
+    adopt_one (r, dir, tmpl, de->d_name);
   closedir (d);
   return 0;
 }
