@@ -148,10 +148,10 @@ rename_noreplace (const char *from, const char *to)
 }
 
 /* Creates dir/file over b, atomically.  0 also when another creator
- * made it first; -1 after image_set_error. */
+ * made it first (*made false then); -1 after image_set_error. */
 static int
 overlay_make (const char *dir, const char *file, const char *format,
-              const struct clone_base *b)
+              const struct clone_base *b, bool *made)
 {
   struct image_create_opts o = {
     .format = format,
@@ -192,6 +192,7 @@ overlay_make (const char *dir, const char *file, const char *format,
     image_set_error (errno, "%s: fsync: %s", dir, strerror (errno));
     return -1;
   }
+  *made = true;
   return 0;
 }
 
@@ -229,7 +230,7 @@ clone_add (struct registry *r, const char *name, const char *dir,
 {
   CLEANUP_FREE char *path = NULL;
   struct stat st;
-  bool exists;
+  bool exists, made = false;
   int ret;
 
   if (asprintf (&path, "%s/%s", dir, file) == -1) {
@@ -243,12 +244,14 @@ clone_add (struct registry *r, const char *name, const char *dir,
   }
   if (reserve (r, name) == -1)
     return -1;
-  ret = exists ? 0 : overlay_make (dir, file, format, b);
+  ret = exists ? 0 : overlay_make (dir, file, format, b, &made);
   if (ret == 0) {
     /* Clones on demand and those found in the folder are confined to
      * it and the bases' folders; clone-create names its base itself. */
     struct registry_add_opts o = { .format = format, .trusted = must_be_new };
-    ret = reg_add (r, name, path, &o, true);
+    /* What we made need not be read back (a third of a clone's cost). */
+    ret = made ? reg_add_made (r, name, path, &o, b)
+      : reg_add (r, name, path, &o, true);
     if (ret == -1 && image_errno () == EEXIST && !must_be_new)
       ret = 0;
     if (ret == 0)
@@ -465,6 +468,33 @@ overlay_format (const char *file, size_t *leaflen)
   return NULL;
 }
 
+/* Adds dir/file as an export if it is an overlay's name. */
+static void
+adopt_one (struct registry *r, const char *dir, const char *tmpl,
+           const char *file)
+{
+  size_t leaf;
+  struct registry_add_opts o = { .format = overlay_format (file, &leaf) };
+  char *name, *path;
+  int n;
+
+  if (o.format == NULL)
+    return;
+  n = tmpl ? asprintf (&name, "%s/%.*s", tmpl, (int) leaf, file)
+    : asprintf (&name, "%.*s", (int) leaf, file);
+  if (n == -1)
+    return;
+  if (asprintf (&path, "%s/%s", dir, file) == -1) {
+    free (name);
+    return;
+  }
+  if (strlen (name) <= REGISTRY_CLONE_NAME_MAX &&
+      reg_add (r, name, path, &o, true) == -1 && image_errno () != EEXIST)
+    reg_debug (r, "clone folder: not serving %s", image_error ());
+  free (name);
+  free (path);
+}
+
 /* Adds the overlays a previous run made in dir (tmpl's, or the default
  * base's), so that they are listed and counted under max_exports. */
 static int
@@ -477,20 +507,8 @@ adopt_overlays (struct registry *r, const char *dir, const char *tmpl)
     image_set_error (errno, "clone folder %s: %s", dir, strerror (errno));
     return -1;
   }
-  while ((de = readdir (d)) != NULL) {
-    CLEANUP_FREE char *name = NULL, *path = NULL;
-    size_t leaf;
-    struct registry_add_opts o = { .format = overlay_format (de->d_name,
-                                                             &leaf) };
-    if (o.format == NULL ||
-        (tmpl ? asprintf (&name, "%s/%.*s", tmpl, (int) leaf, de->d_name)
-         : asprintf (&name, "%.*s", (int) leaf, de->d_name)) == -1 ||
-        asprintf (&path, "%s/%s", dir, de->d_name) == -1)
-      continue;
-    if (strlen (name) <= REGISTRY_CLONE_NAME_MAX &&
-        reg_add (r, name, path, &o, true) == -1 && image_errno () != EEXIST)
-      reg_debug (r, "clone folder: not serving %s", image_error ());
-  }
+  while ((de = readdir (d)) != NULL)
+    adopt_one (r, dir, tmpl, de->d_name);
   closedir (d);
   return 0;
 }

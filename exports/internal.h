@@ -137,6 +137,10 @@ bool reg_is_known_backing (struct registry *r, const struct file_id *id);
 /* registry_add_with; clone: a clone's (counted in pending_clones). */
 int reg_add (struct registry *r, const char *name, const char *path,
              const struct registry_add_opts *o, bool clone);
+/* reg_add of a clone clone.c has just made over b, without peeking. */
+int reg_add_made (struct registry *r, const char *name, const char *path,
+                  const struct registry_add_opts *o,
+                  const struct clone_base *b);
 /* Whether a lookup of name finds an export (takes the lock). */
 bool reg_known (struct registry *r, const char *name, size_t len);
 
@@ -162,6 +166,11 @@ void names_remove (struct name_table *t, struct registry_export *e);
 /* Reads e->path's header: size, description, identities.  -1 after
  * image_set_error.  force_share: the file may be open here already. */
 int scan_peek (struct registry *r, struct registry_export *e);
+/* What scan_peek would read of an overlay image_create has just made
+ * with these parameters (default cluster size), without reading it. */
+int scan_fill_made (struct registry_export *e, const char *format,
+                    uint64_t size, const char *backing,
+                    const struct file_id *backing_id);
 /* Directory mode (lock held): rescans (always, or only if the
  * directory's modification time changed). */
 int scan_dir (struct registry *r, bool always);

@@ -291,6 +291,22 @@ reg_add (struct registry *r, const char *name, const char *path,
 }
 
 int
+reg_add_made (struct registry *r, const char *name, const char *path,
+              const struct registry_add_opts *o, const struct clone_base *b)
+{
+  struct registry_export *e = export_new (r, name, path, o, true);
+
+  if (e == NULL)
+    return -1;
+  if (scan_fill_made (e, o->format, b->size, b->path, &b->id) == -1) {
+    reg_export_free (e);
+    return -1;
+  }
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&r->lock);
+  return insert (r, e, true);
+}
+
+int
 registry_add_with (struct registry *r, const char *name, const char *path,
                    const struct registry_add_opts *o)
 {

@@ -206,6 +206,35 @@ scan_peek (struct registry *r, struct registry_export *e)
   return 0;
 }
 
+int
+scan_fill_made (struct registry_export *e, const char *format,
+                 uint64_t size, const char *backing,
+                 const struct file_id *backing_id)
+{
+  struct image_info info = {
+    .format = format, .virtual_size = size, .backing_filename = backing,
+  };
+  struct stat st;
+
+  if (stat (e->path, &st) == -1) {
+    image_set_error (errno, "%s: %s", e->path, strerror (errno));
+    return -1;
+  }
+  set_signature (e, &st);
+  e->size = size;
+  e->cluster_size = 64u << 10;  /* both formats' default (image_create) */
+  e->desc = describe (&info);
+  e->fmt_name = strdup (format);
+  e->backing_path = strdup (backing);
+  e->has_backing = true;
+  e->backing_id = *backing_id;
+  if (e->fmt_name == NULL || e->backing_path == NULL) {
+    image_set_error (ENOMEM, "out of memory");
+    return -1;
+  }
+  return 0;
+}
+
 /* ---- directory mode ------------------------------------------------------------ */
 
 static int

@@ -69,7 +69,7 @@ bad 'format=vmdk: unknown format' good.qed format=vmdk
 bad "not a qcow2 image" good.qed format=qcow2
 bad 'file= and dir= cannot be used together' good.qed dir="$tmp"
 bad 'file= and dir= cannot be used together' dir="$tmp" file=good.qed
-bad 'file=IMAGE), a directory (dir=DIR) or a base of clones (clone-from=BASE) is required' format=qed
+bad 'file=IMAGE) or a directory (dir=DIR) is required' format=qed
 bad 'file=.*given twice' good.qed good.qed
 bad "unknown parameter 'colour'" good.qed colour=blue
 bad 'cache-size=lots: not a size' good.qed cache-size=lots

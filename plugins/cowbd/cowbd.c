@@ -244,8 +244,8 @@ cowbd_config_complete (void)
     return -1;
   }
   if (!file && !dir && nclones == 0) {
-    nbdkit_error ("an image (file=IMAGE), a directory (dir=DIR) or a "
-                  "base of clones (clone-from=BASE) is required");
+    nbdkit_error ("an image (file=IMAGE) or a directory (dir=DIR) is "
+                  "required (or clones: clone-from=BASE clone-dir=DIR)");
     return -1;
   }
   if (nclones && file) {
