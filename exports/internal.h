@@ -87,8 +87,9 @@ struct registry {
   size_t ndir, cap_dir;
   char *dir;
   int64_t dir_mtime_ns;         /* lock: as of the last scan */
-  const char *dir_only[2];      /* { dir, NULL }: the directory's exports'
-                                   default confinement */
+  const char **dir_dirs;        /* { dir, cfg.backing_dirs..., NULL }:
+                                   where the directory's exports' backing
+                                   files may be */
 
   struct reg_file *files;       /* lock */
   pthread_t reaper;
