@@ -37,7 +37,8 @@ serve ()
     local t0 i
     rm -f "$work/sock"
     t0=$(now)
-    "$cowbd" -U "$work/sock" dir="$1" > /dev/null 2> "$work/log" &
+    "$cowbd" -U "$work/sock" --backing-dir="$work" dir="$1" > /dev/null \
+        2> "$work/log" &
     pid=$!
     for i in $(seq 20000); do
         [ -S "$work/sock" ] && break

@@ -338,8 +338,12 @@ clone_free_all (struct registry *r)
 static int
 confine_rebuild (struct registry *r)
 {
-  size_t i, n = 0;
-  char **v = calloc (r->nbases + 2, sizeof *v);
+  size_t i, n = 0, extra = 0;
+  char **v;
+
+  while (r->cfg.backing_dirs && r->cfg.backing_dirs[extra])
+    extra++;
+  v = calloc (r->nbases + extra + 2, sizeof *v);
 
   if (v == NULL)
     goto oom;
@@ -354,6 +358,9 @@ confine_rebuild (struct registry *r)
       slash[slash == v[n]] = '\0';       /* "/x" keeps "/" */
     n++;
   }
+  for (i = 0; i < extra; i++)           /* and any --backing-dir */
+    if ((v[n++] = strdup (r->cfg.backing_dirs[i])) == NULL)
+      goto oom;
   confine_free (r);
   r->clone_confine = v;
   return 0;

@@ -93,8 +93,9 @@ struct registry {
   size_t ndir, cap_dir;
   char *dir;
   int64_t dir_mtime_ns;         /* lock: as of the last scan */
-  const char *dir_only[2];      /* { dir, NULL }: the directory's exports'
-                                   default confinement */
+  const char **dir_dirs;        /* { dir, cfg.backing_dirs..., NULL }:
+                                   where the directory's exports' backing
+                                   files may be */
 
   /* Clones on demand (clone.c): set up before serving, then fixed. */
   struct clone_base *bases;

@@ -142,11 +142,29 @@ registry_new (const struct registry_config *cfg)
 const char *const *
 reg_backing_dirs (const struct registry *r, const struct registry_export *e)
 {
-  if (r->cfg.backing_dirs)
-    return r->cfg.backing_dirs;
   if (e->clone && !e->trusted)
     return (const char *const *) r->clone_confine;
-  return e->from_dir ? r->dir_only : NULL;
+  if (e->from_dir)
+    return r->dir_dirs;
+  return r->cfg.backing_dirs;
+}
+
+/* { dir, cfg.backing_dirs..., NULL }, or NULL on ENOMEM. */
+static const char **
+make_dir_dirs (const struct registry *r, const char *dir)
+{
+  size_t n = 0, i;
+  const char **v;
+
+  while (r->cfg.backing_dirs && r->cfg.backing_dirs[n])
+    n++;
+  v = calloc (n + 2, sizeof *v);
+  if (v == NULL)
+    return NULL;
+  v[0] = dir;
+  for (i = 0; i < n; i++)
+    v[i + 1] = r->cfg.backing_dirs[i];
+  return v;
 }
 
 int
@@ -186,6 +204,7 @@ registry_free (struct registry *r)
   free (r->dirv);
   free (r->dir);
   clone_free_all (r);
+  free (r->dir_dirs);
   pthread_cond_destroy (&r->cond);
   pthread_mutex_destroy (&r->lock);
   pthread_mutex_destroy (&r->open_lock);
@@ -325,9 +344,10 @@ registry_set_dir (struct registry *r, const char *dir)
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&r->lock);
 
   free (r->dir);
+  free (r->dir_dirs);
   r->dir = strdup (dir);
-  r->dir_only[0] = r->dir;
-  if (r->dir == NULL) {
+  r->dir_dirs = r->dir ? make_dir_dirs (r, r->dir) : NULL;
+  if (r->dir == NULL || r->dir_dirs == NULL) {
     image_set_error (ENOMEM, "out of memory");
     return -1;
   }

@@ -74,9 +74,10 @@ struct registry_config {
   /* Backing file confinement (image.h, backing_dirs): a NULL-terminated
    * list of directories inside which every backing file of every export
    * must resolve, else the export is refused (a directory's is not
-   * listed).  NULL: an export of the directory (registry_set_dir) is
-   * confined to the directory; one registry_add made is trusted (the
-   * user named it).  Must outlive the registry. */
+   * listed).  An export of the directory (registry_set_dir) may also use
+   * the directory itself (and only it, if this is NULL), and so may its
+   * entries that are symbolic links; one registry_add made is trusted if
+   * this is NULL (the user named it).  Must outlive the registry. */
   const char *const *backing_dirs;
   void (*debug) (const char *msg); /* what happens, for -v; may be NULL */
   /* What the operator must see at the default log level (an export

@@ -159,14 +159,6 @@ backing_identity (struct registry_export *e, const struct image_info *info)
   }
 }
 
-/* Where a directory's entries may lead (a symbolic link out of it):
- * the directory, or the backing directories the user allowed. */
-static const char *const *
-dir_or_policy (struct registry *r)
-{
-  return r->cfg.backing_dirs ? r->cfg.backing_dirs : r->dir_only;
-}
-
 int
 scan_peek (struct registry *r, struct registry_export *e)
 {
@@ -185,8 +177,8 @@ scan_peek (struct registry *r, struct registry_export *e)
     return -1;
   }
   set_signature (e, &st);
-  if (e->from_dir && image_check_path_confined (e->path, dir_or_policy (r))
-      == -1)
+  if (e->from_dir &&
+      image_check_path_confined (e->path, reg_backing_dirs (r, e)) == -1)
     return -1;
   img = image_open (e->path, &o);
   if (img == NULL)

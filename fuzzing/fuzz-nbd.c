@@ -31,7 +31,7 @@
 int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size);
 
 /* What main.c provides to the rest of the server. */
-struct config cfg = { .threads = 2 };
+struct config cfg = { .threads = 2, .max_inflight = DEFAULT_MAX_INFLIGHT };
 
 void
 server_shutdown (int status)

@@ -394,6 +394,10 @@ format_process (struct out *o)
           "Payload bytes of requests read and not yet answered.");
   series (o, "cowbd_bytes_in_flight", NULL, STAT_GET (&bytes_in_flight),
           NULL);
+  family (o, "cowbd_max_inflight_used_bytes", "gauge",
+          "Bytes of request buffers charged to --max-inflight.");
+  series (o, "cowbd_max_inflight_used_bytes", NULL, reqpool_charged (),
+          NULL);
 }
 
 /* One counter per export and operation, for the operations used. */

@@ -105,11 +105,17 @@ for name in abs.qcow2 dotdot.qcow2 sym.qcow2; do
 done
 stop_server
 
-# A wider --backing-dir lets the directory's images through.
+# A wider --backing-dir lets the directory's images through; another
+# one leaves the directory itself allowed.
 start_server --backing-dir="$tmp" dir="$tmp/d"
 nbdinfo --list "$(uri)" > list.txt
 grep -q '^export="abs.qcow2"' list.txt ||
     fail "--backing-dir=$tmp: abs.qcow2 not listed"
+stop_server
+mkdir other
+start_server --backing-dir="$tmp/other" dir="$tmp/d"
+nbdinfo --list "$(uri)" > list.txt
+check_list list.txt "--backing-dir=other dir="
 stop_server
 
 if [ -f "${COWBD_PLUGIN:-}" ] && nbdkit --version > /dev/null 2>&1; then

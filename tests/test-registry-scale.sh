@@ -20,7 +20,8 @@ done
 # 600 clients need more than the usual 1024 descriptors in the client.
 ulimit -n 4096 2>/dev/null || true
 
-start_server -t 4 --max-connections=2000 dir="$tmp/images"
+start_server -t 4 --max-connections=2000 --backing-dir="$tmp/base" \
+    dir="$tmp/images"
 cat > scale.py <<EOF2
 import nbd, os, sys
 sock, n, pid = sys.argv[1], int(sys.argv[2]), sys.argv[3]
