@@ -8,7 +8,8 @@
 # are refused and touch no file; --max-exports caps the count; a
 # SIGKILL during a burst of creations leaves no half-made file under
 # any name (the temporaries go at the next start); after a restart a
-# name finds the same overlay.
+# name finds the same overlay; an overlay dropped into the folder whose
+# backing file lies outside it and the bases' folders is refused.
 . "${srcdir:-.}/test-server-lib.sh"
 requires nbdsh --version
 
@@ -116,3 +117,22 @@ stop_server
 
 check_overlays
 [ "$(sha256sum < base.qcow2)" = "$sum_base" ] || fail "base.qcow2 changed"
+
+# ---- an overlay dropped into the folder may not lead out of it ---------------
+# (Out of the clone folder and the base's folder: here b2/ and c2/.)
+mkdir b2 c2 outside
+cp base.qcow2 b2/base.qcow2
+echo "TOP SECRET" > outside/secret.raw
+truncate -s 1M outside/secret.raw
+qemu-img create -q -f qcow2 -b "$tmp/outside/secret.raw" -F raw \
+    c2/evil.qcow2 1M
+start_server --clone-from=b2/base.qcow2 --clone-dir=c2
+if nbdsh -u "$(uri evil)" -c 'print(h.pread(512, 0))' > read.txt 2>&1 ||
+        grep -q 'TOP SECRET' read.txt; then
+    fail "a dropped overlay read a file outside the clone folder"
+fi
+nbdsh -u "$(uri fresh)" -c 'h.pread(512, 0)' ||
+    fail "a new clone next to the refused one"
+stop_server
+grep -q "evil.qcow2: backing file .*secret.raw.* outside" "$tmp/server.log" ||
+    fail "the dropped overlay was refused without a line naming it"
