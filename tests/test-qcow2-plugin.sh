@@ -15,3 +15,4 @@ serve ()
 }
 
 . "${srcdir:-.}/test-qcow2-serve-lib.sh"
+qcow2_round_trips
