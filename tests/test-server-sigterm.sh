@@ -4,7 +4,7 @@
 # and exits 0; every write that was flushed (and every one acknowledged,
 # since a graceful shutdown flushes) is intact, and the image is closed
 # cleanly: a QED image does not carry NEED_CHECK and passes qemu-img check.
-. "${srcdir:-.}/test-server-lib.sh"
+. "${srcdir:-.}/server-functions.sh"
 requires $PYTHON -c 'import nbd'
 requires od --version
 
