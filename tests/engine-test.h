@@ -10,6 +10,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -58,6 +59,20 @@ test_cleanup (void)
     exit (1);
 }
 
+/* The end of main: cleans up and says what passed (and in which format,
+ * in a test built per format).  Returns 0. */
+static int
+test_done (const char *what)
+{
+  test_cleanup ();
+#ifdef TEST_FORMAT
+  printf ("%s %s: ok\n", TEST_FORMAT, what);
+#else
+  printf ("%s: ok\n", what);
+#endif
+  return 0;
+}
+
 static const char *
 path (const char *name)
 {
@@ -88,15 +103,25 @@ die (const char *fmt, ...)
       die ("%s:%d: %s: %s", __FILE__, __LINE__, #expr, image_error ()); \
   } while (0)
 
+/* Opens file as format (NULL: probe it). */
 static struct image *
-open_image (const char *file, unsigned flags, uint64_t cache_size)
+open_image_as (const char *file, const char *format, unsigned flags,
+               uint64_t cache_size)
 {
-  struct image_open_opts o = { .flags = flags, .cache_size = cache_size };
+  struct image_open_opts o = {
+    .format = format, .flags = flags, .cache_size = cache_size,
+  };
   struct image *img = image_open (file, &o);
 
   if (img == NULL)
     die ("open %s: %s", file, image_error ());
   return img;
+}
+
+static struct image *
+open_image (const char *file, unsigned flags, uint64_t cache_size)
+{
+  return open_image_as (file, NULL, flags, cache_size);
 }
 
 static void
@@ -127,6 +152,28 @@ create_qcow2 (const char *file, uint64_t size, const char *backing,
   };
   if (image_create (file, &o) == -1)
     die ("create %s: %s", file, image_error ());
+}
+
+static pthread_t
+spawn_thread (void *(*fn) (void *), void *arg)
+{
+  pthread_t th;
+
+  if (pthread_create (&th, NULL, fn, arg) != 0)
+    die ("pthread_create");
+  return th;
+}
+
+/* A whole test made of cases without arguments: runs them in order. */
+typedef void test_case_fn (void);
+
+static int
+test_main (const char *argv0, const char *what, test_case_fn *const *cases)
+{
+  test_init (argv0);
+  for (; *cases; cases++)
+    (*cases) ();
+  return test_done (what);
 }
 
 /* Runs a shell command; returns its exit status. */
@@ -364,14 +411,7 @@ fmt_l2_coverage (const struct fmt_case *c)
 static struct image *
 open_fmt (const char *file, unsigned flags, uint64_t cache_size)
 {
-  struct image_open_opts o = {
-    .format = test_format, .flags = flags, .cache_size = cache_size,
-  };
-  struct image *img = image_open (file, &o);
-
-  if (img == NULL)
-    die ("open %s: %s", file, image_error ());
-  return img;
+  return open_image_as (file, test_format, flags, cache_size);
 }
 
 static void
@@ -405,6 +445,20 @@ fmt_check_clean (const char *file)
 {
   if (!fmt_is ("raw"))
     qemu_img_check_clean (file);
+}
+
+/* Closes img, which must read as model before and after a read-only
+ * reopen, and has qemu-img check find nothing in it. */
+static void
+fmt_close_verified (struct image *img, const char *file,
+                    const uint8_t *model, uint64_t size, const char *when)
+{
+  verify_image (img, model, size, when);
+  CHECK (image_close (img));
+  img = open_fmt (file, IMAGE_OPEN_READONLY, 0);
+  verify_image (img, model, size, "after reopen");
+  CHECK (image_close (img));
+  fmt_check_clean (file);
 }
 #endif /* TEST_FORMAT */
 

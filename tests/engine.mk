@@ -1,22 +1,15 @@
 # SPDX-License-Identifier: BSD-3-Clause
 # Tests of the format engine; included from tests/Makefile.am.
+# Tests built once per format (see engine-test.h), then the others.
 ENGINE_TESTS = \
-	test-engine-cow-qed \
-	test-engine-cow-qcow2 \
-	test-engine-cow-raw \
-	test-engine-threads-qed \
-	test-engine-threads-qcow2 \
+	test-engine-cow-qed test-engine-cow-qcow2 test-engine-cow-raw \
+	test-engine-threads-qed test-engine-threads-qcow2 \
 	test-engine-threads-raw \
-	test-engine-evict-qed \
-	test-engine-evict-qcow2 \
-	test-engine-crash-qed \
-	test-engine-crash-qcow2-lazy \
+	test-engine-evict-qed test-engine-evict-qcow2 \
+	test-engine-crash-qed test-engine-crash-qcow2-lazy \
 	test-engine-crash-qcow2-nolazy \
-	test-engine-repair-qed \
-	test-engine-repair-qcow2 \
-	test-engine-nowait-qed \
-	test-engine-nowait-qcow2 \
-	test-engine-nowait-raw \
+	test-engine-repair-qed test-engine-repair-qcow2 \
+	test-engine-nowait-qed test-engine-nowait-qcow2 test-engine-nowait-raw \
 	test-engine-spec-vs-qemu \
 	test-engine-probe \
 	test-engine-basecache \

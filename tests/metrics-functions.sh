@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: BSD-3-Clause
-# Sourced by the metrics tests (not a test itself): test-server-lib.sh,
+# Sourced by the metrics tests (not a test itself): server-functions.sh,
 # then helpers for cowbd's --metrics endpoint.
 #
 #   start_metrics_server ARGS...  cowbd -v --metrics=127.0.0.1:0 -U
@@ -7,7 +7,7 @@
 #                                 back from its log
 #   scrape FILE                   GET $metrics_url into FILE
 #   free_port                     a TCP port on 127.0.0.1 free right now
-. "${srcdir:-.}/test-server-lib.sh"
+. "${srcdir:-.}/server-functions.sh"
 
 requires sh -c 'cowbd --version | grep -q "^features:.*metrics"'
 

@@ -10,7 +10,7 @@ QCOW2_SH_TESTS = \
 	test-qcow2-server.sh
 TESTS += $(QCOW2_C_TESTS) $(QCOW2_SH_TESTS)
 check_PROGRAMS += $(QCOW2_C_TESTS)
-EXTRA_DIST += $(QCOW2_SH_TESTS) test-qcow2-serve-lib.sh
+EXTRA_DIST += $(QCOW2_SH_TESTS) qcow2-serve-functions.sh
 
 test_qcow2_interop_SOURCES = test-qcow2-interop.c engine-test.h
 test_qcow2_interop_CFLAGS = $(TEST_CFLAGS)

@@ -49,6 +49,6 @@ EXTRA_DIST += \
 	test-server-sigterm.py \
 	test-server-tls-reqd.py \
 	test-server-tls-stall.py \
-	test-server-lib.sh \
+	server-functions.sh \
 	metrics-functions.sh \
 	tls-functions.sh

@@ -12,7 +12,7 @@
 # (the user named them), and a wider --backing-dir lets the directory's
 # images through.  An image whose backing file is an NBD URI is refused
 # wherever a policy applies, before any connection.
-. "${srcdir:-.}/test-server-lib.sh"
+. "${srcdir:-.}/server-functions.sh"
 requires nbdinfo --version
 requires nbdsh --version
 requires qemu-io --version

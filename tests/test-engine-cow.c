@@ -26,23 +26,17 @@
 
 #include "engine-test.h"
 
+#define QCOW2(cs_, lazy_, compat_, bits_)                          \
+  { .format = "qcow2", .cs = (cs_), .lazy = (lazy_),               \
+    .compat = (compat_), .refcount_bits = (bits_) }
+
 static const struct fmt_case cases[] = {
   { .format = "qed", .cs = 4096, .qed_tables = 2, .lazy = -1 },
-  { .format = "qcow2", .cs = 4096, .lazy = 1, .compat = "1.1",
-    .refcount_bits = 16 },
-  { .format = "qcow2", .cs = 4096, .lazy = 0, .compat = "1.1",
-    .refcount_bits = 16 },
-  { .format = "qcow2", .cs = 4096, .lazy = 0, .compat = "0.10",
-    .refcount_bits = 16 },
-  { .format = "qcow2", .cs = 512, .lazy = 1, .compat = "1.1",
-    .refcount_bits = 1 },
-  { .format = "qcow2", .cs = 1024, .lazy = 0, .compat = "1.1",
-    .refcount_bits = 8 },
-  { .format = "qcow2", .cs = 8192, .lazy = 1, .compat = "1.1",
-    .refcount_bits = 64 },
+  QCOW2 (4096, 1, "1.1", 16), QCOW2 (4096, 0, "1.1", 16),
+  QCOW2 (4096, 0, "0.10", 16), QCOW2 (512, 1, "1.1", 1),
+  QCOW2 (1024, 0, "1.1", 8), QCOW2 (8192, 1, "1.1", 64),
   { .format = "raw", .cs = 4096, .lazy = -1 },
 };
-
 static const struct fmt_case *cf;
 static uint64_t cs, size, bsize, l2cov;
 static uint8_t *model;
@@ -273,7 +267,5 @@ main (int argc, char *argv[])
     standalone_case ();
     free (model);
   }
-  test_cleanup ();
-  printf ("%s copy on write: ok\n", test_format);
-  return 0;
+  return test_done ("copy on write");
 }

@@ -310,7 +310,6 @@ main (int argc, char *argv[])
     qemu_img_check_clean (path ("ov.img"));
   }
 
-  test_cleanup ();
-  printf ("%s engine crash: ok (%u rounds)\n", test_format, rounds);
-  return 0;
+  printf ("%u rounds\n", rounds);
+  return test_done ("engine crash");
 }

@@ -180,7 +180,5 @@ main (int argc, char *argv[])
   for (i = 0; i < sizeof chains / sizeof chains[0]; i++)
     if (fmt_is (chains[i].ov.format))
       test_chain (&chains[i], i);
-  test_cleanup ();
-  printf ("%s eviction: ok\n", test_format);
-  return 0;
+  return test_done ("eviction");
 }

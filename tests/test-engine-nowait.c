@@ -175,8 +175,7 @@ start_threads (void)
 
   for (t = 0; t < NTHREADS; t++) {
     w[t] = (struct worker) { .t = t, .seed = rnd () };
-    if (pthread_create (&th[t], NULL, worker, &w[t]) != 0)
-      die ("pthread_create");
+    th[t] = spawn_thread (worker, &w[t]);
   }
   for (t = 0; t < NTHREADS; t++)
     pthread_join (th[t], NULL);
@@ -219,12 +218,7 @@ threads_in (const char *dir, bool in_memory, const struct fmt_case *c)
   fill_pattern (model, 512, 0, 7);
   CHECK (image_pwrite (img, model, 512, 0, 0));
   start_threads ();
-  verify_image (img, model, SIZE, "after the threads");
-  CHECK (image_close (img));
-  img = open_fmt (o, IMAGE_OPEN_READONLY, 0);
-  verify_image (img, model, SIZE, "after reopen");
-  CHECK (image_close (img));
-  fmt_check_clean (o);
+  fmt_close_verified (img, o, model, SIZE, "after the threads");
 
   printf ("%s lazy=%d: inline reads %lu, writes %lu (allocating %lu), "
           "flushes %lu\n", dir, c->lazy, inline_reads, inline_writes,
@@ -261,7 +255,5 @@ main (int argc, char *argv[])
   else
     printf ("no /dev/shm: the in-memory case is not tested\n");
 
-  test_cleanup ();
-  printf ("%s nowait: ok\n", test_format);
-  return 0;
+  return test_done ("nowait");
 }

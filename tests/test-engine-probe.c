@@ -29,17 +29,6 @@ count_warning (const char *msg)
   snprintf (last_warning, sizeof last_warning, "%s", msg);
 }
 
-static struct image *
-open_fmt (const char *file, const char *format, unsigned flags)
-{
-  struct image_open_opts o = { .format = format, .flags = flags };
-  struct image *img = image_open (file, &o);
-
-  if (img == NULL)
-    die ("open %s: %s", file, image_error ());
-  return img;
-}
-
 static void
 expect_eperm (int r, const char *what)
 {
@@ -66,13 +55,13 @@ test_warnings (const char *file)
   struct image *img;
 
   warnings = 0;
-  img = open_fmt (file, NULL, 0);
+  img = open_image_as (file, NULL, 0, 0);
   if (warnings != 1 || strstr (last_warning, file) == NULL ||
       strstr (last_warning, "probing guessed raw") == NULL)
     die ("probed raw: %u warnings, last: %s", warnings, last_warning);
   image_close (img);
-  image_close (open_fmt (file, NULL, IMAGE_OPEN_READONLY));
-  image_close (open_fmt (file, "raw", 0));
+  image_close (open_image_as (file, NULL, IMAGE_OPEN_READONLY, 0));
+  image_close (open_image_as (file, "raw", 0, 0));
   if (warnings != 1)
     die ("warned read-only or with format raw");
 }
@@ -82,7 +71,7 @@ test_refusals (const char *file)
 {
   static const uint8_t start[4] = { 'Q', 'E', 'D', 1 };
   static const uint8_t mbr[2] = { 0x55, 0xaa };
-  struct image *img = open_fmt (file, "auto", 0);
+  struct image *img = open_image_as (file, "auto", 0, 0);
 
   if (image_pwrite (img, start, 4, 0, 0) == -1)
     die ("harmless write: %s", image_error ());
@@ -104,7 +93,7 @@ test_refusals (const char *file)
   image_close (img);
 
   /* Format given: anything goes. */
-  img = open_fmt (file, "raw", 0);
+  img = open_image_as (file, "raw", 0, 0);
   if (image_pwrite (img, qcow2_magic, 4, 0, 0) == -1)
     die ("explicit raw: %s", image_error ());
   image_close (img);
@@ -145,7 +134,7 @@ write_half (void *arg)
 static void
 test_threads (const char *file)
 {
-  struct image *img = open_fmt (file, NULL, 0);
+  struct image *img = open_image_as (file, NULL, 0, 0);
   pthread_barrier_t barrier;
   struct half a = { .img = img, .offset = 0, .barrier = &barrier };
   struct half b = { .img = img, .offset = 2, .barrier = &barrier };

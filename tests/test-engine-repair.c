@@ -518,7 +518,5 @@ main (int argc, char *argv[])
     corrupt_bit ();
     qemu_made_counters ();
   }
-  test_cleanup ();
-  printf ("%s repair: ok\n", test_format);
-  return 0;
+  return test_done ("repair");
 }

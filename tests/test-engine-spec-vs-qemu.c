@@ -99,13 +99,12 @@ one_cluster_tables (void)
             "specification allows 1 to 16)\n");
 }
 
+static test_case_fn *const cases[] = {
+  zero_cluster_write, one_cluster_tables, NULL,
+};
+
 int
 main (int argc, char *argv[])
 {
-  test_init (argv[0]);
-  zero_cluster_write ();
-  one_cluster_tables ();
-  test_cleanup ();
-  printf ("QED specification vs qemu: ok\n");
-  return 0;
+  return test_main (argv[0], "QED specification vs qemu", cases);
 }

@@ -146,10 +146,8 @@ run_threads (void)
   writers_left = NTHREADS;
   pthread_barrier_init (&start, NULL, NTHREADS + 1);
   for (t = 0; t < NTHREADS; t++)
-    if (pthread_create (&th[t], NULL, writer, (void *) (uintptr_t) t) != 0)
-      die ("pthread_create");
-  if (pthread_create (&th[NTHREADS], NULL, flusher, NULL) != 0)
-    die ("pthread_create");
+    th[t] = spawn_thread (writer, (void *) (uintptr_t) t);
+  th[NTHREADS] = spawn_thread (flusher, NULL);
   for (t = 0; t <= NTHREADS; t++)
     pthread_join (th[t], NULL);
   pthread_barrier_destroy (&start);
@@ -178,13 +176,7 @@ run_round (const struct fmt_case *c)
   img = open_fmt (ov, 0, 0);
   run_threads ();
   apply_model ();
-  verify_image (img, model, size, "after concurrent writes");
-  CHECK (image_close (img));
-
-  img = open_fmt (ov, IMAGE_OPEN_READONLY, 0);
-  verify_image (img, model, size, "after reopen");
-  CHECK (image_close (img));
-  fmt_check_clean (ov);
+  fmt_close_verified (img, ov, model, size, "after concurrent writes");
   free (model);
   free (base);
 }
@@ -202,7 +194,6 @@ main (int argc, char *argv[])
   for (round = 0; round < ROUNDS; round++)
     run_round (mine[round % n]);
 
-  test_cleanup ();
-  printf ("%s threads: ok (%d rounds)\n", test_format, ROUNDS);
-  return 0;
+  printf ("%d rounds\n", ROUNDS);
+  return test_done ("threads");
 }

@@ -10,7 +10,7 @@
 #  - commit of another overlay of the same golden image is refused (it
 #    would write what the served overlay reads).
 # While qemu-nbd serves an image, cowbd-img refuses it likewise.
-. "${srcdir:-.}/test-server-lib.sh"
+. "${srcdir:-.}/server-functions.sh"
 . "${srcdir:-.}/img-functions.sh"
 requires qemu-nbd --version
 cd "$tmp"

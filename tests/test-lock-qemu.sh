@@ -11,7 +11,7 @@
 #    read-only but not read-write;
 #  - readers share: two read-only cowbd's, or qemu-img info beside one.
 # Every refused attempt leaves the files as they were.
-. "${srcdir:-.}/test-server-lib.sh"
+. "${srcdir:-.}/server-functions.sh"
 requires qemu-nbd --version
 requires qemu-io --version
 cd "$tmp"

@@ -3,8 +3,8 @@
 # nbdcopy from the plugin to a raw file gives the same bytes as qemu-img
 # convert -O raw of the same overlay, and the copy stays sparse where the
 # image has holes: it takes no more disk space than qemu-img's copy, and
-# far less than its length.  QED and qcow2 overlays, each over a raw and
-# over a QED backing file.
+# far less than its length.  QED and qcow2 overlays, each over a raw, a QED
+# and a qcow2 backing file, and raw images.
 . "${srcdir:-.}/functions.sh"
 . "${srcdir:-.}/plugin-functions.sh"
 requires nbdcopy --version
@@ -12,8 +12,8 @@ requires qemu-io --version
 
 cd "$tmp"
 
-for o in $OVERLAYS; do
-    for b in raw qed; do
+for o in $FORMATS; do
+    for b in $(bases_for $o); do
         rm -f base.* clone.$o out.raw ref.raw
         make_base base.$b $b
         make_clone clone.$o base.$b $b

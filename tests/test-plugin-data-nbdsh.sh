@@ -5,8 +5,8 @@
 # identically in the same run and after an nbdkit restart, qemu-img reads
 # the same from the overlay file, qemu-img check finds nothing wrong, the
 # backing file is byte-for-byte unchanged and the overlay is marked clean
-# after nbdkit exits.  QED and qcow2 overlays, each over a raw and over a
-# QED backing file.
+# after nbdkit exits.  QED and qcow2 overlays, each over a raw, a QED and a
+# qcow2 backing file, and raw images.
 . "${srcdir:-.}/functions.sh"
 . "${srcdir:-.}/plugin-functions.sh"
 requires nbdsh --version
@@ -72,8 +72,8 @@ if os.environ["MODE"] == "write":
 verify(h)
 PY
 
-for o in $OVERLAYS; do
-    for b in raw qed; do
+for o in $FORMATS; do
+    for b in $(bases_for $o); do
         rm -f base.* clone.$o expected.raw
         make_base base.$b $b
         make_clone clone.$o base.$b $b

@@ -2,10 +2,10 @@
 # SPDX-License-Identifier: BSD-3-Clause
 # Data written through the plugin with qemu-io (patterns, unaligned, FUA,
 # write zeroes, discard) reads back the same through the plugin after an
-# nbdkit restart and through qemu's own QED driver from the overlay file;
-# what nbdsh reads equals what qemu-img reads; qemu-img check finds
-# nothing wrong and the backing file is unchanged.  Over a raw and over a
-# QED backing file.
+# nbdkit restart and through qemu's own driver from the image file; what
+# nbdsh reads equals what qemu-img reads; qemu-img check finds nothing
+# wrong and the backing file is unchanged.  QED and qcow2 overlays over
+# raw, QED and qcow2 backing files, and raw images.
 . "${srcdir:-.}/functions.sh"
 . "${srcdir:-.}/plugin-functions.sh"
 requires qemu-io --version
@@ -60,28 +60,31 @@ fi
 EOF2
 chmod +x qio.sh
 
-for b in raw qed; do
-    rm -f base.* clone.qed
-    make_base base.$b $b
-    make_clone clone.qed base.$b $b
-    base_sum=$(sum base.$b)
+for o in $FORMATS; do
+    for b in $(bases_for $o); do
+        rm -f base.* clone.$o
+        make_base base.$b $b
+        make_clone clone.$o base.$b $b
+        base_sum=$(sum base.$b)
 
-    serve -- "$tmp/clone.qed" \
-        --run "'$tmp/qio.sh' '$tmp/writes' -f raw \"\$uri\"" ||
-        fail "$b: qemu-io writes through the plugin failed"
-    serve -- "$tmp/clone.qed" \
-        --run "'$tmp/qio.sh' '$tmp/reads' -f raw \"\$uri\"" ||
-        fail "$b: qemu-io reads through the restarted plugin"
-    ./qio.sh reads -f qed clone.qed ||
-        fail "$b: qemu-io reads of the overlay file"
+        serve -- "$tmp/clone.$o" \
+            --run "'$tmp/qio.sh' '$tmp/writes' -f raw \"\$uri\"" ||
+            fail "$o/$b: qemu-io writes through the plugin failed"
+        serve -- "$tmp/clone.$o" \
+            --run "'$tmp/qio.sh' '$tmp/reads' -f raw \"\$uri\"" ||
+            fail "$o/$b: qemu-io reads through the restarted plugin"
+        ./qio.sh reads -f $o clone.$o ||
+            fail "$o/$b: qemu-io reads of the overlay file"
 
-    # nbdsh sees what qemu-img sees.
-    qemu-img convert -O raw clone.qed qemu.raw
-    serve -- "$tmp/clone.qed" --run "nbdsh -u \"\$uri\" -c '
+        # nbdsh sees what qemu-img sees.
+        qemu-img convert -O raw clone.$o qemu.raw
+        serve -- "$tmp/clone.$o" --run "nbdsh -u \"\$uri\" -c '
 want = open(\"$tmp/qemu.raw\", \"rb\").read()
 assert h.pread(len(want), 0) == want, \"nbdsh and qemu-img differ\"
-'" || fail "$b: nbdsh reads other data than qemu-img"
+'" || fail "$o/$b: nbdsh reads other data than qemu-img"
 
-    qemu_check clone.qed
-    [ "$(sum base.$b)" = "$base_sum" ] || fail "$b: the backing file changed"
+        qemu_check clone.$o
+        [ "$(sum base.$b)" = "$base_sum" ] ||
+            fail "$o/$b: the backing file changed"
+    done
 done

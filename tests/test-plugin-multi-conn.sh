@@ -6,7 +6,8 @@
 # the server advertises multi-conn), they share one engine image opened
 # once, and afterwards qemu-img compare finds the overlay equal to the
 # source, qemu-img check finds nothing wrong and the backing file is
-# unchanged.  Over a raw and over a QED backing file.
+# unchanged.  QED and qcow2 overlays over raw, QED and qcow2 backing
+# files, and raw images (a copy of the base: there the copy overwrites it).
 . "${srcdir:-.}/functions.sh"
 . "${srcdir:-.}/plugin-functions.sh"
 requires nbdcopy --version
@@ -30,23 +31,28 @@ with open(sys.argv[1], "wb") as f:
             f.write(bytes(M))
 PY
 
-for b in raw qed; do
-    rm -f base.* clone.qed
-    make_base base.$b $b
-    make_clone clone.qed base.$b $b
-    base_sum=$(sum base.$b)
+for o in $FORMATS; do
+    for b in $(bases_for $o); do
+        rm -f base.* clone.$o
+        make_base base.$b $b
+        make_clone clone.$o base.$b $b
+        base_sum=$(sum base.$b)
 
-    serve -v -- "$tmp/clone.qed" --run "nbdcopy --connections=4 --threads=4 \
-        --flush '$tmp/source.raw' \"\$uri\"" 2> nbdkit.log ||
-        { tail -20 nbdkit.log; fail "$b: nbdcopy failed"; }
-    conns=$(grep -c 'accepted connection' nbdkit.log || true)
-    [ "$conns" -ge 4 ] || fail "$b: nbdcopy used $conns connection(s), not 4"
-    # One engine image shared by all of them: opened once.
-    opens=$(grep -c "export '': opened .*clone.qed" nbdkit.log || true)
-    [ "$opens" -eq 1 ] || fail "$b: the overlay was opened $opens times"
+        serve -v -- "$tmp/clone.$o" --run "nbdcopy --connections=4 \
+            --threads=4 --flush '$tmp/source.raw' \"\$uri\"" 2> nbdkit.log ||
+            { tail -20 nbdkit.log; fail "$o/$b: nbdcopy failed"; }
+        conns=$(grep -c 'accepted connection' nbdkit.log || true)
+        [ "$conns" -ge 4 ] ||
+            fail "$o/$b: nbdcopy used $conns connection(s), not 4"
+        # One engine image shared by all of them: opened once.
+        opens=$(grep -c "export '': opened .*clone.$o" nbdkit.log || true)
+        [ "$opens" -eq 1 ] ||
+            fail "$o/$b: the image was opened $opens times"
 
-    qemu-img compare source.raw clone.qed ||
-        fail "$b: the overlay differs from the source"
-    qemu_check clone.qed
-    [ "$(sum base.$b)" = "$base_sum" ] || fail "$b: the backing file changed"
+        qemu-img compare source.raw clone.$o ||
+            fail "$o/$b: the overlay differs from the source"
+        qemu_check clone.$o
+        [ "$(sum base.$b)" = "$base_sum" ] ||
+            fail "$o/$b: the backing file changed"
+    done
 done

@@ -308,7 +308,5 @@ main (int argc, char *argv[])
   preallocation (IMAGE_PREALLOC_FULL, "full");
   set_backing_keeps_extensions ();
   make_empty ();
-  test_cleanup ();
-  printf ("qcow2 create and header changes: ok\n");
-  return 0;
+  return test_done ("qcow2 create and header changes");
 }

@@ -406,7 +406,5 @@ main (int argc, char *argv[])
   snapshots ("snap-4k.qcow2", "-o cluster_size=4096,refcount_bits=8");
   compressed_snapshot ();
   free (model);
-  test_cleanup ();
-  printf ("qcow2 interop with qemu: ok\n");
-  return 0;
+  return test_done ("qcow2 interop with qemu");
 }

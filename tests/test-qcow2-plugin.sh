@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: BSD-3-Clause
 # qcow2 overlays served by nbdkit with the cowbd plugin in captive mode on
 # a private Unix socket: qemu-io and nbdcopy round trips (see
-# test-qcow2-serve-lib.sh).
+# qcow2-serve-functions.sh).
 . "${srcdir:-.}/functions.sh"
 requires nbdkit --version
 requires test -f "${COWBD_PLUGIN:-}"
@@ -14,4 +14,5 @@ serve ()
         2>>"$tmp/server.log"
 }
 
-. "${srcdir:-.}/test-qcow2-serve-lib.sh"
+. "${srcdir:-.}/qcow2-serve-functions.sh"
+qcow2_round_trips

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: BSD-3-Clause
 # qcow2 overlays served by cowbd in captive mode on a private Unix socket:
-# qemu-io and nbdcopy round trips (see test-qcow2-serve-lib.sh).
+# qemu-io and nbdcopy round trips (see qcow2-serve-functions.sh).
 . "${srcdir:-.}/functions.sh"
 requires cowbd --version
 
@@ -11,4 +11,5 @@ serve ()
     cowbd -U - "$img" --run "$*" 2>>"$tmp/server.log"
 }
 
-. "${srcdir:-.}/test-qcow2-serve-lib.sh"
+. "${srcdir:-.}/qcow2-serve-functions.sh"
+qcow2_round_trips

@@ -6,7 +6,7 @@
 # images would each cache their own tables: the second would not see
 # it, and its close could lose it), survives a restart, and the file
 # passes qemu-img check.
-. "${srcdir:-.}/test-server-lib.sh"
+. "${srcdir:-.}/server-functions.sh"
 requires nbdsh --version
 
 cd "$tmp"

@@ -10,7 +10,7 @@
 # any name (the temporaries go at the next start); after a restart a
 # name finds the same overlay; an overlay dropped into the folder whose
 # backing file lies outside it and the bases' folders is refused.
-. "${srcdir:-.}/test-server-lib.sh"
+. "${srcdir:-.}/server-functions.sh"
 requires nbdsh --version
 
 cd "$tmp"

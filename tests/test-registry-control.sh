@@ -8,7 +8,7 @@
 # load keeps every acknowledged flushed write (checked with qemu-io once
 # the server is gone) and leaves no client hanging; a peer of another
 # uid is refused; cowbdctl's exit codes.
-. "${srcdir:-.}/test-server-lib.sh"
+. "${srcdir:-.}/server-functions.sh"
 requires nbdsh --version
 requires jq --version
 requires cowbdctl --version

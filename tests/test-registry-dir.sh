@@ -4,7 +4,7 @@
 # image copied into DIR while the server runs is listed and served
 # without a restart, and a removed one disappears from LIST and can no
 # longer be opened.  Names that are not file names of DIR are refused.
-. "${srcdir:-.}/test-server-lib.sh"
+. "${srcdir:-.}/server-functions.sh"
 requires nbdinfo --version
 requires nbdsh --version
 

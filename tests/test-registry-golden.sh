@@ -6,7 +6,7 @@
 # image nor what the clone reads of it changes.  One engine image (one
 # descriptor) serves both the golden export and the clone's backing
 # file.
-. "${srcdir:-.}/test-server-lib.sh"
+. "${srcdir:-.}/server-functions.sh"
 requires nbdsh --version
 
 cd "$tmp"

@@ -3,7 +3,7 @@
 # 600 clones of one base in one server process (dir= mode) hold one
 # descriptor for the base: counted in /proc/PID/fd while a client is
 # connected to every clone, and each clone reads the base's bytes.
-. "${srcdir:-.}/test-server-lib.sh"
+. "${srcdir:-.}/server-functions.sh"
 requires nbdsh --version
 
 N=600

@@ -5,7 +5,7 @@
 # once; after a restart of cowbd, and from the nbdkit plugin, nothing but
 # the cache's fingerprint blocks is fetched again; what the clones read
 # is the remote's data.
-. "${srcdir:-.}/test-server-lib.sh"
+. "${srcdir:-.}/server-functions.sh"
 requires nbdkit --filter=log null --version
 requires nbdcopy --version
 cd "$tmp"

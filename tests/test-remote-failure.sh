@@ -8,7 +8,7 @@
 # a hung remote (SIGSTOP) gives EIO within the timeout, not a hang; once
 # the remote is back, reads succeed again without restarting cowbd.  The
 # overlay passes qemu-img check throughout.
-. "${srcdir:-.}/test-server-lib.sh"
+. "${srcdir:-.}/server-functions.sh"
 requires nbdkit --version
 requires nbdkit --filter=delay null --version
 requires nbdsh --version

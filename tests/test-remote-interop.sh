@@ -8,7 +8,7 @@
 # (qcow2, QED) of nbd://127.0.0.1:PORT/golden, qemu-io writes and
 # qemu-img reads them, and cowbd-img info, map, check, compare, convert
 # and rebase work on them.  Once with TLS-PSK to the remote.
-. "${srcdir:-.}/test-server-lib.sh"
+. "${srcdir:-.}/server-functions.sh"
 . "${srcdir:-.}/tls-functions.sh"
 requires nbdkit --version
 requires qemu-nbd --version

@@ -4,7 +4,7 @@
 # each format (test-server-aio.py): with the images in the test's
 # directory, then on tmpfs, where the server runs small reads, writes,
 # allocations and flushes inline on its loop instead of on a worker.
-. "${srcdir:-.}/test-server-lib.sh"
+. "${srcdir:-.}/server-functions.sh"
 requires $PYTHON -c 'import nbd'
 
 run_aio ()

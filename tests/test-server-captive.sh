@@ -5,7 +5,7 @@
 # or the certificate directory), $tls 1 or 2; with -p 0 the port the
 # kernel chose, in $port and $uri; under socket activation the real port
 # in the log, $port and $uri.
-. "${srcdir:-.}/test-server-lib.sh"
+. "${srcdir:-.}/server-functions.sh"
 . "${srcdir:-.}/tls-functions.sh"
 requires nbdinfo --version
 requires /usr/bin/python3 --version

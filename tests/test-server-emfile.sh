@@ -6,7 +6,7 @@
 # 3 s (utime + stime, /proc/PID/stat) stays under 30% of one core, and
 # its log has a bounded number of lines about it.  Once the clients
 # leave, a new client is served.
-. "${srcdir:-.}/test-server-lib.sh"
+. "${srcdir:-.}/server-functions.sh"
 requires nbdsh --version
 requires getconf CLK_TCK
 

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: BSD-3-Clause
 # Read, write, flush, trim, zero and block status over one export, the
 # boundaries included, through libnbd.  Usage: test-server-io.py URI
-# The export is 16 MiB and holds make_image's pattern (test-server-lib.sh).
+# The export is 16 MiB and holds make_image's pattern (server-functions.sh).
 import sys
 import nbd
 

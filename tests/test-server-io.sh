@@ -3,7 +3,7 @@
 # I/O through nbdsh's Python API on each format: reads, writes, flush,
 # trim, zero and block status, the boundaries and out-of-range requests
 # included (test-server-io.py); then qemu-img check on the image.
-. "${srcdir:-.}/test-server-lib.sh"
+. "${srcdir:-.}/server-functions.sh"
 requires $PYTHON -c 'import nbd'
 
 for fmt in $FORMATS; do

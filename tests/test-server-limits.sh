@@ -6,7 +6,7 @@
 # past the connection limit before the greeting; real clients are served
 # meanwhile, -v says why each was dropped, a flood of refused clients
 # gets one log line, and the server exits cleanly.
-. "${srcdir:-.}/test-server-lib.sh"
+. "${srcdir:-.}/server-functions.sh"
 requires /usr/bin/python3 -c 'import nbd'
 requires nbdinfo --version
 

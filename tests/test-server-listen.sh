@@ -11,7 +11,7 @@
 #    (the port taken on 127.0.0.1, or on ::1) is an error naming the
 #    address and port.  This one has to bind the wildcard addresses: the
 #    server exits before it would accept anything.
-. "${srcdir:-.}/test-server-lib.sh"
+. "${srcdir:-.}/server-functions.sh"
 requires nbdinfo --version
 requires /usr/bin/python3 --version
 

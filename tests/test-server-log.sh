@@ -6,7 +6,7 @@
 # sends); a repair at open and a lock conflict are logged without -v;
 # -v lines about a connection carry its id and peer, -vv names every
 # request's command; lines about unknown export names are budgeted.
-. "${srcdir:-.}/test-server-lib.sh"
+. "${srcdir:-.}/server-functions.sh"
 requires nbdsh --version
 requires logger --version
 requires od --version

@@ -5,7 +5,7 @@
 # requests past the end, a write cut short, a broken stream.  The server
 # survives each, keeps serving other clients and exits cleanly with no
 # sanitizer report.
-. "${srcdir:-.}/test-server-lib.sh"
+. "${srcdir:-.}/server-functions.sh"
 requires /usr/bin/python3 --version
 requires nbdinfo --version
 

@@ -7,7 +7,7 @@
 # a binding cap (--max-inflight=2G, the control) it grows by far more;
 # a small read is served meanwhile, and once the stalled clients leave
 # a full 32 MiB write is served.
-. "${srcdir:-.}/test-server-lib.sh"
+. "${srcdir:-.}/server-functions.sh"
 requires $PYTHON -c 'import nbd'
 requires nbdsh --version
 

@@ -3,7 +3,7 @@
 # Export names of images given without NAME=, as `cowbd clones/*.qcow2`
 # gives them: each is named after its file's base name and reachable by
 # it, the first one too; "" reaches the first; LIST shows each once.
-. "${srcdir:-.}/test-server-lib.sh"
+. "${srcdir:-.}/server-functions.sh"
 requires nbdinfo --version
 requires jq --version
 requires $PYTHON -c 'import nbd'

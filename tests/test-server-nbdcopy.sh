@@ -3,7 +3,7 @@
 # nbdcopy both ways with four connections (multi-conn): out of an export
 # into a raw file that stays sparse, and into an export of a fresh
 # overlay, which then holds the same bytes and passes qemu-img check.
-. "${srcdir:-.}/test-server-lib.sh"
+. "${srcdir:-.}/server-functions.sh"
 requires nbdcopy --version
 
 cd "$tmp"

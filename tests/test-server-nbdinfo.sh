@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: BSD-3-Clause
 # nbdinfo sees every export with its size, flags and description, and
 # read-only exports as read-only.
-. "${srcdir:-.}/test-server-lib.sh"
+. "${srcdir:-.}/server-functions.sh"
 requires nbdinfo --version
 requires jq --version
 

@@ -4,7 +4,7 @@
 # names a datagram socket this test owns; READY=1 arrives, and then the
 # listening socket accepts; STATUS= counts exports and connections;
 # SIGTERM sends STOPPING=1.
-. "${srcdir:-.}/test-server-lib.sh"
+. "${srcdir:-.}/server-functions.sh"
 requires sh -c 'cowbd --version | grep -q "^features:.*sd_notify"'
 requires nbdinfo --version
 

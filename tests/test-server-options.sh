@@ -3,7 +3,7 @@
 # The command line: --help, --version, bad options and images, export
 # names, -t, --cache-size, -f, --fork with --pidfile, -v, and TCP on
 # 127.0.0.1 with $port in --run.
-. "${srcdir:-.}/test-server-lib.sh"
+. "${srcdir:-.}/server-functions.sh"
 requires nbdinfo --version
 
 cd "$tmp"

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: BSD-3-Clause
 # The ways a server is started by its client: -s under nbdcopy, systemd
 # socket activation as libnbd does it, and captive --run with -U -.
-. "${srcdir:-.}/test-server-lib.sh"
+. "${srcdir:-.}/server-functions.sh"
 requires nbdcopy --version
 requires $PYTHON -c 'import nbd'
 

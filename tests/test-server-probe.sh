@@ -7,7 +7,7 @@
 # With --format=raw the same write succeeds and is served back as raw
 # bytes.  A backing file whose format is not recorded is not followed
 # into a backing file of its own.
-. "${srcdir:-.}/test-server-lib.sh"
+. "${srcdir:-.}/server-functions.sh"
 requires nbdsh --version
 requires nbdinfo --version
 requires qemu-io --version

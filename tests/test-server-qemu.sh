@@ -3,7 +3,7 @@
 # QEMU as the client: qemu-io writes and reads patterns over nbd+unix on
 # a named export, and qemu-img convert from the server gives the same
 # bytes as the image read locally.
-. "${srcdir:-.}/test-server-lib.sh"
+. "${srcdir:-.}/server-functions.sh"
 requires qemu-io --version
 
 # The local reference: cowbd-img when it exists, else qemu-img.

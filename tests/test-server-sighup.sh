@@ -5,7 +5,7 @@
 # exit status 0, the socket removed, both images closed cleanly (no dirty
 # bit or NEED_CHECK in their headers, qemu-img check clean), and every
 # flushed or acknowledged write intact.
-. "${srcdir:-.}/test-server-lib.sh"
+. "${srcdir:-.}/server-functions.sh"
 requires $PYTHON -c 'import nbd'
 requires od --version
 

@@ -6,7 +6,7 @@
 # since a graceful shutdown flushes) is intact, and the image is closed
 # cleanly: a QED image does not carry NEED_CHECK, a qcow2 image (lazy
 # refcounts too) is not dirty, and each passes qemu-img check.
-. "${srcdir:-.}/test-server-lib.sh"
+. "${srcdir:-.}/server-functions.sh"
 requires $PYTHON -c 'import nbd'
 requires od --version
 

@@ -6,7 +6,7 @@
 # copied.  Either way the overlay reads back as qemu reads it, passes
 # qemu-img check (QED: the file ends on a cluster boundary, or qemu
 # refuses the last cluster), and its map agrees with qemu-img's.
-. "${srcdir:-.}/test-server-lib.sh"
+. "${srcdir:-.}/server-functions.sh"
 . "${srcdir:-.}/img-functions.sh"
 
 cd "$tmp"

@@ -4,7 +4,7 @@
 # stalled inside it are dropped when the limit is up (before the TLS
 # handshake's own 30 s timeout), a real TLS client is served meanwhile
 # (test-server-limits.py tls).
-. "${srcdir:-.}/test-server-lib.sh"
+. "${srcdir:-.}/server-functions.sh"
 . "${srcdir:-.}/tls-functions.sh"
 requires nbdinfo --version
 

@@ -4,7 +4,7 @@
 # client's identity is logged with -v, a wrong key or an unknown user is
 # refused; bad key files and contradictory options stop the start-up with
 # one line.
-. "${srcdir:-.}/test-server-lib.sh"
+. "${srcdir:-.}/server-functions.sh"
 . "${srcdir:-.}/tls-functions.sh"
 requires nbdinfo --version
 requires nbdcopy --version

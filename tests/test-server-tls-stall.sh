@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: BSD-3-Clause
 # A client stalled halfway through the TLS handshake delays nobody else
 # (test-server-tls-stall.py), and plaintext sent after STARTTLS is refused.
-. "${srcdir:-.}/test-server-lib.sh"
+. "${srcdir:-.}/server-functions.sh"
 . "${srcdir:-.}/tls-functions.sh"
 requires nbdinfo --version
 

@@ -9,7 +9,7 @@
 #  - --tls-verify-peer: a client without a certificate is refused, one
 #    with a certificate the CA signed is served;
 #  - --tls=on: plaintext and TLS clients both served.
-. "${srcdir:-.}/test-server-lib.sh"
+. "${srcdir:-.}/server-functions.sh"
 . "${srcdir:-.}/tls-functions.sh"
 requires nbdinfo --version
 requires nbdcopy --version

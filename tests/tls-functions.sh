@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: BSD-3-Clause
-# Sourced by the TLS tests after test-server-lib.sh: credentials made on
+# Sourced by the TLS tests after server-functions.sh: credentials made on
 # the spot with certtool and psktool, in $tmp.
 #
 #   make_pki DIR [CN]     DIR/ca-cert.pem, server-cert.pem, server-key.pem,
