@@ -10,6 +10,7 @@
  *   export-list                                       -> [ {...}, ... ]
  *   clone-create  name, base, [format]                -> {}
  *   query-status                                      -> {...}
+ *   query-stats   [name]                              -> {..., exports: [...]}
  */
 #include <config.h>
 
@@ -225,6 +226,18 @@ cmd_clone_create (json_object *args, struct ctl_result *res)
 }
 
 static int
+cmd_query_stats (json_object *args, struct ctl_result *res)
+{
+  const char *name = arg_str (args, "name");
+
+  if (name && (res->stats_name = strdup (name)) == NULL)
+    return fail (res, "out of memory");
+  res->ret = json_object_new_object ();
+  res->stats = true;            /* control.c adds the figures on the loop */
+  return 0;
+}
+
+static int
 cmd_query_status (json_object *args, struct ctl_result *res)
 {
   json_object *o = json_object_new_object ();
@@ -263,6 +276,10 @@ static const struct ctl_arg args_clone_create[] = {
   { "format", json_type_string, false },
   { NULL },
 };
+static const struct ctl_arg args_query_stats[] = {
+  { "name", json_type_string, false },
+  { NULL },
+};
 static const struct ctl_arg args_none[] = { { NULL } };
 
 static const struct ctl_command commands[] = {
@@ -271,6 +288,7 @@ static const struct ctl_command commands[] = {
   { "export-list", args_none, cmd_export_list },
   { "clone-create", args_clone_create, cmd_clone_create },
   { "query-status", args_none, cmd_query_status },
+  { "query-stats", args_query_stats, cmd_query_stats },
 };
 
 static const struct ctl_command *

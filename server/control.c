@@ -258,6 +258,11 @@ job_done (struct job *j)
     conns_drain_removed ();
   if (cj->res.status && cj->res.ret)
     add_loop_status (cj->res.ret);
+  if (cj->res.stats && cj->res.ret &&
+      metrics_add_json (cj->res.ret, cj->res.stats_name) == -1 &&
+      asprintf (&cj->res.error, "query-stats: no export named '%s'",
+                cj->res.stats_name) == -1)
+    cj->res.error = NULL;
   if (c->dead)
     ctl_free (c);
   else if (cj->res.error)
@@ -275,6 +280,7 @@ job_done (struct job *j)
   json_object_put (cj->args);
   json_object_put (cj->id);
   free (cj->res.error);
+  free (cj->res.stats_name);
   free (cj->cmd);
   free (cj);
   if (!c->dead) {

@@ -178,6 +178,10 @@ void metrics_export_conn (const struct export *exp, int delta);
  * OpenMetrics 1.0.0, into a malloc'd buffer; NULL on ENOMEM.  Loop
  * thread. */
 char *metrics_format (bool openmetrics, size_t *len);
+/* query-stats: adds the figures (per process, and per export, or of the
+ * export named only) to obj, a json_object.  -1 if only names no export.
+ * Loop thread. */
+int metrics_add_json (void *obj, const char *only);
 
 /* ---- metrics-http.c: --metrics=[ADDR:]PORT | unix:PATH ---------------- */
 
@@ -526,6 +530,8 @@ struct ctl_result {
   char *error;                  /* malloc'd, NULL on success */
   bool cut;                     /* hard removal: drop its clients */
   bool status;                  /* query-status: the loop adds numbers */
+  bool stats;                   /* query-stats: the loop adds the figures */
+  char *stats_name;             /* query-stats of one export, or NULL */
 };
 /* Whether name is a command. */
 bool control_known (const char *name);

@@ -37,6 +37,10 @@
 #include "internal.h"
 #include "nbd-protocol.h"
 
+#ifdef HAVE_JSON_C
+#include <json.h>
+#endif
+
 #define STAT_ADD(p, n) \
   __atomic_store_n ((p), __atomic_load_n ((p), __ATOMIC_RELAXED) + (n), \
                     __ATOMIC_RELAXED)
@@ -585,3 +589,91 @@ metrics_format (bool openmetrics, size_t *len)
   *len = o.len;
   return o.p;
 }
+
+#ifdef HAVE_JSON_C
+/* ---- the control socket's query-stats --------------------------------- */
+
+static json_object *
+json_u64 (uint64_t v)
+{
+  return json_object_new_int64 (v > INT64_MAX ? INT64_MAX : (int64_t) v);
+}
+
+static json_object *
+export_json (size_t i)
+{
+  const struct export *e = exports_at (i);
+  json_object *o = json_object_new_object ();
+  json_object *ops = json_object_new_object ();
+  struct image_stats st;
+  unsigned k, j;
+
+  exports_engine_stats (i, &st);
+  json_object_object_add (o, "name", json_object_new_string (e->name));
+  json_object_object_add (o, "connections",
+                          json_u64 (STAT_GET (&e->stats->connections)));
+  for (k = 0; k < NR_OPS; k++) {
+    const struct op_stats *s = &e->stats->op[k];
+    json_object *op, *errs;
+    uint64_t n = STAT_GET (&s->requests);
+
+    if (n == 0)
+      continue;
+    op = json_object_new_object ();
+    errs = json_object_new_object ();
+    json_object_object_add (op, "requests", json_u64 (n));
+    json_object_object_add (op, "bytes", json_u64 (STAT_GET (&s->bytes)));
+    for (j = 0; j < NR_ERRS; j++)
+      if (STAT_GET (&s->errors[j]))
+        json_object_object_add (errs, err_names[j],
+                                json_u64 (STAT_GET (&s->errors[j])));
+    json_object_object_add (op, "errors", errs);
+    json_object_object_add (op, "latency-sum-ns",
+                            json_u64 (STAT_GET (&s->lat_sum_ns)));
+    json_object_object_add (ops, op_names[k], op);
+  }
+  json_object_object_add (o, "operations", ops);
+  json_object_object_add (o, "backing-read-bytes",
+                          json_u64 (st.backing_read_bytes));
+  json_object_object_add (o, "allocated-bytes", json_u64 (st.allocated_bytes));
+  json_object_object_add (o, "metadata-cache-hits", json_u64 (st.cache_hits));
+  json_object_object_add (o, "metadata-cache-misses",
+                          json_u64 (st.cache_misses));
+  json_object_object_add (o, "metadata-cache-evictions",
+                          json_u64 (st.cache_evictions));
+  return o;
+}
+
+int
+metrics_add_json (void *obj, const char *only)
+{
+  json_object *o = obj, *list = json_object_new_array (), *hs;
+  size_t i, n = exports_count ();
+  bool found = false;
+  unsigned k;
+
+  for (i = 0; i < n; i++)
+    if (only == NULL || strcmp (exports_at (i)->name, only) == 0) {
+      json_object_array_add (list, export_json (i));
+      found = true;
+    }
+  if (only && !found) {
+    json_object_put (list);
+    return -1;
+  }
+  json_object_object_add (o, "connections", json_u64 (conns_count ()));
+  json_object_object_add (o, "connections-accepted",
+                          json_u64 (STAT_GET (&conns_accepted)));
+  hs = json_object_new_object ();
+  for (k = 0; k < NR_HS; k++)
+    json_object_object_add (hs, hs_names[k],
+                            json_u64 (STAT_GET (&handshakes[k])));
+  json_object_object_add (o, "handshakes", hs);
+  json_object_object_add (o, "worker-queue-depth",
+                          json_u64 (workers_queue_depth ()));
+  json_object_object_add (o, "bytes-in-flight",
+                          json_u64 (STAT_GET (&bytes_in_flight)));
+  json_object_object_add (o, "exports", list);
+  return 0;
+}
+#endif /* HAVE_JSON_C */

@@ -195,8 +195,38 @@ else
     echo "$test_name: not root: the other-uid case is not run"
 fi
 
+# ---- query-stats: the --metrics figures, as JSON -------------------------
+nbdsh -u "$(uri a)" -c '
+for i in range(5):
+    h.pwrite(b"\x33" * 4096, i * 65536)
+h.flush()
+h.set_strict_mode(0)
+try:
+    h.pread(4096, h.get_size())
+except nbd.Error:
+    pass'
+r=$(ctl '{"execute": "query-stats", "arguments": {"name": "a"}}')
+ok "$r"
+[ "$(jq -c '.return.exports | map(.name)' <<<"$r")" = '["a"]' ] ||
+    fail "query-stats name=a: $r"
+[ "$(jq '.return.exports[0].operations.write.requests' <<<"$r")" = 5 ] &&
+[ "$(jq '.return.exports[0].operations.write.bytes' <<<"$r")" = 20480 ] &&
+[ "$(jq '.return.exports[0].operations.flush.requests' <<<"$r")" = 1 ] &&
+[ "$(jq '.return.exports[0].operations.read.errors.EINVAL' <<<"$r")" = 1 ] ||
+    fail "query-stats counts: $r"
+jq -e '.return.exports[0]."allocated-bytes" > 0' <<<"$r" >/dev/null ||
+    fail "query-stats allocated-bytes: $r"
+r=$(ctl '{"execute": "query-stats"}')
+jq -e '.return.exports | map(.name) | index("golden") != null' <<<"$r" \
+    >/dev/null || fail "query-stats of all exports: $r"
+err "$(ctl '{"execute": "query-stats", "arguments": {"name": "nosuch"}}')" \
+    "no export named 'nosuch'"
+err "$(ctl '{"execute": "query-stats", "arguments": {"name": 3}}')" "name"
+
 # ---- cowbdctl --------------------------------------------------------------------
 export COWBD_CONTROL=$tmp/ctl
+cowbdctl stats a | grep -q '^a: [0-9]* connections; .*write 5/20480/0' ||
+    fail "cowbdctl stats a: $(cowbdctl stats a)"
 cowbdctl status | grep -q '^status: running$' || fail "cowbdctl status"
 cowbdctl --output=json export-list | jq -e 'map(.name) | index("a") != null' \
     >/dev/null || fail "cowbdctl --output=json export-list"

@@ -52,6 +52,7 @@ usage (FILE *f)
 "  export-list\n"
 "  clone-create NAME BASE [--format=qcow2|qed]\n"
 "  status\n"
+"  stats [NAME]                 request, byte and error counts, engine figures\n"
 "\n"
 "  -s, --socket=PATH      the server's control socket (default\n"
 "                         $COWBD_CONTROL)\n"
@@ -175,6 +176,14 @@ build_args (const char *cmd, char **av, int ac, const char **execute)
     check_flags (cmd, true, false, false);
     json_object_object_add (a, "name", json_object_new_string (av[0]));
     json_object_object_add (a, "base", file_arg (av[1]));
+  }
+  else if (strcmp (cmd, "stats") == 0) {
+    if (ac > 1)
+      bad_usage ("%s takes [NAME]", cmd);
+    check_flags (cmd, false, false, false);
+    if (ac == 1)
+      json_object_object_add (a, "name", json_object_new_string (av[0]));
+    *execute = "query-stats";
   }
   else if (strcmp (cmd, "export-list") == 0 || strcmp (cmd, "status") == 0) {
     need_args (cmd, ac, 0, "no arguments");
@@ -306,6 +315,38 @@ print_export (json_object *e)
   printf ("\n");
 }
 
+/* "NAME: 2 connections; read 5/327680/0 write 7/28672/0; backing read
+ * 327680 bytes, allocated 233472 bytes; metadata cache 13/2/0"
+ * (requests/bytes/errors; hits/misses/evictions). */
+static void
+print_stats (json_object *e)
+{
+  json_object *ops;
+
+  printf ("%s: %" PRId64 " connections;", get_str (e, "name"),
+          get_int (e, "connections"));
+  if (json_object_object_get_ex (e, "operations", &ops)) {
+    json_object_object_foreach (ops, op, o) {
+      json_object *errs;
+      int64_t nerr = 0;
+      if (json_object_object_get_ex (o, "errors", &errs)) {
+        json_object_object_foreach (errs, k, v) {
+          (void) k;
+          nerr += json_object_get_int64 (v);
+        }
+      }
+      printf (" %s %" PRId64 "/%" PRId64 "/%" PRId64, op,
+              get_int (o, "requests"), get_int (o, "bytes"), nerr);
+    }
+  }
+  printf ("; backing read %" PRId64 " bytes, allocated %" PRId64
+          " bytes; metadata cache %" PRId64 "/%" PRId64 "/%" PRId64 "\n",
+          get_int (e, "backing-read-bytes"), get_int (e, "allocated-bytes"),
+          get_int (e, "metadata-cache-hits"),
+          get_int (e, "metadata-cache-misses"),
+          get_int (e, "metadata-cache-evictions"));
+}
+
 static void
 print_human (const char *execute, json_object *ret)
 {
@@ -316,6 +357,13 @@ print_human (const char *execute, json_object *ret)
             "CONNS", "RO", "FILE");
     for (i = 0; i < json_object_array_length (ret); i++)
       print_export (json_object_array_get_idx (ret, i));
+  }
+  else if (strcmp (execute, "query-stats") == 0) {
+    json_object *list;
+    printf ("connections: %" PRId64 "\n", get_int (ret, "connections"));
+    if (json_object_object_get_ex (ret, "exports", &list))
+      for (i = 0; i < json_object_array_length (list); i++)
+        print_stats (json_object_array_get_idx (list, i));
   }
   else if (strcmp (execute, "query-status") == 0) {
     json_object_object_foreach (ret, key, val)
