@@ -616,9 +616,8 @@ cow_write_zeros (struct cow *c, uint64_t len, uint64_t offset)
 
 /* ---- zero and trim helpers ---------------------------------------------- */
 
-/* Whether zeroing [host, host + len) in place is allowed (lock taken). */
-static int
-zero_target_ok (struct cow *c, uint64_t host, uint64_t len)
+int
+cow_target_ok (struct cow *c, uint64_t host, uint64_t len)
 {
   int r;
 
@@ -637,7 +636,7 @@ cow_zero_in_place (struct cow *c, uint64_t host, uint64_t len,
 {
   int fd = c->img->fd;
 
-  if (zero_target_ok (c, host, len) == -1)
+  if (cow_target_ok (c, host, len) == -1)
     return -1;
 
   host_may_have_holes (c->img);
@@ -702,10 +701,16 @@ change_step (struct cow *c, uint64_t offset, uint64_t len, cow_set_fn set,
   int ret;
 
   *done = 0;
+  if (__atomic_load_n (&c->corrupt, __ATOMIC_ACQUIRE))
+    return refuse_corrupt (c);
   if (c->ops->lookup (c, offset, len, false, &s->r) == -1)
     return -1;
   if (s->r.kind == COW_INVALID)
-    return c->ops->invalid (c, &s->r, offset);
+    return invalid_target (c, &s->r, offset);
+  /* Dropping a cluster that is metadata would free (and punch) it. */
+  if (s->r.kind == COW_DATA &&
+      cow_check_target (c, s->r.host, s->r.len, offset) == -1)
+    return -1;
   s->what = STEP_ALLOC;
   s->first = offset >> c->cluster_bits;
   s->n = s->r.len >> c->cluster_bits;
@@ -727,7 +732,7 @@ cow_change (struct cow *c, uint64_t offset, uint64_t len, cow_set_fn set,
   struct cow_step s;
 
   if (change_step (c, offset, len, set, arg, &s, done) == -1)
-    return -1;
+    return cow_end_corrupt (c);
   if (*done == 0 && s.what == STEP_PREPARE)
     return c->ops->make_ready (c, s.need, &s.r, 0);
   return 0;

@@ -140,6 +140,9 @@ int cow_check_target (struct cow *c, uint64_t host, uint64_t len,
 /* Returns -1 (keeping the error): for a failure of a write path, after
  * the lock is released. */
 int cow_end_corrupt (struct cow *c);
+/* Both, for a change in place (zero, punch) of [host, host + len) from a
+ * table entry: takes and releases the lock; 0 or -1. */
+int cow_target_ok (struct cow *c, uint64_t host, uint64_t len);
 
 /* host_sync of the image's file, asserting the main lock is not held. */
 int cow_sync (struct cow *c);

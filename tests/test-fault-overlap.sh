@@ -5,7 +5,9 @@
 # table, at a refcount block and at the refcount table; a qcow2 L1 entry
 # at the L1 table itself (the L1 used as an L2 table); a QED L2 entry at
 # the L1 table and at another L2 table.  One 64 KiB write through cowbd
-# each: refused with EIO and one warning in the log; later writes are
+# each (for two of them a trim instead, which would free the cluster and
+# punch a hole in the metadata): refused with EIO and one warning in the
+# log; later writes are
 # refused too (the image is marked corrupt: qcow2's corrupt bit, which
 # qemu-img info shows); not a byte of the file changes but the header's
 # feature bits; qemu-img check finds what it found before, no more.
@@ -26,6 +28,7 @@ craft ()
     $PYTHON - $name $fmt <<'PY'
 import struct, sys
 name, fmt = sys.argv[1:]
+kind = name[:-5] if name.endswith("-trim") else name
 f = open(name + "." + fmt, "r+b")
 h = f.read(128)
 def rd(off, fmt_):
@@ -39,16 +42,16 @@ if fmt == "qcow2":
     rb = rd(rt, ">Q") & MASK
     l2 = rd(l1, ">Q") & MASK
     target = {"l2-at-l1": l1, "l2-at-refblock": rb, "l2-at-reftable": rt}
-    if name == "l1-at-l1":
+    if kind == "l1-at-l1":
         wr(l1, ">Q", l1 | COPIED)       # L1[0] names the L1 as its L2,
     else:                               # whose entry 0 is then L1[0]
-        wr(l2, ">Q", target[name] | COPIED)
+        wr(l2, ">Q", target[kind] | COPIED)
 else:
     l1 = struct.unpack_from("<Q", h, 40)[0]
     l2 = rd(l1, "<Q")
     l2b = rd(l1 + 8, "<Q") or l2
     target = {"qed-l2-at-l1": l1, "qed-l2-at-l2": l2b}
-    wr(l2, "<Q", target[name])
+    wr(l2, "<Q", target[kind])
 PY
 }
 
@@ -74,16 +77,18 @@ check_counts ()
         $PYTHON -c 'import json,sys; j=json.load(sys.stdin); print(j.get("corruptions",0), j.get("leaks",0), j.get("check-errors",0))'
 }
 
-for case in l2-at-l1 l1-at-l1 l2-at-refblock l2-at-reftable \
-            qed-l2-at-l1 qed-l2-at-l2; do
+for case in l2-at-l1 l1-at-l1 l2-at-refblock l2-at-reftable l2-at-l1-trim \
+            qed-l2-at-l1 qed-l2-at-l2 qed-l2-at-l2-trim; do
     fmt=qcow2
     [ "${case#qed-}" != "$case" ] && fmt=qed
     craft $case $fmt
     cp $case.$fmt orig.$fmt
     before=$(check_counts orig.$fmt $fmt)
     fault_cowbd -- -f $fmt "$tmp/$case.$fmt"
-    if qemu-io -f raw -c 'write -P 0xcc 0 64k' "$uri" > w1.out 2>&1 ||
-       grep -q 'wrote' w1.out; then
+    op='write -P 0xcc 0 64k'
+    [ "${case%-trim}" != "$case" ] && op='discard 0 64k'
+    if qemu-io -f raw -c "$op" "$uri" > w1.out 2>&1 ||
+       grep -q -e 'wrote' -e 'discarded' w1.out; then
         cat w1.out >&2
         fail "$case: the write on metadata was not refused"
     fi
