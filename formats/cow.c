@@ -38,6 +38,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
@@ -108,6 +109,7 @@ cow_init (struct cow *c, struct image *img, const struct cow_ops *ops,
 void
 cow_destroy (struct cow *c)
 {
+  overlap_free (&c->meta);
   pthread_mutex_destroy (c->writeback_lock);
   pthread_mutex_destroy (c->header_lock);
   pthread_mutex_destroy (c->lock);
@@ -137,6 +139,52 @@ cow_repair_at_open (struct cow *c)
   return 0;
 }
 
+/* ---- metadata overlap --------------------------------------------------- */
+
+static int
+refuse_corrupt (struct cow *c)
+{
+  return error_file (c->img, EIO, "the image is marked corrupt (a write "
+                     "would have landed on its metadata): repair it with "
+                     "cowbd-img check -r all");
+}
+
+int
+cow_check_target (struct cow *c, uint64_t host, uint64_t len,
+                  uint64_t offset)
+{
+  const struct overlap_range *m = overlap_find (&c->meta, host, len);
+  char guest[48] = "";
+
+  if (m == NULL)
+    return 0;
+  __atomic_store_n (&c->corrupt, true, __ATOMIC_RELEASE);
+  if (offset != UINT64_MAX)
+    snprintf (guest, sizeof guest, " (guest offset %" PRIu64 ")", offset);
+  engine_warn ("%s: preventing a write on metadata: host offset 0x%" PRIx64
+               "%s lies in the %s at 0x%" PRIx64 "; the image is marked "
+               "corrupt", c->img->filename, host, guest, m->what, m->start);
+  return error_file (c->img, EIO, "preventing a write on metadata: host "
+                     "offset 0x%" PRIx64 "%s lies in the %s at 0x%" PRIx64
+                     ": the image is marked corrupt", host, guest, m->what,
+                     m->start);
+}
+
+int
+cow_end_corrupt (struct cow *c)
+{
+  struct error_saved e;
+
+  if (!__atomic_load_n (&c->corrupt, __ATOMIC_ACQUIRE) ||
+      c->ops->mark_corrupt == NULL ||
+      __atomic_exchange_n (&c->corrupt_marked, true, __ATOMIC_ACQ_REL))
+    return -1;
+  error_save (&e);
+  c->ops->mark_corrupt (c);
+  error_restore (&e);
+  return -1;
+}
+
 static int
 must_wait (void)
 {
@@ -153,9 +201,10 @@ cow_lookup (struct cow *c, uint64_t offset, uint64_t count,
 }
 
 /* Looks the run up without waiting: a contended lock or a table not in
- * the cache is EAGAIN. */
+ * the cache is EAGAIN.  For a write, so is a corrupt image or a run on
+ * metadata (the blocking path says what is wrong). */
 static int
-lookup_nowait (struct cow *c, uint64_t offset, uint64_t count,
+lookup_nowait (struct cow *c, uint64_t offset, uint64_t count, bool write,
                struct cow_run *r)
 {
   int ret;
@@ -163,6 +212,11 @@ lookup_nowait (struct cow *c, uint64_t offset, uint64_t count,
   if (pthread_mutex_trylock (c->lock) != 0)
     return must_wait ();
   ret = c->ops->lookup (c, offset, count, true, r);
+  if (ret == 0 && write &&
+      (__atomic_load_n (&c->corrupt, __ATOMIC_ACQUIRE) ||
+       (r->kind == COW_DATA &&
+        overlap_find (&c->meta, r->host, r->len) != NULL)))
+    ret = must_wait ();
   pthread_mutex_unlock (c->lock);
   return ret;
 }
@@ -257,7 +311,7 @@ cow_pread_nowait (struct image *img, void *buf, size_t count,
   while (count > 0) {
     struct cow_run r;
 
-    if (lookup_nowait (c, offset, count, &r) == -1 ||
+    if (lookup_nowait (c, offset, count, false, &r) == -1 ||
         read_run_nowait (c, &r, p, offset) == -1)
       return -1;
     p += r.len;
@@ -315,6 +369,20 @@ ready_for_change (struct cow *c, struct cow_step *s, bool alloc,
   return 1;
 }
 
+/* A write reached an invalid entry: refused.  One that names metadata
+ * (QED rejects an entry on its L1 table at lookup) is a write on
+ * metadata like any other, and marks the image corrupt. */
+static int
+invalid_target (struct cow *c, const struct cow_run *r, uint64_t offset)
+{
+  uint64_t host = r->entry & COW_ENTRY_OFFSET_MASK;
+
+  if (!r->bad_table && host != 0 &&
+      cow_check_target (c, host, 1ULL << c->cluster_bits, offset) == -1)
+    return -1;
+  return c->ops->invalid (c, r, offset);
+}
+
 /* Looks up the run at offset and decides what to do with it; for an
  * allocation, reserves the clusters and records the change (end_alloc
  * ends it). */
@@ -327,13 +395,15 @@ plan_step (struct cow *c, uint64_t offset, uint64_t count, bool nowait,
   int64_t host;
   int ret;
 
+  if (__atomic_load_n (&c->corrupt, __ATOMIC_ACQUIRE))
+    return refuse_corrupt (c);
   if (c->ops->lookup (c, offset, count, false, &s->r) == -1)
     return -1;
   if (s->r.kind == COW_INVALID)
-    return c->ops->invalid (c, &s->r, offset);
+    return invalid_target (c, &s->r, offset);
   if (s->r.kind == COW_DATA && s->r.in_place) {
     s->what = STEP_IN_PLACE;
-    return 0;
+    return cow_check_target (c, s->r.host, s->r.len, offset);
   }
   s->first = offset >> c->cluster_bits;
   s->n = DIV_ROUND_UP (in + s->r.len, cs);
@@ -448,7 +518,7 @@ write_step (struct cow *c, const uint8_t *p, uint64_t count,
 
   *done = 0;
   if (plan_step (c, offset, count, nowait, &s) == -1)
-    return -1;
+    return cow_end_corrupt (c);
   switch (s.what) {
   case STEP_IN_PLACE:
     if (source_pwrite (c->img->src, p, s.r.len, s.r.host) == -1)
@@ -527,7 +597,7 @@ cow_pwrite_nowait (struct image *img, const void *buf, size_t count,
       return -1;
     return cow_finish_write (c, flags);
   }
-  if (lookup_nowait (c, offset, count, &r) == -1)
+  if (lookup_nowait (c, offset, count, true, &r) == -1)
     return -1;
   if (r.kind != COW_DATA || !r.in_place || r.len != count)
     return must_wait ();
@@ -550,10 +620,27 @@ cow_write_zeros (struct cow *c, uint64_t len, uint64_t offset)
 /* ---- zero and trim helpers ---------------------------------------------- */
 
 int
+cow_target_ok (struct cow *c, uint64_t host, uint64_t len)
+{
+  int r;
+
+  pthread_mutex_lock (c->lock);
+  if (__atomic_load_n (&c->corrupt, __ATOMIC_ACQUIRE))
+    r = refuse_corrupt (c);
+  else
+    r = cow_check_target (c, host, len, UINT64_MAX);
+  pthread_mutex_unlock (c->lock);
+  return r == -1 ? cow_end_corrupt (c) : 0;
+}
+
+int
 cow_zero_in_place (struct cow *c, uint64_t host, uint64_t len,
                    unsigned flags)
 {
   int fd = c->img->fd;
+
+  if (cow_target_ok (c, host, len) == -1)
+    return -1;
 
   host_may_have_holes (c->img);
   if ((flags & IMAGE_MAY_TRIM) && host_punch_hole (fd, len, host) == 0)
@@ -617,10 +704,16 @@ change_step (struct cow *c, uint64_t offset, uint64_t len, cow_set_fn set,
   int ret;
 
   *done = 0;
+  if (__atomic_load_n (&c->corrupt, __ATOMIC_ACQUIRE))
+    return refuse_corrupt (c);
   if (c->ops->lookup (c, offset, len, false, &s->r) == -1)
     return -1;
   if (s->r.kind == COW_INVALID)
-    return c->ops->invalid (c, &s->r, offset);
+    return invalid_target (c, &s->r, offset);
+  /* Dropping a cluster that is metadata would free (and punch) it. */
+  if (s->r.kind == COW_DATA &&
+      cow_check_target (c, s->r.host, s->r.len, offset) == -1)
+    return -1;
   s->what = STEP_ALLOC;
   s->first = offset >> c->cluster_bits;
   s->n = s->r.len >> c->cluster_bits;
@@ -642,7 +735,7 @@ cow_change (struct cow *c, uint64_t offset, uint64_t len, cow_set_fn set,
   struct cow_step s;
 
   if (change_step (c, offset, len, set, arg, &s, done) == -1)
-    return -1;
+    return cow_end_corrupt (c);
   if (*done == 0 && s.what == STEP_PREPARE)
     return c->ops->make_ready (c, s.need, &s.r, 0);
   return 0;

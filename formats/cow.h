@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "internal.h"
+#include "overlap.h"
 
 struct mc_entry;
 
@@ -36,6 +37,10 @@ enum cow_kind {
   COW_COMPRESSED,               /* qcow2: one compressed cluster */
   COW_INVALID,                  /* corrupt entry or table */
 };
+
+/* The host offset bits of a table entry, in both formats (QED entries
+ * are plain offsets; qcow2 keeps flags outside these bits). */
+#define COW_ENTRY_OFFSET_MASK 0x00fffffffffffe00ULL
 
 /* One run, as lookup describes it: consecutive clusters of one L2 table
  * in the same state (and, for data, contiguous in the file). */
@@ -92,6 +97,10 @@ struct cow_ops {
   /* Optional: block status finds holes under data clusters itself
    * (drv_status.host_checked).  Lock held. */
   bool (*host_checked) (void *fmt);
+  /* Optional: records durably that the image is corrupt (qcow2's corrupt
+   * bit), once a write was refused for landing on metadata.  Called
+   * without the lock, at most once. */
+  void (*mark_corrupt) (void *fmt);
 };
 
 /* The shared part of a cluster format's state; the first member of it. */
@@ -105,6 +114,13 @@ struct cow {
                                       structural change at a time */
   pthread_mutex_t *header_lock; /* the format's: header writes */
   struct inflight **allocs;     /* changes in flight, under *lock */
+  /* Where the metadata lies (overlap.h), under *lock: the format adds
+   * its tables at open and when it allocates one. */
+  struct overlap_set meta;
+  /* A write was refused for landing on metadata: every later write is
+   * refused.  __atomic. */
+  bool corrupt;
+  bool corrupt_marked;          /* mark_corrupt called; __atomic */
 };
 
 /* The format's main lock.  In debug builds (no NDEBUG) an error-checking
@@ -114,6 +130,19 @@ void cow_mutex_init (pthread_mutex_t *m);
  * every fdatasync of a cluster format: none runs under the main lock,
  * where it would stall every reader and writer of the image. */
 void cow_assert_not_held (pthread_mutex_t *m);
+
+/* Refuses (EIO, one warning, the image marked corrupt) a write to the
+ * host range [host, host + len), taken from a table entry, that lands on
+ * metadata.  Called with the lock held; cow_end_corrupt, called after
+ * releasing it, has the format record the corruption. */
+int cow_check_target (struct cow *c, uint64_t host, uint64_t len,
+                      uint64_t offset);
+/* Returns -1 (keeping the error): for a failure of a write path, after
+ * the lock is released. */
+int cow_end_corrupt (struct cow *c);
+/* Both, for a change in place (zero, punch) of [host, host + len) from a
+ * table entry: takes and releases the lock; 0 or -1. */
+int cow_target_ok (struct cow *c, uint64_t host, uint64_t len);
 
 /* host_sync of the image's file, asserting the main lock is not held. */
 int cow_sync (struct cow *c);

@@ -278,6 +278,19 @@ qcow2_writeback_op (void *fmt)
   return qcow2_writeback (fmt, false);
 }
 
+/* qemu's answer to a write on metadata: the corrupt bit, durably; the
+ * image is then opened read-only until repaired. */
+static void
+qcow2_mark_corrupt (void *fmt)
+{
+  struct qcow2 *q = fmt;
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->header_lock);
+
+  q->h.incompatible_features |= QCOW2_INCOMPAT_CORRUPT;
+  __atomic_store_n (&q->corrupt, true, __ATOMIC_RELEASE);
+  qcow2_write_header_fields (q, 72, 8);  /* sticky if it fails */
+}
+
 static bool qcow2_host_checked (void *fmt);
 
 const struct cow_ops qcow2_cow_ops = {
@@ -292,6 +305,7 @@ const struct cow_ops qcow2_cow_ops = {
   .over_budget = qcow2_over_budget,
   .writeback = qcow2_writeback_op,
   .host_checked = qcow2_host_checked,
+  .mark_corrupt = qcow2_mark_corrupt,
 };
 
 /* ---- write zeroes and trim ---------------------------------------------- */

@@ -245,6 +245,7 @@ cut_free_tail (struct qcow2 *q)
   if (ftruncate (q->img->fd, (off_t) end) == -1)
     return error_syscall (q->img, "truncating free clusters");
   q->file_end = q->file_length = end;
+  overlap_cut (&q->cow.meta, end);
   return 0;
 }
 
@@ -376,6 +377,7 @@ count_area (struct qcow2 *q, const struct growth *g, uint8_t *blocks)
     else if (qcow2_set_refcount (q, c, 1) == -1)
       return -1;
   }
+  overlap_add (&q->cow.meta, g->a, n * cs, "refcount structure");
   return 0;
 }
 

@@ -454,6 +454,8 @@ qcow2_writeback (struct qcow2 *q, bool force)
 static int64_t
 reserve_table (struct qcow2 *q)
 {
+  int64_t t;
+
   while (!qcow2_covered (q, q->file_end, q->cluster_size)) {
     int r;
     pthread_mutex_unlock (&q->lock);
@@ -462,7 +464,11 @@ reserve_table (struct qcow2 *q)
     if (r == -1)
       return -1;
   }
-  return qcow2_alloc_clusters (q, 1);
+  t = qcow2_alloc_clusters (q, 1);
+  /* Without memory the set misses it: a check lost, nothing else. */
+  if (t != -1)
+    overlap_add (&q->cow.meta, (uint64_t) t, q->cluster_size, "L2 table");
+  return t;
 }
 
 /* Points L1 slot i at the table at t and writes the L1 page.  Called with

@@ -517,6 +517,39 @@ load_tables (struct qcow2 *q, uint64_t file_size)
   return 0;
 }
 
+/* Where the metadata lies, for the overlap checks (cow.c): the header,
+ * the L1 and refcount tables, every refcount block and L2 table they
+ * name, the snapshot table and the snapshots' L1 tables.  Entries that
+ * are not valid offsets are added all the same: nothing may be written
+ * there either. */
+static int
+map_metadata (struct qcow2 *q)
+{
+  struct overlap_set *m = &q->cow.meta;
+  uint64_t cs = q->cluster_size, i, e;
+  int r = 0;
+
+  r |= overlap_add (m, 0, cs, "header");
+  r |= overlap_add (m, q->h.l1_table_offset, q->l1.bytes, "L1 table");
+  r |= overlap_add (m, q->h.refcount_table_offset, q->reftable_entries * 8,
+                    "refcount table");
+  for (i = 0; i < q->reftable_entries; i++)
+    if ((e = be64_load (q->reftable.data + i * 8) & ~QCOW2_REFT_RESERVED))
+      r |= overlap_add (m, e, cs, "refcount block");
+  for (i = 0; i < q->h.l1_size; i++)
+    if ((e = qcow2_l1_get (q, i) & QCOW2_OFFSET_MASK))
+      r |= overlap_add (m, e, cs, "L2 table");
+  r |= overlap_add (m, q->h.snapshots_offset, q->snapshots_size,
+                    "snapshot table");
+  for (i = 0; i < q->h.nb_snapshots; i++)
+    r |= overlap_add (m, q->snapshots[i].l1_table_offset,
+                      (uint64_t) q->snapshots[i].l1_size * 8,
+                      "snapshot's L1 table");
+  if (r)
+    return error_file (q->img, ENOMEM, "out of memory");
+  return 0;
+}
+
 /* ---- open and close ----------------------------------------------------- */
 
 static void
@@ -651,6 +684,7 @@ qcow2_open (struct image *img, const struct image_open_opts *opts)
   if (read_header (q, file_size) == -1 || check_features (q, opts) == -1 ||
       load_tables (q, file_size) == -1 ||
       qcow2_read_snapshots (q, file_size) == -1 ||
+      map_metadata (q) == -1 ||
       qcow2_zcache_init (q) == -1)
     goto err;
   q->dirty_on_disk = q->h.incompatible_features & QCOW2_INCOMPAT_DIRTY;

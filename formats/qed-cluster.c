@@ -325,6 +325,8 @@ trim_run (struct cow *c, const struct cow_run *r, uint64_t offset,
 {
   if (r->kind != COW_DATA)
     return 0;
+  if (cow_target_ok (c, r->host, r->len) == -1)
+    return -1;              /* the cluster is metadata */
   host_may_have_holes (c->img);
   if (host_punch_hole (c->img->fd, r->len, r->host) == -1 &&
       errno != EOPNOTSUPP)

@@ -193,6 +193,25 @@ validate_header (struct qed *q, uint64_t file_size)
 /* Every L2 table offset in the L1 table must be usable: a hostile or
  * corrupt L1 table is refused at open, with the first bad entry named,
  * rather than found by whichever read reaches it. */
+/* Where the metadata lies, for the overlap checks (cow.c): the header,
+ * the L1 table and every L2 table it names. */
+static int
+map_metadata (struct qed *q)
+{
+  struct overlap_set *m = &q->cow.meta;
+  uint64_t i, off;
+  int r = 0;
+
+  r |= overlap_add (m, 0, q->header_end, "header");
+  r |= overlap_add (m, q->h.l1_table_offset, q->table_bytes, "L1 table");
+  for (i = 0; i < q->table_entries; i++)
+    if ((off = qed_l1_get (q, i)) != 0)
+      r |= overlap_add (m, off, q->table_bytes, "L2 table");
+  if (r)
+    return error_file (q->img, ENOMEM, "out of memory");
+  return 0;
+}
+
 static int
 validate_l1 (struct qed *q, uint64_t file_size)
 {
@@ -318,7 +337,7 @@ qed_open (struct image *img, const struct image_open_opts *opts)
     error_syscall (img, "reading the L1 table");
     goto err;
   }
-  if (validate_l1 (q, file_size) == -1)
+  if (validate_l1 (q, file_size) == -1 || map_metadata (q) == -1)
     goto err;
   q->l2_cache = mc_new (q->table_bytes,
                         opts->cache_size ? opts->cache_size
@@ -365,7 +384,8 @@ qed_close (struct image *img)
     if (r == 0 && host_sync_image (img) == -1)
       r = error_syscall (img, "fdatasync");
     /* Clean only if everything reached the file. */
-    if (r == 0 && !q->broken && !q->leaked && !sticky_failed (img))
+    if (r == 0 && !q->broken && !q->leaked && !sticky_failed (img) &&
+        !q->cow.corrupt)
       r = qed_set_need_check (q, false);
   }
   free_qed (q);

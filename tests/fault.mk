@@ -11,6 +11,7 @@ faultshim_la_LIBADD = -ldl $(PTHREAD_LIBS)
 FAULT_TESTS = \
 	test-fault-enospc.sh \
 	test-fault-flush.sh \
+	test-fault-overlap.sh \
 	test-fault-powercut.sh
 TESTS += $(FAULT_TESTS)
 EXTRA_DIST += $(FAULT_TESTS) fault-functions.sh \

@@ -319,6 +319,7 @@ def main():
     ap.add_argument("--cuts", type=int, default=300)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--repair", type=int, default=10)
+    ap.add_argument("--label", default=None, help="for the summary line")
     ap.add_argument("--no-check", action="store_true",
                     help="judge the content only (the negative control)")
     a = ap.parse_args()
@@ -370,9 +371,9 @@ def main():
             pending.append(ev)
     failures = judge.judge()
     print("%s: %d cuts over %d journal events, %d distinct states, "
-          "%d repaired, %d failures" % (a.format, len(judge.cuts),
-                                       len(events), len(judge.paths),
-                                       judge.repairs, failures))
+          "%d repaired, %d failures" %
+          (a.label or a.format, len(judge.cuts), len(events),
+           len(judge.paths), judge.repairs, failures))
     return 1 if failures else 0
 
 

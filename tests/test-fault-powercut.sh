@@ -48,7 +48,7 @@ simulate ()
     ln -sf "$tmp/img.base" "$work/img.base"
     $PYTHON "$abs_srcdir/powercut.py" --journal journal --image img.orig \
         --orig-raw orig.raw --format "$(fault_fmt $1)" --work "$work" \
-        --cuts "$cuts" --seed "$seed" "${@:2}"
+        --cuts "$cuts" --seed "$seed" --label $1 "${@:2}"
 }
 
 for kind in raw qed qcow2-lazy qcow2; do
