@@ -54,6 +54,8 @@ void image_set_warn (image_warn_fn fn);
                                        which reports first and repairs
                                        only with -r */
 #define IMAGE_OPEN_BACKING_RW  0x08 /* open the first backing image
+                                       (or the one at depth
+                                       opts->backing_rw_depth)
                                        read-write too (commit) */
 #define IMAGE_OPEN_FORCE_SHARE 0x10 /* read-only only: take no lock that
                                        keeps others from writing the
@@ -82,6 +84,9 @@ struct image_open_opts {
   /* NULL: every image opens its own backing chain.  Else read-only
    * backing images come from this cache (see below). */
   const struct image_backing_cache *backing_cache;
+  /* With IMAGE_OPEN_BACKING_RW: the depth of the backing image opened
+   * read-write (1: the first backing image, 0 means 1 too; commit -b). */
+  unsigned backing_rw_depth;
 };
 
 /* Shared backing images.  A program serving many overlays of one base

@@ -102,9 +102,11 @@ static const struct command commands[] = {
     "(or a usage error), 3 allocation status could not be read, 4 read "
     "error.\n" },
   { "commit", cmd_commit,
-    "commit [-q] [-p] [-d] [-f FMT] FILE",
+    "commit [-q] [-p] [-d] [-f FMT] [-b BASE] FILE",
     "write an overlay's own data into its backing file",
     "  -f FMT   format of FILE (default: probed)\n"
+    "  -b BASE  commit into BASE, deeper in the chain: everything above "
+    "it (implies -d)\n"
     "  -d       keep FILE's data (do not empty it afterwards)\n"
     "  -p       show progress (on a terminal)\n"
     "  -q       quiet\n" },
