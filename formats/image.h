@@ -266,6 +266,21 @@ struct image_stats {
 };
 void image_get_stats (struct image *img, struct image_stats *st);
 
+/* Internal snapshots (qcow2), as qemu-img snapshot -l lists them. */
+struct image_snapshot {
+  const char *id, *name;
+  uint64_t vm_state_size;       /* bytes */
+  uint32_t date_sec, date_nsec; /* when it was taken */
+  uint64_t vm_clock_nsec;       /* guest clock */
+  uint64_t icount;              /* UINT64_MAX: not recorded */
+};
+/* Calls fn for each snapshot in table order, stopping early if fn
+ * returns non-zero (that value is returned).  Formats without
+ * snapshots have none: 0.  Strings live as long as the image. */
+typedef int (*image_snapshot_fn) (void *opaque,
+                                  const struct image_snapshot *sn);
+int image_snapshots (struct image *img, image_snapshot_fn fn, void *opaque);
+
 /* The backing image (NULL if none or not opened). */
 struct image *image_backing (struct image *img);
 

@@ -97,6 +97,9 @@ struct driver {
    * (a backing image would show through).  */
   int (*resize) (struct image *img, uint64_t size,
                  enum image_prealloc prealloc, bool zero_new);
+  /* Optional: internal snapshots (image_snapshots).  Absent: none. */
+  int (*list_snapshots) (struct image *img, image_snapshot_fn fn,
+                         void *opaque);
 };
 
 extern const struct driver raw_driver;

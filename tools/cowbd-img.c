@@ -137,6 +137,13 @@ static const struct command commands[] = {
     "  --output=FORMAT    human (default) or json\n"
     "  -U, --force-share  open FILE even in use (lock nothing against "
     "writers)\n" },
+  { "snapshot", cmd_snapshot,
+    "snapshot -l [-f FMT] [-U] FILE",
+    "list a qcow2 image's internal snapshots (-c, -a, -d: not yet)",
+    "  -l                 list the snapshots\n"
+    "  -f FMT             format (default: probed)\n"
+    "  -U, --force-share  open it even in use (lock nothing against "
+    "writers)\n" },
 };
 
 #define NR_COMMANDS (sizeof commands / sizeof commands[0])
