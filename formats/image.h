@@ -380,6 +380,11 @@ int image_make_empty (struct image *img);
 int image_resize (struct image *img, uint64_t size,
                   enum image_prealloc prealloc, unsigned flags);
 
+/* Turns qcow2 lazy refcounts on or off (qemu-img amend -o
+ * lazy_refcounts=on|off); turning them off first writes every refcount
+ * block back.  ENOTSUP for other formats and for compat=0.10 (on). */
+int image_set_lazy_refcounts (struct image *img, bool on);
+
 /* Probes a file's format without opening it as an image: "raw", "qed" or
  * "qcow2", or NULL with an error set. */
 const char *image_probe (const char *filename);

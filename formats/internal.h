@@ -100,6 +100,8 @@ struct driver {
   /* Optional: internal snapshots (image_snapshots).  Absent: none. */
   int (*list_snapshots) (struct image *img, image_snapshot_fn fn,
                          void *opaque);
+  /* Optional: image_set_lazy_refcounts (qcow2). */
+  int (*set_lazy_refcounts) (struct image *img, bool on);
 };
 
 extern const struct driver raw_driver;

@@ -847,4 +847,5 @@ const struct driver qcow2_driver = {
   .make_empty = qcow2_make_empty,
   .resize = qcow2_resize,
   .list_snapshots = qcow2_list_snapshots,
+  .set_lazy_refcounts = qcow2_set_lazy_refcounts,
 };

@@ -408,6 +408,9 @@ int qcow2_check (struct image *img, unsigned flags,
 int qcow2_resize (struct image *img, uint64_t size,
                   enum image_prealloc prealloc, bool zero_new);
 
+/* ---- qcow2-amend.c ----------------------------------------------------- */
+int qcow2_set_lazy_refcounts (struct image *img, bool on);
+
 /* ---- qcow2-create.c ----------------------------------------------------- */
 int qcow2_create (const char *filename, const struct image_create_opts *opts);
 /* Encodes the header extensions of a header we write: backing format,

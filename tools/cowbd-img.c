@@ -144,6 +144,13 @@ static const struct command commands[] = {
     "  -f FMT             format (default: probed)\n"
     "  -U, --force-share  open it even in use (lock nothing against "
     "writers)\n" },
+  { "amend", cmd_amend,
+    "amend [-q] [-p] [-f FMT] -o OPTIONS FILE",
+    "change a qcow2 image's options in place",
+    "  -f FMT      format (default: probed)\n"
+    "  -o OPTIONS  lazy_refcounts=on|off, size; compat, backing_file and\n"
+    "              backing_fmt only as they are (changing compat: not yet)\n"
+    "  -p, -q      accepted (amend prints nothing)\n" },
 };
 
 #define NR_COMMANDS (sizeof commands / sizeof commands[0])

@@ -32,6 +32,7 @@ int cmd_rebase (int argc, char **argv);
 int cmd_resize (int argc, char **argv);
 int cmd_measure (int argc, char **argv);
 int cmd_snapshot (int argc, char **argv);
+int cmd_amend (int argc, char **argv);
 
 /* Prints the usage of command name (its synopsis and options) to fp. */
 void usage_command (FILE *fp, const char *name);
