@@ -309,8 +309,12 @@ open_backing (struct image *img, const struct image_open_opts *opts,
                        IMAGE_MAX_CHAIN);
 
   bopts.format = img->backing_format;
-  bopts.flags = IMAGE_OPEN_READONLY | (opts->flags & IMAGE_OPEN_FORCE_SHARE);
-  if (img->depth == 0 && (opts->flags & IMAGE_OPEN_BACKING_RW))
+  /* The backing image at depth backing_rw_depth (default 1) opens
+   * read-write with IMAGE_OPEN_BACKING_RW; the flag passes down to it. */
+  bopts.flags = IMAGE_OPEN_READONLY |
+    (opts->flags & (IMAGE_OPEN_FORCE_SHARE | IMAGE_OPEN_BACKING_RW));
+  if ((opts->flags & IMAGE_OPEN_BACKING_RW) &&
+      img->depth + 1 == MAX (opts->backing_rw_depth, 1u))
     bopts.flags = 0;
   if (bopts.format == NULL)     /* probed: see probe.c, rule 2 */
     bopts.flags |= IMAGE_OPEN_PROBED_BACKING |

@@ -62,6 +62,8 @@ void image_set_alert (image_warn_fn fn);
                                        which reports first and repairs
                                        only with -r */
 #define IMAGE_OPEN_BACKING_RW  0x08 /* open the first backing image
+                                       (or the one at depth
+                                       opts->backing_rw_depth)
                                        read-write too (commit) */
 #define IMAGE_OPEN_FORCE_SHARE 0x10 /* read-only only: take no lock that
                                        keeps others from writing the
@@ -108,6 +110,9 @@ struct image_open_opts {
    * base_cache_size bytes (0: no bound). */
   const char *base_cache_dir;
   uint64_t base_cache_size;
+  /* With IMAGE_OPEN_BACKING_RW: the depth of the backing image opened
+   * read-write (1: the first backing image, 0 means 1 too; commit -b). */
+  unsigned backing_rw_depth;
 };
 #define IMAGE_DEFAULT_REMOTE_TIMEOUT_MS 10000
 
@@ -298,6 +303,21 @@ struct image_stats {
 };
 void image_get_stats (struct image *img, struct image_stats *st);
 
+/* Internal snapshots (qcow2), as qemu-img snapshot -l lists them. */
+struct image_snapshot {
+  const char *id, *name;
+  uint64_t vm_state_size;       /* bytes */
+  uint32_t date_sec, date_nsec; /* when it was taken */
+  uint64_t vm_clock_nsec;       /* guest clock */
+  uint64_t icount;              /* UINT64_MAX: not recorded */
+};
+/* Calls fn for each snapshot in table order, stopping early if fn
+ * returns non-zero (that value is returned).  Formats without
+ * snapshots have none: 0.  Strings live as long as the image. */
+typedef int (*image_snapshot_fn) (void *opaque,
+                                  const struct image_snapshot *sn);
+int image_snapshots (struct image *img, image_snapshot_fn fn, void *opaque);
+
 /* The backing image (NULL if none or not opened). */
 struct image *image_backing (struct image *img);
 
@@ -396,6 +416,11 @@ int image_make_empty (struct image *img);
 #define IMAGE_RESIZE_SHRINK 0x01
 int image_resize (struct image *img, uint64_t size,
                   enum image_prealloc prealloc, unsigned flags);
+
+/* Turns qcow2 lazy refcounts on or off (qemu-img amend -o
+ * lazy_refcounts=on|off); turning them off first writes every refcount
+ * block back.  ENOTSUP for other formats and for compat=0.10 (on). */
+int image_set_lazy_refcounts (struct image *img, bool on);
 
 /* Probes a file's format without opening it as an image: "raw", "qed" or
  * "qcow2", or NULL with an error set. */

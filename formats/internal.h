@@ -98,6 +98,11 @@ struct driver {
    * (a backing image would show through).  */
   int (*resize) (struct image *img, uint64_t size,
                  enum image_prealloc prealloc, bool zero_new);
+  /* Optional: internal snapshots (image_snapshots).  Absent: none. */
+  int (*list_snapshots) (struct image *img, image_snapshot_fn fn,
+                         void *opaque);
+  /* Optional: image_set_lazy_refcounts (qcow2). */
+  int (*set_lazy_refcounts) (struct image *img, bool on);
 };
 
 extern const struct driver raw_driver;

@@ -75,7 +75,7 @@ write_new_l1 (struct qcow2 *q, uint64_t entries, struct mc_table *nt)
   pthread_mutex_unlock (&q->lock);
   if (off == -1)
     return -1;
-  if (host_pwrite (q->img->fd, nt->data, bytes, (uint64_t) off) == -1)
+  if (source_pwrite (q->img->src, nt->data, bytes, (uint64_t) off) == -1)
     return error_syscall (q->img, "writing the new L1 table");
   if ((!q->lazy && qcow2_write_refblocks (q) == -1) || qcow2_sync (q) == -1)
     return -1;
@@ -177,23 +177,22 @@ grow (struct qcow2 *q, uint64_t size, bool zero_new)
   return 0;
 }
 
-/* Drops the references of the whole L2 table of L1 slot i: its
- * clusters' too when the table is ours alone (COPIED).  Called with
- * q->lock held. */
+/* Drops the references of the whole L2 table of L1 slot i and of its
+ * clusters: a count is one per path from an L1 table, so the clusters
+ * of a table shared with a snapshot lose one too.  Called with q->lock
+ * held. */
 static int
 drop_table (struct qcow2 *q, uint64_t i, uint64_t e)
 {
   uint64_t l2off = e & QCOW2_OFFSET_MASK, j;
   struct mc_entry *l2;
 
-  if (e & QCOW2_COPIED) {
-    if (qcow2_get_l2 (q, l2off, &l2) == -1)
+  if (qcow2_get_l2 (q, l2off, &l2) == -1)
+    return -1;
+  for (j = 0; j < q->l2_entries; j++)
+    if (qcow2_drop_entry (q, qcow2_l2_get (q, l2, j), true) == -1)
       return -1;
-    for (j = 0; j < q->l2_entries; j++)
-      if (qcow2_drop_entry (q, qcow2_l2_get (q, l2, j), true) == -1)
-        return -1;
-    mc_remove (q->l2_cache, l2);
-  }
+  mc_remove (q->l2_cache, l2);
   qcow2_l1_set (q, i, 0);
   return qcow2_drop_ref (q, l2off, q->cluster_size, true);
 }

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* qcow2 internal snapshots: the snapshot table, read and validated at
- * open.  The engine serves the active layer only; it never creates,
- * applies or deletes a snapshot.  What it needs from the table is where
+ * open, and listed (qcow2_list_snapshots, for snapshot -l and info).
+ * The engine serves the active layer only; it never creates, applies
+ * or deletes a snapshot.  What it needs from the table is where
  * each snapshot's L1 table lies (the check counts the references those
  * hold) and how many clusters the table itself spans.  A snapshot's data
  * is kept intact by the COPIED rule of the I/O paths, not here.
@@ -54,6 +55,26 @@ bad_entry (struct qcow2 *q, uint32_t i, uint64_t pos, const char *what)
                      " at 0x%" PRIx64 ": %s", i, pos, what);
 }
 
+/* The extra data qemu writes (big-endian): 0 vm_state_size_large,
+ * 8 disk_size, 16 icount; each present if the extra data reaches it. */
+static int
+read_extra (struct qcow2 *q, struct qcow2_snapshot *sn, uint64_t pos,
+            uint32_t extra)
+{
+  uint8_t x[24] = { 0 };
+
+  if (extra == 0)
+    return 0;
+  if (host_pread (q->img->fd, x, extra < sizeof x ? extra : sizeof x, pos)
+      == -1)
+    return error_syscall (q->img, "reading the snapshot table");
+  if (extra >= 8)
+    sn->vm_state_size = be64_load (x);
+  if (extra >= 24)
+    sn->icount = be64_load (x + 16);
+  return 0;
+}
+
 /* Reads entry i at file offset *pos; advances *pos past it. */
 static int
 read_entry (struct qcow2 *q, uint32_t i, uint64_t *pos, uint64_t limit,
@@ -71,6 +92,11 @@ read_entry (struct qcow2 *q, uint32_t i, uint64_t *pos, uint64_t limit,
     return error_syscall (q->img, "reading the snapshot table");
   sn->l1_table_offset = be64_load (e);
   sn->l1_size = be32_load (e + 8);
+  sn->date_sec = be32_load (e + 16);
+  sn->date_nsec = be32_load (e + 20);
+  sn->vm_clock_nsec = be64_load (e + 24);
+  sn->vm_state_size = be32_load (e + 32);
+  sn->icount = UINT64_MAX;
   id_len = be16_load (e + 12);
   name_len = be16_load (e + 14);
   extra = be32_load (e + 36);
@@ -97,6 +123,10 @@ read_entry (struct qcow2 *q, uint32_t i, uint64_t *pos, uint64_t limit,
                   *pos + SNAPSHOT_ENTRY_BYTES + extra) == -1) {
     free (strings);
     return error_syscall (q->img, "reading the snapshot table");
+  }
+  if (read_extra (q, sn, *pos + SNAPSHOT_ENTRY_BYTES, extra) == -1) {
+    free (strings);
+    return -1;
   }
   sn->id = strndup (strings, id_len);
   sn->name = strndup (strings + id_len, name_len);
@@ -132,5 +162,26 @@ qcow2_read_snapshots (struct qcow2 *q, uint64_t file_size)
     if (read_entry (q, i, &pos, limit, file_size) == -1)
       return -1;
   q->snapshots_size = pos - start;
+  return 0;
+}
+
+int
+qcow2_list_snapshots (struct image *img, image_snapshot_fn fn, void *opaque)
+{
+  struct qcow2 *q = img->priv;
+  uint32_t i;
+  int r;
+
+  for (i = 0; i < q->h.nb_snapshots; i++) {
+    const struct qcow2_snapshot *sn = &q->snapshots[i];
+    struct image_snapshot s = {
+      .id = sn->id, .name = sn->name,
+      .vm_state_size = sn->vm_state_size,
+      .date_sec = sn->date_sec, .date_nsec = sn->date_nsec,
+      .vm_clock_nsec = sn->vm_clock_nsec, .icount = sn->icount,
+    };
+    if ((r = fn (opaque, &s)) != 0)
+      return r;
+  }
   return 0;
 }

@@ -884,4 +884,6 @@ const struct driver qcow2_driver = {
   .set_backing = qcow2_set_backing,
   .make_empty = qcow2_make_empty,
   .resize = qcow2_resize,
+  .list_snapshots = qcow2_list_snapshots,
+  .set_lazy_refcounts = qcow2_set_lazy_refcounts,
 };

@@ -168,6 +168,11 @@ struct qcow2_snapshot {
   uint32_t l1_size;
   char *id;
   char *name;
+  /* What snapshot -l and info show. */
+  uint32_t date_sec, date_nsec;
+  uint64_t vm_clock_nsec;
+  uint64_t vm_state_size;       /* the 64-bit extra field if present */
+  uint64_t icount;              /* UINT64_MAX: not recorded */
 };
 
 /* A host range whose reference is being dropped.  The refcounts go down
@@ -288,6 +293,8 @@ uint64_t qcow2_l1_entries_for (uint64_t size, unsigned cluster_bits,
 
 /* ---- qcow2-snapshot.c --------------------------------------------------- */
 int qcow2_read_snapshots (struct qcow2 *q, uint64_t file_size);
+int qcow2_list_snapshots (struct image *img, image_snapshot_fn fn,
+                          void *opaque);
 void qcow2_free_snapshots (struct qcow2 *q);
 
 /* ---- qcow2-table.c: entries, tables, writeback -------------------------- */
@@ -402,6 +409,9 @@ int qcow2_check (struct image *img, unsigned flags,
 /* ---- qcow2-resize.c ---------------------------------------------------- */
 int qcow2_resize (struct image *img, uint64_t size,
                   enum image_prealloc prealloc, bool zero_new);
+
+/* ---- qcow2-amend.c ----------------------------------------------------- */
+int qcow2_set_lazy_refcounts (struct image *img, bool on);
 
 /* ---- qcow2-create.c ----------------------------------------------------- */
 int qcow2_create (const char *filename, const struct image_create_opts *opts);

@@ -22,6 +22,8 @@ IMG_TESTS = \
 	test-img-resize.sh \
 	test-img-resize-crash.sh \
 	test-img-measure.sh \
-	test-img-info-chain.sh
+	test-img-info-chain.sh \
+	test-img-snapshot-list.sh \
+	test-img-amend.sh
 TESTS += $(IMG_TESTS)
 EXTRA_DIST += $(IMG_TESTS) img-functions.sh

@@ -97,3 +97,39 @@ expect_fail cowbd-img commit alone.qed
 one_line_error "$tmp/stderr"
 expect_fail cowbd-img commit no-such.qed
 one_line_error "$tmp/stderr"
+
+# commit -b BASE: everything above BASE (top and intermediate images)
+# goes into BASE, nothing is emptied (-b implies -d); the same as
+# qemu-img commit -b on a copy of the chain, image by image.  A BASE not
+# in the chain is refused by both, and nothing changes.
+chain_b ()
+{
+    qemu-img create -q -f qcow2 cb-base.qcow2 4M
+    qemu-io -c 'write -P 1 0 4M' cb-base.qcow2 > /dev/null
+    qemu-img create -q -f qed -b cb-base.qcow2 -F qcow2 cb-mid.qed
+    qemu-io -c 'write -P 2 1M 1M' cb-mid.qed > /dev/null
+    qemu-img create -q -f qcow2 -b cb-mid.qed -F qed cb-top.qcow2
+    qemu-io -c 'write -P 3 1536k 1M' -c 'write -z 3M 64k' cb-top.qcow2 \
+        > /dev/null
+    rm -rf q; mkdir q; cp cb-* q/
+}
+for base in cb-base.qcow2 cb-mid.qed; do
+    chain_b
+    qemu-img convert -O raw cb-top.qcow2 cb-expect.raw
+    cowbd-img commit -q -b "$base" cb-top.qcow2 || fail "commit -b $base"
+    (cd q && qemu-img commit -q -b "$base" cb-top.qcow2) ||
+        fail "qemu-img commit -b $base"
+    for f in cb-base.qcow2 cb-mid.qed cb-top.qcow2; do
+        qemu_same "$f" "q/$f"
+    done
+    qemu_same cb-top.qcow2 cb-expect.raw
+    qemu_same "$base" cb-expect.raw
+    qemu_check_clean cb-top.qcow2
+    qemu_check_clean cb-base.qcow2
+done
+sum=$(cat cb-* | sha256sum)
+expect_fail cowbd-img commit -b nothere.qcow2 cb-top.qcow2
+grep -q "Did not find 'nothere.qcow2' in the backing chain" "$tmp/stderr" ||
+    fail "commit -b: unknown base message"
+expect_fail cowbd-img commit -b cb-top.qcow2 cb-top.qcow2
+[ "$(cat cb-* | sha256sum)" = "$sum" ] || fail "a refused commit -b wrote"

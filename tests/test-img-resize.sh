@@ -86,6 +86,18 @@ for f in img.qcow2 img.qcow2-v2; do
         fail "$f: dropped clusters came back after shrink and grow"
 done
 
+# Shrinking an image with an internal snapshot: the snapshot keeps its
+# clusters, and the counts stay right (qemu-img check clean).
+qemu-img create -q -f qcow2 -o cluster_size=4096 snap.qcow2 8M
+qemu-io -c 'write -P 0x51 0 8M' snap.qcow2 > /dev/null
+qemu-img snapshot -c s1 snap.qcow2
+start snap.qcow2
+both snap.qcow2 --shrink 1M
+qemu-img snapshot -a s1 ours.snap.qcow2
+qemu-io -c 'read -P 0x51 0 8M' ours.snap.qcow2 | grep -q 'read 8388608' ||
+    fail "the snapshot lost data in the shrink"
+qemu_check_clean ours.snap.qcow2
+
 # Shrinking QED: qemu-img refuses it; we allow it when nothing past the
 # new end is allocated, and refuse it otherwise.
 qemu-img create -q -f qed s.qed 4M

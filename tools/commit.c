@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* cowbd-img commit [-q] [-p] [-d] [-f FMT] FILE
+/* cowbd-img commit [-q] [-p] [-d] [-f FMT] [-b BASE] FILE
  *
  * Writes the overlay's own data into its backing image, then (unless -d)
  * empties the overlay so that it reads everything from the backing image
- * again; what FILE reads never changes.
+ * again; what FILE reads never changes.  With -b, BASE is an image
+ * deeper in the chain: what FILE reads from every image above BASE is
+ * written into BASE, and nothing is emptied (-b implies -d, as for
+ * qemu-img); the chain's links stay as they are.
  *
  * The overlay is opened with IMAGE_OPEN_BACKING_RW.  Its extents at depth
  * 0 that are PRESENT are its own allocations: data is copied to the
@@ -30,11 +33,15 @@
 
 #define BUF_SIZE (4u << 20)
 
-/* True for a range the overlay itself allocates. */
+/* The depth of the image committed into: 1, or with -b the depth of
+ * BASE in the chain.  What lies above it is committed. */
+static unsigned base_depth = 1;
+
+/* True for a range an image above the base allocates. */
 static bool
 own_extent (const struct image_extent *e)
 {
-  return e->depth == 0 && (e->flags & IMAGE_EXTENT_PRESENT);
+  return e->depth < base_depth && (e->flags & IMAGE_EXTENT_PRESENT);
 }
 
 /* Refuses an overlay with data past the end of its backing image. */
@@ -109,10 +116,19 @@ commit (struct image *img, struct image *backing, struct progress *p)
   return r;
 }
 
+/* The image at depth d of img's chain (opened), or NULL. */
+static struct image *
+chain_at (struct image *img, unsigned d)
+{
+  for (; img && d > 0; d--)
+    img = image_backing (img);
+  return img;
+}
+
 static int
 commit_image (struct image *img, bool keep, bool quiet, bool show_progress)
 {
-  struct image *backing = image_backing (img);
+  struct image *backing = chain_at (img, base_depth);
   struct progress *p;
   int r;
 
@@ -134,6 +150,45 @@ commit_image (struct image *img, bool keep, bool quiet, bool show_progress)
   return r;
 }
 
+/* Sets base_depth to where base lies in filename's chain (the chain
+ * opened read-only to look).  -1 with the message printed. */
+static int
+find_base (const char *filename, const char *format, const char *base)
+{
+  struct image *img = open_image (filename, format, IMAGE_OPEN_READONLY);
+  struct image *b;
+  unsigned d;
+
+  if (img == NULL)
+    return -1;
+  for (d = 1, b = image_backing (img); b; d++, b = image_backing (b))
+    if (image_same_file (image_name (b), base))
+      break;
+  image_close (img);
+  if (b == NULL) {
+    error_msg ("Did not find '%s' in the backing chain of '%s'", base,
+               filename);
+    return -1;
+  }
+  base_depth = d;
+  return 0;
+}
+
+/* Opens filename with the image at base_depth read-write. */
+static struct image *
+open_chain (const char *filename, const char *format)
+{
+  struct image_open_opts opts = {
+    .format = format, .flags = IMAGE_OPEN_BACKING_RW,
+    .backing_rw_depth = base_depth,
+  };
+  struct image *img = image_open (filename, &opts);
+
+  if (img == NULL)
+    error_image ();
+  return img;
+}
+
 int
 cmd_commit (int argc, char **argv)
 {
@@ -141,18 +196,19 @@ cmd_commit (int argc, char **argv)
     { "help", no_argument, NULL, OPT_HELP },
     { NULL },
   };
-  const char *format = NULL, *filename;
+  const char *format = NULL, *filename, *base = NULL;
   bool quiet = false, show_progress = false, keep = false;
   struct image *img;
   int c, r;
 
-  while ((c = getopt_long (argc, argv, "qpdf:", long_opts, NULL)) != -1) {
+  while ((c = getopt_long (argc, argv, "qpdf:b:", long_opts, NULL)) != -1) {
     switch (c) {
     case OPT_HELP: usage_command (stdout, "commit"); return 0;
     case 'q': quiet = true; break;
     case 'p': show_progress = true; break;
     case 'd': keep = true; break;
     case 'f': format = optarg; break;
+    case 'b': base = optarg; keep = true; break;   /* -b implies -d */
     default: return usage_hint ("commit", 1);
     }
   }
@@ -160,7 +216,9 @@ cmd_commit (int argc, char **argv)
     return usage_error ("commit", 1, "expecting one image file name");
   filename = argv[optind];
 
-  img = open_image (filename, format, IMAGE_OPEN_BACKING_RW);
+  if (base && find_base (filename, format, base) == -1)
+    return 1;
+  img = open_chain (filename, format);
   if (img == NULL)
     return 1;
   r = commit_image (img, keep, quiet, show_progress);

@@ -102,9 +102,11 @@ static const struct command commands[] = {
     "(or a usage error), 3 allocation status could not be read, 4 read "
     "error.\n" },
   { "commit", cmd_commit,
-    "commit [-q] [-p] [-d] [-f FMT] FILE",
+    "commit [-q] [-p] [-d] [-f FMT] [-b BASE] FILE",
     "write an overlay's own data into its backing file",
     "  -f FMT   format of FILE (default: probed)\n"
+    "  -b BASE  commit into BASE, deeper in the chain: everything above "
+    "it (implies -d)\n"
     "  -d       keep FILE's data (do not empty it afterwards)\n"
     "  -p       show progress (on a terminal)\n"
     "  -q       quiet\n" },
@@ -135,6 +137,20 @@ static const struct command commands[] = {
     "  --output=FORMAT    human (default) or json\n"
     "  -U, --force-share  open FILE even in use (lock nothing against "
     "writers)\n" },
+  { "snapshot", cmd_snapshot,
+    "snapshot -l [-f FMT] [-U] FILE",
+    "list a qcow2 image's internal snapshots (-c, -a, -d: not yet)",
+    "  -l                 list the snapshots\n"
+    "  -f FMT             format (default: probed)\n"
+    "  -U, --force-share  open it even in use (lock nothing against "
+    "writers)\n" },
+  { "amend", cmd_amend,
+    "amend [-q] [-p] [-f FMT] -o OPTIONS FILE",
+    "change a qcow2 image's options in place",
+    "  -f FMT      format (default: probed)\n"
+    "  -o OPTIONS  lazy_refcounts=on|off, size; compat, backing_file and\n"
+    "              backing_fmt only as they are (changing compat: not yet)\n"
+    "  -p, -q      accepted (amend prints nothing)\n" },
 };
 
 #define NR_COMMANDS (sizeof commands / sizeof commands[0])

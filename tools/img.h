@@ -31,6 +31,8 @@ int cmd_commit (int argc, char **argv);
 int cmd_rebase (int argc, char **argv);
 int cmd_resize (int argc, char **argv);
 int cmd_measure (int argc, char **argv);
+int cmd_snapshot (int argc, char **argv);
+int cmd_amend (int argc, char **argv);
 
 /* Prints the usage of command name (its synopsis and options) to fp. */
 void usage_command (FILE *fp, const char *name);
@@ -141,5 +143,15 @@ int extent_at (struct image *img, uint64_t offset, uint64_t limit,
  * -1 with the engine's error set. */
 int write_runs (struct image *dst, const char *buf, size_t count,
                 uint64_t offset, bool fill_zeros);
+
+/* ---- snapshot.c ----------------------------------------------------------- */
+
+/* Internal snapshots, listed as qemu-img lists them (snapshot -l, info). */
+struct image;
+unsigned snapshot_count (struct image *img);
+/* "Snapshot list:" and the table, on stdout. */
+void snapshot_print_list (struct image *img);
+/* The member "snapshots": a list of objects. */
+void snapshot_json_list (struct json *j, struct image *img);
 
 #endif /* COWBD_IMG_H */

@@ -99,7 +99,7 @@ find_specific (const char *format)
 }
 
 static void
-print_human (const struct image_info *info)
+print_human (struct image *img, const struct image_info *info)
 {
   const struct specific *spec = find_specific (info->format);
   char vbuf[32], dbuf[32];
@@ -127,6 +127,8 @@ print_human (const struct image_info *info)
     if (info->backing_format)
       printf ("backing file format: %s\n", info->backing_format);
   }
+  if (snapshot_count (img))
+    snapshot_print_list (img);
   if (spec) {
     printf ("Format specific information:\n");
     spec->human (info);
@@ -134,13 +136,15 @@ print_human (const struct image_info *info)
 }
 
 static void
-print_json (struct json *j, const struct image_info *info)
+print_json (struct json *j, struct image *img, const struct image_info *info)
 {
   const struct specific *spec = find_specific (info->format);
 
   json_begin_object (j, NULL);
   if (info->backing_filename && info->backing_format)
     json_string (j, "backing-filename-format", info->backing_format);
+  if (snapshot_count (img))
+    snapshot_json_list (j, img);
   json_uint (j, "virtual-size", info->virtual_size);
   json_string (j, "filename", info->filename);
   if (info->cluster_size)
@@ -178,11 +182,11 @@ show (struct image *img, enum output_format output, bool chain)
   for (; img; img = chain ? image_backing (img) : NULL, first = false) {
     image_get_info (img, &info);
     if (j)
-      print_json (j, &info);
+      print_json (j, img, &info);
     else {
       if (!first)
         putchar ('\n');
-      print_human (&info);
+      print_human (img, &info);
     }
   }
   if (j) {
