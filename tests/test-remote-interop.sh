@@ -153,11 +153,19 @@ cowbd-img create -q -f qcow2 -F raw \
     { cat err.txt; fail "create: not one line naming the remote"; }
 cowbd-img create -q -u -f qcow2 -F raw \
     -b "nbd+unix:///golden?socket=$tmp/nowhere" gone.qcow2 16M
-expect_fail cowbd-img info gone.qcow2
-cowbd-img info gone.qcow2 2> err.txt || :
+# info shows the overlay and warns, exit 0, as qemu-img info does; check
+# and a server refuse it.
+cowbd-img info gone.qcow2 > info.txt 2> err.txt ||
+    { cat err.txt; fail "info: an overlay of a missing remote not shown"; }
+grep -q '^image: gone.qcow2' info.txt || fail "info: no image line"
+[ "$(grep -c . err.txt)" -eq 1 ] &&
+    grep -q "warning: .*golden?socket=$tmp/nowhere: cannot connect" err.txt ||
+    { cat err.txt; fail "info: not one warning naming the remote"; }
+expect_fail cowbd-img check gone.qcow2
+cowbd-img check gone.qcow2 2> err.txt || :
 [ "$(grep -c . err.txt)" -eq 1 ] &&
     grep -q "golden?socket=$tmp/nowhere: cannot connect" err.txt ||
-    { cat err.txt; fail "info: not one line naming the remote"; }
+    { cat err.txt; fail "check: not one line naming the remote"; }
 
 # TLS-PSK to the remote (qemu-img cannot name a PSK file in a URI: the
 # overlay is cowbd-img's and cowbd reads it).
