@@ -259,6 +259,11 @@ image_get_stats (struct image *img, struct image_stats *st)
     st->allocated_bytes = (uint64_t) s.st_blocks * 512;
   if (img->drv->cache_stats)
     img->drv->cache_stats (img, st);
+  for (; img; img = img->backing)
+    if (img->src && img->src->ops->stats)
+      img->src->ops->stats (img->src, &st->remote_fetched_bytes,
+                            &st->remote_cache_hits,
+                            &st->remote_cache_misses);
 }
 
 int

@@ -300,6 +300,12 @@ struct image_stats {
   uint64_t cache_hits;          /* metadata cache lookups found */
   uint64_t cache_misses;        /* ... not found (the table is read) */
   uint64_t cache_evictions;     /* tables dropped to stay in bounds */
+  /* Of the remote (NBD) images of the chain below, shared by every image
+   * that reads them: */
+  uint64_t remote_fetched_bytes; /* bytes the remotes sent */
+  uint64_t remote_cache_hits;   /* reads the base cache (--base-cache)
+                                   served alone */
+  uint64_t remote_cache_misses; /* reads it fetched for */
 };
 void image_get_stats (struct image *img, struct image_stats *st);
 

@@ -76,6 +76,7 @@ struct remote {
   uint64_t retry_at_ms;                 /* no connect before this */
   unsigned backoff_ms;
   struct basecache *bc;                 /* NULL: no base cache */
+  uint64_t fetched_bytes;               /* atomic: sent by the remote */
 };
 
 static pthread_mutex_t remotes_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -329,15 +330,21 @@ remote_fetch (void *opaque, void *buf, size_t n, uint64_t offset)
 
   start = ROUND_DOWN (offset, r->min_block);
   end = MIN (ROUND_UP (offset + n, r->min_block), r->size);
-  if (start == offset && end == offset + n)
-    return read_aligned (r, buf, n, offset);
+  if (start == offset && end == offset + n) {
+    ret = read_aligned (r, buf, n, offset);
+    if (ret == 0)
+      __atomic_fetch_add (&r->fetched_bytes, n, __ATOMIC_RELAXED);
+    return ret;
+  }
   /* The remote refuses unaligned requests: read the blocks around. */
   bounce = malloc (end - start);
   if (bounce == NULL)
     return -1;
   ret = read_aligned (r, bounce, end - start, start);
-  if (ret == 0)
+  if (ret == 0) {
     memcpy (buf, bounce + (offset - start), n);
+    __atomic_fetch_add (&r->fetched_bytes, end - start, __ATOMIC_RELAXED);
+  }
   free (bounce);
   errno = EIO;
   return ret;
@@ -491,6 +498,21 @@ remote_close (struct source *s)
   return 0;
 }
 
+static void
+remote_stats (struct source *s, uint64_t *fetched, uint64_t *hits,
+              uint64_t *misses)
+{
+  struct remote *r = (struct remote *) s;
+  struct basecache_stats bs;
+
+  *fetched += __atomic_load_n (&r->fetched_bytes, __ATOMIC_RELAXED);
+  if (r->bc) {
+    basecache_get_stats (r->bc, &bs);
+    *hits += bs.hits;
+    *misses += bs.misses;
+  }
+}
+
 static const struct source_ops nbd_ops = {
   .name = "nbd",
   .pread = remote_pread,
@@ -499,6 +521,7 @@ static const struct source_ops nbd_ops = {
   .size = remote_size,
   .data_status = remote_data_status,
   .close = remote_close,
+  .stats = remote_stats,
 };
 
 /* A new remote for uri, with its first connection made (the open fails

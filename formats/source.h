@@ -42,6 +42,10 @@ struct source_ops {
   int (*data_status) (struct source *s, uint64_t offset, uint64_t count,
                       bool quick, bool *is_data, uint64_t *len);
   int (*close) (struct source *s);      /* frees s, even on error */
+  /* Adds the source's figures (bytes fetched from a remote, base cache
+   * hits and misses) to the three; NULL: a source without any. */
+  void (*stats) (struct source *s, uint64_t *fetched, uint64_t *hits,
+                 uint64_t *misses);
 };
 
 struct source {

@@ -501,7 +501,8 @@ format_histograms (struct out *o)
 }
 
 /* Engine figures, one series per export. */
-enum engine_fig { FIG_BACKING, FIG_ALLOC, FIG_HITS, FIG_MISSES, FIG_EVICT };
+enum engine_fig { FIG_BACKING, FIG_ALLOC, FIG_HITS, FIG_MISSES, FIG_EVICT,
+                  FIG_REMOTE, FIG_RC_HITS, FIG_RC_MISSES };
 
 static uint64_t
 engine_fig (const struct image_stats *s, enum engine_fig f)
@@ -512,6 +513,9 @@ engine_fig (const struct image_stats *s, enum engine_fig f)
   case FIG_HITS: return s->cache_hits;
   case FIG_MISSES: return s->cache_misses;
   case FIG_EVICT: return s->cache_evictions;
+  case FIG_REMOTE: return s->remote_fetched_bytes;
+  case FIG_RC_HITS: return s->remote_cache_hits;
+  case FIG_RC_MISSES: return s->remote_cache_misses;
   }
   abort ();
 }
@@ -532,6 +536,13 @@ format_engine (struct out *o, const struct image_stats *st)
       "Metadata tables loaded into the cache." },
     { "cowbd_export_metadata_cache_evictions_total", "counter",
       "Metadata tables evicted from the cache." },
+    { "cowbd_export_remote_fetched_bytes_total", "counter",
+      "Bytes sent by the remote (NBD) backing images the export reads "
+      "(shared by every export over them)." },
+    { "cowbd_export_remote_cache_hits_total", "counter",
+      "Reads of remote backing images served by the base cache alone." },
+    { "cowbd_export_remote_cache_misses_total", "counter",
+      "Reads of remote backing images the base cache fetched for." },
   };
   size_t i;
   unsigned f;
@@ -641,6 +652,12 @@ export_json (size_t i)
                           json_u64 (st.cache_misses));
   json_object_object_add (o, "metadata-cache-evictions",
                           json_u64 (st.cache_evictions));
+  json_object_object_add (o, "remote-fetched-bytes",
+                          json_u64 (st.remote_fetched_bytes));
+  json_object_object_add (o, "remote-cache-hits",
+                          json_u64 (st.remote_cache_hits));
+  json_object_object_add (o, "remote-cache-misses",
+                          json_u64 (st.remote_cache_misses));
   return o;
 }
 

@@ -3,11 +3,13 @@
 # cowbd --base-cache: two clones of one remote base read the same data,
 # which the remote (nbdkit, every read logged by its log filter) serves
 # once; after a restart of cowbd, and from the nbdkit plugin, nothing but
-# the cache's fingerprint blocks is fetched again; what the clones read
-# is the remote's data.
+# the cache's fingerprint blocks is fetched again, which the server's
+# figures (query-stats) count; what the clones read is the remote's data.
 . "${srcdir:-.}/server-functions.sh"
 requires nbdkit --filter=log null --version
 requires nbdcopy --version
+requires jq --version
+requires cowbdctl --version
 cd "$tmp"
 
 qemu-img create -q -f raw golden.raw 8M
@@ -58,10 +60,23 @@ fp=$((128 << 10))
     fail "two clones: the remote sent $first bytes, not 8 MiB once"
 ls cache/*.basecache > /dev/null || fail "no cache file"
 
-start_server --base-cache="$tmp/cache" c1=c1.qcow2 c2=c2.qcow2
+start_server --base-cache="$tmp/cache" --control="$tmp/ctl" \
+    c1=c1.qcow2 c2=c2.qcow2
 read_clones
+# The figures (query-stats, as --metrics): what the remote sent this
+# time, and reads the cache served alone.
+stats=$(cowbdctl -s "$tmp/ctl" --output=json stats c1) ||
+    fail "cowbdctl stats"
 stop_server
 again=$(( $(remote_read_bytes) - first ))
+# (The counter lives as long as the remote is open: the open at start-up
+# and its fingerprint are not in it.)
+fetched=$(jq '.exports[0]."remote-fetched-bytes"' <<<"$stats")
+[ "$fetched" -gt 0 ] && [ "$fetched" -le "$again" ] ||
+    fail "remote-fetched-bytes $fetched, the remote sent $again: $stats"
+[ "$(jq '.exports[0]."remote-cache-hits"' <<<"$stats")" -gt 0 ] &&
+[ "$(jq '.exports[0]."remote-cache-misses"' <<<"$stats")" = 0 ] ||
+    fail "a warm cache: hits and no misses expected: $stats"
 [ "$again" -le "$fp" ] ||
     fail "after a restart the remote sent $again bytes again"
 
