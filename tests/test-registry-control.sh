@@ -37,7 +37,14 @@ for line in sys.argv[2:]:
             sys.exit("the server hung up")
         sys.stdout.write(r.decode())
 EOF2
-ctl () { timeout 60 /usr/bin/python3 ctl.py "$tmp/ctl" "$@"; }
+# The socket lives in a folder of its own under /tmp, which another uid
+# can reach (the build tree may not be: /root in a fresh root), so that
+# the refusal tested below is SO_PEERCRED's, not the file system's.
+ctldir=$(mktemp -d /tmp/cowbd-test-registry-control.XXXXXX)
+chmod 755 "$ctldir"
+cleanup_fn "rm -rf '$ctldir'"
+sock=$ctldir/ctl
+ctl () { timeout 60 /usr/bin/python3 ctl.py "$sock" "$@"; }
 # ok REPLY / err REPLY PATTERN
 ok () { jq -e 'has("return")' <<<"$1" >/dev/null || fail "not a return: $1"; }
 err ()
@@ -48,9 +55,9 @@ err ()
         fail "error '$1' does not say '$2'"
 }
 
-start_server -v --control="$tmp/ctl" --clone-dir=clones golden=golden.qcow2
-wait_for_socket "$tmp/ctl"
-[ "$(stat -c %a ctl)" = 600 ] || fail "control socket mode $(stat -c %a ctl)"
+start_server -v --control="$sock" --clone-dir=clones golden=golden.qcow2
+wait_for_socket "$sock"
+[ "$(stat -c %a "$sock")" = 600 ] || fail "control socket mode $(stat -c %a "$sock")"
 
 # ---- every command --------------------------------------------------------
 r=$(ctl '{"execute": "query-status", "id": {"n": 1}}')
@@ -182,15 +189,15 @@ expect_fail nbdsh -u "$(uri c1)" -c 'pass'
 # ---- a peer of another uid ----------------------------------------------------
 if [ "$(id -u)" -eq 0 ]; then
     nobody=(setpriv --reuid=65534 --regid=65534 --clear-groups --)
-    rc=0; "${nobody[@]}" cowbdctl -s "$tmp/ctl" status 2>/dev/null || rc=$?
+    rc=0; "${nobody[@]}" cowbdctl -s "$sock" status 2>/dev/null || rc=$?
     [ "$rc" = 3 ] || fail "another uid through mode 0600: status $rc"
     # With the file mode opened up, SO_PEERCRED still refuses it.
-    chmod 666 ctl
-    rc=0; "${nobody[@]}" cowbdctl -s "$tmp/ctl" status 2>/dev/null || rc=$?
+    chmod 666 "$sock"
+    rc=0; "${nobody[@]}" cowbdctl -s "$sock" status 2>/dev/null || rc=$?
     [ "$rc" = 3 ] || fail "another uid: cowbdctl status $rc, expected 3"
     grep -q 'refused a client of uid 65534' server.log ||
         fail "the refusal was not logged"
-    chmod 600 ctl
+    chmod 600 "$sock"
 else
     echo "$test_name: not root: the other-uid case is not run"
 fi
@@ -224,7 +231,7 @@ err "$(ctl '{"execute": "query-stats", "arguments": {"name": "nosuch"}}')" \
 err "$(ctl '{"execute": "query-stats", "arguments": {"name": 3}}')" "name"
 
 # ---- cowbdctl --------------------------------------------------------------------
-export COWBD_CONTROL=$tmp/ctl
+export COWBD_CONTROL=$sock
 cowbdctl stats a | grep -q '^a: [0-9]* connections; .*write 5/20480/0' ||
     fail "cowbdctl stats a: $(cowbdctl stats a)"
 cowbdctl status | grep -q '^status: running$' || fail "cowbdctl status"
@@ -246,7 +253,7 @@ cowbdctl export-list | grep -q "^c2 .*(backing $tmp/golden.qcow2)" ||
     fail "cowbdctl export-list: $(cowbdctl export-list)"
 cowbdctl export-remove c2 || fail "cowbdctl export-remove"
 stop_server
-[ ! -e ctl ] || fail "the control socket was left behind"
+[ ! -e "$sock" ] || fail "the control socket was left behind"
 
 # Every acknowledged round is on disk.
 qemu-img check -q clones/c1.qcow2 || fail "qemu-img check c1 after the hard removal"
