@@ -563,6 +563,8 @@ main (int argc, char *argv[])
   if (loop)
     ev_loop_destroy (loop);
   tls_free ();
+  for (const char **d = cfg.backing_dirs; d && *d; d++)
+    free ((char *) *d);         /* realpath's */
   free (cfg.backing_dirs);
   return exit_status;
 }
