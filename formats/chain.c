@@ -73,83 +73,11 @@ probe_source (struct source *src)
   return chain_probe_buf (buf, n);
 }
 
-/* What a host file that is neither a regular file nor a block device
- * is, for the refusal; NULL if it is one of those (or cannot be
- * stat'ed: the open's own error then says why). */
-static const char *
-bad_file_type (const char *filename)
-{
-  struct stat st;
-
-  if (stat (filename, &st) == -1 || S_ISREG (st.st_mode) ||
-      S_ISBLK (st.st_mode))
-    return NULL;
-  if (S_ISDIR (st.st_mode))
-    return "a directory, not a regular file or block device";
-  if (S_ISFIFO (st.st_mode))
-    return "a FIFO, not a regular file or block device";
-  if (S_ISSOCK (st.st_mode))
-    return "a socket, not a regular file or block device";
-  if (S_ISCHR (st.st_mode))
-    return "a character device, not a regular file or block device";
-  return "not a regular file or block device";
-}
-
-/* Opens a host file of an image.  Only regular files and block devices
- * are images: open(2) of a FIFO would block until a writer came (an
- * image naming a FIFO as its backing file would hang whoever opens it),
- * so the open does not block and the type is checked before any read.
- * -1 with errno set and *why the reason (a type, or strerror). */
-static int
-host_open (const char *filename, int flags, const char **why)
-{
-  int fd = open (filename, flags | O_NONBLOCK), fl;
-  struct stat st;
-
-  *why = NULL;
-  if (fd >= 0 && fstat (fd, &st) == 0 &&
-      (S_ISREG (st.st_mode) || S_ISBLK (st.st_mode)) &&
-      (fl = fcntl (fd, F_GETFL)) != -1 &&
-      fcntl (fd, F_SETFL, fl & ~O_NONBLOCK) != -1)
-    return fd;
-  if (fd >= 0)
-    close (fd);
-  if ((*why = bad_file_type (filename)) != NULL)
-    errno = EINVAL;
-  else
-    *why = strerror (errno ? errno : EIO);
-  return -1;
-}
-
-/* A source for name: a URI through source_open (which says what
- * failed), a local file through host_open (its type checked first; *why
- * says what failed). */
-static struct source *
-open_any (const char *name, bool readonly, const struct source_opts *o,
-          const char **why)
-{
-  struct source *s;
-  int fd;
-
-  if (source_is_uri (name))
-    return source_open (name, readonly, o);
-  fd = host_open (name, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC, why);
-  if (fd == -1)
-    return NULL;
-  s = source_file_from_fd (fd);
-  if (s == NULL) {
-    close (fd);
-    errno = ENOMEM;
-    *why = strerror (ENOMEM);
-  }
-  return s;
-}
-
 const char *
 image_probe (const char *filename)
 {
   const char *why = NULL;
-  struct source *src = open_any (filename, true, NULL, &why);
+  struct source *src = source_open (filename, true, NULL, &why);
   const struct driver *drv;
 
   if (src == NULL) {
@@ -352,7 +280,7 @@ open_source (struct image *img, const struct image_open_opts *opts,
   char prefix[PATH_MAX + 32];
   const char *why = NULL;
 
-  img->src = open_any (img->filename, img->readonly, &sopts, &why);
+  img->src = source_open (img->filename, img->readonly, &sopts, &why);
   if (img->src) {
     img->fd = img->src->fd;
     return 0;

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -29,12 +30,62 @@ source_is_uri (const char *name)
   return false;
 }
 
+/* What a host file that is neither a regular file nor a block device
+ * is, for the refusal; NULL if it is one of those (or cannot be
+ * stat'ed: the open's own error then says why). */
+static const char *
+bad_file_type (const char *filename)
+{
+  struct stat st;
+
+  if (stat (filename, &st) == -1 || S_ISREG (st.st_mode) ||
+      S_ISBLK (st.st_mode))
+    return NULL;
+  if (S_ISDIR (st.st_mode))
+    return "a directory, not a regular file or block device";
+  if (S_ISFIFO (st.st_mode))
+    return "a FIFO, not a regular file or block device";
+  if (S_ISSOCK (st.st_mode))
+    return "a socket, not a regular file or block device";
+  if (S_ISCHR (st.st_mode))
+    return "a character device, not a regular file or block device";
+  return "not a regular file or block device";
+}
+
+/* Opens a host file of an image.  Only regular files and block devices
+ * are images: open(2) of a FIFO would block until a writer came (an
+ * image naming a FIFO as its backing file would hang whoever opens it),
+ * so the open does not block and the type is checked before any read.
+ * -1 with errno set and *why the reason (a type, or strerror). */
+static int
+host_open (const char *filename, int flags, const char **why)
+{
+  int fd = open (filename, flags | O_NONBLOCK), fl;
+  struct stat st;
+
+  *why = NULL;
+  if (fd >= 0 && fstat (fd, &st) == 0 &&
+      (S_ISREG (st.st_mode) || S_ISBLK (st.st_mode)) &&
+      (fl = fcntl (fd, F_GETFL)) != -1 &&
+      fcntl (fd, F_SETFL, fl & ~O_NONBLOCK) != -1)
+    return fd;
+  if (fd >= 0)
+    close (fd);
+  if ((*why = bad_file_type (filename)) != NULL)
+    errno = EINVAL;
+  else
+    *why = strerror (errno ? errno : EIO);
+  return -1;
+}
+
 struct source *
-source_open (const char *name, bool readonly, const struct source_opts *opts)
+source_open (const char *name, bool readonly, const struct source_opts *opts,
+             const char **why)
 {
   struct source *s;
   int fd;
 
+  *why = NULL;
   if (source_is_uri (name)) {
     if (!readonly)
       return error_set (EROFS, "%s: a remote image can only be opened "
@@ -47,13 +98,14 @@ source_open (const char *name, bool readonly, const struct source_opts *opts)
                       "this build lacks", name), NULL;
 #endif
   }
-  fd = open (name, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+  fd = host_open (name, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC, why);
   if (fd == -1)
     return NULL;
   s = source_file_from_fd (fd);
   if (s == NULL) {
     close (fd);
     errno = ENOMEM;
+    *why = strerror (ENOMEM);
   }
   return s;
 }

@@ -67,11 +67,14 @@ struct source_opts {
 bool source_is_uri (const char *name);
 
 /* Opens name: a URI through its driver (read-only only: EROFS
- * otherwise), else the local file (O_RDONLY or O_RDWR).  For a URI the
- * error message (error_set) is set here, naming it; for a file only
- * errno. */
+ * otherwise), else the local file (O_RDONLY or O_RDWR), which must be a
+ * regular file or a block device (opened without blocking, its type
+ * checked before any read: a FIFO would hang the open).  For a URI the
+ * error message (error_set) is set here, naming it; for a file errno,
+ * and *why says what failed (the file's type, or strerror). */
 struct source *source_open (const char *name, bool readonly,
-                            const struct source_opts *opts);
+                            const struct source_opts *opts,
+                            const char **why);
 /* A source over an open local descriptor, which it then owns. */
 struct source *source_file_from_fd (int fd);
 
