@@ -435,26 +435,6 @@ registry_clone_base (struct registry *r, const char *tmpl, const char *base)
   return confine_rebuild (r);
 }
 
-/* Removes the temporaries a crash left in dir. */
-static int
-remove_temporaries (struct registry *r, const char *dir)
-{
-  DIR *d = opendir (dir);
-  struct dirent *de;
-
-  if (d == NULL) {
-    image_set_error (errno, "clone folder %s: %s", dir, strerror (errno));
-    return -1;
-  }
-  while ((de = readdir (d)) != NULL)
-    if (de->d_name[0] == '.' && strstr (de->d_name, TMP_MARK) &&
-        unlinkat (dirfd (d), de->d_name, 0) == 0)
-      reg_debug (r, "removed %s/%s, left by an interrupted clone",
-                 dir, de->d_name);
-  closedir (d);
-  return 0;
-}
-
 /* The overlay file name of an export name's leaf, if it is one:
  * LEAF.qcow2 or LEAF.qed; the format, or NULL. */
 static const char *
@@ -502,10 +482,11 @@ adopt_one (struct registry *r, const char *dir, const char *tmpl,
   free (path);
 }
 
-/* Adds the overlays a previous run made in dir (tmpl's, or the default
- * base's), so that they are listed and counted under max_exports. */
+/* One pass over dir: removes the temporaries a crash left there, and
+ * adds the overlays a previous run made (tmpl's, or the default base's),
+ * so that they are listed and counted under max_exports. */
 static int
-adopt_overlays (struct registry *r, const char *dir, const char *tmpl)
+scan_clone_folder (struct registry *r, const char *dir, const char *tmpl)
 {
   DIR *d = opendir (dir);
   struct dirent *de;
@@ -514,8 +495,13 @@ adopt_overlays (struct registry *r, const char *dir, const char *tmpl)
     image_set_error (errno, "clone folder %s: %s", dir, strerror (errno));
     return -1;
   }
-  while ((de = readdir (d)) != NULL)
-    adopt_one (r, dir, tmpl, de->d_name);
+  while ((de = readdir (d)) != NULL) {
+    if (de->d_name[0] != '.' || strstr (de->d_name, TMP_MARK) == NULL)
+      adopt_one (r, dir, tmpl, de->d_name);
+    else if (unlinkat (dirfd (d), de->d_name, 0) == 0)
+      reg_debug (r, "removed %s/%s, left by an interrupted clone",
+                 dir, de->d_name);
+  }
   closedir (d);
   return 0;
 }
@@ -535,9 +521,19 @@ template_dir (struct registry *r, const char *tmpl)
     image_set_error (errno, "%s: %s", sub, strerror (errno));
     return -1;
   }
-  if (remove_temporaries (r, sub) == -1)
-    return -1;
-  return adopt_overlays (r, sub, tmpl);
+  return scan_clone_folder (r, sub, tmpl);
+}
+
+const char *
+registry_clone_from_split (const char *arg, size_t *tmpl_len)
+{
+  const char *eq = strchr (arg, '=');
+
+  *tmpl_len = 0;
+  if (eq == NULL || eq == arg || memchr (arg, '/', (size_t) (eq - arg)))
+    return arg;
+  *tmpl_len = (size_t) (eq - arg);
+  return eq + 1;
 }
 
 int
@@ -558,8 +554,7 @@ registry_clone_dir (struct registry *r, const char *dir)
   }
   if (confine_rebuild (r) == -1)
     return -1;
-  if (remove_temporaries (r, r->clone_dir) == -1 ||
-      adopt_overlays (r, r->clone_dir, NULL) == -1)
+  if (scan_clone_folder (r, r->clone_dir, NULL) == -1)
     return -1;
   for (i = 0; i < r->nbases; i++)
     if (r->bases[i].tmpl && template_dir (r, r->bases[i].tmpl) == -1)

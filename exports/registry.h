@@ -197,6 +197,11 @@ void registry_entries_free (struct registry_entry *v, size_t n);
  */
 #define REGISTRY_CLONE_NAME_MAX 200
 
+/* Splits the value of --clone-from / clone-from=, [TEMPLATE=]BASE:
+ * returns where BASE starts and sets *tmpl_len to TEMPLATE's length (0:
+ * no template).  A '=' after a '/' is part of the file name. */
+const char *registry_clone_from_split (const char *arg, size_t *tmpl_len);
+
 /* Adds a base: tmpl NULL for names without a template.  Its header is
  * read now (size, format).  EEXIST for a template given twice. */
 int registry_clone_base (struct registry *r, const char *tmpl,

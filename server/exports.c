@@ -149,18 +149,14 @@ exports_add (const char *arg)
 int
 exports_clone_from (const char *arg)
 {
-  const char *eq = strchr (arg, '=');
   struct clone_arg *v = NULL, a = { NULL, NULL };
-  /* TEMPLATE=BASE; a '=' after a '/' is part of the file name. */
-  bool named = eq && eq > arg &&
-    memchr (arg, '/', (size_t) (eq - arg)) == NULL;
+  size_t tlen;
+  const char *base = registry_clone_from_split (arg, &tlen);
+  bool named = tlen > 0;
 
-  if (named) {
-    a.tmpl = strndup (arg, (size_t) (eq - arg));
-    a.base = strdup (eq + 1);
-  }
-  else
-    a.base = strdup (arg);
+  if (named)
+    a.tmpl = strndup (arg, tlen);
+  a.base = strdup (base);
   if (a.base == NULL || (named && a.tmpl == NULL) ||
       (v = realloc (clones, (nclones + 1) * sizeof *v)) == NULL) {
     free (a.tmpl);

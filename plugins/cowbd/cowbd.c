@@ -67,15 +67,15 @@ static size_t nclones;
 static char *clone_dir;
 static uint64_t max_exports;
 
-/* clone-from=[TEMPLATE=]BASE: a '=' after a '/' is part of the file. */
+/* clone-from=[TEMPLATE=]BASE */
 static int
 add_clone_from (const char *value)
 {
-  const char *eq = strchr (value, '=');
-  bool named = eq && eq > value &&
-    memchr (value, '/', (size_t) (eq - value)) == NULL;
-  char *tmpl = named ? strndup (value, (size_t) (eq - value)) : NULL;
-  char *base = nbdkit_absolute_path (named ? eq + 1 : value);
+  size_t tlen;
+  const char *path = registry_clone_from_split (value, &tlen);
+  bool named = tlen > 0;
+  char *tmpl = named ? strndup (value, tlen) : NULL;
+  char *base = nbdkit_absolute_path (path);
   char **t = realloc (clone_tmpl, (nclones + 1) * sizeof *t);
   char **b = t ? realloc (clone_base, (nclones + 1) * sizeof *b) : NULL;
 
