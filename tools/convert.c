@@ -648,6 +648,8 @@ check_options (const struct convert_opts *o)
     why = "--target-is-zero requires use of -n flag";
   else if (c->backing_format && !c->backing_file)
     why = "Backing format cannot be used without backing file";
+  else if (target_is_uri (o->dst) && strcmp (c->format, "raw") != 0)
+    why = "an NBD URI target is written as raw: use -O raw";
   else if (!o->create_target)
     return 0;
   else if (target_is_uri (o->dst))
