@@ -6,7 +6,8 @@
  *
  * Copies what SRC reads (through its backing chain) into DST, a new image
  * of the same virtual size (or with -n an existing one; an NBD URI
- * target, written through libnbd, always exists), never writing zeros:
+ * target, written through libnbd, is an export that exists, with or
+ * without -n, as for qemu-img), never writing zeros:
  *
  *   - a range SRC's extents call zero (hole, zero cluster, unallocated
  *     over nothing) is skipped: DST is created fresh and already reads
@@ -17,8 +18,9 @@
  *     the data around them.  -S 0 writes everything, zeros included: the
  *     target is fully allocated.
  *
- * With -n DST already exists and may hold anything: the zero ranges and
- * runs are then written with target_zero (may trim) instead of skipped,
+ * With -n (or an NBD target) DST already exists and may hold anything:
+ * the zero ranges and runs are then written with target_zero (may trim)
+ * instead of skipped,
  * unless --target-is-zero vouches that DST reads zeros.
  *
  * With -B BACKING DST is a new overlay over BACKING ("the base"), and
@@ -652,9 +654,6 @@ check_options (const struct convert_opts *o)
     why = "an NBD URI target is written as raw: use -O raw";
   else if (!o->create_target)
     return 0;
-  else if (target_is_uri (o->dst))
-    why = "an NBD URI target must exist: use -n (convert creates files "
-      "only)";
   else if (c->backing_file && strcmp (c->format, "raw") == 0)
     why = "Backing file not supported for file format 'raw'";
   else if (c->backing_file && !c->backing_format)
@@ -720,7 +719,10 @@ cmd_convert (int argc, char **argv)
   }
   cv.size = image_size (cv.src);
   cv.min_sparse = o.min_sparse;
-  cv.fill_zeros = !o.create_target && !o.target_is_zero;
+  /* An export is never created, only opened (as qemu-img does when it
+   * cannot create one), and may hold anything. */
+  cv.fill_zeros = (!o.create_target || target_is_uri (o.dst))
+                  && !o.target_is_zero;
   cv.in_order = !o.out_of_order;
   cv.progress = progress_new (o.progress && !o.quiet);
   status = convert (&cv, &o);

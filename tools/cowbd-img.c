@@ -79,7 +79,8 @@ static const struct command commands[] = {
     "[-t CACHE] [-T SRC_CACHE] [-O OUTPUT_FMT] [-B BACKING "
     "[-F BACKING_FMT]] [-o OPTIONS] [-S SPARSE_SIZE] [-m NUM] SRC DST",
     "copy an image (through its backing chain) into a new image, "
-    "keeping holes; SRC, and DST with -n, may be NBD URIs",
+    "keeping holes; SRC and DST may be NBD URIs (DST: an existing "
+    "export)",
     "  -f FMT         format of SRC (default: probed)\n"
     "  -U, --force-share  open SRC even in use (lock nothing against "
     "writers)\n"
