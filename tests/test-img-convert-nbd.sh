@@ -74,6 +74,13 @@ for z in "" -n "-n --target-is-zero"; do
     cmp "mem$z.cowbd-img.raw" src.raw || fail "memory target $z: content"
     cmp "mem$z.cowbd-img.raw" "mem$z.qemu-img.raw" || fail "memory $z: differs"
 done
+# A server without WRITE_ZEROES (nbdkit's nozero filter) over non-zero
+# bytes (the pattern plugin, made writable by the cow filter): the zeros
+# are written as data.
+nbdkit -U - --filter=nozero --filter=cow pattern 8M --run '
+    cowbd-img convert -n -O raw src.qcow2 "$uri" && nbdcopy "$uri" nozero.raw' ||
+    fail "into an export without WRITE_ZEROES"
+cmp nozero.raw src.raw || fail "an export without WRITE_ZEROES: content"
 # qemu-nbd serving a raw file full of garbage: zeros are written too,
 # with -n or without.
 for n in -n ""; do

@@ -145,6 +145,25 @@ target_pwrite (struct target *t, const void *buf, size_t count,
   return 0;
 }
 
+/* For a server without NBD_CMD_WRITE_ZEROES: zeros written as data. */
+static int
+nbd_target_write_zeros (struct target *t, uint64_t count, uint64_t offset)
+{
+  static const char zeros[1 << 16];
+
+  while (count > 0) {
+    size_t n = count < sizeof zeros ? (size_t) count : sizeof zeros;
+
+    if (nbd_pwrite (t->nbd, zeros, n, offset, 0) == -1) {
+      nbd_fail (t, "write");
+      return -1;
+    }
+    count -= n;
+    offset += n;
+  }
+  return 0;
+}
+
 /* NBD_CMD_WRITE_ZEROES is bounded like any request: large ranges go in
  * pieces (the export's maximum, or 1 GiB when it names none). */
 static int
@@ -155,6 +174,8 @@ nbd_target_zero (struct target *t, uint64_t count, uint64_t offset,
   int64_t max = nbd_get_block_size (t->nbd, LIBNBD_SIZE_MAXIMUM);
   uint64_t piece = max > 0 ? (uint64_t) max : UINT64_C (1) << 30;
 
+  if (nbd_can_zero (t->nbd) != 1)
+    return nbd_target_write_zeros (t, count, offset);
   if (piece > UINT64_C (1) << 30)
     piece = UINT64_C (1) << 30;
   while (count > 0) {
