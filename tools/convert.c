@@ -69,7 +69,7 @@
 
 #define CHUNK_SIZE (4u << 20)   /* bytes one worker reads at a time */
 #define MAX_THREADS 16
-#define DEFAULT_THREADS 2
+#define DEFAULT_THREADS 8    /* qemu-img's default -m */
 #define SECTOR 512u             /* the grain of -S */
 #define DEFAULT_MIN_SPARSE 4096u
 #define MAX_MIN_SPARSE (16u << 20)

@@ -95,7 +95,7 @@ static const struct command commands[] = {
     "(default 4k;\n"
     "                 0: write everything)\n"
     "  -W             write chunks in any order (default: in order)\n"
-    "  -m NUM         requests in flight (1 to 16, default 2)\n"
+    "  -m NUM         requests in flight (1 to 16, default 8)\n"
     "  -t CACHE, -T SRC_CACHE  cache modes (accepted, see the man "
     "page)\n"
     "  -p             show progress (on a terminal)\n"
