@@ -6,9 +6,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Parses a decimal number with an optional binary suffix, as qemu-img
- * accepts it: b (bytes), k/K, M, G, T, P, E (powers of 1024).  Returns 0,
- * or -1 with errno EINVAL (not a size) or ERANGE (above INT64_MAX).
+/* Parses a size as qemu-img 7.2 accepts it: a decimal number (or 0x hex)
+ * with an optional binary suffix b (bytes), k/K, M, G, T, P, E (powers of
+ * 1024).  A decimal number may have a fraction ("1.5M", "0.5G") when a
+ * suffix above b follows; the product is rounded to the nearest byte
+ * (half up) as qemu does.  Returns 0, or -1 with errno EINVAL (not a size:
+ * a sign, an exponent, a fraction without a suffix) or ERANGE (above
+ * INT64_MAX).
  */
 int size_parse (const char *str, uint64_t *size);
 

@@ -13,6 +13,9 @@ IMG_TESTS = \
 	test-backing-type.sh \
 	test-img-create-progress.sh \
 	test-img-convert.sh \
+	test-img-convert-opts.sh \
+	test-img-convert-nbd.sh \
+	test-img-size-fraction.sh \
 	test-img-compare.sh \
 	test-img-commit.sh \
 	test-img-rebase.sh \

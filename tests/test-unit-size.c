@@ -39,6 +39,30 @@ main (void)
   assert (parse_ok ("1G") == 1ULL << 30);
   assert (parse_ok ("1T") == 1ULL << 40);
   assert (parse_ok ("7E") == UINT64_C (7) << 60);
+  /* Fractions, as qemu-img 7.2 reads them (its create was the oracle). */
+  assert (parse_ok ("1.5M") == 1572864);
+  assert (parse_ok ("0.5G") == 1ULL << 29);
+  assert (parse_ok ("1.5T") == 3ULL << 39);
+  assert (parse_ok ("1.5k") == 1536);
+  assert (parse_ok ("0.1K") == 102);          /* 102.4 rounds down */
+  assert (parse_ok ("0.9999K") == 1024);      /* 1023.8976 rounds up */
+  assert (parse_ok ("0.00048828125K") == 1);  /* exactly 0.5 rounds up */
+  assert (parse_ok ("1.") == 1 && parse_ok ("1.K") == 1024);
+  assert (parse_ok ("1.0") == 1 && parse_ok ("1.0b") == 1);
+  assert (parse_ok ("0x10") == 16 && parse_ok ("0x1K") == 1024);
+  assert (parse_ok ("7.5E") == UINT64_C (15) << 59);
+  parse_bad ("1.5", EINVAL);
+  parse_bad ("1.5b", EINVAL);
+  parse_bad (".5M", EINVAL);
+  parse_bad ("1e3", EINVAL);
+  parse_bad ("1.5e3K", EINVAL);
+  parse_bad ("1..5K", EINVAL);
+  parse_bad ("0x1.5K", EINVAL);
+  parse_bad ("-1.5M", EINVAL);
+  parse_bad ("1K ", EINVAL);
+  parse_bad ("8.0E", ERANGE);
+  parse_bad ("16.5E", ERANGE);
+  assert (parse_ok ("7.99999999E") < INT64_MAX);
   parse_bad ("", EINVAL);
   parse_bad ("-1", EINVAL);
   parse_bad ("1X", EINVAL);

@@ -75,17 +75,29 @@ static const struct command commands[] = {
     "  -U, --force-share  open it even in use (lock nothing against "
     "writers)\n" },
   { "convert", cmd_convert,
-    "convert [-q] [-p] [-n] [-f FMT] [-U] [-O OUTPUT_FMT] [-o OPTIONS] "
-    "[-m THREADS] SRC DST",
+    "convert [-q] [-p] [-n] [--target-is-zero] [-W] [-f FMT] [-U] "
+    "[-t CACHE] [-T SRC_CACHE] [-O OUTPUT_FMT] [-B BACKING "
+    "[-F BACKING_FMT]] [-o OPTIONS] [-S SPARSE_SIZE] [-m NUM] SRC DST",
     "copy an image (through its backing chain) into a new image, "
-    "keeping holes",
+    "keeping holes; SRC and DST may be NBD URIs (DST: an existing "
+    "export)",
     "  -f FMT         format of SRC (default: probed)\n"
     "  -U, --force-share  open SRC even in use (lock nothing against "
     "writers)\n"
     "  -O OUTPUT_FMT  format of DST (default raw)\n"
     "  -o OPTIONS     creation options of DST, as create's -o\n"
+    "  -B BACKING     DST is an overlay over BACKING holding only what "
+    "differs\n"
+    "  -F BACKING_FMT format of BACKING (required with -B)\n"
     "  -n             DST exists already: do not create it\n"
-    "  -m THREADS     copy with this many threads (1 to 16, default 2)\n"
+    "  --target-is-zero  with -n: DST reads zeros, do not write them\n"
+    "  -S SPARSE_SIZE leave out runs of zeros this long or longer "
+    "(default 4k;\n"
+    "                 0: write everything)\n"
+    "  -W             write chunks in any order (default: in order)\n"
+    "  -m NUM         requests in flight (1 to 16, default 8)\n"
+    "  -t CACHE, -T SRC_CACHE  cache modes (accepted, see the man "
+    "page)\n"
     "  -p             show progress (on a terminal)\n"
     "  -q             quiet\n" },
   { "compare", cmd_compare,

@@ -144,6 +144,30 @@ int extent_at (struct image *img, uint64_t offset, uint64_t limit,
 int write_runs (struct image *dst, const char *buf, size_t count,
                 uint64_t offset, bool fill_zeros);
 
+/* ---- target.c ------------------------------------------------------------- */
+
+/* What convert writes to: an engine image or an NBD export (a URI,
+ * written as raw through libnbd).  Thread-safe; errors as the engine's:
+ * -1 with the message in image_error (). */
+struct target;
+/* True if name is an NBD URI (nbd://, nbd+unix://, nbds://...). */
+bool target_is_uri (const char *name);
+/* A target over an open image, which it then owns (name: for messages). */
+struct target *target_from_image (struct image *img, const char *name);
+/* Connects to the export uri; NULL with the message printed. */
+struct target *target_open_uri (const char *uri);
+/* The image under an image target, NULL for an export. */
+struct image *target_image (struct target *t);
+uint64_t target_size (struct target *t);
+int target_pwrite (struct target *t, const void *buf, size_t count,
+                   uint64_t offset);
+/* flags: IMAGE_MAY_TRIM or 0. */
+int target_zero (struct target *t, uint64_t count, uint64_t offset,
+                 unsigned flags);
+/* Flushes and closes (the image, or the connection); -1 with the message
+ * printed if the data may not be durable. */
+int target_close (struct target *t);
+
 /* ---- snapshot.c ----------------------------------------------------------- */
 
 /* Internal snapshots, listed as qemu-img lists them (snapshot -l, info). */

@@ -83,7 +83,8 @@ parse_size (const char *what, const char *arg, uint64_t *size)
                  (long long) INT64_MAX);
     else
       error_msg ("%s '%s' is not a size (a number with an optional "
-                 "suffix K, M, G, T, P, E)", what, arg);
+                 "suffix K, M, G, T, P, E; a fraction needs a suffix)",
+                 what, arg);
     return -1;
   }
   return 0;
