@@ -18,7 +18,8 @@
 #                     REMOTE BACKING IMAGES), "data" every other read (the
 #                     cache fills whole 64 KiB chunks, so a data fetch is
 #                     never 4 KiB: the bases here are multiples of 64 KiB)
-#   remote_reads fp   how many fingerprint reads
+#   remote_reads data|fp
+#                     how many such reads
 #   golden_uri        nbd+unix URI of the remote
 
 requires nbdkit --version
@@ -58,33 +59,37 @@ golden_uri ()
     echo "nbd+unix:///golden?socket=$tmp/gsock"
 }
 
-# The counts of the reads the remote has logged, one per line.
-_remote_counts ()
+# remote_bytes KIND, remote_reads KIND: one pass over the log (awk: the
+# counts are hexadecimal).
+_remote_sum ()
 {
-    [ -f "$tmp/remote.log" ] || return 0
-    sed -n 's/.* Read id=[0-9]* offset=0x[0-9a-f]* count=\(0x[0-9a-f]*\).*/\1/p' \
-        "$tmp/remote.log"
+    [ -f "$tmp/remote.log" ] || { echo 0; return 0; }
+    awk -v kind="$1" -v what="$2" '
+        function hex(s,   i, n) {
+            n = 0
+            s = tolower(substr(s, 3))
+            for (i = 1; i <= length(s); i++)
+                n = n * 16 + index("0123456789abcdef", substr(s, i, 1)) - 1
+            return n
+        }
+        / Read id=[0-9]+ offset=0x[0-9a-f]+ count=0x[0-9a-f]+/ {
+            if (!match($0, /count=0x[0-9a-f]+/)) next
+            n = hex(substr($0, RSTART + 6, RLENGTH - 6))
+            if ((kind == "fp") != (n == 4096)) next
+            sum += (what == "bytes") ? n : 1
+        }
+        END { printf "%d\n", sum }' "$tmp/remote.log"
 }
 
 remote_bytes ()
 {
-    local sum=0 n
-    for n in $(_remote_counts); do
-        case "$1" in
-            fp) [ $((n)) -eq 4096 ] || continue ;;
-            data) [ $((n)) -ne 4096 ] || continue ;;
-            *) fail "remote_bytes: data or fp, not $1" ;;
-        esac
-        sum=$((sum + n))
-    done
-    echo $sum
+    case "$1" in
+        data|fp) _remote_sum "$1" bytes ;;
+        *) fail "remote_bytes: data or fp, not $1" ;;
+    esac
 }
 
 remote_reads ()
 {
-    local k=0 n
-    for n in $(_remote_counts); do
-        [ $((n)) -eq 4096 ] && k=$((k + 1))
-    done
-    echo $k
+    _remote_sum "$1" reads
 }
