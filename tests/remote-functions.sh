@@ -10,7 +10,8 @@
 #                     (--filter=delay, --tls=...) go before the plugin,
 #                     KEY=VALUE parameters after it; the log filter is the
 #                     outermost, so a read is logged when it arrives.
-#   stop_remote       SIGTERM by PID, wait
+#   stop_remote       SIGTERM by PID, SIGKILL if it still runs after 5 s
+#                     (nbdkit waits for its clients: cowbd's pool)
 #   remote_bytes data|fp
 #                     bytes the remote sent so far: "fp" counts the base
 #                     cache's fingerprint reads (4 KiB each, up to eight
@@ -48,8 +49,14 @@ start_remote ()
 
 stop_remote ()
 {
+    local i
     [ -n "$remote_pid" ] || return 0
     kill "$remote_pid"
+    for (( i=0; i<50; i++ )); do
+        kill -0 "$remote_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -9 "$remote_pid" 2>/dev/null || :
     wait "$remote_pid" 2>/dev/null || :
     remote_pid=
 }

@@ -3,6 +3,7 @@
 REMOTE_TESTS = \
 	test-remote-cache.sh \
 	test-remote-cache-64m.sh \
+	test-remote-cache-changed.sh \
 	test-remote-cache-crash.sh \
 	test-remote-failure.sh \
 	test-remote-interop.sh
