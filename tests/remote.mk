@@ -6,6 +6,7 @@ REMOTE_TESTS = \
 	test-remote-cache-changed.sh \
 	test-remote-cache-crash.sh \
 	test-remote-cache-plugin.sh \
+	test-remote-cache-tls.sh \
 	test-remote-failure.sh \
 	test-remote-interop.sh
 TESTS += $(REMOTE_TESTS)
