@@ -8,6 +8,7 @@ REMOTE_TESTS = \
 	test-remote-cache-plugin.sh \
 	test-remote-cache-tls.sh \
 	test-remote-failure.sh \
+	test-remote-img-timeout.sh \
 	test-remote-interop.sh
 TESTS += $(REMOTE_TESTS)
 EXTRA_DIST += $(REMOTE_TESTS) remote-functions.sh
