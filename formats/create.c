@@ -104,6 +104,7 @@ create_inspect_backing (const char *filename,
 
   if (path == NULL)
     return -1;
+  bopts.remote_timeout_ms = opts->remote_timeout_ms;
   bimg = image_open (path, &bopts);
   if (bimg == NULL) {
     /* image_error () is the buffer error_set writes: not an argument */

@@ -383,6 +383,8 @@ struct image_create_opts {
   int lazy_refcounts;           /* qcow2; -1: default */
   const char *compat;           /* qcow2 "0.10" / "1.1"; NULL: default */
   unsigned refcount_bits;       /* qcow2; 0: default */
+  unsigned remote_timeout_ms;   /* opening a remote backing file: as
+                                   image_open_opts; 0: the default */
   /* Called now and then during a long preallocation with the bytes done
    * and the total.  A non-zero return cancels the create (errno ECANCELED):
    * the partial file is removed. */

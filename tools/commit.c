@@ -181,6 +181,7 @@ open_chain (const char *filename, const char *format)
   struct image_open_opts opts = {
     .format = format, .flags = IMAGE_OPEN_BACKING_RW,
     .backing_rw_depth = base_depth,
+    .remote_timeout_ms = img_remote_timeout_ms,
   };
   struct image *img = image_open (filename, &opts);
 

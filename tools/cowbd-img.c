@@ -11,6 +11,7 @@
  */
 #include <config.h>
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -194,8 +195,15 @@ usage (FILE *fp)
 
   fprintf (fp,
            "Usage: cowbd-img COMMAND [OPTIONS...] ARGS...\n"
+           "       cowbd-img --remote-timeout=SECONDS COMMAND [OPTIONS...] "
+           "ARGS...\n"
            "       cowbd-img COMMAND --help\n"
            "       cowbd-img --help | --version\n"
+           "\n"
+           "Global option:\n"
+           "  --remote-timeout=SECONDS  a request to a remote (nbd://) image\n"
+           "                            that gets no answer in this time\n"
+           "                            fails (1 to 3600; default 10)\n"
            "\n"
            "Commands:\n");
   for (i = 0; i < NR_COMMANDS; i++)
@@ -207,11 +215,46 @@ usage (FILE *fp)
            "See cowbd-img(1).\n");
 }
 
+/* --remote-timeout=SECONDS or --remote-timeout SECONDS at argv[1]: the
+ * number of words taken (0: not there), or -1 after a message. */
+static int
+parse_remote_timeout (int argc, char **argv)
+{
+  const char *opt = "--remote-timeout", *v;
+  size_t len = strlen (opt);
+  char *end;
+  unsigned long n;
+  int taken = 1;
+
+  if (argc < 2 || strncmp (argv[1], opt, len) != 0)
+    return 0;
+  if (argv[1][len] == '=')
+    v = argv[1] + len + 1;
+  else if (argv[1][len] == '\0' && argc > 2)
+    v = argv[2], taken = 2;
+  else
+    return argv[1][len] == '\0' ?
+      (error_msg ("%s: expected SECONDS", opt), -1) : 0;
+  errno = 0;
+  n = strtoul (v, &end, 10);
+  if (errno || end == v || *end || v[0] == '-' || n < 1 || n > 3600) {
+    error_msg ("%s=%s: expected 1 to 3600 seconds", opt, v);
+    return -1;
+  }
+  img_remote_timeout_ms = (unsigned) n * 1000;
+  return taken;
+}
+
 int
 main (int argc, char **argv)
 {
   const struct command *c;
+  int taken = parse_remote_timeout (argc, argv);
 
+  if (taken == -1)
+    return 1;
+  argc -= taken;
+  argv += taken;
   if (argc < 2) {
     error_msg ("expecting a command");
     fprintf (stderr, "Try 'cowbd-img --help' for more information.\n");

@@ -105,6 +105,7 @@ read_new_size (const char *filename, struct image_create_opts *opts)
 {
   struct image_open_opts oo = {
     .flags = IMAGE_OPEN_READONLY | IMAGE_OPEN_NO_BACKING,
+    .remote_timeout_ms = img_remote_timeout_ms,
   };
   struct image *img = image_open (filename, &oo);
 
@@ -153,7 +154,9 @@ cmd_create (int argc, char **argv)
     { "help", no_argument, NULL, OPT_HELP },
     { NULL },
   };
-  struct image_create_opts opts = { .lazy_refcounts = -1 };
+  struct image_create_opts opts = {
+    .lazy_refcounts = -1, .remote_timeout_ms = img_remote_timeout_ms,
+  };
   const char *filename, *format = IMAGE_DEFAULT_FORMAT;
   bool quiet = false, unsafe = false, show_progress = false;
   bool have_size = false;

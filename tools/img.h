@@ -46,6 +46,10 @@ enum {
   OPT_BACKING_CHAIN,
 };
 
+/* --remote-timeout=SECONDS (a global option, before the command), in
+ * milliseconds for image_open_opts; 0: the engine's default. */
+extern unsigned img_remote_timeout_ms;
+
 /* "cowbd-img: <printf message>" on stderr. */
 void error_msg (const char *fmt, ...) __attribute__ ((format (printf, 1, 2)));
 /* "cowbd-img: <image_error ()>" on stderr: the engine's message already

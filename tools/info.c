@@ -203,6 +203,7 @@ open_alone (const char *filename, const char *format, unsigned share)
 {
   struct image_open_opts opts = {
     .format = format, .flags = IMAGE_OPEN_READONLY | share,
+    .remote_timeout_ms = img_remote_timeout_ms,
   };
   struct image *img = image_open (filename, &opts);
   char *why;

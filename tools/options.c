@@ -102,12 +102,17 @@ xstrdup (const char *s)
   return r;
 }
 
+unsigned img_remote_timeout_ms;
+
 /* ---- images ----------------------------------------------------------------- */
 
 struct image *
 open_image (const char *filename, const char *format, unsigned flags)
 {
-  struct image_open_opts opts = { .format = format, .flags = flags };
+  struct image_open_opts opts = {
+    .format = format, .flags = flags,
+    .remote_timeout_ms = img_remote_timeout_ms,
+  };
   struct image *img = image_open (filename, &opts);
 
   if (img == NULL && image_errno () == EBUSY &&

@@ -174,7 +174,8 @@ open_new_backing (struct image *img, const char *path, const char *bfmt,
                   const char *backing)
 {
   struct image_open_opts oo = { .format = bfmt,
-                                .flags = IMAGE_OPEN_READONLY };
+                                .flags = IMAGE_OPEN_READONLY,
+                                .remote_timeout_ms = img_remote_timeout_ms };
   struct image *chain = image_open (path, &oo);
   CLEANUP_FREE char *busy = NULL;
 
