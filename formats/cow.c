@@ -634,6 +634,44 @@ cow_target_ok (struct cow *c, uint64_t host, uint64_t len)
 }
 
 int
+cow_punch (struct cow *c, uint64_t host, uint64_t len)
+{
+  if (cow_target_ok (c, host, len) == -1)
+    return -1;                  /* the range is metadata */
+  host_may_have_holes (c->img);
+  if (host_punch_hole (c->img->fd, len, host) == -1 && errno != EOPNOTSUPP)
+    return error_syscall (c->img, "punch hole");
+  return 0;
+}
+
+uint64_t
+cow_partial_len (const struct cow *c, const struct cow_run *r,
+                 uint64_t offset)
+{
+  uint64_t cs = 1ULL << c->cluster_bits, in = offset & (cs - 1);
+
+  if (in)
+    return r->len < cs - in ? r->len : cs - in;
+  return r->len < cs ? r->len : 0;
+}
+
+int
+cow_zero_by_write (struct cow *c, uint64_t len, uint64_t offset,
+                   unsigned flags, const char *why)
+{
+  if (flags & IMAGE_FAST_ZERO)
+    return error_file (c->img, ENOTSUP, "fast zero: %s", why);
+  return cow_write_zeros (c, len, offset);
+}
+
+int
+cow_broken_error (struct cow *c)
+{
+  return error_file (c->img, EIO, "an earlier metadata write failed; "
+                     "the image needs a check");
+}
+
+int
 cow_zero_in_place (struct cow *c, uint64_t host, uint64_t len,
                    unsigned flags)
 {
@@ -674,12 +712,35 @@ cow_walk (struct cow *c, uint64_t count, uint64_t offset, unsigned flags,
   return 0;
 }
 
+/* cow_run_fn: a fast zero must fail before it changes anything if any
+ * part of run r - its head, its whole clusters, its tail - would need a
+ * copy on write. */
+static int
+fast_zero_run (struct cow *c, const struct cow_run *r, uint64_t offset,
+               unsigned flags, uint64_t *done)
+{
+  const struct cow_ops *ops = c->ops;
+  uint64_t cs = 1ULL << c->cluster_bits, in = offset & (cs - 1);
+  uint64_t head = in == 0 ? 0 : r->len < cs - in ? r->len : cs - in;
+  uint64_t whole = (r->len - head) & ~(cs - 1);
+  uint64_t tail = r->len - head - whole;
+
+  if (r->kind == COW_INVALID)
+    return ops->invalid (c, r, offset);
+  if ((head && !ops->zero_partial_fast (c, r, head, offset)) ||
+      (whole && !ops->zero_whole_fast (c, r, whole, offset + head)) ||
+      (tail && !ops->zero_partial_fast (c, r, tail, offset + head + whole)))
+    return error_file (c->img, ENOTSUP, "fast zero: part of the range "
+                       "needs a copy on write");
+  return 0;
+}
+
 int
 cow_zero (struct cow *c, uint64_t count, uint64_t offset, unsigned flags,
-          cow_run_fn fast_zero, cow_run_fn zero)
+          cow_run_fn zero)
 {
   if ((flags & IMAGE_FAST_ZERO) &&
-      cow_walk (c, count, offset, flags, fast_zero) == -1)
+      cow_walk (c, count, offset, flags, fast_zero_run) == -1)
     return -1;
   if (cow_walk (c, count, offset, flags, zero) == -1)
     return -1;

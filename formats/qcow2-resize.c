@@ -258,7 +258,7 @@ shrink (struct qcow2 *q, uint64_t size)
     return -1;
   img->size = size;
   crash_test_pause ();
-  for (i = qcow2_l1_index (q, first); i < q->h.l1_size; i++)
+  for (i = cow_l1_index (&q->cow, first); i < q->h.l1_size; i++)
     if (drop_slot (q, i, first) == -1)
       return -1;
   /* Twice: the second applies the references the first dropped, durably

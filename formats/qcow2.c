@@ -468,6 +468,7 @@ load_tables (struct qcow2 *q, uint64_t file_size)
   q->extended_l2 = h->incompatible_features & QCOW2_INCOMPAT_EXTL2;
   q->l2_entry_bytes = q->extended_l2 ? 16 : 8;
   q->l2_bits = q->cluster_bits - (q->extended_l2 ? 4 : 3);
+  q->cow.table_bits = q->l2_bits;
   q->l2_entries = 1ULL << q->l2_bits;
   q->subcluster_size = q->extended_l2 ? q->cluster_size / 32
                                       : q->cluster_size;

@@ -167,6 +167,7 @@ validate_header (struct qed *q, uint64_t file_size)
   q->table_bytes = (uint64_t) h->table_size * h->cluster_size;
   q->table_entries = q->table_bytes / 8;
   q->table_bits = log_2_bits (q->table_entries);
+  q->cow.table_bits = q->table_bits;
   q->header_end = header_end;
 
   if (!IS_ALIGNED (h->l1_table_offset, q->cluster_size))
