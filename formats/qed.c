@@ -22,48 +22,40 @@
 #include "byte-swapping.h"
 #include "checked-overflow.h"
 #include "cleanup.h"
+#include "header.h"
 #include "minmax.h"
 #include "qed.h"
 #include "rounding.h"
 
 /* ---- the header ---------------------------------------------------------- */
 
+/* Where each header field lies (qed.h draws it). */
+#define F(name, at) HDR_FIELD (struct qed_header, name, at)
+static const struct hdr_field header_fields[] = {
+  F (magic, 0), F (cluster_size, 4), F (table_size, 8), F (header_size, 12),
+  F (features, 16), F (compat_features, 24), F (autoclear_features, 32),
+  F (l1_table_offset, 40), F (image_size, 48),
+  F (backing_filename_offset, 56), F (backing_filename_size, 60),
+};
+#undef F
+#define NR_HEADER_FIELDS (sizeof header_fields / sizeof header_fields[0])
+
 static bool
 qed_probe (const uint8_t *buf, size_t len)
 {
-  return len >= 4 && le32_load (buf) == QED_MAGIC;
+  return hdr_has_magic (buf, len, HDR_LE, QED_MAGIC);
 }
 
 static void
 header_decode (const uint8_t *b, struct qed_header *h)
 {
-  h->magic = le32_load (b + 0);
-  h->cluster_size = le32_load (b + 4);
-  h->table_size = le32_load (b + 8);
-  h->header_size = le32_load (b + 12);
-  h->features = le64_load (b + 16);
-  h->compat_features = le64_load (b + 24);
-  h->autoclear_features = le64_load (b + 32);
-  h->l1_table_offset = le64_load (b + 40);
-  h->image_size = le64_load (b + 48);
-  h->backing_filename_offset = le32_load (b + 56);
-  h->backing_filename_size = le32_load (b + 60);
+  hdr_decode (header_fields, NR_HEADER_FIELDS, HDR_LE, b, h);
 }
 
 void
 qed_header_encode (const struct qed_header *h, uint8_t *b)
 {
-  le32_store (b + 0, h->magic);
-  le32_store (b + 4, h->cluster_size);
-  le32_store (b + 8, h->table_size);
-  le32_store (b + 12, h->header_size);
-  le64_store (b + 16, h->features);
-  le64_store (b + 24, h->compat_features);
-  le64_store (b + 32, h->autoclear_features);
-  le64_store (b + 40, h->l1_table_offset);
-  le64_store (b + 48, h->image_size);
-  le32_store (b + 56, h->backing_filename_offset);
-  le32_store (b + 60, h->backing_filename_size);
+  hdr_encode (header_fields, NR_HEADER_FIELDS, HDR_LE, h, b);
 }
 
 int
