@@ -89,6 +89,49 @@ cow_sync (struct cow *c)
   return host_sync_image (c->img);
 }
 
+int
+cow_set_mark (struct cow *c, bool *on_disk, bool on, uint64_t *features,
+              uint64_t bit, int (*write_header) (void *fmt))
+{
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (c->header_lock);
+  uint64_t saved;
+
+  if (*on_disk == on)
+    return 0;
+  if (features) {
+    saved = *features;
+    *features = on ? saved | bit : saved & ~bit;
+    if (write_header (c) == -1) {
+      *features = saved;
+      return -1;
+    }
+  }
+  __atomic_store_n (on_disk, on, __ATOMIC_RELEASE);
+  return 0;
+}
+
+int
+cow_cut_and_sync (struct cow *c, uint64_t *length, uint64_t end)
+{
+  int r;
+
+  pthread_mutex_lock (c->lock);
+  r = host_trim_file (c->img, length, end);
+  pthread_mutex_unlock (c->lock);
+  if (r == -1)
+    return -1;
+  if (cow_sync (c) == -1)
+    return error_syscall (c->img, "fdatasync");
+  return 0;
+}
+
+void
+cow_add_cache_stats (const struct metacache *mc, struct image_stats *st)
+{
+  mc_get_stats (mc, &st->cache_hits, &st->cache_misses,
+                &st->cache_evictions);
+}
+
 void
 cow_init (struct cow *c, struct image *img, const struct cow_ops *ops,
           pthread_mutex_t *lock, pthread_cond_t *cond,

@@ -196,6 +196,23 @@ cow_run_start (const struct cow *c, uint64_t offset, uint64_t count,
   return touched < left ? touched : left;
 }
 
+/* Sets (on) or clears the format's "may be inconsistent" mark (QED's
+ * NEED_CHECK, qcow2's dirty bit) under *c->header_lock: *on_disk is
+ * what the header on disk says (read elsewhere with __atomic).  The bit
+ * is changed in *features and write_header (fmt) makes the header
+ * durable; on failure *features is as it was.  features NULL: the
+ * format has no such bit (qcow2 version 2), only *on_disk changes. */
+int cow_set_mark (struct cow *c, bool *on_disk, bool on, uint64_t *features,
+                  uint64_t bit, int (*write_header) (void *fmt));
+/* The end of a read-write close or an emptying: the file cut back to
+ * end where it was grown past it (under the lock), then synced (without
+ * it). */
+int cow_cut_and_sync (struct cow *c, uint64_t *length, uint64_t end);
+/* Adds a metadata cache's figures to st. */
+struct metacache;
+void cow_add_cache_stats (const struct metacache *mc,
+                          struct image_stats *st);
+
 /* Sets c up and initialises the format's locks (cluster_bits is set
  * once the header is read); cow_destroy destroys them. */
 void cow_init (struct cow *c, struct image *img, const struct cow_ops *ops,

@@ -143,26 +143,20 @@ qcow2_write_header (struct qcow2 *q, const char *backing,
   return 0;
 }
 
+/* The dirty bit is the 8 bytes of incompatible features at 72. */
+static int
+write_incompatible (void *fmt)
+{
+  return qcow2_write_header_fields (fmt, 72, 8);
+}
+
 int
 qcow2_set_dirty (struct qcow2 *q, bool on)
 {
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->header_lock);
-  uint64_t saved = q->h.incompatible_features;
-
-  if (q->dirty_on_disk == on)
-    return 0;
-  if (q->h.version >= 3) {
-    if (on)
-      q->h.incompatible_features |= QCOW2_INCOMPAT_DIRTY;
-    else
-      q->h.incompatible_features &= ~QCOW2_INCOMPAT_DIRTY;
-    if (qcow2_write_header_fields (q, 72, 8) == -1) {
-      q->h.incompatible_features = saved;
-      return -1;
-    }
-  }
-  __atomic_store_n (&q->dirty_on_disk, on, __ATOMIC_RELEASE);
-  return 0;
+  return cow_set_mark (&q->cow, &q->dirty_on_disk, on,
+                       q->h.version >= 3 ? &q->h.incompatible_features
+                                         : NULL,
+                       QCOW2_INCOMPAT_DIRTY, write_incompatible);
 }
 
 int
@@ -173,7 +167,7 @@ qcow2_clear_corrupt (struct qcow2 *q)
   if (!(q->h.incompatible_features & QCOW2_INCOMPAT_CORRUPT))
     return 0;
   q->h.incompatible_features &= ~QCOW2_INCOMPAT_CORRUPT;
-  if (qcow2_write_header_fields (q, 72, 8) == -1)
+  if (write_incompatible (q) == -1)
     return -1;
   __atomic_store_n (&q->corrupt, false, __ATOMIC_RELEASE);
   return 0;
@@ -708,14 +702,9 @@ qcow2_open (struct image *img, const struct image_open_opts *opts)
 static int
 write_back_all (struct qcow2 *q)
 {
-  int r;
-
   if (qcow2_writeback (q, true) == -1 || qcow2_writeback (q, true) == -1)
     return -1;
-  pthread_mutex_lock (&q->lock);
-  r = host_trim_file (q->img, &q->file_length, q->file_end);
-  pthread_mutex_unlock (&q->lock);
-  return r == -1 ? -1 : qcow2_sync (q);
+  return cow_cut_and_sync (&q->cow, &q->file_length, q->file_end);
 }
 
 static int
@@ -746,10 +735,8 @@ qcow2_cache_stats (struct image *img, struct image_stats *st)
 {
   struct qcow2 *q = img->priv;
 
-  mc_get_stats (q->l2_cache, &st->cache_hits, &st->cache_misses,
-                &st->cache_evictions);
-  mc_get_stats (q->rb_cache, &st->cache_hits, &st->cache_misses,
-                &st->cache_evictions);
+  cow_add_cache_stats (q->l2_cache, st);
+  cow_add_cache_stats (q->rb_cache, st);
 }
 
 static void

@@ -70,24 +70,17 @@ qed_write_header (struct qed *q)
   return 0;
 }
 
+static int
+write_header_op (void *fmt)
+{
+  return qed_write_header (fmt);
+}
+
 int
 qed_set_need_check (struct qed *q, bool on)
 {
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->header_lock);
-  uint64_t saved = q->h.features;
-
-  if (q->need_check_on_disk == on)
-    return 0;
-  if (on)
-    q->h.features |= QED_F_NEED_CHECK;
-  else
-    q->h.features &= ~(uint64_t) QED_F_NEED_CHECK;
-  if (qed_write_header (q) == -1) {
-    q->h.features = saved;
-    return -1;
-  }
-  __atomic_store_n (&q->need_check_on_disk, on, __ATOMIC_RELEASE);
-  return 0;
+  return cow_set_mark (&q->cow, &q->need_check_on_disk, on, &q->h.features,
+                       QED_F_NEED_CHECK, write_header_op);
 }
 
 /* The largest image a geometry can address: entries^2 * cluster_size,
@@ -373,9 +366,7 @@ qed_close (struct image *img)
   if (!img->readonly) {
     r = qed_writeback (q);
     if (r == 0)
-      r = host_trim_file (img, &q->file_length, q->file_end);
-    if (r == 0 && host_sync_image (img) == -1)
-      r = error_syscall (img, "fdatasync");
+      r = cow_cut_and_sync (&q->cow, &q->file_length, q->file_end);
     /* Clean only if everything reached the file. */
     if (r == 0 && !q->broken && !q->leaked && !sticky_failed (img) &&
         !q->cow.corrupt)
@@ -397,8 +388,7 @@ qed_cache_stats (struct image *img, struct image_stats *st)
 {
   struct qed *q = img->priv;
 
-  mc_get_stats (q->l2_cache, &st->cache_hits, &st->cache_misses,
-                &st->cache_evictions);
+  cow_add_cache_stats (q->l2_cache, st);
 }
 
 static void
