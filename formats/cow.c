@@ -147,11 +147,14 @@ cow_init (struct cow *c, struct image *img, const struct cow_ops *ops,
   pthread_mutex_init (header_lock, NULL);
   cow_mutex_init (lock);
   pthread_cond_init (cond, NULL);
+  img->main_lock = lock;
 }
 
 void
 cow_destroy (struct cow *c)
 {
+  if (c->img && c->img->main_lock == c->lock)
+    c->img->main_lock = NULL;
   overlap_free (&c->meta);
   pthread_mutex_destroy (c->writeback_lock);
   pthread_mutex_destroy (c->header_lock);

@@ -136,10 +136,9 @@ struct cow {
 /* The format's main lock.  In debug builds (no NDEBUG) an error-checking
  * mutex, so that cow_assert_not_held can tell who holds it. */
 void cow_mutex_init (pthread_mutex_t *m);
-/* Debug builds: aborts if the calling thread holds *m.  Called before
- * every fdatasync of a cluster format: none runs under the main lock,
- * where it would stall every reader and writer of the image. */
-void cow_assert_not_held (pthread_mutex_t *m);
+/* cow_assert_not_held (declared in internal.h) runs before every
+ * fdatasync of an image's file (host_sync_image): none runs under the
+ * main lock, where it would stall every reader and writer of the image. */
 
 /* Refuses (EIO, one warning, the image marked corrupt) a write to the
  * host range [host, host + len), taken from a table entry, that lands on

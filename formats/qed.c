@@ -419,7 +419,7 @@ qed_set_backing (struct image *img, const char *backing_file,
                          "in the header (%" PRIu64 " bytes)", backing_file,
                          q->header_end - name_offset);
     if (source_pwrite (img->src, backing_file, n, name_offset) == -1 ||
-        host_sync_image (img) == -1)
+        cow_sync (&q->cow) == -1)
       return error_syscall (img, "writing the backing file name");
     q->h.features |= QED_F_BACKING_FILE;
     q->h.backing_filename_offset = (uint32_t) name_offset;
