@@ -419,17 +419,22 @@ image_close (struct image *img)
 
 /* ---- backing reads ------------------------------------------------------ */
 
-int
-chain_read_backing (struct image *img, void *buf, size_t count,
-                    uint64_t offset)
+/* Reads the part of [offset, offset + count) inside img's backing image
+ * with its driver's pread, or (nowait) pread_nowait; zeros the rest. */
+static int
+read_backing (struct image *img, void *buf, size_t count, uint64_t offset,
+              bool nowait)
 {
   struct image *b = img->backing;
   size_t n = 0;
 
   if (b && offset < b->size) {
     n = (size_t) MIN ((uint64_t) count, b->size - offset);
-    if (b->drv->pread (b, buf, n, offset) == -1)
+    if (!nowait && b->drv->pread (b, buf, n, offset) == -1)
       return -1;
+    if (nowait && (b->drv->pread_nowait == NULL ||
+                   b->drv->pread_nowait (b, buf, n, offset) == -1))
+      return error_again ();
     __atomic_fetch_add (&img->backing_read_bytes, n, __ATOMIC_RELAXED);
   }
   if (n < count)
@@ -438,22 +443,17 @@ chain_read_backing (struct image *img, void *buf, size_t count,
 }
 
 int
+chain_read_backing (struct image *img, void *buf, size_t count,
+                    uint64_t offset)
+{
+  return read_backing (img, buf, count, offset, false);
+}
+
+int
 chain_read_backing_nowait (struct image *img, void *buf, size_t count,
                            uint64_t offset)
 {
-  struct image *b = img->backing;
-  size_t n = 0;
-
-  if (b && offset < b->size) {
-    n = (size_t) MIN ((uint64_t) count, b->size - offset);
-    if (b->drv->pread_nowait == NULL ||
-        b->drv->pread_nowait (b, buf, n, offset) == -1)
-      return error_again ();
-    __atomic_fetch_add (&img->backing_read_bytes, n, __ATOMIC_RELAXED);
-  }
-  if (n < count)
-    memset ((char *) buf + n, 0, count - n);
-  return 0;
+  return read_backing (img, buf, count, offset, true);
 }
 
 /* The run at offset of the chain below img: the image that answers (NULL:

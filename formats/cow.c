@@ -89,23 +89,42 @@ cow_sync (struct cow *c)
   return host_sync_image (c->img);
 }
 
+/* cow_set_header_field's body.  Called with header_lock held. */
+static int
+set_field (struct cow *c, uint64_t *field, uint64_t value,
+           int (*write_header) (void *fmt))
+{
+  uint64_t saved = *field;
+
+  *field = value;
+  if (write_header (c) == -1) {
+    *field = saved;
+    return -1;
+  }
+  return 0;
+}
+
+int
+cow_set_header_field (struct cow *c, uint64_t *field, uint64_t value,
+                      int (*write_header) (void *fmt))
+{
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (c->header_lock);
+
+  return set_field (c, field, value, write_header);
+}
+
 int
 cow_set_mark (struct cow *c, bool *on_disk, bool on, uint64_t *features,
               uint64_t bit, int (*write_header) (void *fmt))
 {
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (c->header_lock);
-  uint64_t saved;
 
   if (*on_disk == on)
     return 0;
-  if (features) {
-    saved = *features;
-    *features = on ? saved | bit : saved & ~bit;
-    if (write_header (c) == -1) {
-      *features = saved;
-      return -1;
-    }
-  }
+  if (features &&
+      set_field (c, features, on ? *features | bit : *features & ~bit,
+                 write_header) == -1)
+    return -1;
   __atomic_store_n (on_disk, on, __ATOMIC_RELEASE);
   return 0;
 }
@@ -309,25 +328,6 @@ read_run (struct cow *c, const struct cow_run *r, uint8_t *p,
   abort ();
 }
 
-int
-cow_pread (struct image *img, void *buf, size_t count, uint64_t offset)
-{
-  struct cow *c = img->priv;
-  uint8_t *p = buf;
-
-  while (count > 0) {
-    struct cow_run r;
-
-    if (cow_lookup (c, offset, count, &r) == -1 ||
-        read_run (c, &r, p, offset) == -1)
-      return -1;
-    p += r.len;
-    offset += r.len;
-    count -= r.len;
-  }
-  return 0;
-}
-
 /* Compressed and invalid clusters go to the blocking path (which
  * decompresses, or says what is wrong). */
 static int
@@ -347,9 +347,11 @@ read_run_nowait (struct cow *c, const struct cow_run *r, uint8_t *p,
   }
 }
 
-int
-cow_pread_nowait (struct image *img, void *buf, size_t count,
-                  uint64_t offset)
+/* Reads run by run; nowait: fails with EAGAIN instead of waiting.
+ * Inline, so that each caller gets its own loop with nowait constant. */
+static inline int
+pread_runs (struct image *img, void *buf, size_t count, uint64_t offset,
+            bool nowait)
 {
   struct cow *c = img->priv;
   uint8_t *p = buf;
@@ -357,14 +359,29 @@ cow_pread_nowait (struct image *img, void *buf, size_t count,
   while (count > 0) {
     struct cow_run r;
 
-    if (lookup_nowait (c, offset, count, false, &r) == -1 ||
-        read_run_nowait (c, &r, p, offset) == -1)
+    if (nowait ? lookup_nowait (c, offset, count, false, &r) == -1 ||
+                 read_run_nowait (c, &r, p, offset) == -1
+               : cow_lookup (c, offset, count, &r) == -1 ||
+                 read_run (c, &r, p, offset) == -1)
       return -1;
     p += r.len;
     offset += r.len;
     count -= r.len;
   }
   return 0;
+}
+
+int
+cow_pread (struct image *img, void *buf, size_t count, uint64_t offset)
+{
+  return pread_runs (img, buf, count, offset, false);
+}
+
+int
+cow_pread_nowait (struct image *img, void *buf, size_t count,
+                  uint64_t offset)
+{
+  return pread_runs (img, buf, count, offset, true);
 }
 
 /* ---- allocating writes -------------------------------------------------- */
@@ -429,6 +446,22 @@ invalid_target (struct cow *c, const struct cow_run *r, uint64_t offset)
   return c->ops->invalid (c, r, offset);
 }
 
+/* The run at offset that a change is about to touch: refused if the
+ * image is marked corrupt or the run is invalid.  Called with the lock
+ * held. */
+static int
+lookup_target (struct cow *c, uint64_t offset, uint64_t count,
+               struct cow_run *r)
+{
+  if (__atomic_load_n (&c->corrupt, __ATOMIC_ACQUIRE))
+    return refuse_corrupt (c);
+  if (c->ops->lookup (c, offset, count, false, r) == -1)
+    return -1;
+  if (r->kind == COW_INVALID)
+    return invalid_target (c, r, offset);
+  return 0;
+}
+
 /* Looks up the run at offset and decides what to do with it; for an
  * allocation, reserves the clusters and records the change (end_alloc
  * ends it). */
@@ -441,12 +474,8 @@ plan_step (struct cow *c, uint64_t offset, uint64_t count, bool nowait,
   int64_t host;
   int ret;
 
-  if (__atomic_load_n (&c->corrupt, __ATOMIC_ACQUIRE))
-    return refuse_corrupt (c);
-  if (c->ops->lookup (c, offset, count, false, &s->r) == -1)
+  if (lookup_target (c, offset, count, &s->r) == -1)
     return -1;
-  if (s->r.kind == COW_INVALID)
-    return invalid_target (c, &s->r, offset);
   if (s->r.kind == COW_DATA && s->r.in_place) {
     s->what = STEP_IN_PLACE;
     return cow_check_target (c, s->r.host, s->r.len, offset);
@@ -811,12 +840,8 @@ change_step (struct cow *c, uint64_t offset, uint64_t len, cow_set_fn set,
   int ret;
 
   *done = 0;
-  if (__atomic_load_n (&c->corrupt, __ATOMIC_ACQUIRE))
-    return refuse_corrupt (c);
-  if (c->ops->lookup (c, offset, len, false, &s->r) == -1)
+  if (lookup_target (c, offset, len, &s->r) == -1)
     return -1;
-  if (s->r.kind == COW_INVALID)
-    return invalid_target (c, &s->r, offset);
   /* Dropping a cluster that is metadata would free (and punch) it. */
   if (s->r.kind == COW_DATA &&
       cow_check_target (c, s->r.host, s->r.len, offset) == -1)

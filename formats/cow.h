@@ -195,6 +195,11 @@ cow_run_start (const struct cow *c, uint64_t offset, uint64_t count,
   return touched < left ? touched : left;
 }
 
+/* Sets a 64-bit header field to value and has write_header (fmt) make
+ * the header durable, under *c->header_lock; on failure the field is as
+ * it was. */
+int cow_set_header_field (struct cow *c, uint64_t *field, uint64_t value,
+                          int (*write_header) (void *fmt));
 /* Sets (on) or clears the format's "may be inconsistent" mark (QED's
  * NEED_CHECK, qcow2's dirty bit) under *c->header_lock: *on_disk is
  * what the header on disk says (read elsewhere with __atomic).  The bit

@@ -431,6 +431,13 @@ int create_inspect_backing (const char *filename,
  * durable (the new part of a grown image over a longer backing image).
  * The caller has already set img->size to the new size. */
 int resize_zero_new (struct image *img, uint64_t old_size);
+/* The last step of a resize, once the format's tables can address
+ * size: the new part zeroed (zero_new, with img->size already the new
+ * size), then write_size (fmt, size) records it in the header;
+ * img->size is the new size on success, the old one on failure. */
+int resize_set_size (struct image *img, uint64_t size, bool zero_new,
+                     int (*write_size) (void *fmt, uint64_t size),
+                     void *fmt);
 /* For crash tests: sleeps COWBD_TEST_PAUSE microseconds (if that is set
  * in the environment) between two steps of a header-changing operation
  * (resize, snapshot), so that a SIGKILL can land between them. */
