@@ -169,11 +169,11 @@ check_loop (struct image *img, unsigned depth, struct chain_seen *seen)
 {
   unsigned i;
 
-  if ((img->fd >= 0 ? image_file_id_fd (img->fd, &seen->id[depth])
+  if ((img->fd >= 0 ? fileid_of_fd (img->fd, &seen->id[depth])
        : image_file_id_path (img->filename, &seen->id[depth])) == -1)
     return error_syscall (img, "stat");
   for (i = 0; i < depth; i++)
-    if (image_file_id_equal (&seen->id[i], &seen->id[depth]))
+    if (fileid_equal (&seen->id[i], &seen->id[depth]))
       return error_file (img, ELOOP,
                          "backing chain loop: this file is its own backing "
                          "file (through %u image(s))", depth - i);

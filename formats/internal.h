@@ -489,6 +489,18 @@ void engine_warn (const char *fmt, ...)
 void engine_alert (const char *fmt, ...)
   __attribute__ ((format (printf, 1, 2)));
 
+/* ---- file identity (fileid.c) ----------------------------------------- */
+
+/* image_file_id_path's twin for an open descriptor, and the comparison
+ * (both return as image_file_id_path does). */
+int fileid_of_fd (int fd, struct image_file_id *id);
+bool fileid_equal (const struct image_file_id *a,
+                   const struct image_file_id *b);
+
+/* A remote request's timeout when image_open_opts.remote_timeout_ms is
+ * 0. */
+#define REMOTE_DEFAULT_TIMEOUT_MS 10000
+
 /* Default metadata cache size in bytes. */
 #define IMAGE_DEFAULT_CACHE_SIZE (32ULL << 20)
 
