@@ -420,8 +420,9 @@ image_close (struct image *img)
 /* ---- backing reads ------------------------------------------------------ */
 
 /* Reads the part of [offset, offset + count) inside img's backing image
- * with its driver's pread, or (nowait) pread_nowait; zeros the rest. */
-static int
+ * with its driver's pread, or (nowait) pread_nowait; zeros the rest.
+ * Always inline: each caller gets its own copy with nowait constant. */
+static inline __attribute__ ((always_inline)) int
 read_backing (struct image *img, void *buf, size_t count, uint64_t offset,
               bool nowait)
 {

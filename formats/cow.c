@@ -349,7 +349,7 @@ read_run_nowait (struct cow *c, const struct cow_run *r, uint8_t *p,
 
 /* Reads run by run; nowait: fails with EAGAIN instead of waiting.
  * Inline, so that each caller gets its own loop with nowait constant. */
-static inline int
+static inline __attribute__ ((always_inline)) int
 pread_runs (struct image *img, void *buf, size_t count, uint64_t offset,
             bool nowait)
 {
