@@ -169,11 +169,11 @@ check_loop (struct image *img, unsigned depth, struct chain_seen *seen)
 {
   unsigned i;
 
-  if ((img->fd >= 0 ? image_file_id_fd (img->fd, &seen->id[depth])
+  if ((img->fd >= 0 ? fileid_of_fd (img->fd, &seen->id[depth])
        : image_file_id_path (img->filename, &seen->id[depth])) == -1)
     return error_syscall (img, "stat");
   for (i = 0; i < depth; i++)
-    if (image_file_id_equal (&seen->id[i], &seen->id[depth]))
+    if (fileid_equal (&seen->id[i], &seen->id[depth]))
       return error_file (img, ELOOP,
                          "backing chain loop: this file is its own backing "
                          "file (through %u image(s))", depth - i);
@@ -419,17 +419,23 @@ image_close (struct image *img)
 
 /* ---- backing reads ------------------------------------------------------ */
 
-int
-chain_read_backing (struct image *img, void *buf, size_t count,
-                    uint64_t offset)
+/* Reads the part of [offset, offset + count) inside img's backing image
+ * with its driver's pread, or (nowait) pread_nowait; zeros the rest.
+ * Always inline: each caller gets its own copy with nowait constant. */
+static inline __attribute__ ((always_inline)) int
+read_backing (struct image *img, void *buf, size_t count, uint64_t offset,
+              bool nowait)
 {
   struct image *b = img->backing;
   size_t n = 0;
 
   if (b && offset < b->size) {
     n = (size_t) MIN ((uint64_t) count, b->size - offset);
-    if (b->drv->pread (b, buf, n, offset) == -1)
+    if (!nowait && b->drv->pread (b, buf, n, offset) == -1)
       return -1;
+    if (nowait && (b->drv->pread_nowait == NULL ||
+                   b->drv->pread_nowait (b, buf, n, offset) == -1))
+      return error_again ();
     __atomic_fetch_add (&img->backing_read_bytes, n, __ATOMIC_RELAXED);
   }
   if (n < count)
@@ -438,22 +444,17 @@ chain_read_backing (struct image *img, void *buf, size_t count,
 }
 
 int
+chain_read_backing (struct image *img, void *buf, size_t count,
+                    uint64_t offset)
+{
+  return read_backing (img, buf, count, offset, false);
+}
+
+int
 chain_read_backing_nowait (struct image *img, void *buf, size_t count,
                            uint64_t offset)
 {
-  struct image *b = img->backing;
-  size_t n = 0;
-
-  if (b && offset < b->size) {
-    n = (size_t) MIN ((uint64_t) count, b->size - offset);
-    if (b->drv->pread_nowait == NULL ||
-        b->drv->pread_nowait (b, buf, n, offset) == -1)
-      return error_again ();
-    __atomic_fetch_add (&img->backing_read_bytes, n, __ATOMIC_RELAXED);
-  }
-  if (n < count)
-    memset ((char *) buf + n, 0, count - n);
-  return 0;
+  return read_backing (img, buf, count, offset, true);
 }
 
 /* The run at offset of the chain below img: the image that answers (NULL:

@@ -89,6 +89,68 @@ cow_sync (struct cow *c)
   return host_sync_image (c->img);
 }
 
+/* cow_set_header_field's body.  Called with header_lock held. */
+static int
+set_field (struct cow *c, uint64_t *field, uint64_t value,
+           int (*write_header) (void *fmt))
+{
+  uint64_t saved = *field;
+
+  *field = value;
+  if (write_header (c) == -1) {
+    *field = saved;
+    return -1;
+  }
+  return 0;
+}
+
+int
+cow_set_header_field (struct cow *c, uint64_t *field, uint64_t value,
+                      int (*write_header) (void *fmt))
+{
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (c->header_lock);
+
+  return set_field (c, field, value, write_header);
+}
+
+int
+cow_set_mark (struct cow *c, bool *on_disk, bool on, uint64_t *features,
+              uint64_t bit, int (*write_header) (void *fmt))
+{
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (c->header_lock);
+
+  if (*on_disk == on)
+    return 0;
+  if (features &&
+      set_field (c, features, on ? *features | bit : *features & ~bit,
+                 write_header) == -1)
+    return -1;
+  __atomic_store_n (on_disk, on, __ATOMIC_RELEASE);
+  return 0;
+}
+
+int
+cow_cut_and_sync (struct cow *c, uint64_t *length, uint64_t end)
+{
+  int r;
+
+  pthread_mutex_lock (c->lock);
+  r = host_trim_file (c->img, length, end);
+  pthread_mutex_unlock (c->lock);
+  if (r == -1)
+    return -1;
+  if (cow_sync (c) == -1)
+    return error_syscall (c->img, "fdatasync");
+  return 0;
+}
+
+void
+cow_add_cache_stats (const struct metacache *mc, struct image_stats *st)
+{
+  mc_get_stats (mc, &st->cache_hits, &st->cache_misses,
+                &st->cache_evictions);
+}
+
 void
 cow_init (struct cow *c, struct image *img, const struct cow_ops *ops,
           pthread_mutex_t *lock, pthread_cond_t *cond,
@@ -104,11 +166,14 @@ cow_init (struct cow *c, struct image *img, const struct cow_ops *ops,
   pthread_mutex_init (header_lock, NULL);
   cow_mutex_init (lock);
   pthread_cond_init (cond, NULL);
+  img->main_lock = lock;
 }
 
 void
 cow_destroy (struct cow *c)
 {
+  if (c->img && c->img->main_lock == c->lock)
+    c->img->main_lock = NULL;
   overlap_free (&c->meta);
   pthread_mutex_destroy (c->writeback_lock);
   pthread_mutex_destroy (c->header_lock);
@@ -263,25 +328,6 @@ read_run (struct cow *c, const struct cow_run *r, uint8_t *p,
   abort ();
 }
 
-int
-cow_pread (struct image *img, void *buf, size_t count, uint64_t offset)
-{
-  struct cow *c = img->priv;
-  uint8_t *p = buf;
-
-  while (count > 0) {
-    struct cow_run r;
-
-    if (cow_lookup (c, offset, count, &r) == -1 ||
-        read_run (c, &r, p, offset) == -1)
-      return -1;
-    p += r.len;
-    offset += r.len;
-    count -= r.len;
-  }
-  return 0;
-}
-
 /* Compressed and invalid clusters go to the blocking path (which
  * decompresses, or says what is wrong). */
 static int
@@ -301,9 +347,11 @@ read_run_nowait (struct cow *c, const struct cow_run *r, uint8_t *p,
   }
 }
 
-int
-cow_pread_nowait (struct image *img, void *buf, size_t count,
-                  uint64_t offset)
+/* Reads run by run; nowait: fails with EAGAIN instead of waiting.
+ * Inline, so that each caller gets its own loop with nowait constant. */
+static inline __attribute__ ((always_inline)) int
+pread_runs (struct image *img, void *buf, size_t count, uint64_t offset,
+            bool nowait)
 {
   struct cow *c = img->priv;
   uint8_t *p = buf;
@@ -311,14 +359,29 @@ cow_pread_nowait (struct image *img, void *buf, size_t count,
   while (count > 0) {
     struct cow_run r;
 
-    if (lookup_nowait (c, offset, count, false, &r) == -1 ||
-        read_run_nowait (c, &r, p, offset) == -1)
+    if (nowait ? lookup_nowait (c, offset, count, false, &r) == -1 ||
+                 read_run_nowait (c, &r, p, offset) == -1
+               : cow_lookup (c, offset, count, &r) == -1 ||
+                 read_run (c, &r, p, offset) == -1)
       return -1;
     p += r.len;
     offset += r.len;
     count -= r.len;
   }
   return 0;
+}
+
+int
+cow_pread (struct image *img, void *buf, size_t count, uint64_t offset)
+{
+  return pread_runs (img, buf, count, offset, false);
+}
+
+int
+cow_pread_nowait (struct image *img, void *buf, size_t count,
+                  uint64_t offset)
+{
+  return pread_runs (img, buf, count, offset, true);
 }
 
 /* ---- allocating writes -------------------------------------------------- */
@@ -383,6 +446,22 @@ invalid_target (struct cow *c, const struct cow_run *r, uint64_t offset)
   return c->ops->invalid (c, r, offset);
 }
 
+/* The run at offset that a change is about to touch: refused if the
+ * image is marked corrupt or the run is invalid.  Called with the lock
+ * held. */
+static int
+lookup_target (struct cow *c, uint64_t offset, uint64_t count,
+               struct cow_run *r)
+{
+  if (__atomic_load_n (&c->corrupt, __ATOMIC_ACQUIRE))
+    return refuse_corrupt (c);
+  if (c->ops->lookup (c, offset, count, false, r) == -1)
+    return -1;
+  if (r->kind == COW_INVALID)
+    return invalid_target (c, r, offset);
+  return 0;
+}
+
 /* Looks up the run at offset and decides what to do with it; for an
  * allocation, reserves the clusters and records the change (end_alloc
  * ends it). */
@@ -395,12 +474,8 @@ plan_step (struct cow *c, uint64_t offset, uint64_t count, bool nowait,
   int64_t host;
   int ret;
 
-  if (__atomic_load_n (&c->corrupt, __ATOMIC_ACQUIRE))
-    return refuse_corrupt (c);
-  if (c->ops->lookup (c, offset, count, false, &s->r) == -1)
+  if (lookup_target (c, offset, count, &s->r) == -1)
     return -1;
-  if (s->r.kind == COW_INVALID)
-    return invalid_target (c, &s->r, offset);
   if (s->r.kind == COW_DATA && s->r.in_place) {
     s->what = STEP_IN_PLACE;
     return cow_check_target (c, s->r.host, s->r.len, offset);
@@ -634,6 +709,44 @@ cow_target_ok (struct cow *c, uint64_t host, uint64_t len)
 }
 
 int
+cow_punch (struct cow *c, uint64_t host, uint64_t len)
+{
+  if (cow_target_ok (c, host, len) == -1)
+    return -1;                  /* the range is metadata */
+  host_may_have_holes (c->img);
+  if (host_punch_hole (c->img->fd, len, host) == -1 && errno != EOPNOTSUPP)
+    return error_syscall (c->img, "punch hole");
+  return 0;
+}
+
+uint64_t
+cow_partial_len (const struct cow *c, const struct cow_run *r,
+                 uint64_t offset)
+{
+  uint64_t cs = 1ULL << c->cluster_bits, in = offset & (cs - 1);
+
+  if (in)
+    return r->len < cs - in ? r->len : cs - in;
+  return r->len < cs ? r->len : 0;
+}
+
+int
+cow_zero_by_write (struct cow *c, uint64_t len, uint64_t offset,
+                   unsigned flags, const char *why)
+{
+  if (flags & IMAGE_FAST_ZERO)
+    return error_file (c->img, ENOTSUP, "fast zero: %s", why);
+  return cow_write_zeros (c, len, offset);
+}
+
+int
+cow_broken_error (struct cow *c)
+{
+  return error_file (c->img, EIO, "an earlier metadata write failed; "
+                     "the image needs a check");
+}
+
+int
 cow_zero_in_place (struct cow *c, uint64_t host, uint64_t len,
                    unsigned flags)
 {
@@ -674,12 +787,35 @@ cow_walk (struct cow *c, uint64_t count, uint64_t offset, unsigned flags,
   return 0;
 }
 
+/* cow_run_fn: a fast zero must fail before it changes anything if any
+ * part of run r - its head, its whole clusters, its tail - would need a
+ * copy on write. */
+static int
+fast_zero_run (struct cow *c, const struct cow_run *r, uint64_t offset,
+               unsigned flags, uint64_t *done)
+{
+  const struct cow_ops *ops = c->ops;
+  uint64_t cs = 1ULL << c->cluster_bits, in = offset & (cs - 1);
+  uint64_t head = in == 0 ? 0 : r->len < cs - in ? r->len : cs - in;
+  uint64_t whole = (r->len - head) & ~(cs - 1);
+  uint64_t tail = r->len - head - whole;
+
+  if (r->kind == COW_INVALID)
+    return ops->invalid (c, r, offset);
+  if ((head && !ops->zero_partial_fast (c, r, head, offset)) ||
+      (whole && !ops->zero_whole_fast (c, r, whole, offset + head)) ||
+      (tail && !ops->zero_partial_fast (c, r, tail, offset + head + whole)))
+    return error_file (c->img, ENOTSUP, "fast zero: part of the range "
+                       "needs a copy on write");
+  return 0;
+}
+
 int
 cow_zero (struct cow *c, uint64_t count, uint64_t offset, unsigned flags,
-          cow_run_fn fast_zero, cow_run_fn zero)
+          cow_run_fn zero)
 {
   if ((flags & IMAGE_FAST_ZERO) &&
-      cow_walk (c, count, offset, flags, fast_zero) == -1)
+      cow_walk (c, count, offset, flags, fast_zero_run) == -1)
     return -1;
   if (cow_walk (c, count, offset, flags, zero) == -1)
     return -1;
@@ -704,12 +840,8 @@ change_step (struct cow *c, uint64_t offset, uint64_t len, cow_set_fn set,
   int ret;
 
   *done = 0;
-  if (__atomic_load_n (&c->corrupt, __ATOMIC_ACQUIRE))
-    return refuse_corrupt (c);
-  if (c->ops->lookup (c, offset, len, false, &s->r) == -1)
+  if (lookup_target (c, offset, len, &s->r) == -1)
     return -1;
-  if (s->r.kind == COW_INVALID)
-    return invalid_target (c, &s->r, offset);
   /* Dropping a cluster that is metadata would free (and punch) it. */
   if (s->r.kind == COW_DATA &&
       cow_check_target (c, s->r.host, s->r.len, offset) == -1)

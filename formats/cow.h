@@ -23,6 +23,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "internal.h"
 #include "overlap.h"
@@ -97,6 +98,14 @@ struct cow_ops {
   /* Optional: block status finds holes under data clusters itself
    * (drv_status.host_checked).  Lock held. */
   bool (*host_checked) (void *fmt);
+  /* For a fast zero (IMAGE_FAST_ZERO), before anything changes: whether
+   * zeroing [offset, offset + len) of run r needs no copy on write, for
+   * part of one cluster (zero_partial_fast) or whole clusters
+   * (zero_whole_fast).  Called without the lock. */
+  bool (*zero_partial_fast) (void *fmt, const struct cow_run *r,
+                             uint64_t len, uint64_t offset);
+  bool (*zero_whole_fast) (void *fmt, const struct cow_run *r,
+                           uint64_t len, uint64_t offset);
   /* Optional: records durably that the image is corrupt (qcow2's corrupt
    * bit), once a write was refused for landing on metadata.  Called
    * without the lock, at most once. */
@@ -108,6 +117,7 @@ struct cow {
   struct image *img;
   const struct cow_ops *ops;
   unsigned cluster_bits;
+  unsigned table_bits;          /* log2 (entries of an L2 table) */
   pthread_mutex_t *lock;        /* the format's main lock */
   pthread_cond_t *cond;         /* signalled when a change ends */
   pthread_mutex_t *writeback_lock; /* the format's: one writeback or
@@ -126,10 +136,9 @@ struct cow {
 /* The format's main lock.  In debug builds (no NDEBUG) an error-checking
  * mutex, so that cow_assert_not_held can tell who holds it. */
 void cow_mutex_init (pthread_mutex_t *m);
-/* Debug builds: aborts if the calling thread holds *m.  Called before
- * every fdatasync of a cluster format: none runs under the main lock,
- * where it would stall every reader and writer of the image. */
-void cow_assert_not_held (pthread_mutex_t *m);
+/* cow_assert_not_held (declared in internal.h) runs before every
+ * fdatasync of an image's file (host_sync_image): none runs under the
+ * main lock, where it would stall every reader and writer of the image. */
 
 /* Refuses (EIO, one warning, the image marked corrupt) a write to the
  * host range [host, host + len), taken from a table entry, that lands on
@@ -146,6 +155,67 @@ int cow_target_ok (struct cow *c, uint64_t host, uint64_t len);
 
 /* host_sync of the image's file, asserting the main lock is not held. */
 int cow_sync (struct cow *c);
+
+/* A guest offset's cluster, and a guest cluster's L1 and L2 index: the
+ * same split in both formats, once the format has set cluster_bits and
+ * table_bits from its header. */
+static inline uint64_t
+cow_cluster_of (const struct cow *c, uint64_t offset)
+{
+  return offset >> c->cluster_bits;
+}
+
+static inline uint64_t
+cow_l1_index (const struct cow *c, uint64_t cluster)
+{
+  return cluster >> c->table_bits;
+}
+
+static inline uint64_t
+cow_l2_index (const struct cow *c, uint64_t cluster)
+{
+  return cluster & ((1ULL << c->table_bits) - 1);
+}
+
+/* The start of every lookup: clears *r, sets its L1 and L2 index for
+ * offset and returns how many clusters [offset, offset + count) touches
+ * within that L2 table. */
+static inline uint64_t
+cow_run_start (const struct cow *c, uint64_t offset, uint64_t count,
+               struct cow_run *r)
+{
+  uint64_t cl = cow_cluster_of (c, offset), cs = 1ULL << c->cluster_bits;
+  uint64_t in_cluster = offset & (cs - 1);
+  uint64_t left = (1ULL << c->table_bits) - cow_l2_index (c, cl);
+  uint64_t touched = (in_cluster + count + cs - 1) >> c->cluster_bits;
+
+  memset (r, 0, sizeof *r);
+  r->l1_index = cow_l1_index (c, cl);
+  r->l2_index = cow_l2_index (c, cl);
+  return touched < left ? touched : left;
+}
+
+/* Sets a 64-bit header field to value and has write_header (fmt) make
+ * the header durable, under *c->header_lock; on failure the field is as
+ * it was. */
+int cow_set_header_field (struct cow *c, uint64_t *field, uint64_t value,
+                          int (*write_header) (void *fmt));
+/* Sets (on) or clears the format's "may be inconsistent" mark (QED's
+ * NEED_CHECK, qcow2's dirty bit) under *c->header_lock: *on_disk is
+ * what the header on disk says (read elsewhere with __atomic).  The bit
+ * is changed in *features and write_header (fmt) makes the header
+ * durable; on failure *features is as it was.  features NULL: the
+ * format has no such bit (qcow2 version 2), only *on_disk changes. */
+int cow_set_mark (struct cow *c, bool *on_disk, bool on, uint64_t *features,
+                  uint64_t bit, int (*write_header) (void *fmt));
+/* The end of a read-write close or an emptying: the file cut back to
+ * end where it was grown past it (under the lock), then synced (without
+ * it). */
+int cow_cut_and_sync (struct cow *c, uint64_t *length, uint64_t end);
+/* Adds a metadata cache's figures to st. */
+struct metacache;
+void cow_add_cache_stats (const struct metacache *mc,
+                          struct image_stats *st);
 
 /* Sets c up and initialises the format's locks (cluster_bits is set
  * once the header is read); cow_destroy destroys them. */
@@ -184,10 +254,11 @@ typedef int (*cow_run_fn) (struct cow *c, const struct cow_run *r,
 int cow_walk (struct cow *c, uint64_t count, uint64_t offset,
               unsigned flags, cow_run_fn fn);
 /* The driver's zero and trim, given what the format does with one run:
- * fast_zero checks (with IMAGE_FAST_ZERO, before anything changes) that
- * no run needs a copy on write; zero and trim change a run. */
+ * zero and trim change a run.  With IMAGE_FAST_ZERO, cow_zero first
+ * checks (through the ops' zero_*_fast) that no run needs a copy on
+ * write. */
 int cow_zero (struct cow *c, uint64_t count, uint64_t offset,
-              unsigned flags, cow_run_fn fast_zero, cow_run_fn zero);
+              unsigned flags, cow_run_fn zero);
 int cow_trim (struct cow *c, uint64_t count, uint64_t offset,
               unsigned flags, cow_run_fn trim);
 /* Writes without FUA and without the writeback at the end (for zeros
@@ -197,6 +268,22 @@ int cow_write_zeros (struct cow *c, uint64_t len, uint64_t offset);
  * allow, else zeros written by fallocate (or, unless fast, by writes). */
 int cow_zero_in_place (struct cow *c, uint64_t host, uint64_t len,
                        unsigned flags);
+/* Gives back the host space of [host, host + len), an allocated range of
+ * our own (trim): refused on metadata; no error where the filesystem
+ * cannot punch. */
+int cow_punch (struct cow *c, uint64_t host, uint64_t len);
+/* The bytes at the start of run r at offset that are part of a cluster
+ * (the head up to a cluster boundary, or a short tail), or 0: zero and
+ * trim handle those apart from whole clusters. */
+uint64_t cow_partial_len (const struct cow *c, const struct cow_run *r,
+                          uint64_t offset);
+/* Zeros that only an allocating write of zeros can give: refused with
+ * ENOTSUP (saying why) under IMAGE_FAST_ZERO, else cow_write_zeros. */
+int cow_zero_by_write (struct cow *c, uint64_t len, uint64_t offset,
+                       unsigned flags, const char *why);
+/* The error of every change once a metadata write failed (the format's
+ * broken flag): EIO, asking for a check; returns -1. */
+int cow_broken_error (struct cow *c);
 /* Changes the entries of the whole clusters [offset, offset + len) once
  * they are ready (as for an allocating write, without allocation):
  * set (fmt, r, n, arg) runs with the lock held on the run r as it is

@@ -63,15 +63,17 @@ error_set (int errnum, const char *fmt, ...)
   return -1;
 }
 
+/* The public name of error_set, for the front ends. */
 void
 image_set_error (int errnum, const char *fmt, ...)
 {
+  char msg[ERROR_MSG_SIZE];
   va_list ap;
 
   va_start (ap, fmt);
-  set_error_v (errnum, NULL, fmt, ap);
+  vsnprintf (msg, sizeof msg, fmt, ap);
   va_end (ap);
-  errno = errnum;
+  error_set (errnum, "%s", msg);
 }
 
 int

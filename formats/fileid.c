@@ -5,7 +5,7 @@
 
 #include <sys/stat.h>
 
-#include "image.h"
+#include "internal.h"
 #include "source.h"
 
 static void
@@ -16,7 +16,7 @@ id_of (const struct stat *st, struct image_file_id *id)
 }
 
 int
-image_file_id_fd (int fd, struct image_file_id *id)
+fileid_of_fd (int fd, struct image_file_id *id)
 {
   struct stat st;
 
@@ -55,8 +55,8 @@ image_file_id_path (const char *path, struct image_file_id *id)
 }
 
 bool
-image_file_id_equal (const struct image_file_id *a,
-                     const struct image_file_id *b)
+fileid_equal (const struct image_file_id *a,
+              const struct image_file_id *b)
 {
   return a->dev == b->dev && a->ino == b->ino;
 }
@@ -67,5 +67,5 @@ image_same_file (const char *a, const char *b)
   struct image_file_id ia, ib;
 
   return image_file_id_path (a, &ia) == 0 &&
-         image_file_id_path (b, &ib) == 0 && image_file_id_equal (&ia, &ib);
+         image_file_id_path (b, &ib) == 0 && fileid_equal (&ia, &ib);
 }

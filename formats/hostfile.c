@@ -154,6 +154,8 @@ host_sync (int fd)
 int
 host_sync_image (struct image *img)
 {
+  if (img->main_lock)
+    cow_assert_not_held (img->main_lock);
   if (source_sync (img->src) == 0)
     return 0;
   sticky_set (img);

@@ -102,7 +102,7 @@ struct image_open_opts {
   const char *const *backing_dirs;
   /* Remote images (an NBD URI as file or backing file name): a request
    * that gets no answer fails with EIO after this many milliseconds.
-   * 0: IMAGE_DEFAULT_REMOTE_TIMEOUT_MS. */
+   * 0: the default, 10 seconds. */
   unsigned remote_timeout_ms;
   /* Remote images: NULL, or a folder where each remote base's data is
    * cached on this host (basecache.h), shared by every image of the
@@ -114,7 +114,6 @@ struct image_open_opts {
    * read-write (1: the first backing image, 0 means 1 too; commit -b). */
   unsigned backing_rw_depth;
 };
-#define IMAGE_DEFAULT_REMOTE_TIMEOUT_MS 10000
 
 /* The same check on an open image's chain (an image a backing cache
  * hands out may have been opened under another policy): -1 after
@@ -449,10 +448,7 @@ char *image_resolve_backing (const char *overlay, const char *backing);
 struct image_file_id {
   uint64_t dev, ino;
 };
-int image_file_id_fd (int fd, struct image_file_id *id);
 int image_file_id_path (const char *path, struct image_file_id *id);
-bool image_file_id_equal (const struct image_file_id *a,
-                          const struct image_file_id *b);
 /* True if paths a and b name one file (false if either cannot be
  * stat'd). */
 bool image_same_file (const char *a, const char *b);

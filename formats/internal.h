@@ -11,6 +11,7 @@
 #ifndef COWBD_FORMATS_INTERNAL_H
 #define COWBD_FORMATS_INTERNAL_H
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -18,6 +19,41 @@
 
 #include "image.h"
 #include "source.h"
+
+/* ---- locks: the rule and its exceptions ------------------------------ */
+
+/* Audited for issue 17 (every function of formats/ that locks):
+ *
+ * 1. A function that takes a lock releases it before it returns, on
+ *    every path: ACQUIRE_LOCK_FOR_CURRENT_SCOPE, or a lock/unlock pair
+ *    in one body (early returns unlock too).  No function releases a
+ *    lock it did not take.  A function that needs a lock its caller
+ *    holds says "Called with X held" and leaves X held.  The exceptions,
+ *    each named so:
+ *    - pthread_cond_wait/timedwait in a waiting loop: released and
+ *      taken again within the call;
+ *    - writeback_locked (qed-table.c): runs under its caller's
+ *      writeback_lock;
+ *    - cow_assert_not_held (cow.c, debug builds): unlocks only what its
+ *      own trylock took, or tries to unlock to ask the error-checking
+ *      mutex who owns it.
+ * 2. No fdatasync or fsync of an image's file with the image's main lock
+ *    (q->lock, *c->lock) held: every one goes through host_sync_image
+ *    (cow_sync in the cluster formats), which asserts it in debug builds
+ *    (img->main_lock).  Syncs under writeback_lock or header_lock are
+ *    allowed: readers never wait for those, and a write only when it
+ *    needs the change they guard (a new table, the dirty mark).  Other
+ *    files: create.c syncs a file no one has opened yet; the base cache
+ *    syncs in its flusher with no lock held, at close after the flusher
+ *    has stopped, and when it empties a stale cache file while opening
+ *    it, before anyone shares it (basecache-file.c); a backing image's
+ *    source is synced by source.c under no engine lock.
+ * 3. Lock order: writeback_lock, then header_lock, then the main lock
+ *    (qed.h, qcow2.h); the base cache's own order is in basecache.c.
+ */
+
+/* Debug builds: aborts if the calling thread holds *m (cow.c). */
+void cow_assert_not_held (pthread_mutex_t *m);
 
 /* ---- the driver table ------------------------------------------------ */
 
@@ -120,6 +156,10 @@ struct image {
   int fd;                       /* src's local descriptor, or -1: for the
                                    fast paths only a local file has */
   bool readonly;
+  /* The driver's main lock (cow_init sets it; NULL for raw, which has
+   * none): host_sync_image asserts in debug builds that the syncing
+   * thread does not hold it. */
+  pthread_mutex_t *main_lock;
   uint64_t size;                /* virtual size, set by drv->open */
   uint64_t backing_read_bytes;  /* image_get_stats; __atomic, relaxed */
 
@@ -313,7 +353,8 @@ int host_write_zeroes_fast (int fd, uint64_t count, uint64_t offset);
 int host_punch_hole (int fd, uint64_t count, uint64_t offset);
 /* fdatasync, retrying EINTR. */
 int host_sync (int fd);
-/* host_sync of img's file; a failure makes the image's error sticky. */
+/* host_sync of img's file; a failure makes the image's error sticky.
+ * Never with img->main_lock held (asserted in debug builds). */
 int host_sync_image (struct image *img);
 /* Host file size (or block device size). */
 int host_file_size (int fd, uint64_t *size);
@@ -390,6 +431,13 @@ int create_inspect_backing (const char *filename,
  * durable (the new part of a grown image over a longer backing image).
  * The caller has already set img->size to the new size. */
 int resize_zero_new (struct image *img, uint64_t old_size);
+/* The last step of a resize, once the format's tables can address
+ * size: the new part zeroed (zero_new, with img->size already the new
+ * size), then write_size (fmt, size) records it in the header;
+ * img->size is the new size on success, the old one on failure. */
+int resize_set_size (struct image *img, uint64_t size, bool zero_new,
+                     int (*write_size) (void *fmt, uint64_t size),
+                     void *fmt);
 /* For crash tests: sleeps COWBD_TEST_PAUSE microseconds (if that is set
  * in the environment) between two steps of a header-changing operation
  * (resize, snapshot), so that a SIGKILL can land between them. */
@@ -440,6 +488,18 @@ void engine_warn (const char *fmt, ...)
 /* The same for an alert (image_set_alert): what the operator must see. */
 void engine_alert (const char *fmt, ...)
   __attribute__ ((format (printf, 1, 2)));
+
+/* ---- file identity (fileid.c) ----------------------------------------- */
+
+/* image_file_id_path's twin for an open descriptor, and the comparison
+ * (both return as image_file_id_path does). */
+int fileid_of_fd (int fd, struct image_file_id *id);
+bool fileid_equal (const struct image_file_id *a,
+                   const struct image_file_id *b);
+
+/* A remote request's timeout when image_open_opts.remote_timeout_ms is
+ * 0. */
+#define REMOTE_DEFAULT_TIMEOUT_MS 10000
 
 /* Default metadata cache size in bytes. */
 #define IMAGE_DEFAULT_CACHE_SIZE (32ULL << 20)

@@ -99,14 +99,9 @@ qcow2_lookup (void *fmt, uint64_t offset, uint64_t count, bool cached_only,
               struct cow_run *r)
 {
   struct qcow2 *q = fmt;
-  uint64_t cs = q->cluster_size, c = qcow2_cluster_of (q, offset);
-  uint64_t in_cluster = offset & (cs - 1), want, n = 1, l1e, e0;
+  uint64_t cs = q->cluster_size, in_cluster = offset & (cs - 1), n = 1;
+  uint64_t want = cow_run_start (&q->cow, offset, count, r), l1e, e0;
 
-  memset (r, 0, sizeof *r);
-  r->l1_index = qcow2_l1_index (q, c);
-  r->l2_index = qcow2_l2_index (q, c);
-  want = MIN (DIV_ROUND_UP (in_cluster + count, cs),
-              q->l2_entries - r->l2_index);
   l1e = qcow2_l1_get (q, r->l1_index);
   r->entry = l1e;
   if ((r->why = qcow2_l1_entry_error (q, l1e, q->file_end)) != NULL) {
@@ -173,8 +168,7 @@ qcow2_check_ready (void *fmt, const struct cow_run *r, uint64_t alloc_bytes)
   struct qcow2 *q = fmt;
 
   if (q->broken)
-    return error_file (q->img, EIO, "an earlier metadata write failed; "
-                       "the image needs a check");
+    return cow_broken_error (&q->cow);
   if (__atomic_load_n (&q->corrupt, __ATOMIC_ACQUIRE))
     return error_file (q->img, EIO, "the image is marked corrupt: repair "
                        "it with cowbd-img check -r all");
@@ -293,6 +287,38 @@ qcow2_mark_corrupt (void *fmt)
 
 static bool qcow2_host_checked (void *fmt);
 
+/* ---- write zeroes and trim ---------------------------------------------- */
+
+static bool
+reads_zero_below (struct qcow2 *q, uint64_t offset, uint64_t len)
+{
+  return chain_backing_is_zero (q->img, offset, len);
+}
+
+/* Whether zeroing part of a cluster in run r needs no copy on write. */
+static bool
+qcow2_zero_partial_fast (void *fmt, const struct cow_run *r, uint64_t len,
+                         uint64_t offset)
+{
+  switch (r->kind) {
+  case Q_DATA: return r->in_place;
+  case Q_ZERO: return true;
+  case Q_UNALLOC: return reads_zero_below (fmt, offset, len);
+  default: return false;
+  }
+}
+
+/* Whole clusters: zero clusters, except in version 2, which has none. */
+static bool
+qcow2_zero_whole_fast (void *fmt, const struct cow_run *r, uint64_t len,
+                       uint64_t offset)
+{
+  struct qcow2 *q = fmt;
+
+  return q->h.version >= 3 || (r->kind == Q_DATA && r->in_place) ||
+         reads_zero_below (q, offset, len);
+}
+
 const struct cow_ops qcow2_cow_ops = {
   .lookup = qcow2_lookup,
   .invalid = qcow2_invalid,
@@ -306,28 +332,9 @@ const struct cow_ops qcow2_cow_ops = {
   .writeback = qcow2_writeback_op,
   .host_checked = qcow2_host_checked,
   .mark_corrupt = qcow2_mark_corrupt,
+  .zero_partial_fast = qcow2_zero_partial_fast,
+  .zero_whole_fast = qcow2_zero_whole_fast,
 };
-
-/* ---- write zeroes and trim ---------------------------------------------- */
-
-static bool
-reads_zero_below (struct qcow2 *q, uint64_t offset, uint64_t len)
-{
-  return chain_backing_is_zero (q->img, offset, len);
-}
-
-/* Whether zeroing part of a cluster in run r needs no copy on write. */
-static bool
-partial_is_fast (struct qcow2 *q, const struct cow_run *r, uint64_t len,
-                 uint64_t offset)
-{
-  switch (r->kind) {
-  case Q_DATA: return r->in_place;
-  case Q_ZERO: return true;
-  case Q_UNALLOC: return reads_zero_below (q, offset, len);
-  default: return false;
-  }
-}
 
 /* Zeros len bytes (within one cluster) at offset. */
 static int
@@ -336,12 +343,10 @@ zero_partial (struct qcow2 *q, const struct cow_run *r, uint64_t len,
 {
   if (r->kind == Q_DATA && r->in_place)
     return cow_zero_in_place (&q->cow, r->host, len, flags);
-  if (partial_is_fast (q, r, len, offset))
+  if (qcow2_zero_partial_fast (q, r, len, offset))
     return 0;
-  if (flags & IMAGE_FAST_ZERO)
-    return error_file (q->img, ENOTSUP, "fast zero: part of a cluster "
-                       "needs a copy on write");
-  return cow_write_zeros (&q->cow, len, offset);
+  return cow_zero_by_write (&q->cow, len, offset, flags, "part of a cluster "
+                            "needs a copy on write");
 }
 
 /* New values of the entries of a zero or trim: what the old entry
@@ -409,46 +414,8 @@ zero_whole (struct qcow2 *q, const struct cow_run *r, uint64_t offset,
     return change_entries (q, offset, len, OP_UNMAP, done);
   if (r->kind == Q_DATA && r->in_place)
     return cow_zero_in_place (&q->cow, r->host, len, flags);
-  if (flags & IMAGE_FAST_ZERO)
-    return error_file (q->img, ENOTSUP, "fast zero: version 2 images "
-                       "have no zero clusters");
-  return cow_write_zeros (&q->cow, len, offset);
-}
-
-/* The bytes at the start of run r at offset that are part of a cluster
- * (the head up to a cluster boundary, or a short tail), or 0. */
-static uint64_t
-partial_len (struct qcow2 *q, const struct cow_run *r, uint64_t offset)
-{
-  uint64_t cs = q->cluster_size, in = offset & (cs - 1);
-
-  if (in)
-    return MIN (r->len, cs - in);
-  return r->len < cs ? r->len : 0;
-}
-
-/* cow_run_fn: a fast zero must fail before it changes anything if any
- * part of it would need a copy on write. */
-static int
-fast_zero_run (struct cow *c, const struct cow_run *r, uint64_t offset,
-               unsigned flags, uint64_t *done)
-{
-  struct qcow2 *q = (struct qcow2 *) c;
-  uint64_t cs = q->cluster_size, head, whole;
-
-  if (r->kind == Q_INVALID)
-    return qcow2_invalid (q, r, offset);
-  head = IS_ALIGNED (offset, cs) ? 0 : MIN (r->len, cs - (offset & (cs - 1)));
-  whole = ROUND_DOWN (r->len - head, cs);
-  if ((head && !partial_is_fast (q, r, head, offset)) ||
-      (r->len - head - whole &&
-       !partial_is_fast (q, r, r->len - head - whole,
-                         offset + head + whole)) ||
-      (whole && q->h.version < 3 && !(r->kind == Q_DATA && r->in_place) &&
-       !reads_zero_below (q, offset + head, whole)))
-    return error_file (q->img, ENOTSUP, "fast zero: part of the range "
-                       "needs a copy on write");
-  return 0;
+  return cow_zero_by_write (&q->cow, len, offset, flags, "version 2 images "
+                            "have no zero clusters");
 }
 
 /* cow_run_fn: zeros part of a cluster, or the whole clusters of run r. */
@@ -460,7 +427,7 @@ zero_run (struct cow *c, const struct cow_run *r, uint64_t offset,
 
   if (r->kind == Q_INVALID)
     return qcow2_invalid (q, r, offset);
-  *done = partial_len (q, r, offset);
+  *done = cow_partial_len (c, r, offset);
   if (*done)
     return zero_partial (q, r, *done, offset, flags);
   return zero_whole (q, r, offset, ROUND_DOWN (r->len, q->cluster_size),
@@ -471,18 +438,15 @@ int
 qcow2_zero (struct image *img, uint64_t count, uint64_t offset,
             unsigned flags)
 {
-  return cow_zero (img->priv, count, offset, flags, fast_zero_run, zero_run);
+  return cow_zero (img->priv, count, offset, flags, zero_run);
 }
 
 /* Gives back the space under our own data in part of a cluster. */
 static int
 trim_partial (struct qcow2 *q, const struct cow_run *r, uint64_t len)
 {
-  host_may_have_holes (q->img);
-  if (r->kind == Q_DATA && r->in_place &&
-      host_punch_hole (q->img->fd, len, r->host) == -1 &&
-      errno != EOPNOTSUPP)
-    return error_syscall (q->img, "punch hole");
+  if (r->kind == Q_DATA && r->in_place)
+    return cow_punch (&q->cow, r->host, len);
   return 0;
 }
 
@@ -516,7 +480,7 @@ trim_run (struct cow *c, const struct cow_run *r, uint64_t offset,
 
   if (r->kind == Q_INVALID)
     return qcow2_invalid (q, r, offset);
-  *done = partial_len (q, r, offset);
+  *done = cow_partial_len (c, r, offset);
   if (*done)
     return trim_partial (q, r, *done);
   return trim_whole (q, r, offset, ROUND_DOWN (r->len, q->cluster_size),

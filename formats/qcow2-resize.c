@@ -131,26 +131,26 @@ grow_l1 (struct qcow2 *q, uint64_t entries)
   return r;
 }
 
+/* The size field is the 8 bytes at 24. */
+static int
+write_size_field (void *fmt)
+{
+  return qcow2_write_header_fields (fmt, 24, 8);
+}
+
 /* Writes the size field (and syncs). */
 static int
-write_size (struct qcow2 *q, uint64_t size)
+write_size (void *fmt, uint64_t size)
 {
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->header_lock);
-  uint64_t old = q->h.size;
+  struct qcow2 *q = fmt;
 
-  q->h.size = size;
-  if (qcow2_write_header_fields (q, 24, 8) == -1) {
-    q->h.size = old;
-    return -1;
-  }
-  return 0;
+  return cow_set_header_field (&q->cow, &q->h.size, size, write_size_field);
 }
 
 static int
 grow (struct qcow2 *q, uint64_t size, bool zero_new)
 {
   struct image *img = q->img;
-  uint64_t old = img->size;
   uint64_t need = qcow2_l1_entries_for (size, q->cluster_bits, q->l2_bits);
 
   if (zero_new && q->h.version < 3)
@@ -161,20 +161,7 @@ grow (struct qcow2 *q, uint64_t size, bool zero_new)
       (qcow2_writeback (q, true) == -1 || qcow2_set_dirty (q, true) == -1 ||
        grow_l1 (q, need) == -1))
     return -1;
-  if (zero_new) {
-    img->size = size;
-    if (resize_zero_new (img, old) == -1) {
-      img->size = old;
-      return -1;
-    }
-  }
-  crash_test_pause ();
-  if (write_size (q, size) == -1) {
-    img->size = old;
-    return -1;
-  }
-  img->size = size;
-  return 0;
+  return resize_set_size (img, size, zero_new, write_size, q);
 }
 
 /* Drops the references of the whole L2 table of L1 slot i and of its
@@ -258,7 +245,7 @@ shrink (struct qcow2 *q, uint64_t size)
     return -1;
   img->size = size;
   crash_test_pause ();
-  for (i = qcow2_l1_index (q, first); i < q->h.l1_size; i++)
+  for (i = cow_l1_index (&q->cow, first); i < q->h.l1_size; i++)
     if (drop_slot (q, i, first) == -1)
       return -1;
   /* Twice: the second applies the references the first dropped, durably

@@ -359,8 +359,7 @@ wb_take (struct qcow2 *q, struct wb *w, bool force)
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
 
   if (q->broken)
-    return error_file (q->img, EIO, "an earlier metadata write failed; "
-                       "the image needs a check");
+    return cow_broken_error (&q->cow);
   w->with_rb = force || !q->lazy || mc_over_budget (q->rb_cache);
   if (w->with_rb && snapshot_cache (q, w->rb, q->rb_cache) == -1)
     return -1;

@@ -31,77 +31,65 @@
 #include "byte-swapping.h"
 #include "checked-overflow.h"
 #include "cleanup.h"
+#include "header.h"
 #include "minmax.h"
 #include "qcow2.h"
 #include "rounding.h"
 
 /* ---- the header --------------------------------------------------------- */
 
+/* Where each header field lies (qcow2.h draws it): version 2's, then
+ * the ones version 3 adds. */
+#define F(name, at) HDR_FIELD (struct qcow2_header, name, at)
+static const struct hdr_field v2_fields[] = {
+  F (magic, 0), F (version, 4), F (backing_file_offset, 8),
+  F (backing_file_size, 16), F (cluster_bits, 20), F (size, 24),
+  F (crypt_method, 32), F (l1_size, 36), F (l1_table_offset, 40),
+  F (refcount_table_offset, 48), F (refcount_table_clusters, 56),
+  F (nb_snapshots, 60), F (snapshots_offset, 64),
+};
+static const struct hdr_field v3_fields[] = {
+  F (incompatible_features, 72), F (compatible_features, 80),
+  F (autoclear_features, 88), F (refcount_order, 96),
+  F (header_length, 100),
+};
+/* Only in a header longer than version 3's 104 bytes. */
+static const struct hdr_field long_fields[] = { F (compression_type, 104) };
+#undef F
+#define NR(a) (sizeof (a) / sizeof (a)[0])
+
 static bool
 qcow2_probe (const uint8_t *buf, size_t len)
 {
-  return len >= 4 && be32_load (buf) == QCOW2_MAGIC;
+  return hdr_has_magic (buf, len, HDR_BE, QCOW2_MAGIC);
 }
 
 static void
 header_decode (const uint8_t *b, struct qcow2_header *h)
 {
-  h->magic = be32_load (b + 0);
-  h->version = be32_load (b + 4);
-  h->backing_file_offset = be64_load (b + 8);
-  h->backing_file_size = be32_load (b + 16);
-  h->cluster_bits = be32_load (b + 20);
-  h->size = be64_load (b + 24);
-  h->crypt_method = be32_load (b + 32);
-  h->l1_size = be32_load (b + 36);
-  h->l1_table_offset = be64_load (b + 40);
-  h->refcount_table_offset = be64_load (b + 48);
-  h->refcount_table_clusters = be32_load (b + 56);
-  h->nb_snapshots = be32_load (b + 60);
-  h->snapshots_offset = be64_load (b + 64);
+  hdr_decode (v2_fields, NR (v2_fields), HDR_BE, b, h);
+  h->compression_type = 0;
   if (h->version < 3) {
     h->incompatible_features = h->compatible_features = 0;
     h->autoclear_features = 0;
     h->refcount_order = 4;
     h->header_length = QCOW2_V2_HEADER_BYTES;
-    h->compression_type = 0;
     return;
   }
-  h->incompatible_features = be64_load (b + 72);
-  h->compatible_features = be64_load (b + 80);
-  h->autoclear_features = be64_load (b + 88);
-  h->refcount_order = be32_load (b + 96);
-  h->header_length = be32_load (b + 100);
-  h->compression_type = 0;
+  hdr_decode (v3_fields, NR (v3_fields), HDR_BE, b, h);
   if (h->header_length > QCOW2_V3_HEADER_BYTES)
-    h->compression_type = b[104];
+    hdr_decode (long_fields, NR (long_fields), HDR_BE, b, h);
 }
 
 void
 qcow2_header_encode (const struct qcow2_header *h, uint8_t *b)
 {
-  be32_store (b + 0, h->magic);
-  be32_store (b + 4, h->version);
-  be64_store (b + 8, h->backing_file_offset);
-  be32_store (b + 16, h->backing_file_size);
-  be32_store (b + 20, h->cluster_bits);
-  be64_store (b + 24, h->size);
-  be32_store (b + 32, h->crypt_method);
-  be32_store (b + 36, h->l1_size);
-  be64_store (b + 40, h->l1_table_offset);
-  be64_store (b + 48, h->refcount_table_offset);
-  be32_store (b + 56, h->refcount_table_clusters);
-  be32_store (b + 60, h->nb_snapshots);
-  be64_store (b + 64, h->snapshots_offset);
+  hdr_encode (v2_fields, NR (v2_fields), HDR_BE, h, b);
   if (h->version < 3)
     return;
-  be64_store (b + 72, h->incompatible_features);
-  be64_store (b + 80, h->compatible_features);
-  be64_store (b + 88, h->autoclear_features);
-  be32_store (b + 96, h->refcount_order);
-  be32_store (b + 100, h->header_length);
+  hdr_encode (v3_fields, NR (v3_fields), HDR_BE, h, b);
   if (h->header_length > QCOW2_V3_HEADER_BYTES)
-    b[104] = h->compression_type;
+    hdr_encode (long_fields, NR (long_fields), HDR_BE, h, b);
 }
 
 int
@@ -155,26 +143,20 @@ qcow2_write_header (struct qcow2 *q, const char *backing,
   return 0;
 }
 
+/* The dirty bit is the 8 bytes of incompatible features at 72. */
+static int
+write_incompatible (void *fmt)
+{
+  return qcow2_write_header_fields (fmt, 72, 8);
+}
+
 int
 qcow2_set_dirty (struct qcow2 *q, bool on)
 {
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->header_lock);
-  uint64_t saved = q->h.incompatible_features;
-
-  if (q->dirty_on_disk == on)
-    return 0;
-  if (q->h.version >= 3) {
-    if (on)
-      q->h.incompatible_features |= QCOW2_INCOMPAT_DIRTY;
-    else
-      q->h.incompatible_features &= ~QCOW2_INCOMPAT_DIRTY;
-    if (qcow2_write_header_fields (q, 72, 8) == -1) {
-      q->h.incompatible_features = saved;
-      return -1;
-    }
-  }
-  __atomic_store_n (&q->dirty_on_disk, on, __ATOMIC_RELEASE);
-  return 0;
+  return cow_set_mark (&q->cow, &q->dirty_on_disk, on,
+                       q->h.version >= 3 ? &q->h.incompatible_features
+                                         : NULL,
+                       QCOW2_INCOMPAT_DIRTY, write_incompatible);
 }
 
 int
@@ -185,7 +167,7 @@ qcow2_clear_corrupt (struct qcow2 *q)
   if (!(q->h.incompatible_features & QCOW2_INCOMPAT_CORRUPT))
     return 0;
   q->h.incompatible_features &= ~QCOW2_INCOMPAT_CORRUPT;
-  if (qcow2_write_header_fields (q, 72, 8) == -1)
+  if (write_incompatible (q) == -1)
     return -1;
   __atomic_store_n (&q->corrupt, false, __ATOMIC_RELEASE);
   return 0;
@@ -468,6 +450,7 @@ load_tables (struct qcow2 *q, uint64_t file_size)
   q->extended_l2 = h->incompatible_features & QCOW2_INCOMPAT_EXTL2;
   q->l2_entry_bytes = q->extended_l2 ? 16 : 8;
   q->l2_bits = q->cluster_bits - (q->extended_l2 ? 4 : 3);
+  q->cow.table_bits = q->l2_bits;
   q->l2_entries = 1ULL << q->l2_bits;
   q->subcluster_size = q->extended_l2 ? q->cluster_size / 32
                                       : q->cluster_size;
@@ -719,14 +702,9 @@ qcow2_open (struct image *img, const struct image_open_opts *opts)
 static int
 write_back_all (struct qcow2 *q)
 {
-  int r;
-
   if (qcow2_writeback (q, true) == -1 || qcow2_writeback (q, true) == -1)
     return -1;
-  pthread_mutex_lock (&q->lock);
-  r = host_trim_file (q->img, &q->file_length, q->file_end);
-  pthread_mutex_unlock (&q->lock);
-  return r == -1 ? -1 : qcow2_sync (q);
+  return cow_cut_and_sync (&q->cow, &q->file_length, q->file_end);
 }
 
 static int
@@ -757,10 +735,8 @@ qcow2_cache_stats (struct image *img, struct image_stats *st)
 {
   struct qcow2 *q = img->priv;
 
-  mc_get_stats (q->l2_cache, &st->cache_hits, &st->cache_misses,
-                &st->cache_evictions);
-  mc_get_stats (q->rb_cache, &st->cache_hits, &st->cache_misses,
-                &st->cache_evictions);
+  cow_add_cache_stats (q->l2_cache, st);
+  cow_add_cache_stats (q->rb_cache, st);
 }
 
 static void

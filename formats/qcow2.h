@@ -423,23 +423,4 @@ size_t qcow2_encode_extensions (uint8_t *b, size_t room,
                                 const struct qcow2_ext *exts, size_t nr_exts,
                                 bool feature_table);
 
-/* Where guest and host offsets fall. */
-static inline uint64_t
-qcow2_cluster_of (const struct qcow2 *q, uint64_t offset)
-{
-  return offset >> q->cluster_bits;
-}
-
-static inline uint64_t
-qcow2_l1_index (const struct qcow2 *q, uint64_t cluster)
-{
-  return cluster >> q->l2_bits;
-}
-
-static inline uint64_t
-qcow2_l2_index (const struct qcow2 *q, uint64_t cluster)
-{
-  return cluster & (q->l2_entries - 1);
-}
-
 #endif /* COWBD_QCOW2_H */

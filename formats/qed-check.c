@@ -301,7 +301,7 @@ repair_leaks (struct check *c)
     return -1;
   end = (last_used (c) + 1) << q->cluster_bits;
   if (end < c->file_size) {
-    if (ftruncate (q->img->fd, (off_t) end) == -1 || fsync (q->img->fd) == -1)
+    if (ftruncate (q->img->fd, (off_t) end) == -1 || cow_sync (&q->cow) == -1)
       return error_syscall (q->img, "truncating leaked clusters");
     c->file_size = end;
     c->nclusters = end >> q->cluster_bits;

@@ -69,15 +69,9 @@ qed_lookup (void *fmt, uint64_t offset, uint64_t count, bool cached_only,
             struct cow_run *r)
 {
   struct qed *q = fmt;
-  uint64_t cs = q->cluster_size, c = qed_cluster_of (q, offset);
-  uint64_t in_cluster = offset & (cs - 1), want, n = 1, l2_offset;
+  uint64_t cs = q->cluster_size, in_cluster = offset & (cs - 1), n = 1;
+  uint64_t want = cow_run_start (&q->cow, offset, count, r), l2_offset;
 
-  memset (r, 0, sizeof *r);
-  r->l1_index = qed_l1_index (q, c);
-  r->l2_index = qed_l2_index (q, c);
-  /* Clusters the request touches, within this L2 table. */
-  want = MIN (DIV_ROUND_UP (in_cluster + count, cs),
-              q->table_entries - r->l2_index);
   l2_offset = qed_l1_get (q, r->l1_index);
   r->entry = l2_offset;
   if (l2_offset == 0) {
@@ -124,8 +118,7 @@ qed_check_ready (void *fmt, const struct cow_run *r, uint64_t alloc_bytes)
   struct qed *q = fmt;
 
   if (q->broken)
-    return error_file (q->img, EIO, "an earlier metadata write failed; "
-                       "the image needs a check");
+    return cow_broken_error (&q->cow);
   if (r->l2 == NULL)
     return NEED_L2;
   if (q->creating_table)
@@ -201,6 +194,24 @@ qed_writeback_op (void *fmt)
   return qed_writeback (fmt);
 }
 
+/* Part of a cluster needs a copy on write only where it reads through
+ * to backing data; whole clusters become zero clusters. */
+static bool
+qed_zero_partial_fast (void *fmt, const struct cow_run *r, uint64_t len,
+                       uint64_t offset)
+{
+  struct qed *q = fmt;
+
+  return r->kind != COW_UNALLOC || chain_backing_is_zero (q->img, offset, len);
+}
+
+static bool
+qed_zero_whole_fast (void *fmt, const struct cow_run *r, uint64_t len,
+                     uint64_t offset)
+{
+  return true;
+}
+
 const struct cow_ops qed_cow_ops = {
   .lookup = qed_lookup,
   .invalid = qed_invalid,
@@ -211,6 +222,8 @@ const struct cow_ops qed_cow_ops = {
   .give_back = qed_give_back,
   .over_budget = qed_over_budget,
   .writeback = qed_writeback_op,
+  .zero_partial_fast = qed_zero_partial_fast,
+  .zero_whole_fast = qed_zero_whole_fast,
 };
 
 /* ---- write zeroes ------------------------------------------------------- */
@@ -223,44 +236,8 @@ zero_partial (struct qed *q, uint64_t len, uint64_t offset, unsigned flags)
 {
   if (chain_backing_is_zero (q->img, offset, len))
     return 0;
-  if (flags & IMAGE_FAST_ZERO)
-    return error_file (q->img, ENOTSUP, "fast zero: part of a cluster over "
-                       "backing data needs a copy on write");
-  return cow_write_zeros (&q->cow, len, offset);
-}
-
-/* The bytes at the start of run r at offset that are part of a cluster:
- * the head up to the first cluster boundary, or a short tail. */
-static uint64_t
-partial_len (struct qed *q, const struct cow_run *r, uint64_t offset)
-{
-  uint64_t cs = q->cluster_size;
-
-  if (!IS_ALIGNED (offset, cs))
-    return MIN (r->len, ROUND_UP (offset, cs) - offset);
-  return r->len < cs ? r->len : 0;
-}
-
-/* cow_run_fn: a fast zero must fail before it changes anything if any
- * part of it would need a copy on write. */
-static int
-fast_zero_run (struct cow *c, const struct cow_run *r, uint64_t offset,
-               unsigned flags, uint64_t *done)
-{
-  struct qed *q = (struct qed *) c;
-  uint64_t cs = q->cluster_size, head, tail;
-
-  if (r->kind != COW_UNALLOC || q->img->backing == NULL)
-    return 0;
-  head = MIN (r->len, ROUND_UP (offset, cs) - offset);
-  tail = (offset + r->len) & (cs - 1);
-  if ((head && head < cs && !IS_ALIGNED (offset, cs) &&
-       !chain_backing_is_zero (q->img, offset, head)) ||
-      (tail && r->len > head &&
-       !chain_backing_is_zero (q->img, offset + r->len - tail, tail)))
-    return error_file (q->img, ENOTSUP, "fast zero: part of a cluster "
-                       "over backing data needs a copy on write");
-  return 0;
+  return cow_zero_by_write (&q->cow, len, offset, flags, "part of a cluster "
+                            "over backing data needs a copy on write");
 }
 
 /* Makes n clusters of r zero clusters, if they still read through. */
@@ -293,7 +270,7 @@ zero_run (struct cow *c, const struct cow_run *r, uint64_t offset,
   case COW_UNALLOC:
     if (b == NULL || offset >= b->size)
       return 0;                         /* reads as zeros already */
-    part = partial_len (q, r, offset);
+    part = cow_partial_len (c, r, offset);
     if (part) {
       *done = part;
       return zero_partial (q, part, offset, flags);
@@ -312,7 +289,7 @@ int
 qed_zero (struct image *img, uint64_t count, uint64_t offset,
           unsigned flags)
 {
-  return cow_zero (img->priv, count, offset, flags, fast_zero_run, zero_run);
+  return cow_zero (img->priv, count, offset, flags, zero_run);
 }
 
 /* ---- trim --------------------------------------------------------------- */
@@ -325,13 +302,7 @@ trim_run (struct cow *c, const struct cow_run *r, uint64_t offset,
 {
   if (r->kind != COW_DATA)
     return 0;
-  if (cow_target_ok (c, r->host, r->len) == -1)
-    return -1;              /* the cluster is metadata */
-  host_may_have_holes (c->img);
-  if (host_punch_hole (c->img->fd, r->len, r->host) == -1 &&
-      errno != EOPNOTSUPP)
-    return error_syscall (c->img, "punch hole");
-  return 0;
+  return cow_punch (c, r->host, r->len);
 }
 
 int

@@ -44,17 +44,19 @@ check_nothing_past (struct qed *q, uint64_t from, uint64_t to)
 }
 
 static int
-write_size (struct qed *q, uint64_t size)
+write_header (void *fmt)
 {
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->header_lock);
-  uint64_t old = q->h.image_size;
+  return qed_write_header (fmt);
+}
 
-  q->h.image_size = size;
-  if (qed_write_header (q) == -1) {
-    q->h.image_size = old;
-    return -1;
-  }
-  return 0;
+/* Writes the image size into the header (and syncs). */
+static int
+write_size (void *fmt, uint64_t size)
+{
+  struct qed *q = fmt;
+
+  return cow_set_header_field (&q->cow, &q->h.image_size, size,
+                               write_header);
 }
 
 int
@@ -77,18 +79,5 @@ qed_resize (struct image *img, uint64_t size, enum image_prealloc prealloc,
   if (size < old &&
       check_nothing_past (q, ROUND_UP (size, q->cluster_size), old) == -1)
     return -1;
-  if (zero_new) {
-    img->size = size;
-    if (resize_zero_new (img, old) == -1) {
-      img->size = old;
-      return -1;
-    }
-    crash_test_pause ();
-  }
-  if (write_size (q, size) == -1) {
-    img->size = old;
-    return -1;
-  }
-  img->size = size;
-  return 0;
+  return resize_set_size (img, size, zero_new, write_size, q);
 }

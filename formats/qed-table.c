@@ -155,8 +155,7 @@ writeback_locked (struct qed *q)
     ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
     if (q->broken) {
       mc_snapshot_free (snap);
-      return error_file (q->img, EIO, "an earlier metadata write failed; "
-                         "the image needs a check");
+      return cow_broken_error (&q->cow);
     }
     if (mc_snapshot_cache (snap, q->l2_cache) == -1) {
       mc_snapshot_free (snap);

@@ -22,48 +22,40 @@
 #include "byte-swapping.h"
 #include "checked-overflow.h"
 #include "cleanup.h"
+#include "header.h"
 #include "minmax.h"
 #include "qed.h"
 #include "rounding.h"
 
 /* ---- the header ---------------------------------------------------------- */
 
+/* Where each header field lies (qed.h draws it). */
+#define F(name, at) HDR_FIELD (struct qed_header, name, at)
+static const struct hdr_field header_fields[] = {
+  F (magic, 0), F (cluster_size, 4), F (table_size, 8), F (header_size, 12),
+  F (features, 16), F (compat_features, 24), F (autoclear_features, 32),
+  F (l1_table_offset, 40), F (image_size, 48),
+  F (backing_filename_offset, 56), F (backing_filename_size, 60),
+};
+#undef F
+#define NR_HEADER_FIELDS (sizeof header_fields / sizeof header_fields[0])
+
 static bool
 qed_probe (const uint8_t *buf, size_t len)
 {
-  return len >= 4 && le32_load (buf) == QED_MAGIC;
+  return hdr_has_magic (buf, len, HDR_LE, QED_MAGIC);
 }
 
 static void
 header_decode (const uint8_t *b, struct qed_header *h)
 {
-  h->magic = le32_load (b + 0);
-  h->cluster_size = le32_load (b + 4);
-  h->table_size = le32_load (b + 8);
-  h->header_size = le32_load (b + 12);
-  h->features = le64_load (b + 16);
-  h->compat_features = le64_load (b + 24);
-  h->autoclear_features = le64_load (b + 32);
-  h->l1_table_offset = le64_load (b + 40);
-  h->image_size = le64_load (b + 48);
-  h->backing_filename_offset = le32_load (b + 56);
-  h->backing_filename_size = le32_load (b + 60);
+  hdr_decode (header_fields, NR_HEADER_FIELDS, HDR_LE, b, h);
 }
 
 void
 qed_header_encode (const struct qed_header *h, uint8_t *b)
 {
-  le32_store (b + 0, h->magic);
-  le32_store (b + 4, h->cluster_size);
-  le32_store (b + 8, h->table_size);
-  le32_store (b + 12, h->header_size);
-  le64_store (b + 16, h->features);
-  le64_store (b + 24, h->compat_features);
-  le64_store (b + 32, h->autoclear_features);
-  le64_store (b + 40, h->l1_table_offset);
-  le64_store (b + 48, h->image_size);
-  le32_store (b + 56, h->backing_filename_offset);
-  le32_store (b + 60, h->backing_filename_size);
+  hdr_encode (header_fields, NR_HEADER_FIELDS, HDR_LE, h, b);
 }
 
 int
@@ -78,24 +70,17 @@ qed_write_header (struct qed *q)
   return 0;
 }
 
+static int
+write_header_op (void *fmt)
+{
+  return qed_write_header (fmt);
+}
+
 int
 qed_set_need_check (struct qed *q, bool on)
 {
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->header_lock);
-  uint64_t saved = q->h.features;
-
-  if (q->need_check_on_disk == on)
-    return 0;
-  if (on)
-    q->h.features |= QED_F_NEED_CHECK;
-  else
-    q->h.features &= ~(uint64_t) QED_F_NEED_CHECK;
-  if (qed_write_header (q) == -1) {
-    q->h.features = saved;
-    return -1;
-  }
-  __atomic_store_n (&q->need_check_on_disk, on, __ATOMIC_RELEASE);
-  return 0;
+  return cow_set_mark (&q->cow, &q->need_check_on_disk, on, &q->h.features,
+                       QED_F_NEED_CHECK, write_header_op);
 }
 
 /* The largest image a geometry can address: entries^2 * cluster_size,
@@ -167,6 +152,7 @@ validate_header (struct qed *q, uint64_t file_size)
   q->table_bytes = (uint64_t) h->table_size * h->cluster_size;
   q->table_entries = q->table_bytes / 8;
   q->table_bits = log_2_bits (q->table_entries);
+  q->cow.table_bits = q->table_bits;
   q->header_end = header_end;
 
   if (!IS_ALIGNED (h->l1_table_offset, q->cluster_size))
@@ -380,9 +366,7 @@ qed_close (struct image *img)
   if (!img->readonly) {
     r = qed_writeback (q);
     if (r == 0)
-      r = host_trim_file (img, &q->file_length, q->file_end);
-    if (r == 0 && host_sync_image (img) == -1)
-      r = error_syscall (img, "fdatasync");
+      r = cow_cut_and_sync (&q->cow, &q->file_length, q->file_end);
     /* Clean only if everything reached the file. */
     if (r == 0 && !q->broken && !q->leaked && !sticky_failed (img) &&
         !q->cow.corrupt)
@@ -404,8 +388,7 @@ qed_cache_stats (struct image *img, struct image_stats *st)
 {
   struct qed *q = img->priv;
 
-  mc_get_stats (q->l2_cache, &st->cache_hits, &st->cache_misses,
-                &st->cache_evictions);
+  cow_add_cache_stats (q->l2_cache, st);
 }
 
 static void
@@ -436,7 +419,7 @@ qed_set_backing (struct image *img, const char *backing_file,
                          "in the header (%" PRIu64 " bytes)", backing_file,
                          q->header_end - name_offset);
     if (source_pwrite (img->src, backing_file, n, name_offset) == -1 ||
-        host_sync_image (img) == -1)
+        cow_sync (&q->cow) == -1)
       return error_syscall (img, "writing the backing file name");
     q->h.features |= QED_F_BACKING_FILE;
     q->h.backing_filename_offset = (uint32_t) name_offset;

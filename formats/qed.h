@@ -159,25 +159,6 @@ int qed_get_l2 (struct qed *q, uint64_t l2_offset, struct mc_entry **e);
 int qed_writeback (struct qed *q);
 int qed_create_l2 (struct qed *q, uint64_t l1_index);
 
-/* Where guest offsets fall. */
-static inline uint64_t
-qed_cluster_of (const struct qed *q, uint64_t offset)
-{
-  return offset >> q->cluster_bits;
-}
-
-static inline uint64_t
-qed_l1_index (const struct qed *q, uint64_t cluster)
-{
-  return cluster >> q->table_bits;
-}
-
-static inline uint64_t
-qed_l2_index (const struct qed *q, uint64_t cluster)
-{
-  return cluster & (q->table_entries - 1);
-}
-
 /* qed-cluster.c: what cow.c asks of QED, write zeroes and trim */
 extern const struct cow_ops qed_cow_ops;
 int qed_zero (struct image *img, uint64_t count, uint64_t offset,

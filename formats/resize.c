@@ -42,6 +42,28 @@ resize_zero_new (struct image *img, uint64_t old_size)
   return img->drv->flush (img);
 }
 
+int
+resize_set_size (struct image *img, uint64_t size, bool zero_new,
+                 int (*write_size) (void *fmt, uint64_t size), void *fmt)
+{
+  uint64_t old = img->size;
+
+  if (zero_new) {
+    img->size = size;
+    if (resize_zero_new (img, old) == -1) {
+      img->size = old;
+      return -1;
+    }
+  }
+  crash_test_pause ();
+  if (write_size (fmt, size) == -1) {
+    img->size = old;
+    return -1;
+  }
+  img->size = size;
+  return 0;
+}
+
 /* Whether the new part of a grown image would read the backing image. */
 static bool
 backing_shows (struct image *img, uint64_t size)

@@ -584,7 +584,7 @@ struct source *
 source_nbd_open (const char *uri, const struct source_opts *opts)
 {
   unsigned timeout = opts && opts->timeout_ms ? opts->timeout_ms
-    : IMAGE_DEFAULT_REMOTE_TIMEOUT_MS;
+    : REMOTE_DEFAULT_TIMEOUT_MS;
   struct remote *r;
 
   /* One remote per URI: held while connecting, so that two overlays
