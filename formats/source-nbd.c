@@ -54,6 +54,7 @@
 #define MAX_IN_FLIGHT 16                /* per request */
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
+#define READAHEAD 128                   /* base cache chunks: 8 MiB */
 
 struct conn {
   struct nbd_handle *h;                 /* NULL: not connected */
@@ -564,6 +565,7 @@ remote_open_cache (struct remote *r, const struct source_opts *opts)
 {
   struct basecache_opts bo = {
     .dir = opts->base_cache_dir, .max_bytes = opts->base_cache_size,
+    .readahead = READAHEAD,
   };
   char *msg = NULL;
 
