@@ -12,7 +12,8 @@
 #   cowbd     one cowbd serving the CLONES exports, --base-cache (cold)
 #   qemu-nbd  the anchor: one qemu-nbd per clone, same backing
 # Prints for each run the wall time until every reader has finished, the
-# bytes and read requests the remote served, and the load average; then
+# bytes and read requests the remote served, the local servers' CPU time
+# and the load average; then
 # the medians and the ratios against the goals (remote bytes <= 1.1x the
 # data, wall time <= 0.25x the anchor's).
 #
@@ -87,6 +88,14 @@ boot ()
     echo "$t1 - $t0" | bc
 }
 
+# The CPU seconds the local servers have used, summed.
+server_cpu ()
+{
+    local p
+    for p in "${spids[@]}"; do rl_cpu "$p"; done | awk '{ s += $1 }
+        END { printf "%.2f\n", s }'
+}
+
 start_cowbd ()
 {
     local args=() i
@@ -115,18 +124,19 @@ start_qemu_nbd ()
 }
 
 # run SETUP: one measurement; sets $line to "SETUP WALL_S BYTES READS
-# LOAD" (not in a subshell: the servers' PIDs stay known to the trap).
+# SERVER_CPU_S LOAD" (not in a subshell: the servers' PIDs stay known to the trap).
 run ()
 {
-    local pattern wall remote
+    local pattern wall remote cpu
     make_clones
     rl_remote_start "$work/golden.raw" "$work/stats" > /dev/null
     start_"${1//-/_}"
     wall=$(boot "$pattern")
+    cpu=$(server_cpu)
     stop_servers
     rl_remote_stop
     remote=$RL_RESULT
-    line="$1 $wall $remote $(rl_load)"
+    line="$1 $wall $remote $cpu $(rl_load)"
 }
 
 rl_setup
@@ -134,16 +144,17 @@ make_golden
 echo "remote-boot-storm: $CLONES clones, $DATA_MIB MiB of data in a" \
      "$BASE_MIB MiB base, $REPEATS repeats; $(nproc) cores"
 echo "delay: $RL_DELAY"
-printf '%-9s %3s %9s %12s %9s  %s\n' setup rep wall_s remote_MiB \
-    remote_reads "load (1 5 15 min)"
+printf '%-9s %3s %8s %10s %8s %7s  %s\n' setup rep wall_s remote_MiB \
+    reads cpu_s "load (1 5 15 min)"
 : > "$work/results"
 for rep in $(seq "$REPEATS"); do
     for setup in cowbd qemu-nbd; do
         run "$setup"
-        read -r s wall bytes ops l1 l5 l15 <<< "$line"
+        read -r s wall bytes ops cpu l1 l5 l15 <<< "$line"
         echo "$s $wall $bytes $ops" >> "$work/results"
-        printf '%-9s %3d %9.2f %12.1f %9d  %s %s %s\n' "$s" "$rep" "$wall" \
-            "$(echo "$bytes / 1048576" | bc -l)" "$ops" "$l1" "$l5" "$l15"
+        printf '%-9s %3d %8.2f %10.1f %8d %7.2f  %s %s %s\n' "$s" "$rep" \
+            "$wall" "$(echo "$bytes / 1048576" | bc -l)" "$ops" "$cpu" \
+            "$l1" "$l5" "$l15"
     done
 done
 
@@ -152,7 +163,8 @@ med () { rl_median $(awk -v s="$1" -v f="$2" '$1 == s {print $f}' \
 cw=$(med cowbd 2); qw=$(med qemu-nbd 2)
 cb=$(med cowbd 3); qb=$(med qemu-nbd 3)
 data=$((DATA_MIB * 1048576))
-echo "medians: cowbd ${cw} s, qemu-nbd ${qw} s;" \
+printf 'medians: cowbd %.2f s, qemu-nbd %.2f s; ' "$cw" "$qw"
+echo \
      "remote MiB: cowbd $(echo "$cb / 1048576" | bc), qemu-nbd" \
      "$(echo "$qb / 1048576" | bc)"
 printf 'cowbd remote bytes / data: %.3f (goal <= 1.1); qemu-nbd: %.2f\n' \
