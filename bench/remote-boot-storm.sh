@@ -46,6 +46,7 @@ stop_servers ()
     spids=()
 }
 trap 'stop_servers; rl_cleanup; rm -rf "$work"' EXIT
+trap 'exit 1' INT TERM
 
 # The golden image: DATA_MIB / 4 extents of 4 MiB of random bytes spread
 # evenly (where boot-reader.py expects them), holes between.
@@ -71,21 +72,28 @@ make_clones ()
 }
 
 # boot URI-PATTERN: every reader at once (%d in the pattern: clone
-# number); prints the wall time.
+# number); prints the wall time from the go (all connected) to the end
+# of the last reader.
 boot ()
 {
-    local i t0 t1 rpids=() bad=0
-    t0=$(date +%s.%N)
+    local i t0 rpids=() bad=0
+    rm -rf "$work/sync"
+    mkdir "$work/sync"
+    mkfifo "$work/sync/go"
     for i in $(seq "$CLONES"); do
         # shellcheck disable=SC2059
         $py "$here/boot-reader.py" "$(printf "$1" "$i")" "$BASE_MIB" \
-            "$DATA_MIB" "$i" > "$work/r$i.out" &
+            "$DATA_MIB" "$i" "$work/sync/go" > "$work/sync/r$i.out" &
         rpids+=($!)
     done
+    for i in $(seq "$CLONES"); do
+        rl_wait_file "$work/sync/go.$i.ready"
+    done
+    t0=$(date +%s.%N)
+    : > "$work/sync/go"
     for i in "${rpids[@]}"; do wait "$i" || bad=$((bad + 1)); done
-    t1=$(date +%s.%N)
-    [ "$bad" = 0 ] || echo "warning: $bad readers failed" >&2
-    echo "$t1 - $t0" | bc
+    [ "$bad" = 0 ] || { echo "$bad readers failed" >&2; return 1; }
+    sort -g "$work"/sync/r*.out | tail -1 | awk -v t="$t0" '{ print $1 - t }'
 }
 
 # The CPU seconds the local servers have used, summed.

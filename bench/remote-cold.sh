@@ -34,6 +34,7 @@ work=$(mktemp -d /dev/shm/remote-cold.XXXXXX)
 spid=
 trap '[ -n "$spid" ] && kill "$spid" 2> /dev/null; rl_cleanup;
       rm -rf "$work"' EXIT
+trap 'exit 1' INT TERM
 
 start_cowbd_cache ()
 {

@@ -124,6 +124,18 @@ rl_wait_sock ()
 rl_cpu () { awk -v t="$(getconf CLK_TCK)" '{ sub(/^.*\) /, "");
     printf "%.2f\n", ($12 + $13) / t }' "/proc/$1/stat"; }
 
+# rl_wait_file PATH: waits (at most 60 s) for PATH to exist.
+rl_wait_file ()
+{
+    local i
+    for i in $(seq 6000); do
+        [ -e "$1" ] && return 0
+        sleep 0.01
+    done
+    echo "$1: not there after 60 s" >&2
+    return 1
+}
+
 rl_load () { cut -d' ' -f1-3 /proc/loadavg; }
 
 # rl_median V...: the median of the arguments.
