@@ -36,8 +36,10 @@
  * for them rather than fetching them again) and fetches them in runs of
  * BC_RA_RUN.  They are then filled exactly as a reader fills them: data
  * written, records through the flusher (C1).  A failed read-ahead leaves
- * its chunks ABSENT without failing anyone: a reader that waited for
- * them fetches them itself.  Read-ahead never pushes the cache past its
+ * its chunks ABSENT and, like a reader's failed fill, fails the reads
+ * that were waiting for them (a lost remote costs each read one timeout,
+ * not two); later reads fetch them again.  Read-ahead never pushes the
+ * cache past its
  * bound.  So one reader going sequentially keeps one large fetch in
  * flight ahead of it, instead of paying a round trip per read.
  *
@@ -860,7 +862,7 @@ bc_ra_thread (void *arg)
   uint32_t crc[BC_RA_RUN], first;
   struct basecache *bc;
   unsigned k;
-  int r;
+  int r, e;
 
   pthread_mutex_lock (&sh->lock);
   for (;;) {
@@ -874,10 +876,16 @@ bc_ra_thread (void *arg)
     sh->ra_using = bc;
     pthread_mutex_unlock (&sh->lock);
     r = bc_ra_fetch (bc, first, k, crc);
+    e = errno;
     pthread_mutex_lock (&sh->lock);
     bc_ra_done (sh, first, k, crc, r == 0);
-    if (r == -1)                /* the remote is failing: stop asking */
-      sh->ra_bc = NULL;
+    if (r == -1) {
+      /* As for a reader's failed fill: those who waited for these chunks
+       * get its error now, rather than a timeout more each. */
+      sh->fail_seq++;
+      sh->fail_errno = e;
+      sh->ra_bc = NULL;         /* and no more read-ahead until asked */
+    }
     sh->ra_using = NULL;        /* basecache_close waits for this */
     pthread_cond_broadcast (&sh->changed);
   }
