@@ -12,6 +12,10 @@
 #   cowbd-cache  cowbd --base-cache, the cache empty at start
 #   cowbd        cowbd without a base cache
 #   qemu-nbd     the anchor: qemu-nbd on the same overlay
+#   direct       for reference, no overlay and no local server: nbdcopy
+#                (libnbd) straight from the remote to null:, one
+#                connection, QD requests of 1 MiB (what the link gives
+#                one client; the cpu column is 0)
 # Prints for each run the throughput, the bytes and read requests the
 # remote served (requests per MiB read: where the round trips go), and
 # the server's CPU time and the load average; then medians and ratios to qemu-nbd (goal >= 2).
@@ -58,6 +62,17 @@ start_qemu_nbd ()
     spid=$!
 }
 
+# direct: sets $bw, nbdcopy's throughput straight from the remote.
+direct ()
+{
+    local t0 t1
+    t0=$(date +%s.%N)
+    rl_local nbdcopy --connections=1 --requests="$QD" \
+        --request-size=1048576 "$(rl_uri)" null:
+    t1=$(date +%s.%N)
+    bw=$(echo "$SIZE_MIB / ($t1 - $t0)" | bc -l)
+}
+
 # run SETUP: one measurement; sets $line to "SETUP MIB_S BYTES READS
 # SERVER_CPU_S LOAD".
 run ()
@@ -67,6 +82,12 @@ run ()
     qemu-img create -q -f qcow2 -u -b "$(rl_uri)" -F raw "$work/c.qcow2" \
         "${SIZE_MIB}M"
     rl_remote_start "$work/golden.raw" "$work/stats" > /dev/null
+    if [ "$1" = direct ]; then
+        direct
+        rl_remote_stop
+        line="$1 $bw $RL_RESULT 0 $(rl_load)"
+        return
+    fi
     start_"${1//-/_}"
     rl_wait_sock "$work/s"
     fio --name=cold --ioengine=nbd --uri="nbd+unix:///?socket=$work/s" \
@@ -91,7 +112,7 @@ printf '%-12s %3s %8s %10s %8s %9s %7s  %s\n' setup rep MiB/s remote_MiB \
     reads reads/MiB cpu_s "load (1 5 15 min)"
 : > "$work/results"
 for rep in $(seq "$REPEATS"); do
-    for setup in cowbd-cache cowbd qemu-nbd; do
+    for setup in cowbd-cache cowbd qemu-nbd direct; do
         run "$setup"
         read -r s bw bytes ops cpu l1 l5 l15 <<< "$line"
         echo "$s $bw $bytes $ops" >> "$work/results"
@@ -103,7 +124,7 @@ done
 
 med () { rl_median $(awk -v s="$1" '$1 == s {print $2}' "$work/results"); }
 q=$(med qemu-nbd)
-for s in cowbd-cache cowbd qemu-nbd; do
+for s in cowbd-cache cowbd qemu-nbd direct; do
     m=$(med "$s")
     printf 'median %-12s %8.1f MiB/s  %.2fx qemu-nbd\n' "$s" "$m" \
         "$(echo "$m / $q" | bc -l)"
