@@ -19,7 +19,7 @@ packages=(
     libev-dev libgnutls28-dev gnutls-bin libnbd-dev libnbd-bin python3-libnbd
     nbdkit nbdkit-plugin-dev qemu-utils zlib1g-dev libzstd-dev
     fio nbd-server util-linux procps
-    jq iproute2 systemd bash-completion man-db
+    jq iproute2 bc systemd bash-completion man-db
     libmicrohttpd-dev libsystemd-dev prometheus libjson-c-dev
 )
 

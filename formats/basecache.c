@@ -29,6 +29,20 @@
  * that generation.  So a record never reaches the file before its data
  * is durable, and one fdatasync covers a whole batch.
  *
+ * Read-ahead (opts.readahead chunks, 0: none): a read that follows
+ * cached data is taken as sequential, and when at least half of the
+ * window after it is absent, a read-ahead thread per cache claims those
+ * chunks (BUSY, like any fill, so a reader that gets there first waits
+ * for them rather than fetching them again) and fetches them in runs of
+ * BC_RA_RUN.  They are then filled exactly as a reader fills them: data
+ * written, records through the flusher (C1).  A failed read-ahead leaves
+ * its chunks ABSENT and, like a reader's failed fill, fails the reads
+ * that were waiting for them (a lost remote costs each read one timeout,
+ * not two); later reads fetch them again.  Read-ahead never pushes the
+ * cache past its
+ * bound.  So one reader going sequentially keeps one large fetch in
+ * flight ahead of it, instead of paying a round trip per read.
+ *
  * Locks, in order: bc_registry_lock (open and close only), then
  * sh->table_lock (held while records are written, so that a clear by
  * eviction is never overtaken by an older set), then sh->lock.  No file
@@ -93,12 +107,21 @@ struct bc_shared {
   uint64_t data_offset;
   uint32_t nchunks;
   pthread_t flusher;
+  unsigned ra_window;           /* opts.readahead */
+  bool ra_started;              /* the read-ahead thread runs */
+  pthread_t ra_thread;
+  uint8_t *ra_buf;              /* BC_RA_RUN chunks: the thread's own */
 
   pthread_mutex_t table_lock;   /* writes of records */
 
   pthread_mutex_t lock;         /* everything below */
   pthread_cond_t changed;       /* a chunk left CH_BUSY */
   pthread_cond_t wake;          /* the flusher has work, or closing */
+  pthread_cond_t ra_wake;       /* read-ahead has work, or ra_stop */
+  struct basecache *ra_bc;      /* whose fetch read-ahead uses; NULL: idle */
+  struct basecache *ra_using;   /* the handle a read-ahead fetch uses */
+  uint32_t ra_next, ra_end;     /* chunks still to read ahead */
+  bool ra_stop;
   struct chunk *chunks;
   uint32_t lru_head, lru_tail;  /* head: most recently used */
   uint64_t cached_bytes;        /* STORED, PRESENT and filling chunks */
@@ -679,6 +702,8 @@ bc_read_seg (struct basecache *bc, uint32_t first, unsigned n, uint8_t *dst,
   return r;
 }
 
+static void bc_ra_hint (struct basecache *bc, uint32_t first, uint32_t last);
+
 static int
 bc_read_uncached (struct basecache *bc, void *buf, size_t count,
                   uint64_t offset)
@@ -697,6 +722,7 @@ basecache_read (struct basecache *bc, void *buf, size_t count,
   uint64_t end = offset + count, seg_end;
   uint32_t c, last;
   bool fetched = false;
+  uint32_t first;
   unsigned n;
 
   if (offset > bc->size || count > bc->size - offset) {
@@ -708,7 +734,8 @@ basecache_read (struct basecache *bc, void *buf, size_t count,
   if (bc->sh == NULL)
     return bc_read_uncached (bc, buf, count, offset);
   last = (uint32_t) ((end - 1) / CS);
-  for (c = (uint32_t) (offset / CS); c <= last; c += n) {
+  first = (uint32_t) (offset / CS);
+  for (c = first; c <= last; c += n) {
     n = last - c + 1 < SEG_CHUNKS ? last - c + 1 : SEG_CHUNKS;
     seg_end = (uint64_t) (c + n) * CS < end ? (uint64_t) (c + n) * CS : end;
     if (bc_read_seg (bc, c, n, buf, offset, seg_end - offset, &fetched) == -1)
@@ -717,7 +744,191 @@ basecache_read (struct basecache *bc, void *buf, size_t count,
     offset = seg_end;
   }
   bc_add (fetched ? &bc->sh->stats.misses : &bc->sh->stats.hits, 1);
+  if (bc->sh->ra_started) {
+    pthread_mutex_lock (&bc->sh->lock);
+    bc_ra_hint (bc, first, last);
+    pthread_mutex_unlock (&bc->sh->lock);
+  }
   return 0;
+}
+
+/* ---- read-ahead -------------------------------------------------------- */
+
+/* A read of chunks [first, last] just ended.  If it follows cached data
+ * and at least half of the window after it is absent, asks for that part
+ * of the window to be read ahead with bc's fetch.  Called with sh->lock
+ * held. */
+static void
+bc_ra_hint (struct basecache *bc, uint32_t first, uint32_t last)
+{
+  struct bc_shared *sh = bc->sh;
+  uint64_t end = (uint64_t) last + 1 + sh->ra_window;
+  uint32_t c;
+
+  if (!sh->ra_started ||
+      (first > 0 && sh->chunks[first - 1].state == CH_ABSENT))
+    return;
+  if (end > sh->nchunks)
+    end = sh->nchunks;
+  for (c = last + 1; c < end && sh->chunks[c].state != CH_ABSENT; c++)
+    ;
+  if (c == end || ((end - c) * 2 < sh->ra_window && end < sh->nchunks))
+    return;
+  if (sh->max_bytes && sh->cached_bytes + (end - c) * CS > sh->max_bytes)
+    return;
+  sh->ra_bc = bc;
+  sh->ra_next = c;
+  sh->ra_end = (uint32_t) end;
+  pthread_cond_signal (&sh->ra_wake);
+}
+
+/* Claims the next run of absent chunks of the request, at most
+ * BC_RA_RUN; returns its length (0: the request is done) and its first
+ * chunk in *first.  Called with sh->lock held. */
+static unsigned
+bc_ra_claim (struct bc_shared *sh, uint32_t *first)
+{
+  uint32_t c = sh->ra_next;
+  unsigned k = 0;
+
+  while (c < sh->ra_end && sh->chunks[c].state != CH_ABSENT)
+    c++;
+  *first = c;
+  for (; c < sh->ra_end && k < BC_RA_RUN &&
+         sh->chunks[c].state == CH_ABSENT; c++, k++) {
+    sh->chunks[c].state = CH_BUSY;
+    sh->cached_bytes += chunk_len (sh, c);
+  }
+  sh->ra_next = c;
+  if (k == 0)
+    sh->ra_bc = NULL;
+  return k;
+}
+
+/* Fetches chunks [first, first + k) into sh->ra_buf, their CRCs into crc,
+ * and writes them to the file: 0 stored, 1 fetched but not stored, -1
+ * not fetched.  Called without locks. */
+static int
+bc_ra_fetch (struct basecache *bc, uint32_t first, unsigned k,
+             uint32_t *crc)
+{
+  struct bc_shared *sh = bc->sh;
+  uint64_t off = (uint64_t) first * CS;
+  size_t len = sh->size - off < (uint64_t) k * CS ?
+    (size_t) (sh->size - off) : (size_t) k * CS;
+  unsigned j;
+
+  if (bc->fetch (bc->opaque, sh->ra_buf, len, off) == -1)
+    return -1;
+  bc_add (&sh->stats.fetched_bytes, len);
+  for (j = 0; j < k; j++)
+    crc[j] = bcfile_crc (sh->ra_buf + (size_t) j * CS,
+                         chunk_len (sh, first + j));
+  if (bcfile_pwrite (sh->fd, sh->ra_buf, len, sh->data_offset + off) == 0)
+    return 0;
+  bc_punch (sh->fd, sh->data_offset + off, (uint64_t) k * CS);
+  return 1;
+}
+
+/* Ends the fill of chunks [first, first + k): PRESENT with records queued
+ * if stored, else ABSENT again.  Called with sh->lock held. */
+static void
+bc_ra_done (struct bc_shared *sh, uint32_t first, unsigned k,
+            const uint32_t *crc, bool stored)
+{
+  uint32_t c;
+
+  for (c = first; c < first + k; c++) {
+    struct chunk *ch = &sh->chunks[c];
+
+    if (!stored) {
+      ch->state = CH_ABSENT;
+      sh->cached_bytes -= chunk_len (sh, c);
+      continue;
+    }
+    ch->crc = crc[c - first];
+    ch->gen++;
+    ch->state = CH_PRESENT;
+    lru_push (sh, c);
+    bc_queue_record (sh, c);
+  }
+  pthread_cond_broadcast (&sh->changed);
+}
+
+static void *
+bc_ra_thread (void *arg)
+{
+  struct bc_shared *sh = arg;
+  uint32_t crc[BC_RA_RUN], first;
+  struct basecache *bc;
+  unsigned k;
+  int r, e;
+
+  pthread_mutex_lock (&sh->lock);
+  for (;;) {
+    while (!sh->ra_stop && sh->ra_bc == NULL)
+      pthread_cond_wait (&sh->ra_wake, &sh->lock);
+    if (sh->ra_stop)
+      break;
+    bc = sh->ra_bc;
+    if ((k = bc_ra_claim (sh, &first)) == 0)
+      continue;
+    sh->ra_using = bc;
+    pthread_mutex_unlock (&sh->lock);
+    r = bc_ra_fetch (bc, first, k, crc);
+    e = errno;
+    pthread_mutex_lock (&sh->lock);
+    bc_ra_done (sh, first, k, crc, r == 0);
+    if (r == -1) {
+      /* As for a reader's failed fill: those who waited for these chunks
+       * get its error now, rather than a timeout more each. */
+      sh->fail_seq++;
+      sh->fail_errno = e;
+      sh->ra_bc = NULL;         /* and no more read-ahead until asked */
+    }
+    sh->ra_using = NULL;        /* basecache_close waits for this */
+    pthread_cond_broadcast (&sh->changed);
+  }
+  pthread_mutex_unlock (&sh->lock);
+  return NULL;
+}
+
+/* Starts the read-ahead thread if asked for; without memory or a thread
+ * the cache runs without read-ahead. */
+static void
+bc_ra_start (struct bc_shared *sh)
+{
+  if (sh->ra_window == 0 ||
+      (sh->ra_buf = malloc ((size_t) BC_RA_RUN * CS)) == NULL)
+    return;
+  sh->ra_started = pthread_create (&sh->ra_thread, NULL, bc_ra_thread,
+                                   sh) == 0;
+}
+
+/* Stops the read-ahead thread; its last fill is done when this returns. */
+static void
+bc_ra_stop (struct bc_shared *sh)
+{
+  if (!sh->ra_started)
+    return;
+  pthread_mutex_lock (&sh->lock);
+  sh->ra_stop = true;
+  pthread_cond_signal (&sh->ra_wake);
+  pthread_mutex_unlock (&sh->lock);
+  pthread_join (sh->ra_thread, NULL);
+  sh->ra_started = false;
+}
+
+/* Makes sure read-ahead no longer uses bc, which is closing. */
+static void
+bc_ra_forget (struct bc_shared *sh, struct basecache *bc)
+{
+  pthread_mutex_lock (&sh->lock);
+  if (sh->ra_bc == bc)
+    sh->ra_bc = NULL;
+  while (sh->ra_using == bc)
+    pthread_cond_wait (&sh->changed, &sh->lock);
+  pthread_mutex_unlock (&sh->lock);
 }
 
 /* ---- opening and closing --------------------------------------------- */
@@ -759,6 +970,8 @@ bc_shared_free (struct bc_shared *sh)
   pthread_mutex_destroy (&sh->lock);
   pthread_cond_destroy (&sh->changed);
   pthread_cond_destroy (&sh->wake);
+  pthread_cond_destroy (&sh->ra_wake);
+  free (sh->ra_buf);
   free (sh->pending);
   free (sh->chunks);
   free (sh->path);
@@ -780,11 +993,13 @@ bc_shared_new (const struct basecache_opts *opts, const struct stat *dir,
   pthread_mutex_init (&sh->lock, NULL);
   pthread_cond_init (&sh->changed, NULL);
   pthread_cond_init (&sh->wake, NULL);
+  pthread_cond_init (&sh->ra_wake, NULL);
   sh->refs = 1;
   sh->dir_dev = dir->st_dev;
   sh->dir_ino = dir->st_ino;
   sh->size = size;
   sh->max_bytes = opts->max_bytes;
+  sh->ra_window = opts->readahead;
   sh->nchunks = bcfile_nchunks (size);
   sh->data_offset = bcfile_data_offset (sh->nchunks);
   sh->lru_head = sh->lru_tail = NIL;
@@ -870,6 +1085,7 @@ bc_shared_setup (struct bc_shared *sh, basecache_fetch_fn fetch,
     return -1;
   }
   bc_make_room (sh);
+  bc_ra_start (sh);
   return 0;
 }
 
@@ -1044,6 +1260,7 @@ basecache_get_stats (struct basecache *bc, struct basecache_stats *st)
 static void
 bc_shared_close (struct bc_shared *sh)
 {
+  bc_ra_stop (sh);
   pthread_mutex_lock (&sh->lock);
   sh->closing = true;
   pthread_cond_signal (&sh->wake);
@@ -1061,6 +1278,7 @@ basecache_close (struct basecache *bc)
   bool last = false;
 
   if (sh) {
+    bc_ra_forget (sh, bc);
     pthread_mutex_lock (&bc_registry_lock);
     if (--sh->refs == 0) {
       bc_registry_remove (sh);

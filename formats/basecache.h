@@ -16,8 +16,8 @@
 /* Reads count bytes at offset of the remote into buf: 0, or -1 with
  * errno.  Called from any thread, several at once, never with a cache
  * lock held.  What it is asked for: to fill the cache, runs of whole
- * 64 KiB chunks (up to 1 MiB, 64 KiB-aligned; the last chunk of the base
- * may be short); at the first open of a base, up to eight 4 KiB-aligned
+ * 64 KiB chunks (up to 1 MiB, 64 KiB-aligned, or up to BC_RA_RUN chunks
+ * for read-ahead; the last chunk of the base may be short); at the first open of a base, up to eight 4 KiB-aligned
  * blocks of 4 KiB (the fingerprint); from an uncached handle, exactly
  * the caller's reads.  Its errno reaches the reads that needed it (also
  * those that waited for the same chunk); nothing is retried inside. */
@@ -27,7 +27,12 @@ typedef int (*basecache_fetch_fn) (void *opaque, void *buf, size_t count,
 struct basecache_opts {
   const char *dir;              /* the cache folder; must exist */
   uint64_t max_bytes;           /* bound on cached data; 0: no bound */
+  unsigned readahead;           /* chunks read ahead of a sequential
+                                 * reader; 0: none */
 };
+
+/* Read-ahead fetches this many chunks at most at once (4 MiB). */
+#define BC_RA_RUN 64
 
 struct basecache_stats {
   uint64_t hits;                /* reads served from the cache file alone */

@@ -26,6 +26,15 @@
  * it calls remote_fetch for what it lacks: each range crosses the network
  * once per host.
  *
+ * The remote's allocation (base:allocation) is learnt once and kept in
+ * r->map, one entry per 64 KiB grain: UNKNOWN, DATA, or ZERO when the
+ * whole grain reads as zeros.  One block-status request maps up to
+ * MAP_SPAN; a fetch then reads only the grains that hold data (zeros are
+ * filled in locally, so holes cost no bytes, and read-ahead past the end
+ * of the data costs nothing), and data_status answers from the map, so a
+ * copy-on-write fill costs no round trip per cluster.  The remote is a
+ * read-only base: what it said about a range stays true.
+ *
  * Lock: r->lock guards conns[].busy and .h of idle slots, and the
  * backoff; a busy slot's handle belongs to the request that took it.
  * remotes_lock guards the list of remotes and refs.
@@ -54,6 +63,11 @@
 #define MAX_IN_FLIGHT 16                /* per request */
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
+#define READAHEAD 128                   /* base cache chunks: 8 MiB */
+#define GRAIN (64U << 10)               /* allocation map entry */
+#define MAP_SPAN (64ULL << 20)          /* mapped by one block status */
+
+enum { MAP_UNKNOWN, MAP_DATA, MAP_ZERO };
 
 struct conn {
   struct nbd_handle *h;                 /* NULL: not connected */
@@ -76,6 +90,8 @@ struct remote {
   uint64_t retry_at_ms;                 /* no connect before this */
   unsigned backoff_ms;
   struct basecache *bc;                 /* NULL: no base cache */
+  uint8_t *map;                         /* per GRAIN (atomic bytes); NULL:
+                                         * no block status */
   uint64_t fetched_bytes;               /* atomic: sent by the remote */
 };
 
@@ -319,11 +335,10 @@ read_aligned (struct remote *r, uint8_t *buf, size_t count, uint64_t offset)
   return ret;
 }
 
-/* Reads [offset, offset + n) of the export (basecache_fetch_fn). */
+/* Reads [offset, offset + n) of the export from the remote. */
 static int
-remote_fetch (void *opaque, void *buf, size_t n, uint64_t offset)
+remote_fetch_data (struct remote *r, void *buf, size_t n, uint64_t offset)
 {
-  struct remote *r = opaque;
   uint64_t start, end;
   uint8_t *bounce;
   int ret;
@@ -348,6 +363,121 @@ remote_fetch (void *opaque, void *buf, size_t n, uint64_t offset)
   free (bounce);
   errno = EIO;
   return ret;
+}
+
+/* ---- the allocation map ------------------------------------------------ */
+
+static uint8_t
+map_get (struct remote *r, uint64_t grain)
+{
+  return __atomic_load_n (&r->map[grain], __ATOMIC_RELAXED);
+}
+
+static void
+map_set (struct remote *r, uint64_t grain, uint8_t v)
+{
+  __atomic_store_n (&r->map[grain], v, __ATOMIC_RELAXED);
+}
+
+/* One extent of a block-status answer: a grain touched by data is DATA;
+ * a grain wholly inside zeros (or ending at the export's end) is ZERO
+ * unless data touched it. */
+static void
+map_note (struct remote *r, uint64_t start, uint64_t len, bool zero)
+{
+  uint64_t end = MIN (start + len, r->size), g;
+
+  if (start >= end)
+    return;
+  if (!zero) {
+    for (g = start / GRAIN; g <= (end - 1) / GRAIN; g++)
+      map_set (r, g, MAP_DATA);
+    return;
+  }
+  for (g = ROUND_UP (start, GRAIN) / GRAIN;
+       g * GRAIN < end && (MIN ((g + 1) * GRAIN, r->size) <= end); g++)
+    if (map_get (r, g) == MAP_UNKNOWN)
+      map_set (r, g, MAP_ZERO);
+}
+
+static int
+map_extent (void *opaque, const char *context, uint64_t offset,
+            uint32_t *entries, size_t nr_entries, int *error)
+{
+  struct remote *r = opaque;
+  size_t i;
+
+  (void) error;
+  if (strcmp (context, LIBNBD_CONTEXT_BASE_ALLOCATION) != 0)
+    return 0;
+  for (i = 0; i + 1 < nr_entries; i += 2) {
+    map_note (r, offset, entries[i], entries[i + 1] & LIBNBD_STATE_ZERO);
+    offset += entries[i];
+  }
+  return 0;
+}
+
+/* Maps up to MAP_SPAN from the first unknown grain of [offset, offset +
+ * n), if any: one block-status request.  -1 if it failed (the caller
+ * then treats what is unknown as data). */
+static int
+map_learn (struct remote *r, uint64_t offset, uint64_t n)
+{
+  uint64_t deadline = now_ms () + r->timeout_ms, g, last, start, len;
+  int64_t cookie;
+  struct conn *c;
+  int ret = 0;
+
+  last = (offset + n - 1) / GRAIN;
+  for (g = offset / GRAIN; g <= last && map_get (r, g) != MAP_UNKNOWN; g++)
+    ;
+  if (g > last)
+    return 0;
+  start = g * GRAIN;                    /* GRAIN is a multiple of min_block */
+  len = MIN (MAP_SPAN, r->size - start);
+  if ((c = conn_get (r, deadline)) == NULL)
+    return -1;
+  cookie = nbd_aio_block_status (c->h, len, start, (nbd_extent_callback) {
+      .callback = map_extent, .user_data = r }, NBD_NULL_COMPLETION, 0);
+  if (cookie == -1 || wait_cookies (c->h, &cookie, 1, deadline) == -1)
+    ret = -1;
+  conn_put (r, c, ret == -1);
+  return ret;
+}
+
+/* Whether grain g is to be fetched (DATA, or UNKNOWN: not mapped). */
+static bool
+map_wants (struct remote *r, uint64_t g)
+{
+  return map_get (r, g) != MAP_ZERO;
+}
+
+/* Reads [offset, offset + n) of the export (basecache_fetch_fn): the
+ * grains the map says are zeros are filled in here, the others fetched,
+ * one request per run. */
+static int
+remote_fetch (void *opaque, void *buf, size_t n, uint64_t offset)
+{
+  struct remote *r = opaque;
+  uint64_t end = offset + n, a, b;
+  bool want;
+
+  if (r->map == NULL || n == 0)
+    return remote_fetch_data (r, buf, n, offset);
+  (void) map_learn (r, offset, n);
+  for (a = offset; a < end; a = b) {
+    want = map_wants (r, a / GRAIN);
+    for (b = MIN (ROUND_DOWN (a, GRAIN) + GRAIN, end);
+         b < end && map_wants (r, b / GRAIN) == want;
+         b = MIN (b + GRAIN, end))
+      ;
+    if (!want)
+      memset ((uint8_t *) buf + (a - offset), 0, b - a);
+    else if (remote_fetch_data (r, (uint8_t *) buf + (a - offset), b - a, a)
+             == -1)
+      return -1;
+  }
+  return 0;
 }
 
 static int
@@ -388,6 +518,30 @@ status_extent (void *opaque, const char *context, uint64_t offset,
   return 0;
 }
 
+/* data_status from the map (learning it first): 0, or -1 if the grain
+ * at offset is still unknown. */
+static int
+map_status (struct remote *r, uint64_t offset, uint64_t count,
+            bool *is_data, uint64_t *len)
+{
+  uint64_t end, g;
+  uint8_t v;
+
+  if (r->map == NULL)
+    return -1;
+  count = MIN (count, r->size - offset);
+  (void) map_learn (r, offset, count);
+  v = map_get (r, offset / GRAIN);
+  if (v == MAP_UNKNOWN)
+    return -1;
+  end = offset + count;
+  for (g = offset / GRAIN + 1; g * GRAIN < end && map_get (r, g) == v; g++)
+    ;
+  *is_data = v == MAP_DATA;
+  *len = MIN (g * GRAIN, end) - offset;
+  return 0;
+}
+
 /* The remote's base:allocation at offset: data, or reads as zeros. */
 static int
 remote_data_status (struct source *s, uint64_t offset, uint64_t count,
@@ -408,6 +562,8 @@ remote_data_status (struct source *s, uint64_t offset, uint64_t count,
     return 0;
   }
   if (!r->can_status)
+    return 0;
+  if (map_status (r, offset, count, is_data, len) == 0)
     return 0;
   start = ROUND_DOWN (offset, r->min_block);
   n = ROUND_UP (MIN (count, r->size - offset) + (offset - start),
@@ -466,6 +622,7 @@ remote_free (struct remote *r)
 
   if (r->bc)
     basecache_close (r->bc);
+  free (r->map);
   for (i = 0; i < POOL_MAX; i++)
     if (r->conns[i].h) {
       /* queued, never waited for: the remote may be gone or hung */
@@ -555,6 +712,9 @@ remote_new (const char *uri, unsigned timeout_ms)
     remote_free (r);
     return NULL;
   }
+  /* Without memory for the map, every range is simply fetched. */
+  if (r->can_status)
+    r->map = calloc (DIV_ROUND_UP (r->size, GRAIN) + 1, 1);
   return r;
 }
 
@@ -564,6 +724,7 @@ remote_open_cache (struct remote *r, const struct source_opts *opts)
 {
   struct basecache_opts bo = {
     .dir = opts->base_cache_dir, .max_bytes = opts->base_cache_size,
+    .readahead = READAHEAD,
   };
   char *msg = NULL;
 

@@ -14,6 +14,7 @@ ENGINE_TESTS = \
 	test-engine-probe \
 	test-engine-basecache \
 	test-engine-basecache-crash \
+	test-engine-basecache-ra \
 	test-unit-metacache
 TESTS += $(ENGINE_TESTS)
 check_PROGRAMS += $(ENGINE_TESTS)
@@ -89,3 +90,7 @@ test_engine_basecache_crash_SOURCES = test-engine-basecache-crash.c \
 	basecache-test.h engine-test.h
 test_engine_basecache_crash_CFLAGS = $(TEST_CFLAGS)
 test_engine_basecache_crash_LDADD = $(ENGINE_LIBS)
+test_engine_basecache_ra_SOURCES = test-engine-basecache-ra.c \
+	basecache-test.h engine-test.h
+test_engine_basecache_ra_CFLAGS = $(TEST_CFLAGS)
+test_engine_basecache_ra_LDADD = $(ENGINE_LIBS)
