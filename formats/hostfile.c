@@ -399,6 +399,7 @@ host_grow_file (struct image *img, uint64_t *length, uint64_t end,
   host_may_have_holes (img);
   if (ftruncate (img->fd, (off_t) target) == -1)
     return error_syscall (img, "growing the file");
+  __atomic_add_fetch (&img->length_changes, 1, __ATOMIC_RELAXED);
   *length = target;
   return 0;
 }
@@ -410,6 +411,7 @@ host_trim_file (struct image *img, uint64_t *length, uint64_t end)
     return 0;
   if (ftruncate (img->fd, (off_t) end) == -1)
     return error_syscall (img, "truncate");
+  __atomic_add_fetch (&img->length_changes, 1, __ATOMIC_RELAXED);
   *length = end;
   return 0;
 }

@@ -122,6 +122,10 @@ struct image {
   bool readonly;
   uint64_t size;                /* virtual size, set by drv->open */
   uint64_t backing_read_bytes;  /* image_get_stats; __atomic, relaxed */
+  /* Calls of host_grow_file and host_trim_file that changed the file's
+   * length: a cluster format's flush compares it with what its last
+   * sync covered (cow.c).  __atomic. */
+  uint64_t length_changes;
 
   /* Backing file: drv->open sets the name from the header (and the
    * format if the header names one); image.c resolves and opens it. */
