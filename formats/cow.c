@@ -37,8 +37,9 @@
  *     included: a zero cluster, or a backing chain with no data there
  *     (holes, zero clusters, past its end); nothing was copied in; and
  *   - lie wholly inside a file length that an earlier sync made durable
- *     (the file grows in steps, host_grow_file: most allocations land in
- *     a step grown before the last flush).
+ *     (the file grows in steps of 1 MiB, half a step ahead of the last
+ *     cluster, host_grow_file: even the allocation that grows it lands
+ *     in the length grown before, which the last flush made durable).
  * Then the data and the entries share one sync.  After a power cut an
  * entry may be durable while the data is not; the cluster lies inside
  * the durable length and was never written before (allocation appends
@@ -452,6 +453,23 @@ invalid_target (struct cow *c, const struct cow_run *r, uint64_t offset)
   return c->ops->invalid (c, r, offset);
 }
 
+/* The img->length_changes as of which the file's length covers the new
+ * clusters of s, reserved when it was `before`: the same if the
+ * reservation did not grow the file, or grew it once with the clusters
+ * inside the length before (host_grow_file grows ahead).  Lock held. */
+static uint64_t
+covering_length (struct cow *c, const struct cow_step *s, uint64_t before)
+{
+  uint64_t now = __atomic_load_n (&c->img->length_changes, __ATOMIC_RELAXED);
+  uint64_t end = s->host + (s->n << c->cluster_bits);
+
+  if (now == before ||
+      (now == before + 1 &&
+       end <= __atomic_load_n (&c->img->grown_from, __ATOMIC_RELAXED)))
+    return before;
+  return now;
+}
+
 /* Looks up the run at offset and decides what to do with it; for an
  * allocation, reserves the clusters and records the change (end_alloc
  * ends it). */
@@ -460,7 +478,7 @@ plan_step (struct cow *c, uint64_t offset, uint64_t count, bool nowait,
            struct cow_step *s)
 {
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (c->lock);
-  uint64_t cs = 1ULL << c->cluster_bits, in = offset & (cs - 1);
+  uint64_t cs = 1ULL << c->cluster_bits, in = offset & (cs - 1), lengths;
   int64_t host;
   int ret;
 
@@ -479,12 +497,13 @@ plan_step (struct cow *c, uint64_t offset, uint64_t count, bool nowait,
   ret = ready_for_change (c, s, true, nowait);
   if (ret != 0)
     return ret == 1 ? 0 : -1;
+  lengths = __atomic_load_n (&c->img->length_changes, __ATOMIC_RELAXED);
   host = c->ops->reserve (c, s->n);
   if (host == -1)
     return -1;
   s->what = STEP_ALLOC;
   s->host = (uint64_t) host;
-  s->lengths = __atomic_load_n (&c->img->length_changes, __ATOMIC_RELAXED);
+  s->lengths = covering_length (c, s, lengths);
   s->ordered = true;
   s->len = MIN (s->r.len, s->n * cs - in);
   inflight_add (c->allocs, &s->a, s->first, s->n);
