@@ -23,10 +23,40 @@
  *     where that reads as zeros: the file was grown past the new clusters
  *     beforehand (host_grow_file), so a part not written is a hole;
  *   end_alloc (lock held inside): the L2 entries point at the new
- *     clusters (the table is dirty in the cache; writeback makes the data
- *     durable before the entries, rule 1 - see qed-table.c and
- *     qcow2-table.c), or the clusters are given back; the change ends and
- *     waiters wake.
+ *     clusters (the table is dirty in the cache; the writeback makes the
+ *     entries durable, see below), or the clusters are given back; the
+ *     change ends and waiters wake.
+ *
+ * One sync or two (rule 1 of shared/DESIGN.md, as refined here; the
+ * writebacks in qed-table.c and qcow2-table.c keep it).  A writeback
+ * writes the dirty tables and syncs.  It syncs once more before it writes
+ * them - the data of new clusters durable before any entry that points
+ * to it - unless every table change since the last writeback's snapshot
+ * is an allocation whose new clusters
+ *   - read as zeros before it, all of them, the part the guest wrote
+ *     included: a zero cluster, or a backing chain with no data there
+ *     (holes, zero clusters, past its end); nothing was copied in; and
+ *   - lie wholly inside a file length that an earlier sync made durable
+ *     (the file grows in steps of 1 MiB, half a step ahead of the last
+ *     cluster, host_grow_file: even the allocation that grows it lands
+ *     in the length grown before, which the last flush made durable).
+ * Then the data and the entries share one sync.  After a power cut an
+ * entry may be durable while the data is not; the cluster lies inside
+ * the durable length and was never written before (allocation appends
+ * and never reuses a cluster, rule 5), so it reads as zeros (a
+ * filesystem returns zeros for a range of a file never durably written:
+ * ext4 data=ordered, XFS, btrfs, tmpfs) - which is its old content.
+ * Torn data reads, page by page, as the new write or as zeros: new or
+ * old again.  Had the cluster held anything but zeros (a fill from the
+ * backing chain, a copy of a shared or compressed qcow2 cluster, backing
+ * data under the part the guest wrote), a durable entry without its data
+ * would read zeros that were never written there; had its length not
+ * been durable, the entry would point past the end of the file, which
+ * qemu-img check calls corruption (QED) and the check at open drops.
+ * Those keep the two syncs, and so do a new L1 entry (written directly,
+ * before the entries of its new table: cow_order_tables) and refcount
+ * blocks (qcow2 without lazy refcounts: counts durable before the
+ * entries that use them).  A flush with nothing to write is one sync.
  *
  * The non-blocking calls (cow_pread_nowait, cow_pwrite_nowait) take the
  * same paths, but only try the lock, need tables in the cache, and answer
@@ -151,6 +181,42 @@ cow_add_cache_stats (const struct metacache *mc, struct image_stats *st)
                 &st->cache_evictions);
 }
 
+bool
+cow_flush_begin (struct cow *c, uint64_t *lengths)
+{
+  *lengths = __atomic_load_n (&c->img->length_changes, __ATOMIC_RELAXED);
+  return __atomic_exchange_n (&c->order_pending, false, __ATOMIC_ACQ_REL);
+}
+
+void
+cow_flush_end (struct cow *c, uint64_t lengths, bool ordered, int r)
+{
+  if (r == 0 && lengths > c->synced_lengths)
+    c->synced_lengths = lengths;
+  if (r == -1 && ordered)
+    cow_order_tables (c);
+}
+
+void
+cow_order_tables (struct cow *c)
+{
+  __atomic_store_n (&c->order_pending, true, __ATOMIC_RELEASE);
+}
+
+/* The power-loss test's negative control (tests/test-fault-powercut.sh):
+ * read only when that variable is set, and loudly. */
+static bool
+unsafe_one_sync (void)
+{
+  const char *s = getenv ("COWBD_TEST_UNSAFE_ONE_SYNC");
+
+  if (s == NULL || strcmp (s, "1") != 0)
+    return false;
+  engine_warn ("COWBD_TEST_UNSAFE_ONE_SYNC=1: flushes break crash-ordering "
+               "rule 1 on purpose (a test's negative control)");
+  return true;
+}
+
 void
 cow_init (struct cow *c, struct image *img, const struct cow_ops *ops,
           pthread_mutex_t *lock, pthread_cond_t *cond,
@@ -160,7 +226,7 @@ cow_init (struct cow *c, struct image *img, const struct cow_ops *ops,
   *c = (struct cow) {
     .img = img, .ops = ops, .lock = lock, .cond = cond,
     .writeback_lock = writeback_lock, .header_lock = header_lock,
-    .allocs = allocs,
+    .allocs = allocs, .unsafe_one_sync = unsafe_one_sync (),
   };
   pthread_mutex_init (writeback_lock, NULL);
   pthread_mutex_init (header_lock, NULL);
@@ -395,6 +461,10 @@ struct cow_step {
   uint64_t len;                 /* STEP_ALLOC: guest bytes written */
   uint64_t host;                /* STEP_ALLOC: the new clusters */
   struct inflight a;            /* STEP_ALLOC: in *c->allocs */
+  uint64_t lengths;             /* STEP_ALLOC: img->length_changes after
+                                   the reservation */
+  bool ordered;                 /* STEP_ALLOC: the new clusters held
+                                   more than zeros (two syncs) */
 };
 
 /* Whether the clusters of s may change now (lock held): shortens s->n to
@@ -462,6 +532,23 @@ lookup_target (struct cow *c, uint64_t offset, uint64_t count,
   return 0;
 }
 
+/* The img->length_changes as of which the file's length covers the new
+ * clusters of s, reserved when it was `before`: the same if the
+ * reservation did not grow the file, or grew it once with the clusters
+ * inside the length before (host_grow_file grows ahead).  Lock held. */
+static uint64_t
+covering_length (struct cow *c, const struct cow_step *s, uint64_t before)
+{
+  uint64_t now = __atomic_load_n (&c->img->length_changes, __ATOMIC_RELAXED);
+  uint64_t end = s->host + (s->n << c->cluster_bits);
+
+  if (now == before ||
+      (now == before + 1 &&
+       end <= __atomic_load_n (&c->img->grown_from, __ATOMIC_RELAXED)))
+    return before;
+  return now;
+}
+
 /* Looks up the run at offset and decides what to do with it; for an
  * allocation, reserves the clusters and records the change (end_alloc
  * ends it). */
@@ -470,7 +557,7 @@ plan_step (struct cow *c, uint64_t offset, uint64_t count, bool nowait,
            struct cow_step *s)
 {
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (c->lock);
-  uint64_t cs = 1ULL << c->cluster_bits, in = offset & (cs - 1);
+  uint64_t cs = 1ULL << c->cluster_bits, in = offset & (cs - 1), lengths;
   int64_t host;
   int ret;
 
@@ -485,11 +572,14 @@ plan_step (struct cow *c, uint64_t offset, uint64_t count, bool nowait,
   ret = ready_for_change (c, s, true, nowait);
   if (ret != 0)
     return ret == 1 ? 0 : -1;
+  lengths = __atomic_load_n (&c->img->length_changes, __ATOMIC_RELAXED);
   host = c->ops->reserve (c, s->n);
   if (host == -1)
     return -1;
   s->what = STEP_ALLOC;
   s->host = (uint64_t) host;
+  s->lengths = covering_length (c, s, lengths);
+  s->ordered = true;
   s->len = MIN (s->r.len, s->n * cs - in);
   inflight_add (c->allocs, &s->a, s->first, s->n);
   s->r.l2->pins++;
@@ -497,14 +587,19 @@ plan_step (struct cow *c, uint64_t offset, uint64_t count, bool nowait,
 }
 
 /* Links the new clusters (ret == 0) or gives them back, and ends the
- * change plan_step recorded. */
+ * change plan_step recorded.  The next writeback syncs the data before
+ * it writes the entries unless the clusters held only zeros and lie in a
+ * durable length ("One sync or two", above). */
 static int
 end_alloc (struct cow *c, struct cow_step *s, int ret)
 {
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (c->lock);
 
-  if (ret == 0)
+  if (ret == 0) {
+    if (s->ordered || s->lengths > c->synced_lengths)
+      cow_order_tables (c);
     ret = c->ops->link (c, &s->r, s->n, s->host);
+  }
   else
     c->ops->give_back (c, s->host, s->n);
   s->r.l2->pins--;
@@ -542,10 +637,28 @@ fill_part (struct cow *c, const struct cow_step *s, const uint8_t *cluster,
   return 0;
 }
 
+/* Whether the new run of s held anything but zeros before the write at
+ * offset (filled: a fill from below was written around it).  Called
+ * without the lock. */
+static bool
+held_data (struct cow *c, const struct cow_step *s, uint64_t offset,
+           bool filled)
+{
+  switch (s->r.kind) {
+  case COW_ZERO:
+    return false;
+  case COW_UNALLOC:
+    return filled || !chain_backing_is_zero (c->img, offset, s->len);
+  default:
+    return true;
+  }
+}
+
 /* Writes the new run of s: the guest data at offset and the fills
- * around it.  Called without the lock. */
+ * around it; s->ordered says whether the run held data before.  Called
+ * without the lock. */
 static int
-write_new_clusters (struct cow *c, const struct cow_step *s,
+write_new_clusters (struct cow *c, struct cow_step *s,
                     const uint8_t *buf, uint64_t offset)
 {
   uint64_t cs = 1ULL << c->cluster_bits, first = s->first * cs;
@@ -577,6 +690,8 @@ write_new_clusters (struct cow *c, const struct cow_step *s,
   if (host_pwritev (c->img->fd, iov, iovcnt, start) == -1)
     return error_file (c->img, errno, "writing new clusters at 0x%" PRIx64
                        ": %s", s->host, strerror (errno));
+  s->ordered = !c->unsafe_one_sync &&
+    held_data (c, s, offset, hb != NULL || tb != NULL);
   return 0;
 }
 

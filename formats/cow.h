@@ -131,6 +131,17 @@ struct cow {
    * refused.  __atomic. */
   bool corrupt;
   bool corrupt_marked;          /* mark_corrupt called; __atomic */
+  /* The flush's crash ordering (cow.c, "One sync or two"): a table
+   * change since the last writeback took its snapshot needs the data
+   * synced before the tables are written (order_pending, __atomic); the
+   * img->length_changes that the last successful writeback's sync made
+   * durable (synced_lengths, under *lock). */
+  bool order_pending;
+  uint64_t synced_lengths;
+  /* COWBD_TEST_UNSAFE_ONE_SYNC=1 in the environment: a fill from the
+   * backing chain no longer orders the flush.  Breaks rule 1 on purpose,
+   * for the power-loss test's negative control only. */
+  bool unsafe_one_sync;
 };
 
 /* The format's main lock.  In debug builds (no NDEBUG) an error-checking
@@ -216,6 +227,19 @@ int cow_cut_and_sync (struct cow *c, uint64_t *length, uint64_t end);
 struct metacache;
 void cow_add_cache_stats (const struct metacache *mc,
                           struct image_stats *st);
+/* The writeback's choice between one sync and two (cow.c, "One sync or
+ * two").  cow_flush_begin, called with the lock held where the writeback
+ * snapshots its dirty tables: true if the data must be synced before the
+ * tables are written; it clears the pending order and keeps in *lengths
+ * what the writeback's sync will make durable.  cow_flush_end, with the
+ * lock held after the writeback, r its result: on success, the file's
+ * length as of the snapshot is durable; on failure the order is pending
+ * again.  cow_order_tables (any lock or none): the next writeback syncs
+ * before it writes a table (new data held more than zeros, or a table
+ * page such as the L1 table was written outside the writeback). */
+bool cow_flush_begin (struct cow *c, uint64_t *lengths);
+void cow_flush_end (struct cow *c, uint64_t lengths, bool ordered, int r);
+void cow_order_tables (struct cow *c);
 
 /* Sets c up and initialises the format's locks (cluster_bits is set
  * once the header is read); cow_destroy destroys them. */

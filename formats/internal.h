@@ -162,6 +162,12 @@ struct image {
   pthread_mutex_t *main_lock;
   uint64_t size;                /* virtual size, set by drv->open */
   uint64_t backing_read_bytes;  /* image_get_stats; __atomic, relaxed */
+  /* Calls of host_grow_file and host_trim_file that changed the file's
+   * length, and the length before the last growth: a cluster format's
+   * flush compares them with what its last sync covered (cow.c).  Set
+   * with the driver's lock held; __atomic. */
+  uint64_t length_changes;
+  uint64_t grown_from;
 
   /* Backing file: drv->open sets the name from the header (and the
    * format if the header names one); image.c resolves and opens it. */
@@ -402,7 +408,10 @@ int lock_for_create (int fd, const char *filename);
  * host file's length (*length) ahead of it, grown by ftruncate in steps
  * of at least 1 MiB: new clusters then lie inside the file and read as
  * zeros (a hole) where nothing is written, with one ftruncate per step
- * instead of a write per allocation.  Called with the driver's lock. */
+ * instead of a write per allocation.  The length is kept at least half a
+ * step past end (so that the allocation that grows the file lies in the
+ * length before, cow.c); only what end needs must succeed.  Called with
+ * the driver's lock. */
 int host_grow_file (struct image *img, uint64_t *length, uint64_t end,
                     uint64_t cluster_size);
 /* Cuts the file back to end where it was grown past it (a clean close).

@@ -10,7 +10,11 @@
  *      2. fdatasyncs: the data every copied L2 entry points to was
  *         written before the entry was set, so it is durable now (rule
  *         1), and so are the refcounts those entries rely on,
- *      3. writes the L2 copies and fdatasyncs again (rule 4),
+ *      3. writes the L2 copies and fdatasyncs again (rule 4); the sync
+ *         of step 2 is left out when no refcount block was written and
+ *         every new cluster below the copied entries read as zeros
+ *         before and lies in a durable file length: data and entries
+ *         then share the one sync (cow.c, "One sync or two"),
  *      4. only then lowers the refcounts of the references dropped
  *         before the copy was taken, and punches holes under trimmed or
  *         zeroed clusters whose count reached 0: a cluster's data is
@@ -22,7 +26,8 @@
  *  - A new L2 table is a cluster appended past the end (a hole, so zeros)
  *    made durable, with its refcount, before the L1 entry naming it is
  *    written (rule 2).  The L1 write needs no sync of its own: the next
- *    writeback syncs before it writes an entry of the new table.
+ *    writeback syncs before it writes an entry of the new table (every
+ *    table page written outside the writeback calls cow_order_tables).
  *  - A shared L2 table (L1 entry without COPIED) is copied to a new
  *    cluster, COPIED cleared in every entry (the data clusters stay
  *    shared), before its entry is changed; the old table's reference is
@@ -335,6 +340,7 @@ qcow2_write_table_pages (struct qcow2 *q, struct mc_table *t)
   struct mc_snapshot *s = mc_snapshot_new ();
   int r = -1;
 
+  cow_order_tables (&q->cow);
   if (s == NULL || mc_snapshot_add (s, t) == -1)
     error_file (q->img, ENOMEM, "out of memory");
   else if (mc_snapshot_empty (s))
@@ -349,6 +355,8 @@ qcow2_write_table_pages (struct qcow2 *q, struct mc_table *t)
 struct wb {
   struct mc_snapshot *rb, *l2;
   bool with_rb;
+  bool ordered;                 /* the data synced before the tables */
+  uint64_t lengths;             /* for cow_flush_end */
   struct qcow2_free *frees;
   size_t nr_frees;
 };
@@ -368,6 +376,12 @@ wb_take (struct qcow2 *q, struct wb *w, bool force)
     mc_snapshot_unpin (w->rb);
     return -1;
   }
+  /* Refcounts are durable before the entries that use them (a count of
+   * 0 under a reference is corruption, dirty bit or not, to qemu-img
+   * check without lazy refcounts): written refcount blocks, like a
+   * forced writeback (resize, amend, check), keep the two syncs. */
+  w->ordered = cow_flush_begin (&q->cow, &w->lengths) || force ||
+    !mc_snapshot_empty (w->rb);
   /* The references dropped by the table changes in this snapshot. */
   w->frees = q->frees;
   w->nr_frees = q->nr_frees;
@@ -395,6 +409,7 @@ wb_finish (struct qcow2 *q, struct wb *w, int r, struct qcow2_free **punch,
   }
   mc_snapshot_unpin (w->rb);
   mc_snapshot_unpin (w->l2);
+  cow_flush_end (&q->cow, w->lengths, w->ordered, r);
   if (r == 0)
     apply_frees (q, w->frees, w->nr_frees, punch, npunch);
   mc_shrink (q->l2_cache);
@@ -415,9 +430,10 @@ qcow2_writeback_wbl (struct qcow2 *q, bool force)
     r = 0;
     if (w.with_rb && !mc_snapshot_empty (w.rb))
       r = mc_snapshot_write (w.rb, write_fn, q);
-    /* Rules 1 and 4 (and refcounts before tables).  With nothing to
+    /* Rules 1 and 4 (and refcounts before tables): a sync of its own
+     * unless the data may share the one below (cow.c).  With nothing to
      * write, this sync is the whole flush. */
-    if (r == 0)
+    if (r == 0 && (w.ordered || mc_snapshot_empty (w.l2)))
       r = qcow2_sync (q);
     if (r == 0 && !mc_snapshot_empty (w.l2)) {
       r = mc_snapshot_write (w.l2, write_fn, q);

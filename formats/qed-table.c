@@ -7,7 +7,10 @@
  *  - qed_writeback copies the dirty L2 pages under the lock, then
  *    fdatasyncs the file (the data every copied entry points to was
  *    written before the entry was set, so it is now durable: rule 1),
- *    then writes the copies and fdatasyncs again (rule 4).
+ *    then writes the copies and fdatasyncs again (rule 4).  The first
+ *    sync is left out when every new cluster below the copied entries
+ *    read as zeros before and lies in a durable file length: data and
+ *    entries then share the one sync (cow.c, "One sync or two").
  *  - A new L2 table is written out, zeroed, and made durable before the
  *    L1 entry naming it is written (rule 2).  Creating one first drains
  *    the allocations in flight and writes back every dirty table, so that
@@ -147,7 +150,9 @@ static int
 writeback_locked (struct qed *q)
 {
   struct mc_snapshot *snap = mc_snapshot_new ();
-  int r;
+  uint64_t lengths;
+  bool ordered;
+  int r = 0;
 
   if (snap == NULL)
     return error_file (q->img, ENOMEM, "out of memory");
@@ -161,12 +166,15 @@ writeback_locked (struct qed *q)
       mc_snapshot_free (snap);
       return error_file (q->img, ENOMEM, "out of memory");
     }
+    ordered = cow_flush_begin (&q->cow, &lengths);
   }
 
   /* Rule 1: the data the copied entries point to is durable before any of
-   * them reaches the file.  With nothing to write, this sync is the whole
+   * them reaches the file - by a sync of its own, unless it may share the
+   * one below (cow.c).  With nothing to write, this sync is the whole
    * flush. */
-  r = sync_file (q);
+  if (ordered || mc_snapshot_empty (snap))
+    r = sync_file (q);
   if (r == 0 && !mc_snapshot_empty (snap)) {
     r = mc_snapshot_write (snap, write_fn, q);
     if (r == 0)
@@ -175,6 +183,7 @@ writeback_locked (struct qed *q)
 
   {
     ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
+    cow_flush_end (&q->cow, lengths, ordered, r);
     if (r == -1) {
       /* Keep what we could not write; refuse further writes, as the file
        * and memory may now disagree.  NEED_CHECK stays set. */
@@ -257,8 +266,9 @@ table_durable (struct qed *q, uint64_t offset)
 }
 
 /* Points L1 slot l1_index at the table (r == 0) and writes the L1 table
- * out; the next writeback's first sync makes it durable.  Ends the
- * creation either way. */
+ * out; the next writeback's first sync makes it durable before any entry
+ * of the table is written (cow_order_tables).  Ends the creation either
+ * way. */
 static int
 link_table (struct qed *q, uint64_t l1_index, uint64_t offset, int r)
 {
@@ -268,6 +278,7 @@ link_table (struct qed *q, uint64_t l1_index, uint64_t offset, int r)
 
   if (r == 0) {
     qed_l1_set (q, l1_index, offset);
+    cow_order_tables (&q->cow);
     s = mc_snapshot_new ();
     if (s == NULL || mc_snapshot_add (s, &q->l1) == -1 ||
         mc_snapshot_write (s, write_fn, q) == -1) {

@@ -10,11 +10,19 @@
 # test-fault-powercut.py, whose markers are in J too.  The states are
 # written to DIR, where ORIG's backing file must be found under the name
 # its header gives.  For N cut points
-# (a fixed random seed), the image file is rebuilt as a power cut there
-# could leave it: every write, truncate and allocation before the last
-# sync before the cut is there; of those after it, none, all, an in-order
-# prefix, or a random subset are (the cut's "mode").  Each state is then
-# judged by tools nobody here wrote:
+# (a fixed random seed; half of them just before a sync, where most is
+# at stake), the image file is rebuilt as a power cut there could leave
+# it: every write, truncate and allocation before the last sync before
+# the cut is there; of those after it, none, all, an in-order prefix, an
+# in-order suffix, or a random subset are (the cut's "mode").  In a
+# subset a write is torn: each of its 4 KiB pages (of the file) is kept
+# or not on its own, as the page cache writes pages back in any order.
+# What a filesystem shows after such a cut is what the state holds: a
+# write not kept leaves the bytes it would have changed as they were
+# (zeros inside the file where nothing was ever durably written), and
+# the length is what the kept truncates and writes made it (a write past
+# the end that is not kept does not lengthen the file).  Each state is
+# then judged by tools nobody here wrote:
 #   - qemu-img check finds no corruption (leaks are allowed; a dirty
 #     image with lazy refcounts is judged after the repair below);
 #   - qemu-img convert reads it: every 4 KiB block the client touched
@@ -63,6 +71,42 @@ def read_journal(path):
     return events
 
 
+def torn(ev):
+    """A write as the pieces a power cut may keep or lose on their own:
+    its parts in each 4 KiB page of the file.  Other events whole."""
+    t, path, mode, off, length, payload = ev
+    if t != "W":
+        return [ev]
+    out, pos = [], 0
+    while pos < len(payload):
+        n = min(len(payload) - pos, BLOCK - (off + pos) % BLOCK)
+        out.append((t, path, mode, off + pos, n, payload[pos:pos + n]))
+        pos += n
+    return out
+
+
+def cut_points(events, target, n, rng):
+    """n cut points: half anywhere, half just before a sync."""
+    syncs = [i for i, e in enumerate(events) if e[0] == "S" and
+             e[1] == target] or [len(events)]
+    points = [rng.randrange(len(events) + 1) for _ in range(n - n // 2)]
+    points += [rng.choice(syncs) for _ in range(n // 2)]
+    return sorted(points)
+
+
+def survivors(pending, mode, rng):
+    """What of the unsynced events a cut in this mode keeps."""
+    if mode == "all":
+        return pending
+    if mode == "prefix":
+        return pending[:rng.randint(0, len(pending))]
+    if mode == "suffix":
+        return pending[rng.randint(0, len(pending)):]
+    if mode == "subset":
+        return [p for e in pending for p in torn(e) if rng.random() < 0.5]
+    return []
+
+
 class FileState:
     """A file's bytes and length."""
     def __init__(self, data):
@@ -92,6 +136,38 @@ class FileState:
             end = min(end, len(self.data))
             if mode & ~FALLOC_KEEP_SIZE and end > off:
                 self.data[off:end] = bytes(end - off)
+
+
+class FlushCount:
+    """How each acknowledged FLUSH made things durable, from the syncs
+    and writes between the client's marker before it and its own:
+    'one' a sync after table writes (data and tables share it), 'two' two
+    syncs, 'empty' one sync with nothing written, 'other' anything else."""
+    def __init__(self):
+        self.counts = dict.fromkeys(("one", "two", "empty", "other"), 0)
+        self.syncs, self.wrote = 0, False
+
+    def event(self, ev):
+        if ev[0] == "S":
+            self.syncs += 1
+        elif ev[0] in "WTF" and self.syncs == 0:
+            self.wrote = True
+
+    def marker(self, text):
+        if text == "F":
+            kind = "other"
+            if self.syncs == 2:
+                kind = "two"
+            elif self.syncs == 1:
+                kind = "one" if self.wrote else "empty"
+            self.counts[kind] += 1
+        self.syncs, self.wrote = 0, False
+
+    def __str__(self):
+        c = self.counts
+        return ("flushes: %d with one sync after table writes, %d with two "
+                "syncs, %d with nothing to write, %d other" %
+                (c["one"], c["two"], c["empty"], c["other"]))
 
 
 class Client:
@@ -337,21 +413,14 @@ def main():
         judge.orig = f.read()
     with open(image, "rb") as f:
         durable = FileState(f.read())
-    points = sorted(rng.randrange(len(events) + 1) for _ in range(a.cuts))
+    points = cut_points(events, target, a.cuts, rng)
     client, pending, p = Client(), [], 0
+    flushes = FlushCount()
     for i in range(len(events) + 1):
         while p < len(points) and points[p] == i:
-            mode = rng.choice(("none", "all", "prefix", "subset"))
+            mode = rng.choice(("none", "all", "prefix", "suffix", "subset"))
             st = durable.copy()
-            if mode == "all":
-                keep = pending
-            elif mode == "prefix":
-                keep = pending[:rng.randint(0, len(pending))]
-            elif mode == "subset":
-                keep = [e for e in pending if rng.random() < 0.5]
-            else:
-                keep = []
-            for e in keep:
+            for e in survivors(pending, mode, rng):
                 st.apply(e)
             judge.add(st, client.snapshot(), "%d/%d (%s of %d unsynced)" %
                       (i, len(events), mode, len(pending)))
@@ -361,15 +430,19 @@ def main():
         ev = events[i]
         if ev[0] == "M":
             client.marker(ev[5].decode())
+            flushes.marker(ev[5].decode())
+            continue
         elif ev[1] != target:
             continue
-        elif ev[0] == "S":
+        flushes.event(ev)
+        if ev[0] == "S":
             for e in pending:
                 durable.apply(e)
             pending = []
         else:
             pending.append(ev)
     failures = judge.judge()
+    print("%s: %s" % (a.label or a.format, flushes))
     print("%s: %d cuts over %d journal events, %d distinct states, "
           "%d repaired, %d failures" %
           (a.label or a.format, len(judge.cuts), len(events),

@@ -3,7 +3,11 @@
 #   test-fault-powercut.py URI JOURNAL SEED OPS
 # One connection, one request at a time, OPS requests on 24 hot 4 KiB
 # blocks of the first 2 MiB (inside and outside the backing file's data,
-# several per cluster): writes, FUA writes, write zeroes and FLUSHes.
+# several per cluster): writes, FUA writes, write zeroes and FLUSHes; and,
+# so that clusters are allocated all along the run and not only at its
+# start, writes to fresh blocks of the whole image, in turn inside the
+# backing file's data (its first MiB: the new cluster takes a fill) and
+# outside it (nothing below: the flush may take one sync).
 # Each request is framed by markers appended to the shim's journal
 # (record type 'M', see faultshim.c), which powercut.py reads:
 #   "S B G"  generation G of block B is about to be sent
@@ -36,14 +40,21 @@ def marker(text):
 hot = sorted(rng.sample(range(2 << 20 >> 12), 24))
 h = nbd.NBD()
 h.connect_uri(uri)
+blocks = h.get_size() // BLOCK
+fresh = [[b for b in range(blocks) if b not in hot and (b < 256) == inside]
+         for inside in (True, False)]
+for f in fresh:
+    rng.shuffle(f)
 gen = 0
-for _ in range(ops):
+for i in range(ops):
     r = rng.random()
     if r < 0.2:
         h.flush()
         marker("F")
         continue
     b = rng.choice(hot)
+    if r > 0.8 and fresh[i % 2]:
+        b = fresh[i % 2].pop()
     gen += 1
     g = -gen if r < 0.3 else gen
     fua = rng.random() < 0.15

@@ -8,8 +8,17 @@
 # corruption, every flushed or FUA write intact, nothing read that was
 # never written.  raw, QED, qcow2 with lazy refcounts on and off.
 #
-# The negative control: with syncs turned into no-ops (FAULT_NOSYNC=1)
-# the same run must find lost writes, or the test could not fail.
+# A flush whose new clusters read as zeros before makes data and tables
+# durable with one sync, one with a fill from the backing file with two
+# (formats/cow.c, "One sync or two"): for QED and qcow2 with lazy
+# refcounts the run must contain flushes of both kinds (the simulator
+# counts them from the journal).
+#
+# The negative controls: with syncs turned into no-ops (FAULT_NOSYNC=1)
+# the same run must find lost writes, and with the one-sync flush taken
+# even over fills (COWBD_TEST_UNSAFE_ONE_SYNC=1, a variable read only for
+# this control) it must find blocks read as zeros that nobody wrote, or
+# the test could not fail.
 # `make check-powercut` runs it longer (more requests and cuts).
 . "${srcdir:-.}/functions.sh"
 . "${srcdir:-.}/fault-functions.sh"
@@ -51,9 +60,26 @@ simulate ()
         --cuts "$cuts" --seed "$seed" --label $1 "${@:2}"
 }
 
+# flushes KIND: the count of flushes of a kind ("one sync", "two syncs")
+# in the simulator's output sim.out.
+flushes ()
+{
+    sed -n "s/.*flushes: \([0-9]*\) with one sync after table writes, \([0-9]*\) with two syncs.*/\1 \2/p" sim.out |
+        case $1 in one) cut -d' ' -f1 ;; two) cut -d' ' -f2 ;; esac
+}
+
 for kind in raw qed qcow2-lazy qcow2; do
     record $kind
-    simulate $kind || fail "$kind: a simulated power cut lost data"
+    simulate $kind >sim.out || { cat sim.out; fail "$kind: a simulated power cut lost data"; }
+    cat sim.out
+    case $kind in
+        qed|qcow2-lazy)
+            [ "$(flushes one)" -gt 0 ] && [ "$(flushes two)" -gt 0 ] ||
+                fail "$kind: the run lacks one-sync or two-sync flushes" ;;
+        qcow2)
+            [ "$(flushes two)" -gt 0 ] ||
+                fail "$kind: the run lacks flushes that write tables" ;;
+    esac
 done
 
 # Negative control: syncs skipped, so flushed data is not durable.
@@ -65,4 +91,19 @@ for kind in raw qcow2; do
     grep -q 'neither its original content\|corruption' nosync.err ||
         fail "$kind: the control failed for another reason: $(head -3 nosync.err)"
     echo "$kind without syncs: $(grep -c '^cut ' nosync.err) cuts fail, as they must"
+done
+
+# Negative control: one sync even where the new clusters took a fill, so
+# an entry may be durable before the backing data copied under it.  More
+# cuts, as only cuts between a fill's table write and its sync can tell.
+for kind in qed qcow2-lazy; do
+    record $kind COWBD_TEST_UNSAFE_ONE_SYNC=1
+    grep -q 'COWBD_TEST_UNSAFE_ONE_SYNC' "$tmp/server.log" ||
+        fail "$kind: cowbd did not take the unsafe knob"
+    if simulate $kind --no-check --cuts $((cuts * 3)) >sim.out 2>unsafe.err; then
+        fail "$kind: with fills under one sync no cut lost anything: the test is blind"
+    fi
+    grep -q 'changed, yet nothing wrote it\|neither its original content' unsafe.err ||
+        fail "$kind: the control failed for another reason: $(head -3 unsafe.err)"
+    echo "$kind with fills under one sync: $(grep -c '^cut ' unsafe.err) cuts fail, as they must"
 done
