@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* cowbd-img convert [-q] [-p] [-n] [-f FMT] [-O OUTPUT_FMT] [-o OPTIONS]
+/* cowbd-img convert [-q] [-p] [-n] [-c] [-f FMT] [-O OUTPUT_FMT] [-o OPTIONS]
  *                   [-m THREADS] SRC DST
  *
  * Copies what SRC reads (through its backing chain) into DST, a new image
@@ -11,6 +11,9 @@
  *   - a data range is read in chunks of CHUNK_SIZE, and each run of
  *     all-zero ZERO_BLOCK blocks inside it is skipped too; only the runs
  *     between them are written.
+ *
+ * With -c every non-zero cluster of DST is written compressed (qcow2
+ * only): chunks are whole clusters, see convert-compress.c.
  *
  * With -n DST already exists and may hold anything: the zero ranges and
  * blocks are then written with image_zero (may trim) instead of skipped.
@@ -50,6 +53,8 @@ struct convert {
   struct image *src, *dst;
   uint64_t size;
   bool fill_zeros;              /* -n: DST may not read zeros */
+  bool compress;                /* -c */
+  uint64_t cluster;             /* -c: DST's cluster size */
   struct progress *progress;
 
   pthread_mutex_t write_lock;   /* held while a worker writes to dst */
@@ -93,6 +98,9 @@ next_chunk (struct convert *cv, struct chunk *ch)
     }
     ch->offset = cv->cursor;
     ch->zero = e.flags & IMAGE_EXTENT_ZERO;
+    if (cv->compress)
+      compress_align (cv->cluster, cv->size, ch->offset, &e.length,
+                      &ch->zero);
     if (ch->zero && !cv->fill_zeros) {
       cv->cursor += e.length;
       cv->done += e.length;
@@ -112,6 +120,9 @@ copy_chunk (struct convert *cv, const struct chunk *ch, char *buf)
     return image_zero (cv->dst, ch->length, ch->offset, IMAGE_MAY_TRIM);
   if (image_pread (cv->src, buf, ch->length, ch->offset) == -1)
     return -1;
+  if (cv->compress)
+    return compress_chunk (cv->dst, buf, ch->offset, ch->length,
+                           cv->cluster, cv->fill_zeros);
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&cv->write_lock);
   return write_runs (cv->dst, buf, ch->length, ch->offset, cv->fill_zeros);
 }
@@ -219,6 +230,11 @@ convert (struct convert *cv, const char *dst, bool create,
 
   interrupt_install ();
   cv->dst = open_target (dst, cv->size, create, opts, &created);
+  if (cv->dst && cv->compress &&
+      compress_cluster_size (cv->dst, &cv->cluster) == -1) {
+    image_close (cv->dst);
+    cv->dst = NULL;
+  }
   if (cv->dst == NULL) {
     if (created)
       unlink (dst);
@@ -284,7 +300,7 @@ cmd_convert (int argc, char **argv)
   unsigned nthreads = DEFAULT_THREADS, share = 0;
   int c, status;
 
-  while ((c = getopt_long (argc, argv, "qpnf:O:o:m:U", long_opts, NULL))
+  while ((c = getopt_long (argc, argv, "qpncf:O:o:m:U", long_opts, NULL))
          != -1) {
     switch (c) {
     case OPT_HELP: usage_command (stdout, "convert"); return 0;
@@ -292,6 +308,7 @@ cmd_convert (int argc, char **argv)
     case 'q': quiet = true; break;
     case 'p': show_progress = true; break;
     case 'n': create = false; break;
+    case 'c': cv.compress = true; break;
     case 'f': src_format = optarg; break;
     case 'O': opts.format = optarg; break;
     case 'o':
@@ -315,6 +332,11 @@ cmd_convert (int argc, char **argv)
     return usage_error ("convert", 1, "-o backing_file and size are not "
                         "supported by convert");
 
+  if (cv.compress && create && strcmp (opts.format, "qcow2") != 0) {
+    error_msg ("-O %s: compression is not supported for this image "
+               "format", opts.format);
+    return 1;
+  }
   cv.src = open_image (argv[optind], src_format,
                        IMAGE_OPEN_READONLY | share);
   if (cv.src == NULL)

@@ -75,7 +75,7 @@ static const struct command commands[] = {
     "  -U, --force-share  open it even in use (lock nothing against "
     "writers)\n" },
   { "convert", cmd_convert,
-    "convert [-q] [-p] [-n] [-f FMT] [-U] [-O OUTPUT_FMT] [-o OPTIONS] "
+    "convert [-q] [-p] [-n] [-c] [-f FMT] [-U] [-O OUTPUT_FMT] [-o OPTIONS] "
     "[-m THREADS] SRC DST",
     "copy an image (through its backing chain) into a new image, "
     "keeping holes",
@@ -85,6 +85,9 @@ static const struct command commands[] = {
     "  -O OUTPUT_FMT  format of DST (default raw)\n"
     "  -o OPTIONS     creation options of DST, as create's -o\n"
     "  -n             DST exists already: do not create it\n"
+    "  -c             write DST's clusters compressed (qcow2; zlib, or "
+    "zstd with\n"
+    "                 -o compression_type=zstd)\n"
     "  -m THREADS     copy with this many threads (1 to 16, default 2)\n"
     "  -p             show progress (on a terminal)\n"
     "  -q             quiet\n" },
