@@ -252,8 +252,10 @@ qcow2_give_back (void *fmt, uint64_t host, uint64_t n)
       q->leaked = true;
       return;
     }
-  if (q->file_end == end && ftruncate (q->img->fd, (off_t) host) == 0)
+  if (q->file_end == end && ftruncate (q->img->fd, (off_t) host) == 0) {
     q->file_end = q->file_length = host;
+    qcow2_zfree_cut (q);
+  }
   else
     host_punch_hole (q->img->fd, end - host, host);  /* space, if it can */
 }

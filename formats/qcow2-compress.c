@@ -386,6 +386,13 @@ qcow2_zreserve (void *fmt, uint64_t len, uint64_t *host)
   return 0;
 }
 
+void
+qcow2_zfree_cut (struct qcow2 *q)
+{
+  if (q->zfree >= q->file_end)
+    q->zfree = 0;
+}
+
 /* The descriptor of len bytes at host: bit 62, the further sectors the
  * data touches, the byte offset. */
 static uint64_t

@@ -411,6 +411,10 @@ int qcow2_zreserve (void *fmt, uint64_t len, uint64_t *host);
 int qcow2_zlink (void *fmt, const struct cow_run *r, uint64_t host,
                  uint64_t len);
 void qcow2_zgive_back (void *fmt, uint64_t host, uint64_t len);
+/* After the file was cut at file_end: compressed data no longer goes on
+ * in a cluster cut off (the offset may be handed out again, to anything).
+ * Called with q->lock held. */
+void qcow2_zfree_cut (struct qcow2 *q);
 
 /* ---- qcow2-check.c ------------------------------------------------------ */
 int qcow2_check (struct image *img, unsigned flags,

@@ -12,6 +12,8 @@
  *     is shared;
  *   - incompressible data is stored as a plain cluster;
  *   - the last, partial cluster of an image of odd size;
+ *   - after the file's free tail is cut, no compressed cluster goes on
+ *     in a cluster cut off (its offset now holds other data);
  *   - several threads writing compressed clusters at once;
  *   - each image, reopened, reads back what was written, and qemu-img
  *     compare agrees with a raw copy; zlib and zstd.
@@ -269,6 +271,33 @@ test_plain_and_tail (void)
   free (model);
 }
 
+/* The file cut after a compressed cluster (make_empty frees everything
+ * and truncates the free tail): the next compressed cluster must not go
+ * on in the cut cluster's tail, whose offset a plain data cluster has
+ * taken meanwhile. */
+static void
+test_after_cut (void)
+{
+  const char *file = path ("cut.qcow2");
+  uint64_t size = 4 * CS;
+  uint8_t *model = calloc (1, size);
+  struct image *img;
+
+  create_compressed (file, size, 0);
+  img = open_image (file, 0, 0);
+  fill_text (model, CS, 11);
+  CHECK (image_write_compressed (img, model, CS, 0));
+  CHECK (image_make_empty (img));
+  memset (model, 0, CS);
+  fill_pattern (model + CS, CS, CS, 12);
+  CHECK (image_pwrite (img, model + CS, CS, CS, 0));
+  fill_text (model + 2 * CS, CS, 13);
+  CHECK (image_write_compressed (img, model + 2 * CS, CS, 2 * CS));
+  verify_image (img, model, size, "after the cut");
+  close_and_verify (img, file, model, size);
+  free (model);
+}
+
 struct worker {
   struct image *img;
   uint8_t *model;
@@ -314,7 +343,7 @@ test_threads (void)
 
 static test_case_fn *const cases[] = {
   test_refusals, test_packing_shared, test_packing_refcount1,
-  test_plain_and_tail, test_threads, NULL,
+  test_plain_and_tail, test_after_cut, test_threads, NULL,
 };
 
 int
