@@ -807,6 +807,93 @@ cow_write_zeros (struct cow *c, uint64_t len, uint64_t offset)
   return 0;
 }
 
+/* ---- compressed writes (qcow2) ------------------------------------------ */
+
+/* Whether the run may take a compressed cluster: nothing there yet.  As
+ * qemu (qcow2_alloc_compressed_cluster_offset), a zero flag without a
+ * host cluster counts as nothing. */
+static bool
+takes_compressed (const struct cow_run *r)
+{
+  return r->kind == COW_UNALLOC ||
+         (r->kind == COW_ZERO && (r->entry & COW_ENTRY_OFFSET_MASK) == 0);
+}
+
+/* plan_step for a compressed cluster at offset of len bytes. */
+static int
+plan_compressed (struct cow *c, uint64_t offset, uint64_t len,
+                 struct cow_step *s)
+{
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (c->lock);
+  int ret;
+
+  if (__atomic_load_n (&c->corrupt, __ATOMIC_ACQUIRE))
+    return refuse_corrupt (c);
+  if (c->ops->lookup (c, offset, 1ULL << c->cluster_bits, false,
+                      &s->r) == -1)
+    return -1;
+  if (s->r.kind == COW_INVALID)
+    return invalid_target (c, &s->r, offset);
+  if (!takes_compressed (&s->r))
+    return error_file (c->img, EIO, "compressed write at offset %" PRIu64
+                       ": compressed writes only to unallocated clusters",
+                       offset);
+  s->first = offset >> c->cluster_bits;
+  s->n = 1;
+  ret = ready_for_change (c, s, true, false);
+  if (ret != 0)
+    return ret == 1 ? 0 : -1;
+  if (c->ops->zreserve (c, len, &s->host) == -1)
+    return -1;
+  s->what = STEP_ALLOC;
+  s->len = len;
+  inflight_add (c->allocs, &s->a, s->first, 1);
+  s->r.l2->pins++;
+  return 0;
+}
+
+/* end_alloc for a compressed cluster. */
+static int
+end_compressed (struct cow *c, struct cow_step *s, int ret)
+{
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (c->lock);
+
+  if (ret == 0)
+    ret = c->ops->zlink (c, &s->r, s->host, s->len);
+  else
+    c->ops->zgive_back (c, s->host, s->len);
+  s->r.l2->pins--;
+  inflight_remove (c->allocs, &s->a);
+  pthread_cond_broadcast (c->cond);
+  return ret;
+}
+
+int
+cow_write_compressed (struct cow *c, const void *z, uint64_t len,
+                      uint64_t offset)
+{
+  struct cow_step s;
+  int ret = 0;
+
+  assert (c->ops->zreserve && (offset & ((1ULL << c->cluster_bits) - 1))
+          == 0 && len < (1ULL << c->cluster_bits));
+  do {
+    if (plan_compressed (c, offset, len, &s) == -1)
+      return cow_end_corrupt (c);
+    if (s.what == STEP_PREPARE &&
+        c->ops->make_ready (c, s.need, &s.r, 1ULL << c->cluster_bits) == -1)
+      return -1;
+  } while (s.what != STEP_ALLOC);
+  /* Rule 1: the entry zlink sets reaches the disk only in a writeback,
+   * which syncs these bytes first. */
+  if (host_pwrite (c->img->fd, z, len, s.host) == -1)
+    ret = error_file (c->img, errno, "writing a compressed cluster at 0x%"
+                      PRIx64 ": %s", s.host, strerror (errno));
+  if (end_compressed (c, &s, ret) == -1)
+    return -1;
+  return cow_finish_write (c, 0);
+}
+
 /* ---- zero and trim helpers ---------------------------------------------- */
 
 int

@@ -90,6 +90,14 @@ struct cow_ops {
   void (*give_back) (void *fmt, uint64_t host, uint64_t n);
   /* Optional (qcow2): decompresses the cluster of entry into out. */
   int (*read_compressed) (void *fmt, uint64_t entry, uint8_t *out);
+  /* Optional (qcow2), for cow_write_compressed: reserves len bytes (less
+   * than a cluster) for compressed data, counting every host cluster
+   * they touch (*host: where); points the entry of r at them; gives them
+   * back after a failed write.  Lock held. */
+  int (*zreserve) (void *fmt, uint64_t len, uint64_t *host);
+  int (*zlink) (void *fmt, const struct cow_run *r, uint64_t host,
+                uint64_t len);
+  void (*zgive_back) (void *fmt, uint64_t host, uint64_t len);
   /* Whether a cache grew past its bound.  Lock held. */
   bool (*over_budget) (void *fmt);
   /* Writes back every dirty table (flush without the final sync is not
@@ -317,6 +325,13 @@ typedef int (*cow_set_fn) (void *fmt, const struct cow_run *r, uint64_t n,
                            void *arg);
 int cow_change (struct cow *c, uint64_t offset, uint64_t len,
                 cow_set_fn set, void *arg, uint64_t *done);
+/* Writes the len compressed bytes z of the cluster at offset (aligned)
+ * into new space and points its entry at them: the allocating path of a
+ * write, with zreserve and zlink in place of reserve and link.  Only an
+ * unallocated cluster (or a zero one without a host cluster) is taken;
+ * anything else is EIO. */
+int cow_write_compressed (struct cow *c, const void *z, uint64_t len,
+                          uint64_t offset);
 /* After a write or zero: writes back if FUA asks for it or a cache grew
  * past its bound. */
 int cow_finish_write (struct cow *c, unsigned flags);

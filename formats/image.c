@@ -138,6 +138,22 @@ image_pwrite (struct image *img, const void *buf, size_t count,
 }
 
 int
+image_write_compressed (struct image *img, const void *buf, size_t count,
+                        uint64_t offset)
+{
+  if (check_writable (img, "compressed write") == -1 ||
+      request_in_range (img, count, offset, ENOSPC,
+                        "compressed write") == -1)
+    return -1;
+  if (img->drv->write_compressed == NULL)
+    return error_file (img, EOPNOTSUPP, "compression is not supported for "
+                       "this image format");
+  if (count == 0)
+    return 0;
+  return img->drv->write_compressed (img, buf, count, offset);
+}
+
+int
 image_zero (struct image *img, uint64_t count, uint64_t offset,
             unsigned flags)
 {

@@ -196,6 +196,16 @@ bool image_is_readonly (struct image *img);
 int image_pread (struct image *img, void *buf, size_t count, uint64_t offset);
 int image_pwrite (struct image *img, const void *buf, size_t count,
                   uint64_t offset, unsigned flags);
+/* Writes one whole guest cluster compressed (qcow2; EOPNOTSUPP for the
+ * other formats): offset is cluster-aligned and count is the cluster
+ * size, or less for the last cluster of an image whose size is not a
+ * multiple of it (padded with zeros, as qemu does).  The cluster must be
+ * unallocated (or a zero cluster without a host cluster): anything else
+ * is EIO, as qemu's "compressed writes only to unallocated clusters".
+ * Data that does not compress below a cluster is written uncompressed.
+ * Thread-safe; the compression runs in the calling thread. */
+int image_write_compressed (struct image *img, const void *buf,
+                            size_t count, uint64_t offset);
 int image_zero (struct image *img, uint64_t count, uint64_t offset,
                 unsigned flags);
 /* Gives space back where the format can; afterwards the range reads as
@@ -384,6 +394,7 @@ struct image_create_opts {
   unsigned refcount_bits;       /* qcow2; 0: default */
   unsigned remote_timeout_ms;   /* opening a remote backing file: as
                                    image_open_opts; 0: the default */
+  const char *compression_type; /* qcow2 "zlib" / "zstd"; NULL: zlib */
   /* Called now and then during a long preallocation with the bytes done
    * and the total.  A non-zero return cancels the create (errno ECANCELED):
    * the partial file is removed. */

@@ -139,6 +139,10 @@ struct driver {
                          void *opaque);
   /* Optional: image_set_lazy_refcounts (qcow2). */
   int (*set_lazy_refcounts) (struct image *img, bool on);
+  /* Optional: image_write_compressed (qcow2); validated for range and
+   * writability only. */
+  int (*write_compressed) (struct image *img, const void *buf,
+                           size_t count, uint64_t offset);
 };
 
 extern const struct driver raw_driver;

@@ -246,8 +246,10 @@ qcow2_give_back (void *fmt, uint64_t host, uint64_t n)
       q->leaked = true;
       return;
     }
-  if (q->file_end == end && ftruncate (q->img->fd, (off_t) host) == 0)
+  if (q->file_end == end && ftruncate (q->img->fd, (off_t) host) == 0) {
     q->file_end = q->file_length = host;
+    qcow2_zfree_cut (q);
+  }
   else
     host_punch_hole (q->img->fd, end - host, host);  /* space, if it can */
 }
@@ -328,6 +330,9 @@ const struct cow_ops qcow2_cow_ops = {
   .link = qcow2_link,
   .give_back = qcow2_give_back,
   .read_compressed = qcow2_read_compressed_op,
+  .zreserve = qcow2_zreserve,
+  .zlink = qcow2_zlink,
+  .zgive_back = qcow2_zgive_back,
   .over_budget = qcow2_over_budget,
   .writeback = qcow2_writeback_op,
   .host_checked = qcow2_host_checked,

@@ -137,6 +137,29 @@ struct plan {
   uint64_t total;               /* clusters the file holds */
 };
 
+/* compression_type: zlib (0, the default) or zstd (1: the header byte
+ * and incompatible bit 3, version 3 only, as qemu). */
+static int
+parse_compression (const char *filename, const char *type, bool v3,
+                   struct qcow2_header *h)
+{
+  if (type == NULL || strcmp (type, "zlib") == 0)
+    return 0;
+  if (strcmp (type, "zstd") != 0)
+    return error_set (EINVAL, "%s: compression_type must be zlib or zstd, "
+                      "not '%s'", filename, type);
+#ifndef HAVE_ZSTD
+  return error_set (ENOTSUP, "%s: compression_type zstd: this program was "
+                    "built without libzstd", filename);
+#endif
+  if (!v3)
+    return error_set (EINVAL, "%s: compression_type zstd needs compat=1.1",
+                      filename);
+  h->compression_type = QCOW2_COMPRESSION_ZSTD;
+  h->incompatible_features |= QCOW2_INCOMPAT_COMPRESSION;
+  return 0;
+}
+
 static int
 parse_options (const char *filename, const struct image_create_opts *o,
                struct plan *p)
@@ -168,6 +191,8 @@ parse_options (const char *filename, const struct image_create_opts *o,
   if (o->table_size)
     return error_set (EINVAL, "%s: format qcow2 has no table_size option",
                       filename);
+  if (parse_compression (filename, o->compression_type, v3, &p->h) == -1)
+    return -1;
   p->cs = cs;
   p->h.magic = QCOW2_MAGIC;
   p->h.version = v3 ? 3 : 2;

@@ -245,6 +245,7 @@ cut_free_tail (struct qcow2 *q)
   if (ftruncate (q->img->fd, (off_t) end) == -1)
     return error_syscall (q->img, "truncating free clusters");
   q->file_end = q->file_length = end;
+  qcow2_zfree_cut (q);
   overlap_cut (&q->cow.meta, end);
   return 0;
 }

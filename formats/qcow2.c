@@ -862,4 +862,5 @@ const struct driver qcow2_driver = {
   .resize = qcow2_resize,
   .list_snapshots = qcow2_list_snapshots,
   .set_lazy_refcounts = qcow2_set_lazy_refcounts,
+  .write_compressed = qcow2_write_compressed,
 };

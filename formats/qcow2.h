@@ -254,8 +254,11 @@ struct qcow2 {
   struct metacache *rb_cache;
   uint64_t file_end;            /* where the next allocation goes */
   uint64_t compressed_end;      /* compressed data lies below this: the
-                                   file's length at open, to the sector
-                                   (the engine writes none) */
+                                   file's length at open, to the sector,
+                                   raised by each compressed write */
+  uint64_t zfree;               /* where the next compressed cluster's
+                                   data may go on (0: a new cluster);
+                                   qcow2-compress.c */
   uint64_t file_length;         /* the host file's length: grown ahead of
                                    file_end with ftruncate, so that a new
                                    cluster reads as zeros (a hole) */
@@ -400,6 +403,18 @@ void qcow2_zcache_free (struct qcow2 *q);
 /* Reads the compressed cluster described by entry into out (one
  * cluster). */
 int qcow2_read_compressed (struct qcow2 *q, uint64_t entry, uint8_t *out);
+/* The driver's write_compressed. */
+int qcow2_write_compressed (struct image *img, const void *buf, size_t count,
+                            uint64_t offset);
+/* cow_ops' zreserve, zlink, zgive_back.  Called with q->lock held. */
+int qcow2_zreserve (void *fmt, uint64_t len, uint64_t *host);
+int qcow2_zlink (void *fmt, const struct cow_run *r, uint64_t host,
+                 uint64_t len);
+void qcow2_zgive_back (void *fmt, uint64_t host, uint64_t len);
+/* After the file was cut at file_end: compressed data no longer goes on
+ * in a cluster cut off (the offset may be handed out again, to anything).
+ * Called with q->lock held. */
+void qcow2_zfree_cut (struct qcow2 *q);
 
 /* ---- qcow2-check.c ------------------------------------------------------ */
 int qcow2_check (struct image *img, unsigned flags,

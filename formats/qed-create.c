@@ -131,9 +131,11 @@ qed_create (const char *filename, const struct image_create_opts *opts)
   msg = qed_geometry_error (h.cluster_size, h.table_size);
   if (msg)
     return error_set (EINVAL, "%s: %s", filename, msg);
-  if (opts->compat || opts->lazy_refcounts > 0 || opts->refcount_bits)
+  if (opts->compat || opts->lazy_refcounts > 0 || opts->refcount_bits ||
+      opts->compression_type)
     return error_set (EINVAL, "%s: format qed has no compat, "
-                      "lazy_refcounts or refcount_bits options", filename);
+                      "lazy_refcounts, refcount_bits or compression_type "
+                      "options", filename);
   if (opts->backing_file && opts->backing_file[0]) {
     if (opts->prealloc != IMAGE_PREALLOC_OFF)
       return error_set (EINVAL, "%s: preallocation and a backing file "

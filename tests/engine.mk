@@ -12,6 +12,7 @@ ENGINE_TESTS = \
 	test-engine-nowait-qed test-engine-nowait-qcow2 test-engine-nowait-raw \
 	test-engine-spec-vs-qemu \
 	test-engine-probe \
+	test-engine-compress \
 	test-engine-basecache \
 	test-engine-basecache-crash \
 	test-engine-basecache-ra \
@@ -79,6 +80,9 @@ test_engine_nowait_raw_LDADD = $(ENGINE_LIBS)
 test_unit_metacache_SOURCES = test-unit-metacache.c
 test_unit_metacache_CFLAGS = $(TEST_CFLAGS)
 test_unit_metacache_LDADD = $(ENGINE_LIBS)
+test_engine_compress_SOURCES = test-engine-compress.c engine-test.h
+test_engine_compress_CFLAGS = $(TEST_CFLAGS)
+test_engine_compress_LDADD = $(ENGINE_LIBS)
 test_engine_probe_SOURCES = test-engine-probe.c engine-test.h
 test_engine_probe_CFLAGS = $(TEST_CFLAGS)
 test_engine_probe_LDADD = $(ENGINE_LIBS)

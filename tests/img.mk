@@ -27,6 +27,7 @@ IMG_TESTS = \
 	test-img-measure.sh \
 	test-img-info-chain.sh \
 	test-img-snapshot-list.sh \
-	test-img-amend.sh
+	test-img-amend.sh \
+	test-img-convert-compress.sh
 TESTS += $(IMG_TESTS)
 EXTRA_DIST += $(IMG_TESTS) img-functions.sh

@@ -29,6 +29,8 @@ creation_only (const struct image_create_opts *o)
     return "table_size";
   if (o->refcount_bits)
     return "refcount_bits";
+  if (o->compression_type)
+    return "compression_type";
   if (o->prealloc != IMAGE_PREALLOC_OFF)
     return "preallocation";
   return NULL;

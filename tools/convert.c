@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* cowbd-img convert [-q] [-p] [-n] [-W] [--target-is-zero] [-U]
+/* cowbd-img convert [-q] [-p] [-n] [-W] [-c] [--target-is-zero] [-U]
  *                   [-f FMT] [-O OUTPUT_FMT] [-o OPTIONS]
  *                   [-B BACKING [-F BACKING_FMT]] [-S SPARSE_SIZE]
  *                   [-t CACHE] [-T SRC_CACHE] [-m NUM] SRC DST
@@ -22,6 +22,11 @@
  * the zero ranges and runs are then written with target_zero (may trim)
  * instead of skipped,
  * unless --target-is-zero vouches that DST reads zeros.
+ *
+ * With -c every non-zero cluster of DST is written compressed (qcow2
+ * only): chunks are whole clusters (see convert-compress.c), compressed
+ * by the workers in parallel outside write_lock; the engine places the
+ * compressed bytes.
  *
  * With -B BACKING DST is a new overlay over BACKING ("the base"), and
  * holds only what differs from what the base reads: each data chunk is
@@ -82,6 +87,7 @@ struct convert_opts {
   bool create_target;               /* not -n */
   bool target_is_zero;              /* --target-is-zero */
   bool out_of_order;                /* -W */
+  bool compress;                    /* -c */
   uint64_t min_sparse;              /* -S */
   unsigned nthreads;                /* -m */
   unsigned share;                   /* -U: IMAGE_OPEN_FORCE_SHARE */
@@ -99,6 +105,8 @@ struct convert {
   uint64_t align;               /* zero runs skipped are aligned to this */
   bool fill_zeros;              /* DST may not read zeros */
   bool in_order;                /* not -W */
+  bool compress;                /* -c */
+  uint64_t cluster;             /* -c: DST's cluster size */
   struct progress *progress;
 
   pthread_mutex_t write_lock;   /* held while a worker writes to dst */
@@ -168,6 +176,9 @@ next_chunk (struct convert *cv, struct chunk *ch)
     }
     ch->offset = cv->cursor;
     ch->zero = (e.flags & IMAGE_EXTENT_ZERO) && cv->min_sparse > 0;
+    if (cv->compress)
+      compress_align (cv->cluster, cv->size, ch->offset, &e.length,
+                      &ch->zero);
     if (ch->zero && !cv->fill_zeros && !cv->base) {
       cv->cursor += e.length;
       cv->done += e.length;
@@ -337,6 +348,7 @@ static int
 copy_chunk (struct convert *cv, const struct chunk *ch, char *buf,
             char *base)
 {
+  bool compressed = cv->compress && !ch->zero;
   int r = 0;
 
   if (!ch->zero && image_pread (cv->src, buf, ch->length, ch->offset) == -1)
@@ -344,8 +356,12 @@ copy_chunk (struct convert *cv, const struct chunk *ch, char *buf,
   if (!ch->zero && cv->base &&
       read_base (cv, base, ch->length, ch->offset) == -1)
     return -1;
+  if (compressed &&
+      compress_chunk (target_image (cv->dst), buf, ch->offset, ch->length,
+                      cv->cluster, cv->fill_zeros) == -1)
+    return -1;
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&cv->write_lock);
-  if (wait_turn (cv, ch))
+  if (wait_turn (cv, ch) && !compressed)
     r = write_chunk (cv, ch, buf, base);
   cv->written_seq++;
   pthread_cond_broadcast (&cv->turn);
@@ -515,6 +531,11 @@ convert (struct convert *cv, struct convert_opts *o)
 
   interrupt_install ();
   cv->dst = open_target (o, cv->size, &created);
+  if (cv->dst && cv->compress &&
+      compress_cluster_size (target_image (cv->dst), &cv->cluster) == -1) {
+    target_close (cv->dst);
+    cv->dst = NULL;
+  }
   if (cv->dst == NULL) {
     if (created)
       unlink (o->dst);
@@ -616,6 +637,7 @@ parse_option (int c, struct convert_opts *o)
   case 'p': o->progress = true; return 0;
   case 'n': o->create_target = false; return 0;
   case 'W': o->out_of_order = true; return 0;
+  case 'c': o->compress = true; return 0;
   case OPT_TARGET_IS_ZERO: o->target_is_zero = true; return 0;
   case 'f': o->src_format = optarg; return 0;
   case 'O': o->create.format = optarg; return 0;
@@ -654,6 +676,8 @@ check_options (const struct convert_opts *o)
     why = "an NBD URI target is written as raw: use -O raw";
   else if (!o->create_target)
     return 0;
+  else if (o->compress && strcmp (c->format, "qcow2") != 0)
+    why = "compression is not supported for this image format";
   else if (c->backing_file && strcmp (c->format, "raw") == 0)
     why = "Backing file not supported for file format 'raw'";
   else if (c->backing_file && !c->backing_format)
@@ -675,7 +699,7 @@ parse_args (int argc, char **argv, struct convert_opts *o)
   };
   int c, r;
 
-  while ((c = getopt_long (argc, argv, "qpnWUf:O:o:B:F:S:t:T:m:", long_opts,
+  while ((c = getopt_long (argc, argv, "qpnWcUf:O:o:B:F:S:t:T:m:", long_opts,
                            NULL)) != -1) {
     if (c == OPT_HELP) {
       usage_command (stdout, "convert");
@@ -724,6 +748,7 @@ cmd_convert (int argc, char **argv)
   cv.fill_zeros = (!o.create_target || target_is_uri (o.dst))
                   && !o.target_is_zero;
   cv.in_order = !o.out_of_order;
+  cv.compress = o.compress;
   cv.progress = progress_new (o.progress && !o.quiet);
   status = convert (&cv, &o);
   progress_free (cv.progress);

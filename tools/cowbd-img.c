@@ -76,7 +76,7 @@ static const struct command commands[] = {
     "  -U, --force-share  open it even in use (lock nothing against "
     "writers)\n" },
   { "convert", cmd_convert,
-    "convert [-q] [-p] [-n] [--target-is-zero] [-W] [-f FMT] [-U] "
+    "convert [-q] [-p] [-n] [--target-is-zero] [-W] [-c] [-f FMT] [-U] "
     "[-t CACHE] [-T SRC_CACHE] [-O OUTPUT_FMT] [-B BACKING "
     "[-F BACKING_FMT]] [-o OPTIONS] [-S SPARSE_SIZE] [-m NUM] SRC DST",
     "copy an image (through its backing chain) into a new image, "
@@ -99,6 +99,9 @@ static const struct command commands[] = {
     "  -m NUM         requests in flight (1 to 16, default 8)\n"
     "  -t CACHE, -T SRC_CACHE  cache modes (accepted, see the man "
     "page)\n"
+    "  -c             write DST's clusters compressed (qcow2; zlib, or "
+    "zstd with\n"
+    "                 -o compression_type=zstd)\n"
     "  -p             show progress (on a terminal)\n"
     "  -q             quiet\n" },
   { "compare", cmd_compare,

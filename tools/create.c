@@ -72,6 +72,8 @@ print_formatting (const char *filename, const char *format,
     printf (" lazy_refcounts=%s", opts->lazy_refcounts ? "on" : "off");
   if (opts->refcount_bits)
     printf (" refcount_bits=%u", opts->refcount_bits);
+  if (opts->compression_type)
+    printf (" compression_type=%s", opts->compression_type);
   putchar ('\n');
   fflush (stdout);
 }

@@ -171,6 +171,20 @@ int target_zero (struct target *t, uint64_t count, uint64_t offset,
 /* Flushes and closes (the image, or the connection); -1 with the message
  * printed if the data may not be durable. */
 int target_close (struct target *t);
+/* ---- convert-compress.c (convert -c) ------------------------------------ */
+
+/* The cluster size of dst, which must be qcow2 (else one line, -1). */
+int compress_cluster_size (struct image *dst, uint64_t *cluster);
+/* Makes the range [offset, offset + *length) of an extent (zero or data)
+ * handed to a worker whole clusters: offset is cluster-aligned; a zero
+ * range shorter than a cluster becomes data. */
+void compress_align (uint64_t cluster, uint64_t size, uint64_t offset,
+                     uint64_t *length, bool *zero);
+/* Writes each cluster of buf that is not all zeros compressed at offset
+ * (cluster-aligned); all-zero clusters are skipped, or with fill_zeros
+ * zeroed.  -1 with the engine's error set. */
+int compress_chunk (struct image *dst, const char *buf, uint64_t offset,
+                    uint64_t length, uint64_t cluster, bool fill_zeros);
 
 /* ---- snapshot.c ----------------------------------------------------------- */
 

@@ -251,6 +251,8 @@ set_create_option (const char *key, char *v,
     return parse_bool (key, v, &opts->lazy_refcounts);
   else if (strcmp (key, "compat") == 0)
     opts->compat = v;
+  else if (strcmp (key, "compression_type") == 0)
+    opts->compression_type = v;
   else if (strcmp (key, "refcount_bits") == 0) {
     if (parse_u32 (key, v, &u) == -1)
       return -1;
@@ -297,5 +299,7 @@ print_create_options (FILE *fp)
          "full\n"
          "  lazy_refcounts=on|off    qcow2\n"
          "  compat=0.10|1.1          qcow2\n"
-         "  refcount_bits=N          qcow2\n", fp);
+         "  refcount_bits=N          qcow2\n"
+         "  compression_type=zlib|zstd  qcow2: for compressed clusters\n",
+         fp);
 }
