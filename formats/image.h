@@ -324,6 +324,18 @@ typedef int (*image_snapshot_fn) (void *opaque,
                                   const struct image_snapshot *sn);
 int image_snapshots (struct image *img, image_snapshot_fn fn, void *opaque);
 
+/* Internal snapshots changed as qemu-img snapshot -c, -a, -d change them
+ * (qcow2; ENOTSUP for other formats), on an image the caller has to
+ * itself, opened read-write.  create: a new snapshot of the active layer
+ * named name (the next numeric id); apply: the active layer becomes the
+ * snapshot whose id, or else whose name, is id_or_name, with its size;
+ * delete: the first snapshot named name goes.  ENOENT: no such snapshot.
+ * A crash leaves the snapshot wholly there or wholly absent once the
+ * next read-write open has repaired the counts. */
+int image_snapshot_create (struct image *img, const char *name);
+int image_snapshot_apply (struct image *img, const char *id_or_name);
+int image_snapshot_delete (struct image *img, const char *name);
+
 /* The backing image (NULL if none or not opened). */
 struct image *image_backing (struct image *img);
 

@@ -101,6 +101,10 @@ struct driver {
   /* Optional: internal snapshots (image_snapshots).  Absent: none. */
   int (*list_snapshots) (struct image *img, image_snapshot_fn fn,
                          void *opaque);
+  /* Optional: image_snapshot_create, _apply, _delete (qcow2). */
+  int (*snapshot_create) (struct image *img, const char *name);
+  int (*snapshot_apply) (struct image *img, const char *id_or_name);
+  int (*snapshot_delete) (struct image *img, const char *name);
   /* Optional: image_set_lazy_refcounts (qcow2). */
   int (*set_lazy_refcounts) (struct image *img, bool on);
 };

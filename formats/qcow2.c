@@ -885,5 +885,8 @@ const struct driver qcow2_driver = {
   .make_empty = qcow2_make_empty,
   .resize = qcow2_resize,
   .list_snapshots = qcow2_list_snapshots,
+  .snapshot_create = qcow2_snapshot_create,
+  .snapshot_apply = qcow2_snapshot_apply,
+  .snapshot_delete = qcow2_snapshot_delete,
   .set_lazy_refcounts = qcow2_set_lazy_refcounts,
 };
