@@ -440,6 +440,15 @@ int image_resize (struct image *img, uint64_t size,
  * block back.  ENOTSUP for other formats and for compat=0.10 (on). */
 int image_set_lazy_refcounts (struct image *img, bool on);
 
+/* Changes a qcow2 image's compat level as qemu-img amend -o compat=
+ * does: "1.1" (or "v3") upgrades a version 2 image; "0.10" (or "v2")
+ * downgrades a version 3 image where no version 3 feature is in use
+ * (lazy refcounts are turned off first, a zstd compression type without
+ * compressed clusters becomes zlib).  A refusal (refcount_bits other
+ * than 16, incompatible features, zstd-compressed clusters, zero
+ * clusters) writes nothing.  The header is rewritten in one write. */
+int image_set_compat (struct image *img, const char *compat);
+
 /* Probes a file's format without opening it as an image: "raw", "qed" or
  * "qcow2", or NULL with an error set. */
 const char *image_probe (const char *filename);

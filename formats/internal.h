@@ -107,6 +107,8 @@ struct driver {
   int (*snapshot_delete) (struct image *img, const char *name);
   /* Optional: image_set_lazy_refcounts (qcow2). */
   int (*set_lazy_refcounts) (struct image *img, bool on);
+  /* Optional: image_set_compat (qcow2): version 2 or 3. */
+  int (*set_version) (struct image *img, unsigned version);
 };
 
 extern const struct driver raw_driver;

@@ -471,9 +471,10 @@ qcow2_snapshot_create (struct image *img, const char *name)
   if (begin (q) == -1)
     return -1;
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->writeback_lock);
-  if (create_wbl (q, name) == -1)
+  if (create_wbl (q, name) == -1 || settle (q) == -1)
     return -1;
-  return settle (q);
+  crash_test_pause ();
+  return 0;
 }
 
 /* The snapshot whose id, or else whose name, is s (qemu's lookup for
@@ -577,9 +578,10 @@ qcow2_snapshot_apply (struct image *img, const char *id_or_name)
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->writeback_lock);
   /* apply_wbl switches the header but not the snapshot table: the entry
    * stays valid throughout. */
-  if (apply_wbl (q, &q->snapshots[i]) == -1)
+  if (apply_wbl (q, &q->snapshots[i]) == -1 || settle (q) == -1)
     return -1;
-  return settle (q);
+  crash_test_pause ();
+  return 0;
 }
 
 static int
@@ -620,7 +622,8 @@ qcow2_snapshot_delete (struct image *img, const char *name)
   if (begin (q) == -1)
     return -1;
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->writeback_lock);
-  if (delete_wbl (q, (uint32_t) i) == -1)
+  if (delete_wbl (q, (uint32_t) i) == -1 || settle (q) == -1)
     return -1;
-  return settle (q);
+  crash_test_pause ();
+  return 0;
 }

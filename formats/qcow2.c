@@ -362,6 +362,7 @@ one_extension (struct qcow2 *q, uint32_t type, const uint8_t *d,
 {
   switch (type) {
   case QCOW2_EXT_BACKING_FORMAT:
+    q->backing_format_stored = true;
     return ext_string (q, d, len, "backing format", &q->img->backing_format);
   case QCOW2_EXT_FEATURE_TABLE:
     free (q->feature_table);
@@ -889,4 +890,5 @@ const struct driver qcow2_driver = {
   .snapshot_apply = qcow2_snapshot_apply,
   .snapshot_delete = qcow2_snapshot_delete,
   .set_lazy_refcounts = qcow2_set_lazy_refcounts,
+  .set_version = qcow2_set_version,
 };

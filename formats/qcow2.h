@@ -216,6 +216,8 @@ struct qcow2 {
   size_t nr_exts;
   char *data_file;              /* external data file extension, if any */
   bool has_bitmaps;             /* bitmaps extension present */
+  bool backing_format_stored;   /* the header names the backing format
+                                   (img->backing_format may be probed) */
   uint64_t bitmap_dir_offset, bitmap_dir_size;
   uint32_t nb_bitmaps;
   uint8_t *feature_table;       /* the image's feature name table */
@@ -426,6 +428,7 @@ int qcow2_resize (struct image *img, uint64_t size,
 
 /* ---- qcow2-amend.c ----------------------------------------------------- */
 int qcow2_set_lazy_refcounts (struct image *img, bool on);
+int qcow2_set_version (struct image *img, unsigned version);
 
 /* ---- qcow2-create.c ----------------------------------------------------- */
 int qcow2_create (const char *filename, const struct image_create_opts *opts);

@@ -5,6 +5,7 @@
 #include <config.h>
 
 #include <errno.h>
+#include <string.h>
 
 #include "internal.h"
 
@@ -63,4 +64,25 @@ image_set_lazy_refcounts (struct image *img, bool on)
     return error_file (img, ENOTSUP, "format %s has no lazy refcounts",
                        img->drv->name);
   return img->drv->set_lazy_refcounts (img, on);
+}
+
+int
+image_set_compat (struct image *img, const char *compat)
+{
+  unsigned v;
+
+  if (strcmp (compat, "0.10") == 0 || strcmp (compat, "v2") == 0)
+    v = 2;
+  else if (strcmp (compat, "1.1") == 0 || strcmp (compat, "v3") == 0)
+    v = 3;
+  else
+    return error_file (img, EINVAL, "Unknown compatibility level %s",
+                       compat);
+  if (img->readonly)
+    return error_file (img, EROFS, "cannot amend an image opened "
+                       "read-only");
+  if (img->drv->set_version == NULL)
+    return error_file (img, ENOTSUP, "format %s has no compat level",
+                       img->drv->name);
+  return img->drv->set_version (img, v);
 }

@@ -24,6 +24,8 @@ IMG_TESTS = \
 	test-img-measure.sh \
 	test-img-info-chain.sh \
 	test-img-snapshot-list.sh \
+	test-img-snapshot.sh \
+	test-img-snapshot-crash.sh \
 	test-img-amend.sh
 TESTS += $(IMG_TESTS)
 EXTRA_DIST += $(IMG_TESTS) img-functions.sh

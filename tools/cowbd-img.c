@@ -153,8 +153,8 @@ static const struct command commands[] = {
     "amend [-q] [-p] [-f FMT] -o OPTIONS FILE",
     "change a qcow2 image's options in place",
     "  -f FMT      format (default: probed)\n"
-    "  -o OPTIONS  lazy_refcounts=on|off, size; compat, backing_file and\n"
-    "              backing_fmt only as they are (changing compat: not yet)\n"
+    "  -o OPTIONS  lazy_refcounts=on|off, compat=0.10|1.1, size;\n"
+    "              backing_file and backing_fmt only as they are\n"
     "  -p, -q      accepted (amend prints nothing)\n" },
 };
 
