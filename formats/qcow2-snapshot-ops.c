@@ -420,6 +420,17 @@ switch_table (struct qcow2 *q, const uint8_t *table, uint64_t len,
 
 /* ---- the three operations ----------------------------------------------- */
 
+/* After a failure part way: the dirty bit stays at close (rule 1), so
+ * that the next read-write open rebuilds the counts. */
+static int
+failed (struct qcow2 *q)
+{
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
+
+  q->leaked = true;
+  return -1;
+}
+
 /* What every operation does first: counts durable, dirty bit set
  * (rule 1). */
 static int
@@ -442,9 +453,6 @@ create_wbl (struct qcow2 *q, const char *name)
   char id[32];
   int64_t l1off = 0;
 
-  if (q->h.nb_snapshots >= QCOW2_MAX_SNAPSHOTS)
-    return error_file (q->img, EFBIG, "the image has %d snapshots already",
-                       QCOW2_MAX_SNAPSHOTS);
   /* Rule 2: counts up and COPIED cleared, durably, before the copy that
    * makes them needed is named by anything. */
   if (walk_l1 (q, q->l1.data, q->h.l1_size, inc_slot) == -1 ||
@@ -468,11 +476,14 @@ qcow2_snapshot_create (struct image *img, const char *name)
 {
   struct qcow2 *q = img->priv;
 
+  if (q->h.nb_snapshots >= QCOW2_MAX_SNAPSHOTS)
+    return error_file (img, EFBIG, "the image has %d snapshots already",
+                       QCOW2_MAX_SNAPSHOTS);
   if (begin (q) == -1)
     return -1;
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->writeback_lock);
   if (create_wbl (q, name) == -1 || settle (q) == -1)
-    return -1;
+    return failed (q);
   crash_test_pause ();
   return 0;
 }
@@ -579,7 +590,7 @@ qcow2_snapshot_apply (struct image *img, const char *id_or_name)
   /* apply_wbl switches the header but not the snapshot table: the entry
    * stays valid throughout. */
   if (apply_wbl (q, &q->snapshots[i]) == -1 || settle (q) == -1)
-    return -1;
+    return failed (q);
   crash_test_pause ();
   return 0;
 }
@@ -623,7 +634,7 @@ qcow2_snapshot_delete (struct image *img, const char *name)
     return -1;
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->writeback_lock);
   if (delete_wbl (q, (uint32_t) i) == -1 || settle (q) == -1)
-    return -1;
+    return failed (q);
   crash_test_pause ();
   return 0;
 }

@@ -140,7 +140,7 @@ static const struct command commands[] = {
   { "snapshot", cmd_snapshot,
     "snapshot [-f FMT] [-U] [-q] [-l | -c NAME | -a NAME | -d NAME] FILE",
     "list, create, apply or delete a qcow2 image's internal snapshots",
-    "  -l                 list the snapshots (the default)\n"
+    "  -l                 list the snapshots\n"
     "  -c NAME            create a snapshot NAME of the image as it is\n"
     "  -a NAME            apply the snapshot whose id or name is NAME: the\n"
     "                     image becomes what it was then\n"

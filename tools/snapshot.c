@@ -131,14 +131,14 @@ change (char op, const char *name, const char *file, const char *format)
 }
 
 static int
-list (const char *file, const char *format, unsigned share)
+list (const char *file, const char *format, unsigned share, bool print)
 {
   struct image *img = open_image (file, format, IMAGE_OPEN_READONLY |
                                   IMAGE_OPEN_NO_BACKING | share);
 
   if (img == NULL)
     return 1;
-  if (snapshot_count (img))
+  if (print && snapshot_count (img))
     snapshot_print_list (img);
   image_close (img);
   return 0;
@@ -176,8 +176,8 @@ cmd_snapshot (int argc, char **argv)
   }
   if (argc - optind != 1)
     return usage_error ("snapshot", 1, "expecting one image file name");
-  if (op == 0 || op == 'l')
-    return list (argv[optind], format, share);
+  if (op == 0 || op == 'l')      /* none: opened, nothing printed (qemu) */
+    return list (argv[optind], format, share, op == 'l');
   if (share)
     return usage_error ("snapshot", 1, "-U applies to -l only");
   return change (op, name, argv[optind], format);
