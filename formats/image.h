@@ -333,6 +333,18 @@ typedef int (*image_snapshot_fn) (void *opaque,
                                   const struct image_snapshot *sn);
 int image_snapshots (struct image *img, image_snapshot_fn fn, void *opaque);
 
+/* Internal snapshots changed as qemu-img snapshot -c, -a, -d change them
+ * (qcow2; ENOTSUP for other formats), on an image the caller has to
+ * itself, opened read-write.  create: a new snapshot of the active layer
+ * named name (the next numeric id); apply: the active layer becomes the
+ * snapshot whose id, or else whose name, is id_or_name, with its size;
+ * delete: the first snapshot named name goes.  ENOENT: no such snapshot.
+ * A crash leaves the snapshot wholly there or wholly absent once the
+ * next read-write open has repaired the counts. */
+int image_snapshot_create (struct image *img, const char *name);
+int image_snapshot_apply (struct image *img, const char *id_or_name);
+int image_snapshot_delete (struct image *img, const char *name);
+
 /* The backing image (NULL if none or not opened). */
 struct image *image_backing (struct image *img);
 
@@ -439,6 +451,15 @@ int image_resize (struct image *img, uint64_t size,
  * lazy_refcounts=on|off); turning them off first writes every refcount
  * block back.  ENOTSUP for other formats and for compat=0.10 (on). */
 int image_set_lazy_refcounts (struct image *img, bool on);
+
+/* Changes a qcow2 image's compat level as qemu-img amend -o compat=
+ * does: "1.1" (or "v3") upgrades a version 2 image; "0.10" (or "v2")
+ * downgrades a version 3 image where no version 3 feature is in use
+ * (lazy refcounts are turned off first, a zstd compression type without
+ * compressed clusters becomes zlib).  A refusal (refcount_bits other
+ * than 16, incompatible features, zstd-compressed clusters, zero
+ * clusters) writes nothing.  The header is rewritten in one write. */
+int image_set_compat (struct image *img, const char *compat);
 
 /* Probes a file's format without opening it as an image: "raw", "qed" or
  * "qcow2", or NULL with an error set. */

@@ -137,12 +137,18 @@ struct driver {
   /* Optional: internal snapshots (image_snapshots).  Absent: none. */
   int (*list_snapshots) (struct image *img, image_snapshot_fn fn,
                          void *opaque);
+  /* Optional: image_snapshot_create, _apply, _delete (qcow2). */
+  int (*snapshot_create) (struct image *img, const char *name);
+  int (*snapshot_apply) (struct image *img, const char *id_or_name);
+  int (*snapshot_delete) (struct image *img, const char *name);
   /* Optional: image_set_lazy_refcounts (qcow2). */
   int (*set_lazy_refcounts) (struct image *img, bool on);
   /* Optional: image_write_compressed (qcow2); validated for range and
    * writability only. */
   int (*write_compressed) (struct image *img, const void *buf,
                            size_t count, uint64_t offset);
+  /* Optional: image_set_compat (qcow2): version 2 or 3. */
+  int (*set_version) (struct image *img, unsigned version);
 };
 
 extern const struct driver raw_driver;

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* qcow2 amend: lazy refcounts switched on or off in an existing image.
+/* qcow2 amend: lazy refcounts switched on or off in an existing image,
+ * and the compat level (header version 2 or 3) changed.
  *
  * On: only the compatible feature bit changes (one header write); from
  * then on refcount blocks are written at flush time only and the dirty
@@ -7,11 +8,22 @@
  * synced first, so that the counts on disk are right before the header
  * stops saying they may not be.  Version 2 images have no feature bits:
  * lazy refcounts cannot be turned on there (qemu refuses it too).
+ *
+ * Compat: 1.1 -> 0.10 only where nothing needs version 3 (checked before
+ * anything is written: refcount_bits 16, no incompatible feature but a
+ * zlib-compatible compression type, no zero cluster in any table); lazy
+ * refcounts are turned off first, everything is written back, then the
+ * header cluster is rewritten in one write (72-byte header, no feature
+ * table).  0.10 -> 1.1: the same rewrite with the version 3 fields.
  */
 #include <config.h>
 
 #include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
 
+#include "byte-swapping.h"
 #include "cleanup.h"
 #include "qcow2.h"
 
@@ -54,4 +66,147 @@ qcow2_set_lazy_refcounts (struct image *img, bool on)
     return -1;
   }
   return 0;
+}
+
+/* ---- compat (the header version) ---------------------------------------- */
+
+/* What a downgrade finds in the tables. */
+struct v3_use {
+  bool zero;                    /* a zero cluster (bit 0) */
+  bool compressed;              /* a compressed cluster */
+};
+
+static int
+scan_l2 (struct qcow2 *q, uint64_t l2off, struct v3_use *u)
+{
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
+  struct mc_entry *l2;
+  uint64_t j, v;
+  const char *why;
+
+  if (qcow2_get_l2 (q, l2off, &l2) == -1)
+    return -1;
+  for (j = 0; j < q->l2_entries; j++) {
+    v = qcow2_l2_get (q, l2, j);
+    switch (qcow2_entry_kind (q, v, q->file_end, &why)) {
+    case Q_COMPRESSED: u->compressed = true; break;
+    case Q_ZERO: u->zero = true; break;
+    default: break;
+    }
+  }
+  return 0;
+}
+
+/* Scans the L2 tables of an L1 table (n big-endian entries). */
+static int
+scan_l1 (struct qcow2 *q, const uint8_t *l1, uint64_t n, struct v3_use *u)
+{
+  uint64_t i, e;
+
+  for (i = 0; i < n; i++) {
+    e = be64_load (l1 + i * 8);
+    if ((e & QCOW2_OFFSET_MASK) &&
+        qcow2_l1_entry_error (q, e, q->file_end) == NULL &&
+        scan_l2 (q, e & QCOW2_OFFSET_MASK, u) == -1)
+      return -1;
+  }
+  return 0;
+}
+
+/* The active and every snapshot's tables scanned. */
+static int
+scan_all (struct qcow2 *q, struct v3_use *u)
+{
+  uint32_t i;
+
+  if (scan_l1 (q, q->l1.data, q->h.l1_size, u) == -1)
+    return -1;
+  for (i = 0; i < q->h.nb_snapshots; i++) {
+    const struct qcow2_snapshot *sn = &q->snapshots[i];
+    CLEANUP_FREE uint8_t *l1 = malloc (sn->l1_size ? sn->l1_size * 8 : 1);
+    if (l1 == NULL)
+      return error_file (q->img, ENOMEM, "out of memory");
+    if (sn->l1_size && source_pread (q->img->src, l1, sn->l1_size * 8,
+                                     sn->l1_table_offset) == -1)
+      return error_syscall (q->img, "reading a snapshot's L1 table");
+    if (scan_l1 (q, l1, sn->l1_size, u) == -1)
+      return -1;
+  }
+  return 0;
+}
+
+/* Why a downgrade is refused (qemu-img amend's words where it refuses
+ * too), before anything is written: 0 if it may go on. */
+static int
+downgrade_refused (struct qcow2 *q)
+{
+  uint64_t other = q->h.incompatible_features &
+                   ~(QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_COMPRESSION);
+  struct v3_use u = { false, false };
+
+  if (q->h.refcount_order != 4)
+    return error_file (q->img, ENOTSUP, "compat=0.10 requires "
+                       "refcount_bits=16");
+  if (other)
+    return error_file (q->img, ENOTSUP, "Cannot downgrade an image with "
+                       "incompatible features 0x%" PRIx64 " set", other);
+  if (scan_all (q, &u) == -1)
+    return -1;
+  if (u.compressed && q->h.compression_type != QCOW2_COMPRESSION_ZLIB)
+    return error_file (q->img, ENOTSUP, "Cannot downgrade an image with "
+                       "zstd compression type and existing compressed "
+                       "clusters");
+  /* qemu-img writes zero clusters out as data; not done here. */
+  if (u.zero)
+    return error_file (q->img, ENOTSUP, "cannot downgrade to compat=0.10: "
+                       "the image has zero clusters, which version 2 "
+                       "cannot express (qemu-img amend writes them out)");
+  return 0;
+}
+
+/* The whole header cluster rewritten for version: one write, synced.
+ * Everything else is written back first: a version 2 header has no
+ * dirty bit to cover what is not. */
+static int
+write_version (struct qcow2 *q, unsigned version)
+{
+  struct image *img = q->img;
+  struct qcow2_header saved = q->h;
+  const char *fmt = q->backing_format_stored ? img->backing_format : NULL;
+
+  if (qcow2_writeback (q, true) == -1 || qcow2_writeback (q, true) == -1)
+    return -1;
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->header_lock);
+  q->h.version = version;
+  q->h.incompatible_features = q->h.compatible_features = 0;
+  q->h.autoclear_features = 0;
+  q->h.refcount_order = 4;
+  q->h.compression_type = QCOW2_COMPRESSION_ZLIB;
+  q->h.header_length = version >= 3 ? QCOW2_OUR_HEADER_BYTES
+                                    : QCOW2_V2_HEADER_BYTES;
+  /* Upgrading: what followed the version 2 header is not header. */
+  memset (q->header_raw + QCOW2_V2_HEADER_BYTES, 0,
+          QCOW2_OUR_HEADER_BYTES - QCOW2_V2_HEADER_BYTES);
+  if (qcow2_write_header (q, img->backing_filename, fmt) == -1) {
+    q->h = saved;
+    return -1;
+  }
+  q->lazy = false;
+  __atomic_store_n (&q->dirty_on_disk, false, __ATOMIC_RELEASE);
+  return 0;
+}
+
+int
+qcow2_set_version (struct image *img, unsigned version)
+{
+  struct qcow2 *q = img->priv;
+
+  if (version == q->h.version)
+    return 0;
+  if (version < q->h.version) {
+    if (downgrade_refused (q) == -1 ||
+        qcow2_set_lazy_refcounts (img, false) == -1)
+      return -1;
+  }
+  return write_version (q, version);
 }

@@ -226,6 +226,22 @@ qcow2_alloc_clusters (struct qcow2 *q, uint64_t n)
   return (int64_t) host;
 }
 
+int64_t
+qcow2_reserve_clusters (struct qcow2 *q, uint64_t n)
+{
+  uint64_t bytes = n * q->cluster_size;
+
+  while (!qcow2_covered (q, q->file_end, bytes)) {
+    int r;
+    pthread_mutex_unlock (&q->lock);
+    r = qcow2_cover_wbl (q, bytes);
+    pthread_mutex_lock (&q->lock);
+    if (r == -1)
+      return -1;
+  }
+  return qcow2_alloc_clusters (q, n);
+}
+
 static int
 cut_free_tail (struct qcow2 *q)
 {

@@ -39,25 +39,6 @@
 #include "qcow2.h"
 #include "rounding.h"
 
-/* Reserves n clusters at the end of the file.  Called with
- * writeback_lock and q->lock held; may drop and retake q->lock to grow
- * the refcount structure. */
-static int64_t
-reserve (struct qcow2 *q, uint64_t n)
-{
-  uint64_t bytes = n * q->cluster_size;
-
-  while (!qcow2_covered (q, q->file_end, bytes)) {
-    int r;
-    pthread_mutex_unlock (&q->lock);
-    r = qcow2_cover_wbl (q, bytes);
-    pthread_mutex_lock (&q->lock);
-    if (r == -1)
-      return -1;
-  }
-  return qcow2_alloc_clusters (q, n);
-}
-
 /* Step 1: the new table, written and durable with its counts.  Called
  * with writeback_lock held. */
 static int
@@ -67,7 +48,7 @@ write_new_l1 (struct qcow2 *q, uint64_t entries, struct mc_table *nt)
   int64_t off;
 
   pthread_mutex_lock (&q->lock);
-  off = reserve (q, DIV_ROUND_UP (bytes, q->cluster_size));
+  off = qcow2_reserve_clusters (q, DIV_ROUND_UP (bytes, q->cluster_size));
   if (off != -1 && mc_table_init (nt, (uint64_t) off, bytes) == -1)
     off = error_file (q->img, ENOMEM, "out of memory for the L1 table");
   if (off != -1)

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* qcow2 internal snapshots: the snapshot table, read and validated at
  * open, and listed (qcow2_list_snapshots, for snapshot -l and info).
- * The engine serves the active layer only; it never creates, applies
- * or deletes a snapshot.  What it needs from the table is where
- * each snapshot's L1 table lies (the check counts the references those
+ * The engine serves the active layer only (qcow2-snapshot-ops.c creates,
+ * applies and deletes snapshots for cowbd-img).  What it needs from the
+ * table is where each snapshot's L1 table lies (the check counts the references those
  * hold) and how many clusters the table itself spans.  A snapshot's data
  * is kept intact by the COPIED rule of the I/O paths, not here.
  *
@@ -70,6 +70,8 @@ read_extra (struct qcow2 *q, struct qcow2_snapshot *sn, uint64_t pos,
     return error_syscall (q->img, "reading the snapshot table");
   if (extra >= 8)
     sn->vm_state_size = be64_load (x);
+  if (extra >= 16)
+    sn->disk_size = be64_load (x + 8);
   if (extra >= 24)
     sn->icount = be64_load (x + 16);
   return 0;
@@ -97,6 +99,7 @@ read_entry (struct qcow2 *q, uint32_t i, uint64_t *pos, uint64_t limit,
   sn->vm_clock_nsec = be64_load (e + 24);
   sn->vm_state_size = be32_load (e + 32);
   sn->icount = UINT64_MAX;
+  sn->disk_size = q->h.size;
   id_len = be16_load (e + 12);
   name_len = be16_load (e + 14);
   extra = be32_load (e + 36);
@@ -133,6 +136,8 @@ read_entry (struct qcow2 *q, uint32_t i, uint64_t *pos, uint64_t limit,
   free (strings);
   if (sn->id == NULL || sn->name == NULL)
     return error_file (q->img, ENOMEM, "out of memory");
+  sn->entry_offset = *pos;
+  sn->entry_len = (uint32_t) len;
   *pos += ROUND_UP (len, 8);
   return 0;
 }

@@ -344,6 +344,7 @@ one_extension (struct qcow2 *q, uint32_t type, const uint8_t *d,
 {
   switch (type) {
   case QCOW2_EXT_BACKING_FORMAT:
+    q->backing_format_stored = true;
     return ext_string (q, d, len, "backing format", &q->img->backing_format);
   case QCOW2_EXT_FEATURE_TABLE:
     free (q->feature_table);
@@ -861,6 +862,10 @@ const struct driver qcow2_driver = {
   .make_empty = qcow2_make_empty,
   .resize = qcow2_resize,
   .list_snapshots = qcow2_list_snapshots,
+  .snapshot_create = qcow2_snapshot_create,
+  .snapshot_apply = qcow2_snapshot_apply,
+  .snapshot_delete = qcow2_snapshot_delete,
   .set_lazy_refcounts = qcow2_set_lazy_refcounts,
   .write_compressed = qcow2_write_compressed,
+  .set_version = qcow2_set_version,
 };

@@ -173,6 +173,11 @@ struct qcow2_snapshot {
   uint64_t vm_clock_nsec;
   uint64_t vm_state_size;       /* the 64-bit extra field if present */
   uint64_t icount;              /* UINT64_MAX: not recorded */
+  uint64_t disk_size;           /* the virtual size when it was taken
+                                   (the image's size if not recorded) */
+  uint64_t entry_offset;        /* where its table entry lies, and its */
+  uint32_t entry_len;           /* length without padding: a new table
+                                   copies the entry as it is */
 };
 
 /* A host range whose reference is being dropped.  The refcounts go down
@@ -211,6 +216,8 @@ struct qcow2 {
   size_t nr_exts;
   char *data_file;              /* external data file extension, if any */
   bool has_bitmaps;             /* bitmaps extension present */
+  bool backing_format_stored;   /* the header names the backing format
+                                   (img->backing_format may be probed) */
   uint64_t bitmap_dir_offset, bitmap_dir_size;
   uint32_t nb_bitmaps;
   uint8_t *feature_table;       /* the image's feature name table */
@@ -300,6 +307,11 @@ int qcow2_list_snapshots (struct image *img, image_snapshot_fn fn,
                           void *opaque);
 void qcow2_free_snapshots (struct qcow2 *q);
 
+/* ---- qcow2-snapshot-ops.c: create, apply, delete ------------------------ */
+int qcow2_snapshot_create (struct image *img, const char *name);
+int qcow2_snapshot_apply (struct image *img, const char *id_or_name);
+int qcow2_snapshot_delete (struct image *img, const char *name);
+
 /* ---- qcow2-table.c: entries, tables, writeback -------------------------- */
 /* The state of an entry: cow.c's kinds, under qcow2's names. */
 #define Q_UNALLOC COW_UNALLOC   /* read the backing file */
@@ -377,6 +389,10 @@ int qcow2_cover (struct qcow2 *q, uint64_t extra);
  * and growing the file.  Returns the host offset or -1.  Called with
  * q->lock held and coverage ensured. */
 int64_t qcow2_alloc_clusters (struct qcow2 *q, uint64_t n);
+/* Reserves n clusters at the end of the file (qcow2_alloc_clusters),
+ * growing the refcount structure first if needed.  Called with
+ * writeback_lock and q->lock held; may drop and retake q->lock. */
+int64_t qcow2_reserve_clusters (struct qcow2 *q, uint64_t n);
 /* Cuts the file after its last cluster with a reference (the dropped
  * references must be durable: the offsets cut off are handed out again).
  * Called with writeback_lock held, q->lock not held. */
@@ -427,6 +443,7 @@ int qcow2_resize (struct image *img, uint64_t size,
 
 /* ---- qcow2-amend.c ----------------------------------------------------- */
 int qcow2_set_lazy_refcounts (struct image *img, bool on);
+int qcow2_set_version (struct image *img, unsigned version);
 
 /* ---- qcow2-create.c ----------------------------------------------------- */
 int qcow2_create (const char *filename, const struct image_create_opts *opts);

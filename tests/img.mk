@@ -27,6 +27,8 @@ IMG_TESTS = \
 	test-img-measure.sh \
 	test-img-info-chain.sh \
 	test-img-snapshot-list.sh \
+	test-img-snapshot.sh \
+	test-img-snapshot-crash.sh \
 	test-img-amend.sh \
 	test-img-convert-compress.sh
 TESTS += $(IMG_TESTS)

@@ -2,11 +2,11 @@
 /* cowbd-img amend [-q] [-p] [-f FMT] -o OPTIONS FILE
  *
  * Changes what qemu-img amend changes in a qcow2 image, as it does:
- * lazy_refcounts (image_set_lazy_refcounts) and size (as resize,
- * shrinking allowed, as amend does); backing_file and backing_fmt only
- * as they are (qemu-img refuses to change them: rebase does).  compat is accepted when it names the
- * image's own version; changing it (0.10 <-> 1.1) is not done yet and is
- * refused.  Creation-only options (cluster_size, refcount_bits...) are
+ * lazy_refcounts (image_set_lazy_refcounts), compat (image_set_compat:
+ * 0.10 <-> 1.1, a downgrade only where no version 3 feature is in use)
+ * and size (as resize, shrinking allowed, as amend does); backing_file
+ * and backing_fmt only as they are (qemu-img refuses to change them:
+ * rebase does).  Creation-only options (cluster_size, refcount_bits...) are
  * refused, as qemu-img refuses them, before the image is opened.  Prints
  * nothing on success.
  */
@@ -54,6 +54,12 @@ amend_backing (const struct image_create_opts *o,
   return 0;
 }
 
+static bool
+is_v2 (const char *compat)
+{
+  return strcmp (compat, "0.10") == 0 || strcmp (compat, "v2") == 0;
+}
+
 static int
 amend (struct image *img, const struct image_create_opts *o)
 {
@@ -65,17 +71,22 @@ amend (struct image *img, const struct image_create_opts *o)
                info.filename, info.format);
     return -1;
   }
-  if (o->compat && strcmp (o->compat, info.compat) != 0) {
-    error_msg ("%s: changing compat from %s to %s is not supported yet "
-               "(qemu-img amend can)", info.filename, info.compat,
-               o->compat);
+  if (o->compat && is_v2 (o->compat) && o->lazy_refcounts == 1) {
+    error_msg ("Lazy refcounts only supported with compatibility level 1.1 "
+               "and above (use compat=1.1 or greater)");
+    return -1;
+  }
+  /* First, and checked whole before it writes: a refused downgrade
+   * leaves the file as it was. */
+  if (o->compat && image_set_compat (img, o->compat) == -1) {
+    error_image ();
     return -1;
   }
   if ((o->size && o->size != image_size (img) &&
        image_resize (img, o->size, IMAGE_PREALLOC_OFF,
                      IMAGE_RESIZE_SHRINK) == -1) ||
       amend_backing (o, &info) == -1 ||
-      (o->lazy_refcounts >= 0 &&
+      (o->lazy_refcounts >= 0 && !(o->compat && is_v2 (o->compat)) &&
        image_set_lazy_refcounts (img, o->lazy_refcounts) == -1)) {
     error_image ();
     return -1;

@@ -154,18 +154,23 @@ static const struct command commands[] = {
     "  -U, --force-share  open FILE even in use (lock nothing against "
     "writers)\n" },
   { "snapshot", cmd_snapshot,
-    "snapshot -l [-f FMT] [-U] FILE",
-    "list a qcow2 image's internal snapshots (-c, -a, -d: not yet)",
+    "snapshot [-f FMT] [-U] [-q] [-l | -c NAME | -a NAME | -d NAME] FILE",
+    "list, create, apply or delete a qcow2 image's internal snapshots",
     "  -l                 list the snapshots\n"
+    "  -c NAME            create a snapshot NAME of the image as it is\n"
+    "  -a NAME            apply the snapshot whose id or name is NAME: the\n"
+    "                     image becomes what it was then\n"
+    "  -d NAME            delete the (first) snapshot named NAME\n"
+    "  -q                 quiet (accepted; nothing is printed)\n"
     "  -f FMT             format (default: probed)\n"
     "  -U, --force-share  open it even in use (lock nothing against "
-    "writers)\n" },
+    "writers; -l only)\n" },
   { "amend", cmd_amend,
     "amend [-q] [-p] [-f FMT] -o OPTIONS FILE",
     "change a qcow2 image's options in place",
     "  -f FMT      format (default: probed)\n"
-    "  -o OPTIONS  lazy_refcounts=on|off, size; compat, backing_file and\n"
-    "              backing_fmt only as they are (changing compat: not yet)\n"
+    "  -o OPTIONS  lazy_refcounts=on|off, compat=0.10|1.1, size;\n"
+    "              backing_file and backing_fmt only as they are\n"
     "  -p, -q      accepted (amend prints nothing)\n" },
 };
 

@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* cowbd-img snapshot -l [-f FMT] [-U] FILE
+/* cowbd-img snapshot [-f FMT] [-U] [-q] (-l | -c NAME | -a NAME | -d NAME)
+ *   FILE
  *
  * Lists a qcow2 image's internal snapshots as qemu-img snapshot -l does
- * (and gives info its "Snapshot list" and "snapshots" member).  Creating,
- * applying and deleting snapshots (-c, -a, -d) are not done yet: they
- * are refused with a message naming qemu-img, which can.
+ * (and gives info its "Snapshot list" and "snapshots" member); creates,
+ * applies and deletes them as qemu-img snapshot -c, -a, -d do
+ * (image_snapshot_create and the others), with qemu-img's messages and
+ * exit code 1 on failure.  -a takes an id or a name, -d a name only, as
+ * qemu-img takes them.
  *
  * The table layout is qemu's bdrv_snapshot_dump: ID, TAG, VM SIZE, DATE
  * (local time), VM CLOCK (hh:mm:ss.mmm), ICOUNT (empty when the
@@ -12,9 +15,11 @@
  */
 #include <config.h>
 
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 #include "img.h"
@@ -96,6 +101,49 @@ snapshot_json_list (struct json *j, struct image *img)
   json_end_list (j);
 }
 
+/* -c, -a or -d on an image opened read-write. */
+static int
+change (char op, const char *name, const char *file, const char *format)
+{
+  static const char *const verbs[] = { "create", "apply", "delete" };
+  const char *verb = verbs[op == 'c' ? 0 : op == 'a' ? 1 : 2];
+  struct image *img = open_image (file, format, IMAGE_OPEN_NO_BACKING);
+  int r;
+
+  if (img == NULL)
+    return 1;
+  if (op == 'c')
+    r = image_snapshot_create (img, name);
+  else if (op == 'a')
+    r = image_snapshot_apply (img, name);
+  else
+    r = image_snapshot_delete (img, name);
+  if (r == -1 && image_errno () == ENOENT && op == 'a')
+    error_msg ("Could not apply snapshot '%s': Failed to load snapshot: %s",
+               name, strerror (ENOENT));
+  else if (r == -1 && image_errno () == ENOENT)
+    error_msg ("Could not delete snapshot '%s': snapshot not found", name);
+  else if (r == -1)
+    error_msg ("Could not %s snapshot '%s': %s", verb, name, image_error ());
+  if (close_image (img) == -1)
+    r = -1;
+  return r == 0 ? 0 : 1;
+}
+
+static int
+list (const char *file, const char *format, unsigned share, bool print)
+{
+  struct image *img = open_image (file, format, IMAGE_OPEN_READONLY |
+                                  IMAGE_OPEN_NO_BACKING | share);
+
+  if (img == NULL)
+    return 1;
+  if (print && snapshot_count (img))
+    snapshot_print_list (img);
+  image_close (img);
+  return 0;
+}
+
 int
 cmd_snapshot (int argc, char **argv)
 {
@@ -104,10 +152,9 @@ cmd_snapshot (int argc, char **argv)
     { "force-share", no_argument, NULL, 'U' },
     { NULL },
   };
-  const char *format = NULL;
+  const char *format = NULL, *name = NULL;
   unsigned share = 0;
-  bool list = false;
-  struct image *img;
+  char op = 0;
   int c;
 
   while ((c = getopt_long (argc, argv, "f:Ulqa:c:d:", long_opts, NULL))
@@ -116,25 +163,22 @@ cmd_snapshot (int argc, char **argv)
     case OPT_HELP: usage_command (stdout, "snapshot"); return 0;
     case 'f': format = optarg; break;
     case 'U': share = IMAGE_OPEN_FORCE_SHARE; break;
-    case 'l': list = true; break;
     case 'q': break;
-    case 'a': case 'c': case 'd':
-      error_msg ("snapshot -%c is not supported yet: only -l is (qemu-img "
-                 "snapshot -%c does it)", c, c);
-      return 1;
+    case 'l': case 'a': case 'c': case 'd':
+      if (op)
+        return usage_error ("snapshot", 1, "Cannot mix '-l', '-a', '-c', "
+                            "'-d'");
+      op = (char) c;
+      name = optarg;
+      break;
     default: return usage_hint ("snapshot", 1);
     }
   }
-  if (!list)
-    return usage_error ("snapshot", 1, "expecting -l");
   if (argc - optind != 1)
     return usage_error ("snapshot", 1, "expecting one image file name");
-  img = open_image (argv[optind], format, IMAGE_OPEN_READONLY |
-                    IMAGE_OPEN_NO_BACKING | share);
-  if (img == NULL)
-    return 1;
-  if (snapshot_count (img))
-    snapshot_print_list (img);
-  image_close (img);
-  return 0;
+  if (op == 0 || op == 'l')      /* none: opened, nothing printed (qemu) */
+    return list (argv[optind], format, share, op == 'l');
+  if (share)
+    return usage_error ("snapshot", 1, "-U applies to -l only");
+  return change (op, name, argv[optind], format);
 }
