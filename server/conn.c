@@ -17,6 +17,14 @@
  *
  * Output is the handshake byte buffer wbuf, then the replies queued in
  * completion order, written together with one writev where possible.
+ * In transmission on a plain transport a worker writes the reply it
+ * made itself, while its data is hot in that core's cache, whenever
+ * nothing else waits to go out (conn_send_from_worker): it takes the
+ * writer role under send_lock, writes without the lock (the loop writes
+ * nothing meanwhile), waits up to SEND_WAIT_MS for a full socket, and
+ * leaves what it could not write first in the queue for the loop.
+ * Replies are whole units on the wire either way: nothing is written
+ * between the chunks of one reply.
  *
  * STARTTLS: once its ACK is out, the TLS transport replaces the plain
  * one and its handshake is driven by the same two watchers (see
@@ -34,16 +42,19 @@
  * Lifetime: conn_close closes the descriptors at once, but the object
  * stays until the workers hand back every request of it (in_flight).
  * conn_drain (DISC, ABORT, shutdown) stops reading and closes once every
- * reply is out.  Loop thread only.
+ * reply is out.  Loop thread only, but for conn_send_from_worker.
  */
 #include <config.h>
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -156,6 +167,7 @@ conn_new (struct ev_loop *loop, int rfd, int wfd, const char *peer)
       close (wfd);
     return NULL;
   }
+  pthread_mutex_init (&c->send_lock, NULL);
   c->id = ++next_id;
   c->hs_outcome = -1;
   snprintf (c->peer, sizeof c->peer, "%s", peer);
@@ -193,6 +205,7 @@ conn_set_transport (struct conn *c, const struct transport *tr,
 /* ---- STARTTLS ------------------------------------------------------------ */
 
 static void pause_input (struct conn *c);
+static bool has_output (struct conn *c);
 
 void
 conn_starttls (struct conn *c, const struct transport *tr, void *tr_data)
@@ -458,7 +471,7 @@ process_input (struct conn *c)
   c->in_input = false;
   /* Replies made while reading (inline requests, refusals) go out
    * together: one writev for a burst of pipelined requests. */
-  if (!c->dead && c->outq_head)
+  if (!c->dead && has_output (c))
     conn_kick_output (c);
 }
 
@@ -479,32 +492,58 @@ read_cb (struct ev_loop *loop, ev_io *w, int revents)
 
 /* ---- output ------------------------------------------------------------ */
 
-int
-conn_send (struct conn *c, const void *data, size_t len)
+/* Output state is shared with the workers once transmission starts
+ * (conn_send_from_worker): every function below that touches wbuf's
+ * offsets or the output queue holds send_lock, even in the handshake,
+ * where nobody else does (an uncontended lock costs nothing here). */
+#define LOCK(c)   pthread_mutex_lock (&(c)->send_lock)
+#define UNLOCK(c) pthread_mutex_unlock (&(c)->send_lock)
+
+/* How long a worker waits for a full socket before it leaves the rest
+ * of its reply to the loop (a client that does not read ties up no
+ * worker for longer). */
+#define SEND_WAIT_MS 100
+
+static int
+send_locked (struct conn *c, const void *data, size_t len, bool bounded)
 {
   if (c->woff == c->wlen)
     c->woff = c->wlen = 0;
-  if (c->wlen - c->woff + len > MAX_HANDSHAKE_OUT)
+  if (bounded && c->wlen - c->woff + len > MAX_HANDSHAKE_OUT)
     return -1;
-  return conn_send_unbounded (c, data, len);
+  if (c->wlen + len > c->wcap) {
+    size_t cap = MAX (MAX (c->wcap * 2, c->wlen + len), (size_t) 4096);
+    char *p = realloc (c->wbuf, cap);
+    if (p == NULL)
+      return -1;
+    c->wbuf = p;
+    c->wcap = cap;
+  }
+  memcpy (c->wbuf + c->wlen, data, len);
+  c->wlen += len;
+  return 0;
+}
+
+int
+conn_send (struct conn *c, const void *data, size_t len)
+{
+  int r;
+
+  LOCK (c);
+  r = send_locked (c, data, len, true);
+  UNLOCK (c);
+  return r;
 }
 
 int
 conn_send_unbounded (struct conn *c, const void *data, size_t len)
 {
-  if (c->woff == c->wlen)
-    c->woff = c->wlen = 0;
-  if (c->wlen + len > c->wcap) {
-    size_t cap = MAX (c->wcap * 2, c->wlen + len);
-    char *p = realloc (c->wbuf, MAX (cap, (size_t) 4096));
-    if (p == NULL)
-      return -1;
-    c->wbuf = p;
-    c->wcap = MAX (cap, (size_t) 4096);
-  }
-  memcpy (c->wbuf + c->wlen, data, len);
-  c->wlen += len;
-  return 0;
+  int r;
+
+  LOCK (c);
+  r = send_locked (c, data, len, false);
+  UNLOCK (c);
+  return r;
 }
 
 void
@@ -512,11 +551,13 @@ conn_queue_reply (struct conn *c, struct req *r)
 {
   r->next = NULL;
   r->iov_pos = 0;
+  LOCK (c);
   if (c->outq_tail)
     c->outq_tail->next = r;
   else
     c->outq_head = r;
   c->outq_tail = r;
+  UNLOCK (c);
   if (!c->in_input)             /* else process_input writes them all */
     conn_kick_output (c);
 }
@@ -536,10 +577,28 @@ gather (struct conn *c, struct iovec *iov)
   return n;
 }
 
-/* Advances the output past len written bytes, returning finished
- * requests to the pool. */
+/* Moves r's reply past up to len written bytes; returns what is left
+ * of len. */
+static size_t
+req_consume (struct req *r, size_t len)
+{
+  while (r->iov_pos < r->niov && len > 0) {
+    struct iovec *v = &r->iov[r->iov_pos];
+    size_t n = MIN (len, v->iov_len);
+
+    v->iov_base = (char *) v->iov_base + n;
+    v->iov_len -= n;
+    len -= n;
+    if (v->iov_len == 0)
+      r->iov_pos++;
+  }
+  return len;
+}
+
+/* Advances the output past len written bytes (send_lock held); the
+ * requests written out go on *done, to be put back once unlocked. */
 static void
-advance (struct conn *c, size_t len)
+advance (struct conn *c, size_t len, struct req **done)
 {
   size_t n = MIN (len, c->wlen - c->woff);
 
@@ -548,23 +607,29 @@ advance (struct conn *c, size_t len)
   while (c->outq_head) {
     struct req *r = c->outq_head;
 
-    while (r->iov_pos < r->niov && len > 0) {
-      struct iovec *v = &r->iov[r->iov_pos];
-      n = MIN (len, v->iov_len);
-      v->iov_base = (char *) v->iov_base + n;
-      v->iov_len -= n;
-      len -= n;
-      if (v->iov_len == 0)
-        r->iov_pos++;
-    }
+    len = req_consume (r, len);
     if (r->iov_pos < r->niov)
       break;
     c->outq_head = r->next;
     if (c->outq_head == NULL)
       c->outq_tail = NULL;
+    if (r->handed)              /* its worker's news is on the way */
+      r->written_out = true;
+    else {
+      r->next = *done;
+      *done = r;
+    }
+  }
+}
+
+static void
+put_all (struct req *r)
+{
+  struct req *next;
+
+  for (; r; r = next) {
+    next = r->next;
     req_put (r);
-    if (c->dead)
-      return;
   }
 }
 
@@ -574,38 +639,75 @@ output_empty (struct conn *c)
   return c->woff == c->wlen && c->outq_head == NULL;
 }
 
+static bool
+has_output (struct conn *c)
+{
+  bool r;
+
+  LOCK (c);
+  r = !output_empty (c);
+  UNLOCK (c);
+  return r;
+}
+
 static void
 maybe_finish (struct conn *c)
 {
-  if (!c->dead && c->draining && c->in_flight == 0 && output_empty (c)) {
+  if (!c->dead && c->draining && c->in_flight == 0 && !has_output (c)) {
     c->tr->shutdown (c->tr_data);
     conn_close (c, NULL);
   }
 }
 
-void
-conn_kick_output (struct conn *c)
+enum { OUT_EMPTY, OUT_FULL, OUT_WORKER, OUT_FAILED };
+
+/* Writes what waits until all is out or the socket is full (send_lock
+ * held); nothing while a worker writes. */
+static int
+write_queued (struct conn *c, struct req **done, bool *progress)
 {
   struct iovec iov[OUT_IOV];
-  bool progress = false;
 
-  while (!c->dead && !output_empty (c)) {
+  if (c->writer)
+    return OUT_WORKER;
+  while (!output_empty (c)) {
     int n = gather (c, iov);
     ssize_t r = c->tr->writev (c->tr_data, iov, n);
 
-    if (r == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      ev_io_start (c->loop, &c->wio);
-      return;
-    }
-    if (r == -1) {
-      conn_close (c, strerror (errno));
-      return;
-    }
-    advance (c, (size_t) r);
-    progress = true;
+    if (r == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      return OUT_FULL;
+    if (r == -1)
+      return OUT_FAILED;
+    advance (c, (size_t) r, done);
+    *progress = true;
   }
+  return OUT_EMPTY;
+}
+
+void
+conn_kick_output (struct conn *c)
+{
+  struct req *done = NULL;
+  bool progress = false;
+  int st, err;
+
   if (c->dead)
     return;
+  LOCK (c);
+  st = write_queued (c, &done, &progress);
+  err = errno;
+  UNLOCK (c);
+  put_all (done);
+  switch (st) {
+  case OUT_WORKER:              /* its return kicks again */
+    return;
+  case OUT_FULL:
+    ev_io_start (c->loop, &c->wio);
+    return;
+  case OUT_FAILED:
+    conn_close (c, strerror (err));
+    return;
+  }
   ev_io_stop (c->loop, &c->wio);
   if (c->tls_next) {            /* the STARTTLS ACK is out */
     start_tls (c);
@@ -628,12 +730,131 @@ write_cb (struct ev_loop *loop, ev_io *w, int revents)
     conn_kick_output (c);
 }
 
+/* ---- output from workers ------------------------------------------------ */
+
+/* Takes the writer role if nothing else is being written or waits. */
+static bool
+claim_writer (struct conn *c)
+{
+  bool ok;
+
+  LOCK (c);
+  ok = !c->wclosed && !c->writer && output_empty (c);
+  if (ok)
+    c->writer = true;
+  UNLOCK (c);
+  return ok;
+}
+
+/* 1: the socket can take more (or has failed: the write says so), 0: it
+ * stayed full for SEND_WAIT_MS. */
+static int
+wait_writable (int fd)
+{
+  struct pollfd p = { .fd = fd, .events = POLLOUT };
+  int r;
+
+  r = poll (&p, 1, SEND_WAIT_MS);
+  return r != 0;
+}
+
+/* Writes r's reply: 0 when all is out, EAGAIN when the socket stayed
+ * full, else the errno of the failure. */
+static int
+write_reply (struct conn *c, struct req *r)
+{
+  while (r->iov_pos < r->niov) {
+    ssize_t n = c->tr->writev (c->tr_data, &r->iov[r->iov_pos],
+                               r->niov - r->iov_pos);
+
+    if (n >= 0) {
+      req_consume (r, (size_t) n);
+      continue;
+    }
+    if (errno != EAGAIN && errno != EWOULDBLOCK)
+      return errno;
+    if (!wait_writable (c->wfd))
+      return EAGAIN;
+  }
+  return 0;
+}
+
+/* Gives up the writer role: what is left of r goes first in the queue. */
+static void
+release_writer (struct conn *c, struct req *r, int e)
+{
+  LOCK (c);
+  c->writer = false;
+  if (e == 0)
+    r->sent = SENT_ALL;
+  else if (e == EAGAIN && !c->wclosed) {
+    r->next = c->outq_head;
+    c->outq_head = r;
+    if (c->outq_tail == NULL)
+      c->outq_tail = r;
+    r->handed = true;
+    r->written_out = false;
+    r->sent = SENT_PART;
+  }
+  else {
+    r->sent = SENT_ERROR;
+    r->send_errno = e == EAGAIN ? EPIPE : e;
+  }
+  UNLOCK (c);
+}
+
+void
+conn_send_from_worker (struct req *r)
+{
+  struct conn *c = r->conn;
+
+  r->sent = SENT_NO;
+  if (!c->direct || !claim_writer (c))
+    return;
+  release_writer (c, r, write_reply (c, r));
+}
+
+void
+conn_reply_returned (struct conn *c, struct req *r)
+{
+  bool out;
+
+  switch (r->sent) {
+  case SENT_NO:
+    if (c->dead)
+      req_put (r);
+    else
+      conn_queue_reply (c, r);
+    return;
+  case SENT_ERROR:
+    conn_close (c, strerror (r->send_errno));
+    req_put (r);
+    return;
+  case SENT_PART:
+    LOCK (c);
+    r->handed = false;
+    out = r->written_out;
+    UNLOCK (c);
+    if (out)
+      req_put (r);
+    break;
+  case SENT_ALL:
+    req_put (r);
+    break;
+  }
+  /* Replies queued while the worker wrote, the rest of r, or the end of
+   * a drain. */
+  conn_kick_output (c);
+}
+
 /* ---- lifetime ---------------------------------------------------------- */
 
 /* Connections are freed from a prepare watcher, never from inside a
  * callback that may still hold the pointer. */
 static struct conn *zombies;
 static ev_prepare reaper;
+
+static void release_transport (struct conn *c);
 
 void
 conns_reap (void)
@@ -642,8 +863,11 @@ conns_reap (void)
 
   while ((c = zombies) != NULL) {
     zombies = c->next;
+    if (c->close_later)
+      release_transport (c);
     export_release (c->exp);    /* the export may now go idle */
     reqpool_free (c);
+    pthread_mutex_destroy (&c->send_lock);
     free (c);
     notify_changed ();
     if (--nconns == 0)
@@ -690,10 +914,55 @@ conn_req_returned (struct conn *c)
     conn_resume_input (c);
 }
 
+/* Frees the transport and closes the descriptors. */
+static void
+release_transport (struct conn *c)
+{
+  if (c->tls_next)              /* switched to, or not yet */
+    c->tls_next->free (c->tls_next_data);
+  if (c->tr != c->tls_next)
+    c->tr->free (c->tr_data);
+  c->tls_next = NULL;
+  close (c->rfd);
+  if (c->wfd != c->rfd)
+    close (c->wfd);
+}
+
+/* Stops all output: a worker writing now fails at once, and its
+ * descriptor (and transport) stay until the connection is freed, so
+ * that it never writes to a descriptor reused by someone else.  Returns
+ * the replies nobody will read. */
+static struct req *
+close_output (struct conn *c)
+{
+  struct req *r, *next, *done = NULL;
+
+  LOCK (c);
+  c->wclosed = true;
+  if (c->writer) {
+    c->close_later = true;
+    shutdown (c->wfd, SHUT_RDWR);
+  }
+  else
+    release_transport (c);
+  for (r = c->outq_head; r; r = next) {
+    next = r->next;
+    if (r->handed)
+      r->written_out = true;
+    else {
+      r->next = done;
+      done = r;
+    }
+  }
+  c->outq_head = c->outq_tail = NULL;
+  UNLOCK (c);
+  return done;
+}
+
 void
 conn_close (struct conn *c, const char *why)
 {
-  struct req *r;
+  struct req *r, *done;
 
   if (c->dead)
     return;
@@ -710,25 +979,14 @@ conn_close (struct conn *c, const char *why)
   ev_io_stop (c->loop, &c->wio);
   ev_timer_stop (c->loop, &c->tls_timer);
   ev_timer_stop (c->loop, &c->hs_timer);
-  if (c->tls_next)              /* switched to, or not yet */
-    c->tls_next->free (c->tls_next_data);
-  if (c->tr != c->tls_next)
-    c->tr->free (c->tr_data);
-  c->tls_next = NULL;
-  close (c->rfd);
-  if (c->wfd != c->rfd)
-    close (c->wfd);
+  done = close_output (c);
   free (c->ibuf);
   free (c->wbuf);
   free (c->optbuf);
   free (c->meta_name);
   c->ibuf = c->wbuf = c->optbuf = c->meta_name = NULL;
   /* Replies nobody will read, and a write whose payload never came. */
-  while ((r = c->outq_head) != NULL) {
-    c->outq_head = r->next;
-    req_put (r);
-  }
-  c->outq_tail = NULL;
+  put_all (done);
   if (c->cur_req) {
     r = c->cur_req;
     c->cur_req = NULL;

@@ -12,10 +12,17 @@
  *   loop: <---- ev_async (workers.c) -- transmission_complete
  *     -> conn_queue_reply (conn.c) -> writev through the transport
  *     -> req_put: the request and its buffer go back to the pool
+ *
+ * On a plain transport the worker writes the reply itself while its
+ * data is still in its core's cache (conn_send_from_worker), when no
+ * other reply is being written or waiting; the loop then only gives the
+ * request back (and writes whatever the worker could not).  The
+ * connection's send_lock guards the output queue and that hand-over.
  */
 #ifndef COWBD_SERVER_INTERNAL_H
 #define COWBD_SERVER_INTERNAL_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -299,10 +306,22 @@ struct conn {
   uint64_t discard_left;        /* IN_DISCARD */
   input_fn on_input;
 
-  /* Output: handshake bytes first, then queued replies in order. */
+  /* Output: handshake bytes first, then queued replies in order.  In
+   * transmission, workers write replies too (conn_send_from_worker):
+   * woff, wlen, outq_*, writer and wclosed are then read and written
+   * under send_lock only.  A worker writes only while it holds the
+   * writer role (the loop writes nothing meanwhile), and only when
+   * nothing else waits to go out. */
   char *wbuf;
   size_t wlen, woff, wcap;
   struct req *outq_head, *outq_tail;
+  pthread_mutex_t send_lock;
+  bool direct;                  /* workers may write (plain transport, in
+                                   transmission): set before any request */
+  bool writer;                  /* a worker is writing a reply */
+  bool wclosed;                 /* conn_close ran: write nothing more */
+  bool close_later;             /* wfd is closed when freed (a worker was
+                                   writing to it at conn_close) */
 
   /* TLS (STARTTLS): the transport to switch to once the ACK is out, the
    * handshake in progress and its deadline, and whether it is done. */
@@ -366,6 +385,11 @@ int conn_send (struct conn *c, const void *data, size_t len);
 int conn_send_unbounded (struct conn *c, const void *data, size_t len);
 /* Queues a request's reply (req->iov) and starts writing. */
 void conn_queue_reply (struct conn *c, struct req *r);
+/* Worker thread, after command_run: writes r's reply if the connection
+ * allows it and nothing else is being written or waits; sets r->sent. */
+void conn_send_from_worker (struct req *r);
+/* Loop thread: r came back from a worker with r->sent set. */
+void conn_reply_returned (struct conn *c, struct req *r);
 /* Writes what can be written now. */
 void conn_kick_output (struct conn *c);
 /* Stops reading; closes once in-flight replies are out (DISC, ABORT,
@@ -408,8 +432,18 @@ void server_conns_gone (void);
 /* Block status descriptors per context in one reply. */
 #define BS_MAX_DESCRIPTORS 2048
 
+/* What a worker did with a reply (conn_send_from_worker). */
+enum req_sent {
+  SENT_NO,                      /* nothing: the loop queues it */
+  SENT_ALL,                     /* all of it */
+  SENT_PART,                    /* part: the rest is first in the output
+                                   queue, which the loop writes */
+  SENT_ERROR,                   /* the socket failed: send_errno */
+};
+
 struct req {
   struct req *next;             /* free list, worker queue, output queue */
+  struct req *done_next;        /* the workers' done list */
   struct conn *conn;
   const struct export *exp;
   uint16_t flags, type;
@@ -430,6 +464,13 @@ struct req {
   unsigned char hdr[REQ_HDR_BYTES];
   size_t hdr_used;
   void *last_chunk;             /* header of the last chunk, in hdr */
+
+  /* Sends from workers (conn.c). */
+  enum req_sent sent;
+  int send_errno;
+  bool handed;                  /* SENT_PART, not yet seen by the loop:
+                                   written out, it is not put back */
+  bool written_out;             /* that happened (send_lock) */
 };
 
 /* A request with a buffer of at least size bytes, or NULL when the

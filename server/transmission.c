@@ -35,6 +35,9 @@ transmission_start (struct conn *c, struct export *exp, const char *name,
   metrics_handshake (HS_OK);
   metrics_export_conn (exp, 1);
   c->eflags = export_eflags (exp, c->structured);
+  /* Workers write replies themselves on a plain socket; a TLS session
+   * is not thread-safe, its records go out from the loop. */
+  c->direct = c->tr == &transport_plain;
   if (c->meta_name && c->meta_namelen == namelen &&
       memcmp (c->meta_name, name, namelen) == 0) {
     c->ctx_base = c->meta_base;
@@ -250,9 +253,5 @@ transmission_complete (struct req *r)
   struct conn *c = r->conn;
 
   metrics_request_done (r);
-  if (c->dead) {
-    req_put (r);
-    return;
-  }
-  conn_queue_reply (c, r);
+  conn_reply_returned (c, r);
 }
