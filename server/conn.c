@@ -206,6 +206,7 @@ conn_set_transport (struct conn *c, const struct transport *tr,
 
 static void pause_input (struct conn *c);
 static bool has_output (struct conn *c);
+static void start_drain (struct conn *c);
 
 void
 conn_starttls (struct conn *c, const struct transport *tr, void *tr_data)
@@ -502,7 +503,6 @@ read_cb (struct ev_loop *loop, ev_io *w, int revents)
 /* How long a worker waits for a full socket before it leaves the rest
  * of its reply to the loop (a client that does not read ties up no
  * worker for longer). */
-#define SEND_WAIT_MS 100
 
 static int
 send_locked (struct conn *c, const void *data, size_t len, bool bounded)
@@ -577,9 +577,7 @@ gather (struct conn *c, struct iovec *iov)
   return n;
 }
 
-/* Moves r's reply past up to len written bytes; returns what is left
- * of len. */
-static size_t
+size_t
 req_consume (struct req *r, size_t len)
 {
   while (r->iov_pos < r->niov && len > 0) {
@@ -688,7 +686,7 @@ void
 conn_kick_output (struct conn *c)
 {
   struct req *done = NULL;
-  bool progress = false;
+  bool progress = false, drain;
   int st, err;
 
   if (c->dead)
@@ -696,10 +694,16 @@ conn_kick_output (struct conn *c)
   LOCK (c);
   st = write_queued (c, &done, &progress);
   err = errno;
+  drain = st == OUT_EMPTY && c->pending.head && !c->drain_queued;
+  if (drain)
+    c->drain_queued = true;
   UNLOCK (c);
   put_all (done);
+  if (drain)
+    start_drain (c);
   switch (st) {
   case OUT_WORKER:              /* its return kicks again */
+    ev_io_stop (c->loop, &c->wio);
     return;
   case OUT_FULL:
     ev_io_start (c->loop, &c->wio);
@@ -732,34 +736,24 @@ write_cb (struct ev_loop *loop, ev_io *w, int revents)
 
 /* ---- output from workers ------------------------------------------------ */
 
-/* Takes the writer role if nothing else is being written or waits. */
-static bool
-claim_writer (struct conn *c)
-{
-  bool ok;
+/* The replies workers made wait on c->pending for the worker that holds
+ * the writer role, which writes them one after the other, each as soon
+ * as it is out handed back to the loop (workers_done).  A worker takes
+ * the role when nobody holds it and the loop's queue is empty (what is
+ * in the loop's queue is ahead on the wire); if the loop's queue was
+ * not empty, the loop starts a worker on the pending replies once it
+ * has written its own (start_drain). */
 
-  LOCK (c);
-  ok = !c->wclosed && !c->writer && output_empty (c);
-  if (ok)
-    c->writer = true;
-  UNLOCK (c);
-  return ok;
-}
-
-/* 1: the socket can take more (or has failed: the write says so), 0: it
- * stayed full for SEND_WAIT_MS. */
-static int
-wait_writable (int fd)
+int
+conn_wait_writable (int fd)
 {
   struct pollfd p = { .fd = fd, .events = POLLOUT };
-  int r;
 
-  r = poll (&p, 1, SEND_WAIT_MS);
-  return r != 0;
+  return poll (&p, 1, SEND_WAIT_MS) != 0;
 }
 
-/* Writes r's reply: 0 when all is out, EAGAIN when the socket stayed
- * full, else the errno of the failure. */
+/* Writes r's reply from memory: 0 when all is out, EAGAIN when the
+ * socket stayed full, else the errno of the failure. */
 static int
 write_reply (struct conn *c, struct req *r)
 {
@@ -773,45 +767,204 @@ write_reply (struct conn *c, struct req *r)
     }
     if (errno != EAGAIN && errno != EWOULDBLOCK)
       return errno;
-    if (!wait_writable (c->wfd))
+    if (!conn_wait_writable (c->wfd))
       return EAGAIN;
   }
   return 0;
 }
 
-/* Gives up the writer role: what is left of r goes first in the queue. */
 static void
-release_writer (struct conn *c, struct req *r, int e)
+list_push (struct req_list *l, struct req *r)
 {
-  LOCK (c);
+  r->next = NULL;
+  if (l->tail)
+    l->tail->next = r;
+  else
+    l->head = r;
+  l->tail = r;
+}
+
+static struct req *
+list_pop (struct req_list *l)
+{
+  struct req *r = l->head;
+
+  if (r) {
+    l->head = r->next;
+    if (l->head == NULL)
+      l->tail = NULL;
+  }
+  return r;
+}
+
+static void
+list_concat (struct req_list *a, struct req_list *b)
+{
+  if (b->head == NULL)
+    return;
+  if (a->tail)
+    a->tail->next = b->head;
+  else
+    a->head = b->head;
+  a->tail = b->tail;
+  *b = (struct req_list) { NULL, NULL };
+}
+
+/* A reply from the file not yet started is made the usual way. */
+static void
+unstarted_to_memory (struct req *r)
+{
+  if (!r->zc)
+    return;
+  r->zc = false;
+  reply_reset (r);
+  command_run (r);
+}
+
+/* Hands every reply of l back to the loop (send_lock held: the loop
+ * sees them after the writer role is given back). */
+static void
+hand_back (struct req_list *l, enum req_sent sent, int e)
+{
+  struct req *p, *next;
+
+  for (p = l->head; p; p = next) {
+    next = p == l->tail ? NULL : p->next;
+    p->sent = sent;
+    p->send_errno = e;
+    p->handed = sent == SENT_PART;
+    p->written_out = false;
+    workers_done (p);
+  }
+}
+
+/* The writer could not write r whole (e): r and then every pending
+ * reply go to the head of the loop's queue (EAGAIN: the socket stayed
+ * full) or fail (the socket broke), and the role is given back. */
+static void
+give_up (struct conn *c, struct req *r, int e)
+{
+  struct req_list l = { NULL, NULL }, more;
+  struct req *p;
+
+  list_push (&l, r);
+  for (;;) {
+    LOCK (c);
+    more = c->pending;
+    c->pending = (struct req_list) { NULL, NULL };
+    if (more.head == NULL)
+      break;
+    UNLOCK (c);
+    for (p = more.head; p; p = p->next)    /* reads outside the lock */
+      unstarted_to_memory (p);
+    list_concat (&l, &more);
+  }
   c->writer = false;
-  if (e == 0)
-    r->sent = SENT_ALL;
-  else if (e == EAGAIN && !c->wclosed) {
-    r->next = c->outq_head;
-    c->outq_head = r;
-    if (c->outq_tail == NULL)
-      c->outq_tail = r;
-    r->handed = true;
-    r->written_out = false;
-    r->sent = SENT_PART;
+  if (e == EAGAIN && !c->wclosed) {
+    l.tail->next = c->outq_head;
+    if (c->outq_head == NULL)
+      c->outq_tail = l.tail;
+    c->outq_head = l.head;
+    hand_back (&l, SENT_PART, 0);
   }
-  else {
-    r->sent = SENT_ERROR;
-    r->send_errno = e == EAGAIN ? EPIPE : e;
-  }
+  else
+    hand_back (&l, SENT_ERROR, e == EAGAIN ? EPIPE : e);
   UNLOCK (c);
+}
+
+/* Holding the writer role: writes r, then the pending replies. */
+static void
+writer_loop (struct conn *c, struct req *r)
+{
+  struct req *next;
+  int e;
+
+  for (;;) {
+    e = r->zc ? zerocopy_send (c, r) : write_reply (c, r);
+    if (e) {
+      give_up (c, r, e);
+      return;
+    }
+    LOCK (c);
+    next = list_pop (&c->pending);
+    if (next == NULL)
+      c->writer = false;
+    r->next = NULL;
+    r->sent = SENT_ALL;
+    workers_done (r);
+    UNLOCK (c);
+    if (next == NULL)
+      return;
+    r = next;
+  }
 }
 
 void
 conn_send_from_worker (struct req *r)
 {
   struct conn *c = r->conn;
+  bool take;
 
-  r->sent = SENT_NO;
-  if (!c->direct || !claim_writer (c))
+  if (!c->direct) {
+    r->sent = SENT_NO;
+    workers_done (r);
     return;
-  release_writer (c, r, write_reply (c, r));
+  }
+  LOCK (c);
+  if (c->wclosed) {
+    r->sent = SENT_ERROR;
+    r->send_errno = EPIPE;
+    workers_done (r);
+    UNLOCK (c);
+    return;
+  }
+  take = !c->writer && output_empty (c);
+  if (take)
+    c->writer = true;
+  else
+    list_push (&c->pending, r);
+  UNLOCK (c);
+  if (take)
+    writer_loop (c, r);
+}
+
+/* A worker writes the pending replies, now that the loop's are out. */
+static void
+drain_run (struct job *j)
+{
+  struct conn *c = (struct conn *) ((char *) j -
+                                    offsetof (struct conn, drain_job));
+  struct req *r = NULL;
+
+  LOCK (c);
+  c->drain_queued = false;
+  if (!c->writer && !c->wclosed && output_empty (c)) {
+    r = list_pop (&c->pending);
+    c->writer = r != NULL;
+  }
+  UNLOCK (c);
+  if (r)
+    writer_loop (c, r);
+}
+
+/* Loop thread: the job held the connection like a request. */
+static void
+drain_done (struct job *j)
+{
+  struct conn *c = (struct conn *) ((char *) j -
+                                    offsetof (struct conn, drain_job));
+
+  c->in_flight--;
+  conn_req_returned (c);
+}
+
+static void
+start_drain (struct conn *c)
+{
+  c->in_flight++;
+  c->drain_job.run = drain_run;
+  c->drain_job.done = drain_done;
+  workers_submit_job (&c->drain_job);
 }
 
 void
@@ -939,12 +1092,15 @@ close_output (struct conn *c)
 
   LOCK (c);
   c->wclosed = true;
-  if (c->writer) {
+  if (c->writer) {               /* it fails the pending replies */
     c->close_later = true;
     shutdown (c->wfd, SHUT_RDWR);
   }
-  else
+  else {
     release_transport (c);
+    hand_back (&c->pending, SENT_ERROR, EPIPE);
+    c->pending = (struct req_list) { NULL, NULL };
+  }
   for (r = c->outq_head; r; r = next) {
     next = r->next;
     if (r->handed)

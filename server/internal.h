@@ -266,6 +266,18 @@ uint16_t export_eflags (const struct export *exp, bool structured);
 
 /* ---- conn.c: connections, their input and output ------------------------ */
 
+/* Work other than requests: run on a worker, then done on the loop. */
+struct job {
+  struct job *next;
+  void (*run) (struct job *j);
+  void (*done) (struct job *j);
+};
+
+/* A FIFO of requests linked through next. */
+struct req_list {
+  struct req *head, *tail;
+};
+
 struct conn;
 struct req;
 
@@ -316,6 +328,10 @@ struct conn {
   size_t wlen, woff, wcap;
   struct req *outq_head, *outq_tail;
   pthread_mutex_t send_lock;
+  struct req_list pending;      /* workers' replies waiting for the
+                                   writer (send_lock) */
+  struct job drain_job;         /* a worker to write them (conn.c) */
+  bool drain_queued;            /* (send_lock) */
   bool direct;                  /* workers may write (plain transport, in
                                    transmission): set before any request */
   bool writer;                  /* a worker is writing a reply */
@@ -385,8 +401,9 @@ int conn_send (struct conn *c, const void *data, size_t len);
 int conn_send_unbounded (struct conn *c, const void *data, size_t len);
 /* Queues a request's reply (req->iov) and starts writing. */
 void conn_queue_reply (struct conn *c, struct req *r);
-/* Worker thread, after command_run: writes r's reply if the connection
- * allows it and nothing else is being written or waits; sets r->sent. */
+/* Worker thread, after command_run (or zerocopy_prepare): writes r's
+ * reply, or leaves it to the worker writing, or to the loop; r goes
+ * back to the loop (workers_done) with r->sent set. */
 void conn_send_from_worker (struct req *r);
 /* Loop thread: r came back from a worker with r->sent set. */
 void conn_reply_returned (struct conn *c, struct req *r);
@@ -421,6 +438,31 @@ unsigned conns_count (void);
 struct conn *conns_first (void);
 /* Called by conn.c when a freed connection was the last one. */
 void server_conns_gone (void);
+/* How long a worker waits for a full socket before it leaves the rest
+ * of its reply to the loop (a client that does not read ties up no
+ * worker for longer). */
+#define SEND_WAIT_MS 100
+/* Waits up to SEND_WAIT_MS for fd to take more: 1 when it can (or has
+ * failed: the next write says so), 0 when it stayed full. */
+int conn_wait_writable (int fd);
+/* Moves r's reply (r->iov[r->iov_pos..]) past up to len written bytes;
+ * returns what is left of len. */
+size_t req_consume (struct req *r, size_t len);
+
+/* ---- zerocopy.c (worker threads) ---------------------------------------- */
+
+/* Reads shorter than this are read into memory. */
+#define ZEROCOPY_MIN (64u << 10)
+/* A READ on a plain transport whose range starts with data of the
+ * export's own image stored in its host file: builds the reply header
+ * and marks r->zc (the data is sent from the file by zerocopy_send);
+ * false when the request is to be run as usual. */
+bool zerocopy_prepare (struct req *r);
+/* Writes r's reply, the data with sendfile while it lies in the host
+ * file: 0 all out, EAGAIN the socket stayed full (what is left is read
+ * into r->buf, where r->iov points), else the errno that broke the
+ * socket or the read (the connection must close). */
+int zerocopy_send (struct conn *c, struct req *r);
 
 /* ---- reqpool.c: requests and their reused buffers ----------------------- */
 
@@ -466,6 +508,8 @@ struct req {
   void *last_chunk;             /* header of the last chunk, in hdr */
 
   /* Sends from workers (conn.c). */
+  bool zc;                      /* the data is to come from the host file
+                                   (zerocopy.c), not from buf */
   enum req_sent sent;
   int send_errno;
   bool handed;                  /* SENT_PART, not yet seen by the loop:
@@ -525,6 +569,7 @@ void command_run (struct req *r);
  * it: a write may have been partly done, with the same bytes). */
 #define INLINE_MAX (128u << 10)
 bool command_try_inline (struct req *r);
+void reply_reset (struct req *r);
 void reply_simple (struct req *r);
 void reply_read_simple (struct req *r);
 void reply_error_chunk (struct req *r);
@@ -541,14 +586,10 @@ void reply_set_done (struct req *r);
 
 int workers_start (struct ev_loop *loop, unsigned n);
 void workers_submit (struct req *r);
+/* A worker hands a request back to the loop (transmission_complete). */
+void workers_done (struct req *r);
 /* Requests waiting for a worker (a relaxed read, for the metrics). */
 unsigned workers_queue_depth (void);
-/* Work other than requests: run on a worker, then done on the loop. */
-struct job {
-  struct job *next;
-  void (*run) (struct job *j);
-  void (*done) (struct job *j);
-};
 void workers_submit_job (struct job *j);
 /* Waits for the workers to finish the queue and stops them. */
 void workers_stop (void);

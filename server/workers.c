@@ -101,6 +101,15 @@ next_work (struct req **rp, struct job **jp)
   *jp = j;
 }
 
+void
+workers_done (struct req *r)
+{
+  pthread_mutex_lock (&done_lock);
+  push_done (r);
+  pthread_mutex_unlock (&done_lock);
+  ev_async_send (loop, &done_async);
+}
+
 static void *
 worker (void *arg)
 {
@@ -111,17 +120,15 @@ worker (void *arg)
     next_work (&r, &j);
     if (r == NULL && j == NULL)
       break;
-    if (r) {
-      command_run (r);
+    if (r) {                    /* goes back through workers_done */
+      if (!zerocopy_prepare (r))
+        command_run (r);
       conn_send_from_worker (r);
+      continue;
     }
-    else
-      j->run (j);
+    j->run (j);
     pthread_mutex_lock (&done_lock);
-    if (r)
-      push_done (r);
-    else
-      push_job (&jobs_done_head, &jobs_done_tail, j);
+    push_job (&jobs_done_head, &jobs_done_tail, j);
     pthread_mutex_unlock (&done_lock);
     ev_async_send (loop, &done_async);
   }
