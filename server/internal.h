@@ -441,7 +441,7 @@ void server_conns_gone (void);
 /* How long a worker waits for a full socket before it leaves the rest
  * of its reply to the loop (a client that does not read ties up no
  * worker for longer). */
-#define SEND_WAIT_MS 100
+#define SEND_WAIT_MS 1000
 /* Waits up to SEND_WAIT_MS for fd to take more: 1 when it can (or has
  * failed: the next write says so), 0 when it stayed full. */
 int conn_wait_writable (int fd);
