@@ -118,6 +118,42 @@ image_pread (struct image *img, void *buf, size_t count, uint64_t offset)
   return img->drv->pread (img, buf, count, offset);
 }
 
+/* image_map_host for a range known to lie within img. */
+static int
+map_host (struct image *img, uint64_t count, uint64_t offset, int *fd,
+          uint64_t *host_offset, uint64_t *contig)
+{
+  /* quick: a raw file's data may run on into a hole, which then goes
+   * out as the zeros it reads as. */
+  struct drv_status st = { .quick = true };
+  struct image *b = img->backing;
+
+  if (img->fd == -1)
+    return 0;
+  if (img->drv->block_status (img, offset, count, &st) == -1)
+    return -1;
+  if (st.kind == DRV_UNALLOCATED && b && offset < b->size)
+    return map_host (b, MIN (st.length, b->size - offset), offset, fd,
+                     host_offset, contig);
+  if (st.kind != DRV_DATA || st.compressed || st.host_offset < 0)
+    return 0;
+  *fd = img->fd;
+  *host_offset = (uint64_t) st.host_offset;
+  *contig = st.length;
+  return 1;
+}
+
+int
+image_map_host (struct image *img, uint64_t count, uint64_t offset,
+                int *fd, uint64_t *host_offset, uint64_t *contig)
+{
+  if (request_in_range (img, count, offset, EINVAL, "read") == -1)
+    return -1;
+  if (count == 0)
+    return 0;
+  return map_host (img, count, offset, fd, host_offset, contig);
+}
+
 int
 image_pwrite (struct image *img, const void *buf, size_t count,
               uint64_t offset, unsigned flags)

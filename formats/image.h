@@ -231,6 +231,22 @@ int image_pread_nowait (struct image *img, void *buf, size_t count,
 int image_pwrite_nowait (struct image *img, const void *buf, size_t count,
                          uint64_t offset, unsigned flags);
 int image_flush_nowait (struct image *img);
+/* Where [offset, offset + count) lies in a local host file, for a server
+ * that sends data without reading it into memory (sendfile, splice): 1
+ * if the range starts with data stored contiguously in the host file of
+ * the image or, where it is unallocated, of the backing image that
+ * answers it (raw; an allocated, uncompressed data cluster of QED or
+ * qcow2), with *fd, *host_offset and *contig (1 <= *contig <= count, how
+ * far the host range goes on) set; 0 if not (a zero or compressed
+ * cluster, past the end of a shorter backing image, a remote source):
+ * read it with image_pread; -1 on error.  The descriptor stays the image's.  As for
+ * image_pread's own I/O, the lookup is atomic, the read of the host
+ * range is not: a trim or zero of the same clusters at the same time
+ * may show through as the old or the new content, never another
+ * offset's (freed clusters are not reused until the change is
+ * durable). */
+int image_map_host (struct image *img, uint64_t count, uint64_t offset,
+                    int *fd, uint64_t *host_offset, uint64_t *contig);
 /* Prefetches the range into the host's page cache (NBD_CMD_CACHE). */
 int image_cache (struct image *img, uint64_t count, uint64_t offset);
 

@@ -17,6 +17,14 @@
  *
  * Output is the handshake byte buffer wbuf, then the replies queued in
  * completion order, written together with one writev where possible.
+ * In transmission on a plain transport a worker writes the reply it
+ * made itself, while its data is hot in that core's cache, whenever
+ * nothing else waits to go out (conn_send_from_worker): it takes the
+ * writer role under send_lock, writes without the lock (the loop writes
+ * nothing meanwhile), waits up to SEND_WAIT_MS for a full socket, and
+ * leaves what it could not write first in the queue for the loop.
+ * Replies are whole units on the wire either way: nothing is written
+ * between the chunks of one reply.
  *
  * STARTTLS: once its ACK is out, the TLS transport replaces the plain
  * one and its handshake is driven by the same two watchers (see
@@ -34,16 +42,19 @@
  * Lifetime: conn_close closes the descriptors at once, but the object
  * stays until the workers hand back every request of it (in_flight).
  * conn_drain (DISC, ABORT, shutdown) stops reading and closes once every
- * reply is out.  Loop thread only.
+ * reply is out.  Loop thread only, but for conn_send_from_worker.
  */
 #include <config.h>
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -156,6 +167,7 @@ conn_new (struct ev_loop *loop, int rfd, int wfd, const char *peer)
       close (wfd);
     return NULL;
   }
+  pthread_mutex_init (&c->send_lock, NULL);
   c->id = ++next_id;
   c->hs_outcome = -1;
   snprintf (c->peer, sizeof c->peer, "%s", peer);
@@ -193,6 +205,8 @@ conn_set_transport (struct conn *c, const struct transport *tr,
 /* ---- STARTTLS ------------------------------------------------------------ */
 
 static void pause_input (struct conn *c);
+static bool has_output (struct conn *c);
+static void start_drain (struct conn *c);
 
 void
 conn_starttls (struct conn *c, const struct transport *tr, void *tr_data)
@@ -458,7 +472,7 @@ process_input (struct conn *c)
   c->in_input = false;
   /* Replies made while reading (inline requests, refusals) go out
    * together: one writev for a burst of pipelined requests. */
-  if (!c->dead && c->outq_head)
+  if (!c->dead && has_output (c))
     conn_kick_output (c);
 }
 
@@ -479,32 +493,57 @@ read_cb (struct ev_loop *loop, ev_io *w, int revents)
 
 /* ---- output ------------------------------------------------------------ */
 
-int
-conn_send (struct conn *c, const void *data, size_t len)
+/* Output state is shared with the workers once transmission starts
+ * (conn_send_from_worker): every function below that touches wbuf's
+ * offsets or the output queue holds send_lock, even in the handshake,
+ * where nobody else does (an uncontended lock costs nothing here). */
+#define LOCK(c)   pthread_mutex_lock (&(c)->send_lock)
+#define UNLOCK(c) pthread_mutex_unlock (&(c)->send_lock)
+
+/* How long a worker waits for a full socket before it leaves the rest
+ * of its reply to the loop (a client that does not read ties up no
+ * worker for longer). */
+
+static int
+send_locked (struct conn *c, const void *data, size_t len, bool bounded)
 {
   if (c->woff == c->wlen)
     c->woff = c->wlen = 0;
-  if (c->wlen - c->woff + len > MAX_HANDSHAKE_OUT)
+  if (bounded && c->wlen - c->woff + len > MAX_HANDSHAKE_OUT)
     return -1;
-  return conn_send_unbounded (c, data, len);
+  if (c->wlen + len > c->wcap) {
+    size_t cap = MAX (MAX (c->wcap * 2, c->wlen + len), (size_t) 4096);
+    char *p = realloc (c->wbuf, cap);
+    if (p == NULL)
+      return -1;
+    c->wbuf = p;
+    c->wcap = cap;
+  }
+  memcpy (c->wbuf + c->wlen, data, len);
+  c->wlen += len;
+  return 0;
+}
+
+int
+conn_send (struct conn *c, const void *data, size_t len)
+{
+  int r;
+
+  LOCK (c);
+  r = send_locked (c, data, len, true);
+  UNLOCK (c);
+  return r;
 }
 
 int
 conn_send_unbounded (struct conn *c, const void *data, size_t len)
 {
-  if (c->woff == c->wlen)
-    c->woff = c->wlen = 0;
-  if (c->wlen + len > c->wcap) {
-    size_t cap = MAX (c->wcap * 2, c->wlen + len);
-    char *p = realloc (c->wbuf, MAX (cap, (size_t) 4096));
-    if (p == NULL)
-      return -1;
-    c->wbuf = p;
-    c->wcap = MAX (cap, (size_t) 4096);
-  }
-  memcpy (c->wbuf + c->wlen, data, len);
-  c->wlen += len;
-  return 0;
+  int r;
+
+  LOCK (c);
+  r = send_locked (c, data, len, false);
+  UNLOCK (c);
+  return r;
 }
 
 void
@@ -512,11 +551,13 @@ conn_queue_reply (struct conn *c, struct req *r)
 {
   r->next = NULL;
   r->iov_pos = 0;
+  LOCK (c);
   if (c->outq_tail)
     c->outq_tail->next = r;
   else
     c->outq_head = r;
   c->outq_tail = r;
+  UNLOCK (c);
   if (!c->in_input)             /* else process_input writes them all */
     conn_kick_output (c);
 }
@@ -536,10 +577,26 @@ gather (struct conn *c, struct iovec *iov)
   return n;
 }
 
-/* Advances the output past len written bytes, returning finished
- * requests to the pool. */
+size_t
+req_consume (struct req *r, size_t len)
+{
+  while (r->iov_pos < r->niov && len > 0) {
+    struct iovec *v = &r->iov[r->iov_pos];
+    size_t n = MIN (len, v->iov_len);
+
+    v->iov_base = (char *) v->iov_base + n;
+    v->iov_len -= n;
+    len -= n;
+    if (v->iov_len == 0)
+      r->iov_pos++;
+  }
+  return len;
+}
+
+/* Advances the output past len written bytes (send_lock held); the
+ * requests written out go on *done, to be put back once unlocked. */
 static void
-advance (struct conn *c, size_t len)
+advance (struct conn *c, size_t len, struct req **done)
 {
   size_t n = MIN (len, c->wlen - c->woff);
 
@@ -548,23 +605,29 @@ advance (struct conn *c, size_t len)
   while (c->outq_head) {
     struct req *r = c->outq_head;
 
-    while (r->iov_pos < r->niov && len > 0) {
-      struct iovec *v = &r->iov[r->iov_pos];
-      n = MIN (len, v->iov_len);
-      v->iov_base = (char *) v->iov_base + n;
-      v->iov_len -= n;
-      len -= n;
-      if (v->iov_len == 0)
-        r->iov_pos++;
-    }
+    len = req_consume (r, len);
     if (r->iov_pos < r->niov)
       break;
     c->outq_head = r->next;
     if (c->outq_head == NULL)
       c->outq_tail = NULL;
+    if (r->handed)              /* its worker's news is on the way */
+      r->written_out = true;
+    else {
+      r->next = *done;
+      *done = r;
+    }
+  }
+}
+
+static void
+put_all (struct req *r)
+{
+  struct req *next;
+
+  for (; r; r = next) {
+    next = r->next;
     req_put (r);
-    if (c->dead)
-      return;
   }
 }
 
@@ -574,38 +637,81 @@ output_empty (struct conn *c)
   return c->woff == c->wlen && c->outq_head == NULL;
 }
 
+static bool
+has_output (struct conn *c)
+{
+  bool r;
+
+  LOCK (c);
+  r = !output_empty (c);
+  UNLOCK (c);
+  return r;
+}
+
 static void
 maybe_finish (struct conn *c)
 {
-  if (!c->dead && c->draining && c->in_flight == 0 && output_empty (c)) {
+  if (!c->dead && c->draining && c->in_flight == 0 && !has_output (c)) {
     c->tr->shutdown (c->tr_data);
     conn_close (c, NULL);
   }
 }
 
-void
-conn_kick_output (struct conn *c)
+enum { OUT_EMPTY, OUT_FULL, OUT_WORKER, OUT_FAILED };
+
+/* Writes what waits until all is out or the socket is full (send_lock
+ * held); nothing while a worker writes. */
+static int
+write_queued (struct conn *c, struct req **done, bool *progress)
 {
   struct iovec iov[OUT_IOV];
-  bool progress = false;
 
-  while (!c->dead && !output_empty (c)) {
+  if (c->writer)
+    return OUT_WORKER;
+  while (!output_empty (c)) {
     int n = gather (c, iov);
     ssize_t r = c->tr->writev (c->tr_data, iov, n);
 
-    if (r == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      ev_io_start (c->loop, &c->wio);
-      return;
-    }
-    if (r == -1) {
-      conn_close (c, strerror (errno));
-      return;
-    }
-    advance (c, (size_t) r);
-    progress = true;
+    if (r == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      return OUT_FULL;
+    if (r == -1)
+      return OUT_FAILED;
+    advance (c, (size_t) r, done);
+    *progress = true;
   }
+  return OUT_EMPTY;
+}
+
+void
+conn_kick_output (struct conn *c)
+{
+  struct req *done = NULL;
+  bool progress = false, drain;
+  int st, err;
+
   if (c->dead)
     return;
+  LOCK (c);
+  st = write_queued (c, &done, &progress);
+  err = errno;
+  drain = st == OUT_EMPTY && c->pending.head && !c->drain_queued;
+  if (drain)
+    c->drain_queued = true;
+  UNLOCK (c);
+  put_all (done);
+  if (drain)
+    start_drain (c);
+  switch (st) {
+  case OUT_WORKER:              /* its return kicks again */
+    ev_io_stop (c->loop, &c->wio);
+    return;
+  case OUT_FULL:
+    ev_io_start (c->loop, &c->wio);
+    return;
+  case OUT_FAILED:
+    conn_close (c, strerror (err));
+    return;
+  }
   ev_io_stop (c->loop, &c->wio);
   if (c->tls_next) {            /* the STARTTLS ACK is out */
     start_tls (c);
@@ -628,12 +734,280 @@ write_cb (struct ev_loop *loop, ev_io *w, int revents)
     conn_kick_output (c);
 }
 
+/* ---- output from workers ------------------------------------------------ */
+
+/* The replies workers made wait on c->pending for the worker that holds
+ * the writer role, which writes them one after the other, each as soon
+ * as it is out handed back to the loop (workers_done).  A worker takes
+ * the role when nobody holds it and the loop's queue is empty (what is
+ * in the loop's queue is ahead on the wire); if the loop's queue was
+ * not empty, the loop starts a worker on the pending replies once it
+ * has written its own (start_drain). */
+
+int
+conn_wait_writable (int fd)
+{
+  struct pollfd p = { .fd = fd, .events = POLLOUT };
+
+  return poll (&p, 1, SEND_WAIT_MS) != 0;
+}
+
+/* Writes r's reply from memory: 0 when all is out, EAGAIN when the
+ * socket stayed full, else the errno of the failure. */
+static int
+write_reply (struct conn *c, struct req *r)
+{
+  while (r->iov_pos < r->niov) {
+    ssize_t n = c->tr->writev (c->tr_data, &r->iov[r->iov_pos],
+                               r->niov - r->iov_pos);
+
+    if (n >= 0) {
+      req_consume (r, (size_t) n);
+      continue;
+    }
+    if (errno != EAGAIN && errno != EWOULDBLOCK)
+      return errno;
+    if (!conn_wait_writable (c->wfd))
+      return EAGAIN;
+  }
+  return 0;
+}
+
+static void
+list_push (struct req_list *l, struct req *r)
+{
+  r->next = NULL;
+  if (l->tail)
+    l->tail->next = r;
+  else
+    l->head = r;
+  l->tail = r;
+}
+
+static struct req *
+list_pop (struct req_list *l)
+{
+  struct req *r = l->head;
+
+  if (r) {
+    l->head = r->next;
+    if (l->head == NULL)
+      l->tail = NULL;
+  }
+  return r;
+}
+
+static void
+list_concat (struct req_list *a, struct req_list *b)
+{
+  if (b->head == NULL)
+    return;
+  if (a->tail)
+    a->tail->next = b->head;
+  else
+    a->head = b->head;
+  a->tail = b->tail;
+  *b = (struct req_list) { NULL, NULL };
+}
+
+/* A reply from the file not yet started is made the usual way. */
+static void
+unstarted_to_memory (struct req *r)
+{
+  if (!r->zc)
+    return;
+  r->zc = false;
+  reply_reset (r);
+  command_run (r);
+}
+
+/* Hands every reply of l back to the loop (send_lock held: the loop
+ * sees them after the writer role is given back). */
+static void
+hand_back (struct req_list *l, enum req_sent sent, int e)
+{
+  struct req *p, *next;
+
+  for (p = l->head; p; p = next) {
+    next = p == l->tail ? NULL : p->next;
+    p->sent = sent;
+    p->send_errno = e;
+    p->handed = sent == SENT_PART;
+    p->written_out = false;
+    workers_done (p);
+  }
+}
+
+/* The writer could not write r whole (e): r and then every pending
+ * reply go to the head of the loop's queue (EAGAIN: the socket stayed
+ * full) or fail (the socket broke), and the role is given back. */
+static void
+give_up (struct conn *c, struct req *r, int e)
+{
+  struct req_list l = { NULL, NULL }, more;
+  struct req *p;
+
+  list_push (&l, r);
+  for (;;) {
+    LOCK (c);
+    more = c->pending;
+    c->pending = (struct req_list) { NULL, NULL };
+    if (more.head == NULL)
+      break;
+    UNLOCK (c);
+    for (p = more.head; p; p = p->next)    /* reads outside the lock */
+      unstarted_to_memory (p);
+    list_concat (&l, &more);
+  }
+  c->writer = false;
+  if (e == EAGAIN && !c->wclosed) {
+    l.tail->next = c->outq_head;
+    if (c->outq_head == NULL)
+      c->outq_tail = l.tail;
+    c->outq_head = l.head;
+    hand_back (&l, SENT_PART, 0);
+  }
+  else
+    hand_back (&l, SENT_ERROR, e == EAGAIN ? EPIPE : e);
+  UNLOCK (c);
+}
+
+/* Holding the writer role: writes r, then the pending replies. */
+static void
+writer_loop (struct conn *c, struct req *r)
+{
+  struct req *next;
+  int e;
+
+  for (;;) {
+    e = r->zc ? zerocopy_send (c, r) : write_reply (c, r);
+    if (e) {
+      give_up (c, r, e);
+      return;
+    }
+    LOCK (c);
+    next = list_pop (&c->pending);
+    if (next == NULL)
+      c->writer = false;
+    r->next = NULL;
+    r->sent = SENT_ALL;
+    workers_done (r);
+    UNLOCK (c);
+    if (next == NULL)
+      return;
+    r = next;
+  }
+}
+
+void
+conn_send_from_worker (struct req *r)
+{
+  struct conn *c = r->conn;
+  bool take;
+
+  if (!c->direct) {
+    r->sent = SENT_NO;
+    workers_done (r);
+    return;
+  }
+  LOCK (c);
+  if (c->wclosed) {
+    r->sent = SENT_ERROR;
+    r->send_errno = EPIPE;
+    workers_done (r);
+    UNLOCK (c);
+    return;
+  }
+  take = !c->writer && output_empty (c);
+  if (take)
+    c->writer = true;
+  else
+    list_push (&c->pending, r);
+  UNLOCK (c);
+  if (take)
+    writer_loop (c, r);
+}
+
+/* A worker writes the pending replies, now that the loop's are out. */
+static void
+drain_run (struct job *j)
+{
+  struct conn *c = (struct conn *) ((char *) j -
+                                    offsetof (struct conn, drain_job));
+  struct req *r = NULL;
+
+  LOCK (c);
+  c->drain_queued = false;
+  if (!c->writer && !c->wclosed && output_empty (c)) {
+    r = list_pop (&c->pending);
+    c->writer = r != NULL;
+  }
+  UNLOCK (c);
+  if (r)
+    writer_loop (c, r);
+}
+
+/* Loop thread: the job held the connection like a request. */
+static void
+drain_done (struct job *j)
+{
+  struct conn *c = (struct conn *) ((char *) j -
+                                    offsetof (struct conn, drain_job));
+
+  c->in_flight--;
+  conn_req_returned (c);
+}
+
+static void
+start_drain (struct conn *c)
+{
+  c->in_flight++;
+  c->drain_job.run = drain_run;
+  c->drain_job.done = drain_done;
+  workers_submit_job (&c->drain_job);
+}
+
+void
+conn_reply_returned (struct conn *c, struct req *r)
+{
+  bool out;
+
+  switch (r->sent) {
+  case SENT_NO:
+    if (c->dead)
+      req_put (r);
+    else
+      conn_queue_reply (c, r);
+    return;
+  case SENT_ERROR:
+    conn_close (c, strerror (r->send_errno));
+    req_put (r);
+    return;
+  case SENT_PART:
+    LOCK (c);
+    r->handed = false;
+    out = r->written_out;
+    UNLOCK (c);
+    if (out)
+      req_put (r);
+    break;
+  case SENT_ALL:
+    req_put (r);
+    break;
+  }
+  /* Replies queued while the worker wrote, the rest of r, or the end of
+   * a drain. */
+  conn_kick_output (c);
+}
+
 /* ---- lifetime ---------------------------------------------------------- */
 
 /* Connections are freed from a prepare watcher, never from inside a
  * callback that may still hold the pointer. */
 static struct conn *zombies;
 static ev_prepare reaper;
+
+static void release_transport (struct conn *c);
 
 void
 conns_reap (void)
@@ -642,8 +1016,11 @@ conns_reap (void)
 
   while ((c = zombies) != NULL) {
     zombies = c->next;
+    if (c->close_later)
+      release_transport (c);
     export_release (c->exp);    /* the export may now go idle */
     reqpool_free (c);
+    pthread_mutex_destroy (&c->send_lock);
     free (c);
     notify_changed ();
     if (--nconns == 0)
@@ -690,10 +1067,58 @@ conn_req_returned (struct conn *c)
     conn_resume_input (c);
 }
 
+/* Frees the transport and closes the descriptors. */
+static void
+release_transport (struct conn *c)
+{
+  if (c->tls_next)              /* switched to, or not yet */
+    c->tls_next->free (c->tls_next_data);
+  if (c->tr != c->tls_next)
+    c->tr->free (c->tr_data);
+  c->tls_next = NULL;
+  close (c->rfd);
+  if (c->wfd != c->rfd)
+    close (c->wfd);
+}
+
+/* Stops all output: a worker writing now fails at once, and its
+ * descriptor (and transport) stay until the connection is freed, so
+ * that it never writes to a descriptor reused by someone else.  Returns
+ * the replies nobody will read. */
+static struct req *
+close_output (struct conn *c)
+{
+  struct req *r, *next, *done = NULL;
+
+  LOCK (c);
+  c->wclosed = true;
+  if (c->writer) {               /* it fails the pending replies */
+    c->close_later = true;
+    shutdown (c->wfd, SHUT_RDWR);
+  }
+  else {
+    release_transport (c);
+    hand_back (&c->pending, SENT_ERROR, EPIPE);
+    c->pending = (struct req_list) { NULL, NULL };
+  }
+  for (r = c->outq_head; r; r = next) {
+    next = r->next;
+    if (r->handed)
+      r->written_out = true;
+    else {
+      r->next = done;
+      done = r;
+    }
+  }
+  c->outq_head = c->outq_tail = NULL;
+  UNLOCK (c);
+  return done;
+}
+
 void
 conn_close (struct conn *c, const char *why)
 {
-  struct req *r;
+  struct req *r, *done;
 
   if (c->dead)
     return;
@@ -710,25 +1135,14 @@ conn_close (struct conn *c, const char *why)
   ev_io_stop (c->loop, &c->wio);
   ev_timer_stop (c->loop, &c->tls_timer);
   ev_timer_stop (c->loop, &c->hs_timer);
-  if (c->tls_next)              /* switched to, or not yet */
-    c->tls_next->free (c->tls_next_data);
-  if (c->tr != c->tls_next)
-    c->tr->free (c->tr_data);
-  c->tls_next = NULL;
-  close (c->rfd);
-  if (c->wfd != c->rfd)
-    close (c->wfd);
+  done = close_output (c);
   free (c->ibuf);
   free (c->wbuf);
   free (c->optbuf);
   free (c->meta_name);
   c->ibuf = c->wbuf = c->optbuf = c->meta_name = NULL;
   /* Replies nobody will read, and a write whose payload never came. */
-  while ((r = c->outq_head) != NULL) {
-    c->outq_head = r->next;
-    req_put (r);
-  }
-  c->outq_tail = NULL;
+  put_all (done);
   if (c->cur_req) {
     r = c->cur_req;
     c->cur_req = NULL;

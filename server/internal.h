@@ -12,10 +12,17 @@
  *   loop: <---- ev_async (workers.c) -- transmission_complete
  *     -> conn_queue_reply (conn.c) -> writev through the transport
  *     -> req_put: the request and its buffer go back to the pool
+ *
+ * On a plain transport the worker writes the reply itself while its
+ * data is still in its core's cache (conn_send_from_worker), when no
+ * other reply is being written or waiting; the loop then only gives the
+ * request back (and writes whatever the worker could not).  The
+ * connection's send_lock guards the output queue and that hand-over.
  */
 #ifndef COWBD_SERVER_INTERNAL_H
 #define COWBD_SERVER_INTERNAL_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -259,6 +266,18 @@ uint16_t export_eflags (const struct export *exp, bool structured);
 
 /* ---- conn.c: connections, their input and output ------------------------ */
 
+/* Work other than requests: run on a worker, then done on the loop. */
+struct job {
+  struct job *next;
+  void (*run) (struct job *j);
+  void (*done) (struct job *j);
+};
+
+/* A FIFO of requests linked through next. */
+struct req_list {
+  struct req *head, *tail;
+};
+
 struct conn;
 struct req;
 
@@ -299,10 +318,26 @@ struct conn {
   uint64_t discard_left;        /* IN_DISCARD */
   input_fn on_input;
 
-  /* Output: handshake bytes first, then queued replies in order. */
+  /* Output: handshake bytes first, then queued replies in order.  In
+   * transmission, workers write replies too (conn_send_from_worker):
+   * woff, wlen, outq_*, writer and wclosed are then read and written
+   * under send_lock only.  A worker writes only while it holds the
+   * writer role (the loop writes nothing meanwhile), and only when
+   * nothing else waits to go out. */
   char *wbuf;
   size_t wlen, woff, wcap;
   struct req *outq_head, *outq_tail;
+  pthread_mutex_t send_lock;
+  struct req_list pending;      /* workers' replies waiting for the
+                                   writer (send_lock) */
+  struct job drain_job;         /* a worker to write them (conn.c) */
+  bool drain_queued;            /* (send_lock) */
+  bool direct;                  /* workers may write (plain transport, in
+                                   transmission): set before any request */
+  bool writer;                  /* a worker is writing a reply */
+  bool wclosed;                 /* conn_close ran: write nothing more */
+  bool close_later;             /* wfd is closed when freed (a worker was
+                                   writing to it at conn_close) */
 
   /* TLS (STARTTLS): the transport to switch to once the ACK is out, the
    * handshake in progress and its deadline, and whether it is done. */
@@ -366,6 +401,12 @@ int conn_send (struct conn *c, const void *data, size_t len);
 int conn_send_unbounded (struct conn *c, const void *data, size_t len);
 /* Queues a request's reply (req->iov) and starts writing. */
 void conn_queue_reply (struct conn *c, struct req *r);
+/* Worker thread, after command_run (or zerocopy_prepare): writes r's
+ * reply, or leaves it to the worker writing, or to the loop; r goes
+ * back to the loop (workers_done) with r->sent set. */
+void conn_send_from_worker (struct req *r);
+/* Loop thread: r came back from a worker with r->sent set. */
+void conn_reply_returned (struct conn *c, struct req *r);
 /* Writes what can be written now. */
 void conn_kick_output (struct conn *c);
 /* Stops reading; closes once in-flight replies are out (DISC, ABORT,
@@ -397,6 +438,31 @@ unsigned conns_count (void);
 struct conn *conns_first (void);
 /* Called by conn.c when a freed connection was the last one. */
 void server_conns_gone (void);
+/* How long a worker waits for a full socket before it leaves the rest
+ * of its reply to the loop (a client that does not read ties up no
+ * worker for longer). */
+#define SEND_WAIT_MS 1000
+/* Waits up to SEND_WAIT_MS for fd to take more: 1 when it can (or has
+ * failed: the next write says so), 0 when it stayed full. */
+int conn_wait_writable (int fd);
+/* Moves r's reply (r->iov[r->iov_pos..]) past up to len written bytes;
+ * returns what is left of len. */
+size_t req_consume (struct req *r, size_t len);
+
+/* ---- zerocopy.c (worker threads) ---------------------------------------- */
+
+/* Reads shorter than this are read into memory. */
+#define ZEROCOPY_MIN (64u << 10)
+/* A READ on a plain transport whose range starts with data of the
+ * export's own image stored in its host file: builds the reply header
+ * and marks r->zc (the data is sent from the file by zerocopy_send);
+ * false when the request is to be run as usual. */
+bool zerocopy_prepare (struct req *r);
+/* Writes r's reply, the data with sendfile while it lies in the host
+ * file: 0 all out, EAGAIN the socket stayed full (what is left is read
+ * into r->buf, where r->iov points), else the errno that broke the
+ * socket or the read (the connection must close). */
+int zerocopy_send (struct conn *c, struct req *r);
 
 /* ---- reqpool.c: requests and their reused buffers ----------------------- */
 
@@ -408,8 +474,18 @@ void server_conns_gone (void);
 /* Block status descriptors per context in one reply. */
 #define BS_MAX_DESCRIPTORS 2048
 
+/* What a worker did with a reply (conn_send_from_worker). */
+enum req_sent {
+  SENT_NO,                      /* nothing: the loop queues it */
+  SENT_ALL,                     /* all of it */
+  SENT_PART,                    /* part: the rest is first in the output
+                                   queue, which the loop writes */
+  SENT_ERROR,                   /* the socket failed: send_errno */
+};
+
 struct req {
   struct req *next;             /* free list, worker queue, output queue */
+  struct req *done_next;        /* the workers' done list */
   struct conn *conn;
   const struct export *exp;
   uint16_t flags, type;
@@ -430,6 +506,15 @@ struct req {
   unsigned char hdr[REQ_HDR_BYTES];
   size_t hdr_used;
   void *last_chunk;             /* header of the last chunk, in hdr */
+
+  /* Sends from workers (conn.c). */
+  bool zc;                      /* the data is to come from the host file
+                                   (zerocopy.c), not from buf */
+  enum req_sent sent;
+  int send_errno;
+  bool handed;                  /* SENT_PART, not yet seen by the loop:
+                                   written out, it is not put back */
+  bool written_out;             /* that happened (send_lock) */
 };
 
 /* A request with a buffer of at least size bytes, or NULL when the
@@ -484,6 +569,7 @@ void command_run (struct req *r);
  * it: a write may have been partly done, with the same bytes). */
 #define INLINE_MAX (128u << 10)
 bool command_try_inline (struct req *r);
+void reply_reset (struct req *r);
 void reply_simple (struct req *r);
 void reply_read_simple (struct req *r);
 void reply_error_chunk (struct req *r);
@@ -500,14 +586,10 @@ void reply_set_done (struct req *r);
 
 int workers_start (struct ev_loop *loop, unsigned n);
 void workers_submit (struct req *r);
+/* A worker hands a request back to the loop (transmission_complete). */
+void workers_done (struct req *r);
 /* Requests waiting for a worker (a relaxed read, for the metrics). */
 unsigned workers_queue_depth (void);
-/* Work other than requests: run on a worker, then done on the loop. */
-struct job {
-  struct job *next;
-  void (*run) (struct job *j);
-  void (*done) (struct job *j);
-};
 void workers_submit_job (struct job *j);
 /* Waits for the workers to finish the queue and stops them. */
 void workers_stop (void);

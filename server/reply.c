@@ -34,12 +34,13 @@ iov_add (struct req *r, void *base, size_t len)
   r->iov[r->niov++] = (struct iovec) { base, len };
 }
 
-static void
-reset (struct req *r)
+void
+reply_reset (struct req *r)
 {
   r->niov = 0;
   r->hdr_used = 0;
   r->last_chunk = NULL;
+  r->iov_pos = 0;
 }
 
 void
@@ -47,7 +48,7 @@ reply_simple (struct req *r)
 {
   struct nbd_simple_reply *h;
 
-  reset (r);
+  reply_reset (r);
   h = hdr_alloc (r, sizeof *h);
   h->magic = htobe32 (NBD_SIMPLE_REPLY_MAGIC);
   h->error = htobe32 ((uint32_t) r->error);
@@ -93,7 +94,7 @@ reply_error_chunk (struct req *r)
 {
   struct nbd_chunk_error *e;
 
-  reset (r);
+  reply_reset (r);
   e = (struct nbd_chunk_error *)
     chunk (r, NBD_REPLY_TYPE_ERROR, 6, sizeof *e);
   e->error = htobe32 ((uint32_t) r->error);

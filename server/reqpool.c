@@ -215,6 +215,9 @@ req_get (struct conn *c, size_t size)
   r->error = 0;
   r->inflight_bytes = 0;
   r->niov = r->iov_pos = 0;
+  r->sent = SENT_NO;
+  r->zc = false;
+  r->handed = r->written_out = false;
   r->hdr_used = 0;
   r->last_chunk = NULL;
   return r;

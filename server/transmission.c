@@ -19,12 +19,27 @@
 #include <endian.h>
 #include <inttypes.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "checked-overflow.h"
 #include "internal.h"
 #include "nbd-protocol.h"
 
 static int request_header (struct conn *c, const char *data);
+
+/* A socket buffer that holds several large replies: a worker sending
+ * into a full one sleeps and is woken once per buffer's worth (each a
+ * context switch, which is what this kind of machine pays most for).
+ * Best effort: the kernel caps it at net.core.wmem_max. */
+#define SEND_BUFFER (4 << 20)
+
+static void
+grow_send_buffer (struct conn *c)
+{
+  int n = SEND_BUFFER;
+
+  (void) setsockopt (c->wfd, SOL_SOCKET, SO_SNDBUF, &n, sizeof n);
+}
 
 void
 transmission_start (struct conn *c, struct export *exp, const char *name,
@@ -35,6 +50,11 @@ transmission_start (struct conn *c, struct export *exp, const char *name,
   metrics_handshake (HS_OK);
   metrics_export_conn (exp, 1);
   c->eflags = export_eflags (exp, c->structured);
+  /* Workers write replies themselves on a plain socket; a TLS session
+   * is not thread-safe, its records go out from the loop. */
+  c->direct = c->tr == &transport_plain;
+  if (c->direct)
+    grow_send_buffer (c);
   if (c->meta_name && c->meta_namelen == namelen &&
       memcmp (c->meta_name, name, namelen) == 0) {
     c->ctx_base = c->meta_base;
@@ -250,9 +270,5 @@ transmission_complete (struct req *r)
   struct conn *c = r->conn;
 
   metrics_request_done (r);
-  if (c->dead) {
-    req_put (r);
-    return;
-  }
-  conn_queue_reply (c, r);
+  conn_reply_returned (c, r);
 }

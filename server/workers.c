@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* The worker pool: engine calls never run on the event loop.
  *
- *   loop --workers_submit--> [queue] --> N threads: command_run
+ *   loop --workers_submit--> [queue] --> N threads: command_run,
+ *                                        conn_send_from_worker
  *   loop <--ev_async-- [done list] <-------------+
  *
  * Both lists are FIFOs of struct req linked through r->next, each under
@@ -49,6 +50,19 @@ push (struct req **head, struct req **tail, struct req *r)
   *tail = r;
 }
 
+/* The done list links through done_next: a reply a worker could not
+ * write whole is already in its connection's output queue (r->next). */
+static void
+push_done (struct req *r)
+{
+  r->done_next = NULL;
+  if (done_tail)
+    done_tail->done_next = r;
+  else
+    done_head = r;
+  done_tail = r;
+}
+
 static void
 push_job (struct job **head, struct job **tail, struct job *j)
 {
@@ -87,6 +101,15 @@ next_work (struct req **rp, struct job **jp)
   *jp = j;
 }
 
+void
+workers_done (struct req *r)
+{
+  pthread_mutex_lock (&done_lock);
+  push_done (r);
+  pthread_mutex_unlock (&done_lock);
+  ev_async_send (loop, &done_async);
+}
+
 static void *
 worker (void *arg)
 {
@@ -97,15 +120,15 @@ worker (void *arg)
     next_work (&r, &j);
     if (r == NULL && j == NULL)
       break;
-    if (r)
-      command_run (r);
-    else
-      j->run (j);
+    if (r) {                    /* goes back through workers_done */
+      if (!zerocopy_prepare (r))
+        command_run (r);
+      conn_send_from_worker (r);
+      continue;
+    }
+    j->run (j);
     pthread_mutex_lock (&done_lock);
-    if (r)
-      push (&done_head, &done_tail, r);
-    else
-      push_job (&jobs_done_head, &jobs_done_tail, j);
+    push_job (&jobs_done_head, &jobs_done_tail, j);
     pthread_mutex_unlock (&done_lock);
     ev_async_send (loop, &done_async);
   }
@@ -125,7 +148,7 @@ async_cb (struct ev_loop *l, ev_async *w, int revents)
   jobs_done_head = jobs_done_tail = NULL;
   pthread_mutex_unlock (&done_lock);
   for (; r; r = next) {
-    next = r->next;
+    next = r->done_next;
     transmission_complete (r);
   }
   for (; j; j = jnext) {

@@ -34,7 +34,8 @@ SERVER_TESTS = \
 	test-server-tls-deadline.sh \
 	test-server-tls-psk.sh \
 	test-server-tls-stall.sh \
-	test-server-tls-x509.sh
+	test-server-tls-x509.sh \
+	test-server-zerocopy.sh
 TESTS += $(SERVER_TESTS)
 EXTRA_DIST += \
 	$(SERVER_TESTS) \
