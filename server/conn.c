@@ -947,7 +947,9 @@ drain_run (struct job *j)
     writer_loop (c, r);
 }
 
-/* Loop thread: the job held the connection like a request. */
+/* Loop thread: the job held the connection like a request, and may be
+ * the last thing a draining connection waited for: kick the output,
+ * which also finishes the drain. */
 static void
 drain_done (struct job *j)
 {
@@ -956,6 +958,7 @@ drain_done (struct job *j)
 
   c->in_flight--;
   conn_req_returned (c);
+  conn_kick_output (c);
 }
 
 static void
