@@ -94,7 +94,7 @@ qemu-img snapshot -c s1 snap.qcow2
 start snap.qcow2
 both snap.qcow2 --shrink 1M
 qemu-img snapshot -a s1 ours.snap.qcow2
-qemu-io -c 'read -P 0x51 0 8M' ours.snap.qcow2 | grep -q 'read 8388608' ||
+qemu-io -c 'read -P 0x51 0 8M' ours.snap.qcow2 > /dev/null ||
     fail "the snapshot lost data in the shrink"
 qemu_check_clean ours.snap.qcow2
 
@@ -105,7 +105,7 @@ qemu-io -c 'write -P 0x31 0 1M' s.qed > /dev/null
 cowbd-img resize -q --shrink s.qed 1M || fail "shrink of an empty QED tail"
 [ "$(vsize s.qed)" = 1048576 ] || fail "QED shrink: size $(vsize s.qed)"
 qemu_check_clean s.qed
-qemu-io -c 'read -P 0x31 0 1M' s.qed | grep -q 'read 1048576' ||
+qemu-io -c 'read -P 0x31 0 1M' s.qed > /dev/null ||
     fail "QED shrink lost data"
 unchanged s.qed --shrink 512k
 
@@ -131,7 +131,7 @@ qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 ov.qcow2 1M
 qemu-io -c 'write -P 0x41 0 64k' ov.qcow2 > /dev/null
 start ov.qcow2
 both ov.qcow2 8M
-qemu-io -c 'read -P 0 1M 7M' ours.ov.qcow2 | grep -q 'read 7340032' ||
+qemu-io -c 'read -P 0 1M 7M' ours.ov.qcow2 > /dev/null ||
     fail "the grown overlay reads its backing file's bytes"
 map_same ours.ov.qcow2
 qemu-img create -q -f qcow2 -o compat=0.10 -b base.qcow2 -F qcow2 v2.qcow2 1M
@@ -140,7 +140,7 @@ expect_fail qemu-img resize -q v2.qcow2 2M
 # QED: qemu-img refuses; we write zero clusters.
 qemu-img create -q -f qed -b base.qcow2 -F qcow2 ov.qed 1M
 cowbd-img resize -q ov.qed 6M || fail "resize of a QED overlay"
-qemu-io -c 'read -P 0 1M 5M' ov.qed | grep -q 'read 5242880' ||
+qemu-io -c 'read -P 0 1M 5M' ov.qed > /dev/null ||
     fail "the grown QED overlay reads its backing file's bytes"
 qemu_check_clean ov.qed
 

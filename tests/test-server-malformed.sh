@@ -16,7 +16,7 @@ for fmt in $FORMATS; do
     /usr/bin/python3 "$srcdir/test-server-malformed.py" "$tmp/sock" 16777216
     # Another client, and the server is still fine.
     nbdinfo "$(uri)" > /dev/null
-    qemu-io -f raw -c 'read -P 0x33 15M 1M' "$(uri)" | grep -q 'read 1048576' ||
+    qemu-io -f raw -c 'read -P 0x33 15M 1M' "$(uri)" > /dev/null ||
         fail "$fmt: data read back wrong after the malformed clients"
     stop_server
     grep -q 'closed: protocol error' "$tmp/server.log" ||

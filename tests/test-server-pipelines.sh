@@ -34,7 +34,7 @@ assert h.pread(4096, 8 * 1024 * 1024) == b'\x77' * 4096
 h.shutdown()
 " 2>stderr
     check_no_sanitizer stderr
-    qemu-io -f $fmt -c 'read -P 0x77 8M 4k' clone.$fmt | grep -q 'read 4096' ||
+    qemu-io -f $fmt -c 'read -P 0x77 8M 4k' clone.$fmt > /dev/null ||
         fail "$fmt: socket activation write lost"
     qemu-io -f raw -c 'write -P 0x77 8M 4k' expected.raw >/dev/null
 
