@@ -488,6 +488,11 @@ char *image_resolve_backing (const char *overlay, const char *backing);
 
 /* ---- file identity ------------------------------------------------- */
 
+/* True if name is an NBD URI (nbd://, nbd+unix://, nbds://, ...+vsock)
+ * rather than a file name: opened through libnbd, never resolved as a
+ * path. */
+bool image_name_is_uri (const char *name);
+
 /* What makes two names one file: its device and inode.  The engine
  * refuses backing chain loops by it, cowbd-img refuses to overwrite a
  * source with it, and the front ends keep one engine image per file by

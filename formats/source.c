@@ -30,6 +30,12 @@ source_is_uri (const char *name)
   return false;
 }
 
+bool
+image_name_is_uri (const char *name)
+{
+  return source_is_uri (name);
+}
+
 /* What a host file that is neither a regular file nor a block device
  * is, for the refusal; NULL if it is one of those (or cannot be
  * stat'ed: the open's own error then says why). */

@@ -34,16 +34,7 @@ struct target {
 bool
 target_is_uri (const char *name)
 {
-  static const char *const schemes[] = {
-    "nbd://", "nbd+unix://", "nbd+vsock://",
-    "nbds://", "nbds+unix://", "nbds+vsock://",
-  };
-  size_t i;
-
-  for (i = 0; i < sizeof schemes / sizeof schemes[0]; i++)
-    if (strncmp (name, schemes[i], strlen (schemes[i])) == 0)
-      return true;
-  return false;
+  return image_name_is_uri (name);
 }
 
 struct target *
