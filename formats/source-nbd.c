@@ -89,6 +89,7 @@ struct remote {
   struct conn conns[POOL_MAX];
   uint64_t retry_at_ms;                 /* no connect before this */
   unsigned backoff_ms;
+  bool size_warned;                     /* said the size changed */
   struct basecache *bc;                 /* NULL: no base cache */
   uint8_t *map;                         /* per GRAIN (atomic bytes); NULL:
                                          * no block status */
@@ -194,8 +195,10 @@ remote_learn (struct remote *r, struct nbd_handle *h)
 static int
 conn_connect (struct remote *r, struct conn *c)
 {
-  const char *why;
+  const char *why = NULL;
   uint64_t now = now_ms ();
+  bool resized, warn;
+  int e;
 
   pthread_mutex_lock (&r->lock);
   if (now < r->retry_at_ms) {
@@ -205,12 +208,17 @@ conn_connect (struct remote *r, struct conn *c)
   }
   pthread_mutex_unlock (&r->lock);
   c->h = connect_uri (r->uri, r->timeout_ms, &why);
-  if (c->h && nbd_get_size (c->h) != (int64_t) r->size) {
-    engine_warn ("%s: the remote's size changed: refusing it", r->uri);
+  e = c->h || strcmp (why, "timed out") != 0 ? EIO : ETIMEDOUT;
+  resized = c->h && nbd_get_size (c->h) != (int64_t) r->size;
+  if (resized) {
     nbd_close (c->h);
     c->h = NULL;
   }
   pthread_mutex_lock (&r->lock);
+  /* Connections made at once all see the change: one warning for it,
+   * until a connection of the right size ends it. */
+  warn = resized && !r->size_warned;
+  r->size_warned = resized || (r->size_warned && c->h == NULL);
   if (c->h == NULL) {
     r->backoff_ms = MIN (MAX (r->backoff_ms * 2, (unsigned) BACKOFF_MIN_MS),
                          (unsigned) BACKOFF_MAX_MS);
@@ -219,7 +227,9 @@ conn_connect (struct remote *r, struct conn *c)
   else
     r->backoff_ms = 0;
   pthread_mutex_unlock (&r->lock);
-  errno = EIO;
+  if (warn)
+    engine_warn ("%s: the remote's size changed: refusing it", r->uri);
+  errno = e;
   return c->h ? 0 : -1;
 }
 
@@ -233,6 +243,7 @@ conn_get (struct remote *r, uint64_t deadline)
     .tv_nsec = (long) (deadline % 1000) * 1000000,
   };
   unsigned i;
+  int e = ETIMEDOUT;
 
   pthread_mutex_lock (&r->lock);
   while (c == NULL) {
@@ -250,6 +261,7 @@ conn_get (struct remote *r, uint64_t deadline)
     c->busy = true;
   pthread_mutex_unlock (&r->lock);
   if (c && c->h == NULL && conn_connect (r, c) == -1) {
+    e = errno;
     pthread_mutex_lock (&r->lock);
     c->busy = false;
     pthread_cond_signal (&r->cond);
@@ -257,7 +269,7 @@ conn_get (struct remote *r, uint64_t deadline)
     c = NULL;
   }
   if (c == NULL)
-    errno = EIO;
+    errno = e;
   return c;
 }
 
@@ -277,8 +289,8 @@ conn_put (struct remote *r, struct conn *c, bool broken)
 
 /* ---- requests ------------------------------------------------------------ */
 
-/* Polls c until every cookie is answered; -1 (EIO) on a failed command,
- * a dead connection or the deadline. */
+/* Polls c until every cookie is answered; -1 on a failed command or a
+ * dead connection (EIO) or the deadline (ETIMEDOUT). */
 static int
 wait_cookies (struct nbd_handle *h, int64_t *cookies, unsigned n,
               uint64_t deadline)
@@ -291,15 +303,17 @@ wait_cookies (struct nbd_handle *h, int64_t *cookies, unsigned n,
       int r = cookies[i] < 0 ? 1 : nbd_aio_command_completed (h, (uint64_t)
                                                               cookies[i]);
       if (r == -1)
-        return -1;
+        return errno = EIO, -1;
       if (r == 1)
         cookies[i] = -1, done++;
     }
     if (done == n)
       return 0;
     ms = left_ms (deadline);
-    if (ms == 0 || nbd_poll (h, ms) == -1)
-      return -1;
+    if (ms == 0)
+      return errno = ETIMEDOUT, -1;
+    if (nbd_poll (h, ms) == -1)
+      return errno = EIO, -1;
   }
 }
 
@@ -312,7 +326,7 @@ read_aligned (struct remote *r, uint8_t *buf, size_t count, uint64_t offset)
   struct conn *c = conn_get (r, deadline);
   int64_t cookies[MAX_IN_FLIGHT];
   size_t done = 0;
-  int ret = 0;
+  int ret = 0, e = EIO;
 
   if (c == NULL)
     return -1;
@@ -327,11 +341,13 @@ read_aligned (struct remote *r, uint8_t *buf, size_t count, uint64_t offset)
       done += len;
     }
     /* n == 0: the connection cannot take a command (dead) */
-    if (n == 0 || wait_cookies (c->h, cookies, n, deadline) == -1)
+    if (n == 0)
       ret = -1;
+    else if (wait_cookies (c->h, cookies, n, deadline) == -1)
+      ret = -1, e = errno;
   }
   conn_put (r, c, ret == -1);
-  errno = EIO;
+  errno = e;
   return ret;
 }
 
@@ -341,7 +357,7 @@ remote_fetch_data (struct remote *r, void *buf, size_t n, uint64_t offset)
 {
   uint64_t start, end;
   uint8_t *bounce;
-  int ret;
+  int ret, e;
 
   start = ROUND_DOWN (offset, r->min_block);
   end = MIN (ROUND_UP (offset + n, r->min_block), r->size);
@@ -356,12 +372,13 @@ remote_fetch_data (struct remote *r, void *buf, size_t n, uint64_t offset)
   if (bounce == NULL)
     return -1;
   ret = read_aligned (r, bounce, end - start, start);
+  e = errno;
   if (ret == 0) {
     memcpy (buf, bounce + (offset - start), n);
     __atomic_fetch_add (&r->fetched_bytes, end - start, __ATOMIC_RELAXED);
   }
   free (bounce);
-  errno = EIO;
+  errno = e;
   return ret;
 }
 

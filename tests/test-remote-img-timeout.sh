@@ -27,6 +27,7 @@ cat err.txt
 [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$rc" -lt 128 ] ||
     fail "convert with --remote-timeout=1: status $rc"
 [ "$(grep -c . err.txt)" -eq 1 ] || fail "convert: not one line"
+grep -q "timed out" err.txt || fail "convert: the line does not say it timed out"
 # (Two words work too; the line names the image or the remote.)
 rc=0
 timeout 20 cowbd-img --remote-timeout 1 compare c.qcow2 golden.raw \
