@@ -5,7 +5,8 @@
 # then fails with EIO within --remote-timeout while another export of
 # the same cowbd keeps serving; a write that needs copy-on-write data
 # from the lost remote fails with EIO and leaves the overlay consistent;
-# a hung remote (SIGSTOP) gives EIO within the timeout, not a hang; once
+# a hung remote (SIGSTOP) gives EIO within the timeout, not a hang (in
+# cowbd and in the plugin under nbdkit); once
 # the remote is back, reads succeed again without restarting cowbd.  The
 # overlay passes qemu-img check throughout.
 . "${srcdir:-.}/server-functions.sh"
@@ -111,6 +112,26 @@ check_overlay "after the remote was killed"
 
 # A hung remote: no answer at all.
 start_remote 0
+# The plugin in nbdkit too (the remote stops after the plugin opened the
+# overlay): EIO, where nbdkit would send the engine's ETIMEDOUT, an errno
+# without an NBD name, as EINVAL.
+if [ -f "$COWBD_PLUGIN" ]; then
+    qemu-img create -q -f qcow2 -u -b "nbd+unix:///golden?socket=$tmp/gsock" \
+        -F raw p.qcow2 32M
+    nbdkit_env timeout -k 10 60 nbdkit -r -U - "$COWBD_PLUGIN" p.qcow2 \
+        remote-timeout=1 --run '/usr/bin/python3 -c "
+import errno, nbd, os, signal, sys
+h = nbd.NBD()
+h.connect_uri(sys.argv[1])
+os.kill(int(sys.argv[2]), signal.SIGSTOP)
+try:
+    h.pread(65536, 0)
+except nbd.Error as e:
+    assert e.errnum == errno.EIO, \"plugin, hung remote: %s, not EIO\" % e
+else:
+    raise AssertionError(\"plugin, hung remote: the read succeeded\")
+" "$uri" '"$remote_pid" 2> plugin.log || { cat plugin.log; fail "plugin: remote hung"; }
+fi
 kill -STOP "$remote_pid"
 /usr/bin/python3 reads.py "$tmp/sock" "$remote_pid" stop ||
     fail "remote hung"

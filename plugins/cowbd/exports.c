@@ -19,13 +19,27 @@
 static struct registry *reg;
 static bool file_mode;
 
+/* nbdkit sends an errno it has no NBD name for as EINVAL, which tells
+ * the client its request was wrong: the engine's other errnos (a remote
+ * base's ETIMEDOUT, say) are I/O errors to the client, as in cowbd. */
+static int
+client_errno (int e)
+{
+  switch (e) {
+  case EPERM: case EROFS: case EIO: case ENOMEM: case EINVAL:
+  case ENOSPC: case EDQUOT: case EFBIG: case ESHUTDOWN:
+  case ENOTSUP: case EOVERFLOW:
+    return e;
+  default:
+    return e == EOPNOTSUPP ? e : EIO;
+  }
+}
+
 int
 engine_error (void)
 {
-  int e = image_errno ();
-
   nbdkit_error ("%s", image_error ());
-  nbdkit_set_error (e ? e : EIO);
+  nbdkit_set_error (client_errno (image_errno ()));
   return -1;
 }
 
