@@ -216,6 +216,10 @@ files_acquire (struct registry *r, const char *path, bool readonly,
   }
   id.dev = (dev_t) iid.dev;
   id.ino = (ino_t) iid.ino;
+  /* A clone base's chain was chosen by whoever named the base: it may
+   * lead anywhere, a remote golden image included (confine.c). */
+  if (as_backing && clone_is_base (r, &id))
+    backing_dirs = NULL;
   pthread_mutex_lock (&r->lock);
   f = find_settled (r, &id);
   if (f) {

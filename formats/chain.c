@@ -311,6 +311,7 @@ chain_open (const char *filename, const struct image_open_opts *opts,
   }
   img->fd = -1;
   img->depth = depth;
+  img->chain_trusted = opts->backing_dirs == NULL;
   img->host_dense = -1;
   img->readonly = opts->flags & IMAGE_OPEN_READONLY;
   img->filename = strdup (filename);

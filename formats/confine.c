@@ -18,6 +18,12 @@
  * that can also write the image itself, so directories of files from
  * untrusted writers should not hold links they may replace.  A remote
  * backing image (an NBD URI) is always refused under a policy.
+ *
+ * An image that was opened with no policy (a shared backing image that
+ * its owner named: the registry opens a clone base so) keeps a trusted
+ * chain: a confined image may name it if it lies in an allowed
+ * directory, and what lies below it (a remote golden image, say) is not
+ * checked again.
  */
 #include <config.h>
 
@@ -91,7 +97,7 @@ confine_check (const char *image, const char *asked, const char *path,
 int
 image_check_confined (struct image *img, const char *const *dirs)
 {
-  for (; img && dirs; img = img->backing)
+  for (; img && dirs && !img->chain_trusted; img = img->backing)
     if (img->full_backing_filename &&
         confine_check (img->filename, img->backing_filename,
                        img->full_backing_filename, dirs) == -1)

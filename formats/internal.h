@@ -189,6 +189,9 @@ struct image {
    * it), else the cache it goes back to (put) at close. */
   const struct image_backing_cache *backing_cache;
   unsigned depth;               /* 0 for the top image of a chain */
+  /* Opened with no backing_dirs policy: whoever named it chose its
+   * chain, which image_check_confined then trusts (confine.c). */
+  bool chain_trusted;
 
   /* Whether the host file may have holes: unknown until first asked
    * (host_dense: one SEEK_HOLE from data_start, which drivers set

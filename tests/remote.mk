@@ -2,6 +2,7 @@
 # Tests of remote backing images (NBD); included from tests/Makefile.am.
 REMOTE_TESTS = \
 	test-remote-cache.sh \
+	test-remote-clone.sh \
 	test-remote-cache-64m.sh \
 	test-remote-cache-changed.sh \
 	test-remote-cache-crash.sh \
