@@ -289,12 +289,12 @@ clone_ensure (struct registry *r, const char *name, size_t len)
 /* ---- set-up ------------------------------------------------------------------- */
 
 bool
-clone_is_base (struct registry *r, const struct file_id *id)
+clone_is_base (struct registry *r, const struct image_file_id *id)
 {
   size_t i;
 
   for (i = 0; i < r->nbases; i++)
-    if (file_id_eq (&r->bases[i].id, id))
+    if (image_file_id_equal (&r->bases[i].id, id))
       return true;
   return false;
 }
@@ -390,7 +390,7 @@ base_read (struct clone_base *b, const char *base)
     image_set_error (errno, "%s: %s", base, strerror (errno));
     return -1;
   }
-  b->id = (struct file_id) { .dev = st.st_dev, .ino = st.st_ino };
+  image_file_id_of_stat (&st, &b->id);
   img = image_open (b->path, &o);
   if (img == NULL)
     return -1;

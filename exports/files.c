@@ -34,7 +34,7 @@
 #include "internal.h"
 
 /* The files this thread is opening, outermost first. */
-static _Thread_local struct file_id opening[IMAGE_MAX_CHAIN + 1];
+static _Thread_local struct image_file_id opening[IMAGE_MAX_CHAIN + 1];
 static _Thread_local unsigned nopening;
 
 static uint64_t
@@ -47,12 +47,12 @@ now_ms (void)
 }
 
 static struct reg_file *
-find_by_id (struct registry *r, const struct file_id *id)
+find_by_id (struct registry *r, const struct image_file_id *id)
 {
   struct reg_file *f;
 
   for (f = r->files; f; f = f->next)
-    if (file_id_eq (&f->id, id))
+    if (image_file_id_equal (&f->id, id))
       return f;
   return NULL;
 }
@@ -83,12 +83,12 @@ unlink_file (struct registry *r, struct reg_file *f)
 /* ---- opening -------------------------------------------------------------- */
 
 static int
-push_opening (const struct file_id *id, const char *path)
+push_opening (const struct image_file_id *id, const char *path)
 {
   unsigned i;
 
   for (i = 0; i < nopening; i++)
-    if (file_id_eq (&opening[i], id)) {
+    if (image_file_id_equal (&opening[i], id)) {
       image_set_error (ELOOP, "%s: backing chain loop: this file is its "
                        "own backing file", path);
       return -1;
@@ -157,7 +157,7 @@ take (struct registry *r, struct reg_file *f, const char *path,
 
 /* The entry of id (lock held), after waiting out a close; NULL if none. */
 static struct reg_file *
-find_settled (struct registry *r, const struct file_id *id)
+find_settled (struct registry *r, const struct image_file_id *id)
 {
   struct reg_file *f;
 
@@ -168,7 +168,8 @@ find_settled (struct registry *r, const struct file_id *id)
 
 /* Opens path as a new entry (open_lock held, lock not held). */
 static struct reg_file *
-open_file (struct registry *r, const char *path, const struct file_id *id,
+open_file (struct registry *r, const char *path,
+           const struct image_file_id *id,
            bool readonly, const char *format, bool as_backing,
            const char *const *backing_dirs)
 {
@@ -205,17 +206,14 @@ files_acquire (struct registry *r, const char *path, bool readonly,
                const char *format, bool as_backing,
                const char *const *backing_dirs)
 {
-  struct file_id id;
-  struct image_file_id iid;
+  struct image_file_id id;
   struct reg_file *f;
 
   /* A remote base (an NBD URI) is identified by its URI. */
-  if (image_file_id_path (path, &iid) == -1) {
+  if (image_file_id_path (path, &id) == -1) {
     image_set_error (errno, "%s: %s", path, strerror (errno));
     return NULL;
   }
-  id.dev = (dev_t) iid.dev;
-  id.ino = (ino_t) iid.ino;
   /* A clone base's chain was chosen by whoever named the base: it may
    * lead anywhere, a remote golden image included (confine.c). */
   if (as_backing && clone_is_base (r, &id))

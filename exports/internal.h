@@ -19,21 +19,9 @@
 /* The NBD protocol's limit on names and descriptions. */
 #define REG_MAX_NAME 4096
 
-/* A host file's identity. */
-struct file_id {
-  dev_t dev;
-  ino_t ino;
-};
-
-static inline bool
-file_id_eq (const struct file_id *a, const struct file_id *b)
-{
-  return a->dev == b->dev && a->ino == b->ino;
-}
-
 /* One open host file (files.c). */
 struct reg_file {
-  struct file_id id;
+  struct image_file_id id;
   struct image *img;
   unsigned refs;                /* lock: exports holding it + images
                                    reading it as their backing file */
@@ -56,9 +44,9 @@ struct registry_export {
   bool force_ro;                /* added read-only (registry_add_with) */
   bool trusted;                 /* a clone of a base the operator named */
   /* From the header (scan.c). */
-  struct file_id id;
+  struct image_file_id id;
   bool has_backing;
-  struct file_id backing_id;
+  struct image_file_id backing_id;
   int64_t mtime_ns;             /* with id and fsize: did it change? */
   int64_t fsize;
   uint64_t size;
@@ -120,7 +108,7 @@ struct clone_base {
   char *path;                   /* absolute */
   char *format;
   uint64_t size;
-  struct file_id id;
+  struct image_file_id id;
 };
 
 /* ---- registry.c ---------------------------------------------------------- */
@@ -134,7 +122,7 @@ void reg_export_free (struct registry_export *e);
 /* Takes e out of the table (lock held); frees it if no one holds it. */
 void reg_export_unlink (struct registry *r, struct registry_export *e);
 /* True if some export of the table names id as its backing file. */
-bool reg_is_known_backing (struct registry *r, const struct file_id *id);
+bool reg_is_known_backing (struct registry *r, const struct image_file_id *id);
 /* registry_add_with; clone: a clone's (counted in pending_clones). */
 int reg_add (struct registry *r, const char *name, const char *path,
              const struct registry_add_opts *o, bool clone);
@@ -152,7 +140,7 @@ bool reg_known (struct registry *r, const char *name, size_t len);
  * do or it is done; -1 after image_set_error (a bad name, a failed
  * create, --max-exports reached). */
 int clone_ensure (struct registry *r, const char *name, size_t len);
-bool clone_is_base (struct registry *r, const struct file_id *id);
+bool clone_is_base (struct registry *r, const struct image_file_id *id);
 void clone_free_all (struct registry *r);
 /* Where e's backing files may come from (image.h, backing_dirs). */
 const char *const *reg_backing_dirs (const struct registry *r,
@@ -171,7 +159,7 @@ int scan_peek (struct registry *r, struct registry_export *e);
  * with these parameters (default cluster size), without reading it. */
 int scan_fill_made (struct registry_export *e, const char *format,
                     uint64_t size, const char *backing,
-                    const struct file_id *backing_id);
+                    const struct image_file_id *backing_id);
 /* Directory mode (lock held): rescans (always, or only if the
  * directory's modification time changed). */
 int scan_dir (struct registry *r, bool always);

@@ -91,13 +91,15 @@ reg_export_unlink (struct registry *r, struct registry_export *e)
 }
 
 static bool
-names_backing (const struct registry_export *e, const struct file_id *id)
+names_backing (const struct registry_export *e,
+               const struct image_file_id *id)
 {
-  return e->has_backing && !e->removed && file_id_eq (&e->backing_id, id);
+  return e->has_backing && !e->removed &&
+    image_file_id_equal (&e->backing_id, id);
 }
 
 bool
-reg_is_known_backing (struct registry *r, const struct file_id *id)
+reg_is_known_backing (struct registry *r, const struct image_file_id *id)
 {
   size_t i;
 
@@ -672,7 +674,8 @@ entry_dependents (struct registry_entry *x, struct registry_export *e,
 
   for (i = 0; i < n; i++) {
     char **d;
-    if (!v[i]->has_backing || !file_id_eq (&v[i]->backing_id, &e->id))
+    if (!v[i]->has_backing ||
+        !image_file_id_equal (&v[i]->backing_id, &e->id))
       continue;
     d = realloc (x->dependents, (x->ndependents + 1) * sizeof *d);
     if (d == NULL)

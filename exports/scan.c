@@ -129,8 +129,7 @@ describe (const struct image_info *info)
 static void
 set_signature (struct registry_export *e, const struct stat *st)
 {
-  e->id.dev = st->st_dev;
-  e->id.ino = st->st_ino;
+  image_file_id_of_stat (st, &e->id);
   e->fsize = st->st_size;
   e->mtime_ns = (int64_t) st->st_mtim.tv_sec * 1000000000 +
     st->st_mtim.tv_nsec;
@@ -139,8 +138,10 @@ set_signature (struct registry_export *e, const struct stat *st)
 static bool
 same_signature (const struct registry_export *e, const struct stat *st)
 {
-  return e->id.dev == st->st_dev && e->id.ino == st->st_ino &&
-    e->fsize == st->st_size &&
+  struct image_file_id id;
+
+  image_file_id_of_stat (st, &id);
+  return image_file_id_equal (&e->id, &id) && e->fsize == st->st_size &&
     e->mtime_ns == (int64_t) st->st_mtim.tv_sec * 1000000000 +
     st->st_mtim.tv_nsec;
 }
@@ -153,10 +154,8 @@ backing_identity (struct registry_export *e, const struct image_info *info)
 
   e->has_backing = info->full_backing_filename != NULL &&
     stat (info->full_backing_filename, &st) == 0;
-  if (e->has_backing) {
-    e->backing_id.dev = st.st_dev;
-    e->backing_id.ino = st.st_ino;
-  }
+  if (e->has_backing)
+    image_file_id_of_stat (&st, &e->backing_id);
 }
 
 int
@@ -201,7 +200,7 @@ scan_peek (struct registry *r, struct registry_export *e)
 int
 scan_fill_made (struct registry_export *e, const char *format,
                  uint64_t size, const char *backing,
-                 const struct file_id *backing_id)
+                 const struct image_file_id *backing_id)
 {
   struct image_info info = {
     .format = format, .virtual_size = size, .backing_filename = backing,

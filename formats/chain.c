@@ -173,7 +173,7 @@ check_loop (struct image *img, unsigned depth, struct chain_seen *seen)
        : image_file_id_path (img->filename, &seen->id[depth])) == -1)
     return error_syscall (img, "stat");
   for (i = 0; i < depth; i++)
-    if (fileid_equal (&seen->id[i], &seen->id[depth]))
+    if (image_file_id_equal (&seen->id[i], &seen->id[depth]))
       return error_file (img, ELOOP,
                          "backing chain loop: this file is its own backing "
                          "file (through %u image(s))", depth - i);

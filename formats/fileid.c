@@ -8,8 +8,8 @@
 #include "internal.h"
 #include "source.h"
 
-static void
-id_of (const struct stat *st, struct image_file_id *id)
+void
+image_file_id_of_stat (const struct stat *st, struct image_file_id *id)
 {
   id->dev = (uint64_t) st->st_dev;
   id->ino = (uint64_t) st->st_ino;
@@ -22,7 +22,7 @@ fileid_of_fd (int fd, struct image_file_id *id)
 
   if (fstat (fd, &st) == -1)
     return -1;
-  id_of (&st, id);
+  image_file_id_of_stat (&st, id);
   return 0;
 }
 
@@ -50,13 +50,13 @@ image_file_id_path (const char *path, struct image_file_id *id)
   }
   if (stat (path, &st) == -1)
     return -1;
-  id_of (&st, id);
+  image_file_id_of_stat (&st, id);
   return 0;
 }
 
 bool
-fileid_equal (const struct image_file_id *a,
-              const struct image_file_id *b)
+image_file_id_equal (const struct image_file_id *a,
+                     const struct image_file_id *b)
 {
   return a->dev == b->dev && a->ino == b->ino;
 }
@@ -67,5 +67,5 @@ image_same_file (const char *a, const char *b)
   struct image_file_id ia, ib;
 
   return image_file_id_path (a, &ia) == 0 &&
-         image_file_id_path (b, &ib) == 0 && fileid_equal (&ia, &ib);
+         image_file_id_path (b, &ib) == 0 && image_file_id_equal (&ia, &ib);
 }

@@ -502,6 +502,11 @@ struct image_file_id {
   uint64_t dev, ino;
 };
 int image_file_id_path (const char *path, struct image_file_id *id);
+/* The identity of a file already stat'd, and the comparison. */
+struct stat;
+void image_file_id_of_stat (const struct stat *st, struct image_file_id *id);
+bool image_file_id_equal (const struct image_file_id *a,
+                          const struct image_file_id *b);
 /* True if paths a and b name one file (false if either cannot be
  * stat'd). */
 bool image_same_file (const char *a, const char *b);

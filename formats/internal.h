@@ -513,11 +513,9 @@ void engine_alert (const char *fmt, ...)
 
 /* ---- file identity (fileid.c) ----------------------------------------- */
 
-/* image_file_id_path's twin for an open descriptor, and the comparison
- * (both return as image_file_id_path does). */
+/* image_file_id_path's twin for an open descriptor (returns as it
+ * does). */
 int fileid_of_fd (int fd, struct image_file_id *id);
-bool fileid_equal (const struct image_file_id *a,
-                   const struct image_file_id *b);
 
 /* A remote request's timeout when image_open_opts.remote_timeout_ms is
  * 0. */
