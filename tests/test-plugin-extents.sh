@@ -76,7 +76,7 @@ compare_map ()
     qemu-img map -f "$fmt" --output=json "$img" > map.json
     (cd "$tmp" && python3 map.py map.json) > want
     TMPDIR_T="$tmp" OUT="$tmp/got" serve -- "$tmp/$img" format="$fmt" \
-        --run 'nbdsh --base-allocation -u "$uri" -c "exec(open(\"'"$tmp"'/bs.py\").read())"' ||
+        --run "$(run_py --base-allocation bs.py)" ||
         fail "$img: block_status failed"
     if ! diff -u want got; then
         fail "$img: block_status (+) differs from qemu-img map (-)"

@@ -38,8 +38,7 @@ read_only ()
     qemu-io -f $o -c 'write -P 0x66 0 64k' $f > /dev/null
     before=$(sum $f)
 
-    serve -r -- "$tmp/$f" \
-        --run 'nbdsh -u "$uri" -c "exec(open(\"'"$tmp"'/ro.py\").read())"' ||
+    serve -r -- "$tmp/$f" --run "$(run_py ro.py)" ||
         fail "$o: -r"
     [ "$(sum $f)" = "$before" ] || fail "$o: -r: the image changed"
 
@@ -56,7 +55,7 @@ read_only ()
     fi
     nbdkit_env "${drop[@]}" timeout -k 10 120 nbdkit -v -U - \
         "$COWBD_PLUGIN" "$tmp/$f" \
-        --run 'nbdsh -u "$uri" -c "exec(open(\"'"$tmp"'/ro.py\").read())"' \
+        --run "$(run_py ro.py)" \
         2> nbdkit.log || { tail -20 nbdkit.log; fail "$o: unwritable file"; }
     grep -q "$f: Permission denied; serving it read-only" nbdkit.log ||
         fail "$o: no debug message about the read-only fallback"
