@@ -192,6 +192,9 @@ kill_rounds ()
     local rounds=$1 kind round pid ms t0 n_old=0 n_new=0
     local -A took
     shift
+    requires cowbd --version
+    requires nbdinfo --version
+    requires timeout --version
     for kind in "${kinds[@]}"; do
         fresh "$kind" 0
         t0=$(date +%s%N)

@@ -9,9 +9,6 @@
 # each resize pause between its steps so that kills land inside it too.
 . "${srcdir:-.}/functions.sh"
 . "${srcdir:-.}/img-functions.sh"
-requires cowbd --version
-requires nbdinfo --version
-requires timeout --version
 
 cd "$tmp"
 

@@ -10,9 +10,6 @@
 # kills land inside it too; the kills must land on both sides.
 . "${srcdir:-.}/functions.sh"
 . "${srcdir:-.}/img-functions.sh"
-requires cowbd --version
-requires nbdinfo --version
-requires timeout --version
 
 cd "$tmp"
 
