@@ -60,6 +60,15 @@ PY
         fail "map of $f differs from qemu-img map"
 }
 
+# own_bytes FILE: bytes FILE itself holds (depth 0), as qemu-img maps it.
+own_bytes ()
+{
+    qemu-img map --output=json "$1" | /usr/bin/python3 -c '
+import json, sys
+print(sum(e["length"] for e in json.load(sys.stdin)
+          if e["depth"] == 0 and e["present"]))'
+}
+
 # qemu_check_clean FILE: qemu-img check finds nothing (exit 0).
 qemu_check_clean ()
 {
