@@ -20,25 +20,14 @@
 #        COWBD_IMG=path/to/cowbd-img)
 set -euo pipefail
 
-cowbd_img=${COWBD_IMG:-$(command -v cowbd-img || true)}
-[ -x "$cowbd_img" ] || { echo "$0: cowbd-img not found (set COWBD_IMG)" >&2; exit 1; }
-command -v qemu-img > /dev/null || { echo "$0: qemu-img not found" >&2; exit 1; }
+. "$(dirname "$0")/bench-lib.sh"
+bench_img_tools
 rounds=${ROUNDS:-5}
 gib=${CONVERT_GIB:-4}
 comp=${COMPRESSION:-zstd}
 read -r -a cowbd_opts <<< "${COWBD_OPTS:-}"
 
-dir=$(mktemp -d /dev/shm/img-compress.XXXXXX)
-trap 'rm -rf "$dir"' EXIT
-cd "$dir"
-
-now () { date +%s.%N; }
-
-median ()
-{
-    printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 }
-        END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
+bench_workdir img-compress
 
 /usr/bin/python3 - src.raw "$gib" <<'PY'
 import random, sys
@@ -83,7 +72,7 @@ run_theirs ()
 }
 
 echo "convert -c, $gib GiB half-sparse text-like raw -> qcow2 ($comp), $rounds rounds"
-echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "before: $(loadavg)"
 for (( r = 0; r < rounds; r++ )); do
     if (( r % 2 )); then run_theirs; run_ours; else run_ours; run_theirs; fi
     echo "  round $((r + 1)): cowbd-img ${ours[-1]} s (cpu ${ours_cpu[-1]} s)," \
@@ -97,4 +86,4 @@ echo "  cowbd-img convert -c ${cowbd_opts[*]} -O qcow2 -o compression_type=$comp
 echo "  qemu-img convert -c -O qcow2 -o compression_type=$comp: median $mt s, $(stat -c %s q.qcow2) bytes"
 echo "  ratio cowbd/qemu: $(echo "scale=2; $mo / $mt" | bc) of the time," \
      "$(echo "scale=2; $co / $ct" | bc) of the CPU (median cpu $co s vs $ct s)"
-echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "after: $(loadavg)"

@@ -14,21 +14,13 @@
 # Usage: bench/img-resize.sh   (COWBD_IMG=path/to/cowbd-img; ROUNDS=21)
 set -euo pipefail
 
-cowbd_img=$(realpath "${COWBD_IMG:-$(command -v cowbd-img || echo cowbd-img)}")
-[ -x "$cowbd_img" ] || { echo "$0: cowbd-img not found (set COWBD_IMG)" >&2; exit 1; }
-command -v qemu-img > /dev/null || { echo "$0: qemu-img not found" >&2; exit 1; }
+. "$(dirname "$0")/bench-lib.sh"
+bench_img_tools
 rounds=${ROUNDS:-21}
 
-dir=$(mktemp -d "${DIR:-/dev/shm}/img-resize.XXXXXX")
-trap 'rm -rf "$dir"' EXIT
-cd "$dir"
+bench_workdir img-resize
 
-now () { date +%s%N; }
-
-median ()
-{
-    printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
-}
+now_ns () { date +%s%N; }
 
 qemu-img create -q -f qcow2 base.qcow2 1G
 
@@ -39,11 +31,11 @@ run ()
     local tool=$1 fmt=$2 size=$3 t=() u=() i t0 t1 t2
     for i in $(seq "$rounds"); do
         qemu-img create -q -f "$fmt" -b base.qcow2 -F qcow2 ov.$fmt 1G
-        t0=$(now)
+        t0=$(now_ns)
         "$tool" info ov.$fmt > /dev/null
-        t1=$(now)
+        t1=$(now_ns)
         "$tool" resize -q ov.$fmt "$size"
-        t2=$(now)
+        t2=$(now_ns)
         u+=($(( (t1 - t0) / 1000 )))
         t+=($(( (t2 - t1) / 1000 )))
     done

@@ -29,27 +29,15 @@
 #        qcow2:raw")
 set -euo pipefail
 
-cowbd_img=${COWBD_IMG:-$(command -v cowbd-img || true)}
-[ -x "$cowbd_img" ] || { echo "$0: cowbd-img not found (set COWBD_IMG)" >&2; exit 1; }
-command -v qemu-img > /dev/null || { echo "$0: qemu-img not found" >&2; exit 1; }
+. "$(dirname "$0")/bench-lib.sh"
+bench_img_tools
 rounds=${ROUNDS:-7}
 clones=${CLONES:-1000}
 gib=${CONVERT_GIB:-4}
 parts=${PARTS:-clones convert}
 pairs=${PAIRS:-raw:raw raw:qed qed:raw raw:qcow2 qcow2:raw}
 
-dir=$(mktemp -d /dev/shm/img-speed.XXXXXX)
-trap 'rm -rf "$dir"' EXIT
-cd "$dir"
-
-now () { date +%s.%N; }
-
-# median VALUES...: the median.
-median ()
-{
-    printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 }
-        END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
+bench_workdir img-speed
 
 # clone_loop TOOL BASE: seconds for $clones creates of clone.qed on BASE
 # (CLONES=N in its environment overrides the count).
@@ -87,8 +75,6 @@ convert_once ()
 }
 
 ratio () { echo "scale=2; $1 / $2" | bc; }
-
-loadavg () { echo "   load average: $(cut -d' ' -f1-3 /proc/loadavg)"; }
 
 want () { case " $parts " in *" $1 "*) return 0 ;; esac; return 1; }
 
@@ -133,7 +119,7 @@ echo "   over a base holding 2 GiB of data:"
 echo "   cowbd-img create -q -f qed -b base-data.qed clone.qed          $m_cd"
 echo "   qemu-img create -q -f qed -b base-data.qed -F qed clone.qed    $m_qd"
 echo "   ratio cowbd-img / qemu-img: $(ratio "$m_cd" "$m_qd")"
-loadavg
+echo "   $(loadavg)"
 echo
 rm -f base-1g.qed base-1t.qed base-data.qed clone.qed
 fi
@@ -167,5 +153,5 @@ for pair in $pairs; do
     echo "   cowbd-img convert -f $sf -O $df src.$sf dst.$df   $m_c   (runs: ${ct[*]})"
     echo "   qemu-img convert -f $sf -O $df src.$sf dst.$df    $m_q   (runs: ${qt[*]})"
     echo "   ratio cowbd-img / qemu-img: $(ratio "$m_c" "$m_q") (goal <= 0.8)"
-    loadavg
+    echo "   $(loadavg)"
 done

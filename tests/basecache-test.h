@@ -124,6 +124,17 @@ remote_fetch (void *opaque, void *buf, size_t count, uint64_t offset)
   return 0;
 }
 
+/* Every chunk of the remote was fetched exactly once. */
+static void
+expect_all_fetched_once (struct remote *r)
+{
+  uint32_t c, n = bcfile_nchunks (r->size);
+
+  for (c = 0; c < n; c++)
+    if (r->fetches[c] != 1)
+      die ("chunk %u fetched %u times, expected once", c, r->fetches[c]);
+}
+
 static struct basecache *
 cache_open (const char *dir, const char *uri, struct remote *r,
             uint64_t max_bytes, char **msg)

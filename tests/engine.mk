@@ -10,7 +10,7 @@ ENGINE_TESTS = \
 	test-engine-crash-qcow2-nolazy \
 	test-engine-repair-qed test-engine-repair-qcow2 \
 	test-engine-nowait-qed test-engine-nowait-qcow2 test-engine-nowait-raw \
-	test-engine-spec-vs-qemu \
+	test-engine-spec-vs-qemu-qed test-engine-spec-vs-qemu-qcow2 \
 	test-engine-probe \
 	test-engine-compress \
 	test-engine-basecache \
@@ -65,9 +65,14 @@ test_engine_repair_qed_LDADD = $(ENGINE_LIBS)
 test_engine_repair_qcow2_SOURCES = test-engine-repair.c engine-test.h
 test_engine_repair_qcow2_CFLAGS = $(TEST_CFLAGS) $(QCOW2)
 test_engine_repair_qcow2_LDADD = $(ENGINE_LIBS)
-test_engine_spec_vs_qemu_SOURCES = test-engine-spec-vs-qemu.c engine-test.h
-test_engine_spec_vs_qemu_CFLAGS = $(TEST_CFLAGS)
-test_engine_spec_vs_qemu_LDADD = $(ENGINE_LIBS)
+test_engine_spec_vs_qemu_qed_SOURCES = test-engine-spec-vs-qemu.c \
+	engine-test.h
+test_engine_spec_vs_qemu_qed_CFLAGS = $(TEST_CFLAGS) $(QED)
+test_engine_spec_vs_qemu_qed_LDADD = $(ENGINE_LIBS)
+test_engine_spec_vs_qemu_qcow2_SOURCES = test-engine-spec-vs-qemu.c \
+	engine-test.h
+test_engine_spec_vs_qemu_qcow2_CFLAGS = $(TEST_CFLAGS) $(QCOW2)
+test_engine_spec_vs_qemu_qcow2_LDADD = $(ENGINE_LIBS)
 test_engine_nowait_qed_SOURCES = test-engine-nowait.c engine-test.h
 test_engine_nowait_qed_CFLAGS = $(TEST_CFLAGS) $(QED)
 test_engine_nowait_qed_LDADD = $(ENGINE_LIBS)

@@ -60,6 +60,15 @@ PY
         fail "map of $f differs from qemu-img map"
 }
 
+# own_bytes FILE: bytes FILE itself holds (depth 0), as qemu-img maps it.
+own_bytes ()
+{
+    qemu-img map --output=json "$1" | /usr/bin/python3 -c '
+import json, sys
+print(sum(e["length"] for e in json.load(sys.stdin)
+          if e["depth"] == 0 and e["present"]))'
+}
+
 # qemu_check_clean FILE: qemu-img check finds nothing (exit 0).
 qemu_check_clean ()
 {
@@ -170,4 +179,62 @@ if os.WIFSIGNALED(status):
 else:
     print("exit", os.WEXITSTATUS(status))
 PY
+}
+
+# kill_rounds ROUNDS CMD...: the kill loop of the crash tests.  CMD (a
+# cowbd-img command) runs with COWBD_TEST_PAUSE=30000, which makes it
+# pause between its steps, so that kills land inside it too.  The test
+# defines:
+#   kinds         an array of the kinds of round, taken in turn;
+#   fresh KIND R  makes a fresh img for round R (0: the timing run) and
+#                 sets args (CMD's arguments) and label (for messages);
+#   judge KIND    after a round, sets side to old or new: which side of
+#                 the operation img is on (anything else fails the round).
+# First, how long CMD takes uninterrupted here for each kind (process
+# start included: slow under sanitizers, on a loaded machine); then
+# ROUNDS rounds of CMD killed (SIGKILL) at a random moment within that
+# time, after which cowbd opens img read-write (repairing what the crash
+# left) and serves it (its size in ./size), qemu-img check finds it
+# clean, and judge runs (it sees round and label).  The kills must land on both sides.
+kill_rounds ()
+{
+    local rounds=$1 kind round pid ms t0 n_old=0 n_new=0
+    local -A took
+    shift
+    requires cowbd --version
+    requires nbdinfo --version
+    requires timeout --version
+    for kind in "${kinds[@]}"; do
+        fresh "$kind" 0
+        t0=$(date +%s%N)
+        COWBD_TEST_PAUSE=30000 "$@" "${args[@]}" ||
+            fail "$kind does not work uninterrupted"
+        took[$kind]=$(( ($(date +%s%N) - t0) / 1000000 + 1 ))
+        echo "$kind takes ${took[$kind]} ms"
+    done
+    for round in $(seq 1 "$rounds"); do
+        kind=${kinds[round % ${#kinds[@]}]}
+        fresh "$kind" "$round"
+        COWBD_TEST_PAUSE=30000 "$@" "${args[@]}" &
+        pid=$!
+        ms=$(( RANDOM % ${took[$kind]} ))
+        sleep "$(( ms / 1000 )).$(printf %03d $(( ms % 1000 )))"
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+
+        timeout 60 cowbd -U - img --run 'nbdinfo --size "$uri"' > size ||
+            fail "round $round ($label): cowbd cannot serve the image"
+        qemu_check_clean img
+        side=
+        judge "$kind"
+        echo "round $round ($label): $side"
+        case $side in
+            old) n_old=$((n_old + 1)) ;;
+            new) n_new=$((n_new + 1)) ;;
+            *) fail "round $round ($label): neither old nor new: $side" ;;
+        esac
+    done
+    echo "old side $n_old times, new side $n_new times"
+    [ "$n_old" -gt 0 ] && [ "$n_new" -gt 0 ] ||
+        fail "every kill landed on the same side: old $n_old, new $n_new"
 }

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: BSD-3-Clause
 # The handshake of the NBD protocol over a raw Unix socket, for the tests
 # that must send what no client library would (test-server-malformed.py,
-# test-server-tls-reqd.py, test-server-tls-stall.py).  Imported from the
+# tls-reqd.py, test-server-tls-stall.py).  Imported from the
 # directory of the script that uses it.
 import socket
 import struct

@@ -4,9 +4,10 @@
 #   . "${srcdir:-.}/plugin-functions.sh"
 #
 # Skips the test unless the plugin was built and the oracles are there,
-# and gives the tests a few shared steps: serving an image in captive mode,
-# making a backing file with data and holes, the QED header's NEED_CHECK
-# bit, checks that a file did not change.
+# and gives the tests a few shared steps: serving an image in captive mode
+# (with nbdsh running a script), making a backing file with data and holes
+# and a clone of it, the QED header's NEED_CHECK bit, checks that a file
+# did not change.
 
 requires test -f "$COWBD_PLUGIN"
 requires nbdkit --version
@@ -32,6 +33,14 @@ serve ()
     while [ $# -gt 0 ] && [ "$1" != -- ]; do opts+=("$1"); shift; done
     [ $# -gt 0 ] && shift
     nbdkit_env timeout -k 10 120 nbdkit "${opts[@]}" -U - "$COWBD_PLUGIN" "$@"
+}
+
+# run_py [NBDSH-OPTIONS] SCRIPT: a --run command: nbdsh running the
+# Python file $tmp/SCRIPT against the export (its handle h).
+run_py ()
+{
+    local script=${!#}
+    echo "nbdsh ${*:1:$#-1} -u \"\$uri\" -c 'exec(open(\"$tmp/$script\").read())'"
 }
 
 # make_base FILE FORMAT: a 64 MiB backing file with data, holes and a
@@ -73,6 +82,27 @@ make_clone ()
     else
         qemu-img create -q -f "${1##*.}" -b "$(basename "$2")" -F "$3" "$1"
     fi
+}
+
+# fresh_clone FORMAT BASE-FORMAT: in the current folder, a fresh
+# base.BASE-FORMAT (make_base) and clone.FORMAT of it (make_clone), every
+# other base.* and clone.* removed; base_sum: the base's sum (see
+# clone_intact).
+fresh_clone ()
+{
+    rm -f base.* clone.*
+    make_base base.$2 $2
+    make_clone clone.$1 base.$2 $2
+    base_sum=$(sum base.$2)
+}
+
+# clone_intact FORMAT BASE-FORMAT: after a round over fresh_clone's
+# images, qemu-img check finds nothing wrong in clone.FORMAT and its base
+# did not change.
+clone_intact ()
+{
+    qemu_check clone.$1
+    [ "$(sum base.$2)" = "$base_sum" ] || fail "$1/$2: the backing file changed"
 }
 
 # need_check QED-FILE: true if the header's NEED_CHECK feature bit (0x02 of

@@ -22,6 +22,13 @@
 #   remote_reads data|fp
 #                     how many such reads
 #   golden_uri        nbd+unix URI of the remote
+#   remote_clones [C1-CMD... --] [C2-CMD...]
+#                     golden.raw (64 MiB of random data) served by
+#                     start_remote; c1.qcow2 and c2.qcow2, overlays of it,
+#                     with the qemu-io commands before -- written to c1,
+#                     those after it to c2; want-c1.raw and want-c2.raw,
+#                     each chain as qemu-img reads it straight from the
+#                     remote; an empty folder cache/.  All in $tmp.
 
 requires nbdkit --version
 requires nbdkit --filter=log null --version
@@ -103,4 +110,22 @@ remote_bytes ()
 remote_reads ()
 {
     _remote_sum "$1" reads
+}
+
+remote_clones ()
+{
+    local c cmds
+    head -c 64M /dev/urandom > "$tmp/golden.raw"
+    start_remote
+    for c in c1 c2; do
+        cmds=()
+        while [ $# -gt 0 ] && [ "$1" != -- ]; do cmds+=(-c "$1"); shift; done
+        [ $# -gt 0 ] && shift
+        qemu-img create -q -f qcow2 -b "$(golden_uri)" -F raw "$tmp/$c.qcow2"
+        if [ ${#cmds[@]} -gt 0 ]; then
+            qemu-io -f qcow2 "${cmds[@]}" "$tmp/$c.qcow2" > /dev/null
+        fi
+        qemu-img convert -f qcow2 -O raw "$tmp/$c.qcow2" "$tmp/want-$c.raw"
+    done
+    mkdir "$tmp/cache"
 }

@@ -49,7 +49,7 @@ EXTRA_DIST += \
 	test-server-max-inflight.py \
 	test-server-sighup.py \
 	test-server-sigterm.py \
-	test-server-tls-reqd.py \
+	tls-reqd.py \
 	test-server-tls-stall.py \
 	server-functions.sh \
 	metrics-functions.sh \

@@ -68,94 +68,85 @@ wait_for (unsigned *counter, unsigned want, const char *what)
   }
 }
 
+/* Every chunk fetched once, and nothing more. */
 static void
 expect_fetched_once (struct remote *r)
 {
-  uint32_t c, n = bcfile_nchunks (r->size);
-
-  for (c = 0; c < n; c++)
-    if (r->fetches[c] != 1)
-      die ("chunk %u fetched %u times, expected once", c, r->fetches[c]);
+  expect_all_fetched_once (r);
   if (remote_bytes (r) != r->size)
     die ("fetched %" PRIu64 " bytes of %" PRIu64, remote_bytes (r), r->size);
 }
 
-static void
-test_seq (const char *file, uint64_t size)
-{
-  const char *dir = path ("seq");
-  uint8_t buf[CS];
-  struct basecache *bc;
+/* One case: a fresh cache folder named after it, over the remote in
+ * file, opened with read-ahead; the case's checks may close and reopen
+ * t->bc. */
+struct ra_case {
+  const char *dir;
   struct remote r;
+  struct basecache *bc;
+  uint8_t buf[CS];
+};
 
-  make_dir (dir);
-  remote_open (&r, file, size);
-  bc = ra_open (dir, &r);
-  cache_check (bc, buf, 0, CS, 1);
-  wait_for (&r.fetches[1], 1, "chunk 1 after a read of chunk 0");
-  cache_check_all (bc, size, CS, 1);
-  expect_fetched_once (&r);
-  basecache_close (bc);
-  remote_close (&r);
-  printf ("seq: ok\n");
+static void
+run_case (const char *name, void (*check) (struct ra_case *),
+          const char *file, uint64_t size)
+{
+  struct ra_case t = { .dir = path (name) };
+
+  make_dir (t.dir);
+  remote_open (&t.r, file, size);
+  t.bc = ra_open (t.dir, &t.r);
+  check (&t);
+  basecache_close (t.bc);
+  remote_close (&t.r);
+  printf ("%s: ok\n", name);
 }
 
 static void
-test_fail (const char *file, uint64_t size)
+test_seq (struct ra_case *t)
 {
-  const char *dir = path ("fail");
-  uint8_t buf[CS];
-  struct basecache *bc;
-  struct remote r;
+  cache_check (t->bc, t->buf, 0, CS, 1);
+  wait_for (&t->r.fetches[1], 1, "chunk 1 after a read of chunk 0");
+  cache_check_all (t->bc, t->r.size, CS, 1);
+  expect_fetched_once (&t->r);
+}
 
-  make_dir (dir);
-  remote_open (&r, file, size);
-  bc = ra_open (dir, &r);
+static void
+test_fail (struct ra_case *t)
+{
   __atomic_store_n (&fail_call, 2, __ATOMIC_SEQ_CST);
-  cache_check (bc, buf, 0, CS, 1);      /* call 1 */
+  cache_check (t->bc, t->buf, 0, CS, 1);        /* call 1 */
   wait_for (&calls, 2, "the failing call");     /* the read-ahead's */
   /* The next read may have waited for the failing read-ahead: EIO. */
-  if (basecache_read (bc, buf, CS, CS) == -1 && errno != EIO)
+  if (basecache_read (t->bc, t->buf, CS, CS) == -1 && errno != EIO)
     die ("a read waiting for a failed read-ahead: %m, expected EIO");
-  cache_check_all (bc, size, CS, 1);
-  expect_fetched_once (&r);
+  cache_check_all (t->bc, t->r.size, CS, 1);
+  expect_fetched_once (&t->r);
   __atomic_store_n (&fail_call, 0, __ATOMIC_SEQ_CST);
-  basecache_close (bc);
-  remote_close (&r);
-  printf ("fail: ok\n");
 }
 
 static void
-test_close (const char *file, uint64_t size)
+test_close (struct ra_case *t)
 {
-  const char *dir = path ("close");
-  uint8_t buf[CS];
-  struct basecache *bc;
-  struct remote r;
-  uint32_t c, n = bcfile_nchunks (size);
+  struct remote *r = &t->r;
+  uint32_t c, n = bcfile_nchunks (r->size);
   uint64_t stored = 0;
 
-  make_dir (dir);
-  remote_open (&r, file, size);
-  bc = ra_open (dir, &r);
-  r.delay_us = 100000;
-  cache_check (bc, buf, 0, CS, 1);
-  basecache_close (bc);
+  r->delay_us = 100000;
+  cache_check (t->bc, t->buf, 0, CS, 1);
+  basecache_close (t->bc);
   for (c = 0; c < n; c++)
-    stored += r.fetches[c] ? 1 : 0;
-  r.delay_us = 0;
-  bc = ra_open (dir, &r);
-  cache_check_all (bc, size, CS, 1);
+    stored += r->fetches[c] ? 1 : 0;
+  r->delay_us = 0;
+  t->bc = ra_open (t->dir, r);
+  cache_check_all (t->bc, r->size, CS, 1);
   for (c = 0; c < n; c++)
-    if (r.fetches[c] > 1)
-      die ("chunk %u fetched %u times after the reopen", c, r.fetches[c]);
-  if (remote_bytes (&r) != size - stored * CS)
+    if (r->fetches[c] > 1)
+      die ("chunk %u fetched %u times after the reopen", c, r->fetches[c]);
+  if (remote_bytes (r) != r->size - stored * CS)
     die ("reopen fetched %" PRIu64 " bytes, expected %" PRIu64,
-         remote_bytes (&r), size - stored * CS);
-  basecache_close (bc);
-  remote_close (&r);
-  printf ("close: ok (%" PRIu64 " chunks stored before the close)\n",
-          stored);
+         remote_bytes (r), r->size - stored * CS);
+  printf ("close: %" PRIu64 " chunks stored before the close\n", stored);
 }
 
 int
@@ -169,9 +160,9 @@ main (int argc, char *argv[])
   test_init (argv[0]);
   remote = path ("ra.remote");
   remote_write (remote, size, 1);
-  test_seq (remote, size);
-  test_fail (remote, size);
-  test_close (remote, size);
+  run_case ("seq", test_seq, remote, size);
+  run_case ("fail", test_fail, remote, size);
+  run_case ("close", test_close, remote, size);
   test_cleanup ();
   return 0;
 }

@@ -48,16 +48,6 @@ expect_msg (char *msg, const char *want)
   free (msg);
 }
 
-static void
-expect_all_fetched_once (struct remote *r)
-{
-  uint32_t c, n = bcfile_nchunks (r->size);
-
-  for (c = 0; c < n; c++)
-    if (r->fetches[c] != 1)
-      die ("chunk %u fetched %u times, expected once", c, r->fetches[c]);
-}
-
 struct reader {
   struct basecache *bc;
   uint64_t size;

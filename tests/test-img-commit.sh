@@ -12,15 +12,6 @@
 
 cd "$tmp"
 
-# own_bytes FILE: bytes qemu-img map says FILE itself holds (depth 0).
-own_bytes ()
-{
-    qemu-img map --output=json "$1" | /usr/bin/python3 -c '
-import json, sys
-print(sum(e["length"] for e in json.load(sys.stdin)
-          if e["depth"] == 0 and e["present"]))'
-}
-
 # setup BASEFMT: base.BASEFMT with data, and over.qed on it, written.
 setup ()
 {

@@ -10,15 +10,6 @@
 
 cd "$tmp"
 
-# own_bytes FILE: bytes FILE itself holds (depth 0), as qemu-img maps it.
-own_bytes ()
-{
-    qemu-img map --output=json "$1" | /usr/bin/python3 -c '
-import json, sys
-print(sum(e["length"] for e in json.load(sys.stdin)
-          if e["depth"] == 0 and e["present"]))'
-}
-
 # backing_of FILE: the backing file name qemu-img info shows.
 backing_of ()
 {

@@ -9,18 +9,17 @@
 # each resize pause between its steps so that kills land inside it too.
 . "${srcdir:-.}/functions.sh"
 . "${srcdir:-.}/img-functions.sh"
-requires cowbd --version
-requires nbdinfo --version
-requires timeout --version
 
 cd "$tmp"
 
 qemu-img create -q -f qcow2 base.qcow2 64M
 qemu-io -c 'write -P 0x11 0 64M' base.qcow2 > /dev/null
 
-# fresh KIND: img (a fresh image of that kind), and the resize arguments.
+# fresh KIND ROUND: img (a fresh image of that kind), args and label (see
+# kill_rounds).
 fresh ()
 {
+    label=$1
     case $1 in
         grow)
             qemu-img create -q -f qcow2 -o cluster_size=4096 img 1M
@@ -40,7 +39,7 @@ fresh ()
     qemu-io -c 'write -P 0x22 0 512k' img > /dev/null
 }
 
-# old_new KIND: the sizes the image may have afterwards.
+# sizes KIND: the sizes the image may have afterwards.
 sizes ()
 {
     case $1 in
@@ -50,49 +49,26 @@ sizes ()
     esac
 }
 
-kinds=(grow shrink overlay qed)
-n_old=0 n_new=0
-
-# How long each kind takes uninterrupted here (process start included:
-# slow under sanitizers, on a loaded machine): kills land in [0, that).
-declare -A took
-for kind in "${kinds[@]}"; do
-    fresh "$kind"
-    t0=$(date +%s%N)
-    COWBD_TEST_PAUSE=30000 cowbd-img resize -q "${args[@]}"
-    took[$kind]=$(( ($(date +%s%N) - t0) / 1000000 + 1 ))
-    echo "$kind takes ${took[$kind]} ms"
-done
-for round in $(seq 1 60); do
-    kind=${kinds[round % 4]}
-    fresh "$kind"
-    COWBD_TEST_PAUSE=30000 cowbd-img resize -q "${args[@]}" &
-    pid=$!
-    ms=$(( RANDOM % ${took[$kind]} ))
-    sleep "$(( ms / 1000 )).$(printf %03d $(( ms % 1000 )))"
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-
-    # cowbd opens it read-write (a dirty image is repaired there).
-    timeout 60 cowbd -U - img --run 'nbdinfo --size "$uri"' > size ||
-        fail "round $round ($kind): cowbd cannot serve the image"
-    read -r old new <<< "$(sizes "$kind")"
+# judge KIND: the side of the size change img is on; the data written
+# before reads back, and the part a grown overlay gained reads zeros.
+judge ()
+{
+    local old new size
+    read -r old new <<< "$(sizes "$1")"
     size=$(cat size)
-    [ "$size" = "$old" ] || [ "$size" = "$new" ] ||
-        fail "round $round ($kind): size $size is neither $old nor $new"
-    if [ "$size" = "$old" ]; then n_old=$((n_old + 1)); else n_new=$((n_new + 1)); fi
-    echo "round $round ($kind): size $size"
-    qemu_check_clean img
+    case $size in
+        "$old") side=old ;;
+        "$new") side=new ;;
+        *) fail "round $round ($1): size $size is neither $old nor $new" ;;
+    esac
     qemu-io -c 'read -P 0x22 0 512k' img > /dev/null ||
-        fail "round $round ($kind): the data written before is lost"
-    if [ "$kind" = overlay ] || [ "$kind" = qed ]; then
-        [ "$size" = "$old" ] ||
+        fail "round $round ($1): the data written before is lost"
+    if [ "$1" = overlay ] || [ "$1" = qed ]; then
+        [ "$side" = old ] ||
             qemu-io -c "read -P 0 1M 31M" img > /dev/null ||
-            fail "round $round ($kind): the new part reads the backing file"
+            fail "round $round ($1): the new part reads the backing file"
     fi
-done
+}
 
-# The kills must have landed on both sides of the size change.
-echo "old size $n_old times, new size $n_new times"
-[ "$n_old" -gt 0 ] && [ "$n_new" -gt 0 ] ||
-    fail "every kill landed on the same side: old $n_old, new $n_new"
+kinds=(grow shrink overlay qed)
+kill_rounds 60 cowbd-img resize -q

@@ -14,9 +14,8 @@ cd "$tmp"
 
 for o in $FORMATS; do
     for b in $(bases_for $o); do
-        rm -f base.* clone.$o out.raw ref.raw
-        make_base base.$b $b
-        make_clone clone.$o base.$b $b
+        rm -f out.raw ref.raw
+        fresh_clone $o $b
         qemu-io -f $o -c 'write -P 0x55 200k 300k' -c 'write -z 8M 64k' \
             -c 'write -P 0x66 30M 1M' -c 'write -P 0x77 4095k 2k' \
             clone.$o > /dev/null

@@ -2,10 +2,11 @@
 # SPDX-License-Identifier: BSD-3-Clause
 # Extents seen by libnbd block_status (base:allocation) through the plugin
 # agree with qemu-img map on the same image: data where qemu-img map says
-# data, zero where it says zero, offset by offset.  Overlays with data,
-# zero clusters, discarded clusters and partial writes over a raw and a
-# QED backing file (itself with zero clusters), a raw image, and
-# block_status with REQ_ONE.
+# data, zero where it says zero, offset by offset.  QED and qcow2 overlays
+# with data, zero clusters, discarded clusters and partial writes over
+# raw, QED and qcow2 backing files (the QED and qcow2 ones with zero
+# clusters of their own), those backing files themselves, a raw image
+# written likewise, and block_status with REQ_ONE.
 . "${srcdir:-.}/functions.sh"
 . "${srcdir:-.}/plugin-functions.sh"
 requires nbdsh --version
@@ -75,30 +76,36 @@ compare_map ()
     qemu-img map -f "$fmt" --output=json "$img" > map.json
     (cd "$tmp" && python3 map.py map.json) > want
     TMPDIR_T="$tmp" OUT="$tmp/got" serve -- "$tmp/$img" format="$fmt" \
-        --run 'nbdsh --base-allocation -u "$uri" -c "exec(open(\"'"$tmp"'/bs.py\").read())"' ||
+        --run "$(run_py --base-allocation bs.py)" ||
         fail "$img: block_status failed"
     if ! diff -u want got; then
         fail "$img: block_status (+) differs from qemu-img map (-)"
     fi
 }
 
-for b in raw qed; do
-    rm -f base.* clone.qed
+for b in $BASES; do
+    rm -f base.$b
     make_base base.$b $b
-    if [ $b = qed ]; then
-        qemu-io -f qed -c 'write -z 1M 128k' -c 'write -z 8M 64k' base.qed \
+    if [ $b != raw ]; then
+        qemu-io -f $b -c 'write -z 1M 128k' -c 'write -z 8M 64k' base.$b \
             > /dev/null
     fi
-    make_clone clone.qed base.$b $b
-    qemu-io -f qed \
-        -c 'write -P 0x55 200k 300k' \
-        -c 'write -z 2M 64k' \
-        -c 'write -P 0x66 30M 1M' \
-        -c 'write -P 0x77 4095k 2k' \
-        -c 'write -P 0x88 40M 256k' \
-        -c 'discard 40M 128k' \
-        -c 'write -P 0x99 67108000 864' \
-        clone.qed > /dev/null
-    compare_map clone.qed qed
     compare_map base.$b $b
+done
+
+for o in $FORMATS; do
+    for b in $(bases_for $o); do
+        rm -f clone.$o
+        make_clone clone.$o base.$b $b
+        qemu-io -f $o \
+            -c 'write -P 0x55 200k 300k' \
+            -c 'write -z 2M 64k' \
+            -c 'write -P 0x66 30M 1M' \
+            -c 'write -P 0x77 4095k 2k' \
+            -c 'write -P 0x88 40M 256k' \
+            -c 'discard 40M 128k' \
+            -c 'write -P 0x99 67108000 864' \
+            clone.$o > /dev/null
+        compare_map clone.$o $o
+    done
 done

@@ -1,18 +1,14 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: BSD-3-Clause
-# nbdinfo --json on QED overlays (over a raw and over a QED backing file),
-# on a raw image and under -r: size, the flags the issue lists,
-# base:allocation, block sizes and the export description.
+# nbdinfo --json on QED and qcow2 overlays (over raw, QED and qcow2
+# backing files), on a raw image and under -r: size, the flags the issue
+# lists, base:allocation, block sizes and the export description.
 . "${srcdir:-.}/functions.sh"
 . "${srcdir:-.}/plugin-functions.sh"
 requires nbdinfo --version
 
 cd "$tmp"
-make_base base.raw raw
-make_base base.qed qed
-make_clone clone-raw.qed base.raw raw
-make_clone clone-qed.qed base.qed qed
-qemu-img create -q -f qed -o cluster_size=4096 small.qed 10G
+for b in $BASES; do make_base base.$b $b; done
 
 # check_info JSON-FILE KEY=VALUE...: the first export's fields (JSON
 # values: true, 67108864, "text").
@@ -41,23 +37,29 @@ writable='is_read_only=false can_multi_conn=true can_fua=true can_flush=true
           contexts=base:allocation block_size_minimum=1
           block_size_maximum=33554432'
 
-for b in raw qed; do
-    serve -- clone-$b.qed --run 'nbdinfo --json "$uri"' > info-$b.json
-    check_info info-$b.json $writable export-size=67108864 \
-        block_size_preferred=65536 \
-        "description=\"qed, 64 MiB, backing base.$b\""
-done
+for o in qed qcow2; do
+    for b in $BASES; do
+        make_clone clone-$b.$o base.$b $b
+        serve -- clone-$b.$o --run 'nbdinfo --json "$uri"' > info-$b.json
+        check_info info-$b.json $writable export-size=67108864 \
+            block_size_preferred=65536 \
+            "description=\"$o, 64 MiB, backing base.$b\""
+    done
 
-serve -- small.qed --run 'nbdinfo --json "$uri"' > info-small.json
-check_info info-small.json $writable export-size=10737418240 \
-    block_size_preferred=4096 'description="qed, 10 GiB"'
+    qemu-img create -q -f $o -o cluster_size=4096 small.$o 10G
+    serve -- small.$o --run 'nbdinfo --json "$uri"' > info-small.json
+    check_info info-small.json $writable export-size=10737418240 \
+        block_size_preferred=4096 "description=\"$o, 10 GiB\""
+done
 
 serve -- base.raw format=raw --run 'nbdinfo --json "$uri"' > info-raw.json
 check_info info-raw.json $writable export-size=67108864 \
     block_size_preferred=4096 'description="raw, 64 MiB"'
 
 # -r: read-only, and so no write flags; multi-conn and cache stay.
-serve -r -- clone-qed.qed --run 'nbdinfo --json "$uri"' > info-ro.json
-check_info info-ro.json is_read_only=true can_multi_conn=true \
-    can_cache=true can_trim=false can_zero=false can_fua=false \
-    contexts=base:allocation export-size=67108864
+for f in clone-qed.qed clone-qed.qcow2 base.raw; do
+    serve -r -- $f --run 'nbdinfo --json "$uri"' > info-ro.json
+    check_info info-ro.json is_read_only=true can_multi_conn=true \
+        can_cache=true can_trim=false can_zero=false can_fua=false \
+        contexts=base:allocation export-size=67108864
+done

@@ -40,11 +40,6 @@ if b'TOP SECRET' in h.pread(size, 0):
     raise SystemExit('the secret file was served')
 PY
 
-# run_py SCRIPT: the --run command running SCRIPT in nbdsh.
-run_py ()
-{
-    echo "nbdsh -u \"\$uri\" -c 'exec(open(\"$tmp/$1\").read())'"
-}
 export SIZE HDR EXPECT
 
 for hdr in hdr.qcow2 hdr.qed; do

@@ -86,20 +86,17 @@ PY
 
 for o in $FORMATS; do
     for b in $(bases_for $o); do
-        rm -f base.* clone.$o expected.raw
-        make_base base.$b $b
-        make_clone clone.$o base.$b $b
+        rm -f expected.raw
+        fresh_clone $o $b
         qemu-img convert -O raw clone.$o expected.raw
         export EXPECTED="$tmp/expected.raw" OVERLAY="$tmp/clone.$o"
 
-        MODE=ops serve -- "$tmp/clone.$o" \
-            --run 'nbdsh -u "$uri" -c "exec(open(\"'"$tmp"'/ops.py\").read())"' ||
+        MODE=ops serve -- "$tmp/clone.$o" --run "$(run_py ops.py)" ||
             fail "$o/$b: zero, trim or fast zero"
-        MODE=verify serve -- "$tmp/clone.$o" \
-            --run 'nbdsh -u "$uri" -c "exec(open(\"'"$tmp"'/ops.py\").read())"' ||
+        MODE=verify serve -- "$tmp/clone.$o" --run "$(run_py ops.py)" ||
             fail "$o/$b: after a restart"
         qemu-img compare -q clone.$o expected.raw ||
             fail "$o/$b: qemu-img reads other data from the overlay"
-        qemu_check clone.$o
+        clone_intact $o $b
     done
 done

@@ -19,20 +19,9 @@ MiB=$((1 << 20))
 # opened again at its first connection; the two exports share one).
 FP_MAX=$((2 * 8 * 4096))
 
-head -c 64M /dev/urandom > golden.raw
-start_remote
-for c in c1 c2; do
-    qemu-img create -q -f qcow2 -b "$(golden_uri)" -F raw $c.qcow2
-done
 # Data of their own: whole clusters and a partial one (copy-on-write).
-qemu-io -f qcow2 -c 'write -P 0xc1 1M 1M' -c 'write -P 0xc2 5243392 512' \
-    c1.qcow2 > /dev/null
-qemu-io -f qcow2 -c 'write -P 0xd1 40M 64k' c2.qcow2 > /dev/null
-# The chains as qemu-img reads them, straight from the remote.
-for c in c1 c2; do
-    qemu-img convert -f qcow2 -O raw $c.qcow2 want-$c.raw
-done
-mkdir cache
+remote_clones 'write -P 0xc1 1M 1M' 'write -P 0xc2 5243392 512' -- \
+    'write -P 0xd1 40M 64k'
 
 # Both clones read whole at once; each must equal qemu-img's reading.
 read_clones ()

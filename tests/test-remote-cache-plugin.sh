@@ -17,17 +17,7 @@ cd "$tmp"
 MiB=$((1 << 20))
 FP_MAX=$((2 * 8 * 4096))        # as test-remote-cache-64m.sh
 
-head -c 64M /dev/urandom > golden.raw
-start_remote
-for c in c1 c2; do
-    qemu-img create -q -f qcow2 -b "$(golden_uri)" -F raw $c.qcow2
-done
-qemu-io -f qcow2 -c 'write -P 0xd1 40M 64k' -c 'write -P 0xd2 7340544 512' \
-    c2.qcow2 > /dev/null
-for c in c1 c2; do
-    qemu-img convert -f qcow2 -O raw $c.qcow2 want-$c.raw
-done
-mkdir cache
+remote_clones -- 'write -P 0xd1 40M 64k' 'write -P 0xd2 7340544 512'
 
 # plugin_read CLONE LABEL: one nbdkit serving CLONE with the cache, two
 # clients reading it whole at once, each equal to qemu-img's reading;

@@ -4,7 +4,7 @@
 #  - --tls=require: nbdinfo, nbdsh (write, read back, flush) and nbdcopy
 #    over TLS; qemu-io with --object tls-creds-x509;
 #  - a plaintext client gets TLS_REQD and learns no export name, size or
-#    description (nbdinfo --list, and raw options: test-server-tls-reqd.py);
+#    description (nbdinfo --list, and raw options: tls-reqd.py);
 #    a client trusting another CA fails (qemu-io, which verifies);
 #  - --tls-verify-peer: a client without a certificate is refused, one
 #    with a certificate the CA signed is served;
@@ -53,7 +53,7 @@ if grep -q -e vm1 -e 'qed' -e 16777216 "$tmp/plain.out"; then
     cat "$tmp/plain.out"; fail "a plaintext client learned about the exports"
 fi
 # The raw replies: TLS_REQD for LIST, INFO and GO, a dropped EXPORT_NAME.
-/usr/bin/python3 "$srcdir/test-server-tls-reqd.py" "$tmp/sock"
+/usr/bin/python3 "$srcdir/tls-reqd.py" "$tmp/sock"
 # A client trusting another CA: qemu verifies the server's certificate.
 if qemu-io --object "tls-creds-x509,id=tls0,endpoint=client,dir=$tmp/other" \
        --image-opts "driver=nbd,server.type=unix,server.path=$tmp/sock,tls-creds=tls0,tls-hostname=localhost" \

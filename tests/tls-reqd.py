@@ -2,7 +2,7 @@
 # Under --tls=require, raw plaintext options: LIST, INFO and GO get
 # NBD_REP_ERR_TLS_REQD with nothing else in the reply (no export name,
 # size or description), STARTTLS gets ACK, and EXPORT_NAME is answered by
-# closing the connection.  Usage: test-server-tls-reqd.py SOCKET
+# closing the connection.  Usage: tls-reqd.py SOCKET
 import struct
 import sys
 
