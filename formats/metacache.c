@@ -16,17 +16,24 @@
 
 #define HASH_BUCKETS 1024       /* power of two */
 
+/* A least recently used list: dense and compact tables each have one. */
+struct mc_lru {
+  struct mc_entry *head, *tail; /* most recently used first */
+};
+
 struct metacache {
   size_t table_bytes;
-  unsigned max_entries;         /* the bound, in tables */
+  uint64_t capacity;            /* the bound, in bytes */
+  uint64_t used;                /* dense: table_bytes; compact: its charge */
   unsigned count;
+  bool compact_ok;              /* mc_allow_compact */
   struct mc_entry *buckets[HASH_BUCKETS];
-  struct mc_entry *lru_head, *lru_tail;
-  struct mc_entry *spare;       /* one evicted entry kept for reuse: its
+  struct mc_lru dense, compact;
+  uint8_t *spare;               /* one table's data kept for reuse: its
                                    pages are already faulted in */
   /* Figures for image_get_stats: written under the driver's lock, read
    * without it (relaxed atomics). */
-  uint64_t hits, inserts, evictions;
+  uint64_t hits, inserts, evictions, compactions;
 };
 
 static void
@@ -116,6 +123,7 @@ mc_table_mark (struct mc_table *t, size_t start, size_t len)
 
   if (len == 0)
     return;
+  assert (t->data != NULL);     /* never a compact table */
   assert (start + len <= t->bytes);
   first = start / MC_PAGE_SIZE;
   last = (start + len - 1) / MC_PAGE_SIZE;
@@ -156,32 +164,131 @@ mc_new (size_t table_bytes, uint64_t capacity, unsigned min_entries)
   if (mc == NULL)
     return NULL;
   mc->table_bytes = table_bytes;
-  mc->max_entries = (unsigned) MIN (MAX (n, (uint64_t) min_entries),
-                                    (uint64_t) UINT32_MAX);
+  mc->capacity = MIN (MAX (n, (uint64_t) min_entries),
+                      (uint64_t) UINT32_MAX) * table_bytes;
   return mc;
 }
 
-static void
-free_entry (struct mc_entry *e)
+void
+mc_allow_compact (struct metacache *mc)
 {
-  if (e) {
-    mc_table_release (&e->t);
+  assert (mc->table_bytes % 8 == 0);
+  mc->compact_ok = true;
+}
+
+/* What an entry costs the bound. */
+static uint64_t
+charge (const struct metacache *mc, const struct mc_entry *e)
+{
+  if (e->t.data)
+    return mc->table_bytes;
+  return sizeof *e + (uint64_t) e->nwords * (sizeof *e->val +
+                                             sizeof *e->idx);
+}
+
+/* A table's data buffer: the spare one if there is one (not zeroed). */
+static uint8_t *
+take_data (struct metacache *mc)
+{
+  uint8_t *p = mc->spare;
+
+  if (p == NULL)
+    return table_alloc (mc->table_bytes);
+  mc->spare = NULL;
+  return p;
+}
+
+static void
+give_data (struct metacache *mc, uint8_t *p)
+{
+  if (mc->spare == NULL)
+    mc->spare = p;
+  else
+    table_free (p, mc->table_bytes);
+}
+
+/* A clean dense entry for the table at offset, its data uninitialised. */
+static struct mc_entry *
+entry_new (struct metacache *mc, uint64_t offset)
+{
+  struct mc_entry *e = calloc (1, sizeof *e);
+  size_t words = DIV_ROUND_UP (table_pages (mc->table_bytes), (size_t) 64);
+
+  if (e == NULL)
+    return NULL;
+  e->t.offset = offset;
+  e->t.bytes = mc->table_bytes;
+  e->t.dirty = calloc (words, sizeof *e->t.dirty);
+  e->t.data = e->t.dirty ? take_data (mc) : NULL;
+  if (e->t.data == NULL) {
+    free (e->t.dirty);
     free (e);
+    return NULL;
+  }
+  return e;
+}
+
+static void
+free_entry (struct metacache *mc, struct mc_entry *e)
+{
+  if (e->t.data)
+    give_data (mc, e->t.data);
+  free (e->t.dirty);
+  free (e->val);
+  free (e);
+}
+
+static void
+lru_unlink (struct mc_lru *l, struct mc_entry *e)
+{
+  if (e->lru_prev)
+    e->lru_prev->lru_next = e->lru_next;
+  else
+    l->head = e->lru_next;
+  if (e->lru_next)
+    e->lru_next->lru_prev = e->lru_prev;
+  else
+    l->tail = e->lru_prev;
+  e->lru_prev = e->lru_next = NULL;
+}
+
+static void
+lru_push_head (struct mc_lru *l, struct mc_entry *e)
+{
+  e->lru_prev = NULL;
+  e->lru_next = l->head;
+  if (l->head)
+    l->head->lru_prev = e;
+  l->head = e;
+  if (l->tail == NULL)
+    l->tail = e;
+}
+
+static struct mc_lru *
+list_of (struct metacache *mc, const struct mc_entry *e)
+{
+  return e->t.data ? &mc->dense : &mc->compact;
+}
+
+static void
+free_list (struct metacache *mc, struct mc_lru *l)
+{
+  struct mc_entry *e, *next;
+
+  for (e = l->head; e; e = next) {
+    next = e->lru_next;
+    free_entry (mc, e);
   }
 }
 
 void
 mc_free (struct metacache *mc)
 {
-  struct mc_entry *e, *next;
-
   if (mc == NULL)
     return;
-  for (e = mc->lru_head; e; e = next) {
-    next = e->lru_next;
-    free_entry (e);
-  }
-  free_entry (mc->spare);
+  free_list (mc, &mc->dense);
+  free_list (mc, &mc->compact);
+  table_free (mc->spare, mc->table_bytes);
   free (mc);
 }
 
@@ -195,47 +302,29 @@ bucket_of (const struct metacache *mc, uint64_t offset)
   return (unsigned) (k >> 32) & (HASH_BUCKETS - 1);
 }
 
-static void
-lru_unlink (struct metacache *mc, struct mc_entry *e)
-{
-  if (e->lru_prev)
-    e->lru_prev->lru_next = e->lru_next;
-  else
-    mc->lru_head = e->lru_next;
-  if (e->lru_next)
-    e->lru_next->lru_prev = e->lru_prev;
-  else
-    mc->lru_tail = e->lru_prev;
-  e->lru_prev = e->lru_next = NULL;
-}
-
-static void
-lru_push_head (struct metacache *mc, struct mc_entry *e)
-{
-  e->lru_prev = NULL;
-  e->lru_next = mc->lru_head;
-  if (mc->lru_head)
-    mc->lru_head->lru_prev = e;
-  mc->lru_head = e;
-  if (mc->lru_tail == NULL)
-    mc->lru_tail = e;
-}
-
-struct mc_entry *
-mc_find (struct metacache *mc, uint64_t offset)
+/* The entry at offset, in either form, moved to the head of its list. */
+static struct mc_entry *
+lookup (struct metacache *mc, uint64_t offset)
 {
   struct mc_entry *e;
 
   for (e = mc->buckets[bucket_of (mc, offset)]; e; e = e->hash_next)
     if (e->t.offset == offset) {
+      struct mc_lru *l = list_of (mc, e);
       count (&mc->hits);
-      if (mc->lru_head != e) {
-        lru_unlink (mc, e);
-        lru_push_head (mc, e);
+      if (l->head != e) {
+        lru_unlink (l, e);
+        lru_push_head (l, e);
       }
       return e;
     }
   return NULL;
+}
+
+struct mc_entry *
+mc_peek (struct metacache *mc, uint64_t offset)
+{
+  return lookup (mc, offset);
 }
 
 static void
@@ -254,40 +343,184 @@ mc_remove (struct metacache *mc, struct mc_entry *e)
 {
   assert (e->pins == 0);
   hash_unlink (mc, e);
-  lru_unlink (mc, e);
+  lru_unlink (list_of (mc, e), e);
   mc->count--;
-  if (mc->spare == NULL)
-    mc->spare = e;
-  else
-    free_entry (e);
+  mc->used -= charge (mc, e);
+  free_entry (mc, e);
 }
 
-/* Evicts the least recently used clean, unpinned entry; false if none. */
-static bool
-evict_one (struct metacache *mc)
+/* ---- compact tables ------------------------------------------------------- */
+
+/* The non-zero words of a dense table, or more than max if there are.
+ * Counted 64 words at a time (a loop the compiler vectorises), stopping
+ * early for a table that is no candidate. */
+static uint32_t
+count_words (const struct metacache *mc, const struct mc_entry *e,
+             uint32_t max)
+{
+  const uint8_t *p = e->t.data;
+  size_t i = 0, j, words = mc->table_bytes / 8;
+  uint32_t n = 0;
+
+  while (i < words && n <= max) {
+    size_t end = MIN (i + 64, words);
+    for (j = i; j < end; j++) {
+      uint64_t w;
+      memcpy (&w, p + j * 8, sizeof w);
+      n += w != 0;
+    }
+    i = end;
+  }
+  return n;
+}
+
+/* Makes the clean, unpinned dense entry e compact if few enough of its
+ * words are non-zero: 0, or -1 (e unchanged). */
+static int
+compact (struct metacache *mc, struct mc_entry *e)
+{
+  /* Compact only where it saves 7/8 of the table at least. */
+  uint32_t max = (uint32_t) (mc->table_bytes / 8 /
+                             (sizeof *e->val + sizeof *e->idx));
+  uint32_t n = count_words (mc, e, max), k = 0;
+  size_t i, words = mc->table_bytes / 8;
+  uint64_t *val;
+
+  assert (e->pins == 0 && !e->t.any_dirty && e->t.data);
+  if (n > max)
+    return -1;
+  val = malloc (n * (sizeof *val + sizeof *e->idx) + 1);
+  if (val == NULL)
+    return -1;
+  e->idx = (uint32_t *) (val + n);
+  for (i = 0; i < words && k < n; i++) {
+    memcpy (&val[k], e->t.data + i * 8, sizeof *val);
+    if (val[k] != 0)
+      e->idx[k++] = (uint32_t) i;
+  }
+  lru_unlink (&mc->dense, e);
+  mc->used -= mc->table_bytes;
+  give_data (mc, e->t.data);
+  e->t.data = NULL;
+  e->val = val;
+  e->nwords = n;
+  mc->used += charge (mc, e);
+  lru_push_head (&mc->compact, e);
+  count (&mc->compactions);
+  return 0;
+}
+
+uint64_t
+mc_compact_word (const struct mc_entry *e, size_t byte)
+{
+  uint32_t want = (uint32_t) (byte / 8), lo = 0, hi = e->nwords;
+
+  assert (byte % 8 == 0 && e->t.data == NULL);
+  while (lo < hi) {
+    uint32_t mid = lo + (hi - lo) / 2;
+    if (e->idx[mid] < want)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo < e->nwords && e->idx[lo] == want ? e->val[lo] : 0;
+}
+
+/* Expands the compact entry e in place, at the head of the dense list.
+ * 0, or -1 on ENOMEM (e unchanged). */
+static int
+expand (struct metacache *mc, struct mc_entry *e)
+{
+  uint8_t *data = take_data (mc);
+  uint32_t k;
+
+  if (data == NULL) {
+    errno = ENOMEM;
+    return -1;
+  }
+  memset (data, 0, mc->table_bytes);
+  for (k = 0; k < e->nwords; k++)
+    memcpy (data + (size_t) e->idx[k] * 8, &e->val[k], sizeof e->val[k]);
+  lru_unlink (&mc->compact, e);
+  mc->used -= charge (mc, e);
+  free (e->val);
+  e->val = NULL;
+  e->idx = NULL;
+  e->nwords = 0;
+  e->t.data = data;
+  mc->used += mc->table_bytes;
+  lru_push_head (&mc->dense, e);
+  return 0;
+}
+
+/* ---- making room ---------------------------------------------------------- */
+
+static struct mc_entry *
+victim (struct mc_lru *l)
 {
   struct mc_entry *e;
 
-  for (e = mc->lru_tail; e; e = e->lru_prev)
-    if (e->pins == 0 && !e->t.any_dirty) {
-      count (&mc->evictions);
-      mc_remove (mc, e);
-      return true;
-    }
-  return false;
+  for (e = l->tail; e; e = e->lru_prev)
+    if (e->pins == 0 && !e->t.any_dirty)
+      return e;
+  return NULL;
+}
+
+/* Frees some room: compacts or evicts the least recently used clean,
+ * unpinned dense table, else evicts the least recently used compact one.
+ * False if there is none. */
+static bool
+make_room (struct metacache *mc)
+{
+  struct mc_entry *e = victim (&mc->dense);
+
+  if (e && mc->compact_ok && compact (mc, e) == 0)
+    return true;
+  if (e == NULL)
+    e = victim (&mc->compact);
+  if (e == NULL)
+    return false;
+  count (&mc->evictions);
+  mc_remove (mc, e);
+  return true;
 }
 
 bool
 mc_over_budget (const struct metacache *mc)
 {
-  return mc->count > mc->max_entries;
+  return mc->used > mc->capacity;
 }
 
 void
 mc_shrink (struct metacache *mc)
 {
-  while (mc_over_budget (mc) && evict_one (mc))
+  while (mc_over_budget (mc) && make_room (mc))
     ;
+}
+
+struct mc_entry *
+mc_find (struct metacache *mc, uint64_t offset)
+{
+  struct mc_entry *e = lookup (mc, offset);
+
+  if (e && e->t.data == NULL && expand (mc, e) == -1) {
+    mc_remove (mc, e);          /* clean: read again from the file */
+    return NULL;
+  }
+  return e;
+}
+
+int
+mc_make_dense (struct metacache *mc, struct mc_entry *e)
+{
+  if (e->t.data)
+    return 0;
+  if (expand (mc, e) == -1)
+    return -1;
+  e->pins++;                    /* room is made around it, not with it */
+  mc_shrink (mc);
+  e->pins--;
+  return 0;
 }
 
 struct mc_entry *
@@ -299,29 +532,19 @@ mc_insert (struct metacache *mc, uint64_t offset)
   for (e = mc->buckets[bucket_of (mc, offset)]; e; e = e->hash_next)
     assert (e->t.offset != offset);
   count (&mc->inserts);
-  if (mc->count >= mc->max_entries)
-    evict_one (mc);
-
-  if (mc->spare) {
-    e = mc->spare;
-    mc->spare = NULL;
-    mc_table_clean (&e->t);
-    e->t.offset = offset;
+  while (mc->used + mc->table_bytes > mc->capacity && make_room (mc))
+    ;
+  e = entry_new (mc, offset);
+  if (e == NULL) {
+    errno = ENOMEM;
+    return NULL;
   }
-  else {
-    e = calloc (1, sizeof *e);
-    if (e == NULL || mc_table_init (&e->t, offset, mc->table_bytes) == -1) {
-      free (e);
-      errno = ENOMEM;
-      return NULL;
-    }
-  }
-  e->pins = 0;
   b = bucket_of (mc, offset);
   e->hash_next = mc->buckets[b];
   mc->buckets[b] = e;
-  lru_push_head (mc, e);
+  lru_push_head (&mc->dense, e);
   mc->count++;
+  mc->used += mc->table_bytes;
   return e;
 }
 
@@ -333,7 +556,8 @@ mc_for_each_dirty (struct metacache *mc,
   struct mc_entry *e;
   int r;
 
-  for (e = mc->lru_head; e; e = e->lru_next)
+  /* Dirty tables are always dense. */
+  for (e = mc->dense.head; e; e = e->lru_next)
     if (e->t.any_dirty && (r = fn (e, opaque)) != 0)
       return r;
   return 0;
@@ -349,6 +573,12 @@ unsigned
 mc_count (const struct metacache *mc)
 {
   return mc->count;
+}
+
+uint64_t
+mc_compactions (const struct metacache *mc)
+{
+  return __atomic_load_n (&mc->compactions, __ATOMIC_RELAXED);
 }
 
 /* ---- snapshots ------------------------------------------------------------ */

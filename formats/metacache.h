@@ -23,6 +23,31 @@
  * (mc_over_budget), and the driver writes back and shrinks it once its
  * lock is free.  A pinned entry (a write allocating into it is in flight)
  * is never evicted.
+ *
+ * Compact tables (mc_allow_compact, for L2 tables).  A thin image's
+ * tables are almost all zero words: a 1 TiB qcow2 image with one
+ * cluster in 1024 allocated has 2048 L2 tables of 64 KiB, 8 non-zero
+ * words each.  When the cache must make room, the least recently used
+ * clean, unpinned table is not dropped but, if few of its words are
+ * non-zero, kept compact: the sorted list of its non-zero words, charged
+ * to the bound at that size (12 bytes a word and the entry itself).
+ *
+ *   dense:   data = [w0 w1 0 0 0 ... 0 w8191]     table_bytes
+ *   compact: data = NULL, idx = [0 1 8191],       12 bytes a word
+ *                         val = [w0 w1 w8191]
+ *
+ * A read answers from either form (mc_peek, then mc_word); every other
+ * caller gets dense tables only: mc_find and mc_make_dense expand a
+ * compact one in place (same entry, no I/O).  Only a clean, unpinned
+ * table is ever compacted, so dirty tables are always dense and the
+ * writeback and snapshots below only ever see dense ones.  A compact
+ * table leaves the cache (an eviction) only when no dense table can make
+ * room.
+ *
+ * Figures (mc_get_stats): a lookup answered from a compact table is a
+ * hit like any other (no I/O); a miss is a table read from the file; an
+ * eviction is a table dropped from memory; making a table compact is
+ * neither (mc_compactions counts those).
  */
 #ifndef COWBD_METACACHE_H
 #define COWBD_METACACHE_H
@@ -30,6 +55,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* Dirty tracking granularity: one bit per page of a table. */
 #define MC_PAGE_SIZE 4096
@@ -46,8 +72,13 @@ struct mc_table {
 };
 
 struct mc_entry {
-  struct mc_table t;
+  struct mc_table t;            /* t.data is NULL while compact */
   unsigned pins;
+  /* Compact: the nwords non-zero words, their values as stored (val)
+   * and their indexes in the table (idx, ascending); one allocation. */
+  uint32_t nwords;
+  uint64_t *val;
+  uint32_t *idx;
   struct mc_entry *hash_next;
   struct mc_entry *lru_prev, *lru_next; /* most recently used first */
 };
@@ -60,13 +91,43 @@ struct metacache *mc_new (size_t table_bytes, uint64_t capacity,
                           unsigned min_entries);
 void mc_free (struct metacache *mc);
 
-/* The entry for the table at offset, or NULL; a hit moves it to the head
- * of the LRU list. */
+/* Lets the cache keep clean, mostly-zero tables compact (see above).
+ * Their size must be a multiple of 8 bytes. */
+void mc_allow_compact (struct metacache *mc);
+
+/* The entry for the table at offset, dense, or NULL; a hit moves it to
+ * the head of the LRU list.  A compact table is expanded (over the bound
+ * if need be, as a pinned one would be; on ENOMEM it is dropped and the
+ * answer is NULL). */
 struct mc_entry *mc_find (struct metacache *mc, uint64_t offset);
 
-/* A new entry for the table at offset (not already present), evicting
- * clean unpinned entries from the LRU tail when over the bound.  Its data
- * is uninitialised: the caller loads or zeroes it.  NULL on ENOMEM. */
+/* The same for reading only: the entry in whichever form it is, for
+ * mc_word.  Nothing may change or pin it without mc_make_dense first. */
+struct mc_entry *mc_peek (struct metacache *mc, uint64_t offset);
+
+/* Expands e if compact, making room for it (never by compacting e), so
+ * that it may be changed.  0, or -1 with errno ENOMEM (e stays compact). */
+int mc_make_dense (struct metacache *mc, struct mc_entry *e);
+
+uint64_t mc_compact_word (const struct mc_entry *e, size_t byte);
+
+/* The 8-byte word at byte (a multiple of 8) of the table, in on-disk
+ * byte order, whichever form the entry is in. */
+static inline uint64_t
+mc_word (const struct mc_entry *e, size_t byte)
+{
+  uint64_t w;
+
+  if (__builtin_expect (e->t.data == NULL, 0))
+    return mc_compact_word (e, byte);
+  memcpy (&w, e->t.data + byte, sizeof w);
+  return w;
+}
+
+/* A new dense entry for the table at offset (not already present),
+ * making room first (clean unpinned tables from the LRU tails made
+ * compact or evicted) when over the bound.  Its data is uninitialised:
+ * the caller loads or zeroes it.  NULL on ENOMEM. */
 struct mc_entry *mc_insert (struct metacache *mc, uint64_t offset);
 
 /* Drops the entry (clean or not) from the cache. */
@@ -74,7 +135,8 @@ void mc_remove (struct metacache *mc, struct mc_entry *e);
 
 /* True while the cache holds more than its bound. */
 bool mc_over_budget (const struct metacache *mc);
-/* Evicts clean unpinned entries until within the bound (or none left). */
+/* Makes room (as mc_insert does) until within the bound (or no clean
+ * unpinned entry is left). */
 void mc_shrink (struct metacache *mc);
 
 /* Calls fn for each entry with dirty pages; stops at and returns the
@@ -89,6 +151,8 @@ size_t mc_table_bytes (const struct metacache *mc);
 void mc_get_stats (const struct metacache *mc, uint64_t *hits,
                    uint64_t *misses, uint64_t *evictions);
 unsigned mc_count (const struct metacache *mc);
+/* How many tables the cache made compact (for tests and diagnostics). */
+uint64_t mc_compactions (const struct metacache *mc);
 
 /* ---- tables: dirty pages and snapshots --------------------------------- */
 

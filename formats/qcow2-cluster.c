@@ -115,14 +115,14 @@ qcow2_lookup (void *fmt, uint64_t offset, uint64_t count, bool cached_only,
     r->len = MIN (count, want * cs - in_cluster);
     return 0;
   }
-  if (cached_only) {
-    r->l2 = mc_find (q->l2_cache, l1e & QCOW2_OFFSET_MASK);
-    if (r->l2 == NULL) {
-      errno = EAGAIN;
-      return -1;
-    }
+  /* Dense or compact: qcow2_check_ready makes it dense before a change. */
+  r->l2 = mc_peek (q->l2_cache, l1e & QCOW2_OFFSET_MASK);
+  if (r->l2 == NULL && cached_only) {
+    errno = EAGAIN;
+    return -1;
   }
-  else if (qcow2_get_l2 (q, l1e & QCOW2_OFFSET_MASK, &r->l2) == -1)
+  if (r->l2 == NULL &&
+      qcow2_get_l2 (q, l1e & QCOW2_OFFSET_MASK, &r->l2) == -1)
     return -1;
   r->l2_shared = !(l1e & QCOW2_COPIED);
   e0 = qcow2_l2_get (q, r->l2, r->l2_index);
@@ -178,6 +178,8 @@ qcow2_check_ready (void *fmt, const struct cow_run *r, uint64_t alloc_bytes)
     return NEED_L2;
   if (r->l2_shared)
     return NEED_COW_L2;
+  if (mc_make_dense (q->l2_cache, r->l2) == -1)
+    return error_file (q->img, ENOMEM, "out of memory for an L2 table");
   if (alloc_bytes && !qcow2_covered (q, q->file_end, alloc_bytes))
     return NEED_COVER;
   return 0;

@@ -160,13 +160,17 @@ qcow2_l1_set (struct qcow2 *q, uint64_t i, uint64_t value)
 uint64_t
 qcow2_l2_get (const struct qcow2 *q, struct mc_entry *l2, uint64_t i)
 {
-  return be64_load (l2->t.data + i * q->l2_entry_bytes);
+  uint64_t w = mc_word (l2, i * q->l2_entry_bytes);   /* dense or compact */
+
+  return be64_load (&w);
 }
 
 uint64_t
 qcow2_l2_bitmap (const struct qcow2 *q, struct mc_entry *l2, uint64_t i)
 {
-  return q->extended_l2 ? be64_load (l2->t.data + i * 16 + 8) : 0;
+  uint64_t w = q->extended_l2 ? mc_word (l2, i * 16 + 8) : 0;
+
+  return be64_load (&w);
 }
 
 void

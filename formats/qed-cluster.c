@@ -36,14 +36,14 @@ static int
 lookup_table (struct qed *q, uint64_t l2_offset, bool cached_only,
               struct cow_run *r)
 {
+  /* Dense or compact: qed_check_ready makes it dense before a change. */
+  r->l2 = mc_peek (q->l2_cache, l2_offset);
+  if (r->l2 != NULL)
+    return 0;
   if (!cached_only)
     return qed_get_l2 (q, l2_offset, &r->l2);
-  r->l2 = mc_find (q->l2_cache, l2_offset);
-  if (r->l2 == NULL) {
-    errno = EAGAIN;
-    return -1;
-  }
-  return 0;
+  errno = EAGAIN;
+  return -1;
 }
 
 /* How many of the want entries from r's first continue its run. */
@@ -121,6 +121,8 @@ qed_check_ready (void *fmt, const struct cow_run *r, uint64_t alloc_bytes)
     return cow_broken_error (&q->cow);
   if (r->l2 == NULL)
     return NEED_L2;
+  if (mc_make_dense (q->l2_cache, r->l2) == -1)
+    return error_file (q->img, ENOMEM, "out of memory for an L2 table");
   if (q->creating_table)
     return COW_WAIT;
   if (!__atomic_load_n (&q->need_check_on_disk, __ATOMIC_ACQUIRE))

@@ -86,7 +86,9 @@ qed_l1_set (struct qed *q, uint64_t l1_index, uint64_t value)
 uint64_t
 qed_l2_get (struct mc_entry *l2, uint64_t l2_index)
 {
-  return le64_load (l2->t.data + l2_index * 8);
+  uint64_t w = mc_word (l2, l2_index * 8);      /* dense or compact */
+
+  return le64_load (&w);
 }
 
 void

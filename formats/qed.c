@@ -332,6 +332,7 @@ qed_open (struct image *img, const struct image_open_opts *opts)
     error_file (img, ENOMEM, "out of memory");
     goto err;
   }
+  mc_allow_compact (q->l2_cache);       /* thin images: metacache.h */
   q->file_length = file_size;
   if (!round_up_checked (file_size, q->cluster_size, &q->file_end)) {
     error_file (img, EINVAL, "file too large");

@@ -12,9 +12,10 @@
  * costs lseek(SEEK_HOLE) calls on the host file, which on tmpfs scan
  * every page up to the next hole and serialise on the file's position
  * lock (measured: 1 MiB reads at a quarter of nbdkit's speed).  Small
- * reads go out as data.  With DF the reply has one content chunk: a hole
- * if the whole range reads as zeros, else all of it as data.  Past
- * REQ_MAX_CHUNKS runs the rest of the range goes out as data.
+ * reads, and any read with DF, have one content chunk: a hole if the
+ * whole range reads as zeros (a 4 KiB read of a thin image's empty part
+ * then sends 32 bytes, not 4 KiB, as qemu-nbd does), else all of it as
+ * data.  Past REQ_MAX_CHUNKS runs the rest of the range goes out as data.
  */
 #include <config.h>
 
@@ -29,7 +30,7 @@
 #include "nbd-errno.h"
 #include "nbd-protocol.h"
 
-/* Reads shorter than this go out as one data chunk. */
+/* Reads shorter than this go out as one chunk (data or a hole). */
 #define SPARSE_READ_MIN  (64u << 10)
 
 static void
@@ -50,6 +51,19 @@ read_whole (struct req *r)
 {
   reply_chunk_data (r, r->offset, r->buf, r->count);
   reply_set_done (r);
+}
+
+/* One content chunk: a hole if the whole range reads as zeros (scanning
+ * stops at the first byte that is not, at once for most data). */
+static void
+read_one_chunk (struct req *r)
+{
+  if (is_zero (r->buf, r->count)) {
+    reply_chunk_hole (r, r->offset, r->count);
+    reply_set_done (r);
+  }
+  else
+    read_whole (r);
 }
 
 /* The length of the run starting at off that is all zero (or all not
@@ -75,15 +89,6 @@ read_sparse (struct req *r)
   uint32_t off = 0;
   unsigned chunks = 0;
 
-  if (r->flags & NBD_CMD_FLAG_DF) {
-    if (is_zero (r->buf, r->count)) {
-      reply_chunk_hole (r, r->offset, r->count);
-      reply_set_done (r);
-    }
-    else
-      read_whole (r);
-    return;
-  }
   while (off < r->count) {
     bool hole;
     uint32_t len = run_length (r, off, &hole);
@@ -107,8 +112,8 @@ read_reply (struct req *r)
 {
   if (!r->structured)
     reply_read_simple (r);
-  else if (r->count < SPARSE_READ_MIN && !(r->flags & NBD_CMD_FLAG_DF))
-    read_whole (r);
+  else if (r->count < SPARSE_READ_MIN || (r->flags & NBD_CMD_FLAG_DF))
+    read_one_chunk (r);
   else
     read_sparse (r);
 }

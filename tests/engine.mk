@@ -16,7 +16,8 @@ ENGINE_TESTS = \
 	test-engine-basecache \
 	test-engine-basecache-crash \
 	test-engine-basecache-ra \
-	test-unit-metacache
+	test-unit-metacache \
+	test-unit-metacache-compact
 TESTS += $(ENGINE_TESTS)
 check_PROGRAMS += $(ENGINE_TESTS)
 EXTRA_DIST += engine-test.h basecache-test.h
@@ -85,6 +86,9 @@ test_engine_nowait_raw_LDADD = $(ENGINE_LIBS)
 test_unit_metacache_SOURCES = test-unit-metacache.c
 test_unit_metacache_CFLAGS = $(TEST_CFLAGS)
 test_unit_metacache_LDADD = $(ENGINE_LIBS)
+test_unit_metacache_compact_SOURCES = test-unit-metacache-compact.c
+test_unit_metacache_compact_CFLAGS = $(TEST_CFLAGS)
+test_unit_metacache_compact_LDADD = $(ENGINE_LIBS)
 test_engine_compress_SOURCES = test-engine-compress.c engine-test.h
 test_engine_compress_CFLAGS = $(TEST_CFLAGS)
 test_engine_compress_LDADD = $(ENGINE_LIBS)

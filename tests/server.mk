@@ -31,6 +31,7 @@ SERVER_TESTS = \
 	test-server-sighup.sh \
 	test-server-sigterm.sh \
 	test-server-sparse-alloc.sh \
+	test-server-thin-cache.sh \
 	test-server-tls-deadline.sh \
 	test-server-tls-psk.sh \
 	test-server-tls-stall.sh \
