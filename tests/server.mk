@@ -2,6 +2,7 @@
 # Tests of the server; included from tests/Makefile.am.
 SERVER_TESTS = \
 	test-backing-confine.sh \
+	test-server-buffer-reuse.sh \
 	test-registry-aliases.sh \
 	test-registry-clone.sh \
 	test-registry-control.sh \
@@ -41,6 +42,7 @@ TESTS += $(SERVER_TESTS)
 EXTRA_DIST += \
 	$(SERVER_TESTS) \
 	test-server-aio.py \
+	test-server-buffer-reuse.py \
 	test-server-io.py \
 	test-server-limits.py \
 	nbdraw.py \
