@@ -31,6 +31,7 @@ SERVER_TESTS = \
 	test-server-qemu.sh \
 	test-server-sighup.sh \
 	test-server-sigterm.sh \
+	test-server-slow-reader.sh \
 	test-server-sparse-alloc.sh \
 	test-server-tls-deadline.sh \
 	test-server-tls-psk.sh \
@@ -51,6 +52,7 @@ EXTRA_DIST += \
 	test-server-max-inflight.py \
 	test-server-sighup.py \
 	test-server-sigterm.py \
+	test-server-slow-reader.py \
 	test-server-tls-reqd.py \
 	test-server-tls-stall.py \
 	server-functions.sh \
