@@ -530,6 +530,11 @@ void req_put (struct req *r);
 void reqpool_free (struct conn *c);
 /* Bytes charged to --max-inflight now (for tests and metrics). */
 uint64_t reqpool_charged (void);
+/* Bytes of request buffers held by all connections, now and at most
+ * so far, and buffers allocated so far (metrics, tests). */
+uint64_t reqpool_held (void);
+uint64_t reqpool_held_peak (void);
+uint64_t reqpool_allocations (void);
 /* req_put's news for the connection (conn.c): a request came back. */
 void conn_req_returned (struct conn *c);
 

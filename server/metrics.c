@@ -402,6 +402,17 @@ format_process (struct out *o)
           "Bytes of request buffers charged to --max-inflight.");
   series (o, "cowbd_max_inflight_used_bytes", NULL, reqpool_charged (),
           NULL);
+  family (o, "cowbd_request_buffer_bytes", "gauge",
+          "Bytes of request buffers the connections hold, free or in use.");
+  series (o, "cowbd_request_buffer_bytes", NULL, reqpool_held (), NULL);
+  family (o, "cowbd_request_buffer_peak_bytes", "gauge",
+          "The most request buffer bytes held at once since start.");
+  series (o, "cowbd_request_buffer_peak_bytes", NULL, reqpool_held_peak (),
+          NULL);
+  family (o, "cowbd_request_buffer_allocations_total", "counter",
+          "Request buffers allocated (each is then reused).");
+  series (o, "cowbd_request_buffer_allocations_total", NULL,
+          reqpool_allocations (), NULL);
 }
 
 /* One counter per export and operation, for the operations used. */

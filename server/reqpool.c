@@ -5,7 +5,10 @@
  * costs a page fault per 4 KiB on this kind of machine, which is much of
  * what makes a server that mallocs a 1 MiB buffer per read slow.  Each
  * connection keeps the requests it has used on a free list, buffers
- * attached, and hands out the first whose buffer is large enough.
+ * attached, and hands out the one with the smallest buffer that is large
+ * enough; when none is, the smallest buffer is freed and a larger one
+ * takes its place.  So a buffer only grows, and a connection allocates
+ * at most one buffer per size class for each request it holds at once.
  *
  * Bounds, per connection: at most MAX_REQS_IN_FLIGHT requests out, and
  * at most MAX_CONN_BUFFERS bytes of buffers held, free or in use.  When a
@@ -40,6 +43,9 @@
 
 static uint64_t charged;        /* see above */
 static unsigned nwaiting;       /* connections with wait_global set */
+/* For metrics and tests: bytes of buffers all connections hold, its
+ * largest value so far, and how many buffers were allocated. */
+static uint64_t held_all, held_peak, nallocs;
 
 static uint64_t
 charge_of (size_t held)
@@ -52,14 +58,36 @@ static void
 set_held (struct conn *c, size_t held)
 {
   charged -= charge_of (c->buf_bytes);
+  held_all -= c->buf_bytes;
   c->buf_bytes = held;
   charged += charge_of (held);
+  held_all += held;
+  if (held_all > held_peak)
+    held_peak = held_all;
 }
 
 uint64_t
 reqpool_charged (void)
 {
   return charged;
+}
+
+uint64_t
+reqpool_held (void)
+{
+  return held_all;
+}
+
+uint64_t
+reqpool_held_peak (void)
+{
+  return held_peak;
+}
+
+uint64_t
+reqpool_allocations (void)
+{
+  return nallocs;
 }
 
 static size_t
@@ -74,18 +102,51 @@ buffer_size_for (size_t size)
   return cap;
 }
 
-/* Unlinks and returns the first free request with cap >= size. */
+/* Unlinks and returns *pp's request. */
+static struct req *
+unlink_at (struct req **pp)
+{
+  struct req *r = *pp;
+
+  *pp = r->next;
+  return r;
+}
+
+/* Unlinks and returns the free request with the smallest buffer of at
+ * least size bytes (best fit: a small request left a large buffer free
+ * for the large request that comes next, which would otherwise have to
+ * allocate one, until every buffer of the connection was large). */
 static struct req *
 take_fitting (struct conn *c, size_t size)
 {
-  struct req **pp, *r;
+  struct req **pp, **best = NULL;
+  size_t want = buffer_size_for (size);
 
-  for (pp = &c->free_reqs; (r = *pp) != NULL; pp = &r->next)
-    if (r->cap >= size) {
-      *pp = r->next;
-      return r;
+  for (pp = &c->free_reqs; *pp; pp = &(*pp)->next) {
+    if ((*pp)->cap < size || (best && (*best)->cap <= (*pp)->cap))
+      continue;
+    best = pp;
+    if ((*pp)->cap == want)
+      break;                    /* nothing fits better */
+  }
+  return best ? unlink_at (best) : NULL;
+}
+
+/* Unlinks and returns the free request with the smallest buffer (none
+ * at best): every free buffer is too small for the request at hand, and
+ * the smallest is the one least likely to fit the next. */
+static struct req *
+take_smallest (struct conn *c)
+{
+  struct req **pp, **best = NULL;
+
+  for (pp = &c->free_reqs; *pp; pp = &(*pp)->next)
+    if (!best || (*pp)->cap < (*best)->cap) {
+      best = pp;
+      if ((*pp)->cap == 0)
+        break;
     }
-  return NULL;
+  return best ? unlink_at (best) : NULL;
 }
 
 static void
@@ -172,10 +233,8 @@ grow_one (struct conn *c, size_t cap)
 
   if (!make_room (c, cap) || !make_global_room (c, cap))
     return NULL;
-  r = c->free_reqs;
-  if (r)
-    c->free_reqs = r->next;
-  else {
+  r = take_smallest (c);
+  if (r == NULL) {
     r = calloc (1, sizeof *r);
     if (r == NULL)
       return NULL;
@@ -192,6 +251,7 @@ grow_one (struct conn *c, size_t cap)
     }
     r->cap = cap;
     set_held (c, c->buf_bytes + cap);
+    nallocs++;
   }
   return r;
 }

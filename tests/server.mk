@@ -2,6 +2,7 @@
 # Tests of the server; included from tests/Makefile.am.
 SERVER_TESTS = \
 	test-backing-confine.sh \
+	test-server-buffer-reuse.sh \
 	test-registry-aliases.sh \
 	test-registry-clone.sh \
 	test-registry-control.sh \
@@ -30,6 +31,7 @@ SERVER_TESTS = \
 	test-server-qemu.sh \
 	test-server-sighup.sh \
 	test-server-sigterm.sh \
+	test-server-slow-reader.sh \
 	test-server-sparse-alloc.sh \
 	test-server-thin-cache.sh \
 	test-server-tls-deadline.sh \
@@ -42,6 +44,7 @@ TESTS += $(SERVER_TESTS)
 EXTRA_DIST += \
 	$(SERVER_TESTS) \
 	test-server-aio.py \
+	test-server-buffer-reuse.py \
 	test-server-io.py \
 	test-server-limits.py \
 	nbdraw.py \
@@ -50,6 +53,7 @@ EXTRA_DIST += \
 	test-server-max-inflight.py \
 	test-server-sighup.py \
 	test-server-sigterm.py \
+	test-server-slow-reader.py \
 	tls-reqd.py \
 	test-server-tls-stall.py \
 	server-functions.sh \
