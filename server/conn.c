@@ -937,7 +937,6 @@ drain_run (struct job *j)
   struct req *r = NULL;
 
   LOCK (c);
-  c->drain_queued = false;
   if (!c->writer && !c->wclosed && output_empty (c)) {
     r = list_pop (&c->pending);
     c->writer = r != NULL;
@@ -949,13 +948,18 @@ drain_run (struct job *j)
 
 /* Loop thread: the job held the connection like a request, and may be
  * the last thing a draining connection waited for: kick the output,
- * which also finishes the drain. */
+ * which also finishes the drain.  Only now may the job be queued again:
+ * it sits on the workers' done list until this runs, and queueing it
+ * there twice links it to itself (the loop then spun in async_cb). */
 static void
 drain_done (struct job *j)
 {
   struct conn *c = (struct conn *) ((char *) j -
                                     offsetof (struct conn, drain_job));
 
+  LOCK (c);
+  c->drain_queued = false;
+  UNLOCK (c);
   c->in_flight--;
   conn_req_returned (c);
   conn_kick_output (c);

@@ -271,6 +271,9 @@ struct job {
   struct job *next;
   void (*run) (struct job *j);
   void (*done) (struct job *j);
+  /* From workers_submit_job until done is called (loop thread): a job
+   * submitted again meanwhile would be linked into a list it is on. */
+  bool queued;
 };
 
 /* A FIFO of requests linked through next. */
@@ -331,7 +334,8 @@ struct conn {
   struct req_list pending;      /* workers' replies waiting for the
                                    writer (send_lock) */
   struct job drain_job;         /* a worker to write them (conn.c) */
-  bool drain_queued;            /* (send_lock) */
+  bool drain_queued;            /* drain_job is queued or its done has
+                                   not run yet (send_lock) */
   bool direct;                  /* workers may write (plain transport, in
                                    transmission): set before any request */
   bool writer;                  /* a worker is writing a reply */

@@ -14,6 +14,7 @@
  */
 #include <config.h>
 
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -153,6 +154,7 @@ async_cb (struct ev_loop *l, ev_async *w, int revents)
   }
   for (; j; j = jnext) {
     jnext = j->next;
+    j->queued = false;
     j->done (j);
   }
 }
@@ -206,6 +208,8 @@ workers_queue_depth (void)
 void
 workers_submit_job (struct job *j)
 {
+  assert (!j->queued);
+  j->queued = true;
   pthread_mutex_lock (&queue_lock);
   push_job (&jobs_head, &jobs_tail, j);
   pthread_cond_signal (&queue_cond);

@@ -35,7 +35,8 @@ SERVER_TESTS = \
 	test-server-tls-psk.sh \
 	test-server-tls-stall.sh \
 	test-server-tls-x509.sh \
-	test-server-zerocopy.sh
+	test-server-zerocopy.sh \
+	test-server-writer-stress.sh
 TESTS += $(SERVER_TESTS)
 EXTRA_DIST += \
 	$(SERVER_TESTS) \
