@@ -286,6 +286,38 @@ int image_extents (struct image *img, uint64_t count, uint64_t offset,
 
 /* ---- information ---------------------------------------------------- */
 
+/* Format-specific information (qemu-img info's "format-specific"), as
+ * qemu's ImageInfoSpecific: a tag naming the format and that format's
+ * own part, filled by its driver. */
+enum image_info_kind {
+  IMAGE_INFO_NONE = 0,          /* raw: nothing of its own */
+  IMAGE_INFO_QED,
+  IMAGE_INFO_QCOW2,
+};
+
+struct image_info_qed {
+  uint32_t table_size;          /* in clusters */
+};
+
+struct image_info_qcow2 {
+  const char *compat;           /* "0.10" or "1.1" */
+  bool lazy_refcounts;
+  unsigned refcount_bits;
+  bool corrupt;
+  unsigned nb_snapshots;
+  const char *compression_type; /* "zlib" or "zstd" */
+  bool extended_l2;
+  const char *data_file;        /* external data file, or NULL */
+};
+
+struct image_info_specific {
+  enum image_info_kind kind;
+  union {                       /* the member kind names */
+    struct image_info_qed qed;
+    struct image_info_qcow2 qcow2;
+  };
+};
+
 struct image_info {
   const char *filename;
   const char *format;           /* "raw", "qed", "qcow2" */
@@ -298,17 +330,7 @@ struct image_info {
   const char *backing_format;   /* stored or probed format, or NULL */
   bool dirty;                   /* QED NEED_CHECK / qcow2 dirty bit */
   bool readonly;
-  /* qed */
-  uint32_t table_size;          /* in clusters */
-  /* qcow2 */
-  const char *compat;           /* "0.10" or "1.1" */
-  bool lazy_refcounts;
-  unsigned refcount_bits;
-  bool corrupt;
-  unsigned nb_snapshots;
-  const char *compression_type; /* "zlib" or "zstd" */
-  bool extended_l2;
-  const char *data_file;
+  struct image_info_specific specific;
 };
 
 /* Fills *info; strings point into the image and live as long as it. */

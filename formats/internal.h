@@ -79,6 +79,13 @@ struct drv_status {
   bool quick;
 };
 
+/* What image_get_info learns from a driver; image.c fills the rest. */
+struct drv_info {
+  uint32_t cluster_size;        /* 0: the format has no clusters */
+  bool dirty;                   /* QED NEED_CHECK / qcow2 dirty bit */
+  struct image_info_specific specific;
+};
+
 struct driver {
   const char *name;
   /* Extents split a data run where the host file has a hole and mark that
@@ -119,7 +126,9 @@ struct driver {
   int (*block_status) (struct image *img, uint64_t offset, uint64_t count,
                        struct drv_status *st);
 
-  void (*get_info) (struct image *img, struct image_info *info);
+  /* Optional (absent: no clusters, never dirty, nothing specific):
+   * what image_get_info needs from the driver. */
+  void (*get_info) (struct image *img, struct drv_info *di);
   /* Adds the metadata caches' figures to st (NULL: no cache). */
   void (*cache_stats) (struct image *img, struct image_stats *st);
   int (*check) (struct image *img, unsigned flags,

@@ -392,13 +392,16 @@ qed_cache_stats (struct image *img, struct image_stats *st)
 }
 
 static void
-qed_get_info (struct image *img, struct image_info *info)
+qed_get_info (struct image *img, struct drv_info *di)
 {
   struct qed *q = img->priv;
 
-  info->cluster_size = q->h.cluster_size;
-  info->table_size = q->h.table_size;
-  info->dirty = q->h.features & QED_F_NEED_CHECK;
+  *di = (struct drv_info) {
+    .cluster_size = q->h.cluster_size,
+    .dirty = q->h.features & QED_F_NEED_CHECK,
+    .specific = { .kind = IMAGE_INFO_QED,
+                  .qed = { .table_size = q->h.table_size } },
+  };
 }
 
 /* ---- header changes ------------------------------------------------------ */

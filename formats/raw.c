@@ -115,11 +115,6 @@ raw_block_status (struct image *img, uint64_t offset, uint64_t count,
   return 0;
 }
 
-static void
-raw_get_info (struct image *img, struct image_info *info)
-{
-}
-
 static int
 raw_create (const char *filename, const struct image_create_opts *opts)
 {
@@ -182,7 +177,6 @@ const struct driver raw_driver = {
   .pread_nowait = raw_pread_nowait,
   .pwrite_nowait = raw_pwrite_nowait,
   .block_status = raw_block_status,
-  .get_info = raw_get_info,
   .create = raw_create,
   .resize = raw_resize,
 };

@@ -50,6 +50,7 @@ defaults (void)
   struct image_create_opts o = { .size = 1 << 30, .lazy_refcounts = -1 };
   const char *f = path ("default.qcow2");
   struct image_info info;
+  const struct image_info_qcow2 *q;
   struct image *img;
 
   if (image_create (f, &o) == -1)
@@ -61,11 +62,13 @@ defaults (void)
       "\"compression-type\":\"zlib\"", NULL });
   img = open_image (f, IMAGE_OPEN_READONLY, 0);
   image_get_info (img, &info);
+  q = &info.specific.qcow2;
   if (strcmp (info.format, "qcow2") || info.cluster_size != 65536 ||
-      strcmp (info.compat, "1.1") || !info.lazy_refcounts ||
-      info.refcount_bits != 16 || info.corrupt || info.dirty ||
-      info.nb_snapshots || strcmp (info.compression_type, "zlib") ||
-      info.extended_l2 || info.data_file || info.virtual_size != 1 << 30)
+      info.specific.kind != IMAGE_INFO_QCOW2 ||
+      strcmp (q->compat, "1.1") || !q->lazy_refcounts ||
+      q->refcount_bits != 16 || q->corrupt || info.dirty ||
+      q->nb_snapshots || strcmp (q->compression_type, "zlib") ||
+      q->extended_l2 || q->data_file || info.virtual_size != 1 << 30)
     die ("image_get_info of a default image is wrong");
   CHECK (image_close (img));
   qemu_img_check_clean (f);

@@ -122,8 +122,8 @@ persistent_bitmaps (struct image *img)
   struct image_info info;
 
   image_get_info (img, &info);
-  return strcmp (info.format, "qcow2") == 0 && info.compat &&
-         strcmp (info.compat, "1.1") == 0;
+  return info.specific.kind == IMAGE_INFO_QCOW2 &&
+         strcmp (info.specific.qcow2.compat, "1.1") == 0;
 }
 
 static int
