@@ -860,6 +860,7 @@ const struct driver qcow2_driver = {
   .cache_stats = qcow2_cache_stats,
   .check = qcow2_check,
   .create = qcow2_create,
+  .create_options = qcow2_create_options,
   .set_backing = qcow2_set_backing,
   .make_empty = qcow2_make_empty,
   .resize = qcow2_resize,
@@ -867,7 +868,6 @@ const struct driver qcow2_driver = {
   .snapshot_create = qcow2_snapshot_create,
   .snapshot_apply = qcow2_snapshot_apply,
   .snapshot_delete = qcow2_snapshot_delete,
-  .set_lazy_refcounts = qcow2_set_lazy_refcounts,
+  .amend = qcow2_amend,
   .write_compressed = qcow2_write_compressed,
-  .set_version = qcow2_set_version,
 };

@@ -513,6 +513,7 @@ const struct driver qed_driver = {
   .cache_stats = qed_cache_stats,
   .check = qed_check,
   .create = qed_create,
+  .create_options = qed_create_options,
   .set_backing = qed_set_backing,
   .make_empty = qed_make_empty,
   .resize = qed_resize,

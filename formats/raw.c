@@ -126,12 +126,8 @@ raw_create (const char *filename, const struct image_create_opts *opts)
   if (opts->prealloc == IMAGE_PREALLOC_METADATA)
     return error_set (EINVAL, "%s: format raw has no metadata to "
                       "preallocate (use falloc or full)", filename);
-  if (opts->cluster_size || opts->table_size || opts->compat ||
-      opts->lazy_refcounts > 0 || opts->refcount_bits ||
-      opts->compression_type)
-    return error_set (EINVAL, "%s: format raw takes no cluster_size, "
-                      "table_size, compat, lazy_refcounts, refcount_bits or "
-                      "compression_type", filename);
+  if (create_refuse_others (filename, &raw_driver, opts, true) == -1)
+    return -1;
 
   fd = create_new_file (filename);
   if (fd == -1)
