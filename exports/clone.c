@@ -159,7 +159,6 @@ overlay_make (const char *dir, const char *file, const char *format,
     .backing_file = b->path,
     .backing_format = b->format,
     .no_backing_check = true,
-    .lazy_refcounts = -1,
   };
   CLEANUP_FREE char *tmp = NULL, *final = NULL;
   int fd, e;

@@ -47,6 +47,12 @@ chain_driver (const char *name)
 }
 
 const struct driver *
+chain_driver_at (unsigned i)
+{
+  return i < sizeof drivers / sizeof drivers[0] ? drivers[i] : NULL;
+}
+
+const struct driver *
 chain_probe_buf (const uint8_t *buf, size_t len)
 {
   size_t i;

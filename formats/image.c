@@ -280,6 +280,7 @@ image_flush_nowait (struct image *img)
 void
 image_get_info (struct image *img, struct image_info *info)
 {
+  struct drv_info di = { .cluster_size = 0 };
   struct stat st;
 
   memset (info, 0, sizeof *info);
@@ -296,7 +297,11 @@ image_get_info (struct image *img, struct image_info *info)
   info->backing_filename = img->backing_filename;
   info->full_backing_filename = img->full_backing_filename;
   info->backing_format = img->backing_format;
-  img->drv->get_info (img, info);
+  if (img->drv->get_info)
+    img->drv->get_info (img, &di);
+  info->cluster_size = di.cluster_size;
+  info->dirty = di.dirty;
+  info->specific = di.specific;
 }
 
 void

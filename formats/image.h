@@ -286,6 +286,38 @@ int image_extents (struct image *img, uint64_t count, uint64_t offset,
 
 /* ---- information ---------------------------------------------------- */
 
+/* Format-specific information (qemu-img info's "format-specific"), as
+ * qemu's ImageInfoSpecific: a tag naming the format and that format's
+ * own part, filled by its driver. */
+enum image_info_kind {
+  IMAGE_INFO_NONE = 0,          /* raw: nothing of its own */
+  IMAGE_INFO_QED,
+  IMAGE_INFO_QCOW2,
+};
+
+struct image_info_qed {
+  uint32_t table_size;          /* in clusters */
+};
+
+struct image_info_qcow2 {
+  const char *compat;           /* "0.10" or "1.1" */
+  bool lazy_refcounts;
+  unsigned refcount_bits;
+  bool corrupt;
+  unsigned nb_snapshots;
+  const char *compression_type; /* "zlib" or "zstd" */
+  bool extended_l2;
+  const char *data_file;        /* external data file, or NULL */
+};
+
+struct image_info_specific {
+  enum image_info_kind kind;
+  union {                       /* the member kind names */
+    struct image_info_qed qed;
+    struct image_info_qcow2 qcow2;
+  };
+};
+
 struct image_info {
   const char *filename;
   const char *format;           /* "raw", "qed", "qcow2" */
@@ -298,17 +330,7 @@ struct image_info {
   const char *backing_format;   /* stored or probed format, or NULL */
   bool dirty;                   /* QED NEED_CHECK / qcow2 dirty bit */
   bool readonly;
-  /* qed */
-  uint32_t table_size;          /* in clusters */
-  /* qcow2 */
-  const char *compat;           /* "0.10" or "1.1" */
-  bool lazy_refcounts;
-  unsigned refcount_bits;
-  bool corrupt;
-  unsigned nb_snapshots;
-  const char *compression_type; /* "zlib" or "zstd" */
-  bool extended_l2;
-  const char *data_file;
+  struct image_info_specific specific;
 };
 
 /* Fills *info; strings point into the image and live as long as it. */
@@ -405,6 +427,41 @@ enum image_prealloc {
   IMAGE_PREALLOC_FULL,
 };
 
+/* Format-specific create options.  Each format declares the options it
+ * takes beyond the common ones of struct image_create_opts, as qemu's
+ * drivers declare theirs (today qed: table_size; qcow2: compat,
+ * lazy_refcounts, refcount_bits, compression_type; cowbd-formats(5)
+ * says what they mean).  The front end parses a value as the option's
+ * type says; the format's create checks what it means and refuses an
+ * option of another format (EINVAL, naming it) unless its value is 0 or
+ * off, which asks for nothing. */
+enum image_option_type {
+  IMAGE_OPTION_STRING,          /* value in .string */
+  IMAGE_OPTION_BOOL,            /* .number: 1 (on) or 0 (off) */
+  IMAGE_OPTION_SIZE,            /* .number: a size, at most UINT32_MAX */
+};
+
+struct image_option {
+  const char *name;             /* as -o names it */
+  enum image_option_type type;
+  bool amend;                   /* image_amend can change it too */
+};
+
+/* The i-th format-specific option (the formats' lists one after the
+ * other, in the order they declare them, an option several formats
+ * take once), or NULL past the last. */
+const struct image_option *image_option_at (unsigned i);
+/* The format-specific option named name, or NULL if no format takes
+ * it. */
+const struct image_option *image_option_lookup (const char *name);
+
+/* A value given to one of them. */
+struct image_option_value {
+  const char *name;
+  const char *string;           /* IMAGE_OPTION_STRING */
+  uint64_t number;              /* IMAGE_OPTION_BOOL, IMAGE_OPTION_SIZE */
+};
+
 struct image_create_opts {
   const char *format;           /* NULL: the default format */
   uint64_t size;                /* 0 with a backing file: take its size */
@@ -415,20 +472,23 @@ struct image_create_opts {
                                    create -u): size must be given, the
                                    format is stored as given */
   uint32_t cluster_size;        /* 0: the format's default */
-  uint32_t table_size;          /* qed, in clusters; 0: default */
   enum image_prealloc prealloc;
-  int lazy_refcounts;           /* qcow2; -1: default */
-  const char *compat;           /* qcow2 "0.10" / "1.1"; NULL: default */
-  unsigned refcount_bits;       /* qcow2; 0: default */
   unsigned remote_timeout_ms;   /* opening a remote backing file: as
                                    image_open_opts; 0: the default */
-  const char *compression_type; /* qcow2 "zlib" / "zstd"; NULL: zlib */
+  /* Format-specific options (see above), nr_options of them, each name
+   * at most once; an option not given takes the format's default. */
+  const struct image_option_value *options;
+  size_t nr_options;
   /* Called now and then during a long preallocation with the bytes done
    * and the total.  A non-zero return cancels the create (errno ECANCELED):
    * the partial file is removed. */
   int (*progress) (void *opaque, uint64_t done, uint64_t total);
   void *progress_opaque;
 };
+
+/* The value of the option named name in opts, or NULL if not given. */
+const struct image_option_value *
+image_option_find (const struct image_create_opts *opts, const char *name);
 
 #define IMAGE_DEFAULT_FORMAT "qcow2"
 
@@ -463,19 +523,17 @@ int image_make_empty (struct image *img);
 int image_resize (struct image *img, uint64_t size,
                   enum image_prealloc prealloc, unsigned flags);
 
-/* Turns qcow2 lazy refcounts on or off (qemu-img amend -o
- * lazy_refcounts=on|off); turning them off first writes every refcount
- * block back.  ENOTSUP for other formats and for compat=0.10 (on). */
-int image_set_lazy_refcounts (struct image *img, bool on);
-
-/* Changes a qcow2 image's compat level as qemu-img amend -o compat=
- * does: "1.1" (or "v3") upgrades a version 2 image; "0.10" (or "v2")
- * downgrades a version 3 image where no version 3 feature is in use
- * (lazy refcounts are turned off first, a zstd compression type without
- * compressed clusters becomes zlib).  A refusal (refcount_bits other
- * than 16, incompatible features, zstd-compressed clusters, zero
- * clusters) writes nothing.  The header is rewritten in one write. */
-int image_set_compat (struct image *img, const char *compat);
+/* Changes what qemu-img amend -o changes, in an image opened read-write
+ * that the caller has to itself: the format-specific options whose
+ * image_option.amend is set (qcow2: compat 0.10 <-> 1.1, "v2"/"v3" too,
+ * a downgrade only where no version 3 feature is in use, and
+ * lazy_refcounts on or off), and opts->size (as image_resize, shrinking
+ * allowed).  opts->backing_file and backing_format may only name what
+ * the image has (EINVAL: rebase changes them).  The caller refuses the
+ * options only a create can set.  A format without amendable options
+ * (raw, QED) refuses with ENOTSUP; a refused compat change writes
+ * nothing. */
+int image_amend (struct image *img, const struct image_create_opts *opts);
 
 /* Probes a file's format without opening it as an image: "raw", "qed" or
  * "qcow2", or NULL with an error set. */

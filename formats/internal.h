@@ -79,6 +79,13 @@ struct drv_status {
   bool quick;
 };
 
+/* What image_get_info learns from a driver; image.c fills the rest. */
+struct drv_info {
+  uint32_t cluster_size;        /* 0: the format has no clusters */
+  bool dirty;                   /* QED NEED_CHECK / qcow2 dirty bit */
+  struct image_info_specific specific;
+};
+
 struct driver {
   const char *name;
   /* Extents split a data run where the host file has a hole and mark that
@@ -119,13 +126,18 @@ struct driver {
   int (*block_status) (struct image *img, uint64_t offset, uint64_t count,
                        struct drv_status *st);
 
-  void (*get_info) (struct image *img, struct image_info *info);
+  /* Optional (absent: no clusters, never dirty, nothing specific):
+   * what image_get_info needs from the driver. */
+  void (*get_info) (struct image *img, struct drv_info *di);
   /* Adds the metadata caches' figures to st (NULL: no cache). */
   void (*cache_stats) (struct image *img, struct image_stats *st);
   int (*check) (struct image *img, unsigned flags,
                 struct image_check_result *result,
                 image_report_fn report, void *opaque);
   int (*create) (const char *filename, const struct image_create_opts *opts);
+  /* The format-specific create options create takes, ended by a NULL
+   * name (NULL: none); create-opts.c. */
+  const struct image_option *create_options;
   int (*set_backing) (struct image *img, const char *backing_file,
                       const char *backing_format);
   int (*make_empty) (struct image *img);
@@ -141,14 +153,13 @@ struct driver {
   int (*snapshot_create) (struct image *img, const char *name);
   int (*snapshot_apply) (struct image *img, const char *id_or_name);
   int (*snapshot_delete) (struct image *img, const char *name);
-  /* Optional: image_set_lazy_refcounts (qcow2). */
-  int (*set_lazy_refcounts) (struct image *img, bool on);
+  /* Optional: image_amend (qcow2), the image writable: changes the
+   * format's own options and calls amend_common for the rest. */
+  int (*amend) (struct image *img, const struct image_create_opts *opts);
   /* Optional: image_write_compressed (qcow2); validated for range and
    * writability only. */
   int (*write_compressed) (struct image *img, const void *buf,
                            size_t count, uint64_t offset);
-  /* Optional: image_set_compat (qcow2): version 2 or 3. */
-  int (*set_version) (struct image *img, unsigned version);
 };
 
 extern const struct driver raw_driver;
@@ -447,6 +458,30 @@ int create_finish (int fd, const char *filename, uint64_t end,
 int create_inspect_backing (const char *filename,
                             const struct image_create_opts *opts,
                             uint64_t *size, const char **format);
+
+/* ---- format-specific create options (create-opts.c) --------------------- */
+
+/* Refuses (EINVAL, "FILE: format F has no A, B or C options") opts that
+ * ask for an option drv does not list (another format's), or, with
+ * no_clusters, for a cluster size ("FILE: format F takes no
+ * cluster_size, A or B"). */
+int create_refuse_others (const char *filename, const struct driver *drv,
+                          const struct image_create_opts *opts,
+                          bool no_clusters);
+/* The value given to option name (of type bool or size), or dflt. */
+uint64_t create_opt_number (const struct image_create_opts *opts,
+                            const char *name, uint64_t dflt);
+/* The value given to string option name, or NULL. */
+const char *create_opt_string (const struct image_create_opts *opts,
+                               const char *name);
+
+/* ---- amend (amend.c) ------------------------------------------------- */
+
+/* The part of image_amend every format shares: the size (opts->size, as
+ * image_resize with IMAGE_RESIZE_SHRINK) and the backing file and
+ * format, which may only be named as they are. */
+int amend_common (struct image *img, const struct image_create_opts *opts);
+
 /* ---- resize (resize.c) ---------------------------------------------- */
 
 /* Writes [old_size, img->size) as zeros through the driver and makes it
@@ -475,6 +510,8 @@ void crash_test_pause (void);
 
 /* The driver of that name, or NULL.  (chain.c) */
 const struct driver *chain_driver (const char *name);
+/* The i-th driver known (in probing order), or NULL past the last. */
+const struct driver *chain_driver_at (unsigned i);
 
 /* The driver whose magic starts buf (len may be short): raw if none.
  * (image.c) */

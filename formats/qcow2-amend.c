@@ -41,8 +41,8 @@ write_compat_bits (struct qcow2 *q, uint64_t bits)
   return 0;
 }
 
-int
-qcow2_set_lazy_refcounts (struct image *img, bool on)
+static int
+set_lazy_refcounts (struct image *img, bool on)
 {
   struct qcow2 *q = img->priv;
   uint64_t bits = q->h.compatible_features;
@@ -196,17 +196,62 @@ write_version (struct qcow2 *q, unsigned version)
   return 0;
 }
 
-int
-qcow2_set_version (struct image *img, unsigned version)
+/* Changes the compat level as qemu-img amend -o compat= does: "1.1"
+ * (or "v3") upgrades a version 2 image; "0.10" (or "v2") downgrades a
+ * version 3 image where no version 3 feature is in use (lazy refcounts
+ * are turned off first, a zstd compression type without compressed
+ * clusters becomes zlib).  A refusal (refcount_bits other than 16,
+ * incompatible features, zstd-compressed clusters, zero clusters)
+ * writes nothing; the header is rewritten in one write. */
+static int
+set_compat (struct image *img, const char *compat)
 {
   struct qcow2 *q = img->priv;
+  unsigned version;
 
+  if (strcmp (compat, "0.10") == 0 || strcmp (compat, "v2") == 0)
+    version = 2;
+  else if (strcmp (compat, "1.1") == 0 || strcmp (compat, "v3") == 0)
+    version = 3;
+  else
+    return error_file (img, EINVAL, "Unknown compatibility level %s",
+                       compat);
   if (version == q->h.version)
     return 0;
   if (version < q->h.version) {
     if (downgrade_refused (q) == -1 ||
-        qcow2_set_lazy_refcounts (img, false) == -1)
+        set_lazy_refcounts (img, false) == -1)
       return -1;
   }
   return write_version (q, version);
+}
+
+static bool
+is_v2 (const char *compat)
+{
+  return strcmp (compat, "0.10") == 0 || strcmp (compat, "v2") == 0;
+}
+
+/* compat first, checked whole before it writes (a refused downgrade
+ * leaves the file as it was), then the size and backing file, then lazy
+ * refcounts (not on a version 2 target, which has none), as qemu-img
+ * amend goes. */
+int
+qcow2_amend (struct image *img, const struct image_create_opts *opts)
+{
+  const char *compat = create_opt_string (opts, "compat");
+  const struct image_option_value *lazy = image_option_find (opts,
+                                                     "lazy_refcounts");
+  bool v2 = compat && is_v2 (compat);
+
+  if (v2 && lazy && lazy->number)
+    return error_set (EINVAL, "Lazy refcounts only supported with "
+                      "compatibility level 1.1 and above (use compat=1.1 "
+                      "or greater)");
+  if ((compat && set_compat (img, compat) == -1) ||
+      amend_common (img, opts) == -1)
+    return -1;
+  if (lazy && !v2)
+    return set_lazy_refcounts (img, lazy->number != 0);
+  return 0;
 }

@@ -160,38 +160,60 @@ parse_compression (const char *filename, const char *type, bool v3,
   return 0;
 }
 
+/* qcow2's own create options (image_option). */
+const struct image_option qcow2_create_options[] = {
+  { .name = "compat", .type = IMAGE_OPTION_STRING, .amend = true },
+  { .name = "lazy_refcounts", .type = IMAGE_OPTION_BOOL, .amend = true },
+  { .name = "refcount_bits", .type = IMAGE_OPTION_SIZE },
+  { .name = "compression_type", .type = IMAGE_OPTION_STRING },
+  { .name = NULL },
+};
+
+/* compat: "1.1" (or "v3", the default) or "0.10" (or "v2"). */
+static int
+parse_compat (const char *filename, const char *compat, bool *v3)
+{
+  if (compat == NULL || strcmp (compat, "1.1") == 0 ||
+      strcmp (compat, "v3") == 0)
+    *v3 = true;
+  else if (strcmp (compat, "0.10") == 0 || strcmp (compat, "v2") == 0)
+    *v3 = false;
+  else
+    return error_set (EINVAL, "%s: compat must be 0.10 or 1.1, not '%s'",
+                      filename, compat);
+  return 0;
+}
+
 static int
 parse_options (const char *filename, const struct image_create_opts *o,
                struct plan *p)
 {
   uint32_t cs = o->cluster_size ? o->cluster_size
                                 : QCOW2_DEFAULT_CLUSTER_SIZE;
-  unsigned bits = o->refcount_bits ? o->refcount_bits : 16;
-  const char *compat = o->compat ? o->compat : "1.1";
+  uint64_t bits = create_opt_number (o, "refcount_bits", 0);
+  const struct image_option_value *lazy_v = image_option_find (o,
+                                                       "lazy_refcounts");
+  int lazy = lazy_v ? lazy_v->number != 0 : -1; /* -1: on for version 3 */
   const char *msg;
-  bool v3;
+  bool v3 = true;
 
   if (!is_power_of_2 (cs) ||
       (msg = qcow2_geometry_error (log_2_bits (cs), 0)) != NULL)
     return error_set (EINVAL, "%s: cluster_size must be a power of two "
                       "from 512 to 2097152", filename);
-  if (strcmp (compat, "1.1") == 0 || strcmp (compat, "v3") == 0)
-    v3 = true;
-  else if (strcmp (compat, "0.10") == 0 || strcmp (compat, "v2") == 0)
-    v3 = false;
-  else
-    return error_set (EINVAL, "%s: compat must be 0.10 or 1.1, not '%s'",
-                      filename, compat);
+  if (parse_compat (filename, create_opt_string (o, "compat"), &v3) == -1)
+    return -1;
+  if (bits == 0)                /* 0: the default */
+    bits = 16;
   if (!is_power_of_2 (bits) || bits > 64)
     return error_set (EINVAL, "%s: refcount_bits must be a power of two "
                       "from 1 to 64", filename);
-  if (!v3 && (bits != 16 || o->lazy_refcounts > 0))
+  if (!v3 && (bits != 16 || lazy > 0))
     return error_set (EINVAL, "%s: lazy_refcounts and refcount_bits other "
                       "than 16 need compat=1.1", filename);
-  if (o->table_size)
-    return error_set (EINVAL, "%s: format qcow2 has no table_size option",
-                      filename);
-  if (parse_compression (filename, o->compression_type, v3, &p->h) == -1)
+  if (create_refuse_others (filename, &qcow2_driver, o, false) == -1 ||
+      parse_compression (filename, create_opt_string (o, "compression_type"),
+                         v3, &p->h) == -1)
     return -1;
   p->cs = cs;
   p->h.magic = QCOW2_MAGIC;
@@ -199,7 +221,7 @@ parse_options (const char *filename, const struct image_create_opts *o,
   p->h.cluster_bits = log_2_bits (cs);
   p->h.refcount_order = log_2_bits (bits);
   p->h.header_length = v3 ? QCOW2_OUR_HEADER_BYTES : QCOW2_V2_HEADER_BYTES;
-  if (v3 && o->lazy_refcounts != 0)
+  if (v3 && lazy != 0)
     p->h.compatible_features = QCOW2_COMPAT_LAZY_REFCOUNTS;
   return 0;
 }

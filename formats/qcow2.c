@@ -742,7 +742,7 @@ qcow2_cache_stats (struct image *img, struct image_stats *st)
 }
 
 static void
-qcow2_get_info (struct image *img, struct image_info *info)
+qcow2_get_info (struct image *img, struct drv_info *di)
 {
   struct qcow2 *q = img->priv;
   uint64_t inc;
@@ -750,18 +750,20 @@ qcow2_get_info (struct image *img, struct image_info *info)
   pthread_mutex_lock (&q->header_lock);
   inc = q->h.incompatible_features;
   pthread_mutex_unlock (&q->header_lock);
-  info->cluster_size = (uint32_t) q->cluster_size;
-  info->dirty = inc & QCOW2_INCOMPAT_DIRTY;
-  info->compat = q->h.version >= 3 ? "1.1" : "0.10";
-  info->lazy_refcounts = q->h.compatible_features &
-                         QCOW2_COMPAT_LAZY_REFCOUNTS;
-  info->refcount_bits = q->refcount_bits;
-  info->corrupt = inc & QCOW2_INCOMPAT_CORRUPT;
-  info->nb_snapshots = q->h.nb_snapshots;
-  info->compression_type = q->h.compression_type == QCOW2_COMPRESSION_ZSTD
-                           ? "zstd" : "zlib";
-  info->extended_l2 = q->extended_l2;
-  info->data_file = q->data_file;
+  di->cluster_size = (uint32_t) q->cluster_size;
+  di->dirty = inc & QCOW2_INCOMPAT_DIRTY;
+  di->specific.kind = IMAGE_INFO_QCOW2;
+  di->specific.qcow2 = (struct image_info_qcow2) {
+    .compat = q->h.version >= 3 ? "1.1" : "0.10",
+    .lazy_refcounts = q->h.compatible_features & QCOW2_COMPAT_LAZY_REFCOUNTS,
+    .refcount_bits = q->refcount_bits,
+    .corrupt = inc & QCOW2_INCOMPAT_CORRUPT,
+    .nb_snapshots = q->h.nb_snapshots,
+    .compression_type = q->h.compression_type == QCOW2_COMPRESSION_ZSTD
+                        ? "zstd" : "zlib",
+    .extended_l2 = q->extended_l2,
+    .data_file = q->data_file,
+  };
 }
 
 /* ---- header changes ----------------------------------------------------- */
@@ -859,6 +861,7 @@ const struct driver qcow2_driver = {
   .cache_stats = qcow2_cache_stats,
   .check = qcow2_check,
   .create = qcow2_create,
+  .create_options = qcow2_create_options,
   .set_backing = qcow2_set_backing,
   .make_empty = qcow2_make_empty,
   .resize = qcow2_resize,
@@ -866,7 +869,6 @@ const struct driver qcow2_driver = {
   .snapshot_create = qcow2_snapshot_create,
   .snapshot_apply = qcow2_snapshot_apply,
   .snapshot_delete = qcow2_snapshot_delete,
-  .set_lazy_refcounts = qcow2_set_lazy_refcounts,
+  .amend = qcow2_amend,
   .write_compressed = qcow2_write_compressed,
-  .set_version = qcow2_set_version,
 };

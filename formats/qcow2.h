@@ -442,11 +442,11 @@ int qcow2_resize (struct image *img, uint64_t size,
                   enum image_prealloc prealloc, bool zero_new);
 
 /* ---- qcow2-amend.c ----------------------------------------------------- */
-int qcow2_set_lazy_refcounts (struct image *img, bool on);
-int qcow2_set_version (struct image *img, unsigned version);
+int qcow2_amend (struct image *img, const struct image_create_opts *opts);
 
 /* ---- qcow2-create.c ----------------------------------------------------- */
 int qcow2_create (const char *filename, const struct image_create_opts *opts);
+extern const struct image_option qcow2_create_options[];
 /* Encodes the header extensions of a header we write: backing format,
  * the feature name table (if room), kept unknown extensions, end.
  * Returns the bytes used, or 0 if they do not fit in room. */

@@ -26,6 +26,7 @@
 
 #include "byte-swapping.h"
 #include "cleanup.h"
+#include "minmax.h"
 #include "qed.h"
 #include "rounding.h"
 
@@ -112,15 +113,23 @@ write_image (int fd, const char *filename, const struct qed_header *h,
   return create_finish (fd, filename, end, data, data_bytes, opts);
 }
 
+/* QED's own create options (image_option): the L1 and L2 table size. */
+const struct image_option qed_create_options[] = {
+  { .name = "table_size", .type = IMAGE_OPTION_SIZE },
+  { .name = NULL },
+};
+
 int
 qed_create (const char *filename, const struct image_create_opts *opts)
 {
+  /* (UINT32_MAX, past any valid size, for a larger number) */
+  uint32_t table_size = MIN (create_opt_number (opts, "table_size", 0),
+                             UINT32_MAX);
   struct qed_header h = {
     .magic = QED_MAGIC,
     .cluster_size = opts->cluster_size ? opts->cluster_size
                                        : QED_DEFAULT_CLUSTER_SIZE,
-    .table_size = opts->table_size ? opts->table_size
-                                   : QED_DEFAULT_TABLE_SIZE,
+    .table_size = table_size ? table_size : QED_DEFAULT_TABLE_SIZE,
     .header_size = 1,
   };
   struct backing_plan b = { 0 };
@@ -131,11 +140,8 @@ qed_create (const char *filename, const struct image_create_opts *opts)
   msg = qed_geometry_error (h.cluster_size, h.table_size);
   if (msg)
     return error_set (EINVAL, "%s: %s", filename, msg);
-  if (opts->compat || opts->lazy_refcounts > 0 || opts->refcount_bits ||
-      opts->compression_type)
-    return error_set (EINVAL, "%s: format qed has no compat, "
-                      "lazy_refcounts, refcount_bits or compression_type "
-                      "options", filename);
+  if (create_refuse_others (filename, &qed_driver, opts, false) == -1)
+    return -1;
   if (opts->backing_file && opts->backing_file[0]) {
     if (opts->prealloc != IMAGE_PREALLOC_OFF)
       return error_set (EINVAL, "%s: preallocation and a backing file "

@@ -393,13 +393,16 @@ qed_cache_stats (struct image *img, struct image_stats *st)
 }
 
 static void
-qed_get_info (struct image *img, struct image_info *info)
+qed_get_info (struct image *img, struct drv_info *di)
 {
   struct qed *q = img->priv;
 
-  info->cluster_size = q->h.cluster_size;
-  info->table_size = q->h.table_size;
-  info->dirty = q->h.features & QED_F_NEED_CHECK;
+  *di = (struct drv_info) {
+    .cluster_size = q->h.cluster_size,
+    .dirty = q->h.features & QED_F_NEED_CHECK,
+    .specific = { .kind = IMAGE_INFO_QED,
+                  .qed = { .table_size = q->h.table_size } },
+  };
 }
 
 /* ---- header changes ------------------------------------------------------ */
@@ -511,6 +514,7 @@ const struct driver qed_driver = {
   .cache_stats = qed_cache_stats,
   .check = qed_check,
   .create = qed_create,
+  .create_options = qed_create_options,
   .set_backing = qed_set_backing,
   .make_empty = qed_make_empty,
   .resize = qed_resize,

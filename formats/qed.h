@@ -176,5 +176,6 @@ int qed_resize (struct image *img, uint64_t size,
 
 /* qed-create.c */
 int qed_create (const char *filename, const struct image_create_opts *opts);
+extern const struct image_option qed_create_options[];
 
 #endif /* COWBD_QED_H */

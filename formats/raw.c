@@ -115,11 +115,6 @@ raw_block_status (struct image *img, uint64_t offset, uint64_t count,
   return 0;
 }
 
-static void
-raw_get_info (struct image *img, struct image_info *info)
-{
-}
-
 static int
 raw_create (const char *filename, const struct image_create_opts *opts)
 {
@@ -131,12 +126,8 @@ raw_create (const char *filename, const struct image_create_opts *opts)
   if (opts->prealloc == IMAGE_PREALLOC_METADATA)
     return error_set (EINVAL, "%s: format raw has no metadata to "
                       "preallocate (use falloc or full)", filename);
-  if (opts->cluster_size || opts->table_size || opts->compat ||
-      opts->lazy_refcounts > 0 || opts->refcount_bits ||
-      opts->compression_type)
-    return error_set (EINVAL, "%s: format raw takes no cluster_size, "
-                      "table_size, compat, lazy_refcounts, refcount_bits or "
-                      "compression_type", filename);
+  if (create_refuse_others (filename, &raw_driver, opts, true) == -1)
+    return -1;
 
   fd = create_new_file (filename);
   if (fd == -1)
@@ -182,7 +173,6 @@ const struct driver raw_driver = {
   .pread_nowait = raw_pread_nowait,
   .pwrite_nowait = raw_pwrite_nowait,
   .block_status = raw_block_status,
-  .get_info = raw_get_info,
   .create = raw_create,
   .resize = raw_resize,
 };

@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* What only qcow2 has, dispatched: internal snapshots listed
- * (qcow2-snapshot.c), created, applied and deleted (qcow2-snapshot-ops.c),
- * and lazy refcounts switched (qcow2-amend.c). */
+ * (qcow2-snapshot.c), created, applied and deleted (qcow2-snapshot-ops.c). */
 #include <config.h>
 
 #include <errno.h>
@@ -52,37 +51,4 @@ image_snapshot_delete (struct image *img, const char *name)
   if (can_change (img, img->drv->snapshot_delete) == -1)
     return -1;
   return img->drv->snapshot_delete (img, name);
-}
-
-int
-image_set_lazy_refcounts (struct image *img, bool on)
-{
-  if (img->readonly)
-    return error_file (img, EROFS, "cannot amend an image opened "
-                       "read-only");
-  if (img->drv->set_lazy_refcounts == NULL)
-    return error_file (img, ENOTSUP, "format %s has no lazy refcounts",
-                       img->drv->name);
-  return img->drv->set_lazy_refcounts (img, on);
-}
-
-int
-image_set_compat (struct image *img, const char *compat)
-{
-  unsigned v;
-
-  if (strcmp (compat, "0.10") == 0 || strcmp (compat, "v2") == 0)
-    v = 2;
-  else if (strcmp (compat, "1.1") == 0 || strcmp (compat, "v3") == 0)
-    v = 3;
-  else
-    return error_file (img, EINVAL, "Unknown compatibility level %s",
-                       compat);
-  if (img->readonly)
-    return error_file (img, EROFS, "cannot amend an image opened "
-                       "read-only");
-  if (img->drv->set_version == NULL)
-    return error_file (img, ENOTSUP, "format %s has no compat level",
-                       img->drv->name);
-  return img->drv->set_version (img, v);
 }

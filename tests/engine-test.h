@@ -124,6 +124,13 @@ open_image (const char *file, unsigned flags, uint64_t cache_size)
   return open_image_as (file, NULL, flags, cache_size);
 }
 
+/* Format-specific create options for a struct image_create_opts
+ * initialiser: IMAGE_OPTIONS ({ .name = "compat", .string = "0.10" }). */
+#define IMAGE_OPTIONS(...)                                              \
+  .options = (const struct image_option_value[]) { __VA_ARGS__ },       \
+  .nr_options = sizeof ((const struct image_option_value[]) {           \
+      __VA_ARGS__ }) / sizeof (struct image_option_value)
+
 static void
 create_image (const char *file, const char *format, uint64_t size,
               const char *backing, uint32_t cluster_size,
@@ -131,9 +138,10 @@ create_image (const char *file, const char *format, uint64_t size,
 {
   struct image_create_opts o = {
     .format = format, .size = size, .backing_file = backing,
-    .cluster_size = cluster_size, .table_size = table_size,
-    .lazy_refcounts = -1,
+    .cluster_size = cluster_size,
+    IMAGE_OPTIONS ({ .name = "table_size", .number = table_size }),
   };
+  o.nr_options = table_size ? 1 : 0;   /* QED's: none for the others */
   if (image_create (file, &o) == -1)
     die ("create %s: %s", file, image_error ());
 }
@@ -145,11 +153,21 @@ create_qcow2 (const char *file, uint64_t size, const char *backing,
               uint32_t cluster_size, int lazy, const char *compat,
               unsigned refcount_bits)
 {
+  struct image_option_value v[3];
   struct image_create_opts o = {
     .format = "qcow2", .size = size, .backing_file = backing,
-    .cluster_size = cluster_size, .lazy_refcounts = lazy,
-    .compat = compat, .refcount_bits = refcount_bits,
+    .cluster_size = cluster_size, .options = v,
   };
+
+  if (lazy >= 0)
+    v[o.nr_options++] = (struct image_option_value) {
+      .name = "lazy_refcounts", .number = (uint64_t) lazy };
+  if (compat)
+    v[o.nr_options++] = (struct image_option_value) {
+      .name = "compat", .string = compat };
+  if (refcount_bits)
+    v[o.nr_options++] = (struct image_option_value) {
+      .name = "refcount_bits", .number = refcount_bits };
   if (image_create (file, &o) == -1)
     die ("create %s: %s", file, image_error ());
 }

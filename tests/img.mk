@@ -5,6 +5,7 @@
 IMG_TESTS = \
 	test-img-help.sh \
 	test-img-create.sh \
+	test-img-create-options.sh \
 	test-img-info.sh \
 	test-img-map.sh \
 	test-img-check.sh \

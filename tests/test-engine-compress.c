@@ -136,8 +136,9 @@ static void
 create_compressed (const char *file, uint64_t size, unsigned refcount_bits)
 {
   struct image_create_opts o = {
-    .format = "qcow2", .size = size, .lazy_refcounts = -1,
-    .refcount_bits = refcount_bits, .compression_type = compression,
+    .format = "qcow2", .size = size,
+    IMAGE_OPTIONS ({ .name = "refcount_bits", .number = refcount_bits },
+                   { .name = "compression_type", .string = compression }),
   };
   if (image_create (file, &o) == -1)
     die ("create %s: %s", file, image_error ());

@@ -47,9 +47,10 @@ info_says (const char *file, const char *const *needles)
 static void
 defaults (void)
 {
-  struct image_create_opts o = { .size = 1 << 30, .lazy_refcounts = -1 };
+  struct image_create_opts o = { .size = 1 << 30 };
   const char *f = path ("default.qcow2");
   struct image_info info;
+  const struct image_info_qcow2 *q;
   struct image *img;
 
   if (image_create (f, &o) == -1)
@@ -61,11 +62,13 @@ defaults (void)
       "\"compression-type\":\"zlib\"", NULL });
   img = open_image (f, IMAGE_OPEN_READONLY, 0);
   image_get_info (img, &info);
+  q = &info.specific.qcow2;
   if (strcmp (info.format, "qcow2") || info.cluster_size != 65536 ||
-      strcmp (info.compat, "1.1") || !info.lazy_refcounts ||
-      info.refcount_bits != 16 || info.corrupt || info.dirty ||
-      info.nb_snapshots || strcmp (info.compression_type, "zlib") ||
-      info.extended_l2 || info.data_file || info.virtual_size != 1 << 30)
+      info.specific.kind != IMAGE_INFO_QCOW2 ||
+      strcmp (q->compat, "1.1") || !q->lazy_refcounts ||
+      q->refcount_bits != 16 || q->corrupt || info.dirty ||
+      q->nb_snapshots || strcmp (q->compression_type, "zlib") ||
+      q->extended_l2 || q->data_file || info.virtual_size != 1 << 30)
     die ("image_get_info of a default image is wrong");
   CHECK (image_close (img));
   qemu_img_check_clean (f);
@@ -111,26 +114,27 @@ static void
 bad_options (void)
 {
   refused ("cluster_size 1000", (struct image_create_opts) {
-      .cluster_size = 1000, .lazy_refcounts = -1 });
+      .cluster_size = 1000 });
   refused ("cluster_size 4M", (struct image_create_opts) {
-      .cluster_size = 4 << 20, .lazy_refcounts = -1 });
+      .cluster_size = 4 << 20 });
   refused ("refcount_bits 3", (struct image_create_opts) {
-      .refcount_bits = 3, .lazy_refcounts = -1 });
+      IMAGE_OPTIONS ({ .name = "refcount_bits", .number = 3 }) });
   refused ("refcount_bits 128", (struct image_create_opts) {
-      .refcount_bits = 128, .lazy_refcounts = -1 });
+      IMAGE_OPTIONS ({ .name = "refcount_bits", .number = 128 }) });
   refused ("compat 2.0", (struct image_create_opts) {
-      .compat = "2.0", .lazy_refcounts = -1 });
+      IMAGE_OPTIONS ({ .name = "compat", .string = "2.0" }) });
   refused ("lazy refcounts on version 2", (struct image_create_opts) {
-      .compat = "0.10", .lazy_refcounts = 1 });
+      IMAGE_OPTIONS ({ .name = "compat", .string = "0.10" },
+                     { .name = "lazy_refcounts", .number = 1 }) });
   refused ("refcount_bits 8 on version 2", (struct image_create_opts) {
-      .compat = "0.10", .refcount_bits = 8, .lazy_refcounts = -1 });
+      IMAGE_OPTIONS ({ .name = "compat", .string = "0.10" },
+                     { .name = "refcount_bits", .number = 8 }) });
   refused ("table_size", (struct image_create_opts) {
-      .table_size = 4, .lazy_refcounts = -1 });
+      IMAGE_OPTIONS ({ .name = "table_size", .number = 4 }) });
   refused ("too large for 512-byte clusters", (struct image_create_opts) {
-      .size = 1ULL << 50, .cluster_size = 512, .lazy_refcounts = -1 });
+      .size = 1ULL << 50, .cluster_size = 512 });
   refused ("preallocation with a backing file", (struct image_create_opts) {
-      .backing_file = "default.qcow2", .prealloc = IMAGE_PREALLOC_METADATA,
-      .lazy_refcounts = -1 });
+      .backing_file = "default.qcow2", .prealloc = IMAGE_PREALLOC_METADATA });
 }
 
 static void
@@ -179,7 +183,7 @@ preallocation (enum image_prealloc mode, const char *name)
   struct progress p = { 0 };
   struct image_create_opts o = {
     .format = "qcow2", .size = 200 << 20, .prealloc = mode,
-    .lazy_refcounts = -1, .progress = progress_fn, .progress_opaque = &p,
+    .progress = progress_fn, .progress_opaque = &p,
   };
 
   if (image_create (f, &o) == -1)

@@ -722,7 +722,7 @@ int
 cmd_convert (int argc, char **argv)
 {
   struct convert_opts o = {
-    .create = { .lazy_refcounts = -1, .format = "raw" },
+    .create = { .format = "raw" },
     .create_target = true, .min_sparse = DEFAULT_MIN_SPARSE,
     .nthreads = DEFAULT_THREADS,
   };

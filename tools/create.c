@@ -49,11 +49,38 @@ own_backing (const char *filename, const char *backing)
   return true;
 }
 
+/* " NAME=VALUE" of a format-specific option, if it was given (a size
+ * of 0, the default, is not shown). */
+static void
+print_format_option (const struct image_create_opts *opts,
+                     const struct image_option *o)
+{
+  const struct image_option_value *v = image_option_find (opts, o->name);
+
+  if (v == NULL)
+    return;
+  switch (o->type) {
+  case IMAGE_OPTION_STRING:
+    printf (" %s=%s", o->name, v->string);
+    break;
+  case IMAGE_OPTION_BOOL:
+    printf (" %s=%s", o->name, v->number ? "on" : "off");
+    break;
+  case IMAGE_OPTION_SIZE:
+    if (v->number)
+      printf (" %s=%" PRIu64, o->name, v->number);
+    break;
+  }
+}
+
 /* "Formatting 'FILE', fmt=qed size=N ...", as qemu-img prints it. */
 static void
 print_formatting (const char *filename, const char *format,
                   const struct image_create_opts *opts)
 {
+  const struct image_option *o;
+  unsigned i;
+
   printf ("Formatting '%s', fmt=%s size=%" PRIu64, filename, format,
           opts->size);
   if (opts->backing_file)
@@ -62,18 +89,10 @@ print_formatting (const char *filename, const char *format,
     printf (" backing_fmt=%s", opts->backing_format);
   if (opts->cluster_size)
     printf (" cluster_size=%" PRIu32, opts->cluster_size);
-  if (opts->table_size)
-    printf (" table_size=%" PRIu32, opts->table_size);
   if (opts->prealloc != IMAGE_PREALLOC_OFF)
     printf (" preallocation=%s", prealloc_names[opts->prealloc]);
-  if (opts->compat)
-    printf (" compat=%s", opts->compat);
-  if (opts->lazy_refcounts >= 0)
-    printf (" lazy_refcounts=%s", opts->lazy_refcounts ? "on" : "off");
-  if (opts->refcount_bits)
-    printf (" refcount_bits=%u", opts->refcount_bits);
-  if (opts->compression_type)
-    printf (" compression_type=%s", opts->compression_type);
+  for (i = 0; (o = image_option_at (i)) != NULL; i++)
+    print_format_option (opts, o);
   putchar ('\n');
   fflush (stdout);
 }
@@ -157,7 +176,7 @@ cmd_create (int argc, char **argv)
     { NULL },
   };
   struct image_create_opts opts = {
-    .lazy_refcounts = -1, .remote_timeout_ms = img_remote_timeout_ms,
+    .remote_timeout_ms = img_remote_timeout_ms,
   };
   const char *filename, *format = IMAGE_DEFAULT_FORMAT;
   bool quiet = false, unsafe = false, show_progress = false;

@@ -78,7 +78,8 @@ int close_image (struct image *img);
 /* Parses -o OPT=V[,OPT=V...] into opts (qemu-img's syntax: ",," is a
  * literal comma).  Unknown options and bad values are usage errors:
  * returns -1 with the message printed.  Strings in opts point into arg,
- * which is modified. */
+ * which is modified; the format-specific options' values (opts->options)
+ * are kept in one array of options.c: a command parses one set. */
 int parse_create_options (char *arg, struct image_create_opts *opts);
 /* Prints the options -o accepts (-o help). */
 void print_create_options (FILE *fp);

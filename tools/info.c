@@ -14,8 +14,10 @@
  * for qemu-img.
  *
  * Format-specific information (qemu-img's "Format specific information"
- * and "format-specific") comes from the table `specifics` below: a format
- * that has some adds one entry with its two printers.
+ * and "format-specific") comes from the engine's info->specific, a tag
+ * and the format's own part, as qemu's ImageInfoSpecific; the table
+ * `specifics` below prints it: a format that shows some adds one entry
+ * with its two printers.
  */
 #include <config.h>
 
@@ -30,19 +32,19 @@
 #include "size.h"
 
 struct specific {
-  const char *format;
+  enum image_info_kind kind;
   /* Lines after "Format specific information:", indented by 4. */
-  void (*human) (const struct image_info *info);
+  void (*human) (const struct image_info_specific *spec);
   /* Members of "data" in {"type": format, "data": {...}}. */
-  void (*json) (struct json *j, const struct image_info *info);
+  void (*json) (struct json *j, const struct image_info_specific *spec);
 };
 
 /* qcow2: what qemu-img shows.  Version 2 images (compat 0.10) have no
  * lazy refcounts, corrupt bit or extended L2 to show. */
 static bool
-qcow2_v3 (const struct image_info *info)
+qcow2_v3 (const struct image_info_qcow2 *q)
 {
-  return info->compat && strcmp (info->compat, "0.10") != 0;
+  return strcmp (q->compat, "0.10") != 0;
 }
 
 static const char *
@@ -52,48 +54,52 @@ truth (bool b)
 }
 
 static void
-qcow2_human (const struct image_info *info)
+qcow2_human (const struct image_info_specific *spec)
 {
+  const struct image_info_qcow2 *q = &spec->qcow2;
+
   printf ("    compat: %s\n"
           "    compression type: %s\n",
-          info->compat ? info->compat : "1.1",
-          info->compression_type ? info->compression_type : "zlib");
-  if (qcow2_v3 (info))
-    printf ("    lazy refcounts: %s\n", truth (info->lazy_refcounts));
-  printf ("    refcount bits: %u\n", info->refcount_bits);
-  if (qcow2_v3 (info))
+          q->compat, q->compression_type);
+  if (qcow2_v3 (q))
+    printf ("    lazy refcounts: %s\n", truth (q->lazy_refcounts));
+  printf ("    refcount bits: %u\n", q->refcount_bits);
+  if (qcow2_v3 (q))
     printf ("    corrupt: %s\n"
             "    extended l2: %s\n",
-            truth (info->corrupt), truth (info->extended_l2));
+            truth (q->corrupt), truth (q->extended_l2));
 }
 
 static void
-qcow2_json (struct json *j, const struct image_info *info)
+qcow2_json (struct json *j, const struct image_info_specific *spec)
 {
-  json_string (j, "compat", info->compat ? info->compat : "1.1");
-  json_string (j, "compression-type",
-               info->compression_type ? info->compression_type : "zlib");
-  if (qcow2_v3 (info))
-    json_bool (j, "lazy-refcounts", info->lazy_refcounts);
-  json_uint (j, "refcount-bits", info->refcount_bits);
-  if (qcow2_v3 (info)) {
-    json_bool (j, "corrupt", info->corrupt);
-    json_bool (j, "extended-l2", info->extended_l2);
+  const struct image_info_qcow2 *q = &spec->qcow2;
+
+  json_string (j, "compat", q->compat);
+  json_string (j, "compression-type", q->compression_type);
+  if (qcow2_v3 (q))
+    json_bool (j, "lazy-refcounts", q->lazy_refcounts);
+  json_uint (j, "refcount-bits", q->refcount_bits);
+  if (qcow2_v3 (q)) {
+    json_bool (j, "corrupt", q->corrupt);
+    json_bool (j, "extended-l2", q->extended_l2);
   }
 }
 
+/* QED has its own information too (table_size), but qemu-img shows none
+ * for it, and neither do we. */
 static const struct specific specifics[] = {
-  { "qcow2", qcow2_human, qcow2_json },
-  { NULL, NULL, NULL },
+  { IMAGE_INFO_QCOW2, qcow2_human, qcow2_json },
+  { IMAGE_INFO_NONE, NULL, NULL },
 };
 
 static const struct specific *
-find_specific (const char *format)
+find_specific (enum image_info_kind kind)
 {
   const struct specific *s;
 
-  for (s = specifics; s->format; s++)
-    if (strcmp (s->format, format) == 0)
+  for (s = specifics; s->human; s++)
+    if (s->kind == kind)
       return s;
   return NULL;
 }
@@ -101,7 +107,7 @@ find_specific (const char *format)
 static void
 print_human (struct image *img, const struct image_info *info)
 {
-  const struct specific *spec = find_specific (info->format);
+  const struct specific *spec = find_specific (info->specific.kind);
   char vbuf[32], dbuf[32];
 
   printf ("image: %s\n"
@@ -131,14 +137,14 @@ print_human (struct image *img, const struct image_info *info)
     snapshot_print_list (img);
   if (spec) {
     printf ("Format specific information:\n");
-    spec->human (info);
+    spec->human (&info->specific);
   }
 }
 
 static void
 print_json (struct json *j, struct image *img, const struct image_info *info)
 {
-  const struct specific *spec = find_specific (info->format);
+  const struct specific *spec = find_specific (info->specific.kind);
 
   json_begin_object (j, NULL);
   if (info->backing_filename && info->backing_format)
@@ -155,7 +161,7 @@ print_json (struct json *j, struct image *img, const struct image_info *info)
     json_begin_object (j, "format-specific");
     json_string (j, "type", info->format);
     json_begin_object (j, "data");
-    spec->json (j, info);
+    spec->json (j, &info->specific);
     json_end_object (j);
     json_end_object (j);
   }

@@ -122,8 +122,8 @@ persistent_bitmaps (struct image *img)
   struct image_info info;
 
   image_get_info (img, &info);
-  return strcmp (info.format, "qcow2") == 0 && info.compat &&
-         strcmp (info.compat, "1.1") == 0;
+  return info.specific.kind == IMAGE_INFO_QCOW2 &&
+         strcmp (info.specific.qcow2.compat, "1.1") == 0;
 }
 
 static int
@@ -176,6 +176,15 @@ print (const struct measure *m, enum output_format out)
   json_free (j);
 }
 
+/* The number given to option name with -o, or 0. */
+static uint64_t
+option_number (const struct image_create_opts *o, const char *name)
+{
+  const struct image_option_value *v = image_option_find (o, name);
+
+  return v ? v->number : 0;
+}
+
 /* The target from -O and -o.  Returns -1 with the message printed. */
 static int
 make_target (const char *format, const struct image_create_opts *o,
@@ -184,6 +193,9 @@ make_target (const char *format, const struct image_create_opts *o,
   bool qcow2 = strcmp (format, "qcow2") == 0, qed = strcmp (format, "qed")
                                                      == 0;
   uint64_t cs = o->cluster_size;
+  uint64_t bits = option_number (o, "refcount_bits");
+  uint64_t table = option_number (o, "table_size");
+  const struct image_option_value *compat = image_option_find (o, "compat");
 
   if (!qcow2 && !qed && strcmp (format, "raw") != 0) {
     error_msg ("unknown output format '%s' (%s)", format, IMAGE_FORMATS);
@@ -192,10 +204,9 @@ make_target (const char *format, const struct image_create_opts *o,
   *t = (struct target) {
     .format = format,
     .cluster = cs ? cs : qcow2 ? QCOW2_CLUSTER : QED_CLUSTER,
-    .refcount_bits = o->refcount_bits ? o->refcount_bits
-                                      : QCOW2_REFCOUNT_BITS,
-    .table_size = o->table_size ? o->table_size : QED_TABLE,
-    .v3 = o->compat == NULL || strcmp (o->compat, "0.10") != 0,
+    .refcount_bits = bits ? bits : QCOW2_REFCOUNT_BITS,
+    .table_size = table ? table : QED_TABLE,
+    .v3 = compat == NULL || strcmp (compat->string, "0.10") != 0,
     .backing = o->backing_file != NULL,
     .prealloc_data = o->prealloc == IMAGE_PREALLOC_FALLOC ||
                      o->prealloc == IMAGE_PREALLOC_FULL,
@@ -243,7 +254,7 @@ cmd_measure (int argc, char **argv)
     { "force-share", no_argument, NULL, 'U' },
     { NULL },
   };
-  struct image_create_opts opts = { .lazy_refcounts = -1 };
+  struct image_create_opts opts = { .format = NULL };
   enum output_format out = OUTPUT_HUMAN;
   const char *format = NULL, *out_fmt = "raw", *size_arg = NULL;
   struct measure m = { 0 };

@@ -8,6 +8,7 @@
  */
 #include <config.h>
 
+#include <assert.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -229,11 +230,61 @@ parse_u32 (const char *key, const char *v, uint32_t *out)
   return 0;
 }
 
+/* The values of format-specific options (image_option) given with -o.
+ * One command parses one set of options, so they live here: opts->options
+ * points at this array.  Each option appears once (a later value
+ * replaces an earlier one), so the formats' options bound the count. */
+#define MAX_FORMAT_OPTIONS 32
+static struct image_option_value format_values[MAX_FORMAT_OPTIONS];
+
+/* The slot of the option named name in opts (a new one at the end if
+ * it is not there yet). */
+static struct image_option_value *
+format_value (struct image_create_opts *opts, const char *name)
+{
+  size_t i;
+
+  for (i = 0; i < opts->nr_options; i++)
+    if (strcmp (format_values[i].name, name) == 0)
+      return &format_values[i];
+  assert (opts->nr_options < MAX_FORMAT_OPTIONS);
+  opts->options = format_values;
+  return &format_values[opts->nr_options++];
+}
+
+/* A format-specific option: its value parsed as its type says. */
+static int
+set_format_option (const struct image_option *o, char *v,
+                   struct image_create_opts *opts)
+{
+  struct image_option_value val = { .name = o->name };
+  uint32_t u;
+  int b;
+
+  switch (o->type) {
+  case IMAGE_OPTION_STRING:
+    val.string = v;
+    break;
+  case IMAGE_OPTION_BOOL:
+    if (parse_bool (o->name, v, &b) == -1)
+      return -1;
+    val.number = (uint64_t) b;
+    break;
+  case IMAGE_OPTION_SIZE:
+    if (parse_u32 (o->name, v, &u) == -1)
+      return -1;
+    val.number = u;
+    break;
+  }
+  *format_value (opts, o->name) = val;
+  return 0;
+}
+
 static int
 set_create_option (const char *key, char *v,
                    struct image_create_opts *opts)
 {
-  uint32_t u;
+  const struct image_option *o;
 
   if (strcmp (key, "size") == 0)
     return parse_size ("size", v, &opts->size);
@@ -243,21 +294,10 @@ set_create_option (const char *key, char *v,
     opts->backing_format = v;
   else if (strcmp (key, "cluster_size") == 0)
     return parse_u32 (key, v, &opts->cluster_size);
-  else if (strcmp (key, "table_size") == 0)
-    return parse_u32 (key, v, &opts->table_size);
   else if (strcmp (key, "preallocation") == 0)
     return parse_prealloc (v, &opts->prealloc);
-  else if (strcmp (key, "lazy_refcounts") == 0)
-    return parse_bool (key, v, &opts->lazy_refcounts);
-  else if (strcmp (key, "compat") == 0)
-    opts->compat = v;
-  else if (strcmp (key, "compression_type") == 0)
-    opts->compression_type = v;
-  else if (strcmp (key, "refcount_bits") == 0) {
-    if (parse_u32 (key, v, &u) == -1)
-      return -1;
-    opts->refcount_bits = u;
-  }
+  else if ((o = image_option_lookup (key)) != NULL)
+    return set_format_option (o, v, opts);
   else {
     error_msg ("invalid option '%s' (-o help lists them)", key);
     return -1;
