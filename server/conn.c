@@ -937,7 +937,6 @@ drain_run (struct job *j)
   struct req *r = NULL;
 
   LOCK (c);
-  c->drain_queued = false;
   if (!c->writer && !c->wclosed && output_empty (c)) {
     r = list_pop (&c->pending);
     c->writer = r != NULL;
@@ -956,6 +955,13 @@ drain_done (struct job *j)
   struct conn *c = (struct conn *) ((char *) j -
                                     offsetof (struct conn, drain_job));
 
+  /* Only now may the job be queued again: until this callback ran it
+   * sat in the workers' done list, linked through j->next, and a second
+   * submission would relink it there (a cycle: async_cb looped forever,
+   * in_flight counting down past zero). */
+  LOCK (c);
+  c->drain_queued = false;
+  UNLOCK (c);
   c->in_flight--;
   conn_req_returned (c);
   conn_kick_output (c);
