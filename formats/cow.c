@@ -15,7 +15,7 @@
  *     new L2 table, the dirty bit or NEED_CHECK durable, a refcount
  *     structure grown); no other change covers these clusters (else wait
  *     on the format's cond); n clusters reserved at the end of the file;
- *     the change recorded in *c->allocs and the L2 table pinned;
+ *     the change recorded in c->allocs and the L2 table pinned;
  *   write_new_clusters (no lock): one pwritev of the guest data and,
  *     around it, the rest of the first and last cluster: the backing
  *     chain's data (read in one walk that also says where it reads as
@@ -115,7 +115,6 @@ cow_assert_not_held (pthread_mutex_t *m)
 int
 cow_sync (struct cow *c)
 {
-  cow_assert_not_held (c->lock);
   return host_sync_image (c->img);
 }
 
@@ -144,29 +143,29 @@ cow_set_header_field (struct cow *c, uint64_t *field, uint64_t value,
 }
 
 int
-cow_set_mark (struct cow *c, bool *on_disk, bool on, uint64_t *features,
-              uint64_t bit, int (*write_header) (void *fmt))
+cow_set_mark (struct cow *c, bool on, uint64_t *features, uint64_t bit,
+              int (*write_header) (void *fmt))
 {
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (c->header_lock);
 
-  if (*on_disk == on)
+  if (c->marked == on)
     return 0;
   if (features &&
       set_field (c, features, on ? *features | bit : *features & ~bit,
                  write_header) == -1)
     return -1;
-  __atomic_store_n (on_disk, on, __ATOMIC_RELEASE);
+  __atomic_store_n (&c->marked, on, __ATOMIC_RELEASE);
   return 0;
 }
 
 int
-cow_cut_and_sync (struct cow *c, uint64_t *length, uint64_t end)
+cow_cut_and_sync (struct cow *c)
 {
   int r;
 
-  pthread_mutex_lock (c->lock);
-  r = host_trim_file (c->img, length, end);
-  pthread_mutex_unlock (c->lock);
+  pthread_mutex_lock (&c->lock);
+  r = host_trim_file (c->img, &c->file_length, c->file_end);
+  pthread_mutex_unlock (&c->lock);
   if (r == -1)
     return -1;
   if (cow_sync (c) == -1)
@@ -218,56 +217,37 @@ unsafe_one_sync (void)
 }
 
 void
-cow_init (struct cow *c, struct image *img, const struct cow_ops *ops,
-          pthread_mutex_t *lock, pthread_cond_t *cond,
-          pthread_mutex_t *writeback_lock, pthread_mutex_t *header_lock,
-          struct inflight **allocs)
+cow_init (struct cow *c, struct image *img, const struct cow_ops *ops)
 {
   *c = (struct cow) {
-    .img = img, .ops = ops, .lock = lock, .cond = cond,
-    .writeback_lock = writeback_lock, .header_lock = header_lock,
-    .allocs = allocs, .unsafe_one_sync = unsafe_one_sync (),
+    .img = img, .ops = ops, .unsafe_one_sync = unsafe_one_sync (),
   };
-  pthread_mutex_init (writeback_lock, NULL);
+  pthread_mutex_init (&c->writeback_lock, NULL);
+  cow_mutex_init (&c->lock);
+  pthread_cond_init (&c->cond, NULL);
+  img->main_lock = &c->lock;
+}
+
+void
+cow_init_header_lock (struct cow *c, pthread_mutex_t *header_lock)
+{
   pthread_mutex_init (header_lock, NULL);
-  cow_mutex_init (lock);
-  pthread_cond_init (cond, NULL);
-  img->main_lock = lock;
+  c->header_lock = header_lock;
 }
 
 void
 cow_destroy (struct cow *c)
 {
-  if (c->img && c->img->main_lock == c->lock)
+  if (c->img && c->img->main_lock == &c->lock)
     c->img->main_lock = NULL;
+  mc_free (c->l2_cache);
+  mc_table_release (&c->l1);
   overlap_free (&c->meta);
-  pthread_mutex_destroy (c->writeback_lock);
-  pthread_mutex_destroy (c->header_lock);
-  pthread_mutex_destroy (c->lock);
-  pthread_cond_destroy (c->cond);
-}
-
-int
-cow_repair_at_open (struct cow *c)
-{
-  struct image *img = c->img;
-  struct image_check_result r;
-
-  if (img->drv->check (img, IMAGE_CHECK_REPAIR_LEAKS |
-                       IMAGE_CHECK_REPAIR_ERRORS, &r, NULL, NULL) == -1)
-    return -1;
-  if (r.corruptions > 0 || r.check_errors > 0)
-    return error_file (img, EIO, "the image needs a check and the "
-                       "automatic repair failed (%" PRIu64 " corruptions, %"
-                       PRIu64 " errors left): run cowbd-img check -r all",
-                       r.corruptions, r.check_errors);
-  engine_alert ("%s: was not closed cleanly (%s): repaired at open: %"
-                PRIu64 " leaked cluster(s) freed, %" PRIu64 " corrupt "
-                "entr%s fixed", img->filename,
-                img->drv == &qed_driver ? "QED NEED_CHECK set"
-                : "qcow2 dirty bit set", r.leaks_fixed, r.corruptions_fixed,
-                r.corruptions_fixed == 1 ? "y" : "ies");
-  return 0;
+  pthread_mutex_destroy (&c->writeback_lock);
+  if (c->header_lock)
+    pthread_mutex_destroy (c->header_lock);
+  pthread_mutex_destroy (&c->lock);
+  pthread_cond_destroy (&c->cond);
 }
 
 /* ---- metadata overlap --------------------------------------------------- */
@@ -327,7 +307,7 @@ int
 cow_lookup (struct cow *c, uint64_t offset, uint64_t count,
             struct cow_run *r)
 {
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (c->lock);
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&c->lock);
   return c->ops->lookup (c, offset, count, false, r);
 }
 
@@ -340,7 +320,7 @@ lookup_nowait (struct cow *c, uint64_t offset, uint64_t count, bool write,
 {
   int ret;
 
-  if (pthread_mutex_trylock (c->lock) != 0)
+  if (pthread_mutex_trylock (&c->lock) != 0)
     return must_wait ();
   ret = c->ops->lookup (c, offset, count, true, r);
   if (ret == 0 && write &&
@@ -348,7 +328,7 @@ lookup_nowait (struct cow *c, uint64_t offset, uint64_t count, bool write,
        (r->kind == COW_DATA &&
         overlap_find (&c->meta, r->host, r->len) != NULL)))
     ret = must_wait ();
-  pthread_mutex_unlock (c->lock);
+  pthread_mutex_unlock (&c->lock);
   return ret;
 }
 
@@ -460,7 +440,7 @@ struct cow_step {
   uint64_t first, n;            /* STEP_ALLOC: guest clusters */
   uint64_t len;                 /* STEP_ALLOC: guest bytes written */
   uint64_t host;                /* STEP_ALLOC: the new clusters */
-  struct inflight a;            /* STEP_ALLOC: in *c->allocs */
+  struct inflight a;            /* STEP_ALLOC: in c->allocs */
   uint64_t lengths;             /* STEP_ALLOC: img->length_changes after
                                    the reservation */
   bool ordered;                 /* STEP_ALLOC: the new clusters held
@@ -475,25 +455,27 @@ static int
 ready_for_change (struct cow *c, struct cow_step *s, bool alloc,
                   bool nowait)
 {
-  struct inflight *a = inflight_find (*c->allocs, s->first, s->n);
+  struct inflight *a = inflight_find (c->allocs, s->first, s->n);
   int ret;
 
   if (a && a->first <= s->first) {
     if (nowait)
       return must_wait ();
-    pthread_cond_wait (c->cond, c->lock);
+    pthread_cond_wait (&c->cond, &c->lock);
     s->what = STEP_AGAIN;
     return 1;
   }
   if (a)
     s->n = a->first - s->first;
+  if (c->broken)
+    return cow_broken_error (c);
   ret = c->ops->check_ready (c, &s->r, alloc ? s->n << c->cluster_bits : 0);
   if (ret <= 0)
     return ret;
   if (nowait)
     return must_wait ();
   if (ret == COW_WAIT) {
-    pthread_cond_wait (c->cond, c->lock);
+    pthread_cond_wait (&c->cond, &c->lock);
     s->what = STEP_AGAIN;
     return 1;
   }
@@ -556,7 +538,7 @@ static int
 plan_step (struct cow *c, uint64_t offset, uint64_t count, bool nowait,
            struct cow_step *s)
 {
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (c->lock);
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&c->lock);
   uint64_t cs = 1ULL << c->cluster_bits, in = offset & (cs - 1), lengths;
   int64_t host;
   int ret;
@@ -581,7 +563,7 @@ plan_step (struct cow *c, uint64_t offset, uint64_t count, bool nowait,
   s->lengths = covering_length (c, s, lengths);
   s->ordered = true;
   s->len = MIN (s->r.len, s->n * cs - in);
-  inflight_add (c->allocs, &s->a, s->first, s->n);
+  inflight_add (&c->allocs, &s->a, s->first, s->n);
   s->r.l2->pins++;
   return 0;
 }
@@ -593,7 +575,7 @@ plan_step (struct cow *c, uint64_t offset, uint64_t count, bool nowait,
 static int
 end_alloc (struct cow *c, struct cow_step *s, int ret)
 {
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (c->lock);
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&c->lock);
 
   if (ret == 0) {
     if (s->ordered || s->lengths > c->synced_lengths)
@@ -603,8 +585,8 @@ end_alloc (struct cow *c, struct cow_step *s, int ret)
   else
     c->ops->give_back (c, s->host, s->n);
   s->r.l2->pins--;
-  inflight_remove (c->allocs, &s->a);
-  pthread_cond_broadcast (c->cond);
+  inflight_remove (&c->allocs, &s->a);
+  pthread_cond_broadcast (&c->cond);
   return ret;
 }
 
@@ -754,9 +736,9 @@ cow_finish_write (struct cow *c, unsigned flags)
 
   if (flags & IMAGE_FUA)
     return c->ops->writeback (c);
-  pthread_mutex_lock (c->lock);
+  pthread_mutex_lock (&c->lock);
   over = c->ops->over_budget (c);
-  pthread_mutex_unlock (c->lock);
+  pthread_mutex_unlock (&c->lock);
   return over ? c->ops->writeback (c) : 0;
 }
 
@@ -824,7 +806,7 @@ static int
 plan_compressed (struct cow *c, uint64_t offset, uint64_t len,
                  struct cow_step *s)
 {
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (c->lock);
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&c->lock);
   int ret;
 
   if (__atomic_load_n (&c->corrupt, __ATOMIC_ACQUIRE))
@@ -847,7 +829,7 @@ plan_compressed (struct cow *c, uint64_t offset, uint64_t len,
     return -1;
   s->what = STEP_ALLOC;
   s->len = len;
-  inflight_add (c->allocs, &s->a, s->first, 1);
+  inflight_add (&c->allocs, &s->a, s->first, 1);
   s->r.l2->pins++;
   return 0;
 }
@@ -856,15 +838,15 @@ plan_compressed (struct cow *c, uint64_t offset, uint64_t len,
 static int
 end_compressed (struct cow *c, struct cow_step *s, int ret)
 {
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (c->lock);
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&c->lock);
 
   if (ret == 0)
     ret = c->ops->zlink (c, &s->r, s->host, s->len);
   else
     c->ops->zgive_back (c, s->host, s->len);
   s->r.l2->pins--;
-  inflight_remove (c->allocs, &s->a);
-  pthread_cond_broadcast (c->cond);
+  inflight_remove (&c->allocs, &s->a);
+  pthread_cond_broadcast (&c->cond);
   return ret;
 }
 
@@ -901,12 +883,12 @@ cow_target_ok (struct cow *c, uint64_t host, uint64_t len)
 {
   int r;
 
-  pthread_mutex_lock (c->lock);
+  pthread_mutex_lock (&c->lock);
   if (__atomic_load_n (&c->corrupt, __ATOMIC_ACQUIRE))
     r = refuse_corrupt (c);
   else
     r = cow_check_target (c, host, len, UINT64_MAX);
-  pthread_mutex_unlock (c->lock);
+  pthread_mutex_unlock (&c->lock);
   return r == -1 ? cow_end_corrupt (c) : 0;
 }
 
@@ -1038,7 +1020,7 @@ static int
 change_step (struct cow *c, uint64_t offset, uint64_t len, cow_set_fn set,
              void *arg, struct cow_step *s, uint64_t *done)
 {
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (c->lock);
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&c->lock);
   int ret;
 
   *done = 0;
@@ -1085,7 +1067,7 @@ cow_block_status (struct image *img, uint64_t offset, uint64_t count,
   struct cow_run r;
 
   {
-    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (c->lock);
+    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&c->lock);
     if (c->ops->lookup (c, offset, count, false, &r) == -1)
       return -1;
     if (c->ops->host_checked)

@@ -69,22 +69,44 @@ host_pwrite (int fd, const void *buf, size_t count, uint64_t offset)
   return 0;
 }
 
-int
-host_punch_hole (int fd, uint64_t count, uint64_t offset)
-{
+/* The fallocate modes of host_punch_hole and host_write_zeroes_fast; 0
+ * where the build has none. */
 #if defined (HAVE_FALLOCATE) && defined (FALLOC_FL_PUNCH_HOLE)
+#define PUNCH_MODE FALLOC_FL_PUNCH_HOLE
+#else
+#define PUNCH_MODE 0
+#endif
+#if defined (HAVE_FALLOCATE) && defined (FALLOC_FL_ZERO_RANGE)
+#define ZERO_MODE FALLOC_FL_ZERO_RANGE
+#else
+#define ZERO_MODE 0
+#endif
+
+/* fallocate with mode over [offset, offset + count), keeping the size;
+ * EOPNOTSUPP where the filesystem or the build cannot. */
+static int
+falloc_range (int fd, int mode, uint64_t count, uint64_t offset)
+{
+  if (mode == 0) {
+    errno = EOPNOTSUPP;
+    return -1;
+  }
   if (count == 0)
     return 0;
-  if (fallocate (fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                 (off_t) offset, (off_t) count) == 0)
+#ifdef HAVE_FALLOCATE
+  if (fallocate (fd, mode | FALLOC_FL_KEEP_SIZE, (off_t) offset,
+                 (off_t) count) == 0)
     return 0;
   if (errno == ENOSYS || errno == ENOTTY)
     errno = EOPNOTSUPP;
-  return -1;
-#else
-  errno = EOPNOTSUPP;
-  return -1;
 #endif
+  return -1;
+}
+
+int
+host_punch_hole (int fd, uint64_t count, uint64_t offset)
+{
+  return falloc_range (fd, PUNCH_MODE, count, offset);
 }
 
 /* Plain writes of a zero buffer, in chunks of at most 1 MiB. */
@@ -114,19 +136,7 @@ write_zero_buffer (int fd, uint64_t count, uint64_t offset)
 int
 host_write_zeroes_fast (int fd, uint64_t count, uint64_t offset)
 {
-#if defined (HAVE_FALLOCATE) && defined (FALLOC_FL_ZERO_RANGE)
-  if (count == 0)
-    return 0;
-  if (fallocate (fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
-                 (off_t) offset, (off_t) count) == 0)
-    return 0;
-  if (errno == ENOSYS || errno == ENOTTY)
-    errno = EOPNOTSUPP;
-  return -1;
-#else
-  errno = EOPNOTSUPP;
-  return -1;
-#endif
+  return falloc_range (fd, ZERO_MODE, count, offset);
 }
 
 int

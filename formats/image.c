@@ -154,23 +154,45 @@ image_map_host (struct image *img, uint64_t count, uint64_t offset,
   return map_host (img, count, offset, fd, host_offset, contig);
 }
 
-int
-image_pwrite (struct image *img, const void *buf, size_t count,
-              uint64_t offset, unsigned flags)
+/* The driver call of a change that passed its checks. */
+static inline __attribute__ ((always_inline)) int
+drv_change (struct image *img, enum probe_op op, const void *buf,
+            uint64_t count, uint64_t offset, unsigned flags)
 {
-  if (check_writable (img, "write") == -1 ||
-      request_in_range (img, count, offset, ENOSPC, "write") == -1)
+  if (probe_guarded (img, offset))
+    return probe_guarded_op (img, op, buf, count, offset, flags);
+  switch (op) {
+  case PROBE_OP_WRITE:
+    return img->drv->pwrite (img, buf, count, offset, flags);
+  case PROBE_OP_ZERO:
+    return img->drv->zero (img, count, offset, flags);
+  default:
+    return img->drv->trim (img, count, offset, flags);
+  }
+}
+
+/* A write, write zeroes or trim (op, named what): validated, then
+ * handed to the driver; inlined with op constant in each caller. */
+static inline __attribute__ ((always_inline)) int
+change (struct image *img, enum probe_op op, const char *what,
+        const void *buf, uint64_t count, uint64_t offset, unsigned flags)
+{
+  if (check_writable (img, what) == -1 ||
+      request_in_range (img, count, offset, ENOSPC, what) == -1)
     return -1;
   if ((flags & IMAGE_FUA) && sticky_check (img) == -1)
     return -1;
   if (count == 0)
     return (flags & IMAGE_FUA) ? image_flush (img) : 0;
-  if (probe_guarded (img, offset))
-    return end_durable (img, flags,
-                        probe_guarded_op (img, PROBE_OP_WRITE, buf, count,
-                                          offset, flags));
   return end_durable (img, flags,
-                      img->drv->pwrite (img, buf, count, offset, flags));
+                      drv_change (img, op, buf, count, offset, flags));
+}
+
+int
+image_pwrite (struct image *img, const void *buf, size_t count,
+              uint64_t offset, unsigned flags)
+{
+  return change (img, PROBE_OP_WRITE, "write", buf, count, offset, flags);
 }
 
 int
@@ -193,38 +215,15 @@ int
 image_zero (struct image *img, uint64_t count, uint64_t offset,
             unsigned flags)
 {
-  if (check_writable (img, "write zeroes") == -1 ||
-      request_in_range (img, count, offset, ENOSPC, "write zeroes") == -1)
-    return -1;
-  if ((flags & IMAGE_FUA) && sticky_check (img) == -1)
-    return -1;
-  if (count == 0)
-    return (flags & IMAGE_FUA) ? image_flush (img) : 0;
-  if (probe_guarded (img, offset))
-    return end_durable (img, flags,
-                        probe_guarded_op (img, PROBE_OP_ZERO, NULL, count,
-                                          offset, flags));
-  return end_durable (img, flags,
-                      img->drv->zero (img, count, offset, flags));
+  return change (img, PROBE_OP_ZERO, "write zeroes", NULL, count, offset,
+                 flags);
 }
 
 int
 image_trim (struct image *img, uint64_t count, uint64_t offset,
             unsigned flags)
 {
-  if (check_writable (img, "trim") == -1 ||
-      request_in_range (img, count, offset, ENOSPC, "trim") == -1)
-    return -1;
-  if ((flags & IMAGE_FUA) && sticky_check (img) == -1)
-    return -1;
-  if (count == 0)
-    return (flags & IMAGE_FUA) ? image_flush (img) : 0;
-  if (probe_guarded (img, offset))
-    return end_durable (img, flags,
-                        probe_guarded_op (img, PROBE_OP_TRIM, NULL, count,
-                                          offset, flags));
-  return end_durable (img, flags,
-                      img->drv->trim (img, count, offset, flags));
+  return change (img, PROBE_OP_TRIM, "trim", NULL, count, offset, flags);
 }
 
 int

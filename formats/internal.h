@@ -32,24 +32,23 @@
  *    each named so:
  *    - pthread_cond_wait/timedwait in a waiting loop: released and
  *      taken again within the call;
- *    - writeback_locked (qed-table.c): runs under its caller's
- *      writeback_lock;
  *    - cow_assert_not_held (cow.c, debug builds): unlocks only what its
  *      own trylock took, or tries to unlock to ask the error-checking
  *      mutex who owns it.
  * 2. No fdatasync or fsync of an image's file with the image's main lock
- *    (q->lock, *c->lock) held: every one goes through host_sync_image
- *    (cow_sync in the cluster formats), which asserts it in debug builds
- *    (img->main_lock).  Syncs under writeback_lock or header_lock are
- *    allowed: readers never wait for those, and a write only when it
- *    needs the change they guard (a new table, the dirty mark).  Other
+ *    (struct cow's lock, cow.h) held: every one goes through
+ *    host_sync_image (cow_sync and cow_fdatasync in the cluster formats),
+ *    which asserts it in debug builds (img->main_lock).  Syncs under
+ *    writeback_lock or header_lock are allowed: readers never wait for
+ *    those, and a write only when it needs the change they guard (a new
+ *    table, the dirty mark).  Other
  *    files: create.c syncs a file no one has opened yet; the base cache
  *    syncs in its flusher with no lock held, at close after the flusher
  *    has stopped, and when it empties a stale cache file while opening
  *    it, before anyone shares it (basecache-file.c); a backing image's
  *    source is synced by source.c under no engine lock.
  * 3. Lock order: writeback_lock, then header_lock, then the main lock
- *    (qed.h, qcow2.h); the base cache's own order is in basecache.c.
+ *    (cow.h); the base cache's own order is in basecache.c.
  */
 
 /* Debug builds: aborts if the calling thread holds *m (cow.c). */

@@ -79,16 +79,16 @@ struct v3_use {
 static int
 scan_l2 (struct qcow2 *q, uint64_t l2off, struct v3_use *u)
 {
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->cow.lock);
   struct mc_entry *l2;
   uint64_t j, v;
   const char *why;
 
-  if (qcow2_get_l2 (q, l2off, &l2) == -1)
+  if (cow_get_l2 (&q->cow, l2off, &l2) == -1)
     return -1;
   for (j = 0; j < q->l2_entries; j++) {
     v = qcow2_l2_get (q, l2, j);
-    switch (qcow2_entry_kind (q, v, q->file_end, &why)) {
+    switch (qcow2_entry_kind (q, v, q->cow.file_end, &why)) {
     case Q_COMPRESSED: u->compressed = true; break;
     case Q_ZERO: u->zero = true; break;
     default: break;
@@ -106,7 +106,7 @@ scan_l1 (struct qcow2 *q, const uint8_t *l1, uint64_t n, struct v3_use *u)
   for (i = 0; i < n; i++) {
     e = be64_load (l1 + i * 8);
     if ((e & QCOW2_OFFSET_MASK) &&
-        qcow2_l1_entry_error (q, e, q->file_end) == NULL &&
+        qcow2_l1_entry_error (q, e, q->cow.file_end) == NULL &&
         scan_l2 (q, e & QCOW2_OFFSET_MASK, u) == -1)
       return -1;
   }
@@ -119,7 +119,7 @@ scan_all (struct qcow2 *q, struct v3_use *u)
 {
   uint32_t i;
 
-  if (scan_l1 (q, q->l1.data, q->h.l1_size, u) == -1)
+  if (scan_l1 (q, q->cow.l1.data, q->h.l1_size, u) == -1)
     return -1;
   for (i = 0; i < q->h.nb_snapshots; i++) {
     const struct qcow2_snapshot *sn = &q->snapshots[i];
@@ -192,7 +192,7 @@ write_version (struct qcow2 *q, unsigned version)
     return -1;
   }
   q->lazy = false;
-  __atomic_store_n (&q->dirty_on_disk, false, __ATOMIC_RELEASE);
+  __atomic_store_n (&q->cow.marked, false, __ATOMIC_RELEASE);
   return 0;
 }
 

@@ -49,10 +49,7 @@
 
 struct check {
   struct qcow2 *q;
-  unsigned flags;
-  struct image_check_result *res;
-  image_report_fn report;
-  void *opaque;
+  struct cow_check *k;          /* what was asked; the file's length */
   uint64_t file_end;            /* entries must point below this */
   uint64_t nclusters;           /* clusters compared */
   uint32_t *refs;               /* computed references (saturating) */
@@ -61,7 +58,7 @@ struct check {
 };
 
 /* A finding, to the caller's report function. */
-#define say(c, ...) check_report ((c)->report, (c)->opaque, __VA_ARGS__)
+#define say(c, ...) cow_say ((c)->k, __VA_ARGS__)
 
 /* Counts one reference to every cluster of [offset, offset + len). */
 static void
@@ -82,7 +79,7 @@ inc (struct check *c, uint64_t offset, uint64_t len)
 static const char *
 verb (struct check *c, bool fixable)
 {
-  return fixable && (c->flags & IMAGE_CHECK_REPAIR_ERRORS) ? "Repairing"
+  return fixable && (c->k->flags & IMAGE_CHECK_REPAIR_ERRORS) ? "Repairing"
                                                            : "ERROR";
 }
 
@@ -90,12 +87,7 @@ verb (struct check *c, bool fixable)
 static bool
 fix_error (struct check *c, bool fixable)
 {
-  if (fixable && (c->flags & IMAGE_CHECK_REPAIR_ERRORS)) {
-    c->res->corruptions_fixed++;
-    return true;
-  }
-  c->res->corruptions++;
-  return false;
+  return cow_check_fix (c->k, fixable);
 }
 
 /* ---- the L2 tables ------------------------------------------------------ */
@@ -118,7 +110,7 @@ struct l2_walk {
   uint64_t next_contiguous;     /* fragmentation, as qemu counts it */
 };
 
-/* Entry j of a table: counted, and checked.  Called with q->lock held. */
+/* Entry j of a table: counted, and checked.  Called with q->cow.lock held. */
 static void
 check_entry (struct check *c, struct l2_walk *w, struct mc_entry *l2,
              uint64_t j)
@@ -154,9 +146,9 @@ check_entry (struct check *c, struct l2_walk *w, struct mc_entry *l2,
     qcow2_compressed_range (q, e, &off, &len);
     inc (c, off & ~511ULL, len + (off & 511));
     if (w->active) {
-      c->res->allocated_clusters++;
-      c->res->compressed_clusters++;
-      c->res->fragmented_clusters++;
+      c->k->res->allocated_clusters++;
+      c->k->res->compressed_clusters++;
+      c->k->res->fragmented_clusters++;
     }
     return;
   case Q_DATA:
@@ -165,9 +157,9 @@ check_entry (struct check *c, struct l2_walk *w, struct mc_entry *l2,
     if (off == 0)
       return;
     if (w->active) {
-      c->res->allocated_clusters++;
+      c->k->res->allocated_clusters++;
       if (w->next_contiguous && off != w->next_contiguous)
-        c->res->fragmented_clusters++;
+        c->k->res->fragmented_clusters++;
       w->next_contiguous = off + q->cluster_size;
     }
     inc (c, off, q->cluster_size);
@@ -184,14 +176,9 @@ check_l2 (struct check *c, struct l2_walk *w, uint64_t l2_offset)
   struct mc_entry *l2;
   uint64_t j;
 
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
-  if (qcow2_get_l2 (q, l2_offset, &l2) == -1) {
-    say (c, "ERROR reading L2 table 0x%" PRIx64 ": %s", l2_offset,
-         image_error ());
-    c->res->check_errors++;
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->cow.lock);
+  if ((l2 = cow_check_l2 (&q->cow, c->k, l2_offset)) == NULL)
     return;
-  }
-  l2->pins++;
   for (j = 0; j < q->l2_entries; j++)
     check_entry (c, w, l2, j);
   l2->pins--;
@@ -207,7 +194,7 @@ check_l1 (struct check *c, const uint8_t *l1, uint64_t offset,
 
   inc (c, offset, size * 8);
   for (i = 0; i < size; i++) {
-    uint64_t e = l1 ? be64_load (l1 + i * 8) : qcow2_l1_get (q, i);
+    uint64_t e = l1 ? be64_load (l1 + i * 8) : cow_l1_get (&q->cow, i);
     const char *why = qcow2_l1_entry_error (q, e, c->file_end);
     struct l2_walk w = { .l1_index = i, .active = active,
                          .exclusive = e & QCOW2_COPIED };
@@ -216,7 +203,7 @@ check_l1 (struct check *c, const uint8_t *l1, uint64_t offset,
       say (c, "%s %s L1 entry %" PRIu64 " (0x%" PRIx64 "): %s",
            verb (c, active), active ? "active" : "snapshot", i, e, why);
       if (fix_error (c, active)) {
-        qcow2_l1_set (q, i, 0);
+        cow_l1_set (&q->cow, i, 0);
         c->l1_changed = true;
       }
       continue;
@@ -242,7 +229,7 @@ check_snapshots (struct check *c)
         source_pread (q->img->src, l1, (uint64_t) sn->l1_size * 8,
                     sn->l1_table_offset) == -1) {
       say (c, "ERROR reading the L1 table of snapshot %s", sn->id);
-      c->res->check_errors++;
+      c->k->res->check_errors++;
       continue;
     }
     check_l1 (c, l1, sn->l1_table_offset, sn->l1_size, false);
@@ -292,7 +279,7 @@ check_bitmap_table (struct check *c, uint64_t offset, uint32_t size)
       (t = malloc (bytes ? bytes : 1)) == NULL ||
       source_pread (q->img->src, t, bytes, offset) == -1) {
     say (c, "ERROR bitmap table at 0x%" PRIx64 " is invalid", offset);
-    c->res->corruptions++;
+    c->k->res->corruptions++;
     return;
   }
   inc (c, offset, bytes);
@@ -319,7 +306,7 @@ check_bitmaps (struct check *c)
       (dir = malloc (size ? size : 1)) == NULL ||
       source_pread (q->img->src, dir, size, q->bitmap_dir_offset) == -1) {
     say (c, "ERROR the bitmap directory is invalid");
-    c->res->corruptions++;
+    c->k->res->corruptions++;
     return;
   }
   inc (c, q->bitmap_dir_offset, size);
@@ -341,7 +328,7 @@ fix_refcount (struct check *c, uint64_t k, uint64_t value)
   if (!qcow2_covered (q, k << q->cluster_bits, q->cluster_size) &&
       qcow2_cover_range_wbl (q, k << q->cluster_bits, q->cluster_size) == -1)
     return -1;
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->cow.lock);
   if (qcow2_set_refcount (q, k, value) == -1)
     return -1;
   if (value == 0) {
@@ -360,7 +347,7 @@ compare_one (struct check *c, uint64_t k)
   bool leak, fix;
 
   {
-    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
+    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->cow.lock);
     uint64_t idx = k >> q->rb_bits;
     uint64_t e = idx < q->reftable_entries
                  ? be64_load (q->reftable.data + idx * 8) : 0;
@@ -372,7 +359,7 @@ compare_one (struct check *c, uint64_t k)
     else if (qcow2_get_refcount (q, k, &stored) == -1) {
       say (c, "ERROR cannot read the refcount of cluster %" PRIu64 ": %s",
            k, image_error ());
-      c->res->check_errors++;
+      c->k->res->check_errors++;
       return -1;
     }
   }
@@ -381,25 +368,25 @@ compare_one (struct check *c, uint64_t k)
   if (computed > q->refcount_max) {
     say (c, "ERROR cluster %" PRIu64 ": %" PRIu64 " references overflow "
          "the refcount width", k, computed);
-    c->res->corruptions++;
+    c->k->res->corruptions++;
     return (int64_t) stored;
   }
   leak = stored > computed;
-  fix = c->flags & (leak ? IMAGE_CHECK_REPAIR_LEAKS
+  fix = c->k->flags & (leak ? IMAGE_CHECK_REPAIR_LEAKS
                          : IMAGE_CHECK_REPAIR_ERRORS);
   say (c, "%s cluster %" PRIu64 " refcount=%" PRIu64 " reference=%" PRIu64,
        fix ? "Repairing" : leak ? "Leaked" : "ERROR", k, stored, computed);
   if (fix && fix_refcount (c, k, computed) == 0) {
     if (leak)
-      c->res->leaks_fixed++;
+      c->k->res->leaks_fixed++;
     else
-      c->res->corruptions_fixed++;
+      c->k->res->corruptions_fixed++;
     return (int64_t) computed;
   }
   if (leak)
-    c->res->leaks++;
+    c->k->res->leaks++;
   else
-    c->res->corruptions++;
+    c->k->res->corruptions++;
   return (int64_t) stored;
 }
 
@@ -414,7 +401,7 @@ compare_refcounts (struct check *c)
     if (stored > 0 || computed > 0)
       highest = k;
   }
-  c->res->image_end_offset = (highest + 1) << c->q->cluster_bits;
+  c->k->res->image_end_offset = (highest + 1) << c->q->cluster_bits;
 }
 
 /* COPIED of one entry against the repaired count; returns the entry as it
@@ -432,7 +419,8 @@ check_copied (struct check *c, uint64_t e, uint64_t off, const char *what,
   if (want == !!(e & QCOW2_COPIED))
     return e;
   say (c, "%s OFLAG_COPIED %s: %" PRIu64 " entry=0x%" PRIx64 " refcount=%"
-       PRIu64, (c->flags & IMAGE_CHECK_REPAIR_ERRORS) ? "Repairing" : "ERROR",
+       PRIu64,
+       (c->k->flags & IMAGE_CHECK_REPAIR_ERRORS) ? "Repairing" : "ERROR",
        what, where, e, v);
   if (!fix_error (c, true))
     return e;
@@ -446,7 +434,7 @@ check_copied_l2 (struct check *c, uint64_t l2_offset)
   struct mc_entry *l2;
   uint64_t j;
 
-  if (qcow2_get_l2 (q, l2_offset, &l2) == -1)
+  if (cow_get_l2 (&q->cow, l2_offset, &l2) == -1)
     return;
   for (j = 0; j < q->l2_entries; j++) {
     uint64_t e = qcow2_l2_get (q, l2, j), n;
@@ -465,18 +453,18 @@ static void
 check_copied_all (struct check *c)
 {
   struct qcow2 *q = c->q;
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->cow.lock);
   uint64_t i;
 
   for (i = 0; i < q->h.l1_size; i++) {
-    uint64_t e = qcow2_l1_get (q, i), n;
+    uint64_t e = cow_l1_get (&q->cow, i), n;
     if ((e & QCOW2_OFFSET_MASK) == 0 ||
         qcow2_l1_entry_error (q, e, c->file_end))
       continue;
     n = check_copied (c, e, e & QCOW2_OFFSET_MASK, "L2 cluster: l1_index",
                       i);
     if (n != e) {
-      qcow2_l1_set (q, i, n);
+      cow_l1_set (&q->cow, i, n);
       c->l1_changed = true;
     }
     check_copied_l2 (c, e & QCOW2_OFFSET_MASK);
@@ -493,11 +481,11 @@ write_fixes (struct check *c)
 
   if (c->l1_changed || c->reft_changed) {
     int r;
-    pthread_mutex_lock (&q->lock);
-    r = qcow2_write_table_pages (q, &q->l1) == -1 ||
-        qcow2_write_table_pages (q, &q->reftable) == -1 ? -1 : 0;
-    pthread_mutex_unlock (&q->lock);
-    if (r == -1 || qcow2_sync (q) == -1)
+    pthread_mutex_lock (&q->cow.lock);
+    r = cow_write_table_pages (&q->cow, &q->cow.l1) == -1 ||
+        cow_write_table_pages (&q->cow, &q->reftable) == -1 ? -1 : 0;
+    pthread_mutex_unlock (&q->cow.lock);
+    if (r == -1 || cow_fdatasync (&q->cow) == -1)
       return -1;
   }
   if (qcow2_writeback_wbl (q, true) == -1 ||
@@ -511,7 +499,7 @@ static int
 check_wbl (struct check *c)
 {
   struct qcow2 *q = c->q;
-  struct image_check_result *res = c->res;
+  struct image_check_result *res = c->k->res;
 
   res->total_clusters = DIV_ROUND_UP (q->h.size, q->cluster_size);
   inc (c, 0, q->cluster_size);
@@ -521,52 +509,42 @@ check_wbl (struct check *c)
   check_bitmaps (c);
   if (res->check_errors)
     return 0;                   /* counts from an incomplete scan lie */
-  if (c->flags && qcow2_set_dirty (q, true) == -1)
+  if (c->k->flags && qcow2_set_dirty (q, true) == -1)
     return -1;
   compare_refcounts (c);
   check_copied_all (c);
-  if (!c->flags)
+  if (!c->k->flags)
     return 0;
   if (write_fixes (c) == -1)
     return -1;
   /* Never cut a cluster whose count is still wrong. */
-  if ((c->flags & IMAGE_CHECK_REPAIR_LEAKS) && res->corruptions == 0 &&
+  if ((c->k->flags & IMAGE_CHECK_REPAIR_LEAKS) && res->corruptions == 0 &&
       qcow2_truncate_free_tail (q) == -1)
     return -1;
   /* Clean: nothing wrong left and the fixes are durable. */
-  if (res->corruptions == 0 && res->check_errors == 0 && !q->broken) {
+  if (res->corruptions == 0 && res->check_errors == 0 && !q->cow.broken) {
     if (qcow2_clear_corrupt (q) == -1 || qcow2_set_dirty (q, false) == -1)
       return -1;
   }
   return 0;
 }
 
+/* cow_ops' check. */
 int
-qcow2_check (struct image *img, unsigned flags,
-             struct image_check_result *res, image_report_fn report,
-             void *opaque)
+qcow2_check_op (void *fmt, struct cow_check *k)
 {
-  struct qcow2 *q = img->priv;
-  struct check c = { .q = q, .flags = flags, .res = res, .report = report,
-                     .opaque = opaque };
-  uint64_t file_size;
+  struct check c = { .q = fmt, .k = k };
+  struct qcow2 *q = c.q;
   int r;
 
-  memset (res, 0, sizeof *res);
-  /* Check what is on disk, with every dropped reference applied. */
-  if (!img->readonly &&
-      (qcow2_writeback (q, true) == -1 || qcow2_writeback (q, true) == -1))
-    return -1;
-  if (source_size (img->src, &file_size) == -1)
-    return error_syscall (img, "stat");
-  c.file_end = MAX (q->file_end, ROUND_UP (file_size, q->cluster_size));
+  c.file_end = MAX (q->cow.file_end, ROUND_UP (k->file_size, q->cluster_size));
   c.nclusters = c.file_end >> q->cluster_bits;
   c.refs = calloc (c.nclusters ? c.nclusters : 1, sizeof *c.refs);
   if (c.refs == NULL)
-    return error_file (img, ENOMEM, "out of memory for %" PRIu64
+    return error_file (q->img, ENOMEM, "out of memory for %" PRIu64
                        " reference counts", c.nclusters);
   {
-    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->writeback_lock);
+    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->cow.writeback_lock);
     r = check_wbl (&c);
   }
   free (c.refs);

@@ -49,7 +49,7 @@ continues (struct qcow2 *q, enum cow_kind kind, uint64_t e0, uint64_t en,
 {
   const char *why;
 
-  if (qcow2_entry_kind (q, en, q->file_end, &why) != kind)
+  if (qcow2_entry_kind (q, en, q->cow.file_end, &why) != kind)
     return false;
   if (kind != Q_DATA)
     return kind == Q_ZERO || kind == Q_UNALLOC;
@@ -91,7 +91,7 @@ lookup_subclusters (struct qcow2 *q, uint64_t e0, uint64_t bitmap,
   r->len = MIN (count, end * scs - in_cluster);
 }
 
-/* Describes the run at offset, at most count bytes.  Called with q->lock
+/* Describes the run at offset, at most count bytes.  Called with q->cow.lock
  * held (a cache miss reads the table under it, or with cached_only fails
  * with EAGAIN). */
 static int
@@ -102,9 +102,9 @@ qcow2_lookup (void *fmt, uint64_t offset, uint64_t count, bool cached_only,
   uint64_t cs = q->cluster_size, in_cluster = offset & (cs - 1), n = 1;
   uint64_t want = cow_run_start (&q->cow, offset, count, r), l1e, e0;
 
-  l1e = qcow2_l1_get (q, r->l1_index);
+  l1e = cow_l1_get (&q->cow, r->l1_index);
   r->entry = l1e;
-  if ((r->why = qcow2_l1_entry_error (q, l1e, q->file_end)) != NULL) {
+  if ((r->why = qcow2_l1_entry_error (q, l1e, q->cow.file_end)) != NULL) {
     r->kind = Q_INVALID;
     r->bad_table = true;
     r->len = MIN (count, cs - in_cluster);
@@ -115,19 +115,13 @@ qcow2_lookup (void *fmt, uint64_t offset, uint64_t count, bool cached_only,
     r->len = MIN (count, want * cs - in_cluster);
     return 0;
   }
-  /* Dense or compact: qcow2_check_ready makes it dense before a change. */
-  r->l2 = mc_peek (q->l2_cache, l1e & QCOW2_OFFSET_MASK);
-  if (r->l2 == NULL && cached_only) {
-    errno = EAGAIN;
-    return -1;
-  }
-  if (r->l2 == NULL &&
-      qcow2_get_l2 (q, l1e & QCOW2_OFFSET_MASK, &r->l2) == -1)
+  if (cow_lookup_l2 (&q->cow, l1e & QCOW2_OFFSET_MASK, cached_only,
+                     &r->l2) == -1)
     return -1;
   r->l2_shared = !(l1e & QCOW2_COPIED);
   e0 = qcow2_l2_get (q, r->l2, r->l2_index);
   r->entry = e0;
-  r->kind = qcow2_entry_kind (q, e0, q->file_end, &r->why);
+  r->kind = qcow2_entry_kind (q, e0, q->cow.file_end, &r->why);
   r->len = MIN (count, cs - in_cluster);
   if (q->extended_l2) {
     lookup_subclusters (q, e0, qcow2_l2_bitmap (q, r->l2, r->l2_index),
@@ -167,20 +161,18 @@ qcow2_check_ready (void *fmt, const struct cow_run *r, uint64_t alloc_bytes)
 {
   struct qcow2 *q = fmt;
 
-  if (q->broken)
-    return cow_broken_error (&q->cow);
   if (__atomic_load_n (&q->corrupt, __ATOMIC_ACQUIRE))
     return error_file (q->img, EIO, "the image is marked corrupt: repair "
                        "it with cowbd-img check -r all");
-  if (!__atomic_load_n (&q->dirty_on_disk, __ATOMIC_ACQUIRE))
+  if (!__atomic_load_n (&q->cow.marked, __ATOMIC_ACQUIRE))
     return NEED_DIRTY;
   if (r->l2 == NULL)
     return NEED_L2;
   if (r->l2_shared)
     return NEED_COW_L2;
-  if (mc_make_dense (q->l2_cache, r->l2) == -1)
+  if (mc_make_dense (q->cow.l2_cache, r->l2) == -1)
     return error_file (q->img, ENOMEM, "out of memory for an L2 table");
-  if (alloc_bytes && !qcow2_covered (q, q->file_end, alloc_bytes))
+  if (alloc_bytes && !qcow2_covered (q, q->cow.file_end, alloc_bytes))
     return NEED_COVER;
   return 0;
 }
@@ -235,7 +227,7 @@ qcow2_link (void *fmt, const struct cow_run *r, uint64_t n, uint64_t host)
  * reached them (a later allocation there must find holes).  Elsewhere
  * they stay free for good: allocation only appends.  If a count cannot
  * be changed, the leak is remembered and the dirty bit stays.  Also for a
- * fill that failed (a lost remote backing image).  Called with q->lock
+ * fill that failed (a lost remote backing image).  Called with q->cow.lock
  * held. */
 static void
 qcow2_give_back (void *fmt, uint64_t host, uint64_t n)
@@ -245,13 +237,11 @@ qcow2_give_back (void *fmt, uint64_t host, uint64_t n)
 
   for (i = 0; i < n; i++)
     if (qcow2_set_refcount (q, c0 + i, 0) == -1) {
-      q->leaked = true;
+      q->cow.leaked = true;
       return;
     }
-  if (q->file_end == end && ftruncate (q->img->fd, (off_t) host) == 0) {
-    q->file_end = q->file_length = host;
+  if (cow_cut_back (&q->cow, host, end))
     qcow2_zfree_cut (q);
-  }
   else
     host_punch_hole (q->img->fd, end - host, host);  /* space, if it can */
 }
@@ -267,7 +257,7 @@ qcow2_over_budget (void *fmt)
 {
   struct qcow2 *q = fmt;
 
-  return mc_over_budget (q->l2_cache) || mc_over_budget (q->rb_cache);
+  return mc_over_budget (q->cow.l2_cache) || mc_over_budget (q->rb_cache);
 }
 
 static int
@@ -324,23 +314,13 @@ qcow2_zero_whole_fast (void *fmt, const struct cow_run *r, uint64_t len,
 }
 
 const struct cow_ops qcow2_cow_ops = {
-  .lookup = qcow2_lookup,
-  .invalid = qcow2_invalid,
-  .check_ready = qcow2_check_ready,
-  .make_ready = qcow2_make_ready,
-  .reserve = qcow2_reserve,
-  .link = qcow2_link,
-  .give_back = qcow2_give_back,
+  COW_OPS_STANDARD (qcow2),
   .read_compressed = qcow2_read_compressed_op,
   .zreserve = qcow2_zreserve,
   .zlink = qcow2_zlink,
   .zgive_back = qcow2_zgive_back,
-  .over_budget = qcow2_over_budget,
-  .writeback = qcow2_writeback_op,
   .host_checked = qcow2_host_checked,
   .mark_corrupt = qcow2_mark_corrupt,
-  .zero_partial_fast = qcow2_zero_partial_fast,
-  .zero_whole_fast = qcow2_zero_whole_fast,
 };
 
 /* Zeros len bytes (within one cluster) at offset. */
@@ -364,7 +344,7 @@ static uint64_t
 new_entry (struct qcow2 *q, uint64_t old, enum entry_op op, bool *drop)
 {
   const char *why;
-  enum cow_kind k = qcow2_entry_kind (q, old, q->file_end, &why);
+  enum cow_kind k = qcow2_entry_kind (q, old, q->cow.file_end, &why);
 
   *drop = false;
   if (op == OP_ZERO_KEEP && (k == Q_DATA || k == Q_ZERO))
@@ -508,7 +488,7 @@ qcow2_trim (struct image *img, uint64_t count, uint64_t offset,
  * looks preallocated: more clusters with a reference than blocks the
  * host file occupies (a tenth more, or two).  We decide the same way, once
  * per open, so that map and NBD block status agree with qemu's.  Called
- * with q->lock held. */
+ * with q->cow.lock held. */
 static bool
 holes_read_zero (struct qcow2 *q)
 {

@@ -332,14 +332,14 @@ qcow2_write_compressed (struct image *img, const void *buf, size_t count,
 }
 
 /* Whether compressed data may go on at q->zfree (see the top): *count
- * receives that cluster's refcount.  Called with q->lock held. */
+ * receives that cluster's refcount.  Called with q->cow.lock held. */
 static bool
 zfree_usable (struct qcow2 *q, uint64_t len, uint64_t *count)
 {
   uint64_t end = ROUND_UP (q->zfree, q->cluster_size);
 
-  if (IS_ALIGNED (q->zfree, q->cluster_size) || end > q->file_end ||
-      (q->zfree + len > end && end != q->file_end))
+  if (IS_ALIGNED (q->zfree, q->cluster_size) || end > q->cow.file_end ||
+      (q->zfree + len > end && end != q->cow.file_end))
     return false;
   if (qcow2_get_refcount (q, q->zfree >> q->cluster_bits, count) == -1)
     return false;
@@ -389,7 +389,7 @@ qcow2_zreserve (void *fmt, uint64_t len, uint64_t *host)
 void
 qcow2_zfree_cut (struct qcow2 *q)
 {
-  if (q->zfree >= q->file_end)
+  if (q->zfree >= q->cow.file_end)
     q->zfree = 0;
 }
 
@@ -435,6 +435,6 @@ qcow2_zgive_back (void *fmt, uint64_t host, uint64_t len)
        c++)
     if (qcow2_get_refcount (q, c, &v) == -1 || v == 0 ||
         qcow2_set_refcount (q, c, v - 1) == -1)
-      q->leaked = true;
+      q->cow.leaked = true;
   q->zfree = 0;
 }

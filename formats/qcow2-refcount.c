@@ -117,22 +117,7 @@ qcow2_reft_entry_error (const struct qcow2 *q, uint64_t entry,
 int
 qcow2_get_rb (struct qcow2 *q, uint64_t offset, struct mc_entry **ep)
 {
-  struct mc_entry *e = mc_find (q->rb_cache, offset);
-
-  if (e == NULL) {
-    e = mc_insert (q->rb_cache, offset);
-    if (e == NULL)
-      return error_file (q->img, ENOMEM, "out of memory for a refcount "
-                         "block");
-    if (source_pread (q->img->src, e->t.data, q->cluster_size, offset) == -1) {
-      int r = error_file (q->img, errno, "reading refcount block at 0x%"
-                          PRIx64 ": %s", offset, strerror (errno));
-      mc_remove (q->rb_cache, e);
-      return r;
-    }
-  }
-  *ep = e;
-  return 0;
+  return cow_load_table (&q->cow, q->rb_cache, offset, "refcount block", ep);
 }
 
 static uint64_t
@@ -151,7 +136,7 @@ block_of (struct qcow2 *q, uint64_t c, struct mc_entry **ep)
   *ep = NULL;
   if (idx >= q->reftable_entries || (entry = reft_get (q, idx)) == 0)
     return 0;
-  why = qcow2_reft_entry_error (q, entry, q->file_end);
+  why = qcow2_reft_entry_error (q, entry, q->cow.file_end);
   if (why)
     return error_file (q->img, EIO, "refcount table entry %" PRIu64 " (0x%"
                        PRIx64 ") is invalid: %s: run cowbd-img check -r all",
@@ -202,27 +187,20 @@ qcow2_covered (struct qcow2 *q, uint64_t offset, uint64_t length)
 
 /* ---- allocation --------------------------------------------------------- */
 
-/* Grows the host file to cover end.  Called with q->lock held. */
-static int
-grow_file (struct qcow2 *q, uint64_t end)
-{
-  return host_grow_file (q->img, &q->file_length, end, q->cluster_size);
-}
-
 int64_t
 qcow2_alloc_clusters (struct qcow2 *q, uint64_t n)
 {
-  uint64_t host = q->file_end, c0 = host >> q->cluster_bits, i;
+  uint64_t host = q->cow.file_end, c0 = host >> q->cluster_bits, i;
 
   assert (qcow2_covered (q, host, n << q->cluster_bits));
-  if (grow_file (q, host + (n << q->cluster_bits)) == -1)
+  if (cow_grow_file (&q->cow, host + (n << q->cluster_bits)) == -1)
     return -1;
   /* Past file_end nothing is referenced: the count is 1, whatever a
    * stale block may say. */
   for (i = 0; i < n; i++)
     if (qcow2_set_refcount (q, c0 + i, 1) == -1)
       return -1;
-  q->file_end = host + (n << q->cluster_bits);
+  q->cow.file_end = host + (n << q->cluster_bits);
   return (int64_t) host;
 }
 
@@ -231,11 +209,11 @@ qcow2_reserve_clusters (struct qcow2 *q, uint64_t n)
 {
   uint64_t bytes = n * q->cluster_size;
 
-  while (!qcow2_covered (q, q->file_end, bytes)) {
+  while (!qcow2_covered (q, q->cow.file_end, bytes)) {
     int r;
-    pthread_mutex_unlock (&q->lock);
+    pthread_mutex_unlock (&q->cow.lock);
     r = qcow2_cover_wbl (q, bytes);
-    pthread_mutex_lock (&q->lock);
+    pthread_mutex_lock (&q->cow.lock);
     if (r == -1)
       return -1;
   }
@@ -245,8 +223,8 @@ qcow2_reserve_clusters (struct qcow2 *q, uint64_t n)
 static int
 cut_free_tail (struct qcow2 *q)
 {
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
-  uint64_t k = q->file_end >> q->cluster_bits, v = 0, end;
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->cow.lock);
+  uint64_t k = q->cow.file_end >> q->cluster_bits, v = 0, end;
 
   while (k > 1) {
     if (qcow2_get_refcount (q, k - 1, &v) == -1)
@@ -256,18 +234,18 @@ cut_free_tail (struct qcow2 *q)
     k--;
   }
   end = k << q->cluster_bits;
-  if (end >= q->file_length && end >= q->file_end)
+  if (end >= q->cow.file_length && end >= q->cow.file_end)
     return 0;
   if (ftruncate (q->img->fd, (off_t) end) == -1)
     return error_syscall (q->img, "truncating free clusters");
-  q->file_end = q->file_length = end;
+  q->cow.file_end = q->cow.file_length = end;
   qcow2_zfree_cut (q);
   overlap_cut (&q->cow.meta, end);
   return 0;
 }
 
 /* The file cut after its last referenced cluster, synced without
- * q->lock. */
+ * q->cow.lock. */
 int
 qcow2_truncate_free_tail (struct qcow2 *q)
 {
@@ -330,14 +308,14 @@ uncovered (struct qcow2 *q, uint64_t lo, uint64_t len, uint64_t a,
 }
 
 /* Plans a growth covering [lo, lo + len) and the area itself plus extra
- * bytes after it.  Called with q->lock held. */
+ * bytes after it.  Called with q->cow.lock held. */
 static int
 plan_growth (struct qcow2 *q, uint64_t lo, uint64_t len, uint64_t extra,
              struct growth *g)
 {
   uint64_t cs = q->cluster_size, i;
 
-  g->a = q->file_end;
+  g->a = q->cow.file_end;
   g->nb = g->nt = 0;
   for (i = 0; i < 64; i++) {
     uint64_t end = g->a + (g->nb + g->nt) * cs + MAX (extra, (uint64_t) 1);
@@ -379,7 +357,7 @@ new_block_of (const struct growth *g, uint64_t ti)
 }
 
 /* Counts the area's clusters: in the new blocks' buffers, or in existing
- * blocks through the cache.  Called with q->lock held. */
+ * blocks through the cache.  Called with q->cow.lock held. */
 static int
 count_area (struct qcow2 *q, const struct growth *g, uint8_t *blocks)
 {
@@ -416,13 +394,13 @@ write_area (struct qcow2 *q, const struct growth *g, const uint8_t *blocks,
 }
 
 /* Without lazy refcounts, writes the refcount blocks' dirty pages; then
- * syncs.  Called with writeback_lock held, q->lock not held. */
+ * syncs.  Called with writeback_lock held, q->cow.lock not held. */
 static int
 write_refblocks_and_sync (struct qcow2 *q)
 {
   if (!q->lazy && qcow2_write_refblocks (q) == -1)
     return -1;
-  return qcow2_sync (q);
+  return cow_fdatasync (&q->cow);
 }
 
 /* Points the refcount structure at the area: new table entries, or a new
@@ -453,11 +431,10 @@ link_area (struct qcow2 *q, const struct growth *g, uint8_t *table,
         q->h.refcount_table_clusters = old_clusters;
       }
     }
-    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
+    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->cow.lock);
     if (r == -1) {
       mc_table_release (&nt);
-      q->broken = true;
-      sticky_set (q->img);
+      cow_set_broken (&q->cow);
       return -1;
     }
     mc_table_release (&q->reftable);
@@ -466,19 +443,18 @@ link_area (struct qcow2 *q, const struct growth *g, uint8_t *table,
     r = qcow2_drop_ref (q, old_off, old_bytes, true);
   }
   else {
-    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
+    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->cow.lock);
     for (k = 0; k < g->nb; k++) {
       be64_store (q->reftable.data + g->idx[k] * 8, g->a + k * cs);
       mc_table_mark (&q->reftable, g->idx[k] * 8, 8);
     }
-    r = qcow2_write_table_pages (q, &q->reftable);
+    r = cow_write_table_pages (&q->cow, &q->reftable);
     if (r == -1) {
-      q->broken = true;
-      sticky_set (q->img);
+      cow_set_broken (&q->cow);
     }
   }
   /* The new blocks are known: cache them, clean. */
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->cow.lock);
   for (k = 0; r == 0 && k < g->nb; k++) {
     struct mc_entry *e = mc_find (q->rb_cache, g->a + k * cs);
     if (e == NULL && (e = mc_insert (q->rb_cache, g->a + k * cs)) != NULL)
@@ -499,7 +475,7 @@ fill_table (struct qcow2 *q, const struct growth *g, uint8_t *table)
 }
 
 /* One growth: covers [lo, lo + len) and [file_end, file_end + extra)
- * (after the area).  Called with writeback_lock held, q->lock not held. */
+ * (after the area).  Called with writeback_lock held, q->cow.lock not held. */
 static int
 grow (struct qcow2 *q, uint64_t lo, uint64_t len, uint64_t extra)
 {
@@ -510,8 +486,9 @@ grow (struct qcow2 *q, uint64_t lo, uint64_t len, uint64_t extra)
   int r;
 
   {
-    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
-    if (qcow2_covered (q, lo, len) && qcow2_covered (q, q->file_end, extra))
+    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->cow.lock);
+    if (qcow2_covered (q, lo, len) &&
+        qcow2_covered (q, q->cow.file_end, extra))
       return 0;
     if (plan_growth (q, lo, len, extra, &g) == -1)
       return -1;
@@ -521,9 +498,9 @@ grow (struct qcow2 *q, uint64_t lo, uint64_t len, uint64_t extra)
       free (g.idx);
       return error_file (q->img, ENOMEM, "out of memory");
     }
-    r = grow_file (q, g.a + (g.nb + g.nt) * cs);
+    r = cow_grow_file (&q->cow, g.a + (g.nb + g.nt) * cs);
     if (r == 0) {
-      q->file_end = g.a + (g.nb + g.nt) * cs;
+      q->cow.file_end = g.a + (g.nb + g.nt) * cs;
       r = count_area (q, &g, blocks);
     }
     if (r == 0 && g.nt)
@@ -549,7 +526,7 @@ qcow2_cover_wbl (struct qcow2 *q, uint64_t extra)
 int
 qcow2_cover (struct qcow2 *q, uint64_t extra)
 {
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->writeback_lock);
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->cow.writeback_lock);
   return qcow2_cover_wbl (q, extra);
 }
 

@@ -47,18 +47,19 @@ write_new_l1 (struct qcow2 *q, uint64_t entries, struct mc_table *nt)
   uint64_t bytes = entries * 8;
   int64_t off;
 
-  pthread_mutex_lock (&q->lock);
+  pthread_mutex_lock (&q->cow.lock);
   off = qcow2_reserve_clusters (q, DIV_ROUND_UP (bytes, q->cluster_size));
   if (off != -1 && mc_table_init (nt, (uint64_t) off, bytes) == -1)
     off = error_file (q->img, ENOMEM, "out of memory for the L1 table");
   if (off != -1)
-    memcpy (nt->data, q->l1.data, q->l1.bytes);
-  pthread_mutex_unlock (&q->lock);
+    memcpy (nt->data, q->cow.l1.data, q->cow.l1.bytes);
+  pthread_mutex_unlock (&q->cow.lock);
   if (off == -1)
     return -1;
   if (source_pwrite (q->img->src, nt->data, bytes, (uint64_t) off) == -1)
     return error_syscall (q->img, "writing the new L1 table");
-  if ((!q->lazy && qcow2_write_refblocks (q) == -1) || qcow2_sync (q) == -1)
+  if ((!q->lazy && qcow2_write_refblocks (q) == -1) ||
+      cow_fdatasync (&q->cow) == -1)
     return -1;
   return 0;
 }
@@ -81,9 +82,9 @@ switch_l1 (struct qcow2 *q, uint64_t entries, struct mc_table *nt)
   }
   if (r == -1)
     return -1;
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
-  old = q->l1;
-  q->l1 = *nt;
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->cow.lock);
+  old = q->cow.l1;
+  q->cow.l1 = *nt;
   *nt = (struct mc_table) { 0 };
   r = old.bytes ? qcow2_drop_ref (q, old.offset, old.bytes, true) : 0;
   mc_table_release (&old);
@@ -93,7 +94,7 @@ switch_l1 (struct qcow2 *q, uint64_t entries, struct mc_table *nt)
 static int
 grow_l1 (struct qcow2 *q, uint64_t entries)
 {
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->writeback_lock);
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->cow.writeback_lock);
   struct mc_table nt = { 0 };
   int r;
 
@@ -147,7 +148,7 @@ grow (struct qcow2 *q, uint64_t size, bool zero_new)
 
 /* Drops the references of the whole L2 table of L1 slot i and of its
  * clusters: a count is one per path from an L1 table, so the clusters
- * of a table shared with a snapshot lose one too.  Called with q->lock
+ * of a table shared with a snapshot lose one too.  Called with q->cow.lock
  * held. */
 static int
 drop_table (struct qcow2 *q, uint64_t i, uint64_t e)
@@ -155,25 +156,25 @@ drop_table (struct qcow2 *q, uint64_t i, uint64_t e)
   uint64_t l2off = e & QCOW2_OFFSET_MASK, j;
   struct mc_entry *l2;
 
-  if (qcow2_get_l2 (q, l2off, &l2) == -1)
+  if (cow_get_l2 (&q->cow, l2off, &l2) == -1)
     return -1;
   for (j = 0; j < q->l2_entries; j++)
     if (qcow2_drop_entry (q, qcow2_l2_get (q, l2, j), true) == -1)
       return -1;
-  mc_remove (q->l2_cache, l2);
-  qcow2_l1_set (q, i, 0);
+  mc_remove (q->cow.l2_cache, l2);
+  cow_l1_set (&q->cow, i, 0);
   return qcow2_drop_ref (q, l2off, q->cluster_size, true);
 }
 
 /* Empties entries [j0, end) of the (private) L2 table of slot i.  Called
- * with q->lock held. */
+ * with q->cow.lock held. */
 static int
 drop_tail (struct qcow2 *q, uint64_t e, uint64_t j0)
 {
   struct mc_entry *l2;
   uint64_t j;
 
-  if (qcow2_get_l2 (q, e & QCOW2_OFFSET_MASK, &l2) == -1)
+  if (cow_get_l2 (&q->cow, e & QCOW2_OFFSET_MASK, &l2) == -1)
     return -1;
   for (j = j0; j < q->l2_entries; j++) {
     uint64_t v = qcow2_l2_get (q, l2, j);
@@ -197,22 +198,22 @@ drop_slot (struct qcow2 *q, uint64_t i, uint64_t first)
   uint64_t start = i << q->l2_bits, j0 = first > start ? first - start : 0;
   uint64_t e;
 
-  pthread_mutex_lock (&q->lock);
-  e = qcow2_l1_get (q, i);
-  pthread_mutex_unlock (&q->lock);
+  pthread_mutex_lock (&q->cow.lock);
+  e = cow_l1_get (&q->cow, i);
+  pthread_mutex_unlock (&q->cow.lock);
   if ((e & QCOW2_OFFSET_MASK) == 0 ||
-      qcow2_l1_entry_error (q, e, q->file_end) != NULL)
+      qcow2_l1_entry_error (q, e, q->cow.file_end) != NULL)
     return 0;                   /* nothing there, or nothing to trust */
   if (j0 && !(e & QCOW2_COPIED) && qcow2_cow_l2 (q, i) == -1)
     return -1;
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->writeback_lock);
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
-  e = qcow2_l1_get (q, i);
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->cow.writeback_lock);
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->cow.lock);
+  e = cow_l1_get (&q->cow, i);
   if (j0)
     return drop_tail (q, e, j0);
   if (drop_table (q, i, e) == -1)
     return -1;
-  return qcow2_write_table_pages (q, &q->l1);
+  return cow_write_table_pages (&q->cow, &q->cow.l1);
 }
 
 static int
@@ -233,7 +234,7 @@ shrink (struct qcow2 *q, uint64_t size)
    * (as a clean close does), before the free end of the file is cut. */
   if (qcow2_writeback (q, true) == -1 || qcow2_writeback (q, true) == -1)
     return -1;
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->writeback_lock);
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->cow.writeback_lock);
   return qcow2_truncate_free_tail (q);
 }
 

@@ -55,7 +55,7 @@
 #define EXTRA_BYTES 24          /* vm_state_size_large, disk_size, icount */
 #define MAX_NAME 255            /* qemu-img keeps 255 bytes of a name */
 
-/* What one L1 slot's walk does; called with q->lock held.  l1e points at
+/* What one L1 slot's walk does; called with q->cow.lock held.  l1e points at
  * the big-endian entry, which the walk may change. */
 typedef int (*slot_fn) (struct qcow2 *q, uint8_t *l1e);
 
@@ -100,7 +100,7 @@ entry_range (struct qcow2 *q, uint64_t v, uint64_t *off, uint64_t *len)
   const char *why;
 
   *len = 0;
-  switch (qcow2_entry_kind (q, v, q->file_end, &why)) {
+  switch (qcow2_entry_kind (q, v, q->cow.file_end, &why)) {
   case Q_COMPRESSED:
     qcow2_compressed_range (q, v, off, len);
     return 0;
@@ -122,7 +122,7 @@ inc_table (struct qcow2 *q, uint64_t l2off)
   struct mc_entry *l2;
   uint64_t j, v, off, len;
 
-  if (qcow2_get_l2 (q, l2off, &l2) == -1)
+  if (cow_get_l2 (&q->cow, l2off, &l2) == -1)
     return -1;
   for (j = 0; j < q->l2_entries; j++) {
     v = qcow2_l2_get (q, l2, j);
@@ -145,7 +145,7 @@ inc_slot (struct qcow2 *q, uint8_t *l1e)
 
   if (off == 0)
     return 0;
-  if ((why = qcow2_l1_entry_error (q, e, q->file_end)) != NULL)
+  if ((why = qcow2_l1_entry_error (q, e, q->cow.file_end)) != NULL)
     return corrupt (q, "L1 entry", e, why);
   if (inc_range (q, off, q->cluster_size) == -1 || inc_table (q, off) == -1)
     return -1;
@@ -162,16 +162,16 @@ drop_slot (struct qcow2 *q, uint8_t *l1e)
   uint64_t e = be64_load (l1e), off = e & QCOW2_OFFSET_MASK, j, rc;
   struct mc_entry *l2;
 
-  if (off == 0 || qcow2_l1_entry_error (q, e, q->file_end) != NULL)
+  if (off == 0 || qcow2_l1_entry_error (q, e, q->cow.file_end) != NULL)
     return 0;                   /* nothing held, or nothing to trust */
-  if (qcow2_get_l2 (q, off, &l2) == -1 ||
+  if (cow_get_l2 (&q->cow, off, &l2) == -1 ||
       qcow2_get_refcount (q, off >> q->cluster_bits, &rc) == -1)
     return -1;
   for (j = 0; j < q->l2_entries; j++)
     if (qcow2_drop_entry (q, qcow2_l2_get (q, l2, j), true) == -1)
       return -1;
   if (rc == 1)
-    mc_remove (q->l2_cache, l2);
+    mc_remove (q->cow.l2_cache, l2);
   return qcow2_drop_ref (q, off, q->cluster_size, true);
 }
 
@@ -200,9 +200,9 @@ copied_slot (struct qcow2 *q, uint8_t *l1e)
   struct mc_entry *l2;
   int r;
 
-  if (off == 0 || qcow2_l1_entry_error (q, e, q->file_end) != NULL)
+  if (off == 0 || qcow2_l1_entry_error (q, e, q->cow.file_end) != NULL)
     return 0;
-  if (fix_copied (q, off, &e) == -1 || qcow2_get_l2 (q, off, &l2) == -1)
+  if (fix_copied (q, off, &e) == -1 || cow_get_l2 (&q->cow, off, &l2) == -1)
     return -1;
   be64_store (l1e, e);
   for (j = 0; j < q->l2_entries; j++) {
@@ -229,10 +229,10 @@ walk_l1 (struct qcow2 *q, uint8_t *l1, uint64_t n, slot_fn fn)
   int r;
 
   for (i = 0; i < n; i++) {
-    pthread_mutex_lock (&q->lock);
+    pthread_mutex_lock (&q->cow.lock);
     r = fn (q, l1 + i * 8);
-    over = mc_over_budget (q->l2_cache) || mc_over_budget (q->rb_cache);
-    pthread_mutex_unlock (&q->lock);
+    over = mc_over_budget (q->cow.l2_cache) || mc_over_budget (q->rb_cache);
+    pthread_mutex_unlock (&q->cow.lock);
     if (r == -1 || (over && qcow2_writeback_wbl (q, true) == -1))
       return -1;
   }
@@ -243,10 +243,10 @@ walk_l1 (struct qcow2 *q, uint8_t *l1, uint64_t n, slot_fn fn)
 static int
 write_active_l1 (struct qcow2 *q)
 {
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->cow.lock);
 
-  mc_table_mark_all (&q->l1);
-  return qcow2_write_table_pages (q, &q->l1);
+  mc_table_mark_all (&q->cow.l1);
+  return cow_write_table_pages (&q->cow, &q->cow.l1);
 }
 
 /* Everything written and synced, refcount blocks included, and the
@@ -272,17 +272,17 @@ write_new (struct qcow2 *q, const void *buf, uint64_t bytes, const char *what)
   uint64_t n = DIV_ROUND_UP (bytes, q->cluster_size);
   int64_t off;
 
-  pthread_mutex_lock (&q->lock);
+  pthread_mutex_lock (&q->cow.lock);
   off = qcow2_reserve_clusters (q, n);
   if (off != -1)
     overlap_add (&q->cow.meta, (uint64_t) off, n * q->cluster_size, what);
-  pthread_mutex_unlock (&q->lock);
+  pthread_mutex_unlock (&q->cow.lock);
   if (off == -1)
     return -1;
   if (source_pwrite (q->img->src, buf, bytes, (uint64_t) off) == -1)
     return error_file (q->img, errno, "writing the %s at 0x%" PRIx64 ": %s",
                        what, (uint64_t) off, strerror (errno));
-  if (qcow2_write_refblocks (q) == -1 || qcow2_sync (q) == -1)
+  if (qcow2_write_refblocks (q) == -1 || cow_fdatasync (&q->cow) == -1)
     return -1;
   return off;
 }
@@ -411,10 +411,10 @@ switch_table (struct qcow2 *q, const uint8_t *table, uint64_t len,
     if (r == -1)
       q->h = saved;
   }
-  if (qcow2_read_snapshots (q, q->file_length) == -1 || r == -1)
+  if (qcow2_read_snapshots (q, q->cow.file_length) == -1 || r == -1)
     return -1;
   crash_test_pause ();
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->cow.lock);
   return oldlen ? qcow2_drop_ref (q, old, oldlen, true) : 0;
 }
 
@@ -425,9 +425,9 @@ switch_table (struct qcow2 *q, const uint8_t *table, uint64_t len,
 static int
 failed (struct qcow2 *q)
 {
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->cow.lock);
 
-  q->leaked = true;
+  q->cow.leaked = true;
   return -1;
 }
 
@@ -455,12 +455,12 @@ create_wbl (struct qcow2 *q, const char *name)
 
   /* Rule 2: counts up and COPIED cleared, durably, before the copy that
    * makes them needed is named by anything. */
-  if (walk_l1 (q, q->l1.data, q->h.l1_size, inc_slot) == -1 ||
+  if (walk_l1 (q, q->cow.l1.data, q->h.l1_size, inc_slot) == -1 ||
       qcow2_writeback_wbl (q, true) == -1 || write_active_l1 (q) == -1)
     return -1;
   crash_test_pause ();
   if (l1bytes &&
-      (l1off = write_new (q, q->l1.data, l1bytes, "snapshot's L1 table"))
+      (l1off = write_new (q, q->cow.l1.data, l1bytes, "snapshot's L1 table"))
       == -1)
     return -1;
   next_id (q, id, sizeof id);
@@ -481,7 +481,7 @@ qcow2_snapshot_create (struct image *img, const char *name)
                        QCOW2_MAX_SNAPSHOTS);
   if (begin (q) == -1)
     return -1;
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->writeback_lock);
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->cow.writeback_lock);
   if (create_wbl (q, name) == -1 || settle (q) == -1)
     return failed (q);
   crash_test_pause ();
@@ -527,9 +527,9 @@ switch_l1 (struct qcow2 *q, struct mc_table *nt, uint64_t entries,
   if (r == -1)
     return -1;
   q->img->size = size;
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
-  old = q->l1;
-  q->l1 = *nt;
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->cow.lock);
+  old = q->cow.l1;
+  q->cow.l1 = *nt;
   *nt = old;
   return old.bytes ? qcow2_drop_ref (q, old.offset, old.bytes, true) : 0;
 }
@@ -570,7 +570,7 @@ apply_wbl (struct qcow2 *q, const struct qcow2_snapshot *sn)
     r = walk_l1 (q, nt.data, nt.bytes / 8, drop_slot);
   mc_table_release (&nt);
   if (r == -1 || settle (q) == -1 ||
-      walk_l1 (q, q->l1.data, q->h.l1_size, copied_slot) == -1 ||
+      walk_l1 (q, q->cow.l1.data, q->h.l1_size, copied_slot) == -1 ||
       write_active_l1 (q) == -1)
     return -1;
   return 0;
@@ -586,7 +586,7 @@ qcow2_snapshot_apply (struct image *img, const char *id_or_name)
     return error_file (img, ENOENT, "no snapshot '%s'", id_or_name);
   if (begin (q) == -1)
     return -1;
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->writeback_lock);
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->cow.writeback_lock);
   /* apply_wbl switches the header but not the snapshot table: the entry
    * stays valid throughout. */
   if (apply_wbl (q, &q->snapshots[i]) == -1 || settle (q) == -1)
@@ -610,13 +610,13 @@ delete_wbl (struct qcow2 *q, uint32_t i)
   if (walk_l1 (q, l1, sn.l1_size, drop_slot) == -1)
     return -1;
   if (sn.l1_size) {
-    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
+    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->cow.lock);
     if (qcow2_drop_ref (q, sn.l1_table_offset, (uint64_t) sn.l1_size * 8,
                         true) == -1)
       return -1;
   }
   if (settle (q) == -1 ||
-      walk_l1 (q, q->l1.data, q->h.l1_size, copied_slot) == -1 ||
+      walk_l1 (q, q->cow.l1.data, q->h.l1_size, copied_slot) == -1 ||
       write_active_l1 (q) == -1)
     return -1;
   return 0;
@@ -632,7 +632,7 @@ qcow2_snapshot_delete (struct image *img, const char *name)
     return error_file (img, ENOENT, "snapshot not found");
   if (begin (q) == -1)
     return -1;
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->writeback_lock);
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->cow.writeback_lock);
   if (delete_wbl (q, (uint32_t) i) == -1 || settle (q) == -1)
     return failed (q);
   crash_test_pause ();

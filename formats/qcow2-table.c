@@ -145,19 +145,6 @@ qcow2_l1_entry_error (const struct qcow2 *q, uint64_t entry,
 }
 
 uint64_t
-qcow2_l1_get (const struct qcow2 *q, uint64_t i)
-{
-  return be64_load (q->l1.data + i * 8);
-}
-
-void
-qcow2_l1_set (struct qcow2 *q, uint64_t i, uint64_t value)
-{
-  be64_store (q->l1.data + i * 8, value);
-  mc_table_mark (&q->l1, i * 8, 8);
-}
-
-uint64_t
 qcow2_l2_get (const struct qcow2 *q, struct mc_entry *l2, uint64_t i)
 {
   uint64_t w = mc_word (l2, i * q->l2_entry_bytes);   /* dense or compact */
@@ -179,29 +166,6 @@ qcow2_l2_set (const struct qcow2 *q, struct mc_entry *l2, uint64_t i,
 {
   be64_store (l2->t.data + i * q->l2_entry_bytes, value);
   mc_table_mark (&l2->t, i * q->l2_entry_bytes, 8);
-}
-
-/* ---- loading --------------------------------------------------------- */
-
-int
-qcow2_get_l2 (struct qcow2 *q, uint64_t l2_offset, struct mc_entry **ep)
-{
-  struct mc_entry *e = mc_find (q->l2_cache, l2_offset);
-
-  if (e == NULL) {
-    e = mc_insert (q->l2_cache, l2_offset);
-    if (e == NULL)
-      return error_file (q->img, ENOMEM, "out of memory for an L2 table");
-    if (source_pread (q->img->src, e->t.data, q->cluster_size, l2_offset)
-        == -1) {
-      int r = error_file (q->img, errno, "reading L2 table at 0x%" PRIx64
-                          ": %s", l2_offset, strerror (errno));
-      mc_remove (q->l2_cache, e);
-      return r;
-    }
-  }
-  *ep = e;
-  return 0;
 }
 
 /* ---- dropped references ------------------------------------------------ */
@@ -228,7 +192,7 @@ qcow2_drop_entry (struct qcow2 *q, uint64_t entry, bool punch)
   const char *why;
   uint64_t off, len;
 
-  switch (qcow2_entry_kind (q, entry, q->file_end, &why)) {
+  switch (qcow2_entry_kind (q, entry, q->cow.file_end, &why)) {
   case Q_COMPRESSED:
     qcow2_compressed_range (q, entry, &off, &len);
     return qcow2_drop_ref (q, off, len, punch);
@@ -242,7 +206,7 @@ qcow2_drop_entry (struct qcow2 *q, uint64_t entry, bool punch)
 }
 
 /* Lowers the counts of the dropped references; collects the clusters
- * whose count reached 0 as runs in *punch.  Called with q->lock held. */
+ * whose count reached 0 as runs in *punch.  Called with q->cow.lock held. */
 static void
 apply_frees (struct qcow2 *q, struct qcow2_free *f, size_t n,
              struct qcow2_free **punch, size_t *npunch)
@@ -283,37 +247,6 @@ apply_frees (struct qcow2 *q, struct qcow2_free *f, size_t n,
 /* ---- writeback ------------------------------------------------------- */
 
 int
-qcow2_sync (struct qcow2 *q)
-{
-  cow_assert_not_held (&q->lock);
-  if (cow_sync (&q->cow) == -1)
-    return error_syscall (q->img, "fdatasync");
-  return 0;
-}
-
-static int
-write_fn (void *opaque, const void *buf, size_t len, uint64_t offset)
-{
-  struct qcow2 *q = opaque;
-
-  if (source_pwrite (q->img->src, buf, len, offset) == -1)
-    return error_file (q->img, errno, "writing metadata at 0x%" PRIx64
-                       ": %s", offset, strerror (errno));
-  return 0;
-}
-
-/* Snapshots a cache's dirty pages, pinning its entries.  Called with
- * q->lock held. */
-static int
-snapshot_cache (struct qcow2 *q, struct mc_snapshot *snap,
-                struct metacache *mc)
-{
-  if (mc_snapshot_cache (snap, mc) == -1)
-    return error_file (q->img, ENOMEM, "out of memory");
-  return 0;
-}
-
-int
 qcow2_write_refblocks (struct qcow2 *q)
 {
   struct mc_snapshot *snap = mc_snapshot_new ();
@@ -321,37 +254,19 @@ qcow2_write_refblocks (struct qcow2 *q)
 
   if (snap == NULL)
     return error_file (q->img, ENOMEM, "out of memory");
-  pthread_mutex_lock (&q->lock);
-  r = snapshot_cache (q, snap, q->rb_cache);
-  pthread_mutex_unlock (&q->lock);
+  pthread_mutex_lock (&q->cow.lock);
+  r = cow_snapshot_cache (&q->cow, snap, q->rb_cache);
+  pthread_mutex_unlock (&q->cow.lock);
   if (r == 0 && !mc_snapshot_empty (snap))
-    r = mc_snapshot_write (snap, write_fn, q);
-  pthread_mutex_lock (&q->lock);
+    r = mc_snapshot_write (snap, cow_write_meta, &q->cow);
+  pthread_mutex_lock (&q->cow.lock);
   if (r == -1) {
     mc_snapshot_redirty (snap);
-    q->broken = true;
-    sticky_set (q->img);
+    cow_set_broken (&q->cow);
   }
   mc_snapshot_unpin (snap);
-  pthread_mutex_unlock (&q->lock);
+  pthread_mutex_unlock (&q->cow.lock);
   mc_snapshot_free (snap);
-  return r;
-}
-
-int
-qcow2_write_table_pages (struct qcow2 *q, struct mc_table *t)
-{
-  struct mc_snapshot *s = mc_snapshot_new ();
-  int r = -1;
-
-  cow_order_tables (&q->cow);
-  if (s == NULL || mc_snapshot_add (s, t) == -1)
-    error_file (q->img, ENOMEM, "out of memory");
-  else if (mc_snapshot_empty (s))
-    r = 0;
-  else if ((r = mc_snapshot_write (s, write_fn, q)) == -1)
-    mc_table_mark_all (t);
-  mc_snapshot_free (s);
   return r;
 }
 
@@ -368,14 +283,12 @@ struct wb {
 static int
 wb_take (struct qcow2 *q, struct wb *w, bool force)
 {
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->cow.lock);
 
-  if (q->broken)
-    return cow_broken_error (&q->cow);
   w->with_rb = force || !q->lazy || mc_over_budget (q->rb_cache);
-  if (w->with_rb && snapshot_cache (q, w->rb, q->rb_cache) == -1)
+  if (w->with_rb && cow_snapshot_cache (&q->cow, w->rb, q->rb_cache) == -1)
     return -1;
-  if (snapshot_cache (q, w->l2, q->l2_cache) == -1) {
+  if (cow_writeback_begin (&q->cow, w->l2, &w->lengths, &w->ordered) == -1) {
     mc_snapshot_redirty (w->rb);
     mc_snapshot_unpin (w->rb);
     return -1;
@@ -384,8 +297,7 @@ wb_take (struct qcow2 *q, struct wb *w, bool force)
    * 0 under a reference is corruption, dirty bit or not, to qemu-img
    * check without lazy refcounts): written refcount blocks, like a
    * forced writeback (resize, amend, check), keep the two syncs. */
-  w->ordered = cow_flush_begin (&q->cow, &w->lengths) || force ||
-    !mc_snapshot_empty (w->rb);
+  w->ordered = w->ordered || force || !mc_snapshot_empty (w->rb);
   /* The references dropped by the table changes in this snapshot. */
   w->frees = q->frees;
   w->nr_frees = q->nr_frees;
@@ -401,22 +313,16 @@ static void
 wb_finish (struct qcow2 *q, struct wb *w, int r, struct qcow2_free **punch,
            size_t *npunch)
 {
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->cow.lock);
 
   *punch = NULL;
   *npunch = 0;
-  if (r == -1) {
+  if (r == -1)
     mc_snapshot_redirty (w->rb);
-    mc_snapshot_redirty (w->l2);
-    q->broken = true;
-    sticky_set (q->img);
-  }
   mc_snapshot_unpin (w->rb);
-  mc_snapshot_unpin (w->l2);
-  cow_flush_end (&q->cow, w->lengths, w->ordered, r);
+  cow_writeback_end (&q->cow, w->l2, w->lengths, w->ordered, r);
   if (r == 0)
     apply_frees (q, w->frees, w->nr_frees, punch, npunch);
-  mc_shrink (q->l2_cache);
   mc_shrink (q->rb_cache);
 }
 
@@ -433,17 +339,10 @@ qcow2_writeback_wbl (struct qcow2 *q, bool force)
   else if (wb_take (q, &w, force) == 0) {
     r = 0;
     if (w.with_rb && !mc_snapshot_empty (w.rb))
-      r = mc_snapshot_write (w.rb, write_fn, q);
-    /* Rules 1 and 4 (and refcounts before tables): a sync of its own
-     * unless the data may share the one below (cow.c).  With nothing to
-     * write, this sync is the whole flush. */
-    if (r == 0 && (w.ordered || mc_snapshot_empty (w.l2)))
-      r = qcow2_sync (q);
-    if (r == 0 && !mc_snapshot_empty (w.l2)) {
-      r = mc_snapshot_write (w.l2, write_fn, q);
-      if (r == 0)
-        r = qcow2_sync (q);
-    }
+      r = mc_snapshot_write (w.rb, cow_write_meta, &q->cow);
+    /* Rules 1 and 4, and refcounts before tables (ordered). */
+    if (r == 0)
+      r = cow_write_tables (&q->cow, w.l2, w.ordered);
     wb_finish (q, &w, r, &punch, &npunch);
     /* Rule 6: the tables that dropped these clusters are durable. */
     if (npunch)
@@ -461,25 +360,25 @@ qcow2_writeback_wbl (struct qcow2 *q, bool force)
 int
 qcow2_writeback (struct qcow2 *q, bool force)
 {
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->writeback_lock);
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->cow.writeback_lock);
   return qcow2_writeback_wbl (q, force);
 }
 
 /* ---- new and copied L2 tables ------------------------------------------- */
 
 /* Reserves one cluster at the end of the file for a table.  Called with
- * writeback_lock and q->lock held; may drop and retake q->lock to grow
+ * writeback_lock and q->cow.lock held; may drop and retake q->cow.lock to grow
  * the refcount structure. */
 static int64_t
 reserve_table (struct qcow2 *q)
 {
   int64_t t;
 
-  while (!qcow2_covered (q, q->file_end, q->cluster_size)) {
+  while (!qcow2_covered (q, q->cow.file_end, q->cluster_size)) {
     int r;
-    pthread_mutex_unlock (&q->lock);
+    pthread_mutex_unlock (&q->cow.lock);
     r = qcow2_cover_wbl (q, q->cluster_size);
-    pthread_mutex_lock (&q->lock);
+    pthread_mutex_lock (&q->cow.lock);
     if (r == -1)
       return -1;
   }
@@ -491,23 +390,14 @@ reserve_table (struct qcow2 *q)
 }
 
 /* Points L1 slot i at the table at t and writes the L1 page.  Called with
- * writeback_lock and q->lock held. */
+ * writeback_lock and q->cow.lock held. */
 static int
 link_table (struct qcow2 *q, uint64_t i, uint64_t t, const uint8_t *content)
 {
-  struct mc_entry *e = mc_find (q->l2_cache, t);
-
-  /* The table's content is known: cache it, clean. */
-  if (e == NULL && (e = mc_insert (q->l2_cache, t)) != NULL) {
-    if (content)
-      memcpy (e->t.data, content, q->cluster_size);
-    else
-      memset (e->t.data, 0, q->cluster_size);
-  }
-  qcow2_l1_set (q, i, t | QCOW2_COPIED);
-  if (qcow2_write_table_pages (q, &q->l1) == -1) {
-    q->broken = true;
-    sticky_set (q->img);
+  cow_cache_new_table (&q->cow, t, content);
+  cow_l1_set (&q->cow, i, t | QCOW2_COPIED);
+  if (cow_write_table_pages (&q->cow, &q->cow.l1) == -1) {
+    cow_set_broken (&q->cow);
     return -1;
   }
   return 0;
@@ -519,34 +409,34 @@ table_durable (struct qcow2 *q)
 {
   if (!q->lazy && qcow2_write_refblocks (q) == -1)
     return -1;
-  return qcow2_sync (q);
+  return cow_fdatasync (&q->cow);
 }
 
 int
 qcow2_create_l2 (struct qcow2 *q, uint64_t l1_index)
 {
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->writeback_lock);
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->cow.writeback_lock);
   int64_t t;
 
   if (qcow2_set_dirty (q, true) == -1)
     return -1;
-  pthread_mutex_lock (&q->lock);
-  if (qcow2_l1_get (q, l1_index) & QCOW2_OFFSET_MASK) {
-    pthread_mutex_unlock (&q->lock);    /* someone else made it */
+  pthread_mutex_lock (&q->cow.lock);
+  if (cow_l1_get (&q->cow, l1_index) & QCOW2_OFFSET_MASK) {
+    pthread_mutex_unlock (&q->cow.lock);    /* someone else made it */
     return 0;
   }
   t = reserve_table (q);
-  pthread_mutex_unlock (&q->lock);
+  pthread_mutex_unlock (&q->cow.lock);
   /* Rule 2: the new table (a hole: zeros) is durable before the L1 entry
    * that names it. */
   if (t == -1 || table_durable (q) == -1)
     return -1;
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->cow.lock);
   return link_table (q, l1_index, (uint64_t) t, NULL);
 }
 
 /* A private copy of the shared table at old: COPIED cleared in every
- * entry.  Called with q->lock held. */
+ * entry.  Called with q->cow.lock held. */
 static uint8_t *
 copy_table (struct qcow2 *q, uint64_t old)
 {
@@ -554,7 +444,7 @@ copy_table (struct qcow2 *q, uint64_t old)
   uint8_t *copy;
   uint64_t j;
 
-  if (qcow2_get_l2 (q, old, &e) == -1)
+  if (cow_get_l2 (&q->cow, old, &e) == -1)
     return NULL;
   copy = malloc (q->cluster_size);
   if (copy == NULL) {
@@ -572,23 +462,23 @@ copy_table (struct qcow2 *q, uint64_t old)
 int
 qcow2_cow_l2 (struct qcow2 *q, uint64_t l1_index)
 {
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->writeback_lock);
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->cow.writeback_lock);
   CLEANUP_FREE uint8_t *copy = NULL;
   uint64_t e, old;
   int64_t t;
 
   if (qcow2_set_dirty (q, true) == -1)
     return -1;
-  pthread_mutex_lock (&q->lock);
-  e = qcow2_l1_get (q, l1_index);
+  pthread_mutex_lock (&q->cow.lock);
+  e = cow_l1_get (&q->cow, l1_index);
   old = e & QCOW2_OFFSET_MASK;
   if ((e & QCOW2_COPIED) || old == 0) {
-    pthread_mutex_unlock (&q->lock);    /* someone else copied it */
+    pthread_mutex_unlock (&q->cow.lock);    /* someone else copied it */
     return 0;
   }
   copy = copy_table (q, old);
   t = copy ? reserve_table (q) : -1;
-  pthread_mutex_unlock (&q->lock);
+  pthread_mutex_unlock (&q->cow.lock);
   if (t == -1)
     return -1;
   if (source_pwrite (q->img->src, copy, q->cluster_size, (uint64_t) t) == -1)
@@ -597,7 +487,7 @@ qcow2_cow_l2 (struct qcow2 *q, uint64_t l1_index)
                        strerror (errno));
   if (table_durable (q) == -1)
     return -1;
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->cow.lock);
   if (link_table (q, l1_index, (uint64_t) t, copy) == -1)
     return -1;
   return qcow2_drop_ref (q, old, q->cluster_size, true);

@@ -109,6 +109,27 @@ qcow2_write_header_fields (struct qcow2 *q, size_t start, size_t len)
   return 0;
 }
 
+/* Writes the header cluster b, q->h encoded into it with the backing
+ * file name's place; on failure q->h is as it was. */
+static int
+write_header_cluster (struct qcow2 *q, uint8_t *b, uint64_t name_offset,
+                      size_t name_len)
+{
+  struct qcow2_header saved = q->h;
+
+  q->h.backing_file_offset = name_offset;
+  q->h.backing_file_size = (uint32_t) name_len;
+  qcow2_header_encode (&q->h, b);
+  if (source_pwrite (q->img->src, b, q->cluster_size, 0) == -1 ||
+      cow_sync (&q->cow) == -1) {
+    q->h = saved;
+    sticky_set (q->img);
+    return error_syscall (q->img, "writing the header");
+  }
+  memcpy (q->header_raw, b, q->cluster_size);
+  return 0;
+}
+
 int
 qcow2_write_header (struct qcow2 *q, const char *backing,
                     const char *backing_format)
@@ -129,18 +150,9 @@ qcow2_write_header (struct qcow2 *q, const char *backing,
     return error_file (q->img, EINVAL, "the backing file name and the "
                        "header extensions do not fit in the header cluster "
                        "(%zu bytes)", cs);
-  q->h.backing_file_offset = n ? q->h.header_length + used : 0;
-  q->h.backing_file_size = (uint32_t) n;
   if (n)
     memcpy (b + q->h.header_length + used, backing, n);
-  qcow2_header_encode (&q->h, b);
-  if (source_pwrite (q->img->src, b, cs, 0) == -1 ||
-      cow_sync (&q->cow) == -1) {
-    sticky_set (q->img);
-    return error_syscall (q->img, "writing the header");
-  }
-  memcpy (q->header_raw, b, cs);
-  return 0;
+  return write_header_cluster (q, b, n ? q->h.header_length + used : 0, n);
 }
 
 /* The dirty bit is the 8 bytes of incompatible features at 72. */
@@ -153,7 +165,7 @@ write_incompatible (void *fmt)
 int
 qcow2_set_dirty (struct qcow2 *q, bool on)
 {
-  return cow_set_mark (&q->cow, &q->dirty_on_disk, on,
+  return cow_set_mark (&q->cow, on,
                        q->h.version >= 3 ? &q->h.incompatible_features
                                          : NULL,
                        QCOW2_INCOMPAT_DIRTY, write_incompatible);
@@ -487,13 +499,14 @@ load_tables (struct qcow2 *q, uint64_t file_size)
                    file_size) == -1)
     return -1;
 
-  if (mc_table_init (&q->l1, h->l1_table_offset,
+  if (mc_table_init (&q->cow.l1, h->l1_table_offset,
                      MAX (l1_bytes, (uint64_t) 8)) == -1 ||
       mc_table_init (&q->reftable, h->refcount_table_offset, rt_bytes) == -1)
     return error_file (img, ENOMEM, "out of memory for the tables");
-  q->l1.bytes = l1_bytes;
+  q->cow.l1.bytes = l1_bytes;
   q->reftable_entries = rt_bytes / 8;
-  if (source_pread (img->src, q->l1.data, l1_bytes, h->l1_table_offset) == -1)
+  if (source_pread (img->src, q->cow.l1.data, l1_bytes,
+                    h->l1_table_offset) == -1)
     return error_syscall (img, "reading the L1 table");
   if (source_pread (img->src, q->reftable.data, rt_bytes,
                   h->refcount_table_offset) == -1)
@@ -514,14 +527,14 @@ map_metadata (struct qcow2 *q)
   int r = 0;
 
   r |= overlap_add (m, 0, cs, "header");
-  r |= overlap_add (m, q->h.l1_table_offset, q->l1.bytes, "L1 table");
+  r |= overlap_add (m, q->h.l1_table_offset, q->cow.l1.bytes, "L1 table");
   r |= overlap_add (m, q->h.refcount_table_offset, q->reftable_entries * 8,
                     "refcount table");
   for (i = 0; i < q->reftable_entries; i++)
     if ((e = be64_load (q->reftable.data + i * 8) & ~QCOW2_REFT_RESERVED))
       r |= overlap_add (m, e, cs, "refcount block");
   for (i = 0; i < q->h.l1_size; i++)
-    if ((e = qcow2_l1_get (q, i) & QCOW2_OFFSET_MASK))
+    if ((e = cow_l1_get (&q->cow, i) & QCOW2_OFFSET_MASK))
       r |= overlap_add (m, e, cs, "L2 table");
   r |= overlap_add (m, q->h.snapshots_offset, q->snapshots_size,
                     "snapshot table");
@@ -536,16 +549,14 @@ map_metadata (struct qcow2 *q)
 
 /* ---- open and close ----------------------------------------------------- */
 
-static void
-free_qcow2 (struct qcow2 *q)
+/* cow_ops' release. */
+void
+qcow2_release (void *fmt)
 {
+  struct qcow2 *q = fmt;
   size_t i;
 
-  if (q == NULL)
-    return;
-  mc_free (q->l2_cache);
   mc_free (q->rb_cache);
-  mc_table_release (&q->l1);
   mc_table_release (&q->reftable);
   for (i = 0; i < q->nr_exts; i++)
     free (q->exts[i].data);
@@ -558,21 +569,6 @@ free_qcow2 (struct qcow2 *q)
   qcow2_zcache_free (q);
   cow_destroy (&q->cow);
   free (q);
-}
-
-static struct qcow2 *
-alloc_qcow2 (struct image *img)
-{
-  struct qcow2 *q = calloc (1, sizeof *q);
-
-  if (q == NULL)
-    return NULL;
-  q->img = img;
-  cow_init (&q->cow, img, &qcow2_cow_ops, &q->lock, &q->cond,
-            &q->writeback_lock, &q->header_lock, &q->allocs);
-  pthread_mutex_init (&q->zc.lock, NULL);
-  q->holes_read_zero = -1;
-  return q;
 }
 
 /* Reads and validates cluster 0: header, extensions, backing name. */
@@ -630,8 +626,9 @@ check_reftable (struct qcow2 *q, uint64_t file_size)
   return 0;
 }
 
-/* What a read-write open writes before anything else: unknown autoclear
- * bits cleared, and the repair of a dirty image. */
+/* What a read-write open checks and writes before anything else (before
+ * the repair of a dirty image, cow_open): a clean image's refcount table,
+ * and unknown autoclear bits cleared. */
 static int
 open_for_writing (struct qcow2 *q, const struct image_open_opts *opts,
                   uint64_t file_size)
@@ -641,89 +638,69 @@ open_for_writing (struct qcow2 *q, const struct image_open_opts *opts,
   if (!dirty && !(opts->flags & IMAGE_OPEN_NO_REPAIR) &&
       check_reftable (q, file_size) == -1)
     return -1;
-  if (q->h.autoclear_features) {
-    q->h.autoclear_features = 0;
-    if (qcow2_write_header_fields (q, 88, 8) == -1)
-      return -1;
-  }
-  if (dirty && !(opts->flags & IMAGE_OPEN_NO_REPAIR))
-    return cow_repair_at_open (&q->cow);
-  return 0;
+  if (!q->h.autoclear_features)
+    return 0;
+  q->h.autoclear_features = 0;
+  return qcow2_write_header_fields (q, 88, 8);
 }
 
-static int
-qcow2_open (struct image *img, const struct image_open_opts *opts)
+/* cow_ops' open. */
+int
+qcow2_open_op (void *fmt, const struct image_open_opts *opts,
+               uint64_t file_size)
 {
-  uint64_t file_size, cache = opts->cache_size ? opts->cache_size
-                                               : IMAGE_DEFAULT_CACHE_SIZE;
-  struct qcow2 *q = alloc_qcow2 (img);
+  struct qcow2 *q = fmt;
+  uint64_t cache = opts->cache_size ? opts->cache_size
+                                    : IMAGE_DEFAULT_CACHE_SIZE;
 
-  if (q == NULL)
-    return error_file (img, ENOMEM, "out of memory");
-  img->priv = q;
-  if (source_size (img->src, &file_size) == -1) {
-    error_syscall (img, "stat");
-    goto err;
-  }
+  q->img = q->cow.img;
+  q->cow.big_endian = true;
+  cow_init_header_lock (&q->cow, &q->header_lock);
+  pthread_mutex_init (&q->zc.lock, NULL);
+  q->holes_read_zero = -1;
   if (read_header (q, file_size) == -1 || check_features (q, opts) == -1 ||
       load_tables (q, file_size) == -1 ||
       qcow2_read_snapshots (q, file_size) == -1 ||
       map_metadata (q) == -1 ||
       qcow2_zcache_init (q) == -1)
-    goto err;
-  q->dirty_on_disk = q->h.incompatible_features & QCOW2_INCOMPAT_DIRTY;
+    return -1;
+  q->cow.marked = q->h.incompatible_features & QCOW2_INCOMPAT_DIRTY;
   q->corrupt = q->h.incompatible_features & QCOW2_INCOMPAT_CORRUPT;
   /* img->data_start stays 0: the parts of new clusters that nothing wrote
    * are holes, anywhere in the file (and qemu leaves table clusters
    * sparse), so every byte counts for hole tracking. */
-  q->l2_cache = mc_new (q->cluster_size, cache, 4);
+  if (cow_open_state (&q->cow, opts, q->cluster_size, file_size) == -1)
+    return -1;
   q->rb_cache = mc_new (q->cluster_size, cache / 4, 4);
-  if (q->l2_cache == NULL || q->rb_cache == NULL) {
-    error_file (img, ENOMEM, "out of memory");
-    goto err;
-  }
-  mc_allow_compact (q->l2_cache);       /* thin images: metacache.h */
-  if (!round_up_checked (file_size, q->cluster_size, &q->file_end)) {
-    error_file (img, EINVAL, "file too large");
-    goto err;
-  }
-  q->file_length = file_size;
+  if (q->rb_cache == NULL)
+    return error_file (q->img, ENOMEM, "out of memory");
   q->compressed_end = ROUND_UP (file_size, 512);
-  if (!img->readonly && open_for_writing (q, opts, file_size) == -1)
-    goto err;
-  return 0;
-
- err:
-  free_qcow2 (q);
-  img->priv = NULL;
-  return -1;
+  return q->img->readonly ? 0 : open_for_writing (q, opts, file_size);
 }
 
-/* Everything written back, refcount blocks included, the dropped
- * references applied and written too, and the file cut at its end. */
 static int
-write_back_all (struct qcow2 *q)
+qcow2_open (struct image *img, const struct image_open_opts *opts)
 {
+  return cow_open (img, opts, sizeof (struct qcow2), &qcow2_cow_ops);
+}
+
+/* cow_ops' write_back_all: everything written back, refcount blocks
+ * included, and the dropped references applied and written too. */
+int
+qcow2_write_back_all (void *fmt)
+{
+  struct qcow2 *q = fmt;
+
   if (qcow2_writeback (q, true) == -1 || qcow2_writeback (q, true) == -1)
     return -1;
-  return cow_cut_and_sync (&q->cow, &q->file_length, q->file_end);
+  return 0;
 }
 
-static int
-qcow2_close (struct image *img)
+/* cow_ops' set_mark. */
+int
+qcow2_set_mark (void *fmt, bool on)
 {
-  struct qcow2 *q = img->priv;
-  int r = 0;
-
-  if (!img->readonly) {
-    r = write_back_all (q);
-    /* Clean only if everything reached the file. */
-    if (r == 0 && !q->broken && !q->leaked && !sticky_failed (img))
-      r = qcow2_set_dirty (q, false);
-  }
-  free_qcow2 (q);
-  img->priv = NULL;
-  return r;
+  return qcow2_set_dirty (fmt, on);
 }
 
 static int
@@ -737,7 +714,7 @@ qcow2_cache_stats (struct image *img, struct image_stats *st)
 {
   struct qcow2 *q = img->priv;
 
-  cow_add_cache_stats (q->l2_cache, st);
+  cow_add_cache_stats (q->cow.l2_cache, st);
   cow_add_cache_stats (q->rb_cache, st);
 }
 
@@ -774,18 +751,14 @@ qcow2_set_backing (struct image *img, const char *backing_file,
 {
   struct qcow2 *q = img->priv;
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->header_lock);
-  struct qcow2_header saved = q->h;
 
   if (backing_file && backing_file[0] == '\0')
     backing_file = NULL;
   if (backing_file && strlen (backing_file) > QCOW2_MAX_BACKING_NAME)
     return error_file (img, EINVAL, "backing file name longer than %d "
                        "bytes", QCOW2_MAX_BACKING_NAME);
-  if (qcow2_write_header (q, backing_file, backing_format) == -1) {
-    q->h = saved;
-    return -1;
-  }
-  return 0;
+  /* On failure the header fields are as they were. */
+  return qcow2_write_header (q, backing_file, backing_format);
 }
 
 /* Empties the L1 table of the active layer and drops the references its
@@ -793,29 +766,29 @@ qcow2_set_backing (struct image *img, const char *backing_file,
 static int
 drop_active_tables (struct qcow2 *q)
 {
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->cow.lock);
   uint64_t i, j;
 
-  assert (q->allocs == NULL);
+  assert (q->cow.allocs == NULL);
   for (i = 0; i < q->h.l1_size; i++) {
-    uint64_t l2off = qcow2_l1_get (q, i) & QCOW2_OFFSET_MASK;
+    uint64_t l2off = cow_l1_get (&q->cow, i) & QCOW2_OFFSET_MASK;
     struct mc_entry *l2;
     if (l2off == 0)
       continue;
-    if (qcow2_l1_entry_error (q, qcow2_l1_get (q, i), q->file_end) == NULL)
+    if (qcow2_l1_entry_error (q, cow_l1_get (&q->cow, i), q->cow.file_end) == NULL)
     {
-      if (qcow2_get_l2 (q, l2off, &l2) == -1)
+      if (cow_get_l2 (&q->cow, l2off, &l2) == -1)
         return -1;
       for (j = 0; j < q->l2_entries; j++)
         if (qcow2_drop_entry (q, qcow2_l2_get (q, l2, j), true) == -1)
           return -1;
-      mc_remove (q->l2_cache, l2);
+      mc_remove (q->cow.l2_cache, l2);
       if (qcow2_drop_ref (q, l2off, q->cluster_size, true) == -1)
         return -1;
     }
-    qcow2_l1_set (q, i, 0);
+    cow_l1_set (&q->cow, i, 0);
   }
-  return qcow2_write_table_pages (q, &q->l1);
+  return cow_write_table_pages (&q->cow, &q->cow.l1);
 }
 
 /* Drops every L2 table of the active layer, so that the whole image reads
@@ -830,41 +803,22 @@ qcow2_make_empty (struct image *img)
   if (qcow2_writeback (q, true) == -1 || qcow2_set_dirty (q, true) == -1)
     return -1;
   {
-    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->writeback_lock);
-    if (drop_active_tables (q) == -1 || qcow2_sync (q) == -1)
+    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->cow.writeback_lock);
+    if (drop_active_tables (q) == -1 || cow_fdatasync (&q->cow) == -1)
       return -1;
   }
-  if (write_back_all (q) == -1)
+  if (qcow2_write_back_all (q) == -1 || cow_cut_and_sync (&q->cow) == -1)
     return -1;
   /* The emptied tables and the lowered counts are durable: the freed end
    * of the file may go. */
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->writeback_lock);
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->cow.writeback_lock);
   return qcow2_truncate_free_tail (q);
 }
 
 const struct driver qcow2_driver = {
-  .name = "qcow2",
+  COW_DRIVER (qcow2),
   .refine_host_holes = true,    /* as qemu: unwritten parts of clusters
                                    are holes that read as zeros */
-  .probe = qcow2_probe,
-  .open = qcow2_open,
-  .close = qcow2_close,
-  .pread = cow_pread,
-  .pwrite = cow_pwrite,
-  .zero = qcow2_zero,
-  .trim = qcow2_trim,
-  .flush = qcow2_flush,
-  .pread_nowait = cow_pread_nowait,
-  .pwrite_nowait = cow_pwrite_nowait,
-  .block_status = cow_block_status,
-  .get_info = qcow2_get_info,
-  .cache_stats = qcow2_cache_stats,
-  .check = qcow2_check,
-  .create = qcow2_create,
-  .create_options = qcow2_create_options,
-  .set_backing = qcow2_set_backing,
-  .make_empty = qcow2_make_empty,
-  .resize = qcow2_resize,
   .list_snapshots = qcow2_list_snapshots,
   .snapshot_create = qcow2_snapshot_create,
   .snapshot_apply = qcow2_snapshot_apply,

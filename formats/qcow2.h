@@ -200,14 +200,15 @@ struct qcow2_zcache {
   uint8_t *in;                  /* room for the compressed bytes */
 };
 
-/* The driver's state.  Lock order: writeback_lock, then header_lock, then
- * lock.
+/* The driver's state.  Lock order: writeback_lock (struct cow), then
+ * header_lock, then the main lock (struct cow).
  *
- * Everything below `lock` is protected by it.  Data I/O runs without it;
- * table and refcount block loads run with it held.
+ * Data I/O runs without the main lock; table and refcount block loads
+ * run with it held.
  */
 struct qcow2 {
-  struct cow cow;               /* first: the shared I/O paths (cow.c) */
+  struct cow cow;               /* first: the shared state and I/O paths
+                                   (cow.h) */
   struct image *img;
   struct qcow2_header h;        /* as on disk, host byte order */
   uint8_t *header_raw;          /* the first cluster as read (unknown
@@ -244,47 +245,40 @@ struct qcow2 {
 
   struct qcow2_zcache zc;
 
-  pthread_mutex_t writeback_lock; /* one writeback or structural change
-                                     (new L2 table, refcount block,
-                                     refcount table, L1 write) at a time */
-  pthread_mutex_t header_lock;  /* header writes; dirty_on_disk */
-  bool dirty_on_disk;           /* the dirty bit is durable; read without
+  pthread_mutex_t header_lock;  /* header writes; cow.marked (the dirty
+                                   bit is durable) */
+  bool corrupt;                 /* the corrupt bit is set; read without
                                    header_lock with __atomic_load */
-  bool corrupt;                 /* the corrupt bit is set; likewise */
 
-  pthread_mutex_t lock;
-  pthread_cond_t cond;          /* an allocation finished */
-  struct mc_table l1;           /* always resident */
+  /* Under the main lock (q->cow.lock), as are cow's L1 table, L2 cache,
+   * file_end, file_length, allocs, broken and leaked. */
   struct mc_table reftable;     /* always resident */
   uint64_t reftable_entries;
-  struct metacache *l2_cache;
   struct metacache *rb_cache;
-  uint64_t file_end;            /* where the next allocation goes */
   uint64_t compressed_end;      /* compressed data lies below this: the
                                    file's length at open, to the sector,
                                    raised by each compressed write */
   uint64_t zfree;               /* where the next compressed cluster's
                                    data may go on (0: a new cluster);
                                    qcow2-compress.c */
-  uint64_t file_length;         /* the host file's length: grown ahead of
-                                   file_end with ftruncate, so that a new
-                                   cluster reads as zeros (a hole) */
-  struct inflight *allocs;      /* changes in flight */
   struct qcow2_free *frees;     /* references dropped since the last
                                    writeback snapshot */
   size_t nr_frees, alloc_frees;
-  bool broken;                  /* a metadata write failed: refuse writes */
-  bool leaked;                  /* clusters a failed write reserved are
-                                   still counted: the dirty bit stays */
   int holes_read_zero;          /* -1 not known yet, 0/1: whether extents
                                    look for holes under data clusters
                                    (qcow2_block_status) */
 };
 
 /* ---- qcow2.c ---------------------------------------------------------- */
+/* cow_ops' open and close hooks. */
+int qcow2_open_op (void *fmt, const struct image_open_opts *opts,
+                   uint64_t file_size);
+void qcow2_release (void *fmt);
+int qcow2_write_back_all (void *fmt);
+int qcow2_set_mark (void *fmt, bool on);
 void qcow2_header_encode (const struct qcow2_header *h, uint8_t *b);
 /* Sets or clears the dirty bit durably (no-op for version 2).  Called
- * without q->lock. */
+ * without q->cow.lock. */
 int qcow2_set_dirty (struct qcow2 *q, bool on);
 /* Clears the corrupt bit durably (after a successful repair). */
 int qcow2_clear_corrupt (struct qcow2 *q);
@@ -329,43 +323,34 @@ void qcow2_compressed_range (const struct qcow2 *q, uint64_t entry,
 /* Whether an L1 entry is well formed (NULL) or what is wrong with it. */
 const char *qcow2_l1_entry_error (const struct qcow2 *q, uint64_t entry,
                                   uint64_t file_end);
-uint64_t qcow2_l1_get (const struct qcow2 *q, uint64_t i);
-void qcow2_l1_set (struct qcow2 *q, uint64_t i, uint64_t value);
 uint64_t qcow2_l2_get (const struct qcow2 *q, struct mc_entry *l2,
                        uint64_t i);
 uint64_t qcow2_l2_bitmap (const struct qcow2 *q, struct mc_entry *l2,
                           uint64_t i);
 void qcow2_l2_set (const struct qcow2 *q, struct mc_entry *l2, uint64_t i,
                    uint64_t value);
-/* Finds the L2 table at offset in the cache or reads it in.  Called with
- * q->lock held. */
-int qcow2_get_l2 (struct qcow2 *q, uint64_t l2_offset, struct mc_entry **e);
 /* Writes back dirty tables in crash order, then applies the dropped
  * references.  force: write refcount blocks even with lazy refcounts. */
 int qcow2_writeback (struct qcow2 *q, bool force);
 int qcow2_writeback_wbl (struct qcow2 *q, bool force);
 /* Gives L1 slot i a new empty L2 table, or (shared) a private copy of the
- * one it has.  Called without q->lock. */
+ * one it has.  Called without q->cow.lock. */
 int qcow2_create_l2 (struct qcow2 *q, uint64_t l1_index);
 int qcow2_cow_l2 (struct qcow2 *q, uint64_t l1_index);
-/* Writes the dirty pages of one resident table (L1, refcount table).
- * Called with writeback_lock and q->lock held. */
-int qcow2_write_table_pages (struct qcow2 *q, struct mc_table *t);
 /* Writes the refcount blocks' dirty pages, no sync.  Called with
- * writeback_lock held, q->lock not held. */
+ * writeback_lock held, q->cow.lock not held. */
 int qcow2_write_refblocks (struct qcow2 *q);
 /* Records that the reference of [offset, offset + length) was dropped.
  * punch: give the space back once the count reaches 0.  A reader that
  * looked the old entry up just before the change may still read the old
  * cluster; for a trim or a zero a hole (zeros) is an answer it may get,
  * for a cluster replaced by a copy on write it is not, so those keep
- * their blocks.  Called with q->lock held. */
+ * their blocks.  Called with q->cow.lock held. */
 int qcow2_drop_ref (struct qcow2 *q, uint64_t offset, uint64_t length,
                     bool punch);
 /* Drops the references an L2 entry holds (nothing for unallocated and
- * plain zero entries).  Called with q->lock held. */
+ * plain zero entries).  Called with q->cow.lock held. */
 int qcow2_drop_entry (struct qcow2 *q, uint64_t entry, bool punch);
-int qcow2_sync (struct qcow2 *q);
 
 /* ---- qcow2-refcount.c --------------------------------------------------- */
 uint64_t qcow2_rb_get (const struct qcow2 *q, const uint8_t *block,
@@ -373,29 +358,29 @@ uint64_t qcow2_rb_get (const struct qcow2 *q, const uint8_t *block,
 void qcow2_rb_set (const struct qcow2 *q, struct mc_table *block,
                    uint64_t i, uint64_t value);
 /* The refcount of host cluster c; -1 with an error set.  Called with
- * q->lock held. */
+ * q->cow.lock held. */
 int qcow2_get_refcount (struct qcow2 *q, uint64_t c, uint64_t *value);
 /* Sets it (the cluster must be covered by a refcount block). */
 int qcow2_set_refcount (struct qcow2 *q, uint64_t c, uint64_t value);
 /* Whether [offset, offset + length) of the file is covered by refcount
- * blocks.  Called with q->lock held. */
+ * blocks.  Called with q->cow.lock held. */
 bool qcow2_covered (struct qcow2 *q, uint64_t offset, uint64_t length);
 /* Makes refcount blocks (and, if needed, a larger refcount table) cover
  * the file up to file_end + extra bytes.  Called with writeback_lock held
- * and q->lock not held. */
+ * and q->cow.lock not held. */
 int qcow2_cover_wbl (struct qcow2 *q, uint64_t extra);
 int qcow2_cover (struct qcow2 *q, uint64_t extra);
 /* Reserves n clusters at the end of the file, counting them (refcount 1)
  * and growing the file.  Returns the host offset or -1.  Called with
- * q->lock held and coverage ensured. */
+ * q->cow.lock held and coverage ensured. */
 int64_t qcow2_alloc_clusters (struct qcow2 *q, uint64_t n);
 /* Reserves n clusters at the end of the file (qcow2_alloc_clusters),
  * growing the refcount structure first if needed.  Called with
- * writeback_lock and q->lock held; may drop and retake q->lock. */
+ * writeback_lock and q->cow.lock held; may drop and retake q->cow.lock. */
 int64_t qcow2_reserve_clusters (struct qcow2 *q, uint64_t n);
 /* Cuts the file after its last cluster with a reference (the dropped
  * references must be durable: the offsets cut off are handed out again).
- * Called with writeback_lock held, q->lock not held. */
+ * Called with writeback_lock held, q->cow.lock not held. */
 int qcow2_truncate_free_tail (struct qcow2 *q);
 /* Refcount blocks for every cluster of [offset, offset + length) (the
  * check's rebuild).  Called with writeback_lock held. */
@@ -422,20 +407,18 @@ int qcow2_read_compressed (struct qcow2 *q, uint64_t entry, uint8_t *out);
 /* The driver's write_compressed. */
 int qcow2_write_compressed (struct image *img, const void *buf, size_t count,
                             uint64_t offset);
-/* cow_ops' zreserve, zlink, zgive_back.  Called with q->lock held. */
+/* cow_ops' zreserve, zlink, zgive_back.  Called with q->cow.lock held. */
 int qcow2_zreserve (void *fmt, uint64_t len, uint64_t *host);
 int qcow2_zlink (void *fmt, const struct cow_run *r, uint64_t host,
                  uint64_t len);
 void qcow2_zgive_back (void *fmt, uint64_t host, uint64_t len);
 /* After the file was cut at file_end: compressed data no longer goes on
  * in a cluster cut off (the offset may be handed out again, to anything).
- * Called with q->lock held. */
+ * Called with q->cow.lock held. */
 void qcow2_zfree_cut (struct qcow2 *q);
 
-/* ---- qcow2-check.c ------------------------------------------------------ */
-int qcow2_check (struct image *img, unsigned flags,
-                 struct image_check_result *result,
-                 image_report_fn report, void *opaque);
+/* ---- qcow2-check.c: cow_ops' check ------------------------------------- */
+int qcow2_check_op (void *fmt, struct cow_check *k);
 
 /* ---- qcow2-resize.c ---------------------------------------------------- */
 int qcow2_resize (struct image *img, uint64_t size,

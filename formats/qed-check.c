@@ -39,11 +39,7 @@
 
 struct check {
   struct qed *q;
-  unsigned flags;
-  struct image_check_result *res;
-  image_report_fn report;
-  void *opaque;
-  uint64_t file_size;
+  struct cow_check *k;          /* what was asked; the file's length */
   uint64_t nclusters;
   uint64_t *used;               /* referenced clusters */
   uint64_t *table;              /* clusters holding header or tables */
@@ -69,7 +65,7 @@ clear_bit (uint64_t *map, uint64_t n)
 }
 
 /* A finding, to the caller's report function. */
-#define say(c, ...) check_report ((c)->report, (c)->opaque, __VA_ARGS__)
+#define say(c, ...) cow_say ((c)->k, __VA_ARGS__)
 
 /* Marks n clusters from offset as referenced; false if any already was. */
 static bool
@@ -92,12 +88,7 @@ mark_used (struct check *c, uint64_t offset, uint64_t n, bool is_table)
 static bool
 bad_entry (struct check *c)
 {
-  if (c->flags & IMAGE_CHECK_REPAIR_ERRORS) {
-    c->res->corruptions_fixed++;
-    return true;
-  }
-  c->res->corruptions++;
-  return false;
+  return cow_check_fix (c->k, true);
 }
 
 static void
@@ -112,11 +103,11 @@ check_l2 (struct check *c, uint64_t l1_index, struct mc_entry *l2)
 
     if (e == QED_UNALLOCATED || e == QED_ZERO_CLUSTER)
       continue;
-    c->res->allocated_clusters++;
+    c->k->res->allocated_clusters++;
     if (last && last + q->cluster_size != e)
-      c->res->fragmented_clusters++;
+      c->k->res->fragmented_clusters++;
     last = e;
-    if (qed_entry_kind (q, e, c->file_size) == QED_E_INVALID) {
+    if (qed_entry_kind (q, e, c->k->file_size) == QED_E_INVALID) {
       say (c, "ERROR cluster for offset %" PRIu64 ": invalid offset 0x%"
            PRIx64, guest, e);
       if (bad_entry (c))
@@ -141,35 +132,27 @@ check_l1 (struct check *c)
   mark_used (c, q->h.l1_table_offset, q->h.table_size, true);
 
   for (i = 0; i < q->table_entries; i++) {
-    uint64_t off = qed_l1_get (q, i);
+    uint64_t off = cow_l1_get (&q->cow, i);
     struct mc_entry *l2;
-    int r;
 
     if (off == 0)
       continue;
-    if (!qed_table_offset_valid (q, off, c->file_size) ||
+    if (!qed_table_offset_valid (q, off, c->k->file_size) ||
         !mark_used (c, off, q->h.table_size, true)) {
       say (c, "ERROR L2 table 0x%" PRIx64 " (L1 entry %" PRIu64 ") is "
            "invalid or overlaps other metadata", off, i);
       if (bad_entry (c)) {
-        qed_l1_set (q, i, 0);
+        cow_l1_set (&q->cow, i, 0);
         c->l1_changed = true;
       }
       continue;
     }
-    pthread_mutex_lock (&q->lock);
-    r = qed_get_l2 (q, off, &l2);
-    if (r == 0) {
-      l2->pins++;
+    pthread_mutex_lock (&q->cow.lock);
+    if ((l2 = cow_check_l2 (&q->cow, c->k, off)) != NULL) {
       check_l2 (c, i, l2);
       l2->pins--;
     }
-    pthread_mutex_unlock (&q->lock);
-    if (r == -1) {
-      say (c, "ERROR reading L2 table 0x%" PRIx64 ": %s", off,
-           image_error ());
-      c->res->check_errors++;
-    }
+    pthread_mutex_unlock (&q->cow.lock);
   }
 }
 
@@ -186,7 +169,7 @@ count_leaks (struct check *c)
     if (run)
       say (c, "Leaked clusters: %" PRIu64 " from 0x%" PRIx64, run,
            (i - run) << c->q->cluster_bits);
-    c->res->leaks += run;
+    c->k->res->leaks += run;
     run = 0;
   }
 }
@@ -202,11 +185,11 @@ write_fixes (struct check *c)
   if (qed_writeback (q) == -1)
     return -1;
   if (c->l1_changed) {
-    if (source_pwrite (q->img->src, q->l1.data, q->table_bytes,
+    if (source_pwrite (q->img->src, q->cow.l1.data, q->table_bytes,
                      q->h.l1_table_offset) == -1 ||
         cow_sync (&q->cow) == -1)
       return error_syscall (q->img, "writing the L1 table");
-    mc_table_clean (&q->l1);
+    mc_table_clean (&q->cow.l1);
   }
   return 0;
 }
@@ -231,13 +214,13 @@ repoint (struct check *c, uint64_t from, uint64_t to)
   uint64_t i, j;
 
   for (i = 0; i < q->table_entries; i++) {
-    uint64_t off = qed_l1_get (q, i);
+    uint64_t off = cow_l1_get (&q->cow, i);
     struct mc_entry *l2;
-    if (off == 0 || !qed_table_offset_valid (q, off, c->file_size))
+    if (off == 0 || !qed_table_offset_valid (q, off, c->k->file_size))
       continue;
     {
-      ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
-      if (qed_get_l2 (q, off, &l2) == -1)
+      ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->cow.lock);
+      if (cow_get_l2 (&q->cow, off, &l2) == -1)
         return -1;
       for (j = 0; j < q->table_entries; j++)
         if (qed_l2_get (l2, j) == from) {
@@ -293,69 +276,67 @@ static int
 repair_leaks (struct check *c)
 {
   struct qed *q = c->q;
-  uint64_t end, before = c->res->leaks, left, i;
+  uint64_t end, before = c->k->res->leaks, left, i;
   int64_t moved;
 
   moved = fill_holes (c);
   if (moved == -1)
     return -1;
   end = (last_used (c) + 1) << q->cluster_bits;
-  if (end < c->file_size) {
+  if (end < c->k->file_size) {
     if (ftruncate (q->img->fd, (off_t) end) == -1 || cow_sync (&q->cow) == -1)
       return error_syscall (q->img, "truncating leaked clusters");
-    c->file_size = end;
+    c->k->file_size = end;
     c->nclusters = end >> q->cluster_bits;
-    q->file_end = q->file_length = end;
+    q->cow.file_end = q->cow.file_length = end;
   }
   for (left = 0, i = q->h.header_size; i < c->nclusters; i++)
     if (!test_bit (c->used, i))
       left++;
-  c->res->leaks_fixed = before - left;
-  c->res->leaks = left;
+  c->k->res->leaks_fixed = before - left;
+  c->k->res->leaks = left;
   return 0;
 }
 
-int
-qed_check (struct image *img, unsigned flags,
-           struct image_check_result *res, image_report_fn report,
-           void *opaque)
+/* The scan, then the repairs asked for. */
+static int
+check_and_repair (struct check *c)
 {
-  struct qed *q = img->priv;
-  struct check c = { .q = q, .flags = flags, .res = res, .report = report,
-                     .opaque = opaque };
-  size_t words;
-  int r = 0;
+  struct image_check_result *res = c->k->res;
 
-  memset (res, 0, sizeof *res);
-  if (!img->readonly && qed_writeback (q) == -1) /* check what is on disk */
+  check_l1 (c);
+  if (res->check_errors == 0)
+    count_leaks (c);           /* only after a complete scan */
+  if (res->corruptions_fixed && write_fixes (c) == -1)
     return -1;
-  if (source_size (img->src, &c.file_size) == -1)
-    return error_syscall (img, "stat");
-  c.nclusters = DIV_ROUND_UP (c.file_size, q->cluster_size);
+  if ((c->k->flags & IMAGE_CHECK_REPAIR_LEAKS) && res->leaks &&
+      res->check_errors == 0 && repair_leaks (c) == -1)
+    return -1;
+  /* Clean: nothing wrong left and the fixes are durable. */
+  if (c->k->flags && res->corruptions == 0 && res->check_errors == 0 &&
+      !c->q->cow.broken)
+    return qed_set_need_check (c->q, false);
+  return 0;
+}
+
+/* cow_ops' check. */
+int
+qed_check_op (void *fmt, struct cow_check *k)
+{
+  struct check c = { .q = fmt, .k = k };
+  size_t words;
+  int r;
+
+  c.nclusters = DIV_ROUND_UP (k->file_size, c.q->cluster_size);
   words = DIV_ROUND_UP (c.nclusters, (uint64_t) 64) + 1;
   c.used = calloc (words, sizeof *c.used);
   c.table = calloc (words, sizeof *c.table);
-  if (c.used == NULL || c.table == NULL) {
-    r = error_file (img, ENOMEM, "out of memory for the cluster bitmap");
-    goto out;
-  }
-  res->total_clusters = DIV_ROUND_UP (q->h.image_size, q->cluster_size);
-
-  check_l1 (&c);
-  if (res->check_errors == 0)
-    count_leaks (&c);          /* only after a complete scan */
-  if (res->corruptions_fixed && (r = write_fixes (&c)) == -1)
-    goto out;
-  if ((flags & IMAGE_CHECK_REPAIR_LEAKS) && res->leaks &&
-      res->check_errors == 0 && (r = repair_leaks (&c)) == -1)
-    goto out;
-
-  /* Clean: nothing wrong left and the fixes are durable. */
-  if (flags && res->corruptions == 0 && res->check_errors == 0 &&
-      !q->broken)
-    r = qed_set_need_check (q, false);
-
- out:
+  k->res->total_clusters = DIV_ROUND_UP (c.q->h.image_size,
+                                         c.q->cluster_size);
+  if (c.used == NULL || c.table == NULL)
+    r = error_file (c.q->img, ENOMEM, "out of memory for the cluster bitmap");
+  else
+    r = check_and_repair (&c);
   free (c.used);
   free (c.table);
   return r;

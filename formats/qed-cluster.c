@@ -31,21 +31,6 @@
 
 /* ---- runs --------------------------------------------------------------- */
 
-/* The L2 table of a run, and the run's first entry. */
-static int
-lookup_table (struct qed *q, uint64_t l2_offset, bool cached_only,
-              struct cow_run *r)
-{
-  /* Dense or compact: qed_check_ready makes it dense before a change. */
-  r->l2 = mc_peek (q->l2_cache, l2_offset);
-  if (r->l2 != NULL)
-    return 0;
-  if (!cached_only)
-    return qed_get_l2 (q, l2_offset, &r->l2);
-  errno = EAGAIN;
-  return -1;
-}
-
 /* How many of the want entries from r's first continue its run. */
 static uint64_t
 run_length (struct qed *q, const struct cow_run *r, uint64_t want)
@@ -56,7 +41,7 @@ run_length (struct qed *q, const struct cow_run *r, uint64_t want)
     return 1;
   for (; n < want; n++) {
     uint64_t en = qed_l2_get (r->l2, r->l2_index + n);
-    if ((enum cow_kind) qed_entry_kind (q, en, q->file_end) != r->kind)
+    if ((enum cow_kind) qed_entry_kind (q, en, q->cow.file_end) != r->kind)
       break;
     if (r->kind == COW_DATA && en != e0 + n * q->cluster_size)
       break;
@@ -72,21 +57,21 @@ qed_lookup (void *fmt, uint64_t offset, uint64_t count, bool cached_only,
   uint64_t cs = q->cluster_size, in_cluster = offset & (cs - 1), n = 1;
   uint64_t want = cow_run_start (&q->cow, offset, count, r), l2_offset;
 
-  l2_offset = qed_l1_get (q, r->l1_index);
+  l2_offset = cow_l1_get (&q->cow, r->l1_index);
   r->entry = l2_offset;
   if (l2_offset == 0) {
     r->kind = COW_UNALLOC;
     n = want;
   }
-  else if (!qed_table_offset_valid (q, l2_offset, q->file_end)) {
+  else if (!qed_table_offset_valid (q, l2_offset, q->cow.file_end)) {
     r->kind = COW_INVALID;
     r->bad_table = true;
   }
   else {
-    if (lookup_table (q, l2_offset, cached_only, r) == -1)
+    if (cow_lookup_l2 (&q->cow, l2_offset, cached_only, &r->l2) == -1)
       return -1;
     r->entry = qed_l2_get (r->l2, r->l2_index);
-    r->kind = (enum cow_kind) qed_entry_kind (q, r->entry, q->file_end);
+    r->kind = (enum cow_kind) qed_entry_kind (q, r->entry, q->cow.file_end);
     n = run_length (q, r, want);
     if (r->kind == COW_DATA) {
       r->host = r->entry + in_cluster;
@@ -117,15 +102,13 @@ qed_check_ready (void *fmt, const struct cow_run *r, uint64_t alloc_bytes)
 {
   struct qed *q = fmt;
 
-  if (q->broken)
-    return cow_broken_error (&q->cow);
   if (r->l2 == NULL)
     return NEED_L2;
-  if (mc_make_dense (q->l2_cache, r->l2) == -1)
+  if (mc_make_dense (q->cow.l2_cache, r->l2) == -1)
     return error_file (q->img, ENOMEM, "out of memory for an L2 table");
   if (q->creating_table)
     return COW_WAIT;
-  if (!__atomic_load_n (&q->need_check_on_disk, __ATOMIC_ACQUIRE))
+  if (!__atomic_load_n (&q->cow.marked, __ATOMIC_ACQUIRE))
     return NEED_CHECK_BIT;
   return 0;
 }
@@ -134,11 +117,9 @@ static int
 qed_make_ready (void *fmt, int need, const struct cow_run *r,
                 uint64_t alloc_bytes)
 {
-  struct qed *q = fmt;
-
   if (need == NEED_L2)
-    return qed_create_l2 (q, r->l1_index);
-  return qed_set_need_check (q, true);
+    return qed_create_l2 (fmt, r->l1_index);
+  return qed_set_need_check (fmt, true);
 }
 
 /* ---- allocation --------------------------------------------------------- */
@@ -147,13 +128,8 @@ static int64_t
 qed_reserve (void *fmt, uint64_t n)
 {
   struct qed *q = fmt;
-  uint64_t host = q->file_end, bytes = n << q->cluster_bits;
 
-  if (host_grow_file (q->img, &q->file_length, host + bytes,
-                      q->cluster_size) == -1)
-    return -1;
-  q->file_end += bytes;
-  return (int64_t) host;
+  return cow_append (&q->cow, n << q->cluster_bits);
 }
 
 static int
@@ -175,11 +151,8 @@ qed_give_back (void *fmt, uint64_t host, uint64_t n)
 {
   struct qed *q = fmt;
 
-  if (q->file_end == host + n * q->cluster_size &&
-      ftruncate (q->img->fd, (off_t) host) == 0)
-    q->file_end = q->file_length = host;
-  else
-    q->leaked = true;
+  if (!cow_cut_back (&q->cow, host, host + n * q->cluster_size))
+    q->cow.leaked = true;
 }
 
 static bool
@@ -187,7 +160,7 @@ qed_over_budget (void *fmt)
 {
   struct qed *q = fmt;
 
-  return mc_over_budget (q->l2_cache);
+  return mc_over_budget (q->cow.l2_cache);
 }
 
 static int
@@ -214,19 +187,7 @@ qed_zero_whole_fast (void *fmt, const struct cow_run *r, uint64_t len,
   return true;
 }
 
-const struct cow_ops qed_cow_ops = {
-  .lookup = qed_lookup,
-  .invalid = qed_invalid,
-  .check_ready = qed_check_ready,
-  .make_ready = qed_make_ready,
-  .reserve = qed_reserve,
-  .link = qed_link,
-  .give_back = qed_give_back,
-  .over_budget = qed_over_budget,
-  .writeback = qed_writeback_op,
-  .zero_partial_fast = qed_zero_partial_fast,
-  .zero_whole_fast = qed_zero_whole_fast,
-};
+const struct cow_ops qed_cow_ops = { COW_OPS_STANDARD (qed) };
 
 /* ---- write zeroes ------------------------------------------------------- */
 

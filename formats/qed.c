@@ -79,7 +79,7 @@ write_header_op (void *fmt)
 int
 qed_set_need_check (struct qed *q, bool on)
 {
-  return cow_set_mark (&q->cow, &q->need_check_on_disk, on, &q->h.features,
+  return cow_set_mark (&q->cow, on, &q->h.features,
                        QED_F_NEED_CHECK, write_header_op);
 }
 
@@ -191,7 +191,7 @@ map_metadata (struct qed *q)
   r |= overlap_add (m, 0, q->header_end, "header");
   r |= overlap_add (m, q->h.l1_table_offset, q->table_bytes, "L1 table");
   for (i = 0; i < q->table_entries; i++)
-    if ((off = qed_l1_get (q, i)) != 0)
+    if ((off = cow_l1_get (&q->cow, i)) != 0)
       r |= overlap_add (m, off, q->table_bytes, "L2 table");
   if (r)
     return error_file (q->img, ENOMEM, "out of memory");
@@ -204,7 +204,7 @@ validate_l1 (struct qed *q, uint64_t file_size)
   uint64_t i;
 
   for (i = 0; i < q->table_entries; i++) {
-    uint64_t off = qed_l1_get (q, i);
+    uint64_t off = cow_l1_get (&q->cow, i);
     const char *why;
 
     if (off == 0 || qed_table_offset_valid (q, off, file_size))
@@ -257,125 +257,94 @@ read_backing_name (struct qed *q)
 
 /* ---- open and close -------------------------------------------------------- */
 
-static void
-free_qed (struct qed *q)
+/* cow_ops' release. */
+void
+qed_release (void *fmt)
 {
-  if (q == NULL)
-    return;
-  mc_free (q->l2_cache);
-  mc_table_release (&q->l1);
+  struct qed *q = fmt;
+
   cow_destroy (&q->cow);
   free (q);
 }
 
-static struct qed *
-alloc_qed (struct image *img)
+/* Reads and validates the fixed header and the backing file name. */
+static int
+read_header (struct qed *q, uint64_t file_size)
 {
-  struct qed *q = calloc (1, sizeof *q);
+  struct image *img = q->img;
+  uint8_t b[QED_HEADER_BYTES];
+  size_t n = (size_t) MIN (file_size, (uint64_t) sizeof b);
 
-  if (q == NULL)
-    return NULL;
-  q->img = img;
-  cow_init (&q->cow, img, &qed_cow_ops, &q->lock, &q->cond,
-            &q->writeback_lock, &q->header_lock, &q->allocs);
-  return q;
+  if (source_pread (img->src, b, n, 0) == -1)
+    return error_syscall (img, "reading the header");
+  if (n < sizeof b)
+    return error_file (img, EINVAL, "truncated header (%zu bytes; a QED "
+                       "header has %d)", n, QED_HEADER_BYTES);
+  header_decode (b, &q->h);
+  if (validate_header (q, file_size) == -1 || read_backing_name (q) == -1)
+    return -1;
+  img->size = q->h.image_size;
+  q->cow.marked = q->h.features & QED_F_NEED_CHECK;
+  return 0;
+}
+
+/* Reads the L1 table in and validates it. */
+static int
+read_l1 (struct qed *q, uint64_t file_size)
+{
+  if (mc_table_init (&q->cow.l1, q->h.l1_table_offset, q->table_bytes) == -1)
+    return error_file (q->img, ENOMEM, "out of memory for the L1 table");
+  if (source_pread_sparse (q->img->src, q->cow.l1.data, q->table_bytes,
+                           q->h.l1_table_offset) == -1)
+    return error_syscall (q->img, "reading the L1 table");
+  if (validate_l1 (q, file_size) == -1 || map_metadata (q) == -1)
+    return -1;
+  return 0;
+}
+
+/* What a read-write open writes before anything else (before the
+ * repair, cow_open): unknown autoclear bits cleared. */
+static int
+clear_autoclear (struct qed *q)
+{
+  if (!(q->h.autoclear_features & ~(uint64_t) QED_AUTOCLEAR_FEATURE_MASK))
+    return 0;
+  q->h.autoclear_features &= QED_AUTOCLEAR_FEATURE_MASK;
+  return qed_write_header (q);
+}
+
+/* cow_ops' open. */
+int
+qed_open_op (void *fmt, const struct image_open_opts *opts,
+             uint64_t file_size)
+{
+  struct qed *q = fmt;
+
+  q->img = q->cow.img;
+  cow_init_header_lock (&q->cow, &q->header_lock);
+  if (read_header (q, file_size) == -1 || read_l1 (q, file_size) == -1 ||
+      cow_open_state (&q->cow, opts, q->table_bytes, file_size) == -1)
+    return -1;
+  return q->img->readonly ? 0 : clear_autoclear (q);
 }
 
 static int
 qed_open (struct image *img, const struct image_open_opts *opts)
 {
-  uint8_t b[QED_HEADER_BYTES];
-  uint64_t file_size;
-  struct qed *q;
-  ssize_t n;
-
-  q = alloc_qed (img);
-  if (q == NULL)
-    return error_file (img, ENOMEM, "out of memory");
-  img->priv = q;
-
-  if (source_size (img->src, &file_size) == -1) {
-    error_syscall (img, "stat");
-    goto err;
-  }
-  n = (ssize_t) MIN (file_size, (uint64_t) sizeof b);
-  if (source_pread (img->src, b, (size_t) n, 0) == -1) {
-    error_syscall (img, "reading the header");
-    goto err;
-  }
-  if ((size_t) n < sizeof b) {
-    error_file (img, EINVAL, "truncated header (%zd bytes; a QED header "
-                "has %d)", n, QED_HEADER_BYTES);
-    goto err;
-  }
-  header_decode (b, &q->h);
-  if (validate_header (q, file_size) == -1 || read_backing_name (q) == -1)
-    goto err;
-  img->size = q->h.image_size;
-  q->need_check_on_disk = q->h.features & QED_F_NEED_CHECK;
-
-  if (mc_table_init (&q->l1, q->h.l1_table_offset, q->table_bytes) == -1) {
-    error_file (img, ENOMEM, "out of memory for the L1 table");
-    goto err;
-  }
-  if (source_pread_sparse (img->src, q->l1.data, q->table_bytes,
-                         q->h.l1_table_offset) == -1) {
-    error_syscall (img, "reading the L1 table");
-    goto err;
-  }
-  if (validate_l1 (q, file_size) == -1 || map_metadata (q) == -1)
-    goto err;
-  q->l2_cache = mc_new (q->table_bytes,
-                        opts->cache_size ? opts->cache_size
-                                         : IMAGE_DEFAULT_CACHE_SIZE, 4);
-  if (q->l2_cache == NULL) {
-    error_file (img, ENOMEM, "out of memory");
-    goto err;
-  }
-  mc_allow_compact (q->l2_cache);       /* thin images: metacache.h */
-  q->file_length = file_size;
-  if (!round_up_checked (file_size, q->cluster_size, &q->file_end)) {
-    error_file (img, EINVAL, "file too large");
-    goto err;
-  }
-
-  if (!img->readonly) {
-    /* Unknown autoclear bits are cleared on a read-write open. */
-    if (q->h.autoclear_features & ~(uint64_t) QED_AUTOCLEAR_FEATURE_MASK) {
-      q->h.autoclear_features &= QED_AUTOCLEAR_FEATURE_MASK;
-      if (qed_write_header (q) == -1)
-        goto err;
-    }
-    if (q->need_check_on_disk && !(opts->flags & IMAGE_OPEN_NO_REPAIR) &&
-        cow_repair_at_open (&q->cow) == -1)
-      goto err;
-  }
-  return 0;
-
- err:
-  free_qed (q);
-  img->priv = NULL;
-  return -1;
+  return cow_open (img, opts, sizeof (struct qed), &qed_cow_ops);
 }
 
-static int
-qed_close (struct image *img)
+/* cow_ops' write_back_all and set_mark. */
+int
+qed_write_back_all (void *fmt)
 {
-  struct qed *q = img->priv;
-  int r = 0;
+  return qed_writeback (fmt);
+}
 
-  if (!img->readonly) {
-    r = qed_writeback (q);
-    if (r == 0)
-      r = cow_cut_and_sync (&q->cow, &q->file_length, q->file_end);
-    /* Clean only if everything reached the file. */
-    if (r == 0 && !q->broken && !q->leaked && !sticky_failed (img) &&
-        !q->cow.corrupt)
-      r = qed_set_need_check (q, false);
-  }
-  free_qed (q);
-  img->priv = NULL;
-  return r;
+int
+qed_set_mark (void *fmt, bool on)
+{
+  return qed_set_need_check (fmt, on);
 }
 
 static int
@@ -389,7 +358,7 @@ qed_cache_stats (struct image *img, struct image_stats *st)
 {
   struct qed *q = img->priv;
 
-  cow_add_cache_stats (q->l2_cache, st);
+  cow_add_cache_stats (q->cow.l2_cache, st);
 }
 
 static void
@@ -452,20 +421,20 @@ qed_set_backing (struct image *img, const char *backing_file,
 static int
 clear_l1 (struct qed *q)
 {
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->cow.lock);
   struct mc_entry *e;
   uint64_t i;
 
-  assert (q->allocs == NULL);
+  assert (q->cow.allocs == NULL);
   for (i = 0; i < q->table_entries; i++)
-    if (qed_l1_get (q, i) != 0 &&
-        (e = mc_find (q->l2_cache, qed_l1_get (q, i))) != NULL)
-      mc_remove (q->l2_cache, e);
-  memset (q->l1.data, 0, q->table_bytes);
-  if (source_pwrite (q->img->src, q->l1.data, q->table_bytes,
+    if (cow_l1_get (&q->cow, i) != 0 &&
+        (e = mc_find (q->cow.l2_cache, cow_l1_get (&q->cow, i))) != NULL)
+      mc_remove (q->cow.l2_cache, e);
+  memset (q->cow.l1.data, 0, q->table_bytes);
+  if (source_pwrite (q->img->src, q->cow.l1.data, q->table_bytes,
                    q->h.l1_table_offset) == -1)
     return error_syscall (q->img, "writing the L1 table");
-  mc_table_clean (&q->l1);
+  mc_table_clean (&q->cow.l1);
   return 0;
 }
 
@@ -473,14 +442,14 @@ clear_l1 (struct qed *q)
 static int
 cut_after_l1 (struct qed *q)
 {
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->lock);
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->cow.lock);
   uint64_t end = q->h.l1_table_offset + q->table_bytes;
 
   if (end < q->header_end)
     end = q->header_end;
   if (ftruncate (q->img->fd, (off_t) end) == -1)
     return error_syscall (q->img, "truncate");
-  q->file_end = q->file_length = end;
+  q->cow.file_end = q->cow.file_length = end;
   return 0;
 }
 
@@ -497,25 +466,4 @@ qed_make_empty (struct image *img)
   return cut_after_l1 (q);
 }
 
-const struct driver qed_driver = {
-  .name = "qed",
-  .probe = qed_probe,
-  .open = qed_open,
-  .close = qed_close,
-  .pread = cow_pread,
-  .pwrite = cow_pwrite,
-  .zero = qed_zero,
-  .trim = qed_trim,
-  .flush = qed_flush,
-  .pread_nowait = cow_pread_nowait,
-  .pwrite_nowait = cow_pwrite_nowait,
-  .block_status = cow_block_status,
-  .get_info = qed_get_info,
-  .cache_stats = qed_cache_stats,
-  .check = qed_check,
-  .create = qed_create,
-  .create_options = qed_create_options,
-  .set_backing = qed_set_backing,
-  .make_empty = qed_make_empty,
-  .resize = qed_resize,
-};
+const struct driver qed_driver = { COW_DRIVER (qed) };

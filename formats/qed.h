@@ -90,14 +90,17 @@ struct qed_header {
 };
 
 /* The driver's state.  Lock order: writeback_lock, then header_lock, then
- * lock.
+ * the main lock (struct cow, cow.h).
  *
- * Everything below `lock` is protected by it.  Data I/O (reads and writes
- * of data clusters) runs without it.  Table loads run with it held: a
- * cache miss briefly stalls other lookups, which profiling may revisit.
+ * Everything below `lock` is protected by the main lock.  Data I/O
+ * (reads and writes of data clusters) runs without it.  Table loads run
+ * with it held: a cache miss briefly stalls other lookups, which
+ * profiling may revisit.
  */
 struct qed {
-  struct cow cow;               /* first: the shared I/O paths (cow.c) */
+  struct cow cow;               /* first: the shared state and I/O paths
+                                   (cow.h): locks, L1 table, L2 cache,
+                                   file end, broken and leaked */
   struct image *img;
   struct qed_header h;          /* as on disk, host byte order */
   uint64_t cluster_size;
@@ -107,26 +110,12 @@ struct qed {
   unsigned table_bits;          /* log2 (table_entries) */
   uint64_t header_end;          /* header_size * cluster_size */
 
-  pthread_mutex_t writeback_lock; /* one writeback (or new L2 table) at a
-                                     time */
-  pthread_mutex_t header_lock;  /* header writes; need_check_on_disk */
-  bool need_check_on_disk;      /* NEED_CHECK durable in the header; read
-                                   without header_lock with __atomic_load */
+  pthread_mutex_t header_lock;  /* header writes; cow.marked (NEED_CHECK
+                                   durable in the header) */
 
-  pthread_mutex_t lock;
-  pthread_cond_t cond;          /* an allocation finished, a writeback
-                                   snapshot was taken */
-  struct mc_table l1;           /* always resident */
-  struct metacache *l2_cache;
-  uint64_t file_end;            /* where the next allocation goes */
-  uint64_t file_length;         /* the host file's length, grown ahead of
-                                   file_end (host_grow_file) */
-  struct inflight *allocs;        /* allocations in flight */
+  /* lock: */
   bool creating_table;          /* a new L2 table is being made: new
                                    allocations wait (cond) */
-  bool broken;                  /* a writeback failed: refuse writes */
-  bool leaked;                  /* a failed allocation left clusters no
-                                   table references: keep NEED_CHECK */
 };
 
 /* qed.c */
@@ -137,7 +126,7 @@ const char *qed_geometry_error (uint64_t cluster_size, uint64_t table_size);
  * header_lock held (or before the image is shared). */
 int qed_write_header (struct qed *q);
 /* Sets or clears NEED_CHECK durably, if not already so.  Called without
- * q->lock. */
+ * q->cow.lock. */
 int qed_set_need_check (struct qed *q, bool on);
 
 /* qed-table.c: lookup, table loads and writeback */
@@ -151,11 +140,8 @@ enum qed_entry_kind qed_entry_kind (struct qed *q, uint64_t entry,
                                     uint64_t file_size);
 bool qed_table_offset_valid (struct qed *q, uint64_t offset,
                              uint64_t file_size);
-uint64_t qed_l1_get (struct qed *q, uint64_t l1_index);
-void qed_l1_set (struct qed *q, uint64_t l1_index, uint64_t value);
 uint64_t qed_l2_get (struct mc_entry *l2, uint64_t l2_index);
 void qed_l2_set (struct mc_entry *l2, uint64_t l2_index, uint64_t value);
-int qed_get_l2 (struct qed *q, uint64_t l2_offset, struct mc_entry **e);
 int qed_writeback (struct qed *q);
 int qed_create_l2 (struct qed *q, uint64_t l1_index);
 
@@ -166,9 +152,13 @@ int qed_zero (struct image *img, uint64_t count, uint64_t offset,
 int qed_trim (struct image *img, uint64_t count, uint64_t offset,
               unsigned flags);
 
-int qed_check (struct image *img, unsigned flags,
-               struct image_check_result *result,
-               image_report_fn report, void *opaque);
+/* cow_ops' open and close hooks (qed.c) and check (qed-check.c). */
+int qed_open_op (void *fmt, const struct image_open_opts *opts,
+                 uint64_t file_size);
+void qed_release (void *fmt);
+int qed_write_back_all (void *fmt);
+int qed_set_mark (void *fmt, bool on);
+int qed_check_op (void *fmt, struct cow_check *k);
 
 /* qed-resize.c */
 int qed_resize (struct image *img, uint64_t size,
