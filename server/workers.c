@@ -195,8 +195,9 @@ workers_submit (struct req *r)
   pthread_mutex_lock (&queue_lock);
   push (&queue_head, &queue_tail, r);
   __atomic_store_n (&queue_len, queue_len + 1, __ATOMIC_RELAXED);
-  pthread_cond_signal (&queue_cond);
   pthread_mutex_unlock (&queue_lock);
+  /* After the unlock: a worker woken under it would only block on it. */
+  pthread_cond_signal (&queue_cond);
 }
 
 unsigned
@@ -212,8 +213,8 @@ workers_submit_job (struct job *j)
   j->queued = true;
   pthread_mutex_lock (&queue_lock);
   push_job (&jobs_head, &jobs_tail, j);
-  pthread_cond_signal (&queue_cond);
   pthread_mutex_unlock (&queue_lock);
+  pthread_cond_signal (&queue_cond);
 }
 
 void
