@@ -115,10 +115,7 @@ cow_assert_not_held (pthread_mutex_t *m)
 int
 cow_sync (struct cow *c)
 {
-  if (host_sync_image (c->img) == -1)
-    return -1;
-  __atomic_add_fetch (&c->img->syncs, 1, __ATOMIC_RELAXED);
-  return 0;
+  return host_sync_image (c->img);
 }
 
 /* cow_set_header_field's body.  Called with header_lock held. */

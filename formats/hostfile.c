@@ -396,73 +396,6 @@ host_pwrite_nowait (struct image *img, const void *buf, size_t count,
 /* The file grows in steps of this much (or a cluster, if larger). */
 #define GROW_STEP (1ULL << 20)
 
-/* Zeros or a hole for the file's new tail.
- *
- * On a filesystem with a journal (ext4, XFS), a write into a hole or an
- * unwritten extent allocates blocks, and the fdatasync after it must
- * commit that allocation in the journal: it costs about twice one after
- * a write into blocks written and synced before (fio, psync, 4 KiB
- * random writes each followed by fdatasync, ext4 on this project's test
- * machine: 3544 IOPS into fallocated space, 6918 into written space).
- * Every allocating write of ours lands in the tail the file grew by.  So
- * where it pays, the tail is grown by writing zeros: the file grows half
- * a step ahead of its last cluster, so the flushes that come before an
- * allocation reaches the new step make the zeros (and their blocks)
- * durable, and the flush after an allocating write syncs only data and
- * table pages in blocks that exist.  It pays for a regular file on a
- * disk (tmpfs and ramfs have no journal, and a block device no tail)
- * that is synced between two growths: without flushes (a convert, a
- * bulk load) the zeros would be written for nothing.
- *
- * Crash ordering ("One sync or two", cow.c) is unchanged: the zeros lie
- * past every cluster and every table (the file's length is past them),
- * so they overwrite nothing, and a cluster they cover reads as zeros
- * before its first write whether they became durable or not.  The slack
- * past the last cluster is what a hole left before: a clean close cuts
- * it (host_trim_file), and after a crash qemu-img check ignores space
- * past the last cluster that no table or refcount names. */
-static bool
-zero_tail_wanted (struct image *img)
-{
-  uint64_t syncs = __atomic_load_n (&img->syncs, __ATOMIC_RELAXED);
-  bool synced = syncs != img->syncs_at_growth;
-  struct stat st;
-
-  img->syncs_at_growth = syncs;
-  if (img->host_zero_tail == 0)
-    img->host_zero_tail = !img->host_in_memory && img->fd >= 0 &&
-      fstat (img->fd, &st) == 0 && S_ISREG (st.st_mode) ? 1 : 2;
-  return img->host_zero_tail == 1 && synced;
-}
-
-/* Writes zeros over [from, to). */
-static int
-write_tail_zeros (int fd, uint64_t from, uint64_t to)
-{
-  while (from < to) {
-    size_t n = (size_t) MIN (to - from, (uint64_t) HOST_ZEROS_SIZE);
-
-    if (host_pwrite (fd, host_zeros, n, from) == -1)
-      return -1;
-    from += n;
-  }
-  return 0;
-}
-
-/* Makes the file target bytes long, from length: zeros where they pay
- * (above), else a hole; if the zeros fail (no space), a hole. */
-static int
-extend_file (struct image *img, uint64_t length, uint64_t target)
-{
-  if (zero_tail_wanted (img) &&
-      write_tail_zeros (img->fd, length, target) == 0)
-    return 0;
-  /* The new space is a hole until written (and parts of new clusters
-   * stay one). */
-  host_may_have_holes (img);
-  return ftruncate (img->fd, (off_t) target);
-}
-
 int
 host_grow_file (struct image *img, uint64_t *length, uint64_t end,
                 uint64_t cluster_size)
@@ -482,7 +415,10 @@ host_grow_file (struct image *img, uint64_t *length, uint64_t end,
     if (!round_up_checked (end, step, &target) || target > INT64_MAX)
       return error_file (img, EFBIG, "the file would grow past 2^63 bytes");
   }
-  if (extend_file (img, *length, target) == -1) {
+  /* The new space is a hole until written (and parts of new clusters
+   * stay one). */
+  host_may_have_holes (img);
+  if (ftruncate (img->fd, (off_t) target) == -1) {
     if (end <= *length)
       return 0;
     return error_syscall (img, "growing the file");

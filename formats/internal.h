@@ -188,14 +188,6 @@ struct image {
    * with the driver's lock held; __atomic. */
   uint64_t length_changes;
   uint64_t grown_from;
-  /* Whether host_grow_file writes zeros into the file's new tail instead
-   * of leaving a hole (host_zero_tail_wanted: 0 unknown, 1 yes, 2 no),
-   * and the successful syncs (cow_sync) as of the last growth: the
-   * zeros pay only if the file is synced between two growths.  Under
-   * the driver's lock, except syncs: __atomic. */
-  int host_zero_tail;
-  uint64_t syncs;
-  uint64_t syncs_at_growth;
 
   /* Backing file: drv->open sets the name from the header (and the
    * format if the header names one); image.c resolves and opens it. */
@@ -436,14 +428,13 @@ int lock_for_create (int fd, const char *filename);
 /* ---- the file's length ahead of its allocations (hostfile.c) ------------ */
 
 /* Drivers append clusters at the end of the file (file_end) and keep the
- * host file's length (*length) ahead of it, grown in steps of at least
- * 1 MiB: new clusters then lie inside the file and read as zeros where
- * nothing is written, with one growth per step instead of a write per
- * allocation.  A step is a hole (ftruncate), or, for a file on a disk
- * that is synced between two growths, written zeros (host_grow_file
- * says why).  The length is kept at least half a step past end (so that
- * the allocation that grows the file lies in the length before, cow.c);
- * only what end needs must succeed.  Called with the driver's lock. */
+ * host file's length (*length) ahead of it, grown by ftruncate in steps
+ * of at least 1 MiB: new clusters then lie inside the file and read as
+ * zeros (a hole) where nothing is written, with one ftruncate per step
+ * instead of a write per allocation.  The length is kept at least half a
+ * step past end (so that the allocation that grows the file lies in the
+ * length before, cow.c); only what end needs must succeed.  Called with
+ * the driver's lock. */
 int host_grow_file (struct image *img, uint64_t *length, uint64_t end,
                     uint64_t cluster_size);
 /* Cuts the file back to end where it was grown past it (a clean close).

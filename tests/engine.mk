@@ -22,11 +22,6 @@ TESTS += $(ENGINE_TESTS)
 check_PROGRAMS += $(ENGINE_TESTS)
 EXTRA_DIST += engine-test.h basecache-test.h
 
-# The file's tail grown by zeros or a hole (formats/hostfile.c).
-ENGINE_SH_TESTS = test-engine-zero-tail.sh
-TESTS += $(ENGINE_SH_TESTS)
-EXTRA_DIST += $(ENGINE_SH_TESTS)
-
 # A test built per format: one source, -DTEST_FORMAT naming the format.
 QED = -DTEST_FORMAT='"qed"'
 QCOW2 = -DTEST_FORMAT='"qcow2"'

@@ -170,32 +170,6 @@ class FlushCount:
                 (c["one"], c["two"], c["empty"], c["other"]))
 
 
-class GrowthCount:
-    """How the file grew past its length: by a write of zeros from its
-    end (the tail written ahead of the clusters on a disk, hostfile.c) or
-    by a truncate (a hole)."""
-    def __init__(self, length):
-        self.length, self.zeros, self.holes = length, 0, 0
-
-    def event(self, ev):
-        t, _, mode, off, length, payload = ev
-        if t == "W":
-            if off == self.length and length >= 65536 and \
-                    payload.count(0) == len(payload):
-                self.zeros += 1
-            self.length = max(self.length, off + length)
-        elif t == "T":
-            if length > self.length:
-                self.holes += 1
-            self.length = length
-        elif t == "F" and not mode & FALLOC_KEEP_SIZE:
-            self.length = max(self.length, off + length)
-
-    def __str__(self):
-        return "growths: %d by written zeros, %d by truncate" % (
-            self.zeros, self.holes)
-
-
 class Client:
     """What the client had sent and had acknowledged as durable."""
     def __init__(self):
@@ -442,7 +416,6 @@ def main():
     points = cut_points(events, target, a.cuts, rng)
     client, pending, p = Client(), [], 0
     flushes = FlushCount()
-    growths = GrowthCount(len(durable.data))
     for i in range(len(events) + 1):
         while p < len(points) and points[p] == i:
             mode = rng.choice(("none", "all", "prefix", "suffix", "subset"))
@@ -462,7 +435,6 @@ def main():
         elif ev[1] != target:
             continue
         flushes.event(ev)
-        growths.event(ev)
         if ev[0] == "S":
             for e in pending:
                 durable.apply(e)
@@ -471,7 +443,6 @@ def main():
             pending.append(ev)
     failures = judge.judge()
     print("%s: %s" % (a.label or a.format, flushes))
-    print("%s: %s" % (a.label or a.format, growths))
     print("%s: %d cuts over %d journal events, %d distinct states, "
           "%d repaired, %d failures" %
           (a.label or a.format, len(judge.cuts), len(events),
