@@ -139,7 +139,8 @@ wait_connected (struct nbd_handle *h, uint64_t deadline)
   return 0;
 }
 
-/* A new connection to uri, or NULL with *why (static or libnbd's) set. */
+/* A new connection to uri, or NULL with *why (static or libnbd's) set
+ * and errno ETIMEDOUT (the deadline passed) or EIO. */
 static struct nbd_handle *
 connect_uri (const char *uri, unsigned timeout_ms, const char **why)
 {
@@ -156,13 +157,15 @@ connect_uri (const char *uri, unsigned timeout_ms, const char **why)
       nbd_add_meta_context (h, LIBNBD_CONTEXT_BASE_ALLOCATION) == -1 ||
       nbd_aio_connect_uri (h, uri) == -1 ||
       wait_connected (h, now_ms () + timeout_ms) == -1) {
-    *why = errno == ETIMEDOUT ? "timed out"
+    int e = errno == ETIMEDOUT ? ETIMEDOUT : EIO;
+    *why = e == ETIMEDOUT ? "timed out"
       : nbd_get_error () ? nbd_get_error () : strerror (errno);
-    /* nbd_close may overwrite libnbd's message: keep it */
+    /* nbd_close may overwrite libnbd's message and errno: keep them */
     static _Thread_local char msg[512];
     snprintf (msg, sizeof msg, "%s", *why);
     *why = msg;
     nbd_close (h);
+    errno = e;
     return NULL;
   }
   return h;
@@ -208,7 +211,7 @@ conn_connect (struct remote *r, struct conn *c)
   }
   pthread_mutex_unlock (&r->lock);
   c->h = connect_uri (r->uri, r->timeout_ms, &why);
-  e = c->h || strcmp (why, "timed out") != 0 ? EIO : ETIMEDOUT;
+  e = c->h == NULL && errno == ETIMEDOUT ? ETIMEDOUT : EIO;
   resized = c->h && nbd_get_size (c->h) != (int64_t) r->size;
   if (resized) {
     nbd_close (c->h);
