@@ -10,6 +10,7 @@ REMOTE_TESTS = \
 	test-remote-cache-tls.sh \
 	test-remote-failure.sh \
 	test-remote-img-timeout.sh \
-	test-remote-interop.sh
+	test-remote-interop.sh \
+	test-remote-libnbd-lazy.sh
 TESTS += $(REMOTE_TESTS)
 EXTRA_DIST += $(REMOTE_TESTS) remote-functions.sh
