@@ -651,7 +651,7 @@ qcow2_open_op (void *fmt, const struct image_open_opts *opts,
 {
   struct qcow2 *q = fmt;
   uint64_t cache = opts->cache_size ? opts->cache_size
-                                    : IMAGE_DEFAULT_CACHE_SIZE;
+                                    : MC_DEFAULT_CACHE_SIZE;
 
   q->img = q->cow.img;
   q->cow.big_endian = true;
