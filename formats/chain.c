@@ -196,8 +196,8 @@ get_shared_backing (struct image *img, const struct image_open_opts *bopts)
   char prefix[PATH_MAX + 64];
   struct image *b;
 
-  o.flags &= ~(unsigned) (IMAGE_OPEN_PROBED_BACKING |
-                          IMAGE_OPEN_QED_REFERRER);
+  o.flags &= ~(unsigned) (CHAIN_OPEN_PROBED_BACKING |
+                          CHAIN_OPEN_QED_REFERRER);
   b = bc->get (bc->opaque, img->full_backing_filename, &o);
   if (b == NULL) {
     snprintf (prefix, sizeof prefix, "%s: backing file ", img->filename);
@@ -251,8 +251,8 @@ open_backing (struct image *img, const struct image_open_opts *opts,
       img->depth + 1 == MAX (opts->backing_rw_depth, 1u))
     bopts.flags = 0;
   if (bopts.format == NULL)     /* probed: see probe.c, rule 2 */
-    bopts.flags |= IMAGE_OPEN_PROBED_BACKING |
-      (img->drv == &qed_driver ? IMAGE_OPEN_QED_REFERRER : 0);
+    bopts.flags |= CHAIN_OPEN_PROBED_BACKING |
+      (img->drv == &qed_driver ? CHAIN_OPEN_QED_REFERRER : 0);
   if (opts->backing_cache && (bopts.flags & IMAGE_OPEN_READONLY) &&
       !(bopts.flags & IMAGE_OPEN_FORCE_SHARE)) {
     if (get_shared_backing (img, &bopts) == -1)

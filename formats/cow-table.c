@@ -97,7 +97,7 @@ cow_open_state (struct cow *c, const struct image_open_opts *opts,
                 uint64_t table_bytes, uint64_t file_size)
 {
   uint64_t cache = opts->cache_size ? opts->cache_size
-                                    : IMAGE_DEFAULT_CACHE_SIZE;
+                                    : MC_DEFAULT_CACHE_SIZE;
 
   c->l2_cache = mc_new (table_bytes, cache, 4);
   if (c->l2_cache == NULL)

@@ -501,11 +501,11 @@ void crash_test_pause (void);
 
 /* ---- probing safety (probe.c) ------------------------------------------ */
 
-/* Internal image_open flags, set by image.c on the backing images it
+/* Internal image_open flags, set by chain.c on the backing images it
  * opens (the public IMAGE_OPEN_* use the low byte). */
-#define IMAGE_OPEN_PROBED_BACKING 0x100 /* the image naming this one
+#define CHAIN_OPEN_PROBED_BACKING 0x100 /* the image naming this one
                                            records no backing format */
-#define IMAGE_OPEN_QED_REFERRER   0x200 /* ... and it is QED */
+#define CHAIN_OPEN_QED_REFERRER   0x200 /* ... and it is QED */
 
 /* The driver of that name, or NULL.  (chain.c) */
 const struct driver *chain_driver (const char *name);
@@ -556,8 +556,5 @@ int fileid_of_fd (int fd, struct image_file_id *id);
 /* A remote request's timeout when image_open_opts.remote_timeout_ms is
  * 0. */
 #define REMOTE_DEFAULT_TIMEOUT_MS 10000
-
-/* Default metadata cache size in bytes. */
-#define IMAGE_DEFAULT_CACHE_SIZE (32ULL << 20)
 
 #endif /* COWBD_FORMATS_INTERNAL_H */

@@ -60,6 +60,10 @@
 /* Dirty tracking granularity: one bit per page of a table. */
 #define MC_PAGE_SIZE 4096
 
+/* An image's metadata cache size in bytes when image_open_opts.cache_size
+ * is 0. */
+#define MC_DEFAULT_CACHE_SIZE (32ULL << 20)
+
 /* A table in memory.  Also used on its own (not in a cache) for tables
  * that are always resident, such as the QED L1 table. */
 struct mc_table {

@@ -226,9 +226,9 @@ probe_guarded_op (struct image *img, enum probe_op op, const void *buf,
 int
 probe_check_backing (struct image *img, unsigned flags, const char *referrer)
 {
-  bool qed_referrer = flags & IMAGE_OPEN_QED_REFERRER;
+  bool qed_referrer = flags & CHAIN_OPEN_QED_REFERRER;
 
-  if (!(flags & IMAGE_OPEN_PROBED_BACKING) || img->backing_filename == NULL)
+  if (!(flags & CHAIN_OPEN_PROBED_BACKING) || img->backing_filename == NULL)
     return 0;
   if (qed_referrer && img->drv == &qed_driver)
     return 0;

@@ -146,26 +146,6 @@ grow (struct qcow2 *q, uint64_t size, bool zero_new)
   return resize_set_size (img, size, zero_new, write_size, q);
 }
 
-/* Drops the references of the whole L2 table of L1 slot i and of its
- * clusters: a count is one per path from an L1 table, so the clusters
- * of a table shared with a snapshot lose one too.  Called with q->cow.lock
- * held. */
-static int
-drop_table (struct qcow2 *q, uint64_t i, uint64_t e)
-{
-  uint64_t l2off = e & QCOW2_OFFSET_MASK, j;
-  struct mc_entry *l2;
-
-  if (cow_get_l2 (&q->cow, l2off, &l2) == -1)
-    return -1;
-  for (j = 0; j < q->l2_entries; j++)
-    if (qcow2_drop_entry (q, qcow2_l2_get (q, l2, j), true) == -1)
-      return -1;
-  mc_remove (q->cow.l2_cache, l2);
-  cow_l1_set (&q->cow, i, 0);
-  return qcow2_drop_ref (q, l2off, q->cluster_size, true);
-}
-
 /* Empties entries [j0, end) of the (private) L2 table of slot i.  Called
  * with q->cow.lock held. */
 static int
@@ -211,8 +191,9 @@ drop_slot (struct qcow2 *q, uint64_t i, uint64_t first)
   e = cow_l1_get (&q->cow, i);
   if (j0)
     return drop_tail (q, e, j0);
-  if (drop_table (q, i, e) == -1)
+  if (qcow2_drop_l2_table (q, e & QCOW2_OFFSET_MASK) == -1)
     return -1;
+  cow_l1_set (&q->cow, i, 0);
   return cow_write_table_pages (&q->cow, &q->cow.l1);
 }
 

@@ -205,6 +205,21 @@ qcow2_drop_entry (struct qcow2 *q, uint64_t entry, bool punch)
   }
 }
 
+int
+qcow2_drop_l2_table (struct qcow2 *q, uint64_t l2off)
+{
+  struct mc_entry *l2;
+  uint64_t j;
+
+  if (cow_get_l2 (&q->cow, l2off, &l2) == -1)
+    return -1;
+  for (j = 0; j < q->l2_entries; j++)
+    if (qcow2_drop_entry (q, qcow2_l2_get (q, l2, j), true) == -1)
+      return -1;
+  mc_remove (q->cow.l2_cache, l2);
+  return qcow2_drop_ref (q, l2off, q->cluster_size, true);
+}
+
 /* Lowers the counts of the dropped references; collects the clusters
  * whose count reached 0 as runs in *punch.  Called with q->cow.lock held. */
 static void

@@ -651,7 +651,7 @@ qcow2_open_op (void *fmt, const struct image_open_opts *opts,
 {
   struct qcow2 *q = fmt;
   uint64_t cache = opts->cache_size ? opts->cache_size
-                                    : IMAGE_DEFAULT_CACHE_SIZE;
+                                    : MC_DEFAULT_CACHE_SIZE;
 
   q->img = q->cow.img;
   q->cow.big_endian = true;
@@ -767,25 +767,17 @@ static int
 drop_active_tables (struct qcow2 *q)
 {
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->cow.lock);
-  uint64_t i, j;
+  uint64_t i;
 
   assert (q->cow.allocs == NULL);
   for (i = 0; i < q->h.l1_size; i++) {
-    uint64_t l2off = cow_l1_get (&q->cow, i) & QCOW2_OFFSET_MASK;
-    struct mc_entry *l2;
-    if (l2off == 0)
+    uint64_t e = cow_l1_get (&q->cow, i);
+    if ((e & QCOW2_OFFSET_MASK) == 0)
       continue;
-    if (qcow2_l1_entry_error (q, cow_l1_get (&q->cow, i), q->cow.file_end) == NULL)
-    {
-      if (cow_get_l2 (&q->cow, l2off, &l2) == -1)
-        return -1;
-      for (j = 0; j < q->l2_entries; j++)
-        if (qcow2_drop_entry (q, qcow2_l2_get (q, l2, j), true) == -1)
-          return -1;
-      mc_remove (q->cow.l2_cache, l2);
-      if (qcow2_drop_ref (q, l2off, q->cluster_size, true) == -1)
-        return -1;
-    }
+    /* A malformed entry holds nothing we can trust: only cleared. */
+    if (qcow2_l1_entry_error (q, e, q->cow.file_end) == NULL &&
+        qcow2_drop_l2_table (q, e & QCOW2_OFFSET_MASK) == -1)
+      return -1;
     cow_l1_set (&q->cow, i, 0);
   }
   return cow_write_table_pages (&q->cow, &q->cow.l1);

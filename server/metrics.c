@@ -367,19 +367,32 @@ series (struct out *o, const char *name, const char *exp, uint64_t v, ...)
   put (o, "\n", 1);
 }
 
+/* A family of one series without labels: a gauge or a counter. */
 static void
-format_process (struct out *o)
+scalar (struct out *o, const char *name, const char *type, uint64_t v,
+        const char *help)
+{
+  family (o, name, type, help);
+  series (o, name, NULL, v, NULL);
+}
+
+static void
+gauge (struct out *o, const char *name, uint64_t v, const char *help)
+{
+  scalar (o, name, "gauge", v, help);
+}
+
+static void
+counter (struct out *o, const char *name, uint64_t v, const char *help)
+{
+  scalar (o, name, "counter", v, help);
+}
+
+static void
+format_handshakes (struct out *o)
 {
   unsigned i;
 
-  family (o, "cowbd_exports", "gauge", "Exports served.");
-  series (o, "cowbd_exports", NULL, exports_count (), NULL);
-  family (o, "cowbd_connections", "gauge", "Client connections open.");
-  series (o, "cowbd_connections", NULL, conns_count (), NULL);
-  family (o, "cowbd_connections_accepted_total", "counter",
-          "Client connections accepted.");
-  series (o, "cowbd_connections_accepted_total", NULL,
-          STAT_GET (&conns_accepted), NULL);
   family (o, "cowbd_handshakes_total", "counter",
           "Handshakes by how they ended.");
   for (i = 0; i < NR_HS; i++)
@@ -391,28 +404,29 @@ format_process (struct out *o)
           STAT_GET (&tls_handshakes[1]), "outcome", "ok", NULL);
   series (o, "cowbd_tls_handshakes_total", NULL,
           STAT_GET (&tls_handshakes[0]), "outcome", "failed", NULL);
-  family (o, "cowbd_worker_queue_depth", "gauge",
-          "Requests waiting for a worker thread.");
-  series (o, "cowbd_worker_queue_depth", NULL, workers_queue_depth (), NULL);
-  family (o, "cowbd_bytes_in_flight", "gauge",
-          "Payload bytes of requests read and not yet answered.");
-  series (o, "cowbd_bytes_in_flight", NULL, STAT_GET (&bytes_in_flight),
-          NULL);
-  family (o, "cowbd_max_inflight_used_bytes", "gauge",
-          "Bytes of request buffers charged to --max-inflight.");
-  series (o, "cowbd_max_inflight_used_bytes", NULL, reqpool_charged (),
-          NULL);
-  family (o, "cowbd_request_buffer_bytes", "gauge",
-          "Bytes of request buffers the connections hold, free or in use.");
-  series (o, "cowbd_request_buffer_bytes", NULL, reqpool_held (), NULL);
-  family (o, "cowbd_request_buffer_peak_bytes", "gauge",
-          "The most request buffer bytes held at once since start.");
-  series (o, "cowbd_request_buffer_peak_bytes", NULL, reqpool_held_peak (),
-          NULL);
-  family (o, "cowbd_request_buffer_allocations_total", "counter",
-          "Request buffers allocated (each is then reused).");
-  series (o, "cowbd_request_buffer_allocations_total", NULL,
-          reqpool_allocations (), NULL);
+}
+
+static void
+format_process (struct out *o)
+{
+  gauge (o, "cowbd_exports", exports_count (), "Exports served.");
+  gauge (o, "cowbd_connections", conns_count (), "Client connections open.");
+  counter (o, "cowbd_connections_accepted_total", STAT_GET (&conns_accepted),
+           "Client connections accepted.");
+  format_handshakes (o);
+  gauge (o, "cowbd_worker_queue_depth", workers_queue_depth (),
+         "Requests waiting for a worker thread.");
+  gauge (o, "cowbd_bytes_in_flight", STAT_GET (&bytes_in_flight),
+         "Payload bytes of requests read and not yet answered.");
+  gauge (o, "cowbd_max_inflight_used_bytes", reqpool_charged (),
+         "Bytes of request buffers charged to --max-inflight.");
+  gauge (o, "cowbd_request_buffer_bytes", reqpool_held (),
+         "Bytes of request buffers the connections hold, free or in use.");
+  gauge (o, "cowbd_request_buffer_peak_bytes", reqpool_held_peak (),
+         "The most request buffer bytes held at once since start.");
+  counter (o, "cowbd_request_buffer_allocations_total",
+           reqpool_allocations (),
+           "Request buffers allocated (each is then reused).");
 }
 
 /* One counter per export and operation, for the operations used. */

@@ -14,9 +14,10 @@
  *
  * DF is accepted only when structured replies were negotiated
  * (transmission.c validates flags first), so "READ with DF" is a
- * structured read.  EDQUOT and EFBIG become ENOSPC as the spec asks,
- * EROFS becomes EPERM, and an errno the protocol has no name for is an
- * I/O error (the engine failed; the request itself was valid).
+ * structured read.  Which errno has which NBD name (EDQUOT and EFBIG
+ * are ENOSPC, EROFS is EPERM...) is common/errno-nbd.h's list, which
+ * the plugin uses too; an errno the protocol has no name for is an I/O
+ * error (the engine failed; the request itself was valid).
  */
 #ifndef COWBD_SERVER_NBD_ERRNO_H
 #define COWBD_SERVER_NBD_ERRNO_H
@@ -24,26 +25,25 @@
 #include <errno.h>
 #include <stdint.h>
 
+#include "errno-nbd.h"
 #include "nbd-protocol.h"
 
 static inline uint32_t
 nbd_errno (int err, uint16_t type, uint16_t flags)
 {
-  switch (err) {
-  case 0: return NBD_SUCCESS;
-  case EPERM: case EROFS: return NBD_EPERM;
+  if (err == 0)
+    return NBD_SUCCESS;
+  switch (errno_nbd_name (err)) {
+  case EPERM: return NBD_EPERM;
   case EIO: return NBD_EIO;
   case ENOMEM: return NBD_ENOMEM;
   case EINVAL: return NBD_EINVAL;
-  case ENOSPC: case EDQUOT: case EFBIG: return NBD_ENOSPC;
+  case ENOSPC: return NBD_ENOSPC;
   case ESHUTDOWN: return NBD_ESHUTDOWN;
   case EOVERFLOW:
     return type == NBD_CMD_READ && (flags & NBD_CMD_FLAG_DF) ?
       NBD_EOVERFLOW : NBD_EINVAL;
   case ENOTSUP:
-#if EOPNOTSUPP != ENOTSUP
-  case EOPNOTSUPP:
-#endif
     return type == NBD_CMD_WRITE_ZEROES && (flags & NBD_CMD_FLAG_FAST_ZERO) ?
       NBD_ENOTSUP : NBD_EINVAL;
   default: return NBD_EIO;

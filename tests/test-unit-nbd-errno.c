@@ -2,7 +2,9 @@
 /* nbd_errno (server/nbd-errno.h): every errno the engine may return, for
  * each command and flag combination that changes the answer.  ENOTSUP
  * may only reach a fast WRITE_ZEROES, EOVERFLOW only a READ with DF;
- * everything else maps the same whatever the request. */
+ * everything else maps the same whatever the request.  And
+ * errno_has_nbd_name (common/errno-nbd.h), which the plugin uses to send
+ * an errno without an NBD name as EIO. */
 #include <config.h>
 #undef NDEBUG
 #include <assert.h>
@@ -49,6 +51,17 @@ expected (int err, uint16_t type, uint16_t flags)
   }
 }
 
+/* Whether the spec names err, or asks for it to be sent as one it
+ * names. */
+static bool
+spec_named (int err)
+{
+  return err == EPERM || err == EROFS || err == EIO || err == ENOMEM ||
+    err == EINVAL || err == ENOSPC || err == EDQUOT || err == EFBIG ||
+    err == ESHUTDOWN || err == EOVERFLOW || err == ENOTSUP ||
+    err == EOPNOTSUPP;
+}
+
 int
 main (void)
 {
@@ -60,7 +73,12 @@ main (void)
   unsigned i, t, n = 0;
   uint16_t f;
 
-  for (i = 0; i < sizeof errs / sizeof errs[0]; i++)
+  for (i = 0; i < sizeof errs / sizeof errs[0]; i++) {
+    if (errno_has_nbd_name (errs[i]) != spec_named (errs[i])) {
+      fprintf (stderr, "errno_has_nbd_name (%d) = %d, expected %d\n",
+               errs[i], errno_has_nbd_name (errs[i]), spec_named (errs[i]));
+      return 1;
+    }
     for (t = 0; t < NTYPES; t++)
       for (f = 0; f <= ALL_FLAGS; f++) {
         if (f & ~ALL_FLAGS)
@@ -75,6 +93,7 @@ main (void)
         }
         n++;
       }
+  }
 
   /* The cases the spec names, spelled out. */
   assert (nbd_errno (ENOTSUP, NBD_CMD_WRITE_ZEROES,

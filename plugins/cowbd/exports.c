@@ -14,6 +14,7 @@
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-plugin.h>
 
+#include "errno-nbd.h"
 #include "exports.h"
 
 static struct registry *reg;
@@ -25,14 +26,7 @@ static bool file_mode;
 static int
 client_errno (int e)
 {
-  switch (e) {
-  case EPERM: case EROFS: case EIO: case ENOMEM: case EINVAL:
-  case ENOSPC: case EDQUOT: case EFBIG: case ESHUTDOWN:
-  case ENOTSUP: case EOVERFLOW:
-    return e;
-  default:
-    return e == EOPNOTSUPP ? e : EIO;
-  }
+  return errno_has_nbd_name (e) ? e : EIO;
 }
 
 int
