@@ -208,16 +208,26 @@ qcow2_drop_entry (struct qcow2 *q, uint64_t entry, bool punch)
 int
 qcow2_drop_l2_table (struct qcow2 *q, uint64_t l2off)
 {
+  size_t recorded = q->nr_frees;
   struct mc_entry *l2;
   uint64_t j;
+  int ret = 0;
 
   if (cow_get_l2 (&q->cow, l2off, &l2) == -1)
     return -1;
-  for (j = 0; j < q->l2_entries; j++)
-    if (qcow2_drop_entry (q, qcow2_l2_get (q, l2, j), true) == -1)
-      return -1;
+  for (j = 0; j < q->l2_entries && ret == 0; j++)
+    ret = qcow2_drop_entry (q, qcow2_l2_get (q, l2, j), true);
+  if (ret == 0)
+    ret = qcow2_drop_ref (q, l2off, q->cluster_size, true);
+  if (ret == -1) {
+    /* All or nothing: the L1 entry still points at the table, so a drop
+     * left recorded would lower (and punch) live clusters' counts at the
+     * next writeback. */
+    q->nr_frees = recorded;
+    return -1;
+  }
   mc_remove (q->cow.l2_cache, l2);
-  return qcow2_drop_ref (q, l2off, q->cluster_size, true);
+  return 0;
 }
 
 /* Lowers the counts of the dropped references; collects the clusters

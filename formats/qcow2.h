@@ -354,7 +354,8 @@ int qcow2_drop_entry (struct qcow2 *q, uint64_t entry, bool punch);
 /* Drops the references of the L2 table at l2off and of its entries, and
  * forgets the table; the caller clears the L1 entry that pointed to it.
  * A count is one per path from an L1 table, so the clusters of a table
- * shared with a snapshot lose one too.  Called with q->cow.lock held. */
+ * shared with a snapshot lose one too.  On failure nothing is dropped.
+ * Called with q->cow.lock held. */
 int qcow2_drop_l2_table (struct qcow2 *q, uint64_t l2off);
 
 /* ---- qcow2-refcount.c --------------------------------------------------- */
