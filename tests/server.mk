@@ -34,6 +34,7 @@ SERVER_TESTS = \
 	test-server-slow-reader.sh \
 	test-server-sparse-alloc.sh \
 	test-server-thin-cache.sh \
+	test-server-thin-compact.sh \
 	test-server-tls-deadline.sh \
 	test-server-tls-psk.sh \
 	test-server-tls-stall.sh \
