@@ -12,6 +12,7 @@ SERVER_TESTS = \
 	test-server-aio.sh \
 	test-server-captive.sh \
 	test-server-emfile.sh \
+	test-server-idle-cpu.sh \
 	test-server-io.sh \
 	test-lock-qemu.sh \
 	test-server-limits.sh \
