@@ -178,6 +178,7 @@ cow_add_cache_stats (const struct metacache *mc, struct image_stats *st)
 {
   mc_get_stats (mc, &st->cache_hits, &st->cache_misses,
                 &st->cache_evictions);
+  st->cache_bytes += mc_bytes (mc);
 }
 
 bool
@@ -311,6 +312,29 @@ cow_lookup (struct cow *c, uint64_t offset, uint64_t count,
   return c->ops->lookup (c, offset, count, false, r);
 }
 
+/* The lookup of a read or a block status (lock held): a table it had to
+ * load is made compact at once if it qualifies (metacache.h), so that a
+ * thin image's tables never fill the cache with dense copies.  Writes'
+ * lookups keep theirs dense, for the change that follows. */
+static int
+lookup_to_read (struct cow *c, uint64_t offset, uint64_t count,
+                struct cow_run *r)
+{
+  if (c->ops->lookup (c, offset, count, false, r) == -1)
+    return -1;
+  if (r->l2_loaded)
+    mc_compact_loaded (c->l2_cache, r->l2);
+  return 0;
+}
+
+static int
+read_lookup (struct cow *c, uint64_t offset, uint64_t count,
+             struct cow_run *r)
+{
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&c->lock);
+  return lookup_to_read (c, offset, count, r);
+}
+
 /* Looks the run up without waiting: a contended lock or a table not in
  * the cache is EAGAIN.  For a write, so is a corrupt image or a run on
  * metadata (the blocking path says what is wrong). */
@@ -407,7 +431,7 @@ pread_runs (struct image *img, void *buf, size_t count, uint64_t offset,
 
     if (nowait ? lookup_nowait (c, offset, count, false, &r) == -1 ||
                  read_run_nowait (c, &r, p, offset) == -1
-               : cow_lookup (c, offset, count, &r) == -1 ||
+               : read_lookup (c, offset, count, &r) == -1 ||
                  read_run (c, &r, p, offset) == -1)
       return -1;
     p += r.len;
@@ -1068,7 +1092,7 @@ cow_block_status (struct image *img, uint64_t offset, uint64_t count,
 
   {
     ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&c->lock);
-    if (c->ops->lookup (c, offset, count, false, &r) == -1)
+    if (lookup_to_read (c, offset, count, &r) == -1)
       return -1;
     if (c->ops->host_checked)
       st->host_checked = c->ops->host_checked (c);

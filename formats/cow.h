@@ -63,6 +63,7 @@ struct cow_run {
   uint64_t entry;               /* the first cluster's entry, for errors */
   bool in_place;                /* COW_DATA that may be written in place */
   struct mc_entry *l2;          /* NULL: no L2 table (or a bad one) */
+  bool l2_loaded;               /* this lookup read l2 from the file */
   bool l2_shared;               /* qcow2: the L1 entry lacks COPIED */
   uint64_t l1_index, l2_index;  /* of the first cluster */
   const char *why;              /* COW_INVALID: what is wrong, or NULL */
@@ -363,22 +364,24 @@ cow_append (struct cow *c, uint64_t bytes)
   return (int64_t) host;
 }
 
-/* The L2 table at l2_offset for a lookup: cow_get_l2, or with
- * cached_only from the cache alone (EAGAIN if it is not there).  Called
- * with the lock held. */
+/* The L2 table at l2_offset for the lookup of run r (r->l2): cow_get_l2
+ * (r->l2_loaded), or with cached_only from the cache alone (EAGAIN if it
+ * is not there).  Called with the lock held. */
 static inline int
 cow_lookup_l2 (struct cow *c, uint64_t l2_offset, bool cached_only,
-               struct mc_entry **ep)
+               struct cow_run *r)
 {
   /* Dense or compact (metacache.h): the format's check_ready makes the
    * table dense before a change. */
-  *ep = mc_peek (c->l2_cache, l2_offset);
-  if (*ep != NULL)
+  r->l2 = mc_peek (c->l2_cache, l2_offset);
+  if (r->l2 != NULL)
     return 0;
-  if (!cached_only)
-    return cow_get_l2 (c, l2_offset, ep);
-  errno = EAGAIN;
-  return -1;
+  if (cached_only) {
+    errno = EAGAIN;
+    return -1;
+  }
+  r->l2_loaded = true;
+  return cow_get_l2 (c, l2_offset, &r->l2);
 }
 
 /* Sets a 64-bit header field to value and has write_header (fmt) make

@@ -347,6 +347,8 @@ struct image_stats {
   uint64_t cache_hits;          /* metadata cache lookups found */
   uint64_t cache_misses;        /* ... not found (the table is read) */
   uint64_t cache_evictions;     /* tables dropped to stay in bounds */
+  uint64_t cache_bytes;         /* what the cached tables take now (a
+                                   compact table at its compact size) */
   /* Of the remote (NBD) images of the chain below, shared by every image
    * that reads them: */
   uint64_t remote_fetched_bytes; /* bytes the remotes sent */

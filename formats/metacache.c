@@ -24,7 +24,9 @@ struct mc_lru {
 struct metacache {
   size_t table_bytes;
   uint64_t capacity;            /* the bound, in bytes */
-  uint64_t used;                /* dense: table_bytes; compact: its charge */
+  uint64_t used;                /* dense: table_bytes; compact: its charge
+                                   (changed by add_used: read by
+                                   mc_bytes without the lock) */
   unsigned count;
   bool compact_ok;              /* mc_allow_compact */
   struct mc_entry *buckets[HASH_BUCKETS];
@@ -41,6 +43,18 @@ count (uint64_t *p)
 {
   __atomic_store_n (p, __atomic_load_n (p, __ATOMIC_RELAXED) + 1,
                     __ATOMIC_RELAXED);
+}
+
+static void
+add_used (struct metacache *mc, int64_t bytes)
+{
+  __atomic_store_n (&mc->used, mc->used + (uint64_t) bytes, __ATOMIC_RELAXED);
+}
+
+uint64_t
+mc_bytes (const struct metacache *mc)
+{
+  return __atomic_load_n (&mc->used, __ATOMIC_RELAXED);
 }
 
 void
@@ -345,7 +359,7 @@ mc_remove (struct metacache *mc, struct mc_entry *e)
   hash_unlink (mc, e);
   lru_unlink (list_of (mc, e), e);
   mc->count--;
-  mc->used -= charge (mc, e);
+  add_used (mc, -(int64_t) charge (mc, e));
   free_entry (mc, e);
 }
 
@@ -399,15 +413,22 @@ compact (struct metacache *mc, struct mc_entry *e)
       e->idx[k++] = (uint32_t) i;
   }
   lru_unlink (&mc->dense, e);
-  mc->used -= mc->table_bytes;
+  add_used (mc, -(int64_t) mc->table_bytes);
   give_data (mc, e->t.data);
   e->t.data = NULL;
   e->val = val;
   e->nwords = n;
-  mc->used += charge (mc, e);
+  add_used (mc, (int64_t) charge (mc, e));
   lru_push_head (&mc->compact, e);
   count (&mc->compactions);
   return 0;
+}
+
+void
+mc_compact_loaded (struct metacache *mc, struct mc_entry *e)
+{
+  if (mc->compact_ok && e->t.data && e->pins == 0 && !e->t.any_dirty)
+    compact (mc, e);            /* or stays dense: it has too many words */
 }
 
 uint64_t
@@ -442,13 +463,13 @@ expand (struct metacache *mc, struct mc_entry *e)
   for (k = 0; k < e->nwords; k++)
     memcpy (data + (size_t) e->idx[k] * 8, &e->val[k], sizeof e->val[k]);
   lru_unlink (&mc->compact, e);
-  mc->used -= charge (mc, e);
+  add_used (mc, -(int64_t) charge (mc, e));
   free (e->val);
   e->val = NULL;
   e->idx = NULL;
   e->nwords = 0;
   e->t.data = data;
-  mc->used += mc->table_bytes;
+  add_used (mc, (int64_t) mc->table_bytes);
   lru_push_head (&mc->dense, e);
   return 0;
 }
@@ -544,7 +565,7 @@ mc_insert (struct metacache *mc, uint64_t offset)
   mc->buckets[b] = e;
   lru_push_head (&mc->dense, e);
   mc->count++;
-  mc->used += mc->table_bytes;
+  add_used (mc, (int64_t) mc->table_bytes);
   return e;
 }
 

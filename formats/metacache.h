@@ -36,6 +36,13 @@
  *   compact: data = NULL, idx = [0 1 8191],       12 bytes a word
  *                         val = [w0 w1 w8191]
  *
+ * A table a read loads need not wait for the cache to fill: the driver
+ * compacts it at once (mc_compact_loaded), so that a thin image's cache
+ * holds its tables at their compact size from the start - 2048 tables of
+ * 64 KiB with 8 words each in ~0.4 MiB, not 32 MiB of dense ones until
+ * the bound is reached.  A table loaded for a change stays dense: the
+ * change would expand it again at once.
+ *
  * A read answers from either form (mc_peek, then mc_word); every other
  * caller gets dense tables only: mc_find and mc_make_dense expand a
  * compact one in place (same entry, no I/O).  Only a clean, unpinned
@@ -113,6 +120,12 @@ struct mc_entry *mc_peek (struct metacache *mc, uint64_t offset);
  * that it may be changed.  0, or -1 with errno ENOMEM (e stays compact). */
 int mc_make_dense (struct metacache *mc, struct mc_entry *e);
 
+/* Makes e compact now if the cache may (mc_allow_compact), e is clean,
+ * unpinned and dense, and few of its words are non-zero; else leaves it
+ * as it is.  For a table just loaded for reading: e stays in the cache,
+ * the same entry, for mc_word. */
+void mc_compact_loaded (struct metacache *mc, struct mc_entry *e);
+
 uint64_t mc_compact_word (const struct mc_entry *e, size_t byte);
 
 /* The 8-byte word at byte (a multiple of 8) of the table, in on-disk
@@ -155,6 +168,10 @@ size_t mc_table_bytes (const struct metacache *mc);
 void mc_get_stats (const struct metacache *mc, uint64_t *hits,
                    uint64_t *misses, uint64_t *evictions);
 unsigned mc_count (const struct metacache *mc);
+/* The bytes of tables the cache holds (what the bound counts: dense
+ * tables at their size, compact ones at their charge); may be read
+ * without the driver's lock. */
+uint64_t mc_bytes (const struct metacache *mc);
 /* How many tables the cache made compact (for tests and diagnostics). */
 uint64_t mc_compactions (const struct metacache *mc);
 

@@ -116,7 +116,7 @@ qcow2_lookup (void *fmt, uint64_t offset, uint64_t count, bool cached_only,
     return 0;
   }
   if (cow_lookup_l2 (&q->cow, l1e & QCOW2_OFFSET_MASK, cached_only,
-                     &r->l2) == -1)
+                     r) == -1)
     return -1;
   r->l2_shared = !(l1e & QCOW2_COPIED);
   e0 = qcow2_l2_get (q, r->l2, r->l2_index);

@@ -68,7 +68,7 @@ qed_lookup (void *fmt, uint64_t offset, uint64_t count, bool cached_only,
     r->bad_table = true;
   }
   else {
-    if (cow_lookup_l2 (&q->cow, l2_offset, cached_only, &r->l2) == -1)
+    if (cow_lookup_l2 (&q->cow, l2_offset, cached_only, r) == -1)
       return -1;
     r->entry = qed_l2_get (r->l2, r->l2_index);
     r->kind = (enum cow_kind) qed_entry_kind (q, r->entry, q->cow.file_end);

@@ -489,6 +489,8 @@ read_cb (struct ev_loop *loop, ev_io *w, int revents)
   if (c->read_paused || c->dead || c->draining)
     return;
   process_input (c);
+  if (c->exp)                   /* in transmission */
+    spin_busy (loop);
 }
 
 /* ---- output ------------------------------------------------------------ */

@@ -264,6 +264,10 @@ void exports_engine_stats (size_t i, struct image_stats *st);
  * structured replies). */
 uint16_t export_eflags (const struct export *exp, bool structured);
 
+/* ---- spin.c: polling before sleeping ------------------------------------ */
+
+/* Requests were read: the loop polls without sleeping for a while. */
+void spin_busy (struct ev_loop *loop);
 /* ---- conn.c: connections, their input and output ------------------------ */
 
 /* Work other than requests: run on a worker, then done on the loop. */

@@ -527,7 +527,7 @@ format_histograms (struct out *o)
 
 /* Engine figures, one series per export. */
 enum engine_fig { FIG_BACKING, FIG_ALLOC, FIG_HITS, FIG_MISSES, FIG_EVICT,
-                  FIG_REMOTE, FIG_RC_HITS, FIG_RC_MISSES };
+                  FIG_CACHE_BYTES, FIG_REMOTE, FIG_RC_HITS, FIG_RC_MISSES };
 
 static uint64_t
 engine_fig (const struct image_stats *s, enum engine_fig f)
@@ -538,6 +538,7 @@ engine_fig (const struct image_stats *s, enum engine_fig f)
   case FIG_HITS: return s->cache_hits;
   case FIG_MISSES: return s->cache_misses;
   case FIG_EVICT: return s->cache_evictions;
+  case FIG_CACHE_BYTES: return s->cache_bytes;
   case FIG_REMOTE: return s->remote_fetched_bytes;
   case FIG_RC_HITS: return s->remote_cache_hits;
   case FIG_RC_MISSES: return s->remote_cache_misses;
@@ -561,6 +562,9 @@ format_engine (struct out *o, const struct image_stats *st)
       "Metadata tables loaded into the cache." },
     { "cowbd_export_metadata_cache_evictions_total", "counter",
       "Metadata tables evicted from the cache." },
+    { "cowbd_export_metadata_cache_bytes", "gauge",
+      "Bytes the cached metadata tables take (compact ones at their "
+      "compact size)." },
     { "cowbd_export_remote_fetched_bytes_total", "counter",
       "Bytes sent by the remote (NBD) backing images the export reads "
       "(shared by every export over them)." },
@@ -677,6 +681,8 @@ export_json (size_t i)
                           json_u64 (st.cache_misses));
   json_object_object_add (o, "metadata-cache-evictions",
                           json_u64 (st.cache_evictions));
+  json_object_object_add (o, "metadata-cache-bytes",
+                          json_u64 (st.cache_bytes));
   json_object_object_add (o, "remote-fetched-bytes",
                           json_u64 (st.remote_fetched_bytes));
   json_object_object_add (o, "remote-cache-hits",

@@ -12,6 +12,7 @@ SERVER_TESTS = \
 	test-server-aio.sh \
 	test-server-captive.sh \
 	test-server-emfile.sh \
+	test-server-idle-cpu.sh \
 	test-server-io.sh \
 	test-lock-qemu.sh \
 	test-server-limits.sh \
@@ -34,6 +35,7 @@ SERVER_TESTS = \
 	test-server-slow-reader.sh \
 	test-server-sparse-alloc.sh \
 	test-server-thin-cache.sh \
+	test-server-thin-compact.sh \
 	test-server-tls-deadline.sh \
 	test-server-tls-psk.sh \
 	test-server-tls-stall.sh \

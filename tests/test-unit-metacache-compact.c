@@ -5,7 +5,8 @@
  * dirty, pinned and mostly non-zero tables are never made compact; the
  * bound counts a compact table at its compact size, and compact tables
  * are evicted only when no dense one can make room; hits, misses and
- * evictions keep their meaning. */
+ * evictions keep their meaning; a table just loaded is made compact at
+ * once on request (mc_compact_loaded) if it qualifies. */
 #include <config.h>
 #undef NDEBUG
 #include <assert.h>
@@ -70,6 +71,49 @@ check_words (const struct mc_entry *e, unsigned k, int dense)
   }
   if (e->t.data)
     assert (memcmp (e->t.data, want, TB) == 0);
+}
+
+/* mc_compact_loaded: a thin table is compact at once, far under the
+ * bound; a mostly non-zero, a dirty or a pinned one stays dense; so does
+ * every table of a cache without mc_allow_compact.  mc_bytes follows. */
+static void
+check_compact_loaded (void)
+{
+  struct metacache *mc = mc_new (TB, 64 * TB, 2);
+  struct mc_entry *e;
+  unsigned k;
+
+  assert (mc != NULL);
+  mc_allow_compact (mc);
+  for (k = 0; k < 32; k++) {
+    e = load (mc, k, 0);
+    mc_compact_loaded (mc, e);
+    assert (e->t.data == NULL && mc_peek (mc, (uint64_t) k * TB) == e);
+    check_words (e, k, 0);
+  }
+  assert (mc_compactions (mc) == 32 && mc_bytes (mc) < 32 * TB / 64);
+  e = load (mc, 40, 1);
+  mc_compact_loaded (mc, e);
+  assert (e->t.data != NULL);
+  e = load (mc, 41, 0);
+  mc_table_mark (&e->t, 0, 8);
+  mc_compact_loaded (mc, e);
+  assert (e->t.data != NULL);
+  e = load (mc, 42, 0);
+  e->pins++;
+  mc_compact_loaded (mc, e);
+  assert (e->t.data != NULL);
+  e->pins--;
+  assert (mc_compactions (mc) == 32 && mc_count (mc) == 35);
+  assert (mc_bytes (mc) > 3 * TB && mc_bytes (mc) < 4 * TB);
+  mc_free (mc);
+
+  mc = mc_new (TB, 64 * TB, 2);
+  assert (mc != NULL);
+  e = load (mc, 0, 0);
+  mc_compact_loaded (mc, e);
+  assert (e->t.data != NULL && mc_bytes (mc) == TB);
+  mc_free (mc);
 }
 
 int
@@ -182,6 +226,7 @@ main (void)
   assert (mc_count (mc) == 2 && mc_compactions (mc) == 0);
   assert (mc_peek (mc, 0) == NULL);
   mc_free (mc);
+  check_compact_loaded ();
   printf ("metacache compact: ok\n");
   return 0;
 }
