@@ -210,8 +210,8 @@ struct image {
    * file is dense, hole queries (SEEK_HOLE walks every page on tmpfs)
    * are skipped. */
   uint64_t data_start;
-  int host_dense;               /* -1 unknown, 0 may have holes, 1 dense;
-                                   accessed with __atomic */
+  int host_dense;               /* -1 unknown, -2 being found out, 0 may
+                                   have holes, 1 dense; __atomic */
 
   /* How I/O on the host file can avoid blocking (host_nowait_init). */
   bool host_in_memory;          /* tmpfs, ramfs: plain I/O never waits */
