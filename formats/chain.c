@@ -544,3 +544,56 @@ chain_fill (struct image *img, uint64_t offset, uint64_t len,
   return -1;
 }
 
+/* Copies one run of owner's data (st, at guest offset) into img's file at
+ * dest: in the kernel where owner is a local file holding the run as is,
+ * else through memory.  0 or -1 (set). */
+static int
+copy_run (struct image *img, struct image *owner,
+          const struct drv_status *st, uint64_t offset, uint64_t dest)
+{
+  CLEANUP_FREE uint8_t *buf = NULL;
+
+  if (owner->fd >= 0 && !st->compressed && st->host_offset >= 0) {
+    if (host_copy_range (owner->fd, (uint64_t) st->host_offset, img->fd,
+                         dest, st->length) == 0)
+      return 0;
+    if (errno != ENOTSUP)
+      return error_file (img, errno, "copying backing data of offset %"
+                         PRIu64 " into 0x%" PRIx64 ": %s", offset, dest,
+                         strerror (errno));
+  }
+  buf = malloc (st->length);
+  if (buf == NULL)
+    return error_file (img, ENOMEM, "out of memory");
+  if (backing_read_run (owner, st, buf, offset) == -1)
+    return -1;
+  if (host_pwrite (img->fd, buf, st->length, dest) == -1)
+    return error_file (img, errno, "writing new clusters at 0x%" PRIx64
+                       ": %s", dest, strerror (errno));
+  return 0;
+}
+
+int
+chain_copy_fill (struct image *img, uint64_t offset, uint64_t len,
+                 uint64_t dest, bool *copied)
+{
+  uint64_t done = 0;
+
+  *copied = false;
+  while (done < len) {
+    struct image *owner;
+    struct drv_status st;
+
+    if (backing_status (img, offset + done, len - done, &owner, &st) == -1)
+      return -1;
+    if (st.kind == DRV_DATA) {
+      if (copy_run (img, owner, &st, offset + done, dest + done) == -1)
+        return -1;
+      __atomic_fetch_add (&img->backing_read_bytes, st.length,
+                          __ATOMIC_RELAXED);
+      *copied = true;
+    }
+    done += st.length;
+  }
+  return 0;
+}

@@ -16,10 +16,12 @@
  *     structure grown); no other change covers these clusters (else wait
  *     on the format's cond); n clusters reserved at the end of the file;
  *     the change recorded in c->allocs and the L2 table pinned;
- *   write_new_clusters (no lock): one pwritev of the guest data and,
- *     around it, the rest of the first and last cluster: the backing
- *     chain's data (read in one walk that also says where it reads as
- *     zeros), the old cluster's (qcow2: shared or compressed), or nothing
+ *   write_new_clusters (no lock): the guest data and, around it, the
+ *     rest of the first and last cluster: the backing chain's data
+ *     (copied file to file with copy_file_range, run by run, in one walk
+ *     that also says where it reads as zeros; through memory only from a
+ *     remote or compressed backing cluster), the old cluster's (qcow2:
+ *     shared or compressed; one pwritev with the guest data), or nothing
  *     where that reads as zeros: the file was grown past the new clusters
  *     beforehand (host_grow_file), so a part not written is a hole;
  *   end_alloc (lock held inside): the L2 entries point at the new
@@ -660,6 +662,29 @@ held_data (struct cow *c, const struct cow_step *s, uint64_t offset,
   }
 }
 
+/* write_new_clusters of a run that reads through to the backing chain:
+ * the guest data written, the fills around it copied from the chain file
+ * to file in the kernel (no pass through our memory, which cost a read
+ * into a fresh buffer and a write out of it per allocation). */
+static int
+write_over_backing (struct cow *c, struct cow_step *s, const uint8_t *buf,
+                    uint64_t offset, uint64_t head, uint64_t tail)
+{
+  uint64_t first = offset - head, end = offset + s->len;
+  bool copied_head, copied_tail;
+
+  if (host_pwrite (c->img->fd, buf, s->len, s->host + head) == -1)
+    return error_file (c->img, errno, "writing new clusters at 0x%" PRIx64
+                       ": %s", s->host, strerror (errno));
+  if (chain_copy_fill (c->img, first, head, s->host, &copied_head) == -1 ||
+      chain_copy_fill (c->img, end, tail, s->host + head + s->len,
+                       &copied_tail) == -1)
+    return -1;
+  s->ordered = !c->unsafe_one_sync &&
+    held_data (c, s, offset, copied_head || copied_tail);
+  return 0;
+}
+
 /* Writes the new run of s: the guest data at offset and the fills
  * around it; s->ordered says whether the run held data before.  Called
  * without the lock. */
@@ -676,6 +701,8 @@ write_new_clusters (struct cow *c, struct cow_step *s,
   struct iovec iov[3];
   int iovcnt = 0;
 
+  if (s->r.kind == COW_UNALLOC && (head || tail))
+    return write_over_backing (c, s, buf, offset, head, tail);
   if (s->r.kind == COW_COMPRESSED && (head || tail)) {
     cluster = malloc (cs);
     if (cluster == NULL)

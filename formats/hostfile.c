@@ -301,6 +301,44 @@ host_preallocate (int fd, uint64_t offset, uint64_t length, bool write_zeros,
 /* Never written: pages of it that are read map the kernel's zero page. */
 uint8_t host_zeros[HOST_ZEROS_SIZE];
 
+/* copy_file_range errors that only say this pair of files cannot be
+ * copied between in the kernel: the caller copies through memory. */
+static bool
+copy_unsupported (int e)
+{
+  return e == EXDEV || e == EINVAL || e == EOPNOTSUPP || e == ENOSYS ||
+         e == EBADF;
+}
+
+int
+host_copy_range (int fd_in, uint64_t off_in, int fd_out, uint64_t off_out,
+                 uint64_t count)
+{
+  bool started = false;
+
+  while (count > 0) {
+    loff_t in = (loff_t) off_in, out = (loff_t) off_out;
+    ssize_t r = copy_file_range (fd_in, &in, fd_out, &out,
+                                 (size_t) MIN (count, (uint64_t) 1 << 30),
+                                 0);
+    if (r == -1) {
+      if (errno == EINTR)
+        continue;
+      if (!started && copy_unsupported (errno))
+        errno = ENOTSUP;
+      return -1;
+    }
+    if (r == 0)                 /* past the source's end: zeros, which the
+                                   destination's hole already reads as */
+      return 0;
+    started = true;
+    off_in += (uint64_t) r;
+    off_out += (uint64_t) r;
+    count -= (uint64_t) r;
+  }
+  return 0;
+}
+
 int
 host_pwritev (int fd, struct iovec *iov, int iovcnt, uint64_t offset)
 {

@@ -210,8 +210,8 @@ struct image {
    * file is dense, hole queries (SEEK_HOLE walks every page on tmpfs)
    * are skipped. */
   uint64_t data_start;
-  int host_dense;               /* -1 unknown, 0 may have holes, 1 dense;
-                                   accessed with __atomic */
+  int host_dense;               /* -1 unknown, -2 being found out, 0 may
+                                   have holes, 1 dense; __atomic */
 
   /* How I/O on the host file can avoid blocking (host_nowait_init). */
   bool host_in_memory;          /* tmpfs, ramfs: plain I/O never waits */
@@ -350,6 +350,15 @@ int chain_read_backing (struct image *img, void *buf, size_t count,
 int chain_fill (struct image *img, uint64_t offset, uint64_t len,
                 uint8_t **buf);
 
+/* The fill of part of a new cluster without a copy through user space:
+ * [offset, offset + len) of img's backing chain written into img's file
+ * at dest, run by run: data copied with copy_file_range where its owner
+ * is a local file (through memory otherwise: remote or compressed), and
+ * nothing where it reads as zeros, which dest must already read as (a
+ * hole of the grown file).  *copied: whether any data was written. */
+int chain_copy_fill (struct image *img, uint64_t offset, uint64_t len,
+                     uint64_t dest, bool *copied);
+
 /* True if [offset, offset + count) of img's backing image is known to
  * read as zeros (no backing image, past its end, holes or zero clusters);
  * false if it may hold data.  Errors count as "may hold data". */
@@ -366,6 +375,14 @@ int host_pwrite (int fd, const void *buf, size_t count, uint64_t offset);
 /* Writes every buffer of iov (which it modifies). */
 struct iovec;
 int host_pwritev (int fd, struct iovec *iov, int iovcnt, uint64_t offset);
+/* Copies count bytes of fd_in at off_in to fd_out at off_out inside the
+ * kernel (copy_file_range: no copy through user space, a reflink where
+ * the filesystem shares blocks).  Bytes past the end of fd_in are not
+ * written: fd_out must already read as zeros there.  0, or -1 with errno
+ * set; ENOTSUP when the kernel cannot copy between these files and
+ * nothing was written (copy through memory instead). */
+int host_copy_range (int fd_in, uint64_t off_in, int fd_out,
+                     uint64_t off_out, uint64_t count);
 /* A buffer of zeros, never written, for zero fills. */
 #define HOST_ZEROS_SIZE (1U << 20)
 extern uint8_t host_zeros[HOST_ZEROS_SIZE];

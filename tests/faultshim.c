@@ -3,14 +3,16 @@
  * (LD_PRELOAD) into cowbd or nbdkit; built by make check, never installed.
  *
  * It wraps the calls that change a file or make it durable - pwrite,
- * pwritev, pwritev2, fdatasync, fsync, fallocate, ftruncate - and acts on
+ * pwritev, pwritev2, copy_file_range (as the file written), fdatasync,
+ * fsync, fallocate, ftruncate - and acts on
  * those whose file (found through /proc/self/fd, cached per descriptor by
  * device and inode) has FAULT_PATH in its name.  Other files, and every
  * call when FAULT_PATH is unset, go straight through.
  *
  *   FAULT_OP=OP[,OP...]  which calls count: pwrite, pwritev (pwritev2
- *                        too), fdatasync, fsync, fallocate, ftruncate,
- *                        or the groups write (pwrite, pwritev) and sync
+ *                        too), copy_file_range, fdatasync, fsync,
+ *                        fallocate, ftruncate, or the groups write
+ *                        (pwrite, pwritev, copy_file_range) and sync
  *                        (fdatasync, fsync)
  *   FAULT_NTH=N          the Nth counted call fails (1: the first)...
  *   FAULT_COUNT=K|forever ... and so do the K-1 after it (default 1)
@@ -51,10 +53,11 @@
 #include <unistd.h>
 
 enum op { OP_PWRITE, OP_PWRITEV, OP_FDATASYNC, OP_FSYNC, OP_FALLOCATE,
-          OP_FTRUNCATE, NR_OPS };
+          OP_FTRUNCATE, OP_COPY, NR_OPS };
 
 static const char *op_names[NR_OPS] = {
   "pwrite", "pwritev", "fdatasync", "fsync", "fallocate", "ftruncate",
+  "copy_file_range",
 };
 
 /* ---- configuration, read once ------------------------------------------ */
@@ -85,7 +88,7 @@ parse_ops (const char *s)
   for (tok = strtok_r (buf, ",", &save); tok;
        tok = strtok_r (NULL, ",", &save)) {
     if (strcmp (tok, "write") == 0)
-      cfg.ops[OP_PWRITE] = cfg.ops[OP_PWRITEV] = true;
+      cfg.ops[OP_PWRITE] = cfg.ops[OP_PWRITEV] = cfg.ops[OP_COPY] = true;
     else if (strcmp (tok, "sync") == 0)
       cfg.ops[OP_FDATASYNC] = cfg.ops[OP_FSYNC] = true;
     for (i = 0; i < NR_OPS; i++)
@@ -393,6 +396,46 @@ pwritev64v2 (int fd, const struct iovec *iov, int cnt, off_t off, int flags)
 {
   REAL (pwritev64v2, pwritev2_t);
   return do_pwritev2 (real_pwritev64v2, fd, iov, cnt, off, flags);
+}
+
+/* Records what a copy_file_range wrote: the r bytes at off of fd, read
+ * back (in pieces: one write record each), as if written by pwrite. */
+static void
+record_copy (int fd, off_t off, ssize_t r)
+{
+  static const size_t piece = 1 << 20;
+  size_t done = 0;
+  char *buf;
+
+  if (r <= 0 || (buf = malloc (piece)) == NULL)
+    return;
+  while (done < (size_t) r) {
+    size_t n = (size_t) r - done < piece ? (size_t) r - done : piece;
+    struct iovec iov = { buf, n };
+    if (pread (fd, buf, n, off + (off_t) done) != (ssize_t) n)
+      abort ();                 /* a journal with a hole is worthless */
+    record_write (fd, &iov, 1, off + (off_t) done, (ssize_t) n);
+    done += n;
+  }
+  free (buf);
+}
+
+typedef ssize_t (*copy_t) (int, loff_t *, int, loff_t *, size_t,
+                           unsigned);
+
+ssize_t
+copy_file_range (int fd_in, loff_t *off_in, int fd_out, loff_t *off_out,
+                 size_t n, unsigned flags)
+{
+  off_t at;
+  ssize_t r;
+
+  REAL (copy_file_range, copy_t);
+  INJECT (OP_COPY, fd_out);
+  at = off_out ? *off_out : lseek (fd_out, 0, SEEK_CUR);
+  r = real_copy_file_range (fd_in, off_in, fd_out, off_out, n, flags);
+  record_copy (fd_out, at, r);
+  return r;
 }
 
 static int
