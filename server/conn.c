@@ -480,6 +480,7 @@ static void
 read_cb (struct ev_loop *loop, ev_io *w, int revents)
 {
   struct conn *c = w->data;
+  unsigned long before = c->requests;
 
   if (c->tls_handshaking && !c->dead) {
     drive_tls_handshake (c);
@@ -490,7 +491,7 @@ read_cb (struct ev_loop *loop, ev_io *w, int revents)
     return;
   process_input (c);
   if (c->exp)                   /* in transmission */
-    spin_busy (loop);
+    spin_busy (loop, c->requests - before);
 }
 
 /* ---- output ------------------------------------------------------------ */

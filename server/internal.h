@@ -267,7 +267,7 @@ uint16_t export_eflags (const struct export *exp, bool structured);
 /* ---- spin.c: polling before sleeping ------------------------------------ */
 
 /* Requests were read: the loop polls without sleeping for a while. */
-void spin_busy (struct ev_loop *loop);
+void spin_busy (struct ev_loop *loop, unsigned long requests);
 /* ---- conn.c: connections, their input and output ------------------------ */
 
 /* Work other than requests: run on a worker, then done on the loop. */
@@ -381,6 +381,7 @@ struct conn {
   struct req *free_reqs;
   unsigned nreqs;               /* allocated */
   unsigned in_flight;           /* handed out by req_get, not yet put */
+  unsigned long requests;       /* request headers read (spin.c) */
   size_t buf_bytes;             /* capacity of all buffers we hold */
   bool wait_global;             /* paused for --max-inflight (reqpool.c) */
 };

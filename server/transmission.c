@@ -233,6 +233,7 @@ request_header (struct conn *c, const char *data)
   r = req_get (c, err ? 0 : buffer_need (&q));
   if (r == NULL)
     return INPUT_PAUSE;         /* backpressure: retried later */
+  c->requests++;
   r->type = q.type;
   r->flags = q.flags;
   r->handle = q.handle;         /* opaque: kept in wire order */
