@@ -506,44 +506,6 @@ backing_read_run (struct image *owner, const struct drv_status *st,
   return 0;
 }
 
-int
-chain_fill (struct image *img, uint64_t offset, uint64_t len,
-            uint8_t **buf)
-{
-  uint64_t done = 0;
-
-  *buf = NULL;
-  while (done < len) {
-    struct image *owner;
-    struct drv_status st;
-
-    if (backing_status (img, offset + done, len - done, &owner, &st) == -1)
-      goto fail;
-    if (st.kind == DRV_DATA && *buf == NULL) {
-      if ((*buf = malloc (len)) == NULL) {
-        error_file (img, ENOMEM, "out of memory");
-        goto fail;
-      }
-      memset (*buf, 0, done);
-    }
-    if (st.kind == DRV_DATA) {
-      if (backing_read_run (owner, &st, *buf + done, offset + done) == -1)
-        goto fail;
-      __atomic_fetch_add (&img->backing_read_bytes, st.length,
-                          __ATOMIC_RELAXED);
-    }
-    else if (*buf)
-      memset (*buf + done, 0, st.length);
-    done += st.length;
-  }
-  return 0;
-
- fail:
-  free (*buf);
-  *buf = NULL;
-  return -1;
-}
-
 /* Copies one run of owner's data (st, at guest offset) into img's file at
  * dest: in the kernel where owner is a local file holding the run as is,
  * else through memory.  0 or -1 (set). */

@@ -619,7 +619,8 @@ end_alloc (struct cow *c, struct cow_step *s, int ret)
 /* Fills [guest, guest + len) of a new run into *buf (malloc'd), or leaves
  * *buf NULL where it reads as zeros (the new cluster stays a hole there).
  * old: the old run's data in the file (qcow2 shared data) or in memory
- * (a decompressed cluster), at guest offset old_guest. */
+ * (a decompressed cluster), at guest offset old_guest.  A run over the
+ * backing chain is filled by write_over_backing instead. */
 static int
 fill_part (struct cow *c, const struct cow_step *s, const uint8_t *cluster,
            uint64_t old_guest, uint64_t guest, uint64_t len, uint8_t **buf)
@@ -627,8 +628,6 @@ fill_part (struct cow *c, const struct cow_step *s, const uint8_t *cluster,
   *buf = NULL;
   if (len == 0 || s->r.kind == COW_ZERO)
     return 0;
-  if (s->r.kind == COW_UNALLOC)
-    return chain_fill (c->img, guest, len, buf);
   *buf = malloc (len);
   if (*buf == NULL)
     return error_file (c->img, ENOMEM, "out of memory");

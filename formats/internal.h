@@ -342,20 +342,14 @@ int request_in_range (struct image *img, uint64_t count, uint64_t offset,
 int chain_read_backing (struct image *img, void *buf, size_t count,
                         uint64_t offset);
 
-/* The fill of part of a new cluster: [offset, offset + len) of img's
- * backing chain into *buf (malloc'd, len bytes), or *buf NULL where all
- * of it reads as zeros (no backing data, zero clusters, past the end).
- * One walk down the chain per run: the status that says where the data
- * is also says where it reads. */
-int chain_fill (struct image *img, uint64_t offset, uint64_t len,
-                uint8_t **buf);
-
 /* The fill of part of a new cluster without a copy through user space:
  * [offset, offset + len) of img's backing chain written into img's file
  * at dest, run by run: data copied with copy_file_range where its owner
  * is a local file (through memory otherwise: remote or compressed), and
  * nothing where it reads as zeros, which dest must already read as (a
- * hole of the grown file).  *copied: whether any data was written. */
+ * hole of the grown file).  *copied: whether any data was written.
+ * One walk down the chain per run: the status that says where the data
+ * is also says where it reads. */
 int chain_copy_fill (struct image *img, uint64_t offset, uint64_t len,
                      uint64_t dest, bool *copied);
 
