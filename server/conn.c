@@ -999,9 +999,14 @@ conn_reply_returned (struct conn *c, struct req *r)
 /* ---- lifetime ---------------------------------------------------------- */
 
 /* Connections are freed from a prepare watcher, never from inside a
- * callback that may still hold the pointer. */
+ * callback that may still hold the pointer.  A prepare watcher started
+ * while the loop runs its prepare watchers (a reap that gave budget back
+ * woke a connection, which then closed) runs only after the loop has
+ * blocked, and nothing may wake it: an idle watcher, started with it,
+ * keeps the loop from blocking until one of the two has reaped. */
 static struct conn *zombies;
 static ev_prepare reaper;
+static ev_idle reap_nudge;
 
 static void release_transport (struct conn *c);
 
@@ -1025,9 +1030,23 @@ conns_reap (void)
 }
 
 static void
+reap_watchers_stop (struct ev_loop *loop)
+{
+  ev_prepare_stop (loop, &reaper);
+  ev_idle_stop (loop, &reap_nudge);
+}
+
+static void
 reap_cb (struct ev_loop *loop, ev_prepare *w, int revents)
 {
-  ev_prepare_stop (loop, w);
+  reap_watchers_stop (loop);
+  conns_reap ();
+}
+
+static void
+reap_nudge_cb (struct ev_loop *loop, ev_idle *w, int revents)
+{
+  reap_watchers_stop (loop);
   conns_reap ();
 }
 
@@ -1048,6 +1067,8 @@ conn_free_later (struct conn *c)
   if (!ev_is_active (&reaper)) {
     ev_prepare_init (&reaper, reap_cb);
     ev_prepare_start (c->loop, &reaper);
+    ev_idle_init (&reap_nudge, reap_nudge_cb);
+    ev_idle_start (c->loop, &reap_nudge);
   }
 }
 
