@@ -7,31 +7,59 @@
  *             at most once every STATUS_INTERVAL seconds
  *   STOPPING=1  when the graceful shutdown starts
  *
- * libsystemd does nothing when NOTIFY_SOCKET is unset.  Loop thread.
+ * Nothing is sent when NOTIFY_SOCKET is unset, and only then is
+ * libsystemd loaded (dlopen): with what it pulls in (libgcrypt, liblz4,
+ * liblzma...) it is about 0.8 MiB of resident pages a server run by hand
+ * has no use for.  Loop thread.
  */
 #include <config.h>
 
+#include <dlfcn.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "internal.h"
 
 #ifdef HAVE_LIBSYSTEMD
 #include <systemd/sd-daemon.h>
 
+#define LIBSYSTEMD_SONAME "libsystemd.so.0"
 #define STATUS_INTERVAL 1.
 
 static struct ev_loop *loop;
 static ev_timer status_timer;
 static bool ready, stopping;
 static size_t last_exports, last_conns;
+static __typeof__ (&sd_notify) notify;
 
 static void
 send_status (const char *extra)
 {
+  char msg[128];
+
   last_exports = exports_count ();
   last_conns = conns_count ();
-  sd_notifyf (0, "%sSTATUS=%zu exports, %zu connections", extra,
-              last_exports, last_conns);
+  snprintf (msg, sizeof msg, "%sSTATUS=%zu exports, %zu connections",
+            extra, last_exports, last_conns);
+  notify (0, msg);
+}
+
+/* Whether a service manager listens, with notify set to send to it. */
+static bool
+manager_listens (void)
+{
+  void *dl;
+
+  if (getenv ("NOTIFY_SOCKET") == NULL)
+    return false;
+  dl = dlopen (LIBSYSTEMD_SONAME, RTLD_NOW | RTLD_LOCAL);
+  if (dl == NULL ||
+      (notify = (__typeof__ (notify)) dlsym (dl, "sd_notify")) == NULL) {
+    log_error ("NOTIFY_SOCKET is set but %s cannot be loaded: %s",
+               LIBSYSTEMD_SONAME, dlerror ());
+    return false;
+  }
+  return true;
 }
 
 static void
@@ -45,6 +73,8 @@ status_cb (struct ev_loop *l, ev_timer *w, int revents)
 void
 notify_ready (struct ev_loop *l)
 {
+  if (!manager_listens ())
+    return;
   loop = l;
   ready = true;
   send_status ("READY=1\n");
@@ -65,7 +95,7 @@ notify_stopping (void)
     return;
   stopping = true;
   ev_timer_stop (loop, &status_timer);
-  sd_notify (0, "STOPPING=1\nSTATUS=shutting down");
+  notify (0, "STOPPING=1\nSTATUS=shutting down");
 }
 
 #else

@@ -3,7 +3,8 @@
 # sd_notify readiness as systemd-notify's socket sees it: NOTIFY_SOCKET
 # names a datagram socket this test owns; READY=1 arrives, and then the
 # listening socket accepts; STATUS= counts exports and connections;
-# SIGTERM sends STOPPING=1.
+# SIGTERM sends STOPPING=1.  libsystemd is mapped only by a server that
+# has a NOTIFY_SOCKET to send to.
 . "${srcdir:-.}/server-functions.sh"
 requires sh -c 'cowbd --version | grep -q "^features:.*sd_notify"'
 requires nbdinfo --version
@@ -40,6 +41,8 @@ for (( i=0; i<100; i++ )); do
     grep -q '^after-ready' "$tmp/notify.out" 2>/dev/null && break
     sleep 0.1
 done
+grep -q '/libsystemd\.so' "/proc/$server_pid/maps" ||
+    fail "libsystemd not mapped with NOTIFY_SOCKET set"
 # A connection held open until the STATUS= line counts it (10 s at most).
 nbdsh -u "$(uri)" -c "
 import time
@@ -60,3 +63,11 @@ grep -q '^STATUS=2 exports, 1 connections$' "$tmp/notify.out" ||
     fail "no STATUS= update after a connection"
 tail -1 "$tmp/notify.out" | grep -q 'STOPPING=1' ||
     fail "no STOPPING=1 at shutdown"
+
+# Without NOTIFY_SOCKET nothing loads libsystemd.
+unset NOTIFY_SOCKET
+start_server "$tmp/img.raw"
+nbdinfo --size "$(uri)" > /dev/null || fail "no answer without NOTIFY_SOCKET"
+! grep -q '/libsystemd\.so' "/proc/$server_pid/maps" ||
+    fail "libsystemd mapped without NOTIFY_SOCKET"
+stop_server
