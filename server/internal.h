@@ -604,6 +604,8 @@ void workers_submit (struct req *r);
 void workers_done (struct req *r);
 /* Requests waiting for a worker (a relaxed read, for the metrics). */
 unsigned workers_queue_depth (void);
+/* Requests handed to the workers and not yet back (loop thread). */
+unsigned long workers_out (void);
 void workers_submit_job (struct job *j);
 /* Waits for the workers to finish the queue and stops them. */
 void workers_stop (void);

@@ -39,6 +39,8 @@ static pthread_t *threads;
 static unsigned nthreads;
 static struct ev_loop *loop;
 static ev_async done_async;
+static unsigned long out;       /* requests submitted, not yet done (loop
+                                   thread only) */
 
 static void
 push (struct req **head, struct req **tail, struct req *r)
@@ -150,6 +152,7 @@ async_cb (struct ev_loop *l, ev_async *w, int revents)
   pthread_mutex_unlock (&done_lock);
   for (; r; r = next) {
     next = r->done_next;
+    out--;
     transmission_complete (r);
   }
   for (; j; j = jnext) {
@@ -192,12 +195,19 @@ workers_start (struct ev_loop *l, unsigned n)
 void
 workers_submit (struct req *r)
 {
+  out++;
   pthread_mutex_lock (&queue_lock);
   push (&queue_head, &queue_tail, r);
   __atomic_store_n (&queue_len, queue_len + 1, __ATOMIC_RELAXED);
   pthread_mutex_unlock (&queue_lock);
   /* After the unlock: a worker woken under it would only block on it. */
   pthread_cond_signal (&queue_cond);
+}
+
+unsigned long
+workers_out (void)
+{
+  return out;
 }
 
 unsigned
