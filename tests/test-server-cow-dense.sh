@@ -28,6 +28,8 @@ done
 serve_writes ()
 {
     local img=$1 fmt=$2
+    # LeakSanitizer cannot run under ptrace (sanitizer builds).
+    ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" \
     strace -f -qq -e trace=lseek,copy_file_range -o "$tmp/lseek.log" \
         timeout -k 5 60 cowbd -U - "$img" --run \
         "qemu-io -f raw ${writes[*]@Q} \"\$uri\"" >"$tmp/qemu-io.out" ||
