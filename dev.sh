@@ -18,7 +18,7 @@ packages=(
     build-essential autoconf automake libtool pkg-config
     libev-dev libgnutls28-dev gnutls-bin libnbd-dev libnbd-bin python3-libnbd
     nbdkit nbdkit-plugin-dev qemu-utils zlib1g-dev libzstd-dev
-    fio nbd-server util-linux procps
+    fio nbd-server util-linux procps strace
     jq iproute2 bc systemd bash-completion man-db
     libmicrohttpd-dev libsystemd-dev prometheus libjson-c-dev
 )

@@ -24,8 +24,9 @@
 
 /* ---- extents through the chain ----------------------------------------- */
 
-/* The first caller finds out, once: the SEEK_HOLE walks every page of
- * the file on tmpfs (~10 ms per GiB), and the first allocating writes of
+/* The first caller finds out, once (on tmpfs from the block count, one
+ * fstat, host_is_dense): elsewhere a SEEK_HOLE, which on tmpfs walked
+ * every page of the file (~10 ms per GiB), and the first allocating writes of
  * a fresh overlay all ask about its base at once - each of 16 workers
  * walking a 4 GiB base took a fifth of a short write run's CPU (bench
  * W2f).  Meanwhile the others answer "may have holes", which costs them
@@ -40,7 +41,8 @@ host_dense (struct image *img)
   if (d == -1 &&
       __atomic_compare_exchange_n (&img->host_dense, &d, -2, false,
                                    __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
-    d = img->fd < 0 || host_is_dense (img->fd, img->data_start);
+    d = img->fd < 0 ||
+      host_is_dense (img->fd, img->data_start, img->host_in_memory);
     __atomic_compare_exchange_n (&img->host_dense, &(int) { -2 }, d, false,
                                  __ATOMIC_RELAXED, __ATOMIC_RELAXED);
     d = __atomic_load_n (&img->host_dense, __ATOMIC_RELAXED);

@@ -416,7 +416,7 @@ int chain_read_backing_nowait (struct image *img, void *buf, size_t count,
 int host_data_status (int fd, uint64_t offset, uint64_t count, bool quick,
                       bool *is_data, uint64_t *len);
 /* True if the file has no hole from start to its end (one SEEK_HOLE). */
-bool host_is_dense (int fd, uint64_t start);
+bool host_is_dense (int fd, uint64_t start, bool in_memory);
 
 /* Allocates [offset, offset + length) of the file in chunks (and, with
  * write_zeros, writes zeros over it: preallocation=full), calling progress

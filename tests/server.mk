@@ -11,6 +11,7 @@ SERVER_TESTS = \
 	test-registry-scale.sh \
 	test-server-aio.sh \
 	test-server-captive.sh \
+	test-server-cow-dense.sh \
 	test-server-cow-fill.sh \
 	test-server-emfile.sh \
 	test-server-idle-cpu.sh \
