@@ -24,15 +24,14 @@
 
 /* ---- extents through the chain ----------------------------------------- */
 
-/* The first caller finds out, once (on tmpfs from the block count, one
- * fstat, host_is_dense): elsewhere a SEEK_HOLE, which on tmpfs walked
- * every page of the file (~10 ms per GiB), and the first allocating writes of
- * a fresh overlay all ask about its base at once - each of 16 workers
- * walking a 4 GiB base took a fifth of a short write run's CPU (bench
- * W2f).  Meanwhile the others answer "may have holes", which costs them
- * a quick SEEK_DATA per question, no walk.  A punch in between stores 0,
- * and the finder's answer then does not land: never a stale 1 after a
- * punch returned. */
+/* The first caller finds out, once (host_is_dense: on tmpfs the block
+ * count, one fstat; else a SEEK_HOLE, which on tmpfs walks every page,
+ * ~10 ms per GiB).  The first allocating writes of a fresh overlay all
+ * ask about its base at once - each of 16 workers walking a 4 GiB base
+ * took a fifth of a short write run's CPU (bench W2f).  Meanwhile the
+ * others answer "may have holes", which costs them a quick SEEK_DATA per
+ * question, no walk.  A punch in between stores 0, and the finder's
+ * answer then does not land: never a stale 1 after a punch returned. */
 bool
 host_dense (struct image *img)
 {

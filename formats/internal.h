@@ -415,7 +415,9 @@ int chain_read_backing_nowait (struct image *img, void *buf, size_t count,
  * only SEEK_DATA is used, which is cheap everywhere. */
 int host_data_status (int fd, uint64_t offset, uint64_t count, bool quick,
                       bool *is_data, uint64_t *len);
-/* True if the file has no hole from start to its end (one SEEK_HOLE). */
+/* True if the file has no hole from start to its end: one fstat where
+ * in_memory (tmpfs) shows a block count that covers its length, else one
+ * SEEK_HOLE. */
 bool host_is_dense (int fd, uint64_t start, bool in_memory);
 
 /* Allocates [offset, offset + length) of the file in chunks (and, with
