@@ -240,8 +240,10 @@ qcow2_give_back (void *fmt, uint64_t host, uint64_t n)
       q->cow.leaked = true;
       return;
     }
-  if (cow_cut_back (&q->cow, host, end))
+  if (cow_cut_back (&q->cow, host, end)) {
+    qcow2_uncount_ahead (q, host);
     qcow2_zfree_cut (q);
+  }
   else
     host_punch_hole (q->img->fd, end - host, host);  /* space, if it can */
 }

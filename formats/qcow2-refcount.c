@@ -26,6 +26,24 @@
  * writeback's first sync, before any L2 entry whose refcount they hold),
  * or the header is switched to the new table with a synced write, after
  * which the old table's clusters are freed like any dropped reference.
+ *
+ * Counted ahead (without lazy refcounts).  A count must be durable before
+ * an entry that uses it, so a writeback that wrote a raised count syncs
+ * before it writes the entries: two syncs.  To keep an allocating flush
+ * at one sync, the clusters the file grows by (host_grow_file: steps of 1
+ * MiB, half a step ahead of file_end) are counted when it grows, before
+ * any entry can use them; the next writeback writes those counts with
+ * its tables, and an allocation among clusters whose counts a finished
+ * writeback made durable raises nothing: its data and its entry may then
+ * share one sync (cow.c, "One sync or two").  Counts ahead that are
+ * unused when the image is closed (or a forced writeback runs, or the
+ * file is cut back) go back to 0 first, so a clean close leaves no leak;
+ * a power cut leaves at most the counts of one step's unused clusters,
+ * which qemu-img check reports as leaked clusters, not corruption.
+ *
+ *   counts_durable_end <= counted_end; an allocation ending past
+ *   counts_durable_end, or any count raised otherwise (qcow2_set_refcount),
+ *   sets counts_new, which keeps the next writeback's first sync.
  */
 #include <config.h>
 
@@ -156,9 +174,11 @@ qcow2_get_refcount (struct qcow2 *q, uint64_t c, uint64_t *value)
   return 0;
 }
 
-int
-qcow2_set_refcount (struct qcow2 *q, uint64_t c, uint64_t value)
+/* Sets the count of cluster c; *raised: whether that raised it. */
+static int
+store_count (struct qcow2 *q, uint64_t c, uint64_t value, bool *raised)
 {
+  uint64_t i = c & ((1ULL << q->rb_bits) - 1);
   struct mc_entry *e;
 
   if (block_of (q, c, &e) == -1)
@@ -166,7 +186,20 @@ qcow2_set_refcount (struct qcow2 *q, uint64_t c, uint64_t value)
   if (e == NULL)
     return error_file (q->img, EIO, "no refcount block covers cluster %"
                        PRIu64, c);
-  qcow2_rb_set (q, &e->t, c & ((1ULL << q->rb_bits) - 1), value);
+  *raised = value > qcow2_rb_get (q, e->t.data, i);
+  qcow2_rb_set (q, &e->t, i, value);
+  return 0;
+}
+
+int
+qcow2_set_refcount (struct qcow2 *q, uint64_t c, uint64_t value)
+{
+  bool raised;
+
+  if (store_count (q, c, value, &raised) == -1)
+    return -1;
+  if (raised)
+    q->counts_new = true;
   return 0;
 }
 
@@ -187,20 +220,64 @@ qcow2_covered (struct qcow2 *q, uint64_t offset, uint64_t length)
 
 /* ---- allocation --------------------------------------------------------- */
 
+/* Counts the clusters between file_end (or what is counted already) and
+ * the file's length, where refcount blocks cover them ("Counted ahead",
+ * above).  Where they do not, allocations count their own clusters until
+ * the structure has grown. */
+static void
+count_ahead (struct qcow2 *q)
+{
+  uint64_t from = MAX (q->counted_end, q->cow.file_end);
+  uint64_t to = q->cow.file_length & ~(q->cluster_size - 1), c;
+  bool raised;
+
+  if (q->lazy || q->cow.unsafe_one_sync || to <= from ||
+      !qcow2_covered (q, from, to - from))
+    return;
+  for (c = from >> q->cluster_bits; c < to >> q->cluster_bits; c++) {
+    if (store_count (q, c, 1, &raised) == -1)
+      return;                   /* the rest is counted on use */
+    q->counted_end = (c + 1) << q->cluster_bits;
+  }
+}
+
+void
+qcow2_uncount_ahead (struct qcow2 *q, uint64_t from)
+{
+  uint64_t c;
+  bool raised;
+
+  q->counts_durable_end = MIN (q->counts_durable_end, from);
+  if (q->counted_end <= from)
+    return;
+  for (c = from >> q->cluster_bits; c < q->counted_end >> q->cluster_bits;
+       c++)
+    if (store_count (q, c, 0, &raised) == -1) {
+      q->cow.leaked = true;     /* the dirty bit stays: check repairs it */
+      break;
+    }
+  q->counted_end = from;
+}
+
 int64_t
 qcow2_alloc_clusters (struct qcow2 *q, uint64_t n)
 {
   uint64_t host = q->cow.file_end, c0 = host >> q->cluster_bits, i;
+  uint64_t end = host + (n << q->cluster_bits);
 
   assert (qcow2_covered (q, host, n << q->cluster_bits));
-  if (cow_grow_file (&q->cow, host + (n << q->cluster_bits)) == -1)
+  if (cow_grow_file (&q->cow, end) == -1)
     return -1;
   /* Past file_end nothing is referenced: the count is 1, whatever a
-   * stale block may say. */
+   * stale block may say (but what was counted ahead is 1 already). */
   for (i = 0; i < n; i++)
-    if (qcow2_set_refcount (q, c0 + i, 1) == -1)
+    if ((c0 + i) << q->cluster_bits >= q->counted_end &&
+        qcow2_set_refcount (q, c0 + i, 1) == -1)
       return -1;
-  q->cow.file_end = host + (n << q->cluster_bits);
+  if (end > q->counts_durable_end)
+    q->counts_new = true;
+  q->cow.file_end = end;
+  count_ahead (q);
   return (int64_t) host;
 }
 
@@ -239,6 +316,8 @@ cut_free_tail (struct qcow2 *q)
   if (ftruncate (q->img->fd, (off_t) end) == -1)
     return error_syscall (q->img, "truncating free clusters");
   q->cow.file_end = q->cow.file_length = end;
+  q->counted_end = MIN (q->counted_end, end);
+  q->counts_durable_end = MIN (q->counts_durable_end, end);
   qcow2_zfree_cut (q);
   overlap_cut (&q->cow.meta, end);
   return 0;

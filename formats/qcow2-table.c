@@ -301,6 +301,8 @@ struct wb {
   bool with_rb;
   bool ordered;                 /* the data synced before the tables */
   uint64_t lengths;             /* for cow_flush_end */
+  uint64_t counted_end;         /* the rb snapshot holds the counts of
+                                   every cluster below this */
   struct qcow2_free *frees;
   size_t nr_frees;
 };
@@ -311,6 +313,10 @@ wb_take (struct qcow2 *q, struct wb *w, bool force)
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&q->cow.lock);
 
   w->with_rb = force || !q->lazy || mc_over_budget (q->rb_cache);
+  /* What a forced writeback leaves (a close, a check) has no count that
+   * nothing uses. */
+  if (force)
+    qcow2_uncount_ahead (q, q->cow.file_end);
   if (w->with_rb && cow_snapshot_cache (&q->cow, w->rb, q->rb_cache) == -1)
     return -1;
   if (cow_writeback_begin (&q->cow, w->l2, &w->lengths, &w->ordered) == -1) {
@@ -320,9 +326,19 @@ wb_take (struct qcow2 *q, struct wb *w, bool force)
   }
   /* Refcounts are durable before the entries that use them (a count of
    * 0 under a reference is corruption, dirty bit or not, to qemu-img
-   * check without lazy refcounts): written refcount blocks, like a
-   * forced writeback (resize, amend, check), keep the two syncs. */
-  w->ordered = w->ordered || force || !mc_snapshot_empty (w->rb);
+   * check without lazy refcounts): a count raised since the last
+   * writeback, like a forced writeback (resize, amend, check), keeps the
+   * two syncs.  Blocks that hold only counts ahead, which no entry uses
+   * yet, and lowered counts, share the one sync with the entries
+   * (qcow2-refcount.c, "Counted ahead"). */
+  if (w->with_rb) {
+    w->ordered = w->ordered || (q->counts_new && !q->cow.unsafe_one_sync);
+    w->counted_end = MAX (q->counted_end, q->cow.file_end);
+    q->counts_new = false;
+  }
+  else
+    w->ordered = w->ordered || !mc_snapshot_empty (w->rb);
+  w->ordered = w->ordered || force;
   /* The references dropped by the table changes in this snapshot. */
   w->frees = q->frees;
   w->nr_frees = q->nr_frees;
@@ -342,8 +358,14 @@ wb_finish (struct qcow2 *q, struct wb *w, int r, struct qcow2_free **punch,
 
   *punch = NULL;
   *npunch = 0;
-  if (r == -1)
+  if (r == -1) {
     mc_snapshot_redirty (w->rb);
+    q->counts_new = q->counts_new || w->with_rb;
+  }
+  else if (w->with_rb)
+    q->counts_durable_end =
+      MAX (q->counts_durable_end,
+           MIN (w->counted_end, MAX (q->counted_end, q->cow.file_end)));
   mc_snapshot_unpin (w->rb);
   cow_writeback_end (&q->cow, w->l2, w->lengths, w->ordered, r);
   if (r == 0)

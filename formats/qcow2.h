@@ -261,6 +261,15 @@ struct qcow2 {
   uint64_t zfree;               /* where the next compressed cluster's
                                    data may go on (0: a new cluster);
                                    qcow2-compress.c */
+  uint64_t counted_end;         /* the clusters in [cow.file_end,
+                                   counted_end) are counted ahead (1)
+                                   though nothing uses them yet
+                                   (qcow2-refcount.c, "Counted ahead") */
+  uint64_t counts_durable_end;  /* the counts of every cluster below this
+                                   are durable */
+  bool counts_new;              /* a count was raised that the next
+                                   writeback must make durable before the
+                                   entries: its first sync stays */
   struct qcow2_free *frees;     /* references dropped since the last
                                    writeback snapshot */
   size_t nr_frees, alloc_frees;
@@ -368,6 +377,7 @@ void qcow2_rb_set (const struct qcow2 *q, struct mc_table *block,
 int qcow2_get_refcount (struct qcow2 *q, uint64_t c, uint64_t *value);
 /* Sets it (the cluster must be covered by a refcount block). */
 int qcow2_set_refcount (struct qcow2 *q, uint64_t c, uint64_t value);
+void qcow2_uncount_ahead (struct qcow2 *q, uint64_t from);
 /* Whether [offset, offset + length) of the file is covered by refcount
  * blocks.  Called with q->cow.lock held. */
 bool qcow2_covered (struct qcow2 *q, uint64_t offset, uint64_t length);

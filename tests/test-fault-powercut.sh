@@ -10,15 +10,19 @@
 #
 # A flush whose new clusters read as zeros before makes data and tables
 # durable with one sync, one with a fill from the backing file with two
-# (formats/cow.c, "One sync or two"): for QED and qcow2 with lazy
-# refcounts the run must contain flushes of both kinds (the simulator
-# counts them from the journal).
+# (formats/cow.c, "One sync or two"); so does qcow2 without lazy
+# refcounts, whose new clusters are counted ahead, when the file grows
+# (formats/qcow2-refcount.c, "Counted ahead"): for each of QED and qcow2
+# with and without lazy refcounts the run must contain flushes of both
+# kinds (the simulator counts them from the journal).
 #
 # The negative controls: with syncs turned into no-ops (FAULT_NOSYNC=1)
 # the same run must find lost writes, and with the one-sync flush taken
-# even over fills (COWBD_TEST_UNSAFE_ONE_SYNC=1, a variable read only for
-# this control) it must find blocks read as zeros that nobody wrote, or
-# the test could not fail.
+# even over fills and, for qcow2 without lazy refcounts, over counts
+# raised by the allocation itself (COWBD_TEST_UNSAFE_ONE_SYNC=1, a
+# variable read only for this control) it must find blocks read as zeros
+# that nobody wrote, or for qcow2 an entry whose count is 0 (qemu-img
+# check: corruption), or the test could not fail.
 # `make check-powercut` runs it longer (more requests and cuts).
 . "${srcdir:-.}/functions.sh"
 . "${srcdir:-.}/fault-functions.sh"
@@ -73,12 +77,9 @@ for kind in raw qed qcow2-lazy qcow2; do
     simulate $kind >sim.out || { cat sim.out; fail "$kind: a simulated power cut lost data"; }
     cat sim.out
     case $kind in
-        qed|qcow2-lazy)
+        qed|qcow2-lazy|qcow2)
             [ "$(flushes one)" -gt 0 ] && [ "$(flushes two)" -gt 0 ] ||
                 fail "$kind: the run lacks one-sync or two-sync flushes" ;;
-        qcow2)
-            [ "$(flushes two)" -gt 0 ] ||
-                fail "$kind: the run lacks flushes that write tables" ;;
     esac
 done
 
@@ -107,3 +108,18 @@ for kind in qed qcow2-lazy; do
         fail "$kind: the control failed for another reason: $(head -3 unsafe.err)"
     echo "$kind with fills under one sync: $(grep -c '^cut ' unsafe.err) cuts fail, as they must"
 done
+
+# Negative control for the counts: qcow2 without lazy refcounts, with the
+# knob, counts nothing ahead and writes each allocation's count in the
+# same sync as its entry; qemu-img check must then find an entry whose
+# count is 0 in some cut.
+record qcow2 COWBD_TEST_UNSAFE_ONE_SYNC=1
+grep -q 'COWBD_TEST_UNSAFE_ONE_SYNC' "$tmp/server.log" ||
+    fail "qcow2: cowbd did not take the unsafe knob"
+if simulate qcow2 --cuts $((cuts * 3)) >sim.out 2>unsafe.err; then
+    fail "qcow2: with counts under one sync no cut lost anything: the test is blind"
+fi
+grep -q 'corruption' unsafe.err ||
+    fail "qcow2: the control failed for another reason: $(head -3 unsafe.err)"
+echo "qcow2 with counts under one sync: $(grep -c 'corruption' unsafe.err) cuts find corruption, as they must, e.g."
+grep -m1 'corruption' unsafe.err
