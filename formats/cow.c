@@ -56,9 +56,12 @@
  * been durable, the entry would point past the end of the file, which
  * qemu-img check calls corruption (QED) and the check at open drops.
  * Those keep the two syncs, and so do a new L1 entry (written directly,
- * before the entries of its new table: cow_order_tables) and refcount
- * blocks (qcow2 without lazy refcounts: counts durable before the
- * entries that use them).  A flush with nothing to write is one sync.
+ * before the entries of its new table: cow_order_tables) and a raised
+ * refcount (qcow2 without lazy refcounts: counts durable before the
+ * entries that use them; the clusters the file grows by are counted
+ * ahead, so an allocation inside a length that a writeback made durable
+ * raises none: qcow2-refcount.c, "Counted ahead").  A flush with nothing
+ * to write is one sync.
  *
  * The non-blocking calls (cow_pread_nowait, cow_pwrite_nowait) take the
  * same paths, but only try the lock, need tables in the cache, and answer

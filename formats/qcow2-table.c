@@ -11,10 +11,12 @@
  *         written before the entry was set, so it is durable now (rule
  *         1), and so are the refcounts those entries rely on,
  *      3. writes the L2 copies and fdatasyncs again (rule 4); the sync
- *         of step 2 is left out when no refcount block was written and
- *         every new cluster below the copied entries read as zeros
- *         before and lies in a durable file length: data and entries
- *         then share the one sync (cow.c, "One sync or two"),
+ *         of step 2 is left out when no count was raised since the last
+ *         writeback (the blocks written hold only counts ahead, which no
+ *         entry uses yet, and lowered counts: qcow2-refcount.c, "Counted
+ *         ahead") and every new cluster below the copied entries read as
+ *         zeros before and lies in a durable file length: data, counts
+ *         and entries then share the one sync (cow.c, "One sync or two"),
  *      4. only then lowers the refcounts of the references dropped
  *         before the copy was taken, and punches holes under trimmed or
  *         zeroed clusters whose count reached 0: a cluster's data is
