@@ -38,8 +38,11 @@
  * share one sync (cow.c, "One sync or two").  Counts ahead that are
  * unused when the image is closed (or a forced writeback runs, or the
  * file is cut back) go back to 0 first, so a clean close leaves no leak;
- * a power cut leaves at most the counts of one step's unused clusters,
- * which qemu-img check reports as leaked clusters, not corruption.
+ * a crash leaves at most the counts of one step's unused clusters, which
+ * qemu-img check reports as leaked clusters, not corruption, and which
+ * the next read-write open gives back, as the image is left dirty
+ * (qcow2.c, "The dirty bit").  Version 2 has no dirty bit: its leaks would
+ * stay, so it counts nothing ahead and keeps the two syncs.
  *
  *   counts_durable_end <= counted_end; an allocation ending past
  *   counts_durable_end, or any count raised otherwise (qcow2_set_refcount),
@@ -231,7 +234,7 @@ count_ahead (struct qcow2 *q)
   uint64_t to = q->cow.file_length & ~(q->cluster_size - 1), c;
   bool raised;
 
-  if (q->lazy || q->cow.unsafe_one_sync || to <= from ||
+  if (q->lazy || q->h.version < 3 || q->cow.unsafe_one_sync || to <= from ||
       !qcow2_covered (q, from, to - from))
     return;
   for (c = from >> q->cluster_bits; c < to >> q->cluster_bits; c++) {
