@@ -223,6 +223,11 @@ qcow2_covered (struct qcow2 *q, uint64_t offset, uint64_t length)
 
 /* ---- allocation --------------------------------------------------------- */
 
+/* At most this much is counted ahead of file_end (or two clusters, if
+ * larger): a regular file's length is at most 1.5 MiB ahead
+ * (host_grow_file), but a block device's is its end. */
+#define COUNT_AHEAD_MAX (2ULL << 20)
+
 /* Counts the clusters between file_end (or what is counted already) and
  * the file's length, where refcount blocks cover them ("Counted ahead",
  * above).  Where they do not, allocations count their own clusters until
@@ -231,7 +236,9 @@ static void
 count_ahead (struct qcow2 *q)
 {
   uint64_t from = MAX (q->counted_end, q->cow.file_end);
-  uint64_t to = q->cow.file_length & ~(q->cluster_size - 1), c;
+  uint64_t cap = MAX (COUNT_AHEAD_MAX, 2 * q->cluster_size), c;
+  uint64_t to = MIN (q->cow.file_length,
+                     q->cow.file_end + cap) & ~(q->cluster_size - 1);
   bool raised;
 
   if (q->lazy || q->h.version < 3 || q->cow.unsafe_one_sync || to <= from ||
