@@ -338,8 +338,6 @@ wb_take (struct qcow2 *q, struct wb *w, bool force)
     w->counted_end = MAX (q->counted_end, q->cow.file_end);
     q->counts_new = false;
   }
-  else
-    w->ordered = w->ordered || !mc_snapshot_empty (w->rb);
   w->ordered = w->ordered || force;
   /* The references dropped by the table changes in this snapshot. */
   w->frees = q->frees;
