@@ -377,6 +377,8 @@ void qcow2_rb_set (const struct qcow2 *q, struct mc_table *block,
 int qcow2_get_refcount (struct qcow2 *q, uint64_t c, uint64_t *value);
 /* Sets it (the cluster must be covered by a refcount block). */
 int qcow2_set_refcount (struct qcow2 *q, uint64_t c, uint64_t value);
+/* Sets the counts ahead of from back to 0 (qcow2-refcount.c, "Counted
+ * ahead").  Called with q->cow.lock held. */
 void qcow2_uncount_ahead (struct qcow2 *q, uint64_t from);
 /* Whether [offset, offset + length) of the file is covered by refcount
  * blocks.  Called with q->cow.lock held. */
