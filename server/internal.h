@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* The private interfaces of the cowbd server, one section per file.
  *
- * Threads: one event loop thread owns every socket, every struct conn
- * and the export table; worker threads (workers.c) only run engine calls
- * on a struct req handed to them and build its reply, touching nothing
- * else of the connection.  A request goes:
+ * Threads: the thread leading the event loop owns every socket, every
+ * struct conn and the export table; the loop passes between threads
+ * (workers.c, "Leader and followers"), never two at once, and "the
+ * loop" below means whichever leads it.  Worker threads only run engine
+ * calls on a struct req handed to them and build its reply, touching
+ * nothing else of the connection.  A request goes:
  *
  *   loop: read header (transmission.c) -> validate -> [read payload]
  *     -> workers_submit ----> worker: commands.c runs image_*, reply.c
@@ -599,7 +601,15 @@ void reply_set_done (struct req *r);
 /* ---- workers.c --------------------------------------------------------- */
 
 int workers_start (struct ev_loop *loop, unsigned n);
+/* Hands r to a worker; a connection's only request while no other is
+ * out is kept for the loop's own thread to run once its pass is over
+ * ("Leader and followers" in workers.c). */
 void workers_submit (struct req *r);
+/* Runs the loop until workers_break (main thread), passing it between
+ * threads as workers.c says. */
+void workers_lead (void);
+/* Ends workers_lead (ev_break alone ends only the pass under way). */
+void workers_break (void);
 /* A worker hands a request back to the loop (transmission_complete). */
 void workers_done (struct req *r);
 /* Requests waiting for a worker (a relaxed read, for the metrics). */

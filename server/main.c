@@ -428,7 +428,7 @@ void
 server_conns_gone (void)
 {
   if (shutting_down)
-    ev_break (loop, EVBREAK_ALL);
+    workers_break ();
   else if (cfg.single)
     server_shutdown (0);
 }
@@ -447,7 +447,7 @@ server_shutdown (int status)
   listen_stop (loop);
   control_stop ();
   if (conns_count () == 0) {
-    ev_break (loop, EVBREAK_ALL);
+    workers_break ();
     return;
   }
   conns_drain_all ();
@@ -548,7 +548,7 @@ main (int argc, char *argv[])
 
   r = start ();
   if (r == 0)
-    ev_run (loop, 0);
+    workers_lead ();
   else
     exit_status = EXIT_FAILURE;
   listen_stop (loop);
