@@ -16,6 +16,7 @@ SERVER_TESTS = \
 	test-server-emfile.sh \
 	test-server-idle-cpu.sh \
 	test-server-io.sh \
+	test-server-lead-guard.sh \
 	test-lock-qemu.sh \
 	test-server-limits.sh \
 	test-server-listen.sh \
