@@ -41,7 +41,6 @@
  */
 #include <config.h>
 
-#include <dlfcn.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -51,60 +50,22 @@
 #include <string.h>
 #include <time.h>
 
-#include <libnbd.h>
-
 #include "basecache.h"
 #include "internal.h"
+#include "libnbd-load.h"
 #include "minmax.h"
 #include "rounding.h"
 #include "source.h"
 
-/* libnbd is loaded when the first remote is opened, not linked: a server
- * with only local images then never maps it and what it pulls in
- * (libxml2, ICU, libstdc++: about 1.8 MiB of resident pages at rest, a
- * fifth of the whole server's).  Every libnbd call below goes through
- * `lib`, by the names libnbd.h declares. */
-#define LIBNBD_SONAME "libnbd.so.0"
-#define LIBNBD_CALLS(X)                                                   \
-  X (nbd_add_meta_context) X (nbd_aio_block_status)                       \
-  X (nbd_aio_command_completed) X (nbd_aio_connect_uri)                   \
-  X (nbd_aio_disconnect) X (nbd_aio_is_connecting) X (nbd_aio_is_ready)   \
-  X (nbd_aio_pread) X (nbd_can_meta_context) X (nbd_can_multi_conn)       \
-  X (nbd_close) X (nbd_create) X (nbd_get_block_size) X (nbd_get_errno)   \
-  X (nbd_get_error) X (nbd_get_size) X (nbd_poll)                         \
-  X (nbd_set_uri_allow_local_file)
-
-#define LIBNBD_POINTER(f) __typeof__ (&f) f;
-static struct { LIBNBD_CALLS (LIBNBD_POINTER) } lib;
-static pthread_once_t lib_once = PTHREAD_ONCE_INIT;
-static const char *lib_why;             /* NULL once lib is filled in */
-
-static void
-load_libnbd (void)
-{
-  void *dl = dlopen (LIBNBD_SONAME, RTLD_NOW | RTLD_LOCAL);
-
-  if (dl == NULL) {
-    lib_why = dlerror ();
-    return;
-  }
-#define LIBNBD_LOOKUP(f)                                                  \
-  if ((lib.f = (__typeof__ (lib.f)) dlsym (dl, #f)) == NULL) {            \
-    lib_why = "a symbol is missing: " #f;                                 \
-    return;                                                               \
-  }
-  LIBNBD_CALLS (LIBNBD_LOOKUP)
-#undef LIBNBD_LOOKUP
-}
-
-/* 0 with lib filled in, or -1 with the error set. */
+/* 0 with nbdlib filled in, or -1 with the error set. */
 static int
 have_libnbd (const char *uri)
 {
-  pthread_once (&lib_once, load_libnbd);
-  if (lib_why)
+  const char *why = libnbd_load ();
+
+  if (why)
     return error_set (ENOTSUP, "%s: cannot load %s for remote images: %s",
-                      uri, LIBNBD_SONAME, lib_why);
+                      uri, LIBNBD_SONAME, why);
   return 0;
 }
 
@@ -173,17 +134,17 @@ left_ms (uint64_t deadline)
 static int
 wait_connected (struct nbd_handle *h, uint64_t deadline)
 {
-  while (lib.nbd_aio_is_connecting (h)) {
+  while (nbdlib.nbd_aio_is_connecting (h)) {
     int ms = left_ms (deadline);
     if (ms == 0) {
       errno = ETIMEDOUT;
       return -1;
     }
-    if (lib.nbd_poll (h, ms) == -1)
+    if (nbdlib.nbd_poll (h, ms) == -1)
       return -1;
   }
-  if (!lib.nbd_aio_is_ready (h)) {
-    errno = lib.nbd_get_errno () ? lib.nbd_get_errno () : ECONNREFUSED;
+  if (!nbdlib.nbd_aio_is_ready (h)) {
+    errno = nbdlib.nbd_get_errno () ? nbdlib.nbd_get_errno () : ECONNREFUSED;
     return -1;
   }
   return 0;
@@ -194,27 +155,27 @@ wait_connected (struct nbd_handle *h, uint64_t deadline)
 static struct nbd_handle *
 connect_uri (const char *uri, unsigned timeout_ms, const char **why)
 {
-  struct nbd_handle *h = lib.nbd_create ();
+  struct nbd_handle *h = nbdlib.nbd_create ();
 
   if (h == NULL) {
-    *why = lib.nbd_get_error ();
+    *why = nbdlib.nbd_get_error ();
     return NULL;
   }
   /* libnbd's tls-psk-file= and tls-certificates= name local files:
    * allowed (whoever made the overlay chose them; see the registry's
    * rules for overlays found in a served directory). */
-  if (lib.nbd_set_uri_allow_local_file (h, true) == -1 ||
-      lib.nbd_add_meta_context (h, LIBNBD_CONTEXT_BASE_ALLOCATION) == -1 ||
-      lib.nbd_aio_connect_uri (h, uri) == -1 ||
+  if (nbdlib.nbd_set_uri_allow_local_file (h, true) == -1 ||
+      nbdlib.nbd_add_meta_context (h, LIBNBD_CONTEXT_BASE_ALLOCATION) == -1 ||
+      nbdlib.nbd_aio_connect_uri (h, uri) == -1 ||
       wait_connected (h, now_ms () + timeout_ms) == -1) {
     int e = errno == ETIMEDOUT ? ETIMEDOUT : EIO;
     *why = e == ETIMEDOUT ? "timed out"
-      : lib.nbd_get_error () ? lib.nbd_get_error () : strerror (errno);
+      : nbdlib.nbd_get_error () ? nbdlib.nbd_get_error () : strerror (errno);
     /* nbd_close may overwrite libnbd's message and errno: keep them */
     static _Thread_local char msg[512];
     snprintf (msg, sizeof msg, "%s", *why);
     *why = msg;
-    lib.nbd_close (h);
+    nbdlib.nbd_close (h);
     errno = e;
     return NULL;
   }
@@ -225,12 +186,12 @@ connect_uri (const char *uri, unsigned timeout_ms, const char **why)
 static int
 remote_learn (struct remote *r, struct nbd_handle *h)
 {
-  int64_t size = lib.nbd_get_size (h);
-  int64_t minb = lib.nbd_get_block_size (h, LIBNBD_SIZE_MINIMUM);
-  int64_t maxb = lib.nbd_get_block_size (h, LIBNBD_SIZE_MAXIMUM);
+  int64_t size = nbdlib.nbd_get_size (h);
+  int64_t minb = nbdlib.nbd_get_block_size (h, LIBNBD_SIZE_MINIMUM);
+  int64_t maxb = nbdlib.nbd_get_block_size (h, LIBNBD_SIZE_MAXIMUM);
 
   if (size < 0)
-    return error_set (EIO, "%s: %s", r->uri, lib.nbd_get_error ());
+    return error_set (EIO, "%s: %s", r->uri, nbdlib.nbd_get_error ());
   r->size = (uint64_t) size;
   r->min_block = minb > 0 && minb <= 65536 ? (uint32_t) minb : 1;
   r->max_block = CHUNK;
@@ -238,9 +199,9 @@ remote_learn (struct remote *r, struct nbd_handle *h)
     r->max_block = (uint32_t) ROUND_DOWN ((uint64_t) maxb, r->min_block);
   if (r->max_block < r->min_block)
     r->max_block = r->min_block;
-  r->can_status = lib.nbd_can_meta_context (h, LIBNBD_CONTEXT_BASE_ALLOCATION)
-    == 1;
-  r->max_conns = lib.nbd_can_multi_conn (h) == 1 ? POOL_MAX : 1;
+  r->can_status =
+    nbdlib.nbd_can_meta_context (h, LIBNBD_CONTEXT_BASE_ALLOCATION) == 1;
+  r->max_conns = nbdlib.nbd_can_multi_conn (h) == 1 ? POOL_MAX : 1;
   return 0;
 }
 
@@ -262,9 +223,9 @@ conn_connect (struct remote *r, struct conn *c)
   pthread_mutex_unlock (&r->lock);
   c->h = connect_uri (r->uri, r->timeout_ms, &why);
   e = c->h == NULL && errno == ETIMEDOUT ? ETIMEDOUT : EIO;
-  resized = c->h && lib.nbd_get_size (c->h) != (int64_t) r->size;
+  resized = c->h && nbdlib.nbd_get_size (c->h) != (int64_t) r->size;
   if (resized) {
-    lib.nbd_close (c->h);
+    nbdlib.nbd_close (c->h);
     c->h = NULL;
   }
   pthread_mutex_lock (&r->lock);
@@ -331,7 +292,7 @@ static void
 conn_put (struct remote *r, struct conn *c, bool broken)
 {
   if (broken) {
-    lib.nbd_close (c->h);
+    nbdlib.nbd_close (c->h);
     c->h = NULL;
   }
   pthread_mutex_lock (&r->lock);
@@ -353,8 +314,8 @@ wait_cookies (struct nbd_handle *h, int64_t *cookies, unsigned n,
 
   for (;;) {
     for (i = done = 0; i < n; i++) {
-      int r = cookies[i] < 0 ? 1 : lib.nbd_aio_command_completed (h, (uint64_t)
-                                                              cookies[i]);
+      int r = cookies[i] < 0 ? 1 :
+        nbdlib.nbd_aio_command_completed (h, (uint64_t) cookies[i]);
       if (r == -1)
         return errno = EIO, -1;
       if (r == 1)
@@ -365,7 +326,7 @@ wait_cookies (struct nbd_handle *h, int64_t *cookies, unsigned n,
     ms = left_ms (deadline);
     if (ms == 0)
       return errno = ETIMEDOUT, -1;
-    if (lib.nbd_poll (h, ms) == -1)
+    if (nbdlib.nbd_poll (h, ms) == -1)
       return errno = EIO, -1;
   }
 }
@@ -387,7 +348,7 @@ read_aligned (struct remote *r, uint8_t *buf, size_t count, uint64_t offset)
     unsigned n = 0;
     for (; n < MAX_IN_FLIGHT && done < count; n++) {
       size_t len = MIN (count - done, (size_t) r->max_block);
-      cookies[n] = lib.nbd_aio_pread (c->h, buf + done, len, offset + done,
+      cookies[n] = nbdlib.nbd_aio_pread (c->h, buf + done, len, offset + done,
                                   NBD_NULL_COMPLETION, 0);
       if (cookies[n] == -1)
         break;
@@ -507,8 +468,9 @@ map_learn (struct remote *r, uint64_t offset, uint64_t n)
   len = MIN (MAP_SPAN, r->size - start);
   if ((c = conn_get (r, deadline)) == NULL)
     return -1;
-  cookie = lib.nbd_aio_block_status (c->h, len, start, (nbd_extent_callback) {
-      .callback = map_extent, .user_data = r }, NBD_NULL_COMPLETION, 0);
+  cookie = nbdlib.nbd_aio_block_status (c->h, len, start,
+    (nbd_extent_callback) { .callback = map_extent, .user_data = r },
+    NBD_NULL_COMPLETION, 0);
   if (cookie == -1 || wait_cookies (c->h, &cookie, 1, deadline) == -1)
     ret = -1;
   conn_put (r, c, ret == -1);
@@ -641,7 +603,7 @@ remote_data_status (struct source *s, uint64_t offset, uint64_t count,
   n = MIN (MIN (n, r->size - start), (uint64_t) 1 << 30);
   if ((c = conn_get (r, deadline)) == NULL)
     return -1;
-  cookie = lib.nbd_aio_block_status (c->h, n, start, (nbd_extent_callback) {
+  cookie = nbdlib.nbd_aio_block_status (c->h, n, start, (nbd_extent_callback) {
       .callback = status_extent, .user_data = &a },
     NBD_NULL_COMPLETION, LIBNBD_CMD_FLAG_REQ_ONE);
   if (cookie == -1 || wait_cookies (c->h, &cookie, 1, deadline) == -1)
@@ -696,8 +658,8 @@ remote_free (struct remote *r)
   for (i = 0; i < POOL_MAX; i++)
     if (r->conns[i].h) {
       /* queued, never waited for: the remote may be gone or hung */
-      lib.nbd_aio_disconnect (r->conns[i].h, 0);
-      lib.nbd_close (r->conns[i].h);
+      nbdlib.nbd_aio_disconnect (r->conns[i].h, 0);
+      nbdlib.nbd_close (r->conns[i].h);
     }
   pthread_mutex_destroy (&r->lock);
   pthread_cond_destroy (&r->cond);

@@ -17,7 +17,7 @@
 #include <string.h>
 
 #ifdef HAVE_LIBNBD
-#include <libnbd.h>
+#include "libnbd-load.h"
 #endif
 
 #include "img.h"
@@ -70,31 +70,37 @@ target_size (struct target *t)
 static void
 nbd_fail (struct target *t, const char *what)
 {
-  int e = nbd_get_errno ();
+  int e = nbdlib.nbd_get_errno ();
 
   image_set_error (e ? e : EIO, "%s: %s: %s", t->name, what,
-                   nbd_get_error ());
+                   nbdlib.nbd_get_error ());
 }
 
 static int
 nbd_target_connect (struct target *t, const char *uri)
 {
+  const char *why = libnbd_load ();
   int64_t size;
 
-  t->nbd = nbd_create ();
-  if (t->nbd == NULL) {
-    image_set_error (ENOMEM, "%s: %s", uri, nbd_get_error ());
+  if (why) {
+    image_set_error (ENOTSUP, "%s: cannot load %s for NBD targets: %s", uri,
+                     LIBNBD_SONAME, why);
     return -1;
   }
-  if (nbd_connect_uri (t->nbd, uri) == -1) {
+  t->nbd = nbdlib.nbd_create ();
+  if (t->nbd == NULL) {
+    image_set_error (ENOMEM, "%s: %s", uri, nbdlib.nbd_get_error ());
+    return -1;
+  }
+  if (nbdlib.nbd_connect_uri (t->nbd, uri) == -1) {
     nbd_fail (t, "connecting");
     return -1;
   }
-  if (nbd_is_read_only (t->nbd) == 1) {
+  if (nbdlib.nbd_is_read_only (t->nbd) == 1) {
     image_set_error (EROFS, "%s: the export is read-only", uri);
     return -1;
   }
-  size = nbd_get_size (t->nbd);
+  size = nbdlib.nbd_get_size (t->nbd);
   if (size == -1) {
     nbd_fail (t, "size");
     return -1;
@@ -116,7 +122,7 @@ target_open_uri (const char *uri)
   if (nbd_target_connect (t, uri) == -1) {
     error_image ();
     if (t->nbd)
-      nbd_close (t->nbd);
+      nbdlib.nbd_close (t->nbd);
     free (t);
     return NULL;
   }
@@ -129,7 +135,7 @@ target_pwrite (struct target *t, const void *buf, size_t count,
 {
   if (t->img)
     return image_pwrite (t->img, buf, count, offset, 0);
-  if (nbd_pwrite (t->nbd, buf, count, offset, 0) == -1) {
+  if (nbdlib.nbd_pwrite (t->nbd, buf, count, offset, 0) == -1) {
     nbd_fail (t, "write");
     return -1;
   }
@@ -145,7 +151,7 @@ nbd_target_write_zeros (struct target *t, uint64_t count, uint64_t offset)
   while (count > 0) {
     size_t n = count < sizeof zeros ? (size_t) count : sizeof zeros;
 
-    if (nbd_pwrite (t->nbd, zeros, n, offset, 0) == -1) {
+    if (nbdlib.nbd_pwrite (t->nbd, zeros, n, offset, 0) == -1) {
       nbd_fail (t, "write");
       return -1;
     }
@@ -162,17 +168,17 @@ nbd_target_zero (struct target *t, uint64_t count, uint64_t offset,
                  unsigned flags)
 {
   uint32_t nbd_flags = (flags & IMAGE_MAY_TRIM) ? 0 : LIBNBD_CMD_FLAG_NO_HOLE;
-  int64_t max = nbd_get_block_size (t->nbd, LIBNBD_SIZE_MAXIMUM);
+  int64_t max = nbdlib.nbd_get_block_size (t->nbd, LIBNBD_SIZE_MAXIMUM);
   uint64_t piece = max > 0 ? (uint64_t) max : UINT64_C (1) << 30;
 
-  if (nbd_can_zero (t->nbd) != 1)
+  if (nbdlib.nbd_can_zero (t->nbd) != 1)
     return nbd_target_write_zeros (t, count, offset);
   if (piece > UINT64_C (1) << 30)
     piece = UINT64_C (1) << 30;
   while (count > 0) {
     uint64_t n = count < piece ? count : piece;
 
-    if (nbd_zero (t->nbd, n, offset, nbd_flags) == -1) {
+    if (nbdlib.nbd_zero (t->nbd, n, offset, nbd_flags) == -1) {
       nbd_fail (t, "write zeroes");
       return -1;
     }
@@ -199,12 +205,13 @@ target_close (struct target *t)
   if (t->img)
     r = close_image (t->img);
   else {
-    if (nbd_flush (t->nbd, 0) == -1 || nbd_shutdown (t->nbd, 0) == -1) {
+    if (nbdlib.nbd_flush (t->nbd, 0) == -1 ||
+        nbdlib.nbd_shutdown (t->nbd, 0) == -1) {
       nbd_fail (t, "flush");
       error_image ();
       r = -1;
     }
-    nbd_close (t->nbd);
+    nbdlib.nbd_close (t->nbd);
   }
   free (t);
   return r;

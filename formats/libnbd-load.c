@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* libnbd loaded with dlopen: libnbd-load.h. */
+#include <config.h>
+
+#include <dlfcn.h>
+#include <pthread.h>
+
+#include "libnbd-load.h"
+
+struct libnbd_calls nbdlib;
+
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static const char *why = "not loaded yet";
+
+static void
+load (void)
+{
+  void *dl = dlopen (LIBNBD_SONAME, RTLD_NOW | RTLD_LOCAL);
+
+  if (dl == NULL) {
+    why = dlerror ();
+    return;
+  }
+#define LIBNBD_LOOKUP(f)                                                  \
+  if ((nbdlib.f = (__typeof__ (nbdlib.f)) dlsym (dl, #f)) == NULL) {      \
+    why = "a symbol is missing: " #f;                                     \
+    return;                                                               \
+  }
+  LIBNBD_CALLS (LIBNBD_LOOKUP)
+#undef LIBNBD_LOOKUP
+  why = NULL;
+}
+
+const char *
+libnbd_load (void)
+{
+  pthread_once (&once, load);
+  return why;
+}
