@@ -3,8 +3,10 @@
 #include <config.h>
 
 #include <dlfcn.h>
+#include <errno.h>
 #include <pthread.h>
 
+#include "internal.h"
 #include "libnbd-load.h"
 
 struct libnbd_calls nbdlib;
@@ -31,9 +33,12 @@ load (void)
   why = NULL;
 }
 
-const char *
-libnbd_load (void)
+int
+libnbd_load (const char *uri, const char *purpose)
 {
   pthread_once (&once, load);
-  return why;
+  if (why)
+    return error_set (ENOTSUP, "%s: cannot load %s for %s: %s", uri,
+                      LIBNBD_SONAME, purpose, why);
+  return 0;
 }

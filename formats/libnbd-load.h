@@ -31,8 +31,9 @@ struct libnbd_calls { LIBNBD_CALLS (LIBNBD_POINTER) };
 
 extern struct libnbd_calls nbdlib;
 
-/* Loads libnbd once per process: NULL when every call in nbdlib is
- * filled in, else why not (dlerror's words or the missing symbol). */
-extern const char *libnbd_load (void);
+/* Loads libnbd once per process: 0 when every call in nbdlib is filled
+ * in, else -1 with the error set: "URI: cannot load libnbd.so.0 for
+ * PURPOSE: why" (dlerror's words or the missing symbol). */
+extern int libnbd_load (const char *uri, const char *purpose);
 
 #endif /* COWBD_LIBNBD_LOAD_H */

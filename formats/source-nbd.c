@@ -57,18 +57,6 @@
 #include "rounding.h"
 #include "source.h"
 
-/* 0 with nbdlib filled in, or -1 with the error set. */
-static int
-have_libnbd (const char *uri)
-{
-  const char *why = libnbd_load ();
-
-  if (why)
-    return error_set (ENOTSUP, "%s: cannot load %s for remote images: %s",
-                      uri, LIBNBD_SONAME, why);
-  return 0;
-}
-
 #define POOL_MAX 4                      /* connections with multi-conn */
 #define CHUNK (256U << 10)              /* a large read's commands */
 #define MAX_IN_FLIGHT 16                /* per request */
@@ -780,7 +768,7 @@ source_nbd_open (const char *uri, const struct source_opts *opts)
     : REMOTE_DEFAULT_TIMEOUT_MS;
   struct remote *r;
 
-  if (have_libnbd (uri) == -1)
+  if (libnbd_load (uri, "remote images") == -1)
     return NULL;
   /* One remote per URI: held while connecting, so that two overlays
    * opening together do not make two pools. */

@@ -79,14 +79,10 @@ nbd_fail (struct target *t, const char *what)
 static int
 nbd_target_connect (struct target *t, const char *uri)
 {
-  const char *why = libnbd_load ();
   int64_t size;
 
-  if (why) {
-    image_set_error (ENOTSUP, "%s: cannot load %s for NBD targets: %s", uri,
-                     LIBNBD_SONAME, why);
+  if (libnbd_load (uri, "NBD targets") == -1)
     return -1;
-  }
   t->nbd = nbdlib.nbd_create ();
   if (t->nbd == NULL) {
     image_set_error (ENOMEM, "%s: %s", uri, nbdlib.nbd_get_error ());
