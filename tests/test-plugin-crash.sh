@@ -49,14 +49,15 @@ mark ()
 # crash_round FORMAT BASE-FORMAT: one round over a fresh clone.$o.
 crash_round ()
 {
-    local o=$1 b=$2 t=$1/$2 writer crashed_sum i
+    local o=$1 b=$2 t=$1/$2 server writer crashed_sum i
     rm -f old.raw flushed sock pid repair.err
     fresh_clone $o $b
     qemu-img convert -O raw clone.$o old.raw
 
     nbdkit_env timeout -k 10 120 nbdkit -f -U "$tmp/sock" -P "$tmp/pid" \
         "$COWBD_PLUGIN" "$tmp/clone.$o" &
-    cleanup_fn "kill -9 $! 2>/dev/null"
+    server=$!
+    cleanup_fn "kill -9 $server 2>/dev/null"
     wait_for_socket "$tmp/sock"
     nbdsh -u "nbd+unix:///?socket=$tmp/sock" \
         -c "exec(open('$tmp/write.py').read())" &
@@ -65,7 +66,8 @@ crash_round ()
     [ -f flushed ] || fail "$t: the flushed write never finished"
     kill -9 "$(cat pid)"
     wait "$writer" 2>/dev/null || true
-    for (( i=0; i<100; i++ )); do [ -S sock ] || break; sleep 0.1; done
+    # A killed nbdkit leaves its socket behind: wait for the process.
+    wait "$server" 2>/dev/null || true
 
     if [ $o != raw ] && left_clean clone.$o; then
         fail "$t: killed with data written, yet marked clean"
