@@ -5,6 +5,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 
 #include "internal.h"
 #include "libnbd-load.h"
@@ -13,6 +14,9 @@ struct libnbd_calls nbdlib;
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static const char *why = "not loaded yet";
+/* dlerror's message lives in the loading thread's buffer, which its next
+ * dl call or its exit frees; why outlives both. */
+static char dl_why[256];
 
 static void
 load (void)
@@ -20,7 +24,8 @@ load (void)
   void *dl = dlopen (LIBNBD_SONAME, RTLD_NOW | RTLD_LOCAL);
 
   if (dl == NULL) {
-    why = dlerror ();
+    snprintf (dl_why, sizeof dl_why, "%s", dlerror ());
+    why = dl_why;
     return;
   }
 #define LIBNBD_LOOKUP(f)                                                  \

@@ -336,8 +336,9 @@ read_aligned (struct remote *r, uint8_t *buf, size_t count, uint64_t offset)
     unsigned n = 0;
     for (; n < MAX_IN_FLIGHT && done < count; n++) {
       size_t len = MIN (count - done, (size_t) r->max_block);
-      cookies[n] = nbdlib.nbd_aio_pread (c->h, buf + done, len, offset + done,
-                                  NBD_NULL_COMPLETION, 0);
+      cookies[n] = nbdlib.nbd_aio_pread (c->h, buf + done, len,
+                                         offset + done,
+                                         NBD_NULL_COMPLETION, 0);
       if (cookies[n] == -1)
         break;
       done += len;
