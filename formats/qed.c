@@ -176,21 +176,39 @@ validate_header (struct qed *q, uint64_t file_size)
   return 0;
 }
 
-/* Every L2 table offset in the L1 table must be usable: a hostile or
- * corrupt L1 table is refused at open, with the first bad entry named,
- * rather than found by whichever read reaches it. */
+/* The L1 table as read at open: only the pages the read copied
+ * (source_pread_sparse) may hold entries that are not zero; the others
+ * are skipped, never touched.  The next entry from i on that may be set,
+ * or n. */
+#define L1_PAGE_ENTRIES (SOURCE_SPARSE_PAGE / 8)
+
+static uint64_t
+next_l1_entry (const uint64_t *copied, uint64_t i, uint64_t n)
+{
+  uint64_t page;
+
+  while (i < n) {
+    page = i / L1_PAGE_ENTRIES;
+    if (copied[page / 64] & (UINT64_C (1) << (page % 64)))
+      return i;
+    i = (page + 1) * L1_PAGE_ENTRIES;
+  }
+  return n;
+}
+
 /* Where the metadata lies, for the overlap checks (cow.c): the header,
  * the L1 table and every L2 table it names. */
 static int
-map_metadata (struct qed *q)
+map_metadata (struct qed *q, const uint64_t *copied)
 {
   struct overlap_set *m = &q->cow.meta;
-  uint64_t i, off;
+  uint64_t i, off, n = q->table_entries;
   int r = 0;
 
   r |= overlap_add (m, 0, q->header_end, "header");
   r |= overlap_add (m, q->h.l1_table_offset, q->table_bytes, "L1 table");
-  for (i = 0; i < q->table_entries; i++)
+  for (i = next_l1_entry (copied, 0, n); i < n;
+       i = next_l1_entry (copied, i + 1, n))
     if ((off = cow_l1_get (&q->cow, i)) != 0)
       r |= overlap_add (m, off, q->table_bytes, "L2 table");
   if (r)
@@ -198,12 +216,16 @@ map_metadata (struct qed *q)
   return 0;
 }
 
+/* Every L2 table offset in the L1 table must be usable: a hostile or
+ * corrupt L1 table is refused at open, with the first bad entry named,
+ * rather than found by whichever read reaches it. */
 static int
-validate_l1 (struct qed *q, uint64_t file_size)
+validate_l1 (struct qed *q, uint64_t file_size, const uint64_t *copied)
 {
-  uint64_t i;
+  uint64_t i, n = q->table_entries;
 
-  for (i = 0; i < q->table_entries; i++) {
+  for (i = next_l1_entry (copied, 0, n); i < n;
+       i = next_l1_entry (copied, i + 1, n)) {
     uint64_t off = cow_l1_get (&q->cow, i);
     const char *why;
 
@@ -292,14 +314,23 @@ read_header (struct qed *q, uint64_t file_size)
 static int
 read_l1 (struct qed *q, uint64_t file_size)
 {
+  size_t pages = DIV_ROUND_UP (q->table_bytes, SOURCE_SPARSE_PAGE);
+  uint64_t *copied;
+  int r;
+
   if (mc_table_init (&q->cow.l1, q->h.l1_table_offset, q->table_bytes) == -1)
     return error_file (q->img, ENOMEM, "out of memory for the L1 table");
+  copied = calloc (DIV_ROUND_UP (pages, 64), sizeof *copied);
+  if (copied == NULL)
+    return error_file (q->img, ENOMEM, "out of memory for the L1 table");
   if (source_pread_sparse (q->img->src, q->cow.l1.data, q->table_bytes,
-                           q->h.l1_table_offset) == -1)
-    return error_syscall (q->img, "reading the L1 table");
-  if (validate_l1 (q, file_size) == -1 || map_metadata (q) == -1)
-    return -1;
-  return 0;
+                           q->h.l1_table_offset, copied) == -1)
+    r = error_syscall (q->img, "reading the L1 table");
+  else
+    r = validate_l1 (q, file_size, copied) == -1 ||
+      map_metadata (q, copied) == -1 ? -1 : 0;
+  free (copied);
+  return r;
 }
 
 /* What a read-write open writes before anything else (before the

@@ -118,9 +118,9 @@ source_open (const char *name, bool readonly, const struct source_opts *opts,
 
 int
 source_pread_sparse (struct source *s, void *buf, size_t count,
-                     uint64_t offset)
+                     uint64_t offset, uint64_t *copied)
 {
-  enum { CHUNK = 64 << 10, PAGE = 4096 };
+  enum { CHUNK = 64 << 10, PAGE = SOURCE_SPARSE_PAGE };
   uint8_t *tmp = malloc (CHUNK);
   size_t done = 0, i;
 
@@ -138,8 +138,13 @@ source_pread_sparse (struct source *s, void *buf, size_t count,
     }
     for (i = 0; i < n; i += PAGE) {
       size_t m = MIN (n - i, (size_t) PAGE);
-      if (!is_zero (tmp + i, m))
-        memcpy ((char *) buf + done + i, tmp + i, m);
+      size_t page = (done + i) / PAGE;
+
+      if (is_zero (tmp + i, m))
+        continue;
+      memcpy ((char *) buf + done + i, tmp + i, m);
+      if (copied)
+        copied[page / 64] |= UINT64_C (1) << (page % 64);
     }
     done += n;
   }

@@ -117,10 +117,15 @@ source_close (struct source *s)
 }
 
 /* As source_pread into a buffer already zeroed (calloc), but writes only
- * the pages that are not all zeros: the others stay untouched and cost no
- * memory (a fresh clone's empty L1 table: 256 KiB by default). */
+ * the pages (of SOURCE_SPARSE_PAGE bytes from buf) that are not all
+ * zeros: the others stay untouched and cost no memory (a fresh clone's
+ * empty L1 table: 256 KiB by default).  The caller must not read them
+ * either: on some kernels a read of an untouched page allocates it too.
+ * So the pages written are set in copied (a zeroed bitmap, one bit per
+ * page, bit i of word i / 64), which may be NULL. */
+#define SOURCE_SPARSE_PAGE 4096u
 int source_pread_sparse (struct source *s, void *buf, size_t count,
-                         uint64_t offset);
+                         uint64_t offset, uint64_t *copied);
 
 #ifdef HAVE_LIBNBD
 /* source-nbd.c: a remote export, read-only. */

@@ -39,6 +39,7 @@ SERVER_TESTS = \
 	test-server-sparse-alloc.sh \
 	test-server-thin-cache.sh \
 	test-server-thin-compact.sh \
+	test-server-thin-l1.sh \
 	test-server-tls-deadline.sh \
 	test-server-tls-psk.sh \
 	test-server-tls-stall.sh \
