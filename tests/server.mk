@@ -37,6 +37,7 @@ SERVER_TESTS = \
 	test-server-sigterm.sh \
 	test-server-slow-reader.sh \
 	test-server-sparse-alloc.sh \
+	test-server-start-rss.sh \
 	test-server-thin-cache.sh \
 	test-server-thin-compact.sh \
 	test-server-thin-l1.sh \
