@@ -13,7 +13,7 @@
 #  - a clone qemu-io wrote past 1 TiB, whose L1 entry lies in the
 #    table's second page: cowbd reads back what qemu-io wrote;
 #  - a clone whose L1 entry 5000 (page 9) is not aligned: refused at
-#    at open, the entry named, by cowbd-img info and by the server,
+#    open, the entry named, by cowbd-img info and by the server,
 #    which does not start.
 . "${srcdir:-.}/server-functions.sh"
 requires nbdsh --version
