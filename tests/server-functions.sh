@@ -5,6 +5,9 @@
 #   make_image FMT NAME   $tmp/NAME: a 16 MiB image with known content:
 #                         raw: the file itself; qed, qcow2: an overlay of
 #                         $tmp/base-NAME.raw with some clusters of its own
+#   make_clones FMT N     $tmp/c0.FMT ... c(N-1).FMT: fresh overlays of
+#                         one empty 1 GiB $tmp/base.raw; clone_args holds
+#                         cN=PATH for each, cowbd's export arguments
 #   start_server ARGS...  cowbd -U $tmp/sock ARGS in the background,
 #                         $server_pid, stderr in $tmp/server.log
 #   stop_server           SIGTERM, wait: the server must exit 0 with
@@ -47,6 +50,18 @@ make_image ()
             ;;
         *) fail "make_image: unknown format $fmt" ;;
     esac
+}
+
+clone_args=()
+make_clones ()
+{
+    local fmt=$1 n=$2 i
+    qemu-img create -q -f raw "$tmp/base.raw" 1G
+    clone_args=()
+    for (( i = 0; i < n; i++ )); do
+        qemu-img create -q -f "$fmt" -b base.raw -F raw "$tmp/c$i.$fmt"
+        clone_args+=("c$i=$tmp/c$i.$fmt")
+    done
 }
 
 server_pid=

@@ -16,14 +16,9 @@ if ldd "$(command -v cowbd)" | grep -q -e libasan -e libubsan; then
 fi
 
 N=64
-qemu-img create -q -f raw "$tmp/base.raw" 1G
-args=()
-for (( i = 0; i < N; i++ )); do
-    qemu-img create -q -f qcow2 -b base.raw -F raw "$tmp/c$i.qcow2"
-    args+=("c$i=$tmp/c$i.qcow2")
-done
+make_clones qcow2 $N
 
-start_server "${args[@]}"
+start_server "${clone_args[@]}"
 kib=$(awk '$1 == "RssAnon:" { print $2 }' "/proc/$server_pid/status")
 echo "anonymous memory with $N qcow2 exports and no client: $kib KiB"
 [ "$kib" -lt $(( 3 << 10 )) ] ||

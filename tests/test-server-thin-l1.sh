@@ -22,17 +22,12 @@ requires qemu-io --version
 N=64
 TABLE=$(( 256 << 10 ))
 
-qemu-img create -q -f raw "$tmp/base.raw" 1G
-args=()
-for (( i = 0; i < N; i++ )); do
-    qemu-img create -q -f qed -b base.raw -F raw "$tmp/c$i.qed"
-    args+=("c$i=$tmp/c$i.qed")
-done
+make_clones qed $N
 
 # RssAnon of the server, KiB.
 anon () { awk '$1 == "RssAnon:" { print $2 }' "/proc/$server_pid/status"; }
 
-start_server "${args[@]}"
+start_server "${clone_args[@]}"
 before=$(anon)
 SERVER_PID=$server_pid N=$N SOCK="$tmp/sock" OUT="$tmp/after" nbdsh -c '
 import os
